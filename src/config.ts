@@ -1,0 +1,94 @@
+// Daemon configuration: an optional JSON file validated by schema/config.schema.json,
+// then command-line flags on top. `--lan` and `--wan` alone are enough.
+
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { Ajv, type ErrorObject } from 'ajv';
+import { familyOf, parseIp, type IpAddress } from './net/address.js';
+
+const require = createRequire(import.meta.url);
+const schema = require('../../schema/config.schema.json') as object;
+
+export interface Config {
+  lan: string[];
+  wan: string;
+  externalIp?: IpAddress;
+  stateDir?: string;
+  backend: 'nft' | 'memory';
+  policy?: string;
+  port: number;
+  announcePort: number;
+  announce: boolean;
+  lifetime: { min: number; max: number };
+  maxMappings: number;
+  maxFiltersPerMapping: number;
+  rateLimit: { perSecond: number; burst: number };
+}
+
+export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
+  backend: 'memory',
+  port: 5351,
+  announcePort: 5350,
+  announce: true,
+  lifetime: { min: 120, max: 86400 },
+  maxMappings: 200_000,
+  maxFiltersPerMapping: 16,
+  rateLimit: { perSecond: 20, burst: 40 },
+};
+
+export class ConfigError extends Error {}
+
+type FileConfig = Partial<Omit<Config, 'externalIp'>> & { externalIp?: string };
+
+const ajv = new Ajv({ allErrors: true, strict: true });
+const validate = ajv.compile<FileConfig>(schema);
+
+function describe(file: string, errors: ErrorObject[]): string {
+  return errors
+    .map((e) => {
+      const where = e.instancePath === '' ? '(top level)' : e.instancePath;
+      const extra = e.keyword === 'additionalProperties' ? ` '${(e.params as { additionalProperty: string }).additionalProperty}'` : '';
+      return `${file}: ${where}: ${e.message}${extra}`;
+    })
+    .join('\n');
+}
+
+export function loadConfigFile(file: string): FileConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${file}: cannot read: ${(err as Error).message}`);
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`${file}: not valid JSON: ${(err as Error).message}`);
+  }
+  if (!validate(data)) throw new ConfigError(describe(file, validate.errors ?? []));
+  return data;
+}
+
+/** Merges defaults ← file ← flags and checks what a schema cannot. */
+export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
+  const merged = { ...DEFAULTS, ...file, ...definedOnly(flags) };
+  merged.lifetime = { ...DEFAULTS.lifetime, ...file.lifetime, ...flags.lifetime };
+  merged.rateLimit = { ...DEFAULTS.rateLimit, ...file.rateLimit, ...flags.rateLimit };
+  if (!merged.lan || merged.lan.length === 0) throw new ConfigError('no LAN interface: give --lan IFACE (repeatable)');
+  if (!merged.wan) throw new ConfigError('no WAN interface: give --wan IFACE');
+  if (merged.lan.includes(merged.wan)) throw new ConfigError(`interface ${merged.wan} cannot be both LAN and WAN`);
+  if (merged.lifetime.min > merged.lifetime.max) {
+    throw new ConfigError(`lifetime.min ${merged.lifetime.min} is above lifetime.max ${merged.lifetime.max}`);
+  }
+  let externalIp: IpAddress | undefined;
+  if (merged.externalIp !== undefined) {
+    externalIp = parseIp(merged.externalIp);
+    if (!externalIp || familyOf(externalIp) !== 4) throw new ConfigError(`external IP ${merged.externalIp} is not an IPv4 address`);
+  }
+  return { ...(merged as Config), externalIp };
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

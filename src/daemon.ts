@@ -1,0 +1,122 @@
+// Wires the parts together: interfaces → firewall backend → mapping service →
+// the PCP/NAT-PMP listener. Used by the CLI and, in-process, by the tests.
+
+import { mkdirSync } from 'node:fs';
+import type { Config } from './config.js';
+import { ConfigError } from './config.js';
+import type { FirewallBackend } from './firewall/backend.js';
+import { MemoryFirewall } from './firewall/memory.js';
+import type { Logger } from './log.js';
+import type { IpAddress } from './net/address.js';
+import { inAnyPrefix, interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
+import { defaultPolicy, type Policy } from './policy/policy.js';
+import { PortControlServer, DEFAULT_PORT_CONTROL } from './server/port-control.js';
+import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-service.js';
+import { monotonicClock, type Clock } from './state/clock.js';
+import { Epoch } from './state/epoch.js';
+import { networkInterfaces } from 'node:os';
+
+export interface DaemonDeps {
+  clock?: Clock;
+  firewall?: FirewallBackend;
+  policy?: Policy;
+  interfaces?: InterfaceReader;
+}
+
+export interface Daemon {
+  readonly service: MappingService;
+  readonly firewall: FirewallBackend;
+  readonly server: PortControlServer;
+  stop(): Promise<void>;
+}
+
+/** How often the WAN address is looked at again (a later issue reacts to changes fully). */
+const WAN_POLL_MS = 5000;
+
+export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
+  const read = deps.interfaces ?? networkInterfaces;
+  const clock = deps.clock ?? monotonicClock;
+  for (const name of [...cfg.lan, cfg.wan]) {
+    if (!interfaceExists(name, read)) throw new ConfigError(`interface ${name} does not exist or has no address`);
+  }
+  const lan = lanAddresses(cfg.lan, read);
+  if (lan.length === 0) throw new ConfigError(`LAN interfaces ${cfg.lan.join(', ')} have no addresses to serve on`);
+  const lanPrefixes = lan.map((l) => l.prefix);
+  if (cfg.stateDir) mkdirSync(cfg.stateDir, { recursive: true });
+
+  let externalIp: IpAddress | undefined = cfg.externalIp ?? wanIPv4(cfg.wan, read);
+  const wanPoll = cfg.externalIp
+    ? undefined
+    : setInterval(() => {
+        const now = wanIPv4(cfg.wan, read);
+        if (now !== externalIp) {
+          log.warn({ event: 'external-address', from: externalIp ?? null, to: now ?? null });
+          externalIp = now;
+        }
+      }, WAN_POLL_MS);
+  wanPoll?.unref();
+  if (!externalIp) log.warn({ event: 'external-address', detail: `${cfg.wan} has no IPv4 address yet: IPv4 requests get NETWORK_FAILURE` });
+
+  const firewall = deps.firewall ?? makeBackend(cfg, clock, log);
+  await firewall.start();
+  const epoch = new Epoch(clock);
+  const routerAddrs = routerAddresses(read);
+  const service = new MappingService(
+    {
+      ...DEFAULT_SERVICE_CONFIG,
+      minLifetime: cfg.lifetime.min,
+      maxLifetime: cfg.lifetime.max,
+      maxMappings: cfg.maxMappings,
+      maxFiltersPerMapping: cfg.maxFiltersPerMapping,
+    },
+    deps.policy ?? defaultPolicy,
+    firewall,
+    {
+      externalIPv4: () => externalIp,
+      isLanHost: (a) => inAnyPrefix(lanPrefixes, a),
+      isRouterAddress: (a) => routerAddrs.has(a),
+    },
+    clock,
+    epoch,
+    log,
+  );
+  const server = new PortControlServer(
+    { ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit },
+    lan,
+    lanPrefixes,
+    service,
+    log,
+  );
+  try {
+    await server.start();
+  } catch (err) {
+    await server.stop();
+    await firewall.stop();
+    throw err;
+  }
+  // No durable state yet: every start is the start of a new epoch, which
+  // clients must hear about (RFC 6887 §14.1.3, RFC 6886 §3.2.1).
+  if (cfg.announce) server.announce();
+  log.info({ event: 'started', backend: firewall.name, externalIPv4: externalIp ?? null, lan: cfg.lan, wan: cfg.wan });
+
+  return {
+    service,
+    firewall,
+    server,
+    async stop() {
+      if (wanPoll) clearInterval(wanPoll);
+      service.stop();
+      await server.stop();
+      await firewall.stop();
+      log.info({ event: 'stopped' });
+    },
+  };
+}
+
+function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {
+  if (cfg.backend === 'memory') {
+    log.warn({ event: 'backend', backend: 'memory', detail: 'nothing is enforced in the kernel: for tests and dry runs only' });
+    return new MemoryFirewall(clock);
+  }
+  throw new ConfigError('the nft backend is not built yet: run with --backend memory');
+}

@@ -1,0 +1,42 @@
+// The firewall back door: what the engine asks of nftables (or of the
+// in-memory stand-in used by fast tests). Protocol code never imports a backend.
+
+import type { Family, IpAddress } from '../net/address.js';
+import type { RemoteFilter } from '../service/types.js';
+
+/** One opening, as the kernel must see it. */
+export interface FirewallEntry {
+  readonly family: Family;
+  readonly protocol: number;
+  /** IPv4: the address DNAT matches on; IPv6: equals internalAddress. */
+  readonly externalAddress: IpAddress;
+  readonly externalPort: number;
+  readonly internalAddress: IpAddress;
+  readonly internalPort: number;
+  /** Empty: any remote. */
+  readonly filters: readonly RemoteFilter[];
+}
+
+export type FirewallChange =
+  /** Add, or refresh the timeout of, an entry. */
+  | { op: 'put'; entry: FirewallEntry; timeoutSeconds: number }
+  /** Remove an entry; one that is already gone (expired in the kernel) is not an error. */
+  | { op: 'remove'; entry: FirewallEntry };
+
+export interface FirewallBackend {
+  readonly name: string;
+  /** Prepare (tables, sets); throws a clear error if the firewall is unusable. */
+  start(): Promise<void>;
+  /**
+   * Applies a batch atomically where the firewall allows it. The result has
+   * one flag per change: false means that change (and only it) did not take.
+   */
+  apply(batch: readonly FirewallChange[]): Promise<boolean[]>;
+  /** Leaves granted entries in place to expire on their own. */
+  stop(): Promise<void>;
+}
+
+export function entryKey(e: FirewallEntry): string {
+  const f = e.filters.map((x) => `${x.prefix.address}/${x.prefix.length}:${x.port}`).sort().join(',');
+  return `${e.family}|${e.protocol}|${e.externalAddress}|${e.externalPort}|${e.internalAddress}|${e.internalPort}|${f}`;
+}

@@ -1,0 +1,68 @@
+// In-memory firewall for fast tests: it keeps entries with kernel-like
+// timeouts and answers "would this inbound packet pass, and to where?".
+// It is never the proof that a feature works; the nft backend is.
+
+import { familyOf, prefixContains, type IpAddress } from '../net/address.js';
+import type { Clock } from '../state/clock.js';
+import { entryKey, type FirewallBackend, type FirewallChange, type FirewallEntry } from './backend.js';
+
+export interface InboundPacket {
+  protocol: number;
+  source: IpAddress;
+  sourcePort: number;
+  destination: IpAddress;
+  destinationPort: number;
+}
+
+export class MemoryFirewall implements FirewallBackend {
+  readonly name = 'memory';
+  private readonly entries = new Map<string, { entry: FirewallEntry; expiresAt: number }>();
+  /** Test hook: makes the next batches fail as a kernel error would. */
+  failBatches = 0;
+  batches = 0;
+
+  constructor(private readonly clock: Clock) {}
+
+  async start(): Promise<void> {}
+  async stop(): Promise<void> {}
+
+  async apply(batch: readonly FirewallChange[]): Promise<boolean[]> {
+    this.batches++;
+    if (this.failBatches > 0) {
+      this.failBatches--;
+      return batch.map(() => false);
+    }
+    const now = this.clock.now();
+    for (const c of batch) {
+      const k = entryKey(c.entry);
+      if (c.op === 'put') this.entries.set(k, { entry: c.entry, expiresAt: now + c.timeoutSeconds * 1000 });
+      else this.entries.delete(k);
+    }
+    return batch.map(() => true);
+  }
+
+  /** Live entries, as `nft list` would show them. */
+  list(): FirewallEntry[] {
+    this.expire();
+    return [...this.entries.values()].map((v) => v.entry);
+  }
+
+  /** Where an unsolicited inbound packet would go, or undefined if dropped. */
+  route(p: InboundPacket): { address: IpAddress; port: number } | undefined {
+    this.expire();
+    for (const { entry } of this.entries.values()) {
+      if (entry.protocol !== p.protocol || entry.family !== familyOf(p.destination)) continue;
+      if (entry.externalAddress !== p.destination || entry.externalPort !== p.destinationPort) continue;
+      const admitted =
+        entry.filters.length === 0 ||
+        entry.filters.some((f) => prefixContains(f.prefix, p.source) && (f.port === 0 || f.port === p.sourcePort));
+      if (admitted) return { address: entry.internalAddress, port: entry.internalPort };
+    }
+    return undefined;
+  }
+
+  private expire(): void {
+    const now = this.clock.now();
+    for (const [k, v] of this.entries) if (v.expiresAt <= now) this.entries.delete(k);
+  }
+}

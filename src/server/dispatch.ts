@@ -1,0 +1,46 @@
+// One datagram to UDP 5351 → one reply (or silence). PCP and NAT-PMP share
+// the port and are told apart by the version octet (RFC 6887 Appendix A):
+// 0 = NAT-PMP, anything else = PCP (which answers unknown versions itself).
+
+import { familyOf, type IpAddress } from '../net/address.js';
+import type { MappingService } from '../service/mapping-service.js';
+import { PcpHandler } from '../protocols/pcp/handler.js';
+import { NatPmpHandler } from '../protocols/natpmp/handler.js';
+import { encodePcpErrorEcho } from '../protocols/pcp/codec.js';
+import { LONG_ERROR_LIFETIME, ResultCode } from '../protocols/pcp/constants.js';
+
+export interface DatagramOutcome {
+  reply: Buffer | undefined;
+  protocol: 'pcp' | 'natpmp';
+  result: string;
+  detail?: string;
+  /** The mapping service made (and logged) the decision. */
+  decided: boolean;
+}
+
+export class PortControlProtocol {
+  private readonly pcp: PcpHandler;
+  private readonly natpmp: NatPmpHandler;
+
+  constructor(private readonly service: MappingService) {
+    this.pcp = new PcpHandler(service);
+    this.natpmp = new NatPmpHandler(service);
+  }
+
+  /** `source` must already be known to be a LAN host. */
+  async handle(msg: Buffer, source: IpAddress): Promise<DatagramOutcome> {
+    if (msg[0] === 0 && msg.length >= 1) {
+      if (familyOf(source) === 4) {
+        const r = await this.natpmp.handle(msg, source);
+        return { ...r, protocol: 'natpmp', decided: r.decided === true };
+      }
+      if (msg.length < 2) return { reply: undefined, protocol: 'pcp', result: 'dropped', detail: 'short datagram', decided: false };
+      // NAT-PMP is IPv4-only (RFC 6886 §3): over IPv6 the closest version we
+      // speak is PCP's, so say so (RFC 6887 §9).
+      const reply = encodePcpErrorEcho(msg, ResultCode.UNSUPP_VERSION, LONG_ERROR_LIFETIME, this.service.epoch.seconds(), false);
+      return { reply, protocol: 'pcp', result: 'UNSUPP_VERSION', detail: 'NAT-PMP over IPv6', decided: false };
+    }
+    const r = await this.pcp.handle(msg, source);
+    return { ...r, protocol: 'pcp', decided: r.decided === true };
+  }
+}

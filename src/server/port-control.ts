@@ -1,0 +1,164 @@
+// UDP 5351 on the LAN: PCP and NAT-PMP share the port and are told apart by
+// the version octet (RFC 6887 Appendix A). One socket per LAN address, so a
+// reply always leaves from the exact address the client sent to (libnatpmp,
+// libtorrent and others drop replies from any other source), and nothing is
+// bound on the WAN side.
+
+import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
+import { familyOf, parseIp, type IpAddress, type Prefix } from '../net/address.js';
+import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import type { Logger } from '../log.js';
+import type { MappingService } from '../service/mapping-service.js';
+import { encodePcpResponse } from '../protocols/pcp/codec.js';
+import { Opcode, PCP_CLIENT_PORT } from '../protocols/pcp/constants.js';
+import { PortControlProtocol } from './dispatch.js';
+import { NATPMP_ANNOUNCE_GROUP, NatPmpResult, encodeExternalAddressResponse } from '../protocols/natpmp/codec.js';
+import { RateLimiter } from './rate-limit.js';
+
+export interface PortControlConfig {
+  port: number;
+  /** Where clients listen for announcements (RFC 6887 §14.1.3, RFC 6886 §3.2.1). */
+  announcePort: number;
+  /** Requests per second per source, and the burst allowed above it. */
+  rate: { perSecond: number; burst: number };
+  /** Requests being processed at once, all sources together; more are dropped (§8.2 allows it). */
+  maxInFlight: number;
+}
+
+export const DEFAULT_PORT_CONTROL: PortControlConfig = {
+  port: 5351,
+  announcePort: PCP_CLIENT_PORT,
+  rate: { perSecond: 20, burst: 40 },
+  maxInFlight: 20_000,
+};
+
+interface Bound {
+  local: LocalAddress;
+  socket: SocketAsPromised;
+}
+
+export class PortControlServer {
+  private readonly bound: Bound[] = [];
+  private readonly protocol: PortControlProtocol;
+  private readonly limiter: RateLimiter;
+  private inFlight = 0;
+  private announceTimers: NodeJS.Timeout[] = [];
+  private closed = false;
+
+  constructor(
+    private readonly cfg: PortControlConfig,
+    private readonly lan: readonly LocalAddress[],
+    private readonly lanPrefixes: readonly Prefix[],
+    private readonly service: MappingService,
+    private readonly log: Logger,
+  ) {
+    this.protocol = new PortControlProtocol(service);
+    this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst);
+  }
+
+  /** Binds every LAN address; fails loudly if none can be bound. */
+  async start(): Promise<void> {
+    for (const local of this.lan) {
+      const socket = DgramAsPromised.createSocket(local.family === 4 ? { type: 'udp4' } : { type: 'udp6', ipv6Only: true });
+      try {
+        await socket.bind(this.cfg.port, local.bindAddress);
+      } catch (err) {
+        await socket.close().catch(() => undefined);
+        throw new Error(`cannot bind UDP ${local.bindAddress} port ${this.cfg.port}: ${(err as Error).message}`);
+      }
+      const b = { local, socket };
+      this.bound.push(b);
+      void this.receive(b);
+    }
+    this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress) });
+  }
+
+  async stop(): Promise<void> {
+    this.closed = true;
+    for (const t of this.announceTimers) clearTimeout(t);
+    await Promise.all(this.bound.map((b) => b.socket.close().catch(() => undefined)));
+  }
+
+  private async receive(b: Bound): Promise<void> {
+    try {
+      for await (const packet of b.socket) {
+        if (this.closed) break;
+        void this.onPacket(b, packet.msg, packet.rinfo.address, packet.rinfo.port);
+      }
+    } catch (err) {
+      if (!this.closed) this.log.error({ event: 'socket-error', address: b.local.bindAddress, error: (err as Error).message });
+    }
+  }
+
+  private async onPacket(b: Bound, msg: Buffer, from: string, fromPort: number): Promise<void> {
+    const source = parseIp(from);
+    // RFC 6887 §8.2: requests from anywhere but this LAN are silently ignored
+    // (a host routed in from the WAN toward a LAN address gets nothing).
+    if (!source || !this.fromLan(b, source, from)) return;
+    if (msg.length === 0 || this.inFlight >= this.cfg.maxInFlight) return;
+    if (!this.limiter.take(source)) return;
+    this.inFlight++;
+    try {
+      const outcome = await this.protocol.handle(msg, source);
+      if (outcome.reply && !this.closed) await b.socket.send(outcome.reply, fromPort, from);
+      if (!outcome.decided && outcome.result !== 'SUCCESS') {
+        this.log.info({ event: 'request', protocol: outcome.protocol, source, result: outcome.result, detail: outcome.detail });
+      }
+    } catch (err) {
+      // A bug, not bad input: log it and keep serving everyone else.
+      this.log.error({ event: 'handler-error', source, error: (err as Error).stack ?? String(err) });
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private fromLan(b: Bound, source: IpAddress, raw: string): boolean {
+    if (familyOf(source) !== b.local.family) return false;
+    if (inAnyPrefix(this.lanPrefixes, source)) {
+      // A link-local source is only on-link for the interface it arrived on.
+      const zone = raw.split('%')[1];
+      return zone === undefined || zone === b.local.interface;
+    }
+    return false;
+  }
+
+  /**
+   * Tells LAN clients the mapping state began (RFC 6887 §14.1.3: ANNOUNCE to
+   * 224.0.0.1:5350 and [ff02::1]:5350; RFC 6886 §3.2.1: the external address
+   * to 224.0.0.1:5350), ten times, 250 ms apart at first and doubling,
+   * each with the current epoch.
+   */
+  announce(times = 10): void {
+    let delay = 0;
+    for (let i = 0; i < times; i++) {
+      const t = setTimeout(() => void this.announceOnce(), delay);
+      t.unref();
+      this.announceTimers.push(t);
+      delay = delay === 0 ? 250 : delay * 2;
+    }
+  }
+
+  private async announceOnce(): Promise<void> {
+    if (this.closed) return;
+    const epoch = this.service.epoch.seconds();
+    const pcpAnnounce = encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: 0, lifetime: 0, epoch });
+    const ext = this.service.externalIPv4();
+    for (const b of this.bound) {
+      try {
+        if (b.local.family === 4) {
+          b.socket.setMulticastTTL(1);
+          b.socket.setMulticastInterface(b.local.address);
+          if (ext) await b.socket.send(encodeExternalAddressResponse(NatPmpResult.SUCCESS, epoch, ext), this.cfg.announcePort, NATPMP_ANNOUNCE_GROUP);
+          await b.socket.send(pcpAnnounce, this.cfg.announcePort, NATPMP_ANNOUNCE_GROUP);
+        } else if (b.local.bindAddress.includes('%')) {
+          // One IPv6 announcement per link, from its link-local address.
+          b.socket.setMulticastTTL(1);
+          b.socket.setMulticastInterface(`::%${b.local.interface}`);
+          await b.socket.send(pcpAnnounce, this.cfg.announcePort, `ff02::1%${b.local.interface}`);
+        }
+      } catch (err) {
+        this.log.warn({ event: 'announce-failed', address: b.local.bindAddress, error: (err as Error).message });
+      }
+    }
+  }
+}

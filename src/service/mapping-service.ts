@@ -1,0 +1,566 @@
+// MappingService: the only place a mapping is born, renewed or dies. PCP,
+// NAT-PMP (and later UPnP) translate their wire formats into these calls.
+//
+// Order of every change (DESIGN.md): policy → allocate → firewall commit →
+// reply. The table is updated before the commit so that a concurrent request
+// sees the reservation; if the commit fails the change is rolled back and the
+// caller is told NO_RESOURCES.
+
+import { familyOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
+import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
+import type { Limits, Policy } from '../policy/policy.js';
+import type { Clock } from '../state/clock.js';
+import type { Epoch } from '../state/epoch.js';
+import { MappingTable, internalEndpoint } from '../state/table.js';
+import type { Logger } from '../log.js';
+import { CommitQueue } from './commit-queue.js';
+import { mappingKey, keyOf, type Mapping, type Refusal, type RemoteFilter, type Via } from './types.js';
+
+export interface ServiceConfig {
+  /** Seconds. RFC 6887 §15 recommends a 120 s minimum and a 24 h maximum. */
+  minLifetime: number;
+  maxLifetime: number;
+  /** Global cap on mappings (all clients). */
+  maxMappings: number;
+  /** RFC 6887 §13.3: filters one mapping may carry (at least 1). */
+  maxFiltersPerMapping: number;
+  /** RFC 7220 §3: octets of description stored (at least 128). */
+  maxDescriptionBytes: number;
+}
+
+export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
+  minLifetime: 120,
+  maxLifetime: 86400,
+  maxMappings: 200_000,
+  maxFiltersPerMapping: 16,
+  maxDescriptionBytes: 128,
+};
+
+/** Where the LAN is: who may ask, and which hosts a mapping may point at. */
+export interface Network {
+  /** IPv4 address inbound IPv4 mappings are reached at; undefined while the WAN has none. */
+  externalIPv4(): IpAddress | undefined;
+  /** The address is inside a LAN prefix. */
+  isLanHost(addr: IpAddress): boolean;
+  /** The address is one of the router's own. */
+  isRouterAddress(addr: IpAddress): boolean;
+}
+
+/** A filter step as PCP FILTER options list them: add a remote, or clear all (prefix length 0). */
+export type FilterStep = RemoteFilter | 'clear';
+
+export interface MapRequest {
+  via: Via;
+  /** Source address of the request (already checked to be on the LAN). */
+  client: IpAddress;
+  /** The host the mapping is for: the client, or a THIRD_PARTY/UPnP NewInternalClient address. */
+  internalAddress: IpAddress;
+  protocol: number;
+  internalPort: number;
+  /** 0 = no preference. */
+  suggestedExternalPort: number;
+  /** Requested lifetime in seconds (> 0). */
+  lifetime: number;
+  nonce?: Buffer;
+  /** Only the suggested external port will do (PCP PREFER_FAILURE, UPnP AddPortMapping). */
+  preferFailure?: boolean;
+  /** PCP FILTER options in wire order; undefined = leave existing filters alone. */
+  filters?: readonly FilterStep[];
+  /** undefined = leave the existing description alone. */
+  description?: string;
+}
+
+export interface PeerRequest {
+  via: Via;
+  client: IpAddress;
+  internalAddress: IpAddress;
+  protocol: number;
+  internalPort: number;
+  suggestedExternalPort: number;
+  remotePeerAddress: IpAddress;
+  remotePeerPort: number;
+  lifetime: number;
+  nonce: Buffer;
+  description?: string;
+}
+
+export interface UnmapRequest {
+  via: Via;
+  client: IpAddress;
+  internalAddress: IpAddress;
+  protocol: number;
+  internalPort: number;
+  nonce?: Buffer;
+}
+
+export type Refused = {
+  ok: false;
+  refusal: Refusal;
+  detail: string;
+  /** Set where the protocol wants a specific error lifetime (e.g. the existing mapping's remaining time). */
+  lifetime?: number;
+};
+export type Granted = { ok: true; mapping: Mapping; lifetime: number };
+export type MapOutcome = Granted | Refused;
+export type UnmapOutcome = { ok: true; deleted?: Mapping } | Refused;
+
+/** An "infinite" lifetime on the wire (RFC 6887 §11.3 for static mappings). */
+export const STATIC_LIFETIME = 0xffffffff;
+
+/** RFC 6887 §11.3: "A PCP server MUST NOT create client mappings for external UDP ports 5350 or 5351." */
+const RESERVED_UDP_PORTS: ReadonlySet<number> = new Set([5350, 5351]);
+
+export class MappingService {
+  readonly table = new MappingTable();
+  private readonly commits: CommitQueue;
+  private nextId = 1;
+  private expiryTimer: NodeJS.Timeout | undefined;
+  private expiryAt = Number.POSITIVE_INFINITY;
+  private stopped = false;
+
+  constructor(
+    private readonly cfg: ServiceConfig,
+    private readonly policy: Policy,
+    private readonly firewall: FirewallBackend,
+    private readonly network: Network,
+    private readonly clock: Clock,
+    readonly epoch: Epoch,
+    private readonly log: Logger,
+  ) {
+    this.commits = new CommitQueue(firewall);
+  }
+
+  externalIPv4(): IpAddress | undefined {
+    return this.network.externalIPv4();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+  }
+
+  /** Creates or renews a MAP-kind mapping. */
+  async map(req: MapRequest): Promise<MapOutcome> {
+    const out = await this.mapInner(req);
+    this.logDecision('map', req, out);
+    return out;
+  }
+
+  private async mapInner(req: MapRequest): Promise<MapOutcome> {
+    const pre = this.admit(req, 'map');
+    if (!pre.ok) return pre;
+    const { limits, family, externalAddress } = pre;
+
+    const key = mappingKey('map', req.internalAddress, req.protocol, req.internalPort);
+    const existing = this.table.get(key);
+    const now = this.clock.now();
+
+    if (existing?.origin === 'static') {
+      // §11.3: a request matching a static mapping learns its external
+      // address and port, with an infinite lifetime; nothing is recorded.
+      if (req.preferFailure && req.suggestedExternalPort !== existing.externalPort) {
+        return refuse('CANNOT_PROVIDE_EXTERNAL', `port ${existing.externalPort} is statically mapped`);
+      }
+      return { ok: true, mapping: existing, lifetime: STATIC_LIFETIME };
+    }
+    if (existing?.nonce && req.nonce && !existing.nonce.equals(req.nonce)) {
+      // §11.3: NOT_AUTHORIZED, "with the lifetime of the error indicating
+      // duration of that existing mapping".
+      return { ...refuse('NOT_AUTHORIZED', 'nonce does not match the existing mapping'), lifetime: remaining(existing, now) };
+    }
+
+    const lifetime = this.grantLifetime(req.via, req.lifetime, limits);
+    const filters = this.applyFilterSteps(existing?.filters ?? [], req.filters);
+    if (filters.length > this.cfg.maxFiltersPerMapping) {
+      return refuse('EXCESSIVE_REMOTE_PEERS', `${filters.length} filters > ${this.cfg.maxFiltersPerMapping}`);
+    }
+    const description = req.description !== undefined ? this.clipDescription(req.description) : existing?.description ?? '';
+
+    let externalPort: number;
+    const internal = internalEndpoint(req.internalAddress, req.protocol, req.internalPort);
+    if (existing) {
+      // §11.3: an existing mapping is returned "regardless of the suggested
+      // external address and port", unless PREFER_FAILURE insists on another.
+      if (req.preferFailure && req.suggestedExternalPort !== existing.externalPort) {
+        return refuse('CANNOT_PROVIDE_EXTERNAL', `mapping exists on external port ${existing.externalPort}`);
+      }
+      externalPort = existing.externalPort;
+    } else {
+      if (this.table.countFor(req.internalAddress) >= limits.maxMappingsPerClient) {
+        return refuse('USER_EX_QUOTA', `${req.internalAddress} holds ${limits.maxMappingsPerClient} mappings`);
+      }
+      if (this.table.size >= this.cfg.maxMappings) return refuse('NO_RESOURCES', 'mapping table full');
+      const chosen = this.chooseExternalPort(req, family, internal, limits);
+      if (!chosen.ok) return chosen;
+      externalPort = chosen.port;
+    }
+
+    const mapping: Mapping = {
+      id: existing?.id ?? this.nextId++,
+      kind: 'map',
+      family,
+      internalAddress: req.internalAddress,
+      protocol: req.protocol,
+      internalPort: req.internalPort,
+      externalAddress,
+      externalPort,
+      filters,
+      nonce: existing?.nonce ?? req.nonce,
+      // A mapping keeps the protocol that made it; a client may renew it through another.
+      origin: existing?.origin ?? req.via,
+      owner: existing?.owner ?? req.client,
+      description,
+      lifetime,
+      grantedAt: now,
+      expiresAt: now + lifetime * 1000,
+    };
+    const changes: FirewallChange[] = [];
+    if (existing && !sameEntry(entryOf(existing), entryOf(mapping))) changes.push({ op: 'remove', entry: entryOf(existing) });
+    changes.push({ op: 'put', entry: entryOf(mapping), timeoutSeconds: lifetime });
+    return this.commitReplace(existing, mapping, changes, lifetime);
+  }
+
+  /** PCP PEER (RFC 6887 §12): an outbound flow's mapping, opened only to that remote peer. */
+  async peer(req: PeerRequest): Promise<MapOutcome> {
+    const out = await this.peerInner(req);
+    this.logDecision('peer', req, out);
+    return out;
+  }
+
+  private async peerInner(req: PeerRequest): Promise<MapOutcome> {
+    if (familyOf(req.remotePeerAddress) !== familyOf(req.internalAddress) || isUnspecified(req.remotePeerAddress)) {
+      return refuse('MALFORMED_REQUEST', `remote peer ${req.remotePeerAddress} does not fit ${req.internalAddress}`);
+    }
+    const pre = this.admit({ ...req, preferFailure: false }, 'peer');
+    if (!pre.ok) return pre;
+    const { limits, family, externalAddress } = pre;
+    const remote = { address: req.remotePeerAddress, port: req.remotePeerPort };
+    const key = mappingKey('peer', req.internalAddress, req.protocol, req.internalPort, remote);
+    const existing = this.table.get(key);
+    const now = this.clock.now();
+    if (existing?.nonce && !existing.nonce.equals(req.nonce)) {
+      return { ...refuse('NOT_AUTHORIZED', 'nonce does not match the existing mapping'), lifetime: remaining(existing, now) };
+    }
+    // §12.3: "it is not possible to reduce the lifetime of a mapping ... using PEER".
+    const lifetime = Math.max(this.grantLifetime(req.via, req.lifetime, limits), existing ? remaining(existing, now) : 0);
+    const internal = internalEndpoint(req.internalAddress, req.protocol, req.internalPort);
+    let externalPort: number;
+    if (existing) {
+      externalPort = existing.externalPort;
+    } else {
+      if (this.table.countFor(req.internalAddress) >= limits.maxMappingsPerClient) {
+        return refuse('USER_EX_QUOTA', `${req.internalAddress} holds ${limits.maxMappingsPerClient} mappings`);
+      }
+      if (this.table.size >= this.cfg.maxMappings) return refuse('NO_RESOURCES', 'mapping table full');
+      // §12.1: a suggestion PEER cannot honour is CANNOT_PROVIDE_EXTERNAL.
+      const chosen = this.chooseExternalPort(
+        { ...req, preferFailure: req.suggestedExternalPort !== 0 },
+        family,
+        internal,
+        limits,
+      );
+      if (!chosen.ok) return chosen;
+      externalPort = chosen.port;
+    }
+    const fullLength = family === 4 ? 32 : 128;
+    const mapping: Mapping = {
+      id: existing?.id ?? this.nextId++,
+      kind: 'peer',
+      family,
+      internalAddress: req.internalAddress,
+      protocol: req.protocol,
+      internalPort: req.internalPort,
+      externalAddress,
+      externalPort,
+      filters: [{ prefix: { address: req.remotePeerAddress, length: fullLength }, port: req.remotePeerPort }],
+      remotePeer: remote,
+      nonce: req.nonce,
+      origin: existing?.origin ?? req.via,
+      owner: existing?.owner ?? req.client,
+      description: req.description !== undefined ? this.clipDescription(req.description) : existing?.description ?? '',
+      lifetime,
+      grantedAt: now,
+      expiresAt: now + lifetime * 1000,
+    };
+    return this.commitReplace(existing, mapping, [{ op: 'put', entry: entryOf(mapping), timeoutSeconds: lifetime }], lifetime);
+  }
+
+  /** Deletes one MAP-kind mapping. Deleting what does not exist succeeds (retransmissions). */
+  async unmap(req: UnmapRequest): Promise<UnmapOutcome> {
+    const out = await this.unmapInner(req);
+    this.logDecision('unmap', req, out.ok ? { ok: true, deleted: out.deleted } : out);
+    return out;
+  }
+
+  private async unmapInner(req: UnmapRequest): Promise<UnmapOutcome> {
+    const key = mappingKey('map', req.internalAddress, req.protocol, req.internalPort);
+    const existing = this.table.get(key);
+    const now = this.clock.now();
+    if (!existing) {
+      // RFC 6887 §15: MAP may not delete an outbound (PEER) mapping.
+      if (req.via === 'pcp' && this.table.bindingFor(internalEndpoint(req.internalAddress, req.protocol, req.internalPort))) {
+        return refuse('NOT_AUTHORIZED', 'only an outbound (PEER) mapping exists for this port');
+      }
+      return { ok: true };
+    }
+    const denied = this.mayDelete(existing, req, now);
+    if (denied) return denied;
+    this.uninstall(existing);
+    const ok = await this.commits.submit([{ op: 'remove', entry: entryOf(existing) }]);
+    if (!ok) {
+      // The kernel still has it: so must we.
+      if (!this.table.get(key)) this.install(existing);
+      return refuse('NO_RESOURCES', 'firewall commit failed');
+    }
+    return { ok: true, deleted: existing };
+  }
+
+  /**
+   * NAT-PMP delete-all (RFC 6886 §3.4): every mapping of this client and
+   * protocol that a client may delete; static ones stay and make the result
+   * NOT_AUTHORIZED after the rest are gone.
+   */
+  async unmapAll(req: { via: Via; client: IpAddress; protocol: number }): Promise<{ ok: boolean; deleted: number; kept: number }> {
+    const now = this.clock.now();
+    const victims: Mapping[] = [];
+    let kept = 0;
+    for (const m of this.table.values()) {
+      if (m.kind !== 'map' || m.internalAddress !== req.client || m.protocol !== req.protocol) continue;
+      if (this.mayDelete(m, { ...req, internalAddress: req.client, internalPort: m.internalPort }, now)) kept++;
+      else victims.push(m);
+    }
+    for (const m of victims) this.uninstall(m);
+    const ok = await this.commits.submit(victims.map((m) => ({ op: 'remove', entry: entryOf(m) })));
+    if (!ok) for (const m of victims) if (!this.table.get(keyOf(m))) this.install(m);
+    this.log.info({ event: 'unmap-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
+    return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
+  }
+
+  /** Seconds left on a mapping. */
+  remaining(m: Mapping): number {
+    return m.origin === 'static' ? STATIC_LIFETIME : remaining(m, this.clock.now());
+  }
+
+  // --- the shared rules -------------------------------------------------
+
+  private admit(
+    req: MapRequest | PeerRequest,
+    operation: 'map' | 'peer',
+  ): ({ ok: true; limits: Limits; family: 4 | 6; externalAddress: IpAddress }) | Refused {
+    if (req.protocol !== 6 && req.protocol !== 17 && req.protocol !== 0) {
+      return refuse('UNSUPP_PROTOCOL', `protocol ${req.protocol}: this router maps only UDP and TCP`);
+    }
+    const family = familyOf(req.internalAddress);
+    if (req.internalAddress !== req.client) {
+      // A mapping for another host must still point into the LAN, never at the router.
+      if (familyOf(req.client) !== family || !this.network.isLanHost(req.internalAddress) || this.network.isRouterAddress(req.internalAddress)) {
+        return refuse('NOT_AUTHORIZED', `${req.internalAddress} is not a LAN host`);
+      }
+    }
+    if (isUnspecified(req.internalAddress) || isMulticast(req.internalAddress) || (family === 6 && isLinkLocal(req.internalAddress))) {
+      return refuse('NOT_AUTHORIZED', `no inbound mapping can reach ${req.internalAddress}`);
+    }
+    const verdict = this.policy.decide({
+      via: req.via,
+      operation,
+      client: req.client,
+      internalAddress: req.internalAddress,
+      protocol: req.protocol,
+      internalPort: req.internalPort,
+    });
+    if (!verdict.allow) {
+      return refuse(req.internalAddress !== req.client ? 'THIRD_PARTY_NOT_ALLOWED' : 'NOT_AUTHORIZED', `policy rule ${verdict.rule}: ${verdict.reason}`);
+    }
+    let externalAddress: IpAddress;
+    if (family === 4) {
+      const ext = this.network.externalIPv4();
+      if (!ext) return refuse('NETWORK_FAILURE', 'the WAN has no IPv4 address');
+      externalAddress = ext;
+    } else {
+      // A pinhole: the firewall translates nothing (RFC 6887 §11.1).
+      externalAddress = req.internalAddress;
+    }
+    return { ok: true, limits: verdict.limits, family, externalAddress };
+  }
+
+  private grantLifetime(via: Via, requested: number, limits: Limits): number {
+    const max = Math.min(this.cfg.maxLifetime, limits.maxLifetime);
+    // RFC 6886 §3.3: NAT-PMP "SHOULD NOT offer a lease lifetime greater than
+    // that requested"; PCP (§15) clamps into [min, max] both ways.
+    const min = via === 'natpmp' ? 1 : this.cfg.minLifetime;
+    return Math.max(Math.min(requested, max), Math.min(min, max));
+  }
+
+  private applyFilterSteps(current: readonly RemoteFilter[], steps: readonly FilterStep[] | undefined): RemoteFilter[] {
+    // §13.3: new FILTERs add to the existing ones; prefix length 0 clears them.
+    let out = [...current];
+    for (const s of steps ?? []) {
+      if (s === 'clear') out = [];
+      else if (!out.some((f) => f.port === s.port && f.prefix.address === s.prefix.address && f.prefix.length === s.prefix.length)) out.push(s);
+    }
+    return out;
+  }
+
+  private clipDescription(text: string): string {
+    // Control characters end up in logs and state; strip them, then cut on a
+    // character boundary to the stored maximum (RFC 7220 §3 allows truncation).
+    // eslint-disable-next-line no-control-regex
+    let s = text.replace(/[\u0000-\u001f\u007f]/g, '');
+    while (Buffer.byteLength(s, 'utf8') > this.cfg.maxDescriptionBytes) s = s.slice(0, -1);
+    return s;
+  }
+
+  private portAvailable(protocol: number, port: number, internal: string, internalAddress: IpAddress, limits: Limits): boolean {
+    if (port < limits.externalPorts.min || port > limits.externalPorts.max) return false;
+    if (protocol === 17 && RESERVED_UDP_PORTS.has(port)) return false;
+    if (!this.table.isExternalPortFree(protocol, port)) return false;
+    // RFC 6886 §3.3: the companion port (same number, other protocol) stays
+    // reserved for the client that holds this one.
+    const companion = this.table.holderOfExternalPort(protocol === 6 ? 17 : 6, port);
+    return !companion || companion.internal.startsWith(`${internalAddress}|`) || companion.internal === internal;
+  }
+
+  private chooseExternalPort(
+    req: { protocol: number; internalPort: number; suggestedExternalPort: number; preferFailure?: boolean; internalAddress: IpAddress },
+    family: 4 | 6,
+    internal: string,
+    limits: Limits,
+  ): { ok: true; port: number } | Refused {
+    if (family === 6) {
+      // A firewall cannot move a port: the external port is the internal one.
+      if (req.preferFailure && req.suggestedExternalPort !== 0 && req.suggestedExternalPort !== req.internalPort) {
+        return refuse('CANNOT_PROVIDE_EXTERNAL', 'an IPv6 pinhole cannot translate ports');
+      }
+      return { ok: true, port: req.internalPort };
+    }
+    // Another mapping (a PEER) of the same internal endpoint already holds an
+    // external port: endpoint-independent mapping reuses it.
+    const bound = this.table.bindingFor(internal);
+    if (bound) {
+      if (req.preferFailure && req.suggestedExternalPort !== bound.externalPort) {
+        return refuse('CANNOT_PROVIDE_EXTERNAL', `this endpoint is bound to external port ${bound.externalPort}`);
+      }
+      return { ok: true, port: bound.externalPort };
+    }
+    const avail = (p: number) => this.portAvailable(req.protocol, p, internal, req.internalAddress, limits);
+    if (req.suggestedExternalPort !== 0 && avail(req.suggestedExternalPort)) return { ok: true, port: req.suggestedExternalPort };
+    if (req.preferFailure) {
+      return refuse('CANNOT_PROVIDE_EXTERNAL', `external port ${req.suggestedExternalPort} is taken or not allowed`);
+    }
+    if (avail(req.internalPort)) return { ok: true, port: req.internalPort };
+    const { min, max } = limits.externalPorts;
+    const span = max - min + 1;
+    // Random probes find a free port at once unless the range is nearly full;
+    // then one bounded sweep decides.
+    for (let i = 0; i < 32; i++) {
+      const p = min + Math.floor(Math.random() * span);
+      if (avail(p)) return { ok: true, port: p };
+    }
+    const start = Math.floor(Math.random() * span);
+    for (let i = 0; i < span; i++) {
+      const p = min + ((start + i) % span);
+      if (avail(p)) return { ok: true, port: p };
+    }
+    return refuse('NO_RESOURCES', 'no free external port');
+  }
+
+  private mayDelete(m: Mapping, req: UnmapRequest, now: number): Refused | undefined {
+    if (m.origin === 'static') return refuse('NOT_AUTHORIZED', 'a static mapping cannot be deleted by a client');
+    if (m.internalAddress !== req.client && m.owner !== req.client) {
+      return refuse('NOT_AUTHORIZED', `${req.client} does not own this mapping`);
+    }
+    if (m.nonce && req.nonce && !m.nonce.equals(req.nonce)) {
+      return { ...refuse('NOT_AUTHORIZED', 'nonce does not match the existing mapping'), lifetime: remaining(m, now) };
+    }
+    return undefined;
+  }
+
+  private install(m: Mapping): void {
+    const internal = internalEndpoint(m.internalAddress, m.protocol, m.internalPort);
+    if (m.family === 4) this.table.acquireBinding(internal, m.protocol, m.externalPort);
+    this.table.put(m);
+    this.armExpiry();
+  }
+
+  private uninstall(m: Mapping): void {
+    if (!this.table.remove(keyOf(m))) return;
+    if (m.family === 4) this.table.releaseBinding(internalEndpoint(m.internalAddress, m.protocol, m.internalPort), m.protocol);
+  }
+
+  private async commitReplace(existing: Mapping | undefined, mapping: Mapping, changes: FirewallChange[], lifetime: number): Promise<MapOutcome> {
+    if (existing) {
+      this.table.put(mapping);
+      this.armExpiry();
+    } else {
+      this.install(mapping);
+    }
+    const ok = await this.commits.submit(changes);
+    if (!ok) {
+      // Roll back only if nothing newer replaced ours meanwhile.
+      if (this.table.get(keyOf(mapping)) === mapping) {
+        if (existing) this.table.put(existing);
+        else this.uninstall(mapping);
+      }
+      return refuse('NO_RESOURCES', 'firewall commit failed');
+    }
+    return { ok: true, mapping, lifetime };
+  }
+
+  private armExpiry(): void {
+    const next = this.table.nextExpiry();
+    if (next === undefined || next >= this.expiryAt || this.stopped) return;
+    if (this.expiryTimer) clearTimeout(this.expiryTimer);
+    this.expiryAt = next;
+    this.expiryTimer = setTimeout(() => this.expireDue(), Math.max(0, next - this.clock.now()) + 5);
+    this.expiryTimer.unref();
+  }
+
+  /** Drops mappings whose lifetime ended; the kernel expires their entries by itself. */
+  expireDue(): void {
+    this.expiryTimer = undefined;
+    this.expiryAt = Number.POSITIVE_INFINITY;
+    const now = this.clock.now();
+    for (const m of [...this.table.dueBy(now)]) {
+      this.uninstall(m);
+      this.log.info({ event: 'expired', via: m.origin, internal: `${m.internalAddress}`, protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort });
+    }
+    this.armExpiry();
+  }
+
+  private logDecision(op: string, req: { via: Via; client: IpAddress; internalAddress?: IpAddress; protocol: number; internalPort?: number }, out: MapOutcome | UnmapOutcome): void {
+    const base = { event: op, via: req.via, client: req.client, internal: req.internalAddress, protocol: req.protocol, internalPort: req.internalPort };
+    if (!out.ok) this.log.info({ ...base, verdict: 'refused', refusal: out.refusal, detail: out.detail });
+    else if ('mapping' in out) {
+      this.log.info({ ...base, verdict: 'granted', externalAddress: out.mapping.externalAddress, externalPort: out.mapping.externalPort, lifetime: out.lifetime, filters: out.mapping.filters.length });
+    } else this.log.info({ ...base, verdict: 'deleted', existed: out.deleted !== undefined });
+  }
+}
+
+function refuse(refusal: Refusal, detail: string): Refused {
+  return { ok: false, refusal, detail };
+}
+
+function remaining(m: Mapping, now: number): number {
+  return Math.max(0, Math.ceil((m.expiresAt - now) / 1000));
+}
+
+export function entryOf(m: Mapping): FirewallEntry {
+  return {
+    family: m.family,
+    protocol: m.protocol,
+    externalAddress: m.externalAddress,
+    externalPort: m.externalPort,
+    internalAddress: m.internalAddress,
+    internalPort: m.internalPort,
+    filters: m.filters,
+  };
+}
+
+function sameEntry(a: FirewallEntry, b: FirewallEntry): boolean {
+  return (
+    a.externalAddress === b.externalAddress &&
+    a.externalPort === b.externalPort &&
+    a.filters.length === b.filters.length &&
+    a.filters.every((f, i) => f.port === b.filters[i]?.port && f.prefix.address === b.filters[i]?.prefix.address && f.prefix.length === b.filters[i]?.prefix.length)
+  );
+}

@@ -1,0 +1,70 @@
+// The domain: what a mapping is, whichever protocol asked for it.
+
+import type { Family, IpAddress, Prefix } from '../net/address.js';
+
+/** Which front door a request came through. */
+export type Via = 'pcp' | 'natpmp' | 'upnp';
+/** Who made a mapping: a protocol, or the admin (static openings, never deletable by clients). */
+export type Origin = Via | 'static';
+
+/** Lifetime in whole seconds. */
+export type Lifetime = number;
+
+/** Inbound traffic a mapping admits: a remote prefix and port (0 = any port). */
+export interface RemoteFilter {
+  readonly prefix: Prefix;
+  readonly port: number;
+}
+
+export interface Mapping {
+  readonly id: number;
+  /** 'map' = inbound mapping/pinhole (PCP MAP, NAT-PMP, UPnP); 'peer' = PCP PEER flow. */
+  readonly kind: 'map' | 'peer';
+  readonly family: Family;
+  readonly internalAddress: IpAddress;
+  readonly protocol: number;
+  readonly internalPort: number;
+  /** IPv4: the router's external address; IPv6 pinholes: the internal address itself. */
+  readonly externalAddress: IpAddress;
+  readonly externalPort: number;
+  /** Empty: any remote may reach it. */
+  readonly filters: readonly RemoteFilter[];
+  readonly remotePeer?: { readonly address: IpAddress; readonly port: number };
+  /** PCP mapping nonce (RFC 6887 §11.1); absent for mappings made without one. */
+  readonly nonce?: Buffer;
+  readonly origin: Origin;
+  /** The address that asked (differs from internalAddress for third-party mappings). */
+  readonly owner: IpAddress;
+  readonly description: string;
+  /** Granted lifetime in seconds, counted from `grantedAt`. */
+  readonly lifetime: Lifetime;
+  /** Monotonic milliseconds. */
+  readonly grantedAt: number;
+  readonly expiresAt: number;
+}
+
+/** Identity of a mapping: RFC 6887 §11.3 keys MAP by internal address, protocol and port. */
+export function mappingKey(kind: 'map' | 'peer', internalAddress: IpAddress, protocol: number, internalPort: number, remote?: { address: IpAddress; port: number }): string {
+  const base = `${kind}|${internalAddress}|${protocol}|${internalPort}`;
+  return remote ? `${base}|${remote.address}|${remote.port}` : base;
+}
+
+export function keyOf(m: Mapping): string {
+  return mappingKey(m.kind, m.internalAddress, m.protocol, m.internalPort, m.remotePeer);
+}
+
+/**
+ * Why the engine refused. PCP's result vocabulary is the richest of the three
+ * protocols, so it is the engine's; NAT-PMP and UPnP translate from it.
+ */
+export type Refusal =
+  | 'NOT_AUTHORIZED'
+  | 'MALFORMED_REQUEST'
+  | 'NETWORK_FAILURE'
+  | 'NO_RESOURCES'
+  | 'UNSUPP_PROTOCOL'
+  | 'USER_EX_QUOTA'
+  | 'CANNOT_PROVIDE_EXTERNAL'
+  | 'EXCESSIVE_REMOTE_PEERS'
+  /** A mapping for another host that policy does not allow (PCP: UNSUPP_OPTION, §13.1). */
+  | 'THIRD_PARTY_NOT_ALLOWED';

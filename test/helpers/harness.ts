@@ -1,0 +1,57 @@
+// An engine with a hand-moved clock and the memory firewall, on a LAN of
+// documentation/private addresses: 192.168.77.0/24 and 2001:db8:77::/64,
+// router 192.168.77.1 / 2001:db8:77::1, external 198.51.100.1.
+
+import { MemoryFirewall } from '../../src/firewall/memory.js';
+import { memoryLogger } from '../../src/log.js';
+import { mustParseIp, parsePrefix, prefixContains, type IpAddress, type Prefix } from '../../src/net/address.js';
+import { defaultPolicy, type Policy } from '../../src/policy/policy.js';
+import { PortControlProtocol } from '../../src/server/dispatch.js';
+import { DEFAULT_SERVICE_CONFIG, MappingService, type ServiceConfig } from '../../src/service/mapping-service.js';
+import { ManualClock } from '../../src/state/clock.js';
+import { Epoch } from '../../src/state/epoch.js';
+
+export const EXTERNAL = mustParseIp('198.51.100.1');
+export const LAN_PREFIXES: Prefix[] = [parsePrefix('192.168.77.0/24') as Prefix, parsePrefix('2001:db8:77::/64') as Prefix];
+export const ROUTER = new Set([mustParseIp('192.168.77.1'), mustParseIp('2001:db8:77::1'), EXTERNAL]);
+
+export interface Harness {
+  clock: ManualClock;
+  firewall: MemoryFirewall;
+  service: MappingService;
+  protocol: PortControlProtocol;
+  log: ReturnType<typeof memoryLogger>;
+  setExternal(a: IpAddress | undefined): void;
+  /** One datagram through the same path the UDP server uses. */
+  send(source: string, msg: Buffer): Promise<Buffer | undefined>;
+}
+
+export function harness(opts: { config?: Partial<ServiceConfig>; policy?: Policy } = {}): Harness {
+  const clock = new ManualClock();
+  const firewall = new MemoryFirewall(clock);
+  const log = memoryLogger();
+  let external: IpAddress | undefined = EXTERNAL;
+  const service = new MappingService(
+    { ...DEFAULT_SERVICE_CONFIG, ...opts.config },
+    opts.policy ?? defaultPolicy,
+    firewall,
+    {
+      externalIPv4: () => external,
+      isLanHost: (a) => LAN_PREFIXES.some((p) => prefixContains(p, a)),
+      isRouterAddress: (a) => ROUTER.has(a),
+    },
+    clock,
+    new Epoch(clock),
+    log,
+  );
+  const protocol = new PortControlProtocol(service);
+  return {
+    clock,
+    firewall,
+    service,
+    protocol,
+    log,
+    setExternal: (a) => (external = a),
+    send: async (source, msg) => (await protocol.handle(msg, mustParseIp(source))).reply,
+  };
+}
