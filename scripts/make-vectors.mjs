@@ -70,7 +70,11 @@ function pcpResp({ op, result = 0, lifetime, body = '', options = '' }) {
 function pcpErr(request, result, lifetime, { parsed }) {
   let body = request.slice(0, 1100 * 2);
   while (body.length % 8 !== 0) body += '00';
-  if (body.length < 48) body = body.padEnd(48, '0');
+  // A MAP/PEER too short for its opcode is padded to the opcode's size so
+  // every field of the reply can be read (our choice; §8.2 is silent).
+  const op = parseInt(request.slice(2, 4), 16) & 0x7f;
+  const full = request.slice(0, 2) === '02' ? { 0: 24, 1: 60, 2: 80 }[op] ?? 24 : 24;
+  if (body.length < full * 2) body = body.padEnd(full * 2, '0');
   const reserved = parsed ? '00'.repeat(12) : body.slice(24, 48);
   return '02' + u8(0x80 | (parseInt(request.slice(2, 4), 16) & 0x7f)) + '00' + u8(result) + u32(lifetime) + VAR4 + reserved + body.slice(48);
 }
@@ -164,7 +168,7 @@ const errUnparsed = (req, code, lifetime) => pcpErr(req, code, lifetime, { parse
   r = map({ iport: 40000, options: THIRD_PARTY(A) });
   add('pcp', 'map-third-party-self', { rfc: 'RFC 6887 §13.1', description: 'THIRD_PARTY naming the source itself: MALFORMED_REQUEST', source: A, request: r, response: err(r, R.MALFORMED_REQUEST, LONG) });
   r = map({ iport: 40000, options: opt(1, addr(B).slice(8)) });
-  add('pcp', 'map-third-party-length', { rfc: 'RFC 6887 §13.1, §7.3', description: 'THIRD_PARTY of length 12: MALFORMED_OPTION', source: A, request: r, response: errUnparsed(r, R.MALFORMED_OPTION, LONG) });
+  add('pcp', 'map-third-party-length', { rfc: 'RFC 6887 §13.1, §7.3', description: 'THIRD_PARTY of length 12: MALFORMED_OPTION', source: A, request: r, response: errUnparsed(r, R.MALFORMED_OPTION, LONG), malformed: true });
   add('pcp', 'map-prefer-failure', { rfc: 'RFC 6887 §13.2', description: 'PREFER_FAILURE with a free port: that port, option echoed', source: A, request: map({ iport: 40000, eport: 40003, options: PREFER_FAILURE }), response: mapOk({ iport: 40000, eport: 40003, options: PREFER_FAILURE }) });
   const taken = { source: B, request: map({ client: B, nonce: NONCE2, iport: 40002, eport: 40002 }) };
   r = map({ iport: 40000, eport: 40002, options: PREFER_FAILURE });
@@ -195,7 +199,7 @@ const errUnparsed = (req, code, lifetime) => pcpErr(req, code, lifetime, { parse
   r = map({ iport: 40000, options: many });
   add('pcp', 'map-filter-excessive', { rfc: 'RFC 6887 §13.3, §7.4', description: '17 FILTERs, more than the 16 a mapping may hold: EXCESSIVE_REMOTE_PEERS, nothing installed', source: A, request: r, response: err(r, R.EXCESSIVE_REMOTE_PEERS, LONG) });
   r = map({ iport: 40000 }) + '03000190';
-  add('pcp', 'map-option-overrun', { rfc: 'RFC 6887 §7.3', description: 'option length 400 runs past the message: MALFORMED_OPTION', source: A, request: r, response: errUnparsed(r, R.MALFORMED_OPTION, LONG) });
+  add('pcp', 'map-option-overrun', { rfc: 'RFC 6887 §7.3', description: 'option length 400 runs past the message: MALFORMED_OPTION', source: A, request: r, response: errUnparsed(r, R.MALFORMED_OPTION, LONG), malformed: true });
   r = map({ iport: 40000, options: opt(200, '01') + opt(100, '') });
   add('pcp', 'map-unknown-options-order', { rfc: 'RFC 6887 §7.3', description: 'unknown optional then unknown mandatory option: UNSUPP_OPTION', source: A, request: r, response: errUnparsed(r, R.UNSUPP_OPTION, LONG) });
   add('pcp', 'map-unknown-optional', { rfc: 'RFC 6887 §7.3', description: 'unknown optional option: ignored, reply exactly 60 octets', source: A, request: map({ iport: 40000, options: opt(201, '0102030405') }), response: mapOk({ iport: 40000, eport: 40000 }) });

@@ -36,10 +36,14 @@ export function lanAddresses(names: readonly string[], read: InterfaceReader = n
   return out;
 }
 
-/** Every address the router owns, on any interface. */
+/**
+ * Every address the router owns on a real interface (loopback excluded: no
+ * LAN packet comes from it, and tests serve on it).
+ */
 export function routerAddresses(read: InterfaceReader = networkInterfaces): Set<IpAddress> {
   const out = new Set<IpAddress>();
   for (const infos of Object.values(read())) for (const i of infos ?? []) {
+    if (i.internal) continue;
     const a = parseIp(i.address);
     if (a) out.add(a);
   }

@@ -351,11 +351,13 @@ export class MappingService {
       return refuse('UNSUPP_PROTOCOL', `protocol ${req.protocol}: this router maps only UDP and TCP`);
     }
     const family = familyOf(req.internalAddress);
-    if (req.internalAddress !== req.client) {
-      // A mapping for another host must still point into the LAN, never at the router.
-      if (familyOf(req.client) !== family || !this.network.isLanHost(req.internalAddress) || this.network.isRouterAddress(req.internalAddress)) {
-        return refuse('NOT_AUTHORIZED', `${req.internalAddress} is not a LAN host`);
-      }
+    // A mapping points into the LAN, never at the router itself (which would
+    // expose the router's own services to the WAN).
+    if (this.network.isRouterAddress(req.internalAddress)) {
+      return refuse('NOT_AUTHORIZED', `${req.internalAddress} is the router's own address`);
+    }
+    if (req.internalAddress !== req.client && (familyOf(req.client) !== family || !this.network.isLanHost(req.internalAddress))) {
+      return refuse('NOT_AUTHORIZED', `${req.internalAddress} is not a LAN host`);
     }
     if (isUnspecified(req.internalAddress) || isMulticast(req.internalAddress) || (family === 6 && isLinkLocal(req.internalAddress))) {
       return refuse('NOT_AUTHORIZED', `no inbound mapping can reach ${req.internalAddress}`);

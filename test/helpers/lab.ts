@@ -1,0 +1,80 @@
+// Drives scripts/lab.sh from tests: namespaces this test run made itself,
+// named with a per-file prefix so test files can run side by side.
+
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const LAB = `${ROOT}scripts/lab.sh`;
+export const CLI = `${ROOT}dist/src/cli.js`;
+
+export type Node = 'lan' | 'lan2' | 'rtr' | 'wan';
+
+export interface Lab {
+  prefix: string;
+  /** Runs a command in a namespace; returns its output (throws on non-zero exit unless allowed). */
+  exec(node: Node, argv: string[], opts?: { allowFail?: boolean; timeoutMs?: number; input?: string }): { code: number; stdout: string; stderr: string };
+  /** Starts a long-running process in a namespace. */
+  spawn(node: Node, argv: string[]): ChildProcess;
+  down(): void;
+}
+
+export function requireRoot(): void {
+  if (process.getuid?.() !== 0) {
+    throw new Error('lab tests need root and network namespaces (CI runs them as root): run `sudo npm test`');
+  }
+}
+
+export function labUp(prefix: string): Lab {
+  requireRoot();
+  const env = { ...process.env, LAB_PREFIX: prefix };
+  const up = spawnSync('bash', [LAB, 'up'], { env, encoding: 'utf8', timeout: 60_000 });
+  if (up.status !== 0) throw new Error(`lab up failed: ${up.stderr}${up.stdout}`);
+  const children: ChildProcess[] = [];
+  return {
+    prefix,
+    exec(node, argv, opts = {}) {
+      const r = spawnSync('ip', ['netns', 'exec', `${prefix}-${node}`, ...argv], {
+        encoding: 'utf8',
+        timeout: opts.timeoutMs ?? 30_000,
+        input: opts.input,
+      });
+      const out = { code: r.status ?? -1, stdout: r.stdout ?? '', stderr: r.stderr ?? '' };
+      if (out.code !== 0 && !opts.allowFail) throw new Error(`${argv.join(' ')} in ${node} exited ${out.code}: ${out.stderr}${out.stdout}`);
+      return out;
+    },
+    spawn(node, argv) {
+      const c = spawn('ip', ['netns', 'exec', `${prefix}-${node}`, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(c);
+      return c;
+    },
+    down() {
+      for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+      spawnSync('bash', [LAB, 'down'], { env, timeout: 30_000 });
+    },
+  };
+}
+
+/** Collects a child's stdout lines and resolves when one matches. */
+export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs = 10_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let buf = '';
+    let errBuf = '';
+    const timer = setTimeout(() => reject(new Error(`timed out waiting for a line; stdout: ${buf.slice(-2000)} stderr: ${errBuf.slice(-2000)}`)), timeoutMs);
+    child.stderr?.on('data', (d: Buffer) => (errBuf += d.toString()));
+    child.stdout?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (const line of buf.split('\n')) {
+        if (match(line)) {
+          clearTimeout(timer);
+          resolve(line);
+          return;
+        }
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`process exited ${code} first; stdout: ${buf.slice(-2000)} stderr: ${errBuf.slice(-2000)}`));
+    });
+  });
+}

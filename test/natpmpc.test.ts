@@ -1,0 +1,78 @@
+// Debian's natpmpc (libnatpmp), a real client, against the daemon in the
+// lab's router namespace: external address, a UDP and a TCP mapping, deletion.
+
+import t from 'tap';
+import { CLI, labUp, waitForLine } from './helpers/lab.js';
+
+const lab = labUp(`pn${process.pid % 10000}`);
+t.teardown(() => lab.down());
+
+const daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--backend', 'memory']);
+const lines: string[] = [];
+daemon.stdout?.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+t.teardown(() => void daemon.kill('SIGTERM'));
+
+// natpmpc blocks this process (spawnSync): let the daemon's log lines arrive.
+const settle = () => new Promise((r) => setTimeout(r, 300));
+
+// natpmpc -a takes <public port> <private port> <protocol> [lifetime].
+const natpmpc = (...args: string[]) => {
+  const r = lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', ...args], { allowFail: true, timeoutMs: 20_000 });
+  return { ...r, all: r.stdout + r.stderr };
+};
+
+t.test('daemon starts in the router namespace', async (t) => {
+  const started = await waitForLine(daemon, (l) => l.includes('"event":"started"'));
+  t.match(started, /"externalIPv4":"198\.51\.100\.1"/, 'external address from wan0');
+});
+
+t.test('natpmpc learns the external address', async (t) => {
+  const r = natpmpc();
+  t.equal(r.code, 0, r.all);
+  t.match(r.all, /Public IP address : 198\.51\.100\.1/);
+});
+
+t.test('natpmpc maps UDP and TCP, then deletes them', async (t) => {
+  const udp = natpmpc('-a', '40001', '40001', 'udp', '3600');
+  t.equal(udp.code, 0, udp.all);
+  t.match(udp.all, /Mapped public port 40001 protocol UDP to local port 40001 liftime 3600/);
+  const tcp = natpmpc('-a', '40002', '40002', 'tcp', '7200');
+  t.equal(tcp.code, 0, tcp.all);
+  t.match(tcp.all, /Mapped public port 40002 protocol TCP to local port 40002 liftime 7200/);
+  await settle();
+  t.ok(lines.some((l) => l.includes('"event":"map"') && l.includes('"client":"192.168.77.2"') && l.includes('"verdict":"granted"')), 'decision logged');
+
+  const delUdp = natpmpc('-a', '0', '40001', 'udp', '0');
+  t.equal(delUdp.code, 0, delUdp.all);
+  t.match(delUdp.all, /Mapped public port 0 protocol UDP to local port 40001 liftime 0/);
+  const delTcp = natpmpc('-a', '0', '40002', 'tcp', '0');
+  t.equal(delTcp.code, 0, delTcp.all);
+  t.match(delTcp.all, /Mapped public port 0 protocol TCP to local port 40002 liftime 0/);
+  await settle();
+  t.ok(lines.filter((l) => l.includes('"event":"unmap"') && l.includes('"existed":true')).length === 2, 'both deletions removed a mapping');
+});
+
+t.test('a request from the WAN side gets no answer', async (t) => {
+  // The WAN host aims at the router's LAN address (routed in) and its WAN address.
+  for (const target of ['192.168.77.1', '198.51.100.1']) {
+    lab.exec('wan', ['ip', 'route', 'replace', '192.168.77.0/24', 'via', '198.51.100.1']);
+    const r = lab.exec('wan', ['natpmpc', '-g', target], { allowFail: true, timeoutMs: 30_000 });
+    t.not(r.code, 0, `no reply to ${target}`);
+    t.notMatch(r.stdout + r.stderr, /Public IP address/);
+  }
+});
+
+t.test('natpmpc delete-all (private port 0) removes all of the client\'s UDP mappings', async (t) => {
+  for (const p of ['40011', '40012']) t.equal(natpmpc('-a', p, p, 'udp', '600').code, 0);
+  const all = natpmpc('-a', '0', '0', 'udp', '0');
+  t.match(all.all, /Mapped public port 0 protocol UDP to local port 0 liftime 0/);
+  await settle();
+  t.ok(lines.some((l) => l.includes('"event":"unmap-all"') && l.includes('"deleted":2')), 'two mappings deleted');
+});
+
+t.test('SIGTERM stops the daemon cleanly', async (t) => {
+  const exited = new Promise<number | null>((r) => daemon.on('exit', (code) => r(code)));
+  daemon.kill('SIGTERM');
+  t.equal(await exited, 0);
+  t.ok(lines.some((l) => l.includes('"event":"stopped"')));
+});
