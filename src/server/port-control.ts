@@ -68,7 +68,7 @@ export class PortControlServer {
       }
       const b = { local, socket };
       this.bound.push(b);
-      void this.receive(b);
+      this.receive(b);
     }
     this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress) });
   }
@@ -79,15 +79,17 @@ export class PortControlServer {
     await Promise.all(this.bound.map((b) => b.socket.close().catch(() => undefined)));
   }
 
-  private async receive(b: Bound): Promise<void> {
-    try {
-      for await (const packet of b.socket) {
-        if (this.closed) break;
-        void this.onPacket(b, packet.msg, packet.rinfo.address, packet.rinfo.port);
-      }
-    } catch (err) {
-      if (!this.closed) this.log.error({ event: 'socket-error', address: b.local.bindAddress, error: (err as Error).message });
-    }
+  private receive(b: Bound): void {
+    // Receive through a permanent 'message' listener on the underlying
+    // socket: dgram-as-promised's recv()/async iterator attaches a listener
+    // per call, and datagrams that arrive between two calls (a burst in one
+    // tick) are dropped by Node for want of a listener.
+    b.socket.socket.on('message', (msg, rinfo) => {
+      if (!this.closed) void this.onPacket(b, msg, rinfo.address, rinfo.port);
+    });
+    b.socket.socket.on('error', (err) => {
+      if (!this.closed) this.log.error({ event: 'socket-error', address: b.local.bindAddress, error: err.message });
+    });
   }
 
   private async onPacket(b: Bound, msg: Buffer, from: string, fromPort: number): Promise<void> {
