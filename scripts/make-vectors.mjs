@@ -70,11 +70,7 @@ function pcpResp({ op, result = 0, lifetime, body = '', options = '' }) {
 function pcpErr(request, result, lifetime, { parsed }) {
   let body = request.slice(0, 1100 * 2);
   while (body.length % 8 !== 0) body += '00';
-  // A MAP/PEER too short for its opcode is padded to the opcode's size so
-  // every field of the reply can be read (our choice; §8.2 is silent).
-  const op = parseInt(request.slice(2, 4), 16) & 0x7f;
-  const full = request.slice(0, 2) === '02' ? { 0: 24, 1: 60, 2: 80 }[op] ?? 24 : 24;
-  if (body.length < full * 2) body = body.padEnd(full * 2, '0');
+  if (body.length < 48) body = body.padEnd(48, '0');
   const reserved = parsed ? '00'.repeat(12) : body.slice(24, 48);
   return '02' + u8(0x80 | (parseInt(request.slice(2, 4), 16) & 0x7f)) + '00' + u8(result) + u32(lifetime) + VAR4 + reserved + body.slice(48);
 }

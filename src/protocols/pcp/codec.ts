@@ -242,8 +242,9 @@ export function encodePcpResponse(r: PcpResponse): Buffer {
  * parse, the last 96 bits of the client address field stay as they were
  * copied; for one that did, that reserved field is zero. A reply is at least
  * a header so the client can read result and epoch (§9 sets no minimum for
- * a short unsupported-version request; 24 octets is what clients parse), and
- * at least its opcode's size (a 56-octet MAP gets a 60-octet reply).
+ * a short unsupported-version request; 24 octets is what clients parse). A
+ * MAP too short for its opcode is not padded to the opcode's size: that would
+ * make the reply up to 3.3 times the request (a reflection lever).
  */
 export function encodePcpErrorEcho(
   request: Buffer,
@@ -254,13 +255,7 @@ export function encodePcpErrorEcho(
 ): Buffer {
   const copied = Math.min(request.length, PCP_MAX_MESSAGE);
   const opcode = (request[1] ?? 0) & 0x7f;
-  // A MAP or PEER too short for its opcode is zero-padded to the opcode's
-  // size, so that a client (or a dissector) can read every field it expects.
-  const minimum =
-    request[0] === PCP_VERSION && opcode === Opcode.MAP ? PCP_HEADER_SIZE + PCP_MAP_BODY_SIZE
-    : request[0] === PCP_VERSION && opcode === Opcode.PEER ? PCP_HEADER_SIZE + PCP_PEER_BODY_SIZE
-    : PCP_HEADER_SIZE;
-  const len = Math.max(minimum, (copied + 3) & ~3);
+  const len = Math.max(PCP_HEADER_SIZE, (copied + 3) & ~3);
   const out = Buffer.alloc(len);
   request.copy(out, 0, 0, copied);
   const keep = Buffer.from(out.subarray(12, 24));
