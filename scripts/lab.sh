@@ -59,7 +59,9 @@ table inet lab_base {
     type filter hook forward priority filter; policy drop;
     ct state established,related accept
     iifname "br-lan" oifname "wan0" accept
-    ct status dnat accept
+    # What portcullis (own-table mode) admitted from the WAN: the one line a
+    # drop-by-default firewall adds (see README, "nftables placement").
+    meta mark & 0x10000000 == 0x10000000 accept
   }
   chain postrouting {
     type nat hook postrouting priority srcnat; policy accept;

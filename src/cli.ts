@@ -20,6 +20,9 @@ options:
   --config FILE          JSON configuration file (flags override it)
   --policy FILE          admin policy file
   --backend nft|memory   firewall backend
+  --nft-table NAME       nftables table (default portcullis, created and owned by portcullis)
+  --nft-embed            add portcullis' chains and sets to the existing table --nft-table
+                         instead (e.g. --nft-table fw4 --nft-embed); the admin jumps to them
   --port N               UDP port for PCP/NAT-PMP (default 5351; for tests)
   --min-lifetime S       shortest lifetime granted (default 120)
   --max-lifetime S       longest lifetime granted (default 86400)
@@ -50,6 +53,8 @@ async function serve(argv: string[]): Promise<void> {
       'min-lifetime': { type: 'string' },
       'max-lifetime': { type: 'string' },
       'no-announce': { type: 'boolean' },
+      'nft-table': { type: 'string' },
+      'nft-embed': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -72,6 +77,7 @@ async function serve(argv: string[]): Promise<void> {
     backend: values.backend as 'nft' | 'memory' | undefined,
     port: intFlag('port', values.port),
     announce: values['no-announce'] ? false : undefined,
+    nft: { table: values['nft-table'], embed: values['nft-embed'] },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },
   });
   if (cfg.policy) {

@@ -23,10 +23,12 @@ export interface Config {
   maxMappings: number;
   maxFiltersPerMapping: number;
   rateLimit: { perSecond: number; burst: number };
+  nft: { table: string; embed: boolean; mark: number };
+  reconcileSeconds: number;
 }
 
 export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
-  backend: 'memory',
+  backend: 'nft',
   port: 5351,
   announcePort: 5350,
   announce: true,
@@ -34,11 +36,13 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   maxMappings: 200_000,
   maxFiltersPerMapping: 16,
   rateLimit: { perSecond: 20, burst: 40 },
+  nft: { table: 'portcullis', embed: false, mark: 0x10000000 },
+  reconcileSeconds: 10,
 };
 
 export class ConfigError extends Error {}
 
-type FileConfig = Partial<Omit<Config, 'externalIp'>> & { externalIp?: string };
+type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft'>> & { externalIp?: string; nft?: Partial<Config['nft']> };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile<FileConfig>(schema);
@@ -75,6 +79,7 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
   const merged = { ...DEFAULTS, ...file, ...definedOnly(flags) };
   merged.lifetime = { ...DEFAULTS.lifetime, ...file.lifetime, ...flags.lifetime };
   merged.rateLimit = { ...DEFAULTS.rateLimit, ...file.rateLimit, ...flags.rateLimit };
+  merged.nft = { ...DEFAULTS.nft, ...file.nft, ...definedOnly(flags.nft ?? {}) };
   if (!merged.lan || merged.lan.length === 0) throw new ConfigError('no LAN interface: give --lan IFACE (repeatable)');
   if (!merged.wan) throw new ConfigError('no WAN interface: give --wan IFACE');
   if (merged.lan.includes(merged.wan)) throw new ConfigError(`interface ${merged.wan} cannot be both LAN and WAN`);

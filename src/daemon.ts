@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import { ConfigError } from './config.js';
 import type { FirewallBackend } from './firewall/backend.js';
 import { MemoryFirewall } from './firewall/memory.js';
+import { NftBackend, NftSetupError } from './firewall/nft/backend.js';
 import type { Logger } from './log.js';
 import type { IpAddress } from './net/address.js';
 import { inAnyPrefix, interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
@@ -58,7 +59,12 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   if (!externalIp) log.warn({ event: 'external-address', detail: `${cfg.wan} has no IPv4 address yet: IPv4 requests get NETWORK_FAILURE` });
 
   const firewall = deps.firewall ?? makeBackend(cfg, clock, log);
-  await firewall.start();
+  try {
+    await firewall.start();
+  } catch (err) {
+    if (wanPoll) clearInterval(wanPoll);
+    throw err instanceof NftSetupError ? new ConfigError(`nftables: ${err.message}`) : err;
+  }
   const epoch = new Epoch(clock);
   const routerAddrs = routerAddresses(read);
   const service = new MappingService(
@@ -87,9 +93,29 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     service,
     log,
   );
+  let reconciler: NodeJS.Timeout | undefined;
   try {
+    if (firewall instanceof NftBackend) {
+      // No durable state yet: whatever a previous run left belongs to no mapping.
+      await reconcile(service, firewall, log, 'start');
+      if (cfg.reconcileSeconds > 0) {
+        let busy = false;
+        reconciler = setInterval(() => {
+          if (busy) return;
+          busy = true;
+          firewall
+            .intact()
+            .then((ok) => (ok ? undefined : reconcile(service, firewall, log, 'objects or elements missing')))
+            .catch((err: unknown) => log.error({ event: 'nft-reconcile-failed', error: (err as Error).message }))
+            .finally(() => (busy = false));
+        }, cfg.reconcileSeconds * 1000);
+        reconciler.unref();
+      }
+    }
     await server.start();
   } catch (err) {
+    if (reconciler) clearInterval(reconciler);
+    if (wanPoll) clearInterval(wanPoll);
     await server.stop();
     await firewall.stop();
     throw err;
@@ -105,6 +131,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     server,
     async stop() {
       if (wanPoll) clearInterval(wanPoll);
+      if (reconciler) clearInterval(reconciler);
       service.stop();
       await server.stop();
       await firewall.stop();
@@ -118,5 +145,20 @@ function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {
     log.warn({ event: 'backend', backend: 'memory', detail: 'nothing is enforced in the kernel: for tests and dry runs only' });
     return new MemoryFirewall(clock);
   }
-  throw new ConfigError('the nft backend is not built yet: run with --backend memory');
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(cfg.nft.table)) throw new ConfigError(`--nft-table '${cfg.nft.table}' is not a valid table name`);
+  return new NftBackend(
+    { family: 'inet', table: cfg.nft.table, embedded: cfg.nft.embed },
+    { wan: cfg.wan, lan: cfg.lan, mark: cfg.nft.mark },
+    log,
+  );
+}
+
+/**
+ * Makes the kernel match the table now, then keeps checking cheaply: an
+ * OpenWrt firewall reload (or an admin's `nft flush`) empties our chains and
+ * sets behind our back, and the incumbent never notices.
+ */
+async function reconcile(service: MappingService, nft: NftBackend, log: Logger, why: string): Promise<void> {
+  const r = await service.withDesiredEntries((desired) => nft.reconcile(desired));
+  if (r.added || r.removed || r.recreated) log.warn({ event: 'nft-repaired', why, ...r });
 }

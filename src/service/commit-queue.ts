@@ -12,6 +12,8 @@ interface Pending {
 export class CommitQueue {
   private queue: Pending[] = [];
   private running = false;
+  /** Serializes batches with exclusive work (reconciliation) on the firewall. */
+  private lock: Promise<unknown> = Promise.resolve();
   /** Largest number of changes one batch may carry. */
   constructor(
     private readonly backend: FirewallBackend,
@@ -25,6 +27,13 @@ export class CommitQueue {
       this.queue.push({ changes, resolve });
       if (!this.running) void this.drain();
     });
+  }
+
+  /** Runs `fn` with no batch in flight and none starting until it ends. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn, fn);
+    this.lock = run.catch(() => undefined);
+    return run;
   }
 
   private async drain(): Promise<void> {
@@ -43,7 +52,7 @@ export class CommitQueue {
         const flat = batch.flatMap((p) => p.changes);
         let results: boolean[];
         try {
-          results = await this.backend.apply(flat);
+          results = await this.exclusive(() => this.backend.apply(flat));
         } catch {
           results = flat.map(() => false);
         }

@@ -336,6 +336,21 @@ export class MappingService {
     return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
   }
 
+  /**
+   * Runs `fn` with the firewall entries the table says must exist (and their
+   * remaining seconds), while no commit is in flight: reconciliation compares
+   * the kernel with this, and nothing moves under it.
+   */
+  withDesiredEntries<T>(fn: (desired: { entry: FirewallEntry; timeoutSeconds: number }[]) => Promise<T>): Promise<T> {
+    return this.commits.exclusive(() => {
+      const now = this.clock.now();
+      const desired = [...this.table.values()]
+        .filter((m) => m.origin !== 'static' && m.expiresAt > now)
+        .map((m) => ({ entry: entryOf(m), timeoutSeconds: remaining(m, now) }));
+      return fn(desired);
+    });
+  }
+
   /** Seconds left on a mapping. */
   remaining(m: Mapping): number {
     return m.origin === 'static' ? STATIC_LIFETIME : remaining(m, this.clock.now());

@@ -1,0 +1,252 @@
+// The real firewall: nftables through its JSON API. See ruleset.ts for the
+// objects; this file owns their lifecycle, batches and reconciliation.
+
+import type { Logger } from '../../log.js';
+import type { FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
+import { nftRunner, type NftCommand, type NftRunner } from './run.js';
+import { SET, elementKey, elementsOf, objectName, ownedNames, setFor, ruleLines, setupScript, type Placement, type SetKey, type Topology } from './ruleset.js';
+
+export class NftSetupError extends Error {}
+
+/** A sentinel element without timeout in each set: if it is gone, someone flushed the set. */
+const CANARY: Record<SetKey, unknown> = {
+  pinholes6: { elem: { val: { concat: ['::', 0, 0] } } },
+  pinholes6Filtered: { elem: { val: { concat: ['::', 0, 0, '::', 0] } } },
+  dnat4: [{ elem: { val: { concat: ['0.0.0.0', 0, 0] } } }, { concat: ['0.0.0.0', 0] }],
+  dnat4Filtered: [{ elem: { val: { concat: ['0.0.0.0', 0, 0, '0.0.0.0', 0] } } }, { concat: ['0.0.0.0', 0] }],
+};
+
+/** A removal that cannot fail on an element the kernel already expired: add (1 s) then delete, atomically. */
+const VANISH_TIMEOUT = 1;
+
+export interface DesiredEntry {
+  entry: FirewallEntry;
+  timeoutSeconds: number;
+}
+
+export class NftBackend implements FirewallBackend {
+  readonly name = 'nft';
+  /** Whether re-adding an element updates its timeout on this kernel (probed at start). */
+  renewInPlace = true;
+  private readonly runner: NftRunner;
+  batches = 0;
+
+  constructor(
+    readonly placement: Placement,
+    private readonly topology: Topology,
+    private readonly log: Logger,
+    runner?: NftRunner,
+  ) {
+    this.runner = runner ?? nftRunner();
+  }
+
+  private ref(key: SetKey) {
+    return { family: this.placement.family, table: this.placement.table, name: objectName(this.placement, SET[key]) };
+  }
+
+  async start(): Promise<void> {
+    const p = this.placement;
+    const where = `table ${p.family} ${p.table}`;
+    const tables = await this.runner.list(['list', 'tables']);
+    if (!tables.ok) throw new NftSetupError(explain(tables.error));
+    const exists = tables.items.some((i) => {
+      const t = i.table as { family?: string; name?: string } | undefined;
+      return t?.family === p.family && t.name === p.table;
+    });
+    if (p.embedded && !exists) {
+      throw new NftSetupError(`${where} does not exist: embedded mode adds portcullis' chains and sets to an existing table (e.g. inet fw4)`);
+    }
+    if (!p.embedded && exists) await this.checkOwnership(where);
+    await this.setup(where);
+    this.renewInPlace = await this.probeRenewal();
+    this.log.info({ event: 'nft-ready', table: where, embedded: p.embedded, renewal: this.renewInPlace ? 'in place' : 'delete+add' });
+  }
+
+  private async setup(where: string): Promise<void> {
+    const objects = await this.runner.script(setupScript(this.placement, this.topology));
+    const canaries = objects.ok ? await this.runner.batch(this.canaryCommands('add')) : objects;
+    if (!canaries.ok) throw new NftSetupError(`could not create portcullis' objects in ${where}: ${explain(canaries.spawnError ?? canaries.stderr)}`);
+  }
+
+  /** Own-table mode refuses a table of that name holding anything portcullis did not create. */
+  private async checkOwnership(where: string): Promise<void> {
+    const listing = await this.runner.list(['-t', 'list', 'table', this.placement.family, this.placement.table]);
+    if (!listing.ok) throw new NftSetupError(`cannot read ${where}: ${listing.error}`);
+    const owned = ownedNames(this.placement);
+    const foreign: string[] = [];
+    for (const item of listing.items) {
+      const set = (item.set ?? item.map) as { name: string } | undefined;
+      const chain = item.chain as { name: string } | undefined;
+      if (set && !owned.sets.includes(set.name)) foreign.push(`set ${set.name}`);
+      if (chain && !owned.chains.includes(chain.name)) foreign.push(`chain ${chain.name}`);
+      for (const kind of ['counter', 'quota', 'limit', 'ct helper', 'flowtable', 'secmark', 'synproxy']) {
+        if (item[kind]) foreign.push(kind);
+      }
+    }
+    if (foreign.length) {
+      throw new NftSetupError(
+        `${where} exists and holds objects portcullis did not create (${foreign.slice(0, 5).join(', ')}): ` +
+          'give another table name (--nft-table) or embed into it (--nft-embed)',
+      );
+    }
+  }
+
+  /** Does `add element` on an existing element replace its timeout on this kernel? */
+  private async probeRenewal(): Promise<boolean> {
+    const probe = { elem: { val: { concat: ['::', 0, 1] }, timeout: 60 } };
+    const again = { elem: { val: { concat: ['::', 0, 1] }, timeout: 3600 } };
+    const set = this.ref('pinholes6');
+    await this.runner.batch([{ add: { element: { ...set, elem: [probe] } } }, { add: { element: { ...set, elem: [again] } } }]);
+    const listing = await this.runner.list(['list', 'set', set.family, set.table, set.name]);
+    await this.runner.batch(this.vanish('pinholes6', [{ elem: { val: { concat: ['::', 0, 1] } } }]));
+    if (!listing.ok) return false;
+    const s = listing.items.find((i) => i.set)?.set as { elem?: { elem?: { val: { concat: unknown[] }; timeout?: number } }[] } | undefined;
+    const found = s?.elem?.find((e) => {
+      const c = normalizeListed(e.elem?.val.concat ?? []);
+      return c[0] === '::' && c[1] === 0 && c[2] === 1;
+    });
+    return (found?.elem?.timeout ?? 0) > 60;
+  }
+
+  private canaryCommands(op: 'add' | 'delete'): NftCommand[] {
+    return (Object.keys(SET) as SetKey[]).map((k) => ({ [op]: { element: { ...this.ref(k), elem: [CANARY[k]] } } }));
+  }
+
+  /** Commands that remove elements whether or not the kernel still has them. */
+  private vanish(set: SetKey, elems: unknown[]): NftCommand[] {
+    const withTimeout = elems.map((e) => withElemTimeout(e, VANISH_TIMEOUT));
+    const bare = elems.map((e) => withElemTimeout(e, undefined));
+    return [{ add: { element: { ...this.ref(set), elem: withTimeout } } }, { delete: { element: { ...this.ref(set), elem: bare } } }];
+  }
+
+  private commandsFor(c: FirewallChange): NftCommand[] {
+    const set = setFor(c.entry);
+    if (c.op === 'remove') return this.vanish(set, elementsOf(c.entry, undefined));
+    const add: NftCommand = { add: { element: { ...this.ref(set), elem: elementsOf(c.entry, c.timeoutSeconds) } } };
+    return this.renewInPlace ? [add] : [...this.vanish(set, elementsOf(c.entry, undefined)), add];
+  }
+
+  async apply(batch: readonly FirewallChange[]): Promise<boolean[]> {
+    this.batches++;
+    const all = batch.flatMap((c) => this.commandsFor(c));
+    const r = await this.runner.batch(all);
+    if (r.ok) return batch.map(() => true);
+    // One bad change must not sink the others: retry each alone.
+    this.log.warn({ event: 'nft-batch-failed', changes: batch.length, error: (r.spawnError ?? r.stderr).trim().slice(0, 500) });
+    const results: boolean[] = [];
+    for (const c of batch) results.push((await this.runner.batch(this.commandsFor(c))).ok);
+    return results;
+  }
+
+  async stop(): Promise<void> {
+    // Granted entries stay in the kernel and expire on their own.
+  }
+
+  /** Cheap check (no element dump): our chains and sets exist, rules are in place, no set was flushed. */
+  async intact(): Promise<boolean> {
+    const p = this.placement;
+    const listing = await this.runner.list(['-t', 'list', 'table', p.family, p.table]);
+    if (!listing.ok) return false;
+    const owned = ownedNames(p);
+    const sets = new Set(listing.items.map((i) => ((i.set ?? i.map) as { name?: string } | undefined)?.name).filter(Boolean));
+    const chains = new Set(listing.items.map((i) => (i.chain as { name?: string } | undefined)?.name).filter(Boolean));
+    if (!owned.sets.every((s) => sets.has(s)) || !owned.chains.every((c) => chains.has(c))) return false;
+    const expectedRules = ruleLines(p, this.topology).length;
+    const rules = listing.items.filter((i) => (i.rule as { chain?: string } | undefined) && owned.chains.includes((i.rule as { chain: string }).chain)).length;
+    if (rules !== expectedRules) return false;
+    // Deleting the canaries fails the whole (atomic) batch if any is gone;
+    // re-adding them in the same batch leaves the sets as they were.
+    const probe = await this.runner.batch([...this.canaryCommands('delete'), ...this.canaryCommands('add')]);
+    return probe.ok;
+  }
+
+  /**
+   * Makes the kernel match `desired`: recreates missing objects, adds missing
+   * elements with their remaining timeouts, removes elements no mapping owns.
+   * Returns what it repaired.
+   */
+  async reconcile(desired: readonly DesiredEntry[]): Promise<{ added: number; removed: number; recreated: boolean }> {
+    const recreated = !(await this.intact());
+    if (recreated) {
+      await this.setup(`table ${this.placement.family} ${this.placement.table}`);
+    }
+    const want = new Map<string, { set: SetKey; elem: unknown; timeout: number }>();
+    for (const d of desired) {
+      const set = setFor(d.entry);
+      for (const elem of elementsOf(d.entry, d.timeoutSeconds)) want.set(elementKey(set, concatOf(elem)), { set, elem, timeout: d.timeoutSeconds });
+    }
+    const have = new Map<string, { set: SetKey; elem: unknown }>();
+    for (const key of Object.keys(SET) as SetKey[]) {
+      const ref = this.ref(key);
+      const listing = await this.runner.list(['list', key.startsWith('dnat') ? 'map' : 'set', ref.family, ref.table, ref.name]);
+      if (!listing.ok) continue;
+      const obj = listing.items.find((i) => i.set || i.map);
+      const elems = ((obj?.set ?? obj?.map) as { elem?: unknown[] } | undefined)?.elem ?? [];
+      for (const raw of elems) {
+        const concat = normalizeListed(concatOf(raw));
+        if (isCanary(concat)) continue;
+        have.set(elementKey(key, concat), { set: key, elem: raw });
+      }
+    }
+    const cmds: NftCommand[] = [];
+    let added = 0;
+    let removed = 0;
+    for (const [k, w] of want) {
+      if (have.has(k)) continue;
+      cmds.push({ add: { element: { ...this.ref(w.set), elem: [w.elem] } } });
+      added++;
+    }
+    for (const [k, h] of have) {
+      if (want.has(k)) continue;
+      cmds.push(...this.vanish(h.set, [stripListed(h.elem)]));
+      removed++;
+    }
+    if (cmds.length) {
+      const r = await this.runner.batch(cmds);
+      if (!r.ok) throw new NftSetupError(`reconciliation batch failed: ${r.stderr.trim().slice(0, 500)}`);
+    }
+    return { added, removed, recreated };
+  }
+}
+
+function withElemTimeout(e: unknown, timeout: number | undefined): unknown {
+  if (Array.isArray(e)) return [withElemTimeout(e[0], timeout), e[1]];
+  const inner = (e as { elem: { val: unknown } }).elem;
+  return { elem: { val: inner.val, ...(timeout !== undefined ? { timeout } : {}) } };
+}
+
+function concatOf(e: unknown): unknown[] {
+  const el = Array.isArray(e) ? e[0] : e;
+  const val = (el as { elem?: { val?: { concat?: unknown[] } }; concat?: unknown[] }).elem?.val ?? el;
+  return (val as { concat?: unknown[] }).concat ?? [];
+}
+
+/** nft lists protocol numbers by their /etc/protocols name (0 is "ip"); we write 0, "tcp", "udp". */
+function normalizeListed(concat: unknown[]): unknown[] {
+  return concat.map((v, i) => (i === 1 && (v === 'ip' || v === 'hopopt') ? 0 : v));
+}
+
+function stripListed(e: unknown): unknown {
+  if (Array.isArray(e)) return [stripListed(e[0]), e[1]];
+  const concat = concatOf(e);
+  return { elem: { val: { concat } } };
+}
+
+function isCanary(concat: unknown[]): boolean {
+  return (concat[0] === '::' || concat[0] === '0.0.0.0') && concat[1] === 0 && concat[2] === 0;
+}
+
+/** Turns nft's complaint into the cause and the fix. */
+export function explain(error: string): string {
+  const e = error.trim();
+  if (/ENOENT|not found/i.test(e) && !/No such file or directory/.test(e)) {
+    return `the nft binary was not found (${e}): install the Debian package nftables`;
+  }
+  if (/EACCES|Operation not permitted|Permission denied/i.test(e)) {
+    return `nftables refused (${e}): run as root or with CAP_NET_ADMIN`;
+  }
+  if (/Protocol not supported|nf_tables/i.test(e)) {
+    return `the kernel has no nf_tables (${e}): load the nf_tables module or use --backend memory for a dry run`;
+  }
+  return e;
+}

@@ -1,0 +1,160 @@
+// The nftables objects portcullis owns, as nft JSON. A fixed handful of
+// rules look mappings up in sets and maps with `flags timeout`: a packet's
+// lookup costs the same at 10 or 100 000 mappings, and the kernel expires
+// every element on time even when the daemon is dead (fail-closed).
+//
+//   prerouting (nat):  iifname WAN, IPv4, tcp/udp:
+//                        dnat to (daddr . l4proto . dport) map @dnat4
+//                        dnat to (daddr . l4proto . dport . saddr . sport) map @dnat4_filtered
+//   forward (filter):  iifname WAN oifname LANs → wan_to_lan:
+//                        established/related           return
+//                        IPv6 (daddr . l4proto . dport) @pinholes6                       mark, return
+//                        IPv6 (daddr . l4proto . dport . saddr . sport) @pinholes6_filtered  mark, return
+//                        IPv4 ct status dnat (translated by a DNAT map above)           mark, return
+//                        drop
+//
+// "return" leaves the packet to the other tables: portcullis only drops what
+// nobody asked for and accepts nothing on anyone's behalf. The mark lets a
+// drop-by-default admin firewall accept what portcullis admitted with one
+// rule (`meta mark & MARK == MARK accept`). Embedded in an admin's table the
+// chains are plain chains the admin jumps to, and admitted packets `accept`.
+
+import type { FirewallEntry } from '../backend.js';
+import { familyOf, type IpAddress } from '../../net/address.js';
+
+export interface Placement {
+  family: 'inet';
+  table: string;
+  /** Inside someone else's table: our objects carry a prefix and our chains have no hooks. */
+  embedded: boolean;
+}
+
+export interface Topology {
+  wan: string;
+  lan: readonly string[];
+  /** Packet mark set on what portcullis admits. */
+  mark: number;
+}
+
+export const SET = {
+  pinholes6: 'pinholes6',
+  pinholes6Filtered: 'pinholes6_filtered',
+  dnat4: 'dnat4',
+  dnat4Filtered: 'dnat4_filtered',
+} as const;
+export type SetKey = keyof typeof SET;
+
+const CHAIN = { prerouting: 'prerouting', forward: 'forward', wanToLan: 'wan_to_lan' } as const;
+
+/** Explicit priorities: just before the usual dstnat (-100) and filter (0) chains. */
+export const PRIORITY = { prerouting: -105, forward: -5 } as const;
+
+export function objectName(p: Placement, base: string): string {
+  return p.embedded ? `portcullis_${base}` : base;
+}
+
+/** Every object name portcullis creates in the placement (for ownership checks). */
+export function ownedNames(p: Placement): { sets: string[]; chains: string[] } {
+  return {
+    sets: Object.values(SET).map((s) => objectName(p, s)),
+    chains: (p.embedded ? [CHAIN.prerouting, CHAIN.forward] : Object.values(CHAIN)).map((c) => objectName(p, c)),
+  };
+}
+
+const SET_TYPES: Record<SetKey, { type: string; interval: boolean; map: boolean }> = {
+  pinholes6: { type: 'ipv6_addr . inet_proto . inet_service', interval: false, map: false },
+  pinholes6Filtered: { type: 'ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service', interval: true, map: false },
+  dnat4: { type: 'ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', interval: false, map: true },
+  dnat4Filtered: { type: 'ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : ipv4_addr . inet_service', interval: true, map: true },
+};
+
+/** Interface and table names go into nft scripts: only plain names pass. */
+export const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/**
+ * The objects, created idempotently, and our chains' rules replaced, as one
+ * nft script (one transaction). Written in nft's own language, not JSON:
+ * nft 1.0.6 (Debian 12) segfaults parsing a JSON `dnat` whose address comes
+ * from a concatenated map; elements and listings use JSON.
+ */
+export function setupScript(p: Placement, t: Topology): string {
+  for (const n of [t.wan, ...t.lan]) if (!NAME_RE.test(n)) throw new Error(`bad interface name ${JSON.stringify(n)}`);
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(p.table)) throw new Error(`bad table name ${JSON.stringify(p.table)}`);
+  const at = `${p.family} ${p.table}`;
+  const name = (b: string) => objectName(p, b);
+  const lines: string[] = [];
+  if (!p.embedded) lines.push(`add table ${at}`);
+  for (const key of Object.keys(SET) as SetKey[]) {
+    const d = SET_TYPES[key];
+    lines.push(`add ${d.map ? 'map' : 'set'} ${at} ${name(SET[key])} { type ${d.type}; flags ${d.interval ? 'interval,timeout' : 'timeout'}; }`);
+  }
+  const hook = (h: string) => (p.embedded ? '' : ` { ${h}; policy accept; }`);
+  lines.push(`add chain ${at} ${name(CHAIN.prerouting)}${hook(`type nat hook prerouting priority ${PRIORITY.prerouting}`)}`);
+  lines.push(`add chain ${at} ${name(CHAIN.forward)}${hook(`type filter hook forward priority ${PRIORITY.forward}`)}`);
+  if (!p.embedded) lines.push(`add chain ${at} ${name(CHAIN.wanToLan)}`);
+  for (const c of ownedNames(p).chains) lines.push(`flush chain ${at} ${c}`);
+  for (const r of ruleLines(p, t)) lines.push(`add rule ${at} ${r}`);
+  return lines.join('\n') + '\n';
+}
+
+/** "<chain> <rule>" for every rule portcullis owns. */
+export function ruleLines(p: Placement, t: Topology): string[] {
+  const name = (b: string) => objectName(p, b);
+  const mark = `meta mark set meta mark | 0x${t.mark.toString(16)}`;
+  // Embedded: admitted packets are accepted in the admin's chain that jumped
+  // here (that is what the jump asks for); everything else returns to it.
+  // Own table: we only ever say "no objection" (return) or drop.
+  const admit = `${mark} ${p.embedded ? 'accept' : 'return'}`;
+  const wan = `iifname "${t.wan}"`;
+  const pre = name(CHAIN.prerouting);
+  const gate = name(p.embedded ? CHAIN.forward : CHAIN.wanToLan);
+  const tcpUdp = 'meta l4proto { tcp, udp }';
+  const rules = [
+    `${pre} ${wan} meta nfproto ipv4 ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport map @${name(SET.dnat4)}`,
+    `${pre} ${wan} meta nfproto ipv4 ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport . ip saddr . th sport map @${name(SET.dnat4Filtered)}`,
+  ];
+  if (!p.embedded) rules.push(`${gate} ct state established,related return`);
+  rules.push(
+    `${gate} meta nfproto ipv6 ${tcpUdp} ip6 daddr . meta l4proto . th dport @${name(SET.pinholes6)} ${admit}`,
+    `${gate} meta nfproto ipv6 ${tcpUdp} ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport @${name(SET.pinholes6Filtered)} ${admit}`,
+    // IPv4 flows reach the LAN only if a DNAT map translated them (the maps
+    // already applied FILTER); the conntrack entry remembers that.
+    `${gate} meta nfproto ipv4 ct status dnat ${admit}`,
+  );
+  if (!p.embedded) {
+    rules.push(`${gate} drop`);
+    rules.push(`${name(CHAIN.forward)} ${wan} oifname { ${t.lan.map((l) => `"${l}"`).join(', ')} } jump ${gate}`);
+  }
+  return rules;
+}
+
+/** Which set an entry's elements live in. */
+export function setFor(e: FirewallEntry): SetKey {
+  if (e.family === 6) return e.filters.length ? 'pinholes6Filtered' : 'pinholes6';
+  return e.filters.length ? 'dnat4Filtered' : 'dnat4';
+}
+
+const protoName = (p: number) => (p === 6 ? 'tcp' : p === 17 ? 'udp' : p);
+
+function prefixExpr(address: IpAddress, length: number): unknown {
+  const max = familyOf(address) === 4 ? 32 : 128;
+  return length === max ? address : { prefix: { addr: address, len: length } };
+}
+
+/** One element per filter (or one for an unfiltered entry), as nft JSON `elem` items. */
+export function elementsOf(e: FirewallEntry, timeoutSeconds: number | undefined): unknown[] {
+  const key = [e.family === 6 ? e.internalAddress : e.externalAddress, protoName(e.protocol), e.externalPort];
+  const keys = e.filters.length
+    ? e.filters.map((f) => [...key, prefixExpr(f.prefix.address, f.prefix.length), f.port === 0 ? { range: [0, 65535] } : f.port])
+    : [key];
+  return keys.map((k) => {
+    const elem = { elem: { val: { concat: k }, ...(timeoutSeconds !== undefined ? { timeout: timeoutSeconds } : {}) } };
+    return e.family === 4 ? [elem, { concat: [e.internalAddress, e.internalPort] }] : elem;
+  });
+}
+
+/** A stable text key for one element (to diff the kernel against the engine). */
+export function elementKey(set: SetKey, concat: unknown[]): string {
+  return `${set}|${concat.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join('|')}`;
+}
+
