@@ -6,8 +6,13 @@ import { readFileSync } from 'node:fs';
 import { ConfigError, loadConfigFile, resolveConfig } from './config.js';
 import { startDaemon } from './daemon.js';
 import { jsonLogger } from './log.js';
+import { describe, exchange, localAddressFor, mapRequestBytes } from './client/pcp-client.js';
+import { parseIp } from './net/address.js';
+import { encodePcpRequest } from './protocols/pcp/codec.js';
 
 const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wan IFACE [options]
+       portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
+       portcullis pcp announce --server ADDR
 
 Serves PCP (RFC 6887) and NAT-PMP (RFC 6886) on the LAN interfaces' addresses
 and installs the mappings it grants in the firewall.
@@ -29,6 +34,16 @@ options:
   --no-announce          do not multicast announcements at start
   -h, --help             this text
   --version              print the version
+
+pcp options (a PCP client, for checking a router; prints the response as JSON):
+  --server ADDR          the router's LAN address
+  --lifetime S           requested lifetime (default 3600; 0 deletes)
+  --suggest N            suggested external port
+  --filter PREFIX[:PORT] admit only this remote (repeatable; PCP FILTER; IPv6 as [PREFIX]:PORT)
+  --prefer-failure       only the suggested port will do
+  --nonce HEX            24 hex digits (default: random)
+  --description TEXT     RFC 7220 description
+  --server-port N        default 5351
 `;
 
 function intFlag(name: string, v: string | undefined): number | undefined {
@@ -102,6 +117,73 @@ async function serve(argv: string[]): Promise<void> {
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
 
+/** `203.0.113.0/24`, `203.0.113.5:443`, `2001:db8::/32`, `[2001:db8::5]:443`. */
+function parseFilterArg(f: string): { prefix: string; port: number } {
+  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(f);
+  const v4 = /^([\d.]+(?:\/\d+)?)(?::(\d+))?$/.exec(f);
+  const m = bracketed ?? v4;
+  const prefix = m ? m[1] : f;
+  const port = m?.[2] ? Number(m[2]) : 0;
+  if (!prefix || port > 65535) throw new ConfigError(`--filter '${f}': expected PREFIX, PREFIX:PORT or [IPv6-PREFIX]:PORT`);
+  return { prefix, port };
+}
+
+async function pcp(argv: string[]): Promise<void> {
+  const [op, ...rest] = argv;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      server: { type: 'string' },
+      proto: { type: 'string' },
+      port: { type: 'string' },
+      lifetime: { type: 'string' },
+      suggest: { type: 'string' },
+      filter: { type: 'string', multiple: true },
+      'prefer-failure': { type: 'boolean' },
+      nonce: { type: 'string' },
+      description: { type: 'string' },
+      'server-port': { type: 'string' },
+    },
+    strict: true,
+  });
+  const server = values.server ? parseIp(values.server) : undefined;
+  if (!server) throw new ConfigError('--server ADDR is required (the router\'s LAN address)');
+  const serverPort = intFlag('server-port', values['server-port']) ?? 5351;
+  const client = await localAddressFor(server, serverPort);
+  let request: Buffer;
+  if (op === 'announce') {
+    request = encodePcpRequest({ opcode: 0, lifetime: 0, clientAddress: client });
+  } else if (op === 'map') {
+    const protocol = values.proto === 'udp' ? 17 : values.proto === 'tcp' ? 6 : undefined;
+    if (!protocol) throw new ConfigError('--proto udp|tcp is required');
+    const internalPort = intFlag('port', values.port);
+    if (internalPort === undefined || internalPort > 65535) throw new ConfigError('--port N (1-65535) is required');
+    if (values.nonce !== undefined && !/^[0-9a-fA-F]{24}$/.test(values.nonce)) throw new ConfigError('--nonce takes 24 hex digits');
+    request = mapRequestBytes({
+      server,
+      client,
+      protocol,
+      internalPort,
+      lifetime: intFlag('lifetime', values.lifetime) ?? 3600,
+      suggestedExternalPort: intFlag('suggest', values.suggest),
+      nonce: values.nonce ? Buffer.from(values.nonce, 'hex') : undefined,
+      filters: (values.filter ?? []).map(parseFilterArg),
+      preferFailure: values['prefer-failure'],
+      description: values.description,
+    });
+  } else {
+    throw new ConfigError(`unknown pcp operation '${op ?? ''}': map or announce`);
+  }
+  const reply = await exchange(server, request, { port: serverPort });
+  if (!reply) {
+    process.stderr.write(`portcullis: no PCP response from ${server}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  process.stdout.write(JSON.stringify(describe(reply)) + '\n');
+  if (reply.result !== 0) process.exitCode = 3;
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === '--version') {
@@ -110,6 +192,7 @@ async function main(): Promise<void> {
     return;
   }
   if (cmd === 'serve') return serve(rest);
+  if (cmd === 'pcp') return pcp(rest);
   process.stdout.write(USAGE);
   if (cmd !== '-h' && cmd !== '--help') process.exitCode = 2;
 }
