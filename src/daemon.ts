@@ -10,7 +10,7 @@ import { NftBackend, NftSetupError } from './firewall/nft/backend.js';
 import type { Logger } from './log.js';
 import type { IpAddress } from './net/address.js';
 import { inAnyPrefix, interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
-import { defaultPolicy, type Policy } from './policy/policy.js';
+import { DEFAULT_LIMITS, defaultPolicy, type Policy } from './policy/policy.js';
 import { PortControlServer, DEFAULT_PORT_CONTROL } from './server/port-control.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-service.js';
 import { monotonicClock, type Clock } from './state/clock.js';
@@ -75,7 +75,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       maxMappings: cfg.maxMappings,
       maxFiltersPerMapping: cfg.maxFiltersPerMapping,
     },
-    deps.policy ?? defaultPolicy,
+    deps.policy ?? defaultPolicy({ ...DEFAULT_LIMITS, maxMappingsPerClient: cfg.maxMappingsPerClient }),
     firewall,
     {
       externalIPv4: () => externalIp,

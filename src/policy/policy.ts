@@ -45,19 +45,21 @@ export const DEFAULT_LIMITS: Limits = {
   externalPorts: { min: 1024, max: 65535 },
 };
 
-export const defaultPolicy: Policy = {
-  decide(req) {
-    const rule = 'default';
-    if (req.internalAddress !== req.client) {
-      return { allow: false, rule, reason: 'mappings for another host are not allowed' };
-    }
-    if (req.protocol !== 6 && req.protocol !== 17) {
-      return { allow: false, rule, reason: `protocol ${req.protocol} is not allowed (only UDP and TCP)` };
-    }
-    if (req.internalPort === 0) return { allow: false, rule, reason: 'all-ports mappings are not allowed' };
-    if (req.internalPort < DEFAULT_LIMITS.externalPorts.min) {
-      return { allow: false, rule, reason: `internal port ${req.internalPort} is below 1024` };
-    }
-    return { allow: true, rule, limits: DEFAULT_LIMITS };
-  },
-};
+export function defaultPolicy(limits: Limits = DEFAULT_LIMITS): Policy {
+  return {
+    decide(req) {
+      const rule = 'default';
+      if (req.internalAddress !== req.client) {
+        return { allow: false, rule, reason: 'mappings for another host are not allowed' };
+      }
+      if (req.protocol !== 6 && req.protocol !== 17) {
+        return { allow: false, rule, reason: `protocol ${req.protocol} is not allowed (only UDP and TCP)` };
+      }
+      if (req.internalPort === 0) return { allow: false, rule, reason: 'all-ports mappings are not allowed' };
+      if (req.internalPort < limits.externalPorts.min) {
+        return { allow: false, rule, reason: `internal port ${req.internalPort} is below ${limits.externalPorts.min}` };
+      }
+      return { allow: true, rule, limits };
+    },
+  };
+}

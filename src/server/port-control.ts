@@ -32,6 +32,8 @@ export const DEFAULT_PORT_CONTROL: PortControlConfig = {
   maxInFlight: 20_000,
 };
 
+const RECV_BUFFER_BYTES = 4 << 20;
+
 interface Bound {
   local: LocalAddress;
   socket: SocketAsPromised;
@@ -65,6 +67,14 @@ export class PortControlServer {
       } catch (err) {
         await socket.close().catch(() => undefined);
         throw new Error(`cannot bind UDP ${local.bindAddress} port ${this.cfg.port}: ${(err as Error).message}`);
+      }
+      // A burst from many clients must queue, not be dropped by the kernel
+      // (the default ~200 KiB holds a few hundred datagrams); the kernel caps
+      // this at net.core.rmem_max.
+      try {
+        socket.setRecvBufferSize(RECV_BUFFER_BYTES);
+      } catch {
+        // Not fatal: the default buffer only drops more under bursts.
       }
       const b = { local, socket };
       this.bound.push(b);

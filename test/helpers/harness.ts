@@ -33,7 +33,7 @@ export function harness(opts: { config?: Partial<ServiceConfig>; policy?: Policy
   let external: IpAddress | undefined = EXTERNAL;
   const service = new MappingService(
     { ...DEFAULT_SERVICE_CONFIG, ...opts.config },
-    opts.policy ?? defaultPolicy,
+    opts.policy ?? defaultPolicy(),
     firewall,
     {
       externalIPv4: () => external,

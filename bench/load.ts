@@ -1,0 +1,156 @@
+// Load generator for `npm run bench`, run inside the lab's LAN namespace:
+// many client addresses send PCP MAP (or NAT-PMP) requests as fast as the
+// server answers — a window of requests outstanding per client, each
+// retransmitted like a real client would (RFC 6887 §8.1.1, shortened) — and
+// it reports creations per second and reply latency.
+
+import { createSocket, type Socket } from 'node:dgram';
+import { performance } from 'node:perf_hooks';
+import { mustParseIp } from '../src/net/address.js';
+import { encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
+import { encodePcpRequest } from '../src/protocols/pcp/codec.js';
+
+export interface LoadSpec {
+  protocol: 'pcp' | 'natpmp';
+  server: string;
+  port: number;
+  clients: string[];
+  /** Mappings to create, spread over the clients. */
+  count: number;
+  /** Internal ports start here for every client. */
+  startPort: number;
+  /** Requests in flight per client. */
+  window: number;
+  lifetime: number;
+  timeoutMs: number;
+  maxTries: number;
+  /** Give up the whole run after this long. */
+  deadlineMs: number;
+}
+
+export interface LoadResult {
+  requested: number;
+  succeeded: number;
+  failed: number;
+  lost: number;
+  seconds: number;
+  rate: number;
+  p50ms: number;
+  p99ms: number;
+  retransmissions: number;
+  codes: Record<string, number>;
+}
+
+interface Outstanding {
+  port: number;
+  firstSent: number;
+  lastSent: number;
+  tries: number;
+}
+
+async function run(spec: LoadSpec): Promise<LoadResult> {
+  const server = mustParseIp(spec.server);
+  const perClient = Math.ceil(spec.count / spec.clients.length);
+  const latencies: number[] = [];
+  const codes: Record<string, number> = {};
+  let succeeded = 0;
+  let failed = 0;
+  let lost = 0;
+  let retransmissions = 0;
+  const start = performance.now();
+
+  const clientRuns = spec.clients.map(async (addr, ci) => {
+    const quota = Math.max(0, Math.min(perClient, spec.count - ci * perClient));
+    if (quota === 0) return;
+    const sock: Socket = createSocket(addr.includes(':') ? 'udp6' : 'udp4');
+    await new Promise<void>((r) => sock.bind(0, addr, () => r()));
+    const nonce = Buffer.alloc(12);
+    nonce.writeUInt32BE(ci + 1, 8);
+    const request = (port: number) =>
+      spec.protocol === 'pcp'
+        ? encodePcpRequest({ opcode: 1, lifetime: spec.lifetime, clientAddress: mustParseIp(addr), map: { nonce, protocol: 17, internalPort: port, externalPort: 0, externalAddress: mustParseIp(addr.includes(':') ? '::' : '0.0.0.0') } })
+        : encodeNatPmpMapRequest(1, port, 0, spec.lifetime);
+    const inflight = new Map<number, Outstanding>();
+    let next = 0;
+    await new Promise<void>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const done = () => {
+        clearInterval(timer);
+        resolve();
+      };
+      const send = (o: Outstanding) => {
+        o.lastSent = performance.now();
+        sock.send(request(o.port), spec.port, server);
+      };
+      const refill = () => {
+        while (inflight.size < spec.window && next < quota) {
+          const o = { port: spec.startPort + next++, firstSent: 0, lastSent: 0, tries: 1 };
+          o.firstSent = performance.now();
+          inflight.set(o.port, o);
+          send(o);
+        }
+        if (inflight.size === 0 && next >= quota) done();
+      };
+      sock.on('message', (m) => {
+        const port = spec.protocol === 'pcp' ? (m.length >= 60 ? m.readUInt16BE(40) : -1) : m.length >= 16 ? m.readUInt16BE(8) : -1;
+        const o = inflight.get(port);
+        if (!o) return; // a duplicate answer to a retransmission
+        inflight.delete(port);
+        const code = spec.protocol === 'pcp' ? (m[3] ?? 255) : m.readUInt16BE(2);
+        codes[code] = (codes[code] ?? 0) + 1;
+        if (code === 0) {
+          succeeded++;
+          latencies.push(performance.now() - o.firstSent);
+        } else failed++;
+        refill();
+      });
+      timer = setInterval(() => {
+        const now = performance.now();
+        for (const o of inflight.values()) {
+          if (now - o.lastSent < spec.timeoutMs * 2 ** (o.tries - 1)) continue;
+          if (o.tries >= spec.maxTries) {
+            inflight.delete(o.port);
+            lost++;
+            continue;
+          }
+          o.tries++;
+          retransmissions++;
+          send(o);
+        }
+        if (now - start > spec.deadlineMs) {
+          lost += inflight.size + (quota - next);
+          inflight.clear();
+          next = quota;
+        }
+        refill();
+      }, 20);
+      refill();
+    });
+    sock.close();
+  });
+  await Promise.all(clientRuns);
+  const seconds = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
+  return {
+    requested: spec.count,
+    succeeded,
+    failed,
+    lost,
+    seconds,
+    rate: succeeded / seconds,
+    p50ms: pct(50),
+    p99ms: pct(99),
+    retransmissions,
+    codes,
+  };
+}
+
+const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
+run(spec).then(
+  (r) => process.stdout.write(JSON.stringify(r) + '\n'),
+  (err: unknown) => {
+    process.stderr.write(String(err) + '\n');
+    process.exit(1);
+  },
+);
