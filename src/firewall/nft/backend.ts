@@ -70,7 +70,7 @@ export class NftBackend implements FirewallBackend {
 
   /** Own-table mode refuses a table of that name holding anything portcullis did not create. */
   private async checkOwnership(where: string): Promise<void> {
-    const listing = await this.runner.list(['-t', 'list', 'table', this.placement.family, this.placement.table]);
+    const listing = await this.terseTable();
     if (!listing.ok) throw new NftSetupError(`cannot read ${where}: ${listing.error}`);
     const owned = ownedNames(this.placement);
     const foreign: string[] = [];
@@ -89,6 +89,21 @@ export class NftBackend implements FirewallBackend {
           'give another table name (--nft-table) or embed into it (--nft-embed)',
       );
     }
+  }
+
+  /**
+   * Our table's objects and rules without set elements. `nft -t list ruleset`
+   * takes milliseconds at any size, while `nft -t list table` (nft 1.0.6)
+   * still fetches every element: a second per 100 000.
+   */
+  private async terseTable(): Promise<{ ok: true; items: Record<string, unknown>[] } | { ok: false; error: string }> {
+    const r = await this.runner.list(['-t', 'list', 'ruleset']);
+    if (!r.ok) return r;
+    const ours = (o: unknown) => {
+      const x = o as { family?: string; table?: string; name?: string } | undefined;
+      return x?.family === this.placement.family && (x.table ?? x.name) === this.placement.table;
+    };
+    return { ok: true, items: r.items.filter((i) => Object.values(i).some(ours)) };
   }
 
   /** Does `add element` on an existing element replace its timeout on this kernel? */
@@ -145,7 +160,7 @@ export class NftBackend implements FirewallBackend {
   /** Cheap check (no element dump): our chains and sets exist, rules are in place, no set was flushed. */
   async intact(): Promise<boolean> {
     const p = this.placement;
-    const listing = await this.runner.list(['-t', 'list', 'table', p.family, p.table]);
+    const listing = await this.terseTable();
     if (!listing.ok) return false;
     const owned = ownedNames(p);
     const sets = new Set(listing.items.map((i) => ((i.set ?? i.map) as { name?: string } | undefined)?.name).filter(Boolean));
