@@ -9,7 +9,7 @@
 # leaves them. LAB_PREFIX names the namespaces ("$LAB_PREFIX-rtr" …) so parallel
 # test runs do not collide.
 #
-# usage: lab.sh up | down | exec NODE CMD... | status
+# usage: lab.sh up | down | exec NODE CMD... | shell [NODE] | status
 set -euo pipefail
 P=${LAB_PREFIX:-pcl}
 NS_LAN=$P-lan NS_LAN2=$P-lan2 NS_RTR=$P-rtr NS_WAN=$P-wan
@@ -87,6 +87,7 @@ case "${1:-}" in
   up) up ;;
   down) down ;;
   exec) shift; node=$1; shift; exec ip netns exec "$P-$node" "$@" ;;
+  shell) exec ip netns exec "$P-${2:-lan}" "${SHELL:-bash}" ;;
   status) ip netns list | grep "^$P-" || echo "lab $P: down" ;;
-  *) echo "usage: $0 up|down|exec NODE CMD...|status   (NODE: lan lan2 rtr wan)" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|exec NODE CMD...|shell [NODE]|status   (NODE: lan lan2 rtr wan)" >&2; exit 2 ;;
 esac

@@ -92,17 +92,22 @@ t.test('renewal counts the lifetime from now and keeps one entry', async (t) => 
   t.equal(h.firewall.list().length, 1);
 });
 
-t.test('a failed firewall commit is NO_RESOURCES and leaves no trace', async (t) => {
+t.test('a failed firewall commit is refused (PCP NO_RESOURCES, NAT-PMP 3) and leaves no trace', async (t) => {
   const h = harness();
   h.firewall.failBatches = 1;
-  t.match(await h.service.map(req()), { ok: false, refusal: 'NO_RESOURCES' });
+  t.match(await h.service.map(req()), { ok: false, refusal: 'FIREWALL_FAILED' });
+  h.firewall.failBatches = 1;
+  const pcpWire = encodePcpRequest({ opcode: 1, lifetime: 3600, clientAddress: A, map: { nonce: NONCE, protocol: 17, internalPort: 40000, externalPort: 0, externalAddress: mustParseIp('0.0.0.0') } });
+  t.match(decodePcpResponse((await h.send(A, pcpWire)) as Buffer), { ok: true, msg: { result: 8, lifetime: 30 } }, 'PCP NO_RESOURCES, short lifetime');
+  h.firewall.failBatches = 1;
+  t.match(decodeNatPmpResponse((await h.send(A, encodeNatPmpMapRequest(1, 40000, 40000, 3600))) as Buffer), { ok: true, msg: { result: 3 } }, 'NAT-PMP 3');
   t.equal(h.service.table.size, 0);
   t.ok(h.service.table.isExternalPortFree(17, 40000), 'port released');
   t.match(await h.service.map(req()), { ok: true, mapping: { externalPort: 40000 } });
   // A failed renewal keeps the previous mapping as it was.
   const before = h.service.table.get('map|192.168.77.10|17|40000');
   h.firewall.failBatches = 1;
-  t.match(await h.service.map(req({ lifetime: 7200 })), { ok: false, refusal: 'NO_RESOURCES' });
+  t.match(await h.service.map(req({ lifetime: 7200 })), { ok: false, refusal: 'FIREWALL_FAILED' });
   t.equal(h.service.table.get('map|192.168.77.10|17|40000'), before);
   // A failed delete keeps the mapping (the kernel still has it).
   h.firewall.failBatches = 1;

@@ -310,7 +310,7 @@ export class MappingService {
     if (!ok) {
       // The kernel still has it: so must we.
       if (!this.table.get(key)) this.install(existing);
-      return refuse('NO_RESOURCES', 'firewall commit failed');
+      return refuse('FIREWALL_FAILED', 'firewall commit failed');
     }
     return { ok: true, deleted: existing };
   }
@@ -518,7 +518,7 @@ export class MappingService {
         if (existing) this.table.put(existing);
         else this.uninstall(mapping);
       }
-      return refuse('NO_RESOURCES', 'firewall commit failed');
+      return refuse('FIREWALL_FAILED', 'firewall commit failed');
     }
     return { ok: true, mapping, lifetime };
   }

@@ -62,6 +62,8 @@ export type Refusal =
   | 'MALFORMED_REQUEST'
   | 'NETWORK_FAILURE'
   | 'NO_RESOURCES'
+  /** The kernel rejected the change (PCP: NO_RESOURCES; NAT-PMP: 3, the box cannot do its job). */
+  | 'FIREWALL_FAILED'
   | 'UNSUPP_PROTOCOL'
   | 'USER_EX_QUOTA'
   | 'CANNOT_PROVIDE_EXTERNAL'
