@@ -44,6 +44,7 @@ pcp options (a PCP client, for checking a router; prints the response as JSON):
   --nonce HEX            24 hex digits (default: random)
   --description TEXT     RFC 7220 description
   --server-port N        default 5351
+  --bind ADDR            send from this local address (e.g. a global address to a fe80:: server)
 `;
 
 function intFlag(name: string, v: string | undefined): number | undefined {
@@ -143,13 +144,16 @@ async function pcp(argv: string[]): Promise<void> {
       nonce: { type: 'string' },
       description: { type: 'string' },
       'server-port': { type: 'string' },
+      bind: { type: 'string' },
     },
     strict: true,
   });
-  const server = values.server ? parseIp(values.server) : undefined;
-  if (!server) throw new ConfigError('--server ADDR is required (the router\'s LAN address)');
+  const server = values.server;
+  if (!server || !parseIp(server)) throw new ConfigError('--server ADDR is required (the router\'s LAN address; fe80::…%IFACE works)');
   const serverPort = intFlag('server-port', values['server-port']) ?? 5351;
-  const client = await localAddressFor(server, serverPort);
+  const bound = values.bind !== undefined ? parseIp(values.bind) : undefined;
+  if (values.bind !== undefined && !bound) throw new ConfigError(`--bind '${values.bind}' is not an address`);
+  const client = bound ?? (await localAddressFor(server, serverPort));
   let request: Buffer;
   if (op === 'announce') {
     request = encodePcpRequest({ opcode: 0, lifetime: 0, clientAddress: client });
@@ -160,7 +164,6 @@ async function pcp(argv: string[]): Promise<void> {
     if (internalPort === undefined || internalPort > 65535) throw new ConfigError('--port N (1-65535) is required');
     if (values.nonce !== undefined && !/^[0-9a-fA-F]{24}$/.test(values.nonce)) throw new ConfigError('--nonce takes 24 hex digits');
     request = mapRequestBytes({
-      server,
       client,
       protocol,
       internalPort,
@@ -174,7 +177,7 @@ async function pcp(argv: string[]): Promise<void> {
   } else {
     throw new ConfigError(`unknown pcp operation '${op ?? ''}': map or announce`);
   }
-  const reply = await exchange(server, request, { port: serverPort });
+  const reply = await exchange(server, request, { port: serverPort, bind: values.bind });
   if (!reply) {
     process.stderr.write(`portcullis: no PCP response from ${server}\n`);
     process.exitCode = 1;

@@ -79,6 +79,18 @@ t.test('natpmpc maps UDP and TCP, then deletes them', async (t) => {
   t.ok(lines.filter((l) => l.includes('"event":"unmap"') && l.includes('"existed":true')).length === 2, 'both deletions removed a mapping');
 });
 
+t.test('PCP to the router\'s link-local address, from a link-local and from a global source', async (t) => {
+  const rll = /fe80::[0-9a-f:]+/.exec(lab.exec('rtr', ['ip', '-6', 'addr', 'show', 'dev', 'br-lan', 'scope', 'link']).stdout)?.[0];
+  t.ok(rll, 'router has a link-local address');
+  const pcp = (...args: string[]) => {
+    const r = lab.exec('lan', [process.execPath, CLI, 'pcp', ...args, '--server', `${rll}%eth0`], { allowFail: true });
+    return r.stdout ? (JSON.parse(r.stdout) as Record<string, unknown>) : { error: r.stderr };
+  };
+  t.match(pcp('announce'), { result: 'SUCCESS', lifetime: 0 }, 'link-local to link-local (the reply came from the address asked)');
+  // Bitcoin Core's way: its global address as source, the router's fe80:: as server.
+  t.match(pcp('map', '--proto', 'udp', '--port', '40060', '--bind', '2001:db8:77::2'), { result: 'SUCCESS', externalAddress: '2001:db8:77::2', externalPort: 40060 });
+});
+
 t.test('a request from the WAN side gets no answer', async (t) => {
   // The WAN host aims at the router's LAN address (routed in) and its WAN address.
   for (const target of ['192.168.77.1', '198.51.100.1']) {

@@ -10,7 +10,6 @@ import { OptionCode, PCP_SERVER_PORT, resultName } from '../protocols/pcp/consta
 import type { PcpOption } from '../protocols/pcp/options.js';
 
 export interface MapArgs {
-  server: IpAddress;
   /** The client's own address as the server will see it (the PCP Client IP field). */
   client: IpAddress;
   port?: number;
@@ -55,7 +54,9 @@ export function mapRequestBytes(a: MapArgs): Buffer {
 }
 
 /** Sends one request, retransmitting until a matching response or the tries run out. */
-export async function exchange(server: IpAddress, request: Buffer, opts: { port?: number; timeoutMs?: number; tries?: number; bind?: string } = {}): Promise<PcpResponse | undefined> {
+/** `server` may carry a zone (fe80::1%eth0): a router's link-local address is a fine PCP server address. */
+export async function exchange(serverText: string, request: Buffer, opts: { port?: number; timeoutMs?: number; tries?: number; bind?: string } = {}): Promise<PcpResponse | undefined> {
+  const server = mustParseIp(serverText);
   const sock = createSocket(familyOf(server) === 4 ? 'udp4' : 'udp6');
   await new Promise<void>((r) => sock.bind(0, opts.bind, () => r()));
   try {
@@ -74,7 +75,7 @@ export async function exchange(server: IpAddress, request: Buffer, opts: { port?
           resolve(m);
         };
         sock.on('message', onMsg);
-        sock.send(request, opts.port ?? PCP_SERVER_PORT, server);
+        sock.send(request, opts.port ?? PCP_SERVER_PORT, serverText);
       });
       if (reply) {
         const d = decodePcpResponse(reply);
@@ -89,8 +90,8 @@ export async function exchange(server: IpAddress, request: Buffer, opts: { port?
 }
 
 /** The local address the kernel would use to reach `server` (the PCP Client IP field). */
-export async function localAddressFor(server: IpAddress, port = PCP_SERVER_PORT): Promise<IpAddress> {
-  const sock = createSocket(familyOf(server) === 4 ? 'udp4' : 'udp6');
+export async function localAddressFor(server: string, port = PCP_SERVER_PORT): Promise<IpAddress> {
+  const sock = createSocket(familyOf(mustParseIp(server)) === 4 ? 'udp4' : 'udp6');
   try {
     await new Promise<void>((resolve, reject) => {
       sock.once('error', reject);
