@@ -58,6 +58,7 @@ async function startPortcullis(): Promise<ChildProcess> {
     cfg,
     JSON.stringify({
       announce: false,
+      stateDir: join(work, 'state'),
       maxMappings: 1_000_000,
       maxMappingsPerClient: 100_000,
       rateLimit: { perSecond: 1_000_000, burst: 1_000_000 },

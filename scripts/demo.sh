@@ -16,12 +16,13 @@ done
 [ -f dist/src/cli.js ] || npm run build
 
 log=$(mktemp)
+state=$(mktemp -d)
 bash scripts/lab.sh up
-cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; bash scripts/lab.sh down; rm -f "$log" "$log.rx"; }
+cleanup() { [ -n "${pid:-}" ] && kill "$pid" 2>/dev/null; wait 2>/dev/null; bash scripts/lab.sh down; rm -rf "$log" "$log.rx" "$state"; }
 trap cleanup EXIT
 
 echo "== portcullis in the router namespace (LAN br-lan, WAN wan0, backend $BACKEND)"
-bash scripts/lab.sh exec rtr node dist/src/cli.js serve --lan br-lan --wan wan0 --backend "$BACKEND" >"$log" 2>&1 &
+bash scripts/lab.sh exec rtr node dist/src/cli.js serve --lan br-lan --wan wan0 --backend "$BACKEND" --state-dir "$state" >"$log" 2>&1 &
 pid=$!
 for _ in $(seq 50); do grep -q '"event":"started"' "$log" && break; sleep 0.1; done
 grep -q '"event":"started"' "$log" || { cat "$log"; exit 1; }

@@ -21,7 +21,8 @@ options:
   --lan IFACE            LAN interface to serve (repeatable)
   --wan IFACE            WAN interface (its first IPv4 address is the external address)
   --external-ip ADDR     external IPv4 address, instead of the WAN interface's
-  --state-dir DIR        where state is kept
+  --state-dir DIR        where state is kept (default /var/lib/portcullis)
+  --flush-on-exit        remove granted entries from the kernel on exit (default: they expire)
   --config FILE          JSON configuration file (flags override it)
   --policy FILE          admin policy file
   --backend nft|memory   firewall backend
@@ -69,6 +70,7 @@ async function serve(argv: string[]): Promise<void> {
       'min-lifetime': { type: 'string' },
       'max-lifetime': { type: 'string' },
       'no-announce': { type: 'boolean' },
+      'flush-on-exit': { type: 'boolean' },
       'nft-table': { type: 'string' },
       'nft-embed': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
@@ -93,6 +95,7 @@ async function serve(argv: string[]): Promise<void> {
     backend: values.backend as 'nft' | 'memory' | undefined,
     port: intFlag('port', values.port),
     announce: values['no-announce'] ? false : undefined,
+    flushOnExit: values['flush-on-exit'] ? true : undefined,
     nft: { table: values['nft-table'], embed: values['nft-embed'] },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },
   });

@@ -13,7 +13,9 @@ export interface Config {
   lan: string[];
   wan: string;
   externalIp?: IpAddress;
-  stateDir?: string;
+  stateDir: string;
+  /** Remove granted entries from the kernel on exit instead of leaving them to expire. */
+  flushOnExit: boolean;
   backend: 'nft' | 'memory';
   policy?: string;
   port: number;
@@ -30,6 +32,8 @@ export interface Config {
 }
 
 export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
+  stateDir: '/var/lib/portcullis',
+  flushOnExit: false,
   backend: 'nft',
   port: 5351,
   announcePort: 5350,

@@ -1,7 +1,6 @@
 // Wires the parts together: interfaces → firewall backend → mapping service →
 // the PCP/NAT-PMP listener. Used by the CLI and, in-process, by the tests.
 
-import { mkdirSync } from 'node:fs';
 import type { Config } from './config.js';
 import { ConfigError } from './config.js';
 import type { FirewallBackend } from './firewall/backend.js';
@@ -15,6 +14,7 @@ import { PortControlServer, DEFAULT_PORT_CONTROL } from './server/port-control.j
 import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-service.js';
 import { monotonicClock, type Clock } from './state/clock.js';
 import { Epoch } from './state/epoch.js';
+import { DurableStore, epochOriginMono } from './state/store.js';
 import { networkInterfaces } from 'node:os';
 
 export interface DaemonDeps {
@@ -43,7 +43,6 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   const lan = lanAddresses(cfg.lan, read);
   if (lan.length === 0) throw new ConfigError(`LAN interfaces ${cfg.lan.join(', ')} have no addresses to serve on`);
   const lanPrefixes = lan.map((l) => l.prefix);
-  if (cfg.stateDir) mkdirSync(cfg.stateDir, { recursive: true });
 
   let externalIp: IpAddress | undefined = cfg.externalIp ?? wanIPv4(cfg.wan, read);
   const wanPoll = cfg.externalIp
@@ -66,6 +65,15 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     throw err instanceof NftSetupError ? new ConfigError(`nftables: ${err.message}`) : err;
   }
   const epoch = new Epoch(clock);
+  let opened: Awaited<ReturnType<typeof DurableStore.open>>;
+  try {
+    opened = await DurableStore.open(cfg.stateDir, clock.wall());
+  } catch (err) {
+    if (wanPoll) clearInterval(wanPoll);
+    await firewall.stop();
+    throw new ConfigError(`state directory ${cfg.stateDir}: ${(err as Error).message} (give a writable --state-dir)`);
+  }
+  const { store, state } = opened;
   const routerAddrs = routerAddresses(read);
   const service = new MappingService(
     {
@@ -86,6 +94,22 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     epoch,
     log,
   );
+  // Durable state first: mappings come back with what they have left, and the
+  // epoch continues; lost or damaged state starts a new epoch, announced below.
+  const now = { mono: clock.now(), wall: clock.wall(), bootId: clock.bootId() };
+  if (state.status === 'loaded' && state.epoch) epoch.restore(epochOriginMono(state.epoch, now, state.lastWriteWall));
+  const recovered = service.restore(state.mappings, state.lastWriteWall);
+  log[state.status === 'corrupt' ? 'warn' : 'info']({
+    event: 'state',
+    status: state.status,
+    detail: state.detail,
+    movedAside: state.movedAside,
+    ...recovered,
+    epoch: epoch.seconds(),
+    stateDir: cfg.stateDir,
+  });
+  service.attachStore(store);
+
   const server = new PortControlServer(
     { ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit },
     lan,
@@ -95,7 +119,9 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   );
   let reconciler: NodeJS.Timeout | undefined;
   try {
-    if (firewall instanceof NftBackend) {
+    if (!(firewall instanceof NftBackend)) {
+      await service.withDesiredEntries((desired) => firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds }))));
+    } else {
       // No durable state yet: whatever a previous run left belongs to no mapping.
       await reconcile(service, firewall, log, 'start');
       if (cfg.reconcileSeconds > 0) {
@@ -112,17 +138,20 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
         reconciler.unref();
       }
     }
+    await service.compactStore();
     await server.start();
   } catch (err) {
     if (reconciler) clearInterval(reconciler);
     if (wanPoll) clearInterval(wanPoll);
     await server.stop();
     await firewall.stop();
+    await store.close();
     throw err;
   }
-  // No durable state yet: every start is the start of a new epoch, which
-  // clients must hear about (RFC 6887 §14.1.3, RFC 6886 §3.2.1).
-  if (cfg.announce) server.announce();
+  // A new epoch (no state, or state that could not be trusted) is news that
+  // clients must hear (RFC 6887 §14.1.3, RFC 6886 §3.2.1). Kept state means
+  // the epoch continued and nothing needs re-creating.
+  if (cfg.announce && state.status !== 'loaded') server.announce();
   log.info({ event: 'started', backend: firewall.name, externalIPv4: externalIp ?? null, lan: cfg.lan, wan: cfg.wan });
 
   return {
@@ -132,8 +161,13 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     async stop() {
       if (wanPoll) clearInterval(wanPoll);
       if (reconciler) clearInterval(reconciler);
-      service.stop();
       await server.stop();
+      if (cfg.flushOnExit) {
+        const removed = await service.flushAll();
+        log.info({ event: 'flushed-on-exit', removed });
+      }
+      service.stop();
+      await store.close();
       await firewall.stop();
       log.info({ event: 'stopped' });
     },

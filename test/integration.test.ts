@@ -2,7 +2,9 @@
 // real UDP sockets: PCP and NAT-PMP over IPv4 and IPv6.
 
 import { createSocket, type Socket } from 'node:dgram';
-import type { NetworkInterfaceInfo } from 'node:os';
+import { tmpdir, type NetworkInterfaceInfo } from 'node:os';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
 import { DEFAULTS, type Config } from '../src/config.js';
 import { startDaemon, type Daemon } from '../src/daemon.js';
@@ -23,7 +25,7 @@ const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({
 
 const PORT = 20000 + (process.pid % 20000);
 const log = memoryLogger();
-const cfg: Config = { ...DEFAULTS, lan: ['lo'], wan: 'wan0', port: PORT, announce: false, rateLimit: { perSecond: 20, burst: 40 } };
+const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-it-')), lan: ['lo'], wan: 'wan0', backend: 'memory', port: PORT, announce: false, rateLimit: { perSecond: 20, burst: 40 } };
 let daemon: Daemon;
 
 t.before(async () => {

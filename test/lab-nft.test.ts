@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, labUp, waitForLine, type Lab } from './helpers/lab.js';
+import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
 const lab: Lab = labUp(`pt${process.pid % 10000}`);
@@ -16,7 +16,7 @@ let daemon: ChildProcess;
 const logs: string[] = [];
 
 function startDaemon(extra: string[] = []): ChildProcess {
-  const d = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--min-lifetime', '1', ...extra]);
+  const d = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--min-lifetime', '1', '--state-dir', stateDir(), ...extra]);
   d.stdout?.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
   return d;
 }
@@ -107,11 +107,11 @@ t.test('the admin\'s own table is byte-identical after a daemon run', async (t) 
 
 t.test('startup errors name the cause and the fix', async (t) => {
   lab.exec('rtr', ['nft', 'add table inet taken; add chain inet taken mine']);
-  const taken = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--nft-table', 'taken'], { allowFail: true, timeoutMs: 10_000 });
+  const taken = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--nft-table', 'taken', '--state-dir', stateDir()], { allowFail: true, timeoutMs: 10_000 });
   t.equal(taken.code, 2);
   t.match(taken.stderr, /table inet taken exists and holds objects portcullis did not create \(chain mine\)/);
   t.match(lab.exec('rtr', ['nft', 'list', 'table', 'inet', 'taken']).stdout, /chain mine/, 'left untouched');
-  const noNft = lab.exec('rtr', ['env', 'PATH=/nonexistent', process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0'], { allowFail: true, timeoutMs: 10_000 });
+  const noNft = lab.exec('rtr', ['env', 'PATH=/nonexistent', process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', stateDir()], { allowFail: true, timeoutMs: 10_000 });
   t.equal(noNft.code, 2);
   t.match(noNft.stderr, /nft binary was not found.*install the Debian package nftables/);
   const noIface = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'nosuch0', '--wan', 'wan0'], { allowFail: true, timeoutMs: 10_000 });

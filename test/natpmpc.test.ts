@@ -2,7 +2,7 @@
 // lab's router namespace: external address, a UDP and a TCP mapping, deletion.
 
 import t from 'tap';
-import { CLI, labUp, waitForLine } from './helpers/lab.js';
+import { CLI, labUp, stateDir, waitForLine } from './helpers/lab.js';
 
 const lab = labUp(`pn${process.pid % 10000}`);
 t.teardown(() => lab.down());
@@ -23,7 +23,7 @@ const heard: { from: string; hex: string }[] = [];
 announcements.stdout?.on('data', (d: Buffer) => heard.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { from: string; hex: string })));
 await new Promise((r) => setTimeout(r, 300));
 
-const daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--backend', 'memory']);
+const daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--backend', 'memory', '--state-dir', stateDir()]);
 const lines: string[] = [];
 daemon.stdout?.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
 t.teardown(() => void daemon.kill('SIGTERM'));

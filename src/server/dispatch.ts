@@ -28,7 +28,7 @@ export class PortControlProtocol {
   }
 
   /** `source` must already be known to be a LAN host. */
-  async handle(msg: Buffer, source: IpAddress): Promise<DatagramOutcome> {
+  async handle(msg: Buffer, source: IpAddress, sourcePort?: number): Promise<DatagramOutcome> {
     if (msg[0] === 0 && msg.length >= 1) {
       if (familyOf(source) === 4) {
         const r = await this.natpmp.handle(msg, source);
@@ -40,7 +40,7 @@ export class PortControlProtocol {
       const reply = encodePcpErrorEcho(msg, ResultCode.UNSUPP_VERSION, LONG_ERROR_LIFETIME, this.service.epoch.seconds(), false);
       return { reply, protocol: 'pcp', result: 'UNSUPP_VERSION', detail: 'NAT-PMP over IPv6', decided: false };
     }
-    const r = await this.pcp.handle(msg, source);
+    const r = await this.pcp.handle(msg, source, sourcePort);
     return { ...r, protocol: 'pcp', decided: r.decided === true };
   }
 }

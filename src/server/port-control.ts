@@ -111,7 +111,7 @@ export class PortControlServer {
     if (!this.limiter.take(source)) return;
     this.inFlight++;
     try {
-      const outcome = await this.protocol.handle(msg, source);
+      const outcome = await this.protocol.handle(msg, source, fromPort);
       if (outcome.reply && !this.closed) await b.socket.send(outcome.reply, fromPort, from);
       if (!outcome.decided && outcome.result !== 'SUCCESS') {
         this.log.info({ event: 'request', protocol: outcome.protocol, source, result: outcome.result, detail: outcome.detail });

@@ -1,30 +1,41 @@
 // Group commit (DESIGN.md): changes that arrive while a batch is in flight
 // join the next batch, so the firewall sees one transaction per batch, not
-// one per request. Each submitter learns whether its own changes took.
+// one per request, and the durable store one fdatasync. A submission learns
+// whether its own changes took — and were recorded — before its reply leaves.
 
 import type { FirewallBackend, FirewallChange } from '../firewall/backend.js';
+import type { JournalRecord } from '../state/store.js';
+
+/** Where committed changes are recorded (the durable store, when there is one). */
+export interface Journal {
+  append(records: readonly JournalRecord[]): void;
+  flush(): Promise<void>;
+}
 
 interface Pending {
   changes: readonly FirewallChange[];
+  records: readonly JournalRecord[];
   resolve: (ok: boolean) => void;
 }
 
 export class CommitQueue {
   private queue: Pending[] = [];
   private running = false;
-  /** Serializes batches with exclusive work (reconciliation) on the firewall. */
+  /** Serializes batches with exclusive work (reconciliation, compaction). */
   private lock: Promise<unknown> = Promise.resolve();
-  /** Largest number of changes one batch may carry. */
+  journal: Journal | undefined;
+
   constructor(
     private readonly backend: FirewallBackend,
+    /** Largest number of changes one batch may carry. */
     private readonly maxBatch = 4096,
   ) {}
 
-  /** Resolves true once every change of this submission is committed. */
-  submit(changes: readonly FirewallChange[]): Promise<boolean> {
-    if (changes.length === 0) return Promise.resolve(true);
+  /** Resolves true once every change of this submission is committed and recorded. */
+  submit(changes: readonly FirewallChange[], records: readonly JournalRecord[] = []): Promise<boolean> {
+    if (changes.length === 0 && (records.length === 0 || !this.journal)) return Promise.resolve(true);
     return new Promise((resolve) => {
-      this.queue.push({ changes, resolve });
+      this.queue.push({ changes, records, resolve });
       if (!this.running) void this.drain();
     });
   }
@@ -49,22 +60,36 @@ export class CommitQueue {
           batch.push(p);
           size += p.changes.length;
         }
-        const flat = batch.flatMap((p) => p.changes);
-        let results: boolean[];
-        try {
-          results = await this.exclusive(() => this.backend.apply(flat));
-        } catch {
-          results = flat.map(() => false);
-        }
-        let i = 0;
-        for (const p of batch) {
-          const mine = results.slice(i, i + p.changes.length);
-          i += p.changes.length;
-          p.resolve(mine.length === p.changes.length && mine.every(Boolean));
-        }
+        const outcome = await this.exclusive(() => this.commit(batch));
+        batch.forEach((p, i) => p.resolve(outcome[i] ?? false));
       }
     } finally {
       this.running = false;
+    }
+  }
+
+  /** Firewall first, then the journal (one sync): only what the kernel took is recorded. */
+  private async commit(batch: readonly Pending[]): Promise<boolean[]> {
+    const flat = batch.flatMap((p) => p.changes);
+    let results: boolean[];
+    try {
+      results = flat.length ? await this.backend.apply(flat) : [];
+    } catch {
+      results = flat.map(() => false);
+    }
+    let i = 0;
+    const ok = batch.map((p) => {
+      const mine = results.slice(i, i + p.changes.length);
+      i += p.changes.length;
+      return mine.length === p.changes.length && mine.every(Boolean);
+    });
+    if (!this.journal) return ok;
+    batch.forEach((p, j) => ok[j] && this.journal?.append(p.records));
+    try {
+      await this.journal.flush();
+      return ok;
+    } catch {
+      return batch.map(() => false);
     }
   }
 }

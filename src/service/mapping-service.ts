@@ -12,6 +12,8 @@ import type { Limits, Policy } from '../policy/policy.js';
 import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
+import { remainingMs, toStored, type DurableStore, type JournalRecord, type StoredMapping } from '../state/store.js';
+import { normalizePrefix } from '../net/address.js';
 import type { Logger } from '../log.js';
 import { CommitQueue } from './commit-queue.js';
 import { mappingKey, keyOf, type Mapping, type Refusal, type RemoteFilter, type Via } from './types.js';
@@ -68,6 +70,8 @@ export interface MapRequest {
   filters?: readonly FilterStep[];
   /** undefined = leave the existing description alone. */
   description?: string;
+  /** UDP source port of the request (for PCP mapping updates). */
+  clientPort?: number;
 }
 
 export interface PeerRequest {
@@ -82,6 +86,7 @@ export interface PeerRequest {
   lifetime: number;
   nonce: Buffer;
   description?: string;
+  clientPort?: number;
 }
 
 export interface UnmapRequest {
@@ -117,6 +122,8 @@ export class MappingService {
   private expiryTimer: NodeJS.Timeout | undefined;
   private expiryAt = Number.POSITIVE_INFINITY;
   private stopped = false;
+  private store: DurableStore | undefined;
+  private compacting = false;
 
   constructor(
     private readonly cfg: ServiceConfig,
@@ -132,6 +139,103 @@ export class MappingService {
 
   externalIPv4(): IpAddress | undefined {
     return this.network.externalIPv4();
+  }
+
+  /** From now on every committed change is also recorded durably before its reply. */
+  attachStore(store: DurableStore): void {
+    this.store = store;
+    this.commits.journal = store;
+  }
+
+  /**
+   * Reinstalls mappings from the durable store with what they have left
+   * (dropping what expired while the daemon was down). The firewall is
+   * brought in line afterwards by reconciliation. Returns how many came back.
+   */
+  restore(stored: readonly StoredMapping[], lastWriteWall: number): { restored: number; expired: number } {
+    const now = { mono: this.clock.now(), wall: this.clock.wall(), bootId: this.clock.bootId() };
+    let restored = 0;
+    let expired = 0;
+    for (const s of stored) {
+      const left = remainingMs(s, now, lastWriteWall);
+      if (left <= 0) {
+        expired++;
+        continue;
+      }
+      const m: Mapping = {
+        id: this.nextId++,
+        kind: s.kind,
+        family: s.family,
+        internalAddress: s.internalAddress,
+        protocol: s.protocol,
+        internalPort: s.internalPort,
+        externalAddress: s.externalAddress,
+        externalPort: s.externalPort,
+        filters: s.filters.map(([address, length, port]) => ({ prefix: normalizePrefix(address, length), port })),
+        remotePeer: s.remotePeer ? { address: s.remotePeer[0], port: s.remotePeer[1] } : undefined,
+        nonce: s.nonce !== undefined ? Buffer.from(s.nonce, 'hex') : undefined,
+        origin: s.origin,
+        owner: s.owner,
+        description: s.description,
+        lifetime: s.lifetime,
+        clientPort: s.clientPort,
+        grantedAt: now.mono + left - s.lifetime * 1000,
+        expiresAt: now.mono + left,
+      };
+      if (this.table.get(keyOf(m))) continue;
+      this.install(m);
+      restored++;
+    }
+    return { restored, expired };
+  }
+
+  /**
+   * Removes every client mapping from the kernel and the store (--flush-on-exit).
+   * The epoch origin moves to now, so clients that check it see the loss.
+   */
+  async flushAll(): Promise<number> {
+    const victims = [...this.table.values()].filter((m) => m.origin !== 'static');
+    for (const m of victims) this.uninstall(m);
+    await this.commits.submit(victims.map((m) => ({ op: 'remove', entry: entryOf(m) })), victims.map((m) => this.delRecord(m)));
+    this.epoch.reset();
+    await this.compactStore();
+    return victims.length;
+  }
+
+  /** Every live mapping as the store writes it. */
+  private storedMappings(): StoredMapping[] {
+    const mono = this.clock.now();
+    const wall = this.clock.wall();
+    const boot = this.clock.bootId();
+    return [...this.table.values()].filter((m) => m.origin !== 'static' && m.expiresAt > mono).map((m) => toStored(m, wall, mono, boot));
+  }
+
+  /** Folds the journal into a fresh snapshot, with no commit in flight. */
+  async compactStore(): Promise<void> {
+    const store = this.store;
+    if (!store) return;
+    await this.commits.exclusive(() => store.compact(this.storedMappings(), this.epoch.origin(), this.clock.wall()));
+  }
+
+  /** Records a new epoch origin (after a reset) before clients hear of it. */
+  async recordEpoch(): Promise<boolean> {
+    return this.commits.submit([], [{ op: 'epoch', at: this.clock.wall(), epoch: this.epoch.origin() }]);
+  }
+
+  private putRecord(m: Mapping): JournalRecord {
+    return { op: 'put', at: this.clock.wall(), m: toStored(m, this.clock.wall(), this.clock.now(), this.clock.bootId()) };
+  }
+
+  private delRecord(m: Mapping): JournalRecord {
+    return { op: 'del', at: this.clock.wall(), key: keyOf(m) };
+  }
+
+  private afterCommit(): void {
+    if (!this.store?.wantsCompaction() || this.compacting) return;
+    this.compacting = true;
+    this.compactStore()
+      .catch((err: unknown) => this.log.error({ event: 'store-compaction-failed', error: (err as Error).message }))
+      .finally(() => (this.compacting = false));
   }
 
   stop(): void {
@@ -211,6 +315,7 @@ export class MappingService {
       owner: existing?.owner ?? req.client,
       description,
       lifetime,
+      clientPort: req.clientPort ?? existing?.clientPort,
       grantedAt: now,
       expiresAt: now + lifetime * 1000,
     };
@@ -279,6 +384,7 @@ export class MappingService {
       owner: existing?.owner ?? req.client,
       description: req.description !== undefined ? this.clipDescription(req.description) : existing?.description ?? '',
       lifetime,
+      clientPort: req.clientPort ?? existing?.clientPort,
       grantedAt: now,
       expiresAt: now + lifetime * 1000,
     };
@@ -306,7 +412,8 @@ export class MappingService {
     const denied = this.mayDelete(existing, req, now);
     if (denied) return denied;
     this.uninstall(existing);
-    const ok = await this.commits.submit([{ op: 'remove', entry: entryOf(existing) }]);
+    const ok = await this.commits.submit([{ op: 'remove', entry: entryOf(existing) }], [this.delRecord(existing)]);
+    if (ok) this.afterCommit();
     if (!ok) {
       // The kernel still has it: so must we.
       if (!this.table.get(key)) this.install(existing);
@@ -330,7 +437,10 @@ export class MappingService {
       else victims.push(m);
     }
     for (const m of victims) this.uninstall(m);
-    const ok = await this.commits.submit(victims.map((m) => ({ op: 'remove', entry: entryOf(m) })));
+    const ok = await this.commits.submit(
+      victims.map((m) => ({ op: 'remove', entry: entryOf(m) })),
+      victims.map((m) => this.delRecord(m)),
+    );
     if (!ok) for (const m of victims) if (!this.table.get(keyOf(m))) this.install(m);
     this.log.info({ event: 'unmap-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
     return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
@@ -511,7 +621,8 @@ export class MappingService {
     } else {
       this.install(mapping);
     }
-    const ok = await this.commits.submit(changes);
+    const ok = await this.commits.submit(changes, [this.putRecord(mapping)]);
+    if (ok) this.afterCommit();
     if (!ok) {
       // Roll back only if nothing newer replaced ours meanwhile.
       if (this.table.get(keyOf(mapping)) === mapping) {

@@ -38,6 +38,8 @@ export interface Mapping {
   readonly description: string;
   /** Granted lifetime in seconds, counted from `grantedAt`. */
   readonly lifetime: Lifetime;
+  /** UDP port the last request came from (PCP mapping updates go there, RFC 6887 §14.2). */
+  readonly clientPort?: number;
   /** Monotonic milliseconds. */
   readonly grantedAt: number;
   readonly expiresAt: number;

@@ -3,12 +3,20 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const LAB = `${ROOT}scripts/lab.sh`;
 export const CLI = `${ROOT}dist/src/cli.js`;
 
 export type Node = 'lan' | 'lan2' | 'rtr' | 'wan';
+
+/** A fresh state directory for one daemon run. */
+export function stateDir(): string {
+  return mkdtempSync(join(tmpdir(), 'portcullis-state-'));
+}
 
 export interface Lab {
   prefix: string;

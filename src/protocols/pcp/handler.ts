@@ -46,7 +46,7 @@ export class PcpHandler {
   constructor(private readonly service: MappingService) {}
 
   /** Handles one datagram from `source` (already known to be a LAN host). */
-  async handle(buf: Buffer, source: IpAddress): Promise<PcpOutcome> {
+  async handle(buf: Buffer, source: IpAddress, sourcePort?: number): Promise<PcpOutcome> {
     const decoded = decodePcpRequest(buf);
     if (!decoded.ok) {
       if (decoded.silent) return { reply: undefined, result: 'dropped', detail: decoded.detail };
@@ -63,13 +63,13 @@ export class PcpHandler {
         // §14.1.2: SUCCESS with lifetime 0; no state is touched.
         return this.ok(encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: 0, lifetime: 0, epoch: this.epoch() }), 'SUCCESS');
       case Opcode.MAP:
-        return this.map(req, source);
+        return this.map(req, source, sourcePort);
       default:
-        return this.peer(req, source);
+        return this.peer(req, source, sourcePort);
     }
   }
 
-  private async map(req: PcpRequest, source: IpAddress): Promise<PcpOutcome> {
+  private async map(req: PcpRequest, source: IpAddress, sourcePort: number | undefined): Promise<PcpOutcome> {
     const map = req.map as MapData;
     const opts = sortOptions(req.options);
     const internal = this.internalAddress(opts.thirdParty, source);
@@ -121,11 +121,12 @@ export class PcpHandler {
       preferFailure: opts.preferFailure !== undefined,
       filters: opts.filters.length > 0 ? filters.steps : undefined,
       description: opts.description?.text,
+      clientPort: sourcePort,
     });
     return this.mapReply(req, map, opts, out, Opcode.MAP);
   }
 
-  private async peer(req: PcpRequest, source: IpAddress): Promise<PcpOutcome> {
+  private async peer(req: PcpRequest, source: IpAddress, sourcePort: number | undefined): Promise<PcpOutcome> {
     const peer = req.peer as NonNullable<PcpRequest['peer']>;
     const opts = sortOptions(req.options);
     const internal = this.internalAddress(opts.thirdParty, source);
@@ -146,6 +147,7 @@ export class PcpHandler {
       lifetime: req.lifetime,
       nonce: peer.nonce,
       description: opts.description?.text,
+      clientPort: sourcePort,
     });
     return this.mapReply(req, peer, opts, out, Opcode.PEER);
   }

@@ -1,0 +1,172 @@
+// The durable store: what survives, what is detected as damage, what a
+// renewal costs on disk, and how lifetimes carry over restarts and reboots.
+
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { mustParseIp } from '../src/net/address.js';
+import { DurableStore, epochOriginMono, remainingMs, type JournalRecord, type StoredMapping } from '../src/state/store.js';
+import type { MapRequest } from '../src/service/mapping-service.js';
+import { harness } from './helpers/harness.js';
+
+const dir = () => mkdtempSync(join(tmpdir(), 'portcullis-store-'));
+const EPOCH = { wall: 1_800_000_000_000, mono: 1_000_000, bootId: 'boot-1' };
+
+function mapping(port: number, over: Partial<StoredMapping> = {}): StoredMapping {
+  return {
+    key: `map|192.168.77.10|17|${port}`,
+    kind: 'map',
+    family: 4,
+    internalAddress: mustParseIp('192.168.77.10'),
+    protocol: 17,
+    internalPort: port,
+    externalAddress: mustParseIp('198.51.100.1'),
+    externalPort: port,
+    filters: [],
+    origin: 'pcp',
+    owner: mustParseIp('192.168.77.10'),
+    description: 'a\nb"}{',
+    lifetime: 3600,
+    expiresWall: EPOCH.wall + 3_600_000,
+    expiresMono: EPOCH.mono + 3_600_000,
+    bootId: 'boot-1',
+    ...over,
+  };
+}
+const put = (m: StoredMapping): JournalRecord => ({ op: 'put', at: EPOCH.wall, m });
+
+async function fresh(d: string): Promise<DurableStore> {
+  const { store } = await DurableStore.open(d, EPOCH.wall);
+  await store.compact([], EPOCH, EPOCH.wall);
+  return store;
+}
+
+t.test('what was flushed comes back, with the epoch and device UUID', async (t) => {
+  const d = dir();
+  const s = await fresh(d);
+  s.append([put(mapping(40000)), put(mapping(40001)), { op: 'del', at: EPOCH.wall, key: mapping(40001).key }]);
+  await s.flush();
+  const uuid = s.deviceUuid;
+  await s.close();
+  const { state } = await DurableStore.open(d, EPOCH.wall);
+  t.equal(state.status, 'loaded');
+  t.equal(state.mappings.length, 1);
+  t.equal(state.mappings[0]?.description, 'a\nb"}{', 'a description with newline and quotes cannot inject records');
+  t.same(state.epoch, EPOCH);
+  t.equal(state.deviceUuid, uuid);
+});
+
+t.test('a torn last journal line (a crash mid-write) is ignored', async (t) => {
+  const d = dir();
+  const s = await fresh(d);
+  s.append([put(mapping(40000))]);
+  await s.flush();
+  await s.close();
+  appendFileSync(join(d, 'journal'), '0badc0de {"op":"put","at":1,"m":{"key":"x"');
+  const { state } = await DurableStore.open(d, EPOCH.wall);
+  t.equal(state.status, 'loaded');
+  t.equal(state.mappings.length, 1);
+});
+
+t.test('damage before valid records is corruption: files moved aside, fresh start', async (t) => {
+  const d = dir();
+  const s = await fresh(d);
+  s.append([put(mapping(40000)), put(mapping(40001)), put(mapping(40002))]);
+  await s.flush();
+  await s.close();
+  const lines = readFileSync(join(d, 'journal'), 'utf8').split('\n');
+  lines[1] = (lines[1] ?? '').replace('40001', '40009');
+  writeFileSync(join(d, 'journal'), lines.join('\n'));
+  const { state } = await DurableStore.open(d, EPOCH.wall);
+  t.equal(state.status, 'corrupt');
+  t.match(state.detail, /journal line 2 is damaged/);
+  t.equal(state.mappings.length, 0);
+  t.ok(state.movedAside && existsSync(join(state.movedAside, 'journal')), 'the damaged journal is kept aside');
+  t.notOk(existsSync(join(d, 'snapshot')), 'nothing of it is used');
+});
+
+t.test('a truncated snapshot is corruption', async (t) => {
+  const d = dir();
+  const { store } = await DurableStore.open(d, EPOCH.wall);
+  await store.compact([mapping(40000), mapping(40001)], EPOCH, EPOCH.wall);
+  await store.close();
+  const snap = readFileSync(join(d, 'snapshot'), 'utf8');
+  writeFileSync(join(d, 'snapshot'), snap.slice(0, snap.length - 30));
+  const { state } = await DurableStore.open(d, EPOCH.wall);
+  t.equal(state.status, 'corrupt');
+  t.ok(readdirSync(d).some((f) => f.startsWith('corrupt-')));
+});
+
+t.test('compaction folds the journal into a snapshot that loads the same', async (t) => {
+  const d = dir();
+  const s = await fresh(d);
+  s.append(Array.from({ length: 50 }, (_, i) => put(mapping(41000 + i))));
+  await s.flush();
+  await s.compact(Array.from({ length: 50 }, (_, i) => mapping(41000 + i)), EPOCH, EPOCH.wall);
+  t.equal(readFileSync(join(d, 'journal'), 'utf8'), '', 'journal empty after compaction');
+  await s.close();
+  const { state } = await DurableStore.open(d, EPOCH.wall);
+  t.equal(state.mappings.length, 50);
+});
+
+t.test('a renewal appends one line: bytes per 1000 renewals do not grow with the store', async (t) => {
+  const perThousand = async (live: number) => {
+    const s = await fresh(dir());
+    await s.compact(Array.from({ length: live }, (_, i) => mapping(1024 + (i % 60000), { key: `k${i}` })), EPOCH, EPOCH.wall);
+    const before = s.bytesWritten;
+    for (let i = 0; i < 1000; i++) {
+      s.append([put(mapping(40000))]);
+      await s.flush();
+    }
+    await s.close();
+    return s.bytesWritten - before;
+  };
+  const small = await perThousand(10);
+  const large = await perThousand(20_000);
+  t.ok(small < 600_000, `${small} bytes per 1000 renewals with 10 mappings`);
+  t.equal(large, small, `${large} bytes with 20 000 mappings: the same`);
+});
+
+t.test('remaining lifetime after a restart and after a reboot', async (t) => {
+  const m = mapping(40000, { expiresMono: 2_000_000, expiresWall: 1_800_000_600_000, lifetime: 600, bootId: 'boot-1' });
+  // Same boot: the monotonic clock decides, whatever the wall clock did.
+  t.equal(remainingMs(m, { mono: 1_900_000, wall: 0, bootId: 'boot-1' }, 1_800_000_000_000), 100_000);
+  // Reboot with a sane wall clock: wall time decides (downtime counts).
+  t.equal(remainingMs(m, { mono: 5_000, wall: 1_800_000_500_000, bootId: 'boot-2' }, 1_800_000_100_000), 100_000);
+  // Reboot into 1970 (no RTC): keep what it had when last written, counted from now.
+  t.equal(remainingMs(m, { mono: 5_000, wall: 3_000, bootId: 'boot-2' }, 1_800_000_400_000), 200_000);
+  // …never more than its lifetime, so nothing becomes immortal.
+  t.equal(remainingMs(mapping(1, { lifetime: 60, expiresWall: 1_800_009_000_000 }), { mono: 1, wall: 3_000, bootId: 'boot-2' }, 1_800_000_000_000), 60_000);
+  // The epoch continues across a reboot by the wall clock.
+  t.equal(epochOriginMono(EPOCH, { mono: 5_000, wall: EPOCH.wall + 100_000, bootId: 'boot-2' }, EPOCH.wall + 50_000), 5_000 - 100_000);
+});
+
+t.test('a service restored from its store: same mappings, ports held, epoch continuing', async (t) => {
+  const d = dir();
+  const a = harness();
+  const { store } = await DurableStore.open(d, a.clock.wall());
+  await store.compact([], a.service.epoch.origin(), a.clock.wall());
+  a.service.attachStore(store);
+  const req = (port: number): MapRequest => ({ via: 'pcp', client: mustParseIp('192.168.77.10'), internalAddress: mustParseIp('192.168.77.10'), protocol: 17, internalPort: port, suggestedExternalPort: port + 1, lifetime: 600, nonce: Buffer.alloc(12, 7), clientPort: 5555 });
+  await a.service.map(req(40000));
+  await a.service.map(req(40010));
+  await a.service.unmap({ via: 'pcp', client: mustParseIp('192.168.77.10'), internalAddress: mustParseIp('192.168.77.10'), protocol: 17, internalPort: 40010, nonce: Buffer.alloc(12, 7) });
+  a.clock.advance(100_000);
+  await store.close();
+
+  const b = harness();
+  b.clock.advance(a.clock.now() - b.clock.now() + 50_000); // same boot, 50 s later
+  const { state } = await DurableStore.open(d, b.clock.wall());
+  t.equal(state.status, 'loaded');
+  b.service.epoch.restore(epochOriginMono(state.epoch as NonNullable<typeof state.epoch>, { mono: b.clock.now(), wall: b.clock.wall(), bootId: b.clock.bootId() }, state.lastWriteWall));
+  const r = b.service.restore(state.mappings, state.lastWriteWall);
+  t.same(r, { restored: 1, expired: 0 });
+  t.equal(b.service.epoch.seconds(), 150, 'epoch continued through the downtime');
+  const m = [...b.service.table.values()][0];
+  t.equal(m?.externalPort, 40001);
+  t.equal(m?.clientPort, 5555);
+  t.equal(b.service.remaining(m as NonNullable<typeof m>), 450, 'remaining, not full, lifetime');
+  t.notOk(b.service.table.isExternalPortFree(17, 40001), 'its external port is held again');
+  t.match(await b.service.map({ ...req(40000), nonce: Buffer.alloc(12, 8) }), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'its nonce too');
+});
