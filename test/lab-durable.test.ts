@@ -1,0 +1,172 @@
+// Mappings survive crashes and reboots (real nftables in the lab): kill -9
+// under load, a simulated reboot (the daemon's table gone), lost and corrupt
+// state (new epoch, announced on the LAN).
+
+import t from 'tap';
+import type { ChildProcess } from 'node:child_process';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { reaches } from './helpers/reach.js';
+
+const lab: Lab = labUp(`pd${process.pid % 10000}`);
+t.teardown(() => lab.down());
+const ACKING = fileURLToPath(new URL('./helpers/acking-client.js', import.meta.url));
+const STATE = stateDir();
+// One LAN host creates thousands of mappings as fast as it can: lift the
+// per-client quota and rate limit that would otherwise (rightly) stop it.
+const CONFIG = join(stateDir(), 'config.json');
+writeFileSync(CONFIG, JSON.stringify({ maxMappingsPerClient: 20_000, rateLimit: { perSecond: 100_000, burst: 100_000 } }));
+const LAN6 = '2001:db8:77::2';
+const LIFETIME = 600;
+
+let daemon: ChildProcess | undefined;
+let logs: string[] = [];
+
+async function start(): Promise<ChildProcess> {
+  logs = [];
+  const d = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', STATE, '--config', CONFIG]);
+  d.stdout?.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
+  await waitForLine(d, (l) => l.includes('"event":"started"'), 20_000);
+  daemon = d;
+  return d;
+}
+
+async function kill9(): Promise<void> {
+  const d = daemon;
+  if (!d || d.exitCode !== null) return;
+  const exited = new Promise((r) => d.once('exit', r));
+  d.kill('SIGKILL');
+  await exited;
+}
+
+const stateLog = () => JSON.parse(logs.find((l) => l.includes('"event":"state"')) ?? '{}') as { status?: string; restored?: number; expired?: number; epoch?: number };
+
+/** Our pinholes in the kernel: internal port → seconds left. */
+function kernelPinholes(): Map<number, number> {
+  const out = new Map<number, number>();
+  const r = lab.exec('rtr', ['nft', '-j', 'list', 'set', 'inet', 'portcullis', 'pinholes6'], { allowFail: true });
+  if (r.code !== 0) return out;
+  const doc = JSON.parse(r.stdout) as { nftables: { set?: { elem?: { elem?: { val: { concat: [string, string, number] }; expires?: number } }[] } }[] };
+  for (const e of doc.nftables.find((i) => i.set)?.set?.elem ?? []) {
+    const c = e.elem?.val.concat;
+    if (c && c[0] === LAN6) out.set(c[2], e.elem?.expires ?? 0);
+  }
+  return out;
+}
+
+const announce = () => {
+  const r = lab.exec('lan', [process.execPath, CLI, 'pcp', 'announce', '--server', '2001:db8:77::1'], { allowFail: true });
+  return { at: Date.now(), epoch: (JSON.parse(r.stdout || '{}') as { epoch?: number }).epoch ?? -1 };
+};
+
+const acked = new Set<number>();
+
+t.test('kill -9 under load, five times: every acknowledged mapping is back, nothing unowned', async (t) => {
+  await start();
+  for (let round = 0; round < 5; round++) {
+    const client = lab.spawn('lan', [process.execPath, ACKING, JSON.stringify({ server: '2001:db8:77::1', count: 2000, startPort: 20000 + round * 2500, window: 16, lifetime: LIFETIME })]);
+    let out = '';
+    client.stdout?.on('data', (b: Buffer) => (out += b.toString()));
+    // Kill at a random moment once the load is flowing (the first
+    // acknowledgement), while most of the 2000 are still to come.
+    const first = Date.now();
+    while (!out.includes('ack ') && Date.now() - first < 10_000) await new Promise((r) => setTimeout(r, 5));
+    const started = Date.now();
+    await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 1500)));
+    await kill9();
+    await new Promise((r) => setTimeout(r, 300));
+    client.kill('SIGKILL');
+    const mine = out.split('\n').filter((l) => l.startsWith('ack ')).map((l) => Number(l.split(' ')[1]));
+    for (const p of mine) acked.add(p);
+    await start();
+    const restored = stateLog();
+    const kernel = kernelPinholes();
+    const missing = [...acked].filter((p) => !kernel.has(p));
+    t.same(missing, [], `round ${round + 1}: killed after ${Date.now() - started} ms with ${mine.length} acknowledged; all ${acked.size} acknowledged so far are in the kernel`);
+    t.equal(kernel.size, restored.restored, `round ${round + 1}: the kernel holds exactly the ${restored.restored} mappings the store restored`);
+    const elapsed = (Date.now() - started) / 1000;
+    const wrong = mine.filter((p) => {
+      const left = kernel.get(p) ?? 0;
+      return left > LIFETIME || left < LIFETIME - elapsed - 5;
+    });
+    t.same(wrong, [], `round ${round + 1}: remaining lifetimes, not full ones`);
+  }
+});
+
+t.test('reboot: the table deleted and the daemon gone; back within 2 s, data path open, epoch not reset', async (t) => {
+  const before = announce();
+  const count = kernelPinholes().size;
+  t.ok(count >= acked.size, `${count} pinholes before`);
+  lab.exec('rtr', ['nft', 'delete', 'table', 'inet', 'portcullis']);
+  await kill9();
+  const t0 = Date.now();
+  await start();
+  t.ok(Date.now() - t0 < 2000 + 1000, `restarted in ${Date.now() - t0} ms`);
+  t.equal(kernelPinholes().size, count, 'every unexpired mapping is back');
+  const port = [...acked][0] as number;
+  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port, to: LAN6 }), `WAN host reaches ${LAN6}:${port}`);
+  const after = announce();
+  // RFC 6887 §8.5's client check: a reset shows as the new epoch falling
+  // short of the old one plus the time elapsed (with slack).
+  const elapsed = (after.at - before.at) / 1000;
+  t.ok(after.epoch + 2 >= before.epoch + elapsed - elapsed / 16, `epoch ${before.epoch} → ${after.epoch} over ${elapsed.toFixed(1)} s: no reset`);
+  t.equal(stateLog().status, 'loaded');
+});
+
+/** Listens on the LAN host for announcements (224.0.0.1 and ff02::1, port 5350). */
+function listenForAnnouncements(): { heard: () => string[] } {
+  const script = `
+const dgram = require('node:dgram');
+for (const [type, addr] of [['udp4', '0.0.0.0'], ['udp6', '::']]) {
+  const s = dgram.createSocket({ type, reuseAddr: true });
+  s.on('message', (m) => console.log(m.toString('hex')));
+  s.bind(5350, addr);
+}
+setTimeout(() => process.exit(0), 8000);
+`;
+  const l = lab.spawn('lan', [process.execPath, '-e', script]);
+  let out = '';
+  l.stdout?.on('data', (b: Buffer) => (out += b.toString()));
+  return { heard: () => out.split('\n').filter(Boolean) };
+}
+
+t.test('lost state (state dir removed): new epoch, ANNOUNCE on the LAN, old entries removed', async (t) => {
+  await kill9();
+  for (const f of readdirSync(STATE)) rmSync(join(STATE, f), { recursive: true, force: true });
+  const listener = listenForAnnouncements();
+  await new Promise((r) => setTimeout(r, 300));
+  await start();
+  t.equal(stateLog().status, 'fresh');
+  t.equal(kernelPinholes().size, 0, 'entries no mapping owns are gone');
+  t.ok(announce().epoch < 5, 'epoch restarted');
+  await new Promise((r) => setTimeout(r, 1200));
+  t.ok(listener.heard().some((h) => h.startsWith('02800000') && h.length === 48), 'PCP ANNOUNCE heard on the LAN');
+  t.ok(listener.heard().some((h) => h.startsWith('00800000') && h.length === 24), 'NAT-PMP announcement heard on the LAN');
+  const r = lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '2001:db8:77::1', '--proto', 'udp', '--port', '30000'], { allowFail: true });
+  t.match(r.stdout, /"result":"SUCCESS"/, 'serves');
+});
+
+t.test('corrupt store: moved aside, new epoch, announced', async (t) => {
+  for (const port of ['30001', '30002', '30003']) {
+    lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '2001:db8:77::1', '--proto', 'udp', '--port', port]);
+  }
+  await kill9();
+  const journal = join(STATE, 'journal');
+  const lines = readFileSync(journal, 'utf8').split('\n');
+  t.ok(lines.length >= 4, `${lines.length - 1} journal lines`);
+  // One changed character in the first record: its checksum no longer matches.
+  lines[0] = (lines[0] ?? '').replace('"put"', '"pux"');
+  writeFileSync(journal, lines.join('\n'));
+  const listener = listenForAnnouncements();
+  await new Promise((r) => setTimeout(r, 300));
+  await start();
+  t.equal(stateLog().status, 'corrupt');
+  t.ok(readdirSync(STATE).some((f) => f.startsWith('corrupt-')), 'the damaged files are kept aside');
+  t.ok(announce().epoch < 5, 'epoch restarted');
+  t.equal(kernelPinholes().size, 0, 'nothing from the untrusted state stays in the kernel');
+  await new Promise((r) => setTimeout(r, 1200));
+  t.ok(listener.heard().some((h) => h.startsWith('02800000')), 'ANNOUNCE heard');
+  await kill9();
+});
