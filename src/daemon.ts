@@ -15,6 +15,9 @@ import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-servic
 import { monotonicClock, type Clock } from './state/clock.js';
 import { Epoch } from './state/epoch.js';
 import { DurableStore, epochOriginMono } from './state/store.js';
+import { encodePcpResponse } from './protocols/pcp/codec.js';
+import { Opcode, OptionCode } from './protocols/pcp/constants.js';
+import type { Mapping } from './service/types.js';
 import { networkInterfaces } from 'node:os';
 
 export interface DaemonDeps {
@@ -31,8 +34,8 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** How often the WAN address is looked at again (a later issue reacts to changes fully). */
-const WAN_POLL_MS = 5000;
+/** How often the WAN address is looked at again (a cheap read of the interface list). */
+const WAN_POLL_MS = 2000;
 
 export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
   const read = deps.interfaces ?? networkInterfaces;
@@ -45,13 +48,17 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   const lanPrefixes = lan.map((l) => l.prefix);
 
   let externalIp: IpAddress | undefined = cfg.externalIp ?? wanIPv4(cfg.wan, read);
+  // Set once everything is up: what to do when the WAN address changes.
+  let onExternalChange: ((to: IpAddress) => Promise<void>) | undefined;
   const wanPoll = cfg.externalIp
     ? undefined
     : setInterval(() => {
         const now = wanIPv4(cfg.wan, read);
-        if (now !== externalIp) {
-          log.warn({ event: 'external-address', from: externalIp ?? null, to: now ?? null });
-          externalIp = now;
+        if (now === externalIp) return;
+        log.warn({ event: 'external-address', from: externalIp ?? null, to: now ?? null });
+        externalIp = now;
+        if (now && onExternalChange) {
+          onExternalChange(now).catch((err: unknown) => log.error({ event: 'external-address-failed', error: (err as Error).message }));
         }
       }, WAN_POLL_MS);
   wanPoll?.unref();
@@ -152,6 +159,21 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // clients must hear (RFC 6887 §14.1.3, RFC 6886 §3.2.1). Kept state means
   // the epoch continued and nothing needs re-creating.
   if (cfg.announce && state.status !== 'loaded') server.announce();
+
+  // RFC 6887 §8.5: a new external address starts a new epoch. The mappings
+  // move to it, PCP clients get mapping updates (§14.2), and everyone gets
+  // the announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
+  onExternalChange = async (to) => {
+    const moved = await service.moveExternalAddress(to);
+    epoch.reset();
+    await service.recordEpoch();
+    server.sendMappingUpdates(
+      moved
+        .filter((m) => m.origin === 'pcp' && m.kind === 'map' && m.clientPort !== undefined)
+        .map((m) => ({ to: m.owner, port: m.clientPort as number, message: () => mappingUpdate(m, service) })),
+    );
+    if (cfg.announce) server.announce();
+  };
   log.info({ event: 'started', backend: firewall.name, externalIPv4: externalIp ?? null, lan: cfg.lan, wan: cfg.wan });
 
   return {
@@ -172,6 +194,18 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       log.info({ event: 'stopped' });
     },
   };
+}
+
+/** The MAP response a client would get for `m` now (RFC 6887 §14.2: no optional options). */
+function mappingUpdate(m: Mapping, service: MappingService): Buffer {
+  return encodePcpResponse({
+    opcode: Opcode.MAP,
+    result: 0,
+    lifetime: service.remaining(m),
+    epoch: service.epoch.seconds(),
+    map: { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort, externalAddress: m.externalAddress },
+    options: m.owner !== m.internalAddress ? [{ code: OptionCode.THIRD_PARTY, address: m.internalAddress, v4: m.family === 4 }] : [],
+  });
 }
 
 function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {

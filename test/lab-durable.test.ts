@@ -170,3 +170,45 @@ t.test('corrupt store: moved aside, new epoch, announced', async (t) => {
   t.ok(listener.heard().some((h) => h.startsWith('02800000')), 'ANNOUNCE heard');
   await kill9();
 });
+
+t.test('the WAN address changes: mappings move, clients are told, the epoch restarts', async (t) => {
+  await start();
+  t.match(lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', '-a', '40001', '40001', 'udp', '600']).stdout, /Mapped public port 40001/);
+  // A PCP client that stays on its socket, as real ones do, to hear mapping updates.
+  const pcpClient = lab.spawn('lan', [process.execPath, '--input-type=module', '-e', `
+    import dgram from 'node:dgram';
+    import { encodePcpRequest } from '${fileURLToPath(new URL('../src/protocols/pcp/codec.js', import.meta.url))}';
+    const s = dgram.createSocket('udp4');
+    s.on('message', (m) => console.log(m.toString('hex')));
+    s.bind(0, '192.168.77.2', () => s.send(encodePcpRequest({ opcode: 1, lifetime: 600, clientAddress: '192.168.77.2',
+      map: { nonce: Buffer.alloc(12, 0x77), protocol: 17, internalPort: 40002, externalPort: 0, externalAddress: '0.0.0.0' } }), 5351, '192.168.77.1'));
+    setTimeout(() => process.exit(0), 12000);
+  `]);
+  let pcpOut = '';
+  pcpClient.stdout?.on('data', (b: Buffer) => (pcpOut += b.toString()));
+  while (!pcpOut.includes('\n')) await new Promise((r) => setTimeout(r, 50));
+  t.match(pcpOut, /^0281000000000258/, 'mapped before the change');
+  await new Promise((r) => setTimeout(r, 2000));
+  const epochBefore = announce().epoch;
+  const listener = listenForAnnouncements();
+  await new Promise((r) => setTimeout(r, 300));
+
+  lab.exec('rtr', ['ip', 'addr', 'del', '198.51.100.1/24', 'dev', 'wan0']);
+  lab.exec('rtr', ['ip', 'addr', 'add', '198.51.100.9/24', 'dev', 'wan0']);
+  const deadline = Date.now() + 8000;
+  while (Date.now() < deadline && !logs.some((l) => l.includes('"event":"external-address-moved"'))) await new Promise((r) => setTimeout(r, 100));
+  t.ok(logs.some((l) => l.includes('"event":"external-address-moved"') && l.includes('"to":"198.51.100.9"')), 'detected and moved');
+  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40001, to: '198.51.100.9' }), 'the NAT-PMP mapping works on the new address');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40001, to: '198.51.100.1' }), 'and no longer on the old one');
+  await new Promise((r) => setTimeout(r, 1000));
+  const updates = pcpOut.split('\n').filter(Boolean).slice(1);
+  t.ok(updates.length >= 2, `${updates.length} unsolicited MAP responses`);
+  t.ok(updates.every((u) => u.startsWith('02810000') && u.includes('777777777777777777777777') && u.endsWith('00000000000000000000ffffc6336409')), 'same nonce, new external address 198.51.100.9');
+  // The first update left at the moment of the reset: its epoch field says so.
+  const updateEpoch = parseInt((updates[0] ?? '').slice(16, 24), 16);
+  t.ok(updateEpoch <= 1 && epochBefore >= 2, `the epoch restarted (${epochBefore} before, ${updateEpoch} in the first update)`);
+  t.ok(listener.heard().some((h) => h.startsWith('00800000') && h.endsWith('c6336409')), 'NAT-PMP announcement of the new address heard');
+  t.ok(listener.heard().some((h) => h.startsWith('02800000')), 'PCP ANNOUNCE heard');
+  pcpClient.kill('SIGKILL');
+  await kill9();
+});

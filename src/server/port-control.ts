@@ -135,6 +135,25 @@ export class PortControlServer {
   }
 
   /**
+   * RFC 6887 §14.2 mapping update: the MAP response a client would get now,
+   * sent unasked to the address and port its last request came from, three
+   * times (0, 250 and 750 ms), from the LAN address serving that client.
+   */
+  sendMappingUpdates(updates: readonly { to: IpAddress; port: number; message: () => Buffer }[]): void {
+    for (const delay of [0, 250, 750]) {
+      const t = setTimeout(() => {
+        for (const u of updates) {
+          const b = this.bound.find((x) => x.local.family === familyOf(u.to) && !x.local.bindAddress.includes('%') && inAnyPrefix([x.local.prefix], u.to));
+          if (!b || this.closed) continue;
+          b.socket.send(u.message(), u.port, u.to).catch((err: unknown) => this.log.warn({ event: 'mapping-update-failed', to: u.to, error: (err as Error).message }));
+        }
+      }, delay);
+      t.unref();
+      this.announceTimers.push(t);
+    }
+  }
+
+  /**
    * Tells LAN clients the mapping state began (RFC 6887 §14.1.3: ANNOUNCE to
    * 224.0.0.1:5350 and [ff02::1]:5350; RFC 6886 §3.2.1: the external address
    * to 224.0.0.1:5350), ten times, 250 ms apart at first and doubling,

@@ -202,6 +202,28 @@ export class MappingService {
     return victims.length;
   }
 
+  /**
+   * The WAN's IPv4 address changed: every IPv4 mapping moves to the new
+   * address with the same external port and what it has left (the ports move
+   * together, so none can collide). Returns the moved mappings, for the
+   * protocols to tell their clients.
+   */
+  async moveExternalAddress(to: IpAddress): Promise<Mapping[]> {
+    const now = this.clock.now();
+    const moved: Mapping[] = [];
+    const changes: FirewallChange[] = [];
+    for (const m of [...this.table.values()]) {
+      if (m.family !== 4 || m.origin === 'static' || m.externalAddress === to || m.expiresAt <= now) continue;
+      const next: Mapping = { ...m, externalAddress: to };
+      this.table.put(next);
+      moved.push(next);
+      changes.push({ op: 'remove', entry: entryOf(m) }, { op: 'put', entry: entryOf(next), timeoutSeconds: remaining(next, now) });
+    }
+    const ok = await this.commits.submit(changes, moved.map((m) => this.putRecord(m)));
+    this.log.warn({ event: 'external-address-moved', to, mappings: moved.length, committed: ok });
+    return moved;
+  }
+
   /** Every live mapping as the store writes it. */
   private storedMappings(): StoredMapping[] {
     const mono = this.clock.now();
