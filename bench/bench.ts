@@ -8,7 +8,8 @@
 // the lab's namespaces; no packet leaves them.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,9 +68,10 @@ async function startPortcullis(): Promise<ChildProcess> {
   const out = openSync(join(work, 'portcullis.log'), 'w');
   const child = spawn('ip', ['netns', 'exec', `${P}-rtr`, process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--config', cfg], { stdio: ['ignore', out, out] });
   closeSync(out);
-  for (let i = 0; i < 100; i++) {
+  // Up to two minutes: a restart with 100 000+ mappings reinstalls them all first.
+  for (let i = 0; i < 6000; i++) {
     if (readFileSync(join(work, 'portcullis.log'), 'utf8').includes('"event":"started"')) return child;
-    await new Promise((r) => setTimeout(r, 100));
+    await new Promise((r) => setTimeout(r, 20));
   }
   throw new Error(`portcullis did not start: ${readFileSync(join(work, 'portcullis.log'), 'utf8')}`);
 }
@@ -97,7 +99,7 @@ function record(server: string, loadName: string, existing: string, r: LoadResul
   return r;
 }
 
-async function benchPortcullis(): Promise<{ rssPer1000KiB: number }> {
+async function benchPortcullis(): Promise<{ rssPer1000KiB: number; renewalBytes: number; recoveryMs: number; restored: number; kernelRepopulated: boolean }> {
   const d = await startPortcullis();
   try {
     const pid = pidOf(d);
@@ -116,7 +118,26 @@ async function benchPortcullis(): Promise<{ rssPer1000KiB: number }> {
     record('portcullis', 'PCP MAP IPv4', '110 000', load({ server: '192.168.77.1', clients: V4_CLIENTS, count: 10_000, startPort: 20_000 }));
     record('portcullis', 'NAT-PMP map', '120 000', load({ protocol: 'natpmp', server: '192.168.77.1', clients: V4_CLIENTS, count: 10_000, startPort: 21_000 }));
     record('portcullis', `PCP MAP IPv4 ${SEQ_NAME}`, '130 500', load({ ...SEQ, count: 500, startPort: 31_000 }));
-    return { rssPer1000KiB: ((rss1 - rss0) / mappings) * 1000 };
+
+    // Durable store: bytes appended for 1000 renewals (25 clients renew the
+    // 40 mappings each made in the first phase).
+    const journal = join(work, 'state', 'journal');
+    const j0 = statSync(journal).size;
+    const renew = load({ server: s6, clients: V6_CLIENTS.slice(0, 25), count: 1000, startPort: 10_000 });
+    const renewalBytes = ((statSync(journal).size - j0) / renew.succeeded) * 1000;
+
+    // Restart recovery with everything present: a clean stop, the daemon's
+    // table deleted (as after a reboot), then store load, restore and kernel
+    // reinstall until the daemon serves.
+    await stop(d);
+    inNs('rtr', ['nft', 'delete', 'table', 'inet', 'portcullis']);
+    const t0 = performance.now();
+    const again = await startPortcullis();
+    const recoveryMs = performance.now() - t0;
+    const state = JSON.parse(readFileSync(join(work, 'portcullis.log'), 'utf8').split('\n').find((l) => l.includes('"event":"state"')) ?? '{}') as { restored?: number };
+    const kernel = inNs('rtr', ['nft', '-j', 'list', 'set', 'inet', 'portcullis', 'pinholes6']).split('"elem"').length > 1;
+    await stop(again);
+    return { rssPer1000KiB: ((rss1 - rss0) / mappings) * 1000, renewalBytes, recoveryMs, restored: state.restored ?? 0, kernelRepopulated: kernel };
   } finally {
     await stop(d);
   }
@@ -200,7 +221,7 @@ async function main(): Promise<void> {
   try {
     // Client addresses on the LAN host, and routes back to them from the router.
     inNs('lan', ['ip', '-batch', '-'], [...V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`), ...V4_CLIENTS.map((a) => `addr add ${a}/24 dev eth0`)].join('\n') + '\n');
-    const { rssPer1000KiB } = await benchPortcullis();
+    const { rssPer1000KiB, renewalBytes, recoveryMs, restored, kernelRepopulated } = await benchPortcullis();
     await benchMiniupnpd();
 
     const at = (server: string, loadName: string, existing: string) => rows.find((r) => r.server === server && r.load === loadName && r.existing === existing)?.r.rate ?? NaN;
@@ -215,6 +236,8 @@ async function main(): Promise<void> {
     const r100k = at('portcullis', 'PCP MAP IPv6', '100 000');
     out.push(`portcullis creation rate at 100 000 mappings / at 0: ${fmt((r100k / r0) * 100)} % (target ≥ 80 %)`);
     out.push(`portcullis RSS per 1 000 mappings: ${fmt(rssPer1000KiB)} KiB`);
+    out.push(`durable store: ${fmt(renewalBytes)} bytes written per 1 000 renewals`);
+    out.push(`restart recovery with ${restored} mappings (store load + kernel reinstall, table deleted first): ${fmt(recoveryMs)} ms${kernelRepopulated ? '' : ' (kernel NOT repopulated!)'}`);
     const same = (server: string) => rows.filter((r) => r.server.startsWith(server) && r.load === `PCP MAP IPv4 ${SEQ_NAME}`);
     const [p0, pN] = [same('portcullis')[0], same('portcullis').at(-1)];
     const [m0, mN] = [same('miniupnpd')[0], same('miniupnpd').at(-1)];

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { mustParseIp } from '../src/net/address.js';
-import { DurableStore, epochOriginMono, remainingMs, type JournalRecord, type StoredMapping } from '../src/state/store.js';
+import { DurableStore, encodeLine as encodeLineForTest, epochOriginMono, remainingMs, type JournalRecord, type StoredMapping } from '../src/state/store.js';
 import type { MapRequest } from '../src/service/mapping-service.js';
 import { harness } from './helpers/harness.js';
 
@@ -169,4 +169,36 @@ t.test('a service restored from its store: same mappings, ports held, epoch cont
   t.equal(b.service.remaining(m as NonNullable<typeof m>), 450, 'remaining, not full, lifetime');
   t.notOk(b.service.table.isExternalPortFree(17, 40001), 'its external port is held again');
   t.match(await b.service.map({ ...req(40000), nonce: Buffer.alloc(12, 8) }), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'its nonce too');
+});
+
+t.test('background compaction: appends continue meanwhile, nothing is lost, an interrupted one recovers', async (t) => {
+  const d = dir();
+  const s = await fresh(d);
+  const live = Array.from({ length: 5000 }, (_, i) => mapping(1024 + i, { key: `k${i}` }));
+  s.append(live.map(put));
+  await s.flush();
+  const compaction = s.compactInBackground(live.map((m) => () => m), EPOCH, EPOCH.wall);
+  // Changes while the snapshot is being written land in journal.next.
+  s.append([{ op: 'del', at: EPOCH.wall, key: 'k0' }, put(mapping(9, { key: 'late' }))]);
+  await s.flush();
+  await compaction;
+  await s.close();
+  const { state } = await DurableStore.open(d, EPOCH.wall);
+  t.equal(state.status, 'loaded');
+  const keys = new Set(state.mappings.map((m) => m.key));
+  t.equal(keys.size, 5000, '5000 - 1 deleted + 1 added');
+  t.notOk(keys.has('k0'));
+  t.ok(keys.has('late'));
+  t.notOk(existsSync(join(d, 'journal.next')));
+
+  // A crash between the rotation and the rename: snapshot (old), journal, journal.next.
+  const d2 = dir();
+  const s2 = await fresh(d2);
+  s2.append([put(mapping(1, { key: 'a' }))]);
+  await s2.flush();
+  await s2.close();
+  writeFileSync(join(d2, 'journal.next'), readFileSync(join(d2, 'journal'), 'utf8').replace(/.*\n/, '') + encodeLineForTest({ op: 'put', at: EPOCH.wall, m: mapping(2, { key: 'b' }) }));
+  const { state: s2state } = await DurableStore.open(d2, EPOCH.wall);
+  t.same(s2state.mappings.map((m) => m.key).sort(), ['a', 'b'], 'both journals replayed');
+  t.notOk(existsSync(join(d2, 'journal.next')), 'and folded back into one');
 });

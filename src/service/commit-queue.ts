@@ -60,8 +60,13 @@ export class CommitQueue {
           batch.push(p);
           size += p.changes.length;
         }
-        const outcome = await this.exclusive(() => this.commit(batch));
-        batch.forEach((p, i) => p.resolve(outcome[i] ?? false));
+        const { ok, durable } = await this.exclusive(() => this.commit(batch));
+        // The next batch's firewall commit overlaps this batch's fdatasync;
+        // replies wait for both (the journal keeps batch order).
+        durable.then(
+          () => batch.forEach((p, i) => p.resolve(ok[i] ?? false)),
+          () => batch.forEach((p) => p.resolve(false)),
+        );
       }
     } finally {
       this.running = false;
@@ -69,7 +74,7 @@ export class CommitQueue {
   }
 
   /** Firewall first, then the journal (one sync): only what the kernel took is recorded. */
-  private async commit(batch: readonly Pending[]): Promise<boolean[]> {
+  private async commit(batch: readonly Pending[]): Promise<{ ok: boolean[]; durable: Promise<void> }> {
     const flat = batch.flatMap((p) => p.changes);
     let results: boolean[];
     try {
@@ -83,13 +88,8 @@ export class CommitQueue {
       i += p.changes.length;
       return mine.length === p.changes.length && mine.every(Boolean);
     });
-    if (!this.journal) return ok;
+    if (!this.journal) return { ok, durable: Promise.resolve() };
     batch.forEach((p, j) => ok[j] && this.journal?.append(p.records));
-    try {
-      await this.journal.flush();
-      return ok;
-    } catch {
-      return batch.map(() => false);
-    }
+    return { ok, durable: this.journal.flush() };
   }
 }

@@ -253,9 +253,17 @@ export class MappingService {
   }
 
   private afterCommit(): void {
-    if (!this.store?.wantsCompaction() || this.compacting) return;
+    const store = this.store;
+    if (!store?.wantsCompaction() || this.compacting) return;
     this.compacting = true;
-    this.compactStore()
+    // The live set is captured now (references to immutable mappings); the
+    // slow part runs beside the commits.
+    const mono = this.clock.now();
+    const wall = this.clock.wall();
+    const boot = this.clock.bootId();
+    const live = [...this.table.values()].filter((m) => m.origin !== 'static' && m.expiresAt > mono).map((m) => () => toStored(m, wall, mono, boot));
+    store
+      .compactInBackground(live, this.epoch.origin(), wall)
       .catch((err: unknown) => this.log.error({ event: 'store-compaction-failed', error: (err as Error).message }))
       .finally(() => (this.compacting = false));
   }

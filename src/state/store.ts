@@ -18,7 +18,7 @@
 // start", and the native databases on npm (SQLite, LMDB bindings) fetch
 // prebuilt binaries at install or rewrite whole pages per renewal.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -114,6 +114,9 @@ export class DurableStore {
   private get journalPath(): string {
     return join(this.dir, 'journal');
   }
+  private get nextJournalPath(): string {
+    return join(this.dir, 'journal.next');
+  }
 
   /** Opens (creating) the store and reads what it holds. */
   static async open(dir: string, wallNow: number): Promise<{ store: DurableStore; state: LoadedState }> {
@@ -155,8 +158,12 @@ export class DurableStore {
     let epoch = header.epoch;
     let lastWriteWall = header.at;
 
-    if (existsSync(this.journalPath)) {
-      const text = readFileSync(this.journalPath, 'utf8');
+    // `journal` then `journal.next` (a compaction in progress rotated to it).
+    // Replaying a journal the snapshot already contains is harmless: the
+    // last record of each key is the one the snapshot holds.
+    for (const path of [this.journalPath, this.nextJournalPath]) {
+      if (!existsSync(path)) continue;
+      const text = readFileSync(path, 'utf8');
       this.journalBytes = text.length;
       const jl = text.split('\n');
       // The text after the last newline is an unfinished write: ignored.
@@ -175,6 +182,10 @@ export class DurableStore {
         else epoch = r.epoch;
       }
     }
+    if (existsSync(this.nextJournalPath)) {
+      // Finish the interrupted compaction's last step: one journal again.
+      renameSync(this.nextJournalPath, this.journalPath);
+    }
     return { status: 'loaded', deviceUuid: header.deviceUuid, epoch, mappings: [...live.values()], lastWriteWall };
   }
 
@@ -183,8 +194,18 @@ export class DurableStore {
     for (const r of records) this.pending.push(encodeLine(r));
   }
 
-  /** Writes and fdatasyncs what was appended: one sync per commit batch. */
-  async flush(): Promise<void> {
+  private flushing: Promise<void> = Promise.resolve();
+
+  /**
+   * Writes and fdatasyncs what was appended. Flushes run one after another;
+   * one that starts while another syncs takes everything appended meanwhile,
+   * so batches arriving during a sync share the next one.
+   */
+  flush(): Promise<void> {
+    return this.serial(() => this.writePending());
+  }
+
+  private async writePending(): Promise<void> {
     if (this.pending.length === 0 || !this.journal) return;
     const chunk = this.pending.join('');
     this.pending = [];
@@ -196,7 +217,7 @@ export class DurableStore {
 
   /** The journal has grown past the snapshot it amends: time to fold it in. */
   wantsCompaction(): boolean {
-    return this.journalBytes > Math.max(1 << 20, 2 * this.snapshotBytes);
+    return !this.compacting && this.journalBytes > Math.max(4 << 20, 2 * this.snapshotBytes);
   }
 
   /**
@@ -219,6 +240,7 @@ export class DurableStore {
     // The new snapshot holds everything: the journal starts empty.
     await this.journal?.close();
     writeFileSync(this.journalPath, '');
+    rmSync(this.nextJournalPath, { force: true });
     this.journal = await open(this.journalPath, 'a');
     const dirFd = openSync(this.dir, 'r');
     fsyncSync(dirFd);
@@ -226,6 +248,66 @@ export class DurableStore {
     this.snapshotBytes = text.length;
     this.journalBytes = 0;
     this.bytesWritten += text.length;
+  }
+
+  private compacting = false;
+
+  /**
+   * Compaction that never holds up commits: the journal is rotated (appends
+   * continue in `journal.next`), the snapshot is written in slices between
+   * other work, synced and renamed into place, and `journal.next` becomes
+   * the journal. `live` is read once, at rotation; a mapping that changes
+   * while the snapshot is written is also in `journal.next`, which is
+   * replayed after the snapshot, so the result is exact either way.
+   */
+  async compactInBackground(live: readonly (() => StoredMapping)[], epoch: EpochOrigin, wallNow: number): Promise<void> {
+    if (this.compacting) return;
+    this.compacting = true;
+    try {
+      await this.serial(async () => {
+        // Anything not yet written was appended after `live` was read, or
+        // is already reflected in it: either way it belongs after the snapshot.
+        await this.journal?.close();
+        this.journal = await open(this.nextJournalPath, 'a');
+        this.journalBytes = 0;
+        await this.writePending();
+      });
+      const tmp = `${this.snapshotPath}.new`;
+      const out = await open(tmp, 'w', 0o600);
+      let bytes = 0;
+      const write = async (text: string) => {
+        await out.write(text);
+        bytes += text.length;
+      };
+      await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
+      const SLICE = 2000;
+      for (let i = 0; i < live.length; i += SLICE) {
+        const lines = live.slice(i, i + SLICE).map((get) => encodeLine({ op: 'put', at: wallNow, m: get() } satisfies SnapshotLine));
+        await write(lines.join(''));
+        await new Promise<void>((r) => setImmediate(r));
+      }
+      await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
+      await out.sync();
+      await out.close();
+      await this.serial(async () => {
+        renameSync(tmp, this.snapshotPath);
+        renameSync(this.nextJournalPath, this.journalPath);
+        const dirFd = openSync(this.dir, 'r');
+        fsyncSync(dirFd);
+        closeSync(dirFd);
+      });
+      this.snapshotBytes = bytes;
+      this.bytesWritten += bytes;
+    } finally {
+      this.compacting = false;
+    }
+  }
+
+  /** Runs `fn` in the flush order (no write interleaves with it). */
+  private serial(fn: () => Promise<void>): Promise<void> {
+    const run = this.flushing.then(fn);
+    this.flushing = run.catch(() => undefined);
+    return run;
   }
 
   async close(): Promise<void> {
