@@ -280,11 +280,13 @@ export class DurableStore {
         bytes += text.length;
       };
       await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
-      const SLICE = 2000;
+      // Small slices with a timer between them: requests (latency-bound)
+      // always get the event loop first; compaction has time.
+      const SLICE = 256;
       for (let i = 0; i < live.length; i += SLICE) {
         const lines = live.slice(i, i + SLICE).map((get) => encodeLine({ op: 'put', at: wallNow, m: get() } satisfies SnapshotLine));
         await write(lines.join(''));
-        await new Promise<void>((r) => setImmediate(r));
+        await new Promise<void>((r) => setTimeout(r, 2));
       }
       await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
       await out.sync();
