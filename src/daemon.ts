@@ -129,7 +129,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (!(firewall instanceof NftBackend)) {
       await service.withDesiredEntries((desired) => firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds }))));
     } else {
-      // No durable state yet: whatever a previous run left belongs to no mapping.
+      // The kernel is made to match the restored table: missing entries
+      // added with what they have left, entries no mapping owns removed.
       await reconcile(service, firewall, log, 'start');
       if (cfg.reconcileSeconds > 0) {
         let busy = false;
@@ -160,6 +161,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // the epoch continued and nothing needs re-creating.
   if (cfg.announce && state.status !== 'loaded') server.announce();
 
+  // The WAN address may have changed while the daemon was down.
+  const stale = externalIp !== undefined && [...service.table.values()].some((m) => m.family === 4 && m.origin !== 'static' && m.externalAddress !== externalIp);
   // RFC 6887 §8.5: a new external address starts a new epoch. The mappings
   // move to it, PCP clients get mapping updates (§14.2), and everyone gets
   // the announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
@@ -174,6 +177,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     );
     if (cfg.announce) server.announce();
   };
+  if (stale && externalIp) {
+    log.warn({ event: 'external-address', detail: 'changed while the daemon was down', to: externalIp });
+    await onExternalChange(externalIp);
+  }
   log.info({ event: 'started', backend: firewall.name, externalIPv4: externalIp ?? null, lan: cfg.lan, wan: cfg.wan });
 
   return {
