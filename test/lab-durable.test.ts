@@ -212,3 +212,13 @@ t.test('the WAN address changes: mappings move, clients are told, the epoch rest
   pcpClient.kill('SIGKILL');
   await kill9();
 });
+
+t.test('the WAN address changed while the daemon was down: mappings move at start', async (t) => {
+  lab.exec('rtr', ['ip', 'addr', 'del', '198.51.100.9/24', 'dev', 'wan0']);
+  lab.exec('rtr', ['ip', 'addr', 'add', '198.51.100.1/24', 'dev', 'wan0']);
+  await start();
+  t.ok(logs.some((l) => l.includes('changed while the daemon was down')), 'noticed at start');
+  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40001, to: '198.51.100.1' }), 'the NAT-PMP mapping works on the current address');
+  t.ok(announce().epoch < 5, 'a new epoch');
+  await kill9();
+});
