@@ -10,9 +10,7 @@ export LAB_PREFIX=${LAB_PREFIX:-demo}
 BACKEND=${BACKEND:-nft}
 
 [ "$(id -u)" = 0 ] || { echo "demo: run as root (it creates network namespaces)" >&2; exit 1; }
-for tool in natpmpc:natpmpc socat:socat nft:nftables; do
-  command -v "${tool%%:*}" >/dev/null || { echo "demo: install ${tool#*:} (apt-get install ${tool#*:})" >&2; exit 1; }
-done
+bash scripts/ensure-tools.sh
 [ -f dist/src/cli.js ] || npm run build
 
 log=$(mktemp)
