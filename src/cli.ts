@@ -8,6 +8,7 @@ import { startDaemon } from './daemon.js';
 import { jsonLogger } from './log.js';
 import { describe, exchange, localAddressFor, mapRequestBytes } from './client/pcp-client.js';
 import { parseIp } from './net/address.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from './net/ipproto.js';
 import { encodePcpRequest } from './protocols/pcp/codec.js';
 
 const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wan IFACE [options]
@@ -161,7 +162,7 @@ async function pcp(argv: string[]): Promise<void> {
   if (op === 'announce') {
     request = encodePcpRequest({ opcode: 0, lifetime: 0, clientAddress: client });
   } else if (op === 'map') {
-    const protocol = values.proto === 'udp' ? 17 : values.proto === 'tcp' ? 6 : undefined;
+    const protocol = values.proto === 'udp' ? IPPROTO_UDP : values.proto === 'tcp' ? IPPROTO_TCP : undefined;
     if (!protocol) throw new ConfigError('--proto udp|tcp is required');
     const internalPort = intFlag('port', values.port);
     if (internalPort === undefined || internalPort > 65535) throw new ConfigError('--port N (1-65535) is required');

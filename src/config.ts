@@ -90,6 +90,10 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
   if (!merged.lan || merged.lan.length === 0) throw new ConfigError('no LAN interface: give --lan IFACE (repeatable)');
   if (!merged.wan) throw new ConfigError('no WAN interface: give --wan IFACE');
   if (merged.lan.includes(merged.wan)) throw new ConfigError(`interface ${merged.wan} cannot be both LAN and WAN`);
+  // Interface names end up in nft rules: only plain Linux interface names pass.
+  for (const name of [...merged.lan, merged.wan]) {
+    if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new ConfigError(`interface name ${JSON.stringify(name)} is not a plain interface name (letters, digits, _ . -; at most 15)`);
+  }
   if (merged.lifetime.min > merged.lifetime.max) {
     throw new ConfigError(`lifetime.min ${merged.lifetime.min} is above lifetime.max ${merged.lifetime.max}`);
   }

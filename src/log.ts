@@ -26,8 +26,6 @@ function replacer(_k: string, v: unknown): unknown {
   return v;
 }
 
-export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
-
 /** Collects lines for tests. */
 export function memoryLogger(): Logger & { lines: LogFields[] } {
   const lines: LogFields[] = [];

@@ -185,7 +185,3 @@ export function isMulticast(addr: IpAddress): boolean {
   }
   return addr.startsWith('ff');
 }
-
-export function isLoopback(addr: IpAddress): boolean {
-  return familyOf(addr) === 4 ? addr.startsWith('127.') : addr === '::1';
-}

@@ -3,6 +3,7 @@
 // sees the `Policy` interface.
 
 import type { IpAddress } from '../net/address.js';
+import { isMappableProtocol } from '../net/ipproto.js';
 import type { Via } from '../service/types.js';
 
 export type Operation = 'map' | 'peer';
@@ -52,7 +53,7 @@ export function defaultPolicy(limits: Limits = DEFAULT_LIMITS): Policy {
       if (req.internalAddress !== req.client) {
         return { allow: false, rule, reason: 'mappings for another host are not allowed' };
       }
-      if (req.protocol !== 6 && req.protocol !== 17) {
+      if (!isMappableProtocol(req.protocol)) {
         return { allow: false, rule, reason: `protocol ${req.protocol} is not allowed (only UDP and TCP)` };
       }
       if (req.internalPort === 0) return { allow: false, rule, reason: 'all-ports mappings are not allowed' };

@@ -14,6 +14,7 @@ import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
 import { remainingMs, toStored, type DurableStore, type JournalRecord, type StoredMapping } from '../state/store.js';
 import { normalizePrefix } from '../net/address.js';
+import { IPPROTO_TCP, IPPROTO_UDP, isMappableProtocol } from '../net/ipproto.js';
 import type { Logger } from '../log.js';
 import { CommitQueue } from './commit-queue.js';
 import { mappingKey, keyOf, type Mapping, type Refusal, type RemoteFilter, type Via } from './types.js';
@@ -502,7 +503,7 @@ export class MappingService {
     req: MapRequest | PeerRequest,
     operation: 'map' | 'peer',
   ): ({ ok: true; limits: Limits; family: 4 | 6; externalAddress: IpAddress }) | Refused {
-    if (req.protocol !== 6 && req.protocol !== 17 && req.protocol !== 0) {
+    if (!isMappableProtocol(req.protocol) && req.protocol !== 0) {
       return refuse('UNSUPP_PROTOCOL', `protocol ${req.protocol}: this router maps only UDP and TCP`);
     }
     const family = familyOf(req.internalAddress);
@@ -569,11 +570,11 @@ export class MappingService {
 
   private portAvailable(protocol: number, port: number, internal: string, internalAddress: IpAddress, limits: Limits): boolean {
     if (port < limits.externalPorts.min || port > limits.externalPorts.max) return false;
-    if (protocol === 17 && RESERVED_UDP_PORTS.has(port)) return false;
+    if (protocol === IPPROTO_UDP && RESERVED_UDP_PORTS.has(port)) return false;
     if (!this.table.isExternalPortFree(protocol, port)) return false;
     // RFC 6886 §3.3: the companion port (same number, other protocol) stays
     // reserved for the client that holds this one.
-    const companion = this.table.holderOfExternalPort(protocol === 6 ? 17 : 6, port);
+    const companion = this.table.holderOfExternalPort(protocol === IPPROTO_TCP ? IPPROTO_UDP : IPPROTO_TCP, port);
     return !companion || companion.internal.startsWith(`${internalAddress}|`) || companion.internal === internal;
   }
 

@@ -21,6 +21,7 @@
 
 import type { FirewallEntry } from '../backend.js';
 import { familyOf, type IpAddress } from '../../net/address.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 
 export interface Placement {
   family: 'inet';
@@ -134,7 +135,7 @@ export function setFor(e: FirewallEntry): SetKey {
   return e.filters.length ? 'dnat4Filtered' : 'dnat4';
 }
 
-const protoName = (p: number) => (p === 6 ? 'tcp' : p === 17 ? 'udp' : p);
+const protoName = (p: number) => (p === IPPROTO_TCP ? 'tcp' : p === IPPROTO_UDP ? 'udp' : p);
 
 function prefixExpr(address: IpAddress, length: number): unknown {
   const max = familyOf(address) === 4 ? 32 : 128;

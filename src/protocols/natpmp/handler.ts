@@ -2,6 +2,7 @@
 // MappingService call → wire response.
 
 import type { IpAddress } from '../../net/address.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 import type { MappingService } from '../../service/mapping-service.js';
 import type { Refusal } from '../../service/types.js';
 import {
@@ -56,7 +57,7 @@ export class NatPmpHandler {
       return this.reply(encodeExternalAddressResponse(result, epoch, ext), result);
     }
 
-    const protocol = req.op === NATPMP_OP_MAP_UDP ? 17 : 6;
+    const protocol = req.op === NATPMP_OP_MAP_UDP ? IPPROTO_UDP : IPPROTO_TCP;
     // Every answer below but one follows a MappingService decision (which logged it).
     const answer = (result: NatPmpResult, internalPort: number, externalPort = 0, lifetime = 0, detail?: string, decided = true) => ({
       ...this.reply(

@@ -9,7 +9,6 @@ export const PCP_MAX_MESSAGE = 1100;
 export const PCP_HEADER_SIZE = 24;
 export const PCP_MAP_BODY_SIZE = 36;
 export const PCP_PEER_BODY_SIZE = 56;
-export const PCP_NONCE_SIZE = 12;
 /** The R bit of octet 1: 0 = request, 1 = response. */
 export const PCP_R_BIT = 0x80;
 
@@ -75,7 +74,3 @@ export function resultName(code: number): string {
   for (const [k, v] of Object.entries(ResultCode)) if (v === code) return k;
   return `RESULT_${code}`;
 }
-
-/** IANA protocol numbers the firewall can map. */
-export const IPPROTO_TCP = 6;
-export const IPPROTO_UDP = 17;

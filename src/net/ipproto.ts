@@ -1,0 +1,8 @@
+// IANA protocol numbers of the transports a mapping can carry.
+
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+
+export function isMappableProtocol(p: number): boolean {
+  return p === IPPROTO_TCP || p === IPPROTO_UDP;
+}
