@@ -34,7 +34,7 @@ export interface Daemon {
   stop(): Promise<void>;
 }
 
-/** How often the WAN address is looked at again (a cheap read of the interface list). */
+/** How often the LAN and WAN addresses are looked at again (a cheap read of the interface list). */
 const WAN_POLL_MS = 2000;
 
 export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
@@ -43,24 +43,28 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   for (const name of [...cfg.lan, cfg.wan]) {
     if (!interfaceExists(name, read)) throw new ConfigError(`interface ${name} does not exist or has no address`);
   }
-  const lan = lanAddresses(cfg.lan, read);
+  let lan = lanAddresses(cfg.lan, read);
   if (lan.length === 0) throw new ConfigError(`LAN interfaces ${cfg.lan.join(', ')} have no addresses to serve on`);
-  const lanPrefixes = lan.map((l) => l.prefix);
+  let lanPrefixes = lan.map((l) => l.prefix);
+  // Set once the listener is up: what to do when the LAN's addresses change.
+  let onLanChange: (() => Promise<void>) | undefined;
 
   let externalIp: IpAddress | undefined = cfg.externalIp ?? wanIPv4(cfg.wan, read);
   // Set once everything is up: what to do when the WAN address changes.
   let onExternalChange: ((to: IpAddress) => Promise<void>) | undefined;
-  const wanPoll = cfg.externalIp
-    ? undefined
-    : setInterval(() => {
-        const now = wanIPv4(cfg.wan, read);
-        if (now === externalIp) return;
-        log.warn({ event: 'external-address', from: externalIp ?? null, to: now ?? null });
-        externalIp = now;
-        if (now && onExternalChange) {
-          onExternalChange(now).catch((err: unknown) => log.error({ event: 'external-address-failed', error: (err as Error).message }));
-        }
-      }, WAN_POLL_MS);
+  // One cheap poll of the interface list for both: the LAN's addresses and
+  // (unless given on the command line) the WAN's.
+  const wanPoll: NodeJS.Timeout | undefined = setInterval(() => {
+    if (onLanChange) onLanChange().catch((err: unknown) => log.error({ event: 'lan-addresses-failed', error: (err as Error).message }));
+    if (cfg.externalIp) return;
+    const now = wanIPv4(cfg.wan, read);
+    if (now === externalIp) return;
+    log.warn({ event: 'external-address', from: externalIp ?? null, to: now ?? null });
+    externalIp = now;
+    if (now && onExternalChange) {
+      onExternalChange(now).catch((err: unknown) => log.error({ event: 'external-address-failed', error: (err as Error).message }));
+    }
+  }, WAN_POLL_MS);
   wanPoll?.unref();
   if (!externalIp) log.warn({ event: 'external-address', detail: `${cfg.wan} has no IPv4 address yet: IPv4 requests get NETWORK_FAILURE` });
 
@@ -176,6 +180,23 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
         .map((m) => ({ to: m.owner, port: m.clientPort as number, message: () => mappingUpdate(m, service) })),
     );
     if (cfg.announce) server.announce();
+  };
+  // Addresses added to the LAN after start (SLAAC, a new prefix) are served
+  // within one poll; removed ones are no longer bound.
+  let lanBusy = false;
+  onLanChange = async () => {
+    const next = lanAddresses(cfg.lan, read);
+    const key = (l: typeof lan) => l.map((x) => `${x.bindAddress}/${x.prefix.length}`).sort().join(',');
+    if (lanBusy || key(next) === key(lan)) return;
+    lanBusy = true;
+    try {
+      lan = next;
+      lanPrefixes = next.map((l) => l.prefix);
+      log.info({ event: 'lan-addresses', addresses: next.map((l) => l.bindAddress) });
+      await server.updateAddresses(next, lanPrefixes);
+    } finally {
+      lanBusy = false;
+    }
   };
   if (stale && externalIp) {
     log.warn({ event: 'external-address', detail: 'changed while the daemon was down', to: externalIp });

@@ -91,6 +91,22 @@ t.test('PCP to the router\'s link-local address, from a link-local and from a gl
   t.match(pcp('map', '--proto', 'udp', '--port', '40060', '--bind', '2001:db8:77::2'), { result: 'SUCCESS', externalAddress: '2001:db8:77::2', externalPort: 40060 });
 });
 
+t.test('an address added to the LAN after start is served within seconds; a removed one is let go', async (t) => {
+  lab.exec('rtr', ['ip', 'addr', 'add', '2001:db8:78::1/64', 'dev', 'br-lan', 'nodad']);
+  lab.exec('lan', ['ip', 'addr', 'add', '2001:db8:78::2/64', 'dev', 'eth0', 'nodad']);
+  const ask = () => lab.exec('lan', [process.execPath, CLI, 'pcp', 'announce', '--server', '2001:db8:78::1'], { allowFail: true }).stdout;
+  let answer = '';
+  for (let i = 0; i < 40 && !answer.includes('SUCCESS'); i++) {
+    answer = ask();
+    if (!answer.includes('SUCCESS')) await new Promise((r) => setTimeout(r, 250));
+  }
+  t.match(answer, /"result":"SUCCESS"/, 'PCP answered on the new address');
+  lab.exec('rtr', ['ip', 'addr', 'del', '2001:db8:78::1/64', 'dev', 'br-lan']);
+  await new Promise((r) => setTimeout(r, 3000));
+  await settle();
+  t.ok(lines.some((l) => l.includes('"event":"stopped-listening"') && l.includes('2001:db8:78::1')), 'the removed address is no longer bound');
+});
+
 t.test('a request from the WAN side gets no answer', async (t) => {
   // The WAN host aims at the router's LAN address (routed in) and its WAN address.
   for (const target of ['192.168.77.1', '198.51.100.1']) {

@@ -50,7 +50,7 @@ export class PortControlServer {
   constructor(
     private readonly cfg: PortControlConfig,
     private readonly lan: readonly LocalAddress[],
-    private readonly lanPrefixes: readonly Prefix[],
+    private lanPrefixes: readonly Prefix[],
     private readonly service: MappingService,
     private readonly log: Logger,
   ) {
@@ -60,27 +60,55 @@ export class PortControlServer {
 
   /** Binds every LAN address; fails loudly if none can be bound. */
   async start(): Promise<void> {
-    for (const local of this.lan) {
-      const socket = DgramAsPromised.createSocket(local.family === 4 ? { type: 'udp4' } : { type: 'udp6', ipv6Only: true });
-      try {
-        await socket.bind(this.cfg.port, local.bindAddress);
-      } catch (err) {
-        await socket.close().catch(() => undefined);
-        throw new Error(`cannot bind UDP ${local.bindAddress} port ${this.cfg.port}: ${(err as Error).message}`);
-      }
-      // A burst from many clients must queue, not be dropped by the kernel
-      // (the default ~200 KiB holds a few hundred datagrams); the kernel caps
-      // this at net.core.rmem_max.
-      try {
-        socket.setRecvBufferSize(RECV_BUFFER_BYTES);
-      } catch {
-        // Not fatal: the default buffer only drops more under bursts.
-      }
-      const b = { local, socket };
-      this.bound.push(b);
-      this.receive(b);
-    }
+    for (const local of this.lan) await this.bind(local);
     this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress) });
+  }
+
+  private async bind(local: LocalAddress): Promise<void> {
+    const socket = DgramAsPromised.createSocket(local.family === 4 ? { type: 'udp4' } : { type: 'udp6', ipv6Only: true });
+    try {
+      await socket.bind(this.cfg.port, local.bindAddress);
+    } catch (err) {
+      await socket.close().catch(() => undefined);
+      throw new Error(`cannot bind UDP ${local.bindAddress} port ${this.cfg.port}: ${(err as Error).message}`);
+    }
+    // A burst from many clients must queue, not be dropped by the kernel
+    // (the default ~200 KiB holds a few hundred datagrams); the kernel caps
+    // this at net.core.rmem_max.
+    try {
+      socket.setRecvBufferSize(RECV_BUFFER_BYTES);
+    } catch {
+      // Not fatal: the default buffer only drops more under bursts.
+    }
+    const b = { local, socket };
+    this.bound.push(b);
+    this.receive(b);
+  }
+
+  /**
+   * The LAN's addresses changed (SLAAC, a new prefix, an admin): serve the
+   * new ones, stop serving the gone ones. Failures to bind are logged, and
+   * the other addresses keep being served.
+   */
+  async updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void> {
+    this.lanPrefixes = prefixes;
+    const want = new Set(lan.map((l) => l.bindAddress));
+    for (const b of [...this.bound]) {
+      if (want.has(b.local.bindAddress)) continue;
+      this.bound.splice(this.bound.indexOf(b), 1);
+      await b.socket.close().catch(() => undefined);
+      this.log.info({ event: 'stopped-listening', address: b.local.bindAddress });
+    }
+    const have = new Set(this.bound.map((b) => b.local.bindAddress));
+    for (const l of lan) {
+      if (have.has(l.bindAddress) || this.closed) continue;
+      try {
+        await this.bind(l);
+        this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: [l.bindAddress] });
+      } catch (err) {
+        this.log.warn({ event: 'bind-failed', address: l.bindAddress, error: (err as Error).message });
+      }
+    }
   }
 
   async stop(): Promise<void> {
