@@ -41,10 +41,11 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   const read = deps.interfaces ?? networkInterfaces;
   const clock = deps.clock ?? monotonicClock;
   for (const name of [...cfg.lan, cfg.wan]) {
-    if (!interfaceExists(name, read)) throw new ConfigError(`interface ${name} does not exist or has no address`);
+    if (!interfaceExists(name, read)) throw new ConfigError(`interface ${name} does not exist`);
   }
   let lan = lanAddresses(cfg.lan, read);
-  if (lan.length === 0) throw new ConfigError(`LAN interfaces ${cfg.lan.join(', ')} have no addresses to serve on`);
+  // A LAN that is down or unnumbered at boot is served as soon as it has addresses.
+  if (lan.length === 0) log.warn({ event: 'lan-addresses', detail: `${cfg.lan.join(', ')} have no addresses yet: serving as soon as they do` });
   let lanPrefixes = lan.map((l) => l.prefix);
   // Set once the listener is up: what to do when the LAN's addresses change.
   let onLanChange: (() => Promise<void>) | undefined;

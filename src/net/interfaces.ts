@@ -1,6 +1,7 @@
 // What the router's interfaces look like: which addresses to bind on the LAN
 // side, which prefixes count as "the LAN", and the WAN's external address.
 
+import { existsSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { familyOf, isLinkLocal, parsePrefix, parseIp, prefixContains, type IpAddress, type Prefix } from './address.js';
 
@@ -59,8 +60,13 @@ export function wanIPv4(name: string, read: InterfaceReader = networkInterfaces)
   return undefined;
 }
 
+/**
+ * The interface exists, addresses or not: the interface list only shows
+ * interfaces that are up and running, and a WAN without carrier at boot must
+ * not stop the daemon from starting.
+ */
 export function interfaceExists(name: string, read: InterfaceReader = networkInterfaces): boolean {
-  return read()[name] !== undefined;
+  return read()[name] !== undefined || (/^[A-Za-z0-9_.-]{1,15}$/.test(name) && existsSync(`/sys/class/net/${name}`));
 }
 
 export function inAnyPrefix(prefixes: readonly Prefix[], addr: IpAddress): boolean {
