@@ -15,9 +15,7 @@ import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-servic
 import { monotonicClock, type Clock } from './state/clock.js';
 import { Epoch } from './state/epoch.js';
 import { DurableStore, epochOriginMono } from './state/store.js';
-import { encodePcpResponse } from './protocols/pcp/codec.js';
-import { Opcode, OptionCode } from './protocols/pcp/constants.js';
-import type { Mapping } from './service/types.js';
+import { encodeMappingUpdate } from './protocols/pcp/handler.js';
 import { networkInterfaces } from 'node:os';
 
 export interface DaemonDeps {
@@ -178,7 +176,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     server.sendMappingUpdates(
       moved
         .filter((m) => m.origin === 'pcp' && m.kind === 'map' && m.clientPort !== undefined)
-        .map((m) => ({ to: m.owner, port: m.clientPort as number, message: () => mappingUpdate(m, service) })),
+        .map((m) => ({ to: m.owner, port: m.clientPort as number, message: () => encodeMappingUpdate(m, service.remaining(m), service.epoch.seconds()) })),
     );
     if (cfg.announce) server.announce();
   };
@@ -223,18 +221,6 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       log.info({ event: 'stopped' });
     },
   };
-}
-
-/** The MAP response a client would get for `m` now (RFC 6887 §14.2: no optional options). */
-function mappingUpdate(m: Mapping, service: MappingService): Buffer {
-  return encodePcpResponse({
-    opcode: Opcode.MAP,
-    result: 0,
-    lifetime: service.remaining(m),
-    epoch: service.epoch.seconds(),
-    map: { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort, externalAddress: m.externalAddress },
-    options: m.owner !== m.internalAddress ? [{ code: OptionCode.THIRD_PARTY, address: m.internalAddress, v4: m.family === 4 }] : [],
-  });
 }
 
 function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { CLI, labUp, listenForAnnouncements, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
 const lab: Lab = labUp(`pd${process.pid % 10000}`);
@@ -115,35 +115,17 @@ t.test('reboot: the table deleted and the daemon gone; back within 2 s, data pat
   t.equal(stateLog().status, 'loaded');
 });
 
-/** Listens on the LAN host for announcements (224.0.0.1 and ff02::1, port 5350). */
-function listenForAnnouncements(): { heard: () => string[] } {
-  const script = `
-const dgram = require('node:dgram');
-for (const [type, addr] of [['udp4', '0.0.0.0'], ['udp6', '::']]) {
-  const s = dgram.createSocket({ type, reuseAddr: true });
-  s.on('message', (m) => console.log(m.toString('hex')));
-  s.bind(5350, addr);
-}
-setTimeout(() => process.exit(0), 8000);
-`;
-  const l = lab.spawn('lan', [process.execPath, '-e', script]);
-  let out = '';
-  l.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  return { heard: () => out.split('\n').filter(Boolean) };
-}
-
 t.test('lost state (state dir removed): new epoch, ANNOUNCE on the LAN, old entries removed', async (t) => {
   await kill9();
   for (const f of readdirSync(STATE)) rmSync(join(STATE, f), { recursive: true, force: true });
-  const listener = listenForAnnouncements();
-  await new Promise((r) => setTimeout(r, 300));
+  const listener = await listenForAnnouncements(lab, 8000);
   await start();
   t.equal(stateLog().status, 'fresh');
   t.equal(kernelPinholes().size, 0, 'entries no mapping owns are gone');
   t.ok(announce().epoch < 5, 'epoch restarted');
   await new Promise((r) => setTimeout(r, 1200));
-  t.ok(listener.heard().some((h) => h.startsWith('02800000') && h.length === 48), 'PCP ANNOUNCE heard on the LAN');
-  t.ok(listener.heard().some((h) => h.startsWith('00800000') && h.length === 24), 'NAT-PMP announcement heard on the LAN');
+  t.ok(listener.heard().some((h) => h.hex.startsWith('02800000') && h.hex.length === 48), 'PCP ANNOUNCE heard on the LAN');
+  t.ok(listener.heard().some((h) => h.hex.startsWith('00800000') && h.hex.length === 24), 'NAT-PMP announcement heard on the LAN');
   const r = lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '2001:db8:77::1', '--proto', 'udp', '--port', '30000'], { allowFail: true });
   t.match(r.stdout, /"result":"SUCCESS"/, 'serves');
 });
@@ -159,15 +141,14 @@ t.test('corrupt store: moved aside, new epoch, announced', async (t) => {
   // One changed character in the first record: its checksum no longer matches.
   lines[0] = (lines[0] ?? '').replace('"put"', '"pux"');
   writeFileSync(journal, lines.join('\n'));
-  const listener = listenForAnnouncements();
-  await new Promise((r) => setTimeout(r, 300));
+  const listener = await listenForAnnouncements(lab, 8000);
   await start();
   t.equal(stateLog().status, 'corrupt');
   t.ok(readdirSync(STATE).some((f) => f.startsWith('corrupt-')), 'the damaged files are kept aside');
   t.ok(announce().epoch < 5, 'epoch restarted');
   t.equal(kernelPinholes().size, 0, 'nothing from the untrusted state stays in the kernel');
   await new Promise((r) => setTimeout(r, 1200));
-  t.ok(listener.heard().some((h) => h.startsWith('02800000')), 'ANNOUNCE heard');
+  t.ok(listener.heard().some((h) => h.hex.startsWith('02800000')), 'ANNOUNCE heard');
   await kill9();
 });
 
@@ -190,8 +171,7 @@ t.test('the WAN address changes: mappings move, clients are told, the epoch rest
   t.match(pcpOut, /^0281000000000258/, 'mapped before the change');
   await new Promise((r) => setTimeout(r, 2000));
   const epochBefore = announce().epoch;
-  const listener = listenForAnnouncements();
-  await new Promise((r) => setTimeout(r, 300));
+  const listener = await listenForAnnouncements(lab, 8000);
 
   lab.exec('rtr', ['ip', 'addr', 'del', '198.51.100.1/24', 'dev', 'wan0']);
   lab.exec('rtr', ['ip', 'addr', 'add', '198.51.100.9/24', 'dev', 'wan0']);
@@ -207,8 +187,8 @@ t.test('the WAN address changes: mappings move, clients are told, the epoch rest
   // The first update left at the moment of the reset: its epoch field says so.
   const updateEpoch = parseInt((updates[0] ?? '').slice(16, 24), 16);
   t.ok(updateEpoch <= 1 && epochBefore >= 2, `the epoch restarted (${epochBefore} before, ${updateEpoch} in the first update)`);
-  t.ok(listener.heard().some((h) => h.startsWith('00800000') && h.endsWith('c6336409')), 'NAT-PMP announcement of the new address heard');
-  t.ok(listener.heard().some((h) => h.startsWith('02800000')), 'PCP ANNOUNCE heard');
+  t.ok(listener.heard().some((h) => h.hex.startsWith('00800000') && h.hex.endsWith('c6336409')), 'NAT-PMP announcement of the new address heard');
+  t.ok(listener.heard().some((h) => h.hex.startsWith('02800000')), 'PCP ANNOUNCE heard');
   pcpClient.kill('SIGKILL');
   await kill9();
 });

@@ -2,26 +2,12 @@
 // lab's router namespace: external address, a UDP and a TCP mapping, deletion.
 
 import t from 'tap';
-import { CLI, labUp, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, labUp, listenForAnnouncements, stateDir, waitForLine } from './helpers/lab.js';
 
 const lab = labUp(`pn${process.pid % 10000}`);
 t.teardown(() => lab.down());
 
-// Listens on the LAN host for what the daemon multicasts at start
-// (224.0.0.1 and ff02::1 are joined by every host; port 5350).
-const LISTENER = `
-const dgram = require('node:dgram');
-for (const [type, addr] of [['udp4', '0.0.0.0'], ['udp6', '::']]) {
-  const s = dgram.createSocket({ type, reuseAddr: true });
-  s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address, hex: m.toString('hex') })));
-  s.bind(5350, addr);
-}
-setTimeout(() => process.exit(0), 4000);
-`;
-const announcements = lab.spawn('lan', [process.execPath, '-e', LISTENER]);
-const heard: { from: string; hex: string }[] = [];
-announcements.stdout?.on('data', (d: Buffer) => heard.push(...d.toString().split('\n').filter(Boolean).map((l) => JSON.parse(l) as { from: string; hex: string })));
-await new Promise((r) => setTimeout(r, 300));
+const announcements = await listenForAnnouncements(lab, 4000);
 
 const daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--backend', 'memory', '--state-dir', stateDir()]);
 const lines: string[] = [];
@@ -44,6 +30,7 @@ t.test('daemon starts in the router namespace', async (t) => {
 
 t.test('announcements at start: NAT-PMP external address and PCP ANNOUNCE, repeated', async (t) => {
   await new Promise((r) => setTimeout(r, 2500));
+  const heard = announcements.heard();
   const natpmp = heard.filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('00800000') && h.hex.length === 24);
   t.ok(natpmp.length >= 3, `${natpmp.length} NAT-PMP announcements from 192.168.77.1 in 2.5 s (0, 250, 750, 1750 ms)`);
   t.ok(natpmp.every((h) => h.hex.endsWith('c6336401')), 'carrying 198.51.100.1');

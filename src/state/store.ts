@@ -18,7 +18,7 @@
 // start", and the native databases on npm (SQLite, LMDB bindings) fetch
 // prebuilt binaries at install or rewrite whole pages per renewal.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
@@ -221,88 +221,70 @@ export class DurableStore {
   }
 
   /**
-   * Writes a new snapshot of `live` beside the old one, syncs it, renames it
-   * into place and starts an empty journal. The caller guarantees no append
-   * runs meanwhile (the commit queue's exclusive section).
+   * Writes a new snapshot of `live` at once (start-up, --flush-on-exit): the
+   * caller guarantees nothing else runs meanwhile.
    */
   async compact(live: readonly StoredMapping[], epoch: EpochOrigin, wallNow: number): Promise<void> {
-    await this.flush();
-    const lines: string[] = [encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine)];
-    for (const m of live) lines.push(encodeLine({ op: 'put', at: wallNow, m } satisfies SnapshotLine));
-    lines.push(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
-    const text = lines.join('');
-    const tmp = `${this.snapshotPath}.new`;
-    writeFileSync(tmp, text, { mode: 0o600 });
-    const fd = openSync(tmp, 'r');
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, this.snapshotPath);
-    // The new snapshot holds everything: the journal starts empty.
-    await this.journal?.close();
-    writeFileSync(this.journalPath, '');
-    rmSync(this.nextJournalPath, { force: true });
-    this.journal = await open(this.journalPath, 'a');
-    const dirFd = openSync(this.dir, 'r');
-    fsyncSync(dirFd);
-    closeSync(dirFd);
-    this.snapshotBytes = text.length;
-    this.journalBytes = 0;
-    this.bytesWritten += text.length;
+    await this.rewrite(live.map((m) => () => m), epoch, wallNow, false);
   }
 
   private compacting = false;
 
-  /**
-   * Compaction that never holds up commits: the journal is rotated (appends
-   * continue in `journal.next`), the snapshot is written in slices between
-   * other work, synced and renamed into place, and `journal.next` becomes
-   * the journal. `live` is read once, at rotation; a mapping that changes
-   * while the snapshot is written is also in `journal.next`, which is
-   * replayed after the snapshot, so the result is exact either way.
-   */
+  /** The same, while the daemon serves (see `rewrite`); does nothing if one is already running. */
   async compactInBackground(live: readonly (() => StoredMapping)[], epoch: EpochOrigin, wallNow: number): Promise<void> {
     if (this.compacting) return;
     this.compacting = true;
     try {
-      await this.serial(async () => {
-        // Anything not yet written was appended after `live` was read, or
-        // is already reflected in it: either way it belongs after the snapshot.
-        await this.journal?.close();
-        this.journal = await open(this.nextJournalPath, 'a');
-        this.journalBytes = 0;
-        await this.writePending();
-      });
-      const tmp = `${this.snapshotPath}.new`;
-      const out = await open(tmp, 'w', 0o600);
-      let bytes = 0;
-      const write = async (text: string) => {
-        await out.write(text);
-        bytes += text.length;
-      };
-      await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
-      // Small slices with a timer between them: requests (latency-bound)
-      // always get the event loop first; compaction has time.
-      const SLICE = 256;
-      for (let i = 0; i < live.length; i += SLICE) {
-        const lines = live.slice(i, i + SLICE).map((get) => encodeLine({ op: 'put', at: wallNow, m: get() } satisfies SnapshotLine));
-        await write(lines.join(''));
-        await new Promise<void>((r) => setTimeout(r, 2));
-      }
-      await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
-      await out.sync();
-      await out.close();
-      await this.serial(async () => {
-        renameSync(tmp, this.snapshotPath);
-        renameSync(this.nextJournalPath, this.journalPath);
-        const dirFd = openSync(this.dir, 'r');
-        fsyncSync(dirFd);
-        closeSync(dirFd);
-      });
-      this.snapshotBytes = bytes;
-      this.bytesWritten += bytes;
+      await this.rewrite(live, epoch, wallNow, true);
     } finally {
       this.compacting = false;
     }
+  }
+
+  /**
+   * Compaction: the journal is rotated (appends continue in `journal.next`),
+   * the snapshot is written beside the old one, synced and renamed into
+   * place, and `journal.next` becomes the journal. `live` is read at
+   * rotation; a mapping that changes while the snapshot is written is also
+   * in `journal.next`, which is replayed after the snapshot, so the result
+   * is exact either way and a crash at any step loses nothing. `gently`:
+   * small slices with a timer between them, so requests (latency-bound)
+   * always get the event loop first.
+   */
+  private async rewrite(live: readonly (() => StoredMapping)[], epoch: EpochOrigin, wallNow: number, gently: boolean): Promise<void> {
+    await this.serial(async () => {
+      // Anything not yet written was appended after `live` was read, or is
+      // already reflected in it: either way it belongs after the snapshot.
+      await this.journal?.close();
+      this.journal = await open(this.nextJournalPath, 'w');
+      this.journalBytes = 0;
+      await this.writePending();
+    });
+    const tmp = `${this.snapshotPath}.new`;
+    const out = await open(tmp, 'w', 0o600);
+    let bytes = 0;
+    const write = async (text: string) => {
+      await out.write(text);
+      bytes += text.length;
+    };
+    await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
+    const slice = gently ? 256 : 8192;
+    for (let i = 0; i < live.length; i += slice) {
+      await write(live.slice(i, i + slice).map((get) => encodeLine({ op: 'put', at: wallNow, m: get() } satisfies SnapshotLine)).join(''));
+      if (gently) await new Promise<void>((r) => setTimeout(r, 2));
+    }
+    await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
+    await out.sync();
+    await out.close();
+    await this.serial(async () => {
+      renameSync(tmp, this.snapshotPath);
+      renameSync(this.nextJournalPath, this.journalPath);
+      const dirFd = openSync(this.dir, 'r');
+      fsyncSync(dirFd);
+      closeSync(dirFd);
+    });
+    this.snapshotBytes = bytes;
+    this.bytesWritten += bytes;
   }
 
   /** Runs `fn` in the flush order (no write interleaves with it). */

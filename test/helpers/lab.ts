@@ -86,3 +86,36 @@ export function waitForLine(child: ChildProcess, match: (line: string) => boolea
     });
   });
 }
+
+export interface Heard {
+  from: string;
+  hex: string;
+}
+
+/**
+ * Listens on a LAN host for what the router multicasts to clients
+ * (224.0.0.1 and ff02::1 are joined by every host; port 5350) for `ms`.
+ * Resolves once the listener is bound.
+ */
+export async function listenForAnnouncements(lab: Lab, ms: number): Promise<{ heard: () => Heard[] }> {
+  const script = `
+const dgram = require('node:dgram');
+for (const [type, addr] of [['udp4', '0.0.0.0'], ['udp6', '::']]) {
+  const s = dgram.createSocket({ type, reuseAddr: true });
+  s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address, hex: m.toString('hex') })));
+  s.bind(5350, addr);
+}
+setTimeout(() => process.exit(0), ${ms});
+`;
+  const l = lab.spawn('lan', [process.execPath, '-e', script]);
+  const heard: Heard[] = [];
+  let buf = '';
+  l.stdout?.on('data', (d: Buffer) => {
+    buf += d.toString();
+    const lines = buf.split('\n');
+    buf = lines.pop() ?? '';
+    for (const line of lines) if (line) heard.push(JSON.parse(line) as Heard);
+  });
+  await new Promise((r) => setTimeout(r, 300));
+  return { heard: () => heard };
+}

@@ -3,7 +3,7 @@
 
 import { familyOf, normalizePrefix, toWire16, type IpAddress } from '../../net/address.js';
 import type { FilterStep, MapOutcome, MappingService } from '../../service/mapping-service.js';
-import type { Refusal } from '../../service/types.js';
+import type { Mapping, Refusal } from '../../service/types.js';
 import {
   LONG_ERROR_LIFETIME,
   Opcode,
@@ -233,4 +233,20 @@ function toFilterSteps(filters: readonly FilterOption[], family: 4 | 6): { ok: t
     steps.push({ prefix: normalizePrefix(f.remotePeerAddress, length), port: f.remotePeerPort });
   }
   return { ok: true, steps };
+}
+
+/**
+ * RFC 6887 §14.2 mapping update: the MAP response a client would get for `m`
+ * now, sent unasked. THIRD_PARTY "MUST also appear" if the mapping was made
+ * for another host; non-mandatory options "SHOULD NOT be sent".
+ */
+export function encodeMappingUpdate(m: Mapping, lifetime: number, epoch: number): Buffer {
+  return encodePcpResponse({
+    opcode: Opcode.MAP,
+    result: ResultCode.SUCCESS,
+    lifetime,
+    epoch,
+    map: { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort, externalAddress: m.externalAddress },
+    options: m.owner !== m.internalAddress ? [{ code: OptionCode.THIRD_PARTY, address: m.internalAddress, v4: m.family === 4 }] : [],
+  });
 }
