@@ -462,8 +462,8 @@ export class MappingService {
     const now = this.clock.now();
     const victims: Mapping[] = [];
     let kept = 0;
-    for (const m of this.table.values()) {
-      if (m.kind !== 'map' || m.internalAddress !== req.client || m.protocol !== req.protocol) continue;
+    for (const m of [...this.table.of(req.client)]) {
+      if (m.kind !== 'map' || m.protocol !== req.protocol) continue;
       if (this.mayDelete(m, { ...req, internalAddress: req.client, internalPort: m.internalPort }, now)) kept++;
       else victims.push(m);
     }

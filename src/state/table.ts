@@ -25,7 +25,8 @@ function externalSlot(protocol: number, port: number): string {
 
 export class MappingTable {
   private readonly byKey = new Map<string, Mapping>();
-  private readonly perClient = new Map<IpAddress, number>();
+  /** Keys of each internal address's mappings: its quota count and its delete-all. */
+  private readonly perClient = new Map<IpAddress, Set<string>>();
   private readonly bindingsByInternal = new Map<string, Binding>();
   private readonly bindingsByExternal = new Map<string, Binding>();
   private readonly heap = new ExpiryHeap();
@@ -43,7 +44,15 @@ export class MappingTable {
   }
 
   countFor(internalAddress: IpAddress): number {
-    return this.perClient.get(internalAddress) ?? 0;
+    return this.perClient.get(internalAddress)?.size ?? 0;
+  }
+
+  /** One internal address's mappings, without scanning the table. */
+  *of(internalAddress: IpAddress): Generator<Mapping> {
+    for (const k of this.perClient.get(internalAddress) ?? []) {
+      const m = this.byKey.get(k);
+      if (m) yield m;
+    }
   }
 
   /** Inserts or replaces (same key). Bindings are managed by the caller. */
@@ -51,7 +60,11 @@ export class MappingTable {
     const k = keyOf(m);
     const prev = this.byKey.get(k);
     this.byKey.set(k, m);
-    if (!prev) this.perClient.set(m.internalAddress, this.countFor(m.internalAddress) + 1);
+    if (!prev) {
+      let keys = this.perClient.get(m.internalAddress);
+      if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
+      keys.add(k);
+    }
     this.heap.push(m.expiresAt, k);
     return prev;
   }
@@ -60,9 +73,9 @@ export class MappingTable {
     const m = this.byKey.get(key);
     if (!m) return undefined;
     this.byKey.delete(key);
-    const n = this.countFor(m.internalAddress) - 1;
-    if (n > 0) this.perClient.set(m.internalAddress, n);
-    else this.perClient.delete(m.internalAddress);
+    const keys = this.perClient.get(m.internalAddress);
+    keys?.delete(key);
+    if (keys?.size === 0) this.perClient.delete(m.internalAddress);
     return m;
   }
 
