@@ -62,9 +62,14 @@ async function startPortcullis(): Promise<ChildProcess> {
       announce: false,
       stateDir: join(work, 'state'),
       maxMappings: 1_000_000,
-      maxMappingsPerClient: 100_000,
+      policy: join(work, 'policy.json'),
       rateLimit: { perSecond: 1_000_000, burst: 1_000_000 },
     }),
+  );
+  // A load generator is a few clients asking as fast as they can.
+  writeFileSync(
+    join(work, 'policy.json'),
+    JSON.stringify({ version: 1, rules: [{ name: 'bench', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient: 1_000_000, requestsPerSecond: 0 } }] }),
   );
   const out = openSync(join(work, 'portcullis.log'), 'w');
   const child = spawn('ip', ['netns', 'exec', `${P}-rtr`, process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--config', cfg], { stdio: ['ignore', out, out] });

@@ -3,17 +3,24 @@
 
 import { parseArgs } from 'node:util';
 import { readFileSync } from 'node:fs';
-import { ConfigError, loadConfigFile, resolveConfig } from './config.js';
-import { startDaemon } from './daemon.js';
+import { ConfigError, DEFAULTS, loadConfigFile, resolveConfig } from './config.js';
+import { startDaemon, type ReloadReport, type listing } from './daemon.js';
+import { PolicyError, loadPolicyFile, summarize } from './policy/load.js';
+import { explain } from './policy/explain.js';
+import { controlRequest, controlSocketPath } from './server/control.js';
 import { jsonLogger } from './log.js';
 import { describe, exchange, localAddressFor, mapRequestBytes } from './client/pcp-client.js';
-import { parseIp } from './net/address.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from './net/ipproto.js';
+import { parseIp, parsePrefix } from './net/address.js';
+import { IPPROTO_TCP, IPPROTO_UDP, protocolName } from './net/ipproto.js';
 import { encodePcpRequest } from './protocols/pcp/codec.js';
 
 const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wan IFACE [options]
        portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
        portcullis pcp announce --server ADDR
+       portcullis policy check FILE
+       portcullis policy explain FILE --client ADDR --proto udp|tcp --port N [explain options]
+       portcullis policy reload [--state-dir DIR]
+       portcullis list [--state-dir DIR] [--json]
 
 Serves PCP (RFC 6887) and NAT-PMP (RFC 6886) on the LAN interfaces' addresses
 and installs the mappings it grants in the firewall.
@@ -47,6 +54,20 @@ pcp options (a PCP client, for checking a router; prints the response as JSON):
   --description TEXT     RFC 7220 description
   --server-port N        default 5351
   --bind ADDR            send from this local address (e.g. a global address to a fe80:: server)
+
+explain options (what the daemon would decide for one request):
+  --client ADDR          the address asking (required)
+  --proto udp|tcp        (required)
+  --port N               internal port (required)
+  --via pcp|natpmp|upnp  asking protocol (default pcp)
+  --for ADDR             the host the mapping is for (a third-party request)
+  --external-port N      an external port the client insists on
+  --interface IFACE      the LAN interface the client is on
+  --peer                 a PCP PEER request instead of MAP
+  --remote PREFIX        a remote peer the mapping is restricted to (repeatable)
+
+policy reload / list talk to the running daemon through DIR/control.sock
+(default /var/lib/portcullis); SIGHUP also reloads the policy.
 `;
 
 function intFlag(name: string, v: string | undefined): number | undefined {
@@ -100,9 +121,6 @@ async function serve(argv: string[]): Promise<void> {
     nft: { table: values['nft-table'], embed: values['nft-embed'] },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },
   });
-  if (cfg.policy) {
-    throw new ConfigError(`--policy ${cfg.policy}: policy files are not supported yet; without --policy the built-in default policy applies`);
-  }
   const log = jsonLogger();
   const daemon = await startDaemon(cfg, log);
   let stopping = false;
@@ -118,6 +136,13 @@ async function serve(argv: string[]): Promise<void> {
       },
     );
   };
+  process.on('SIGHUP', () => {
+    log.info({ event: 'signal', signal: 'SIGHUP' });
+    daemon.reloadPolicy().catch((err: unknown) => {
+      // The running policy stays; the admin reads why in the log.
+      log.error({ event: 'policy-reload-refused', error: (err as Error).message });
+    });
+  });
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
 }
@@ -191,6 +216,99 @@ async function pcp(argv: string[]): Promise<void> {
   if (reply.result !== 0) process.exitCode = 3;
 }
 
+async function policyCommand(argv: string[]): Promise<void> {
+  const [op, ...rest] = argv;
+  if (op === 'reload') {
+    const { values } = parseArgs({ args: rest, options: { 'state-dir': { type: 'string' } }, strict: true });
+    const reply = await controlRequest(controlSocketPath(values['state-dir'] ?? DEFAULTS.stateDir), { op: 'reload' });
+    if (!reply.ok) {
+      process.stderr.write(`portcullis: policy not reloaded (the running policy stays):\n${reply.error}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    const r = reply.result as ReloadReport;
+    process.stdout.write(`reloaded ${r.source}: ${r.rules} rules, ${r.statics} static openings (${r.staticsAdded} added, ${r.staticsRemoved} removed)\n`);
+    for (const v of r.revoked) process.stdout.write(`  revoked ${protocolName(v.protocol)} ${v.internal}:${v.internalPort}: rule ${v.rule}: ${v.reason}\n`);
+    return;
+  }
+  const [file, ...flags] = rest;
+  if (!file || (op !== 'check' && op !== 'explain')) throw new ConfigError(`usage: portcullis policy check FILE | explain FILE ... | reload`);
+  let loaded;
+  try {
+    loaded = loadPolicyFile(file);
+  } catch (err) {
+    if (!(err instanceof PolicyError)) throw err;
+    process.stderr.write(`${err.message}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  if (op === 'check') {
+    process.stdout.write(summarize(loaded) + '\n');
+    return;
+  }
+  const { values } = parseArgs({
+    args: flags,
+    options: {
+      client: { type: 'string' },
+      proto: { type: 'string' },
+      port: { type: 'string' },
+      via: { type: 'string' },
+      for: { type: 'string' },
+      'external-port': { type: 'string' },
+      interface: { type: 'string' },
+      peer: { type: 'boolean' },
+      remote: { type: 'string', multiple: true },
+    },
+    strict: true,
+  });
+  const client = values.client !== undefined ? parseIp(values.client) : undefined;
+  if (!client) throw new ConfigError('--client ADDR is required (an IPv4 or IPv6 address)');
+  const protocol = values.proto === 'udp' ? IPPROTO_UDP : values.proto === 'tcp' ? IPPROTO_TCP : undefined;
+  if (!protocol) throw new ConfigError('--proto udp|tcp is required');
+  const internalPort = intFlag('port', values.port);
+  if (internalPort === undefined || internalPort > 65535) throw new ConfigError('--port N (0-65535) is required');
+  const via = values.via ?? 'pcp';
+  if (via !== 'pcp' && via !== 'natpmp' && via !== 'upnp') throw new ConfigError(`--via: '${via}' is not one of pcp, natpmp, upnp`);
+  const forHost = values.for !== undefined ? parseIp(values.for) : client;
+  if (!forHost) throw new ConfigError(`--for '${values.for}' is not an address`);
+  const remotes = (values.remote ?? []).map((r) => {
+    const p = parsePrefix(r);
+    if (!p) throw new ConfigError(`--remote '${r}' is not an address or prefix`);
+    return { prefix: p, port: 0 };
+  });
+  const r = explain(loaded, {
+    via,
+    operation: values.peer ? 'peer' : 'map',
+    client,
+    internalAddress: forHost,
+    protocol,
+    internalPort,
+    requiredExternalPort: intFlag('external-port', values['external-port']),
+    remotes,
+    interface: values.interface,
+  });
+  process.stdout.write(r.text + '\n');
+  if (!r.allowed) process.exitCode = 3;
+}
+
+async function list(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, strict: true });
+  const reply = await controlRequest(controlSocketPath(values['state-dir'] ?? DEFAULTS.stateDir), { op: 'list' });
+  if (!reply.ok) throw new ConfigError(reply.error);
+  const r = reply.result as ReturnType<typeof listing>;
+  if (values.json) {
+    process.stdout.write(JSON.stringify(r) + '\n');
+    return;
+  }
+  const rows = [['ORIGIN', 'PROTO', 'EXTERNAL', 'INTERNAL', 'LIFETIME', 'REMOTES', 'DESCRIPTION']];
+  for (const m of r.mappings) {
+    rows.push([m.origin + (m.kind === 'peer' ? '/peer' : ''), m.protocol, m.external, m.internal, String(m.lifetime), m.remotes.join(',') || 'any', m.description]);
+  }
+  for (const s of r.staticPinholes) rows.push(['static', '', '', '', 'static', '', `${s.name}: ${s.rule}`]);
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
+  for (const row of rows) process.stdout.write(row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd() + '\n');
+}
+
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === '--version') {
@@ -200,6 +318,8 @@ async function main(): Promise<void> {
   }
   if (cmd === 'serve') return serve(rest);
   if (cmd === 'pcp') return pcp(rest);
+  if (cmd === 'policy') return policyCommand(rest);
+  if (cmd === 'list') return list(rest);
   process.stdout.write(USAGE);
   if (cmd !== '-h' && cmd !== '--help') process.exitCode = 2;
 }

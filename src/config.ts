@@ -23,8 +23,6 @@ export interface Config {
   announce: boolean;
   lifetime: { min: number; max: number };
   maxMappings: number;
-  /** The default policy's per-client cap (until the policy file lands). */
-  maxMappingsPerClient: number;
   maxFiltersPerMapping: number;
   rateLimit: { perSecond: number; burst: number };
   nft: { table: string; embed: boolean; mark: number };
@@ -40,7 +38,6 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   announce: true,
   lifetime: { min: 120, max: 86400 },
   maxMappings: 200_000,
-  maxMappingsPerClient: 128,
   maxFiltersPerMapping: 16,
   rateLimit: { perSecond: 20, burst: 40 },
   nft: { table: 'portcullis', embed: false, mark: 0x10000000 },

@@ -7,9 +7,11 @@ import type { FirewallBackend } from './firewall/backend.js';
 import { MemoryFirewall } from './firewall/memory.js';
 import { NftBackend, NftSetupError } from './firewall/nft/backend.js';
 import type { Logger } from './log.js';
-import type { IpAddress } from './net/address.js';
+import { prefixContains, type IpAddress } from './net/address.js';
 import { inAnyPrefix, interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
-import { DEFAULT_LIMITS, defaultPolicy, type Policy } from './policy/policy.js';
+import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, summarize, type LoadedPolicy } from './policy/load.js';
+import { ControlServer, controlSocketPath } from './server/control.js';
+import { protocolName } from './net/ipproto.js';
 import { PortControlServer, DEFAULT_PORT_CONTROL } from './server/port-control.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-service.js';
 import { monotonicClock, type Clock } from './state/clock.js';
@@ -21,14 +23,32 @@ import { networkInterfaces } from 'node:os';
 export interface DaemonDeps {
   clock?: Clock;
   firewall?: FirewallBackend;
-  policy?: Policy;
+  /** A policy given directly (tests); otherwise cfg.policy's file, or the built-in default. */
+  policy?: LoadedPolicy;
   interfaces?: InterfaceReader;
+}
+
+export interface ReloadReport {
+  source: string;
+  rules: number;
+  statics: number;
+  revoked: { internal: string; protocol: number; internalPort: number; rule: string; reason: string }[];
+  staticsAdded: number;
+  staticsRemoved: number;
 }
 
 export interface Daemon {
   readonly service: MappingService;
   readonly firewall: FirewallBackend;
   readonly server: PortControlServer;
+  /** The policy in force. */
+  policy(): LoadedPolicy;
+  /**
+   * Reads the policy file again; if it is valid, swaps it in (statics diffed,
+   * mappings it no longer allows removed). A bad file throws PolicyError and
+   * changes nothing.
+   */
+  reloadPolicy(): Promise<ReloadReport>;
   stop(): Promise<void>;
 }
 
@@ -67,8 +87,23 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   wanPoll?.unref();
   if (!externalIp) log.warn({ event: 'external-address', detail: `${cfg.wan} has no IPv4 address yet: IPv4 requests get NETWORK_FAILURE` });
 
+  const readPolicy = (): LoadedPolicy => {
+    if (!cfg.policy) return builtinPolicy(() => clock.now());
+    return loadPolicyFile(cfg.policy, () => clock.now());
+  };
+  let policy: LoadedPolicy;
+  try {
+    policy = deps.policy ?? readPolicy();
+  } catch (err) {
+    if (wanPoll) clearInterval(wanPoll);
+    throw err instanceof PolicyError ? new ConfigError(`policy not valid, not starting:\n${err.message}`) : err;
+  }
+  log.info({ event: 'policy', source: policy.source, rules: policy.rules.length, statics: policy.statics.length });
+
   const firewall = deps.firewall ?? makeBackend(cfg, clock, log);
   try {
+    // Recorded first so that start() installs them with everything else.
+    await firewall.setStatics(policy.statics);
     await firewall.start();
   } catch (err) {
     if (wanPoll) clearInterval(wanPoll);
@@ -93,12 +128,13 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       maxMappings: cfg.maxMappings,
       maxFiltersPerMapping: cfg.maxFiltersPerMapping,
     },
-    deps.policy ?? defaultPolicy({ ...DEFAULT_LIMITS, maxMappingsPerClient: cfg.maxMappingsPerClient }),
+    policy.policy,
     firewall,
     {
       externalIPv4: () => externalIp,
       isLanHost: (a) => inAnyPrefix(lanPrefixes, a),
       isRouterAddress: (a) => routerAddrs.has(a),
+      interfaceOf: (a) => lan.find((l) => prefixContains(l.prefix, a))?.interface,
     },
     clock,
     epoch,
@@ -119,6 +155,9 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     stateDir: cfg.stateDir,
   });
   service.attachStore(store);
+  // Restored mappings are judged by the policy in force now (it may have
+  // changed while the daemon was down), and the static forwards enter the table.
+  const initial = await service.swapPolicy(policy.policy, policy.statics);
 
   const server = new PortControlServer(
     { ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit },
@@ -201,15 +240,58 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     log.warn({ event: 'external-address', detail: 'changed while the daemon was down', to: externalIp });
     await onExternalChange(externalIp);
   }
+  let reloading: Promise<unknown> = Promise.resolve();
+  const reloadPolicy = (): Promise<ReloadReport> => {
+    const run = async (): Promise<ReloadReport> => {
+      const next = readPolicy();
+      const swap = await service.swapPolicy(next.policy, next.statics);
+      const fw = await firewall.setStatics(next.statics);
+      policy = next;
+      const report: ReloadReport = {
+        source: next.source,
+        rules: next.rules.length,
+        statics: next.statics.length,
+        revoked: swap.removed.map((r) => ({ internal: r.mapping.internalAddress, protocol: r.mapping.protocol, internalPort: r.mapping.internalPort, rule: r.rule, reason: r.reason })),
+        staticsAdded: fw.added,
+        staticsRemoved: fw.removed,
+      };
+      log.warn({ event: 'policy-reloaded', ...report, revoked: report.revoked.length });
+      return report;
+    };
+    const p = reloading.then(run, run);
+    reloading = p.catch(() => undefined);
+    return p;
+  };
+  if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
+
+  const control = new ControlServer(
+    controlSocketPath(cfg.stateDir),
+    async (req) => {
+      if (req.op === 'reload') return reloadPolicy();
+      if (req.op === 'policy') return summarize(policy);
+      return listing(service, policy);
+    },
+    log,
+  );
+  try {
+    await control.start();
+  } catch (err) {
+    // The daemon still works; only the CLI's reload/list do not.
+    log.error({ event: 'control-socket-failed', path: controlSocketPath(cfg.stateDir), error: (err as Error).message });
+  }
+
   log.info({ event: 'started', backend: firewall.name, externalIPv4: externalIp ?? null, lan: cfg.lan, wan: cfg.wan });
 
   return {
     service,
     firewall,
     server,
+    policy: () => policy,
+    reloadPolicy,
     async stop() {
       if (wanPoll) clearInterval(wanPoll);
       if (reconciler) clearInterval(reconciler);
+      await control.stop();
       await server.stop();
       if (cfg.flushOnExit) {
         const removed = await service.flushAll();
@@ -244,4 +326,35 @@ function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {
 async function reconcile(service: MappingService, nft: NftBackend, log: Logger, why: string): Promise<void> {
   const r = await service.withDesiredEntries((desired) => nft.reconcile(desired));
   if (r.added || r.removed || r.recreated) log.warn({ event: 'nft-repaired', why, ...r });
+}
+
+export interface ListedMapping {
+  origin: string;
+  kind: string;
+  protocol: string;
+  internal: string;
+  external: string;
+  /** Seconds left, or 'static'. */
+  lifetime: number | 'static';
+  remotes: string[];
+  owner: string;
+  description: string;
+}
+
+/** Every opening, as `portcullis list` shows it: client mappings, static forwards and static pinholes. */
+export function listing(service: MappingService, policy: LoadedPolicy): { mappings: ListedMapping[]; staticPinholes: { name: string; rule: string }[] } {
+  const bracket = (a: string) => (a.includes(':') ? `[${a}]` : a);
+  const mappings = [...service.table.values()].map((m) => ({
+    origin: m.origin,
+    kind: m.kind,
+    protocol: protocolName(m.protocol),
+    internal: `${bracket(m.internalAddress)}:${m.internalPort}`,
+    external: `${bracket(m.externalAddress)}:${m.externalPort}`,
+    lifetime: m.origin === 'static' ? ('static' as const) : service.remaining(m),
+    remotes: m.filters.map((f) => `${f.prefix.address}/${f.prefix.length}${f.port ? `:${f.port}` : ''}`),
+    owner: m.owner,
+    description: m.description,
+  }));
+  const staticPinholes = policy.statics.filter((s) => s.kind === 'pinhole').map((s) => ({ name: s.name, rule: describeStatic(s) }));
+  return { mappings, staticPinholes };
 }

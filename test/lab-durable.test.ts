@@ -17,7 +17,10 @@ const STATE = stateDir();
 // One LAN host creates thousands of mappings as fast as it can: lift the
 // per-client quota and rate limit that would otherwise (rightly) stop it.
 const CONFIG = join(stateDir(), 'config.json');
-writeFileSync(CONFIG, JSON.stringify({ maxMappingsPerClient: 20_000, rateLimit: { perSecond: 100_000, burst: 100_000 } }));
+const POLICY = join(stateDir(), 'policy.json');
+writeFileSync(CONFIG, JSON.stringify({ policy: POLICY, rateLimit: { perSecond: 100_000, burst: 100_000 } }));
+// One client makes thousands of mappings as fast as it can: the shipped limits would stop it.
+writeFileSync(POLICY, JSON.stringify({ version: 1, rules: [{ name: 'load', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient: 20_000, requestsPerSecond: 0 } }] }));
 const LAN6 = '2001:db8:77::2';
 const LIFETIME = 600;
 

@@ -2,7 +2,7 @@
 // in-memory stand-in used by fast tests). Protocol code never imports a backend.
 
 import type { Family, IpAddress } from '../net/address.js';
-import type { RemoteFilter } from '../service/types.js';
+import type { RemoteFilter, StaticOpening } from '../service/types.js';
 
 /** One opening, as the kernel must see it. */
 export interface FirewallEntry {
@@ -34,6 +34,12 @@ export interface FirewallBackend {
   apply(batch: readonly FirewallChange[]): Promise<boolean[]>;
   /** Leaves granted entries in place to expire on their own. */
   stop(): Promise<void>;
+  /**
+   * The admin's static openings (policy file). Called before start() to have
+   * start install them, and on every policy reload: the firewall diffs, so an
+   * unchanged opening is never closed. Throws if the firewall refuses them.
+   */
+  setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }>;
 }
 
 export function entryKey(e: FirewallEntry): string {

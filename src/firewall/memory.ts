@@ -4,6 +4,7 @@
 
 import { familyOf, prefixContains, type IpAddress } from '../net/address.js';
 import type { Clock } from '../state/clock.js';
+import type { StaticOpening } from '../service/types.js';
 import { entryKey, type FirewallBackend, type FirewallChange, type FirewallEntry } from './backend.js';
 
 export interface InboundPacket {
@@ -23,7 +24,18 @@ export class MemoryFirewall implements FirewallBackend {
 
   constructor(private readonly clock: Clock) {}
 
+  /** The static openings last set (the memory firewall routes by entries only). */
+  statics: readonly StaticOpening[] = [];
+
   async start(): Promise<void> {}
+
+  async setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }> {
+    const before = new Set(this.statics.map((s) => JSON.stringify(s)));
+    const after = new Set(statics.map((s) => JSON.stringify(s)));
+    this.statics = statics;
+    const kept = [...after].filter((k) => before.has(k)).length;
+    return { added: after.size - kept, removed: before.size - kept, kept };
+  }
   async stop(): Promise<void> {}
 
   async apply(batch: readonly FirewallChange[]): Promise<boolean[]> {

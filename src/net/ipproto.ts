@@ -6,3 +6,8 @@ export const IPPROTO_UDP = 17;
 export function isMappableProtocol(p: number): boolean {
   return p === IPPROTO_TCP || p === IPPROTO_UDP;
 }
+
+/** 'tcp', 'udp', or the number (0 = all protocols). */
+export function protocolName(p: number): string {
+  return p === IPPROTO_TCP ? 'tcp' : p === IPPROTO_UDP ? 'udp' : p === 0 ? 'all' : String(p);
+}

@@ -1,12 +1,17 @@
-// Policy: a pure function of (request, current usage) → verdict. The admin's
-// policy file (a later issue) replaces `defaultPolicy`; the engine only ever
-// sees the `Policy` interface.
+// Policy: who may open what. Rules are tried in order and the first whose
+// match fits decides; what no rule matches is denied. The engine only ever
+// sees the `Policy` interface; `load.ts` turns the admin's file into one.
 
-import type { IpAddress } from '../net/address.js';
-import { isMappableProtocol } from '../net/ipproto.js';
+import { familyOf, formatPrefix, type IpAddress, type Prefix } from '../net/address.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../net/ipproto.js';
+import { RateLimiter } from '../server/rate-limit.js';
 import type { Via } from '../service/types.js';
+import { formatRange, inRanges, parseAddressPattern, patternCovers, patternMatches, type AddressPattern, type PortRange } from './match.js';
 
+/** The request's kind as the engine sees it ('peer' = PCP PEER). */
 export type Operation = 'map' | 'peer';
+/** What a rule can match on: an IPv4 mapping, an IPv6 pinhole, a PEER flow, or any request for another host. */
+export type RuleOperation = 'map' | 'pinhole' | 'peer' | 'third-party';
 
 export interface PolicyRequest {
   via: Via;
@@ -18,6 +23,12 @@ export interface PolicyRequest {
   protocol: number;
   /** 0 = "all ports" (RFC 6887 §11.1). */
   internalPort: number;
+  /** An external port the client insists on (PCP PREFER_FAILURE, UPnP AddPortMapping); absent for hints. */
+  requiredExternalPort?: number;
+  /** Remote peers the mapping would admit; empty = any remote. */
+  remotes?: readonly { prefix: Prefix; port: number }[];
+  /** The LAN interface the client is on, when known. */
+  interface?: string;
 }
 
 export interface Limits {
@@ -26,41 +37,144 @@ export interface Limits {
   maxMappingsPerClient: number;
   /** Inclusive range external ports may be allocated from. */
   externalPorts: { min: number; max: number };
+  /** Requests per second per client (0 = unlimited), and the bucket size. */
+  requestsPerSecond: number;
+  burst: number;
+  /** May the client map for other LAN hosts. */
+  thirdParty: boolean;
+  /** Remote peers a mapping must be restricted to; undefined = any. */
+  remotePeers?: readonly AddressPattern[];
+  /** May an IPv4 mapping's external port differ from its internal port. */
+  externalPortMayDiffer: boolean;
 }
 
 export type Verdict =
-  | { allow: true; rule: string; limits: Limits }
-  | { allow: false; rule: string; reason: string };
+  | { allow: true; rule: string; index: number; limits: Limits }
+  | { allow: false; rule: string; index?: number; reason: string };
 
 export interface Policy {
+  /** Pure: the same request gets the same verdict (rate limits are separate). */
   decide(req: PolicyRequest): Verdict;
+  /** Takes one request token for `client` under the rule that allowed it; false when over its rate. */
+  takeToken(verdict: Verdict & { allow: true }, client: IpAddress): boolean;
 }
 
-/**
- * The conservative default a router vendor would ship: each client for
- * itself only, UDP and TCP, ports 1024-65535, at most 128 mappings each.
- */
-export const DEFAULT_LIMITS: Limits = {
+/** A compiled rule (see load.ts for the file form). */
+export interface Rule {
+  readonly name: string;
+  readonly index: number;
+  readonly action: 'allow' | 'deny';
+  readonly match: {
+    readonly client?: readonly AddressPattern[];
+    readonly interface?: readonly string[];
+    /** undefined = any */
+    readonly protocol?: number;
+    readonly internalPorts?: readonly PortRange[];
+    readonly externalPorts?: readonly PortRange[];
+    readonly via?: readonly Via[];
+    readonly operation?: readonly RuleOperation[];
+  };
+  readonly limits: Limits;
+}
+
+/** The limits an allow rule gets when neither it nor `defaults` says otherwise. */
+export const BASE_LIMITS: Limits = {
   maxLifetime: 86400,
   maxMappingsPerClient: 128,
   externalPorts: { min: 1024, max: 65535 },
+  requestsPerSecond: 10,
+  burst: 20,
+  thirdParty: false,
+  externalPortMayDiffer: true,
 };
 
-export function defaultPolicy(limits: Limits = DEFAULT_LIMITS): Policy {
-  return {
-    decide(req) {
-      const rule = 'default';
-      if (req.internalAddress !== req.client) {
-        return { allow: false, rule, reason: 'mappings for another host are not allowed' };
+const PROTOCOL_NAMES: Record<number, string> = { [IPPROTO_TCP]: 'tcp', [IPPROTO_UDP]: 'udp' };
+
+export function operationsOf(req: Pick<PolicyRequest, 'operation' | 'client' | 'internalAddress'>): RuleOperation[] {
+  const primary: RuleOperation = req.operation === 'peer' ? 'peer' : familyOf(req.internalAddress) === 6 ? 'pinhole' : 'map';
+  return req.internalAddress !== req.client ? [primary, 'third-party'] : [primary];
+}
+
+/** Why a rule does not match (undefined = it matches); `explain` prints these. */
+export function mismatch(rule: Rule, req: PolicyRequest): string | undefined {
+  const m = rule.match;
+  if (m.client && !m.client.some((p) => patternMatches(p, req.client))) return `client ${req.client} is not in ${m.client.map((p) => p.text).join(', ')}`;
+  if (m.interface && (req.interface === undefined || !m.interface.includes(req.interface))) return `interface ${req.interface ?? '(unknown)'} is not ${m.interface.join(', ')}`;
+  if (m.protocol !== undefined && req.protocol !== m.protocol) return `protocol is not ${PROTOCOL_NAMES[m.protocol]}`;
+  if (m.internalPorts && !inRanges(m.internalPorts, req.internalPort)) return `internal port ${req.internalPort} is not in ${m.internalPorts.map(formatRange).join(', ')}`;
+  if (m.externalPorts && req.requiredExternalPort !== undefined && !inRanges(m.externalPorts, req.requiredExternalPort)) {
+    return `external port ${req.requiredExternalPort} is not in ${m.externalPorts.map(formatRange).join(', ')}`;
+  }
+  if (m.via && !m.via.includes(req.via)) return `asked via ${req.via}, not ${m.via.join(', ')}`;
+  if (m.operation) {
+    const ops = operationsOf(req);
+    if (!ops.some((o) => m.operation?.includes(o))) return `operation ${ops.join('+')} is not ${m.operation.join(', ')}`;
+  }
+  return undefined;
+}
+
+export class RulePolicy implements Policy {
+  private readonly limiters = new Map<number, RateLimiter>();
+
+  constructor(
+    readonly rules: readonly Rule[],
+    private readonly now: () => number = () => performance.now(),
+  ) {
+    for (const r of rules) {
+      if (r.action === 'allow' && r.limits.requestsPerSecond > 0) {
+        this.limiters.set(r.index, new RateLimiter(r.limits.requestsPerSecond, r.limits.burst, 8192, this.now));
       }
-      if (!isMappableProtocol(req.protocol)) {
-        return { allow: false, rule, reason: `protocol ${req.protocol} is not allowed (only UDP and TCP)` };
-      }
-      if (req.internalPort === 0) return { allow: false, rule, reason: 'all-ports mappings are not allowed' };
-      if (req.internalPort < limits.externalPorts.min) {
-        return { allow: false, rule, reason: `internal port ${req.internalPort} is below ${limits.externalPorts.min}` };
-      }
-      return { allow: true, rule, limits };
-    },
-  };
+    }
+  }
+
+  decide(req: PolicyRequest): Verdict {
+    for (const rule of this.rules) {
+      if (mismatch(rule, req) !== undefined) continue;
+      if (rule.action === 'deny') return { allow: false, rule: rule.name, index: rule.index, reason: 'denied by rule' };
+      const why = limitViolation(rule, req);
+      if (why) return { allow: false, rule: rule.name, index: rule.index, reason: why };
+      return { allow: true, rule: rule.name, index: rule.index, limits: effectiveLimits(rule) };
+    }
+    return { allow: false, rule: '(default deny)', reason: 'no rule matches' };
+  }
+
+  takeToken(verdict: Verdict & { allow: true }, client: IpAddress): boolean {
+    const limiter = this.limiters.get(verdict.index);
+    return limiter ? limiter.take(client) : true;
+  }
+}
+
+export const THIRD_PARTY_REASON = 'mappings for another host are not allowed';
+
+/** What an allow rule refuses even though its match fits. */
+function limitViolation(rule: Rule, req: PolicyRequest): string | undefined {
+  const l = rule.limits;
+  if (req.internalAddress !== req.client && !l.thirdParty) return THIRD_PARTY_REASON;
+  if (l.remotePeers) {
+    const remotes = req.remotes ?? [];
+    if (remotes.length === 0) return `the mapping must be restricted to remote peers in ${l.remotePeers.map((p) => p.text).join(', ')}`;
+    for (const r of remotes) {
+      const inner = prefixPattern(r.prefix);
+      if (!l.remotePeers.some((p) => patternCovers(p, inner))) return `remote peer ${r.prefix.address}/${r.prefix.length} is outside ${l.remotePeers.map((p) => p.text).join(', ')}`;
+    }
+  }
+  if (!l.externalPortMayDiffer && req.requiredExternalPort !== undefined && req.requiredExternalPort !== req.internalPort && familyOf(req.internalAddress) === 4) {
+    return `the external port must equal the internal port (${req.internalPort})`;
+  }
+  return undefined;
+}
+
+/** Allocation range: the rule's external port match narrowed to one span (the engine allocates from a span). */
+function effectiveLimits(rule: Rule): Limits {
+  const ranges = rule.match.externalPorts;
+  if (!ranges?.length) return rule.limits;
+  const min = Math.max(rule.limits.externalPorts.min, Math.min(...ranges.map((r) => r.min)));
+  const max = Math.min(rule.limits.externalPorts.max, Math.max(...ranges.map((r) => r.max)));
+  return { ...rule.limits, externalPorts: { min, max } };
+}
+
+function prefixPattern(p: Prefix): AddressPattern {
+  const parsed = parseAddressPattern(formatPrefix(p));
+  if (!parsed.ok) throw new Error(`bad prefix ${formatPrefix(p)}`);
+  return parsed.value;
 }

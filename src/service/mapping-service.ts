@@ -8,7 +8,7 @@
 
 import { familyOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
-import type { Limits, Policy } from '../policy/policy.js';
+import { THIRD_PARTY_REASON, type Limits, type Policy, type PolicyRequest } from '../policy/policy.js';
 import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
@@ -17,7 +17,7 @@ import { normalizePrefix } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, isMappableProtocol } from '../net/ipproto.js';
 import type { Logger } from '../log.js';
 import { CommitQueue } from './commit-queue.js';
-import { mappingKey, keyOf, type Mapping, type Refusal, type RemoteFilter, type Via } from './types.js';
+import { mappingKey, keyOf, type Mapping, type Refusal, type RemoteFilter, type StaticOpening, type Via } from './types.js';
 
 export interface ServiceConfig {
   /** Seconds. RFC 6887 §15 recommends a 120 s minimum and a 24 h maximum. */
@@ -47,6 +47,18 @@ export interface Network {
   isLanHost(addr: IpAddress): boolean;
   /** The address is one of the router's own. */
   isRouterAddress(addr: IpAddress): boolean;
+  /** The LAN interface a host is on (for policy rules that match on it). */
+  interfaceOf?(addr: IpAddress): string | undefined;
+}
+
+/** What a policy swap did to the live table. */
+export interface PolicySwapReport {
+  /** Mappings the new policy no longer allows, removed from the kernel. */
+  removed: { mapping: Mapping; rule: string; reason: string }[];
+  staticsAdded: number;
+  staticsRemoved: number;
+  /** Client mappings that held a port a new static forward now takes. */
+  evicted: Mapping[];
 }
 
 /** A filter step as PCP FILTER options list them: add a remote, or clear all (prefix length 0). */
@@ -128,7 +140,7 @@ export class MappingService {
 
   constructor(
     private readonly cfg: ServiceConfig,
-    private readonly policy: Policy,
+    private policy: Policy,
     private readonly firewall: FirewallBackend,
     private readonly network: Network,
     private readonly clock: Clock,
@@ -214,7 +226,12 @@ export class MappingService {
     const moved: Mapping[] = [];
     const changes: FirewallChange[] = [];
     for (const m of [...this.table.values()]) {
-      if (m.family !== 4 || m.origin === 'static' || m.externalAddress === to || m.expiresAt <= now) continue;
+      if (m.family !== 4 || m.externalAddress === to || m.expiresAt <= now) continue;
+      if (m.origin === 'static') {
+        // Static forwards are rules that match any local address: only the listing changes.
+        this.table.put({ ...m, externalAddress: to });
+        continue;
+      }
       const next: Mapping = { ...m, externalAddress: to };
       this.table.put(next);
       moved.push(next);
@@ -223,6 +240,106 @@ export class MappingService {
     const ok = await this.commits.submit(changes, moved.map((m) => this.putRecord(m)));
     this.log.warn({ event: 'external-address-moved', to, mappings: moved.length, committed: ok });
     return moved;
+  }
+
+  /**
+   * Swaps in a new policy (already validated) and its static forwards. Live
+   * mappings the new policy would not grant are removed from the kernel and
+   * logged with the rule that now denies them; static forwards are diffed
+   * against the table, so an unchanged one is never touched.
+   */
+  async swapPolicy(policy: Policy, statics: readonly StaticOpening[]): Promise<PolicySwapReport> {
+    this.policy = policy;
+    const removed: PolicySwapReport['removed'] = [];
+    for (const m of this.table.values()) {
+      if (m.origin === 'static') continue;
+      const verdict = policy.decide(this.requestOf(m));
+      if (verdict.allow) continue;
+      removed.push({ mapping: m, rule: verdict.rule, reason: verdict.reason });
+    }
+    const diff = this.diffStaticForwards(statics.filter((s) => s.kind === 'forward'));
+    const victims = [...removed.map((r) => r.mapping), ...diff.evicted];
+    for (const m of victims) this.uninstall(m);
+    for (const m of diff.remove) this.uninstall(m);
+    for (const m of diff.add) this.install(m);
+    const ok = await this.commits.submit(
+      victims.map((m) => ({ op: 'remove' as const, entry: entryOf(m) })),
+      victims.map((m) => this.delRecord(m)),
+    );
+    if (!ok) this.log.error({ event: 'policy-swap-commit-failed', mappings: victims.length });
+    for (const r of removed) {
+      this.log.warn({ event: 'mapping-revoked', via: r.mapping.origin, internal: r.mapping.internalAddress, protocol: r.mapping.protocol, internalPort: r.mapping.internalPort, externalPort: r.mapping.externalPort, rule: r.rule, reason: r.reason });
+    }
+    for (const m of diff.evicted) {
+      this.log.warn({ event: 'mapping-evicted', via: m.origin, internal: m.internalAddress, protocol: m.protocol, externalPort: m.externalPort, reason: 'a static forward now holds its external port' });
+    }
+    return { removed, staticsAdded: diff.add.length, staticsRemoved: diff.remove.length, evicted: diff.evicted };
+  }
+
+  /** The request a live mapping amounts to, for judging it again under a new policy. */
+  private requestOf(m: Mapping): PolicyRequest {
+    return {
+      via: m.origin === 'static' ? 'pcp' : m.origin,
+      operation: m.kind,
+      client: m.owner,
+      internalAddress: m.internalAddress,
+      protocol: m.protocol,
+      internalPort: m.internalPort,
+      // The port it holds must be one the new policy would hand out.
+      requiredExternalPort: m.family === 4 ? m.externalPort : undefined,
+      remotes: m.filters,
+      interface: this.network.interfaceOf?.(m.owner),
+    };
+  }
+
+  private diffStaticForwards(forwards: readonly StaticOpening[]): { add: Mapping[]; remove: Mapping[]; evicted: Mapping[] } {
+    const now = this.clock.now();
+    const want = new Map<string, Mapping>();
+    for (const f of forwards) {
+      if (f.kind !== 'forward') continue;
+      const m: Mapping = {
+        id: this.nextId++,
+        kind: 'map',
+        family: 4,
+        internalAddress: f.to,
+        protocol: f.protocol,
+        internalPort: f.toPort,
+        externalAddress: this.network.externalIPv4() ?? ('0.0.0.0' as IpAddress),
+        externalPort: f.port,
+        filters: (f.from ?? []).map((p) => ({ prefix: { address: p.text.split('/')[0] as IpAddress, length: p.prefixLength }, port: 0 })),
+        origin: 'static',
+        owner: f.to,
+        description: `static:${f.name}`,
+        lifetime: STATIC_LIFETIME,
+        grantedAt: now,
+        expiresAt: Number.POSITIVE_INFINITY,
+      };
+      want.set(`${keyOf(m)}|${m.externalPort}|${m.description}|${entryKeyOfFilters(m)}`, m);
+    }
+    const have = new Map<string, Mapping>();
+    for (const m of this.table.values()) {
+      if (m.origin === 'static') have.set(`${keyOf(m)}|${m.externalPort}|${m.description}|${entryKeyOfFilters(m)}`, m);
+    }
+    const remove = [...have].filter(([k]) => !want.has(k)).map(([, m]) => m);
+    const add = [...want].filter(([k]) => !have.has(k)).map(([, m]) => m);
+    // The admin's forward wins over a client's mapping of the same host and
+    // port, or of the same external port.
+    const evicted = new Map<string, Mapping>();
+    const leaving = new Set(remove.map(keyOf));
+    for (const m of add) {
+      const same = this.table.get(keyOf(m));
+      if (same && same.origin !== 'static') evicted.set(keyOf(same), same);
+      if (same?.origin === 'static' && !leaving.has(keyOf(same))) remove.push(same);
+      for (const holder of this.table.values()) {
+        if (holder.origin !== 'static' && holder.family === 4 && holder.protocol === m.protocol && holder.externalPort === m.externalPort) evicted.set(keyOf(holder), holder);
+      }
+    }
+    return { add, remove, evicted: [...evicted.values()] };
+  }
+
+  /** Static forwards in the table, for listings. */
+  staticMappings(): Mapping[] {
+    return [...this.table.values()].filter((m) => m.origin === 'static');
   }
 
   /** Every live mapping as the store writes it. */
@@ -282,13 +399,13 @@ export class MappingService {
   }
 
   private async mapInner(req: MapRequest): Promise<MapOutcome> {
-    const pre = this.admit(req, 'map');
-    if (!pre.ok) return pre;
-    const { limits, family, externalAddress } = pre;
-
     const key = mappingKey('map', req.internalAddress, req.protocol, req.internalPort);
     const existing = this.table.get(key);
     const now = this.clock.now();
+    const filters = this.applyFilterSteps(existing?.origin === 'static' ? [] : existing?.filters ?? [], req.filters);
+    const pre = this.admit(req, 'map', filters);
+    if (!pre.ok) return pre;
+    const { limits, family, externalAddress } = pre;
 
     if (existing?.origin === 'static') {
       // §11.3: a request matching a static mapping learns its external
@@ -305,7 +422,6 @@ export class MappingService {
     }
 
     const lifetime = this.grantLifetime(req.via, req.lifetime, limits);
-    const filters = this.applyFilterSteps(existing?.filters ?? [], req.filters);
     if (filters.length > this.cfg.maxFiltersPerMapping) {
       return refuse('EXCESSIVE_REMOTE_PEERS', `${filters.length} filters > ${this.cfg.maxFiltersPerMapping}`);
     }
@@ -367,7 +483,9 @@ export class MappingService {
     if (familyOf(req.remotePeerAddress) !== familyOf(req.internalAddress) || isUnspecified(req.remotePeerAddress)) {
       return refuse('MALFORMED_REQUEST', `remote peer ${req.remotePeerAddress} does not fit ${req.internalAddress}`);
     }
-    const pre = this.admit({ ...req, preferFailure: false }, 'peer');
+    const fullLength = familyOf(req.remotePeerAddress) === 4 ? 32 : 128;
+    const peerFilter: RemoteFilter = { prefix: { address: req.remotePeerAddress, length: fullLength }, port: req.remotePeerPort };
+    const pre = this.admit({ ...req, preferFailure: false }, 'peer', [peerFilter]);
     if (!pre.ok) return pre;
     const { limits, family, externalAddress } = pre;
     const remote = { address: req.remotePeerAddress, port: req.remotePeerPort };
@@ -398,7 +516,6 @@ export class MappingService {
       if (!chosen.ok) return chosen;
       externalPort = chosen.port;
     }
-    const fullLength = family === 4 ? 32 : 128;
     const mapping: Mapping = {
       id: existing?.id ?? this.nextId++,
       kind: 'peer',
@@ -408,7 +525,7 @@ export class MappingService {
       internalPort: req.internalPort,
       externalAddress,
       externalPort,
-      filters: [{ prefix: { address: req.remotePeerAddress, length: fullLength }, port: req.remotePeerPort }],
+      filters: [peerFilter],
       remotePeer: remote,
       nonce: req.nonce,
       origin: existing?.origin ?? req.via,
@@ -502,6 +619,7 @@ export class MappingService {
   private admit(
     req: MapRequest | PeerRequest,
     operation: 'map' | 'peer',
+    remotes: readonly RemoteFilter[],
   ): ({ ok: true; limits: Limits; family: 4 | 6; externalAddress: IpAddress }) | Refused {
     if (!isMappableProtocol(req.protocol) && req.protocol !== 0) {
       return refuse('UNSUPP_PROTOCOL', `protocol ${req.protocol}: this router maps only UDP and TCP`);
@@ -518,16 +636,29 @@ export class MappingService {
     if (isUnspecified(req.internalAddress) || isMulticast(req.internalAddress) || (family === 6 && isLinkLocal(req.internalAddress))) {
       return refuse('NOT_AUTHORIZED', `no inbound mapping can reach ${req.internalAddress}`);
     }
-    const verdict = this.policy.decide({
+    const insists = 'preferFailure' in req && req.preferFailure === true && req.suggestedExternalPort !== 0;
+    const asked: PolicyRequest = {
       via: req.via,
       operation,
       client: req.client,
       internalAddress: req.internalAddress,
       protocol: req.protocol,
       internalPort: req.internalPort,
-    });
+      requiredExternalPort: insists ? req.suggestedExternalPort : undefined,
+      remotes,
+      interface: this.network.interfaceOf?.(req.client),
+    };
+    const verdict = this.policy.decide(asked);
     if (!verdict.allow) {
-      return refuse(req.internalAddress !== req.client ? 'THIRD_PARTY_NOT_ALLOWED' : 'NOT_AUTHORIZED', `policy rule ${verdict.rule}: ${verdict.reason}`);
+      // §13.1: a request the client could make for itself is refused only
+      // for being on another's behalf: that is UNSUPP_OPTION on the PCP wire.
+      const thirdPartyOnly =
+        req.internalAddress !== req.client &&
+        (verdict.reason === THIRD_PARTY_REASON || this.policy.decide({ ...asked, internalAddress: req.client }).allow);
+      return refuse(thirdPartyOnly ? 'THIRD_PARTY_NOT_ALLOWED' : 'NOT_AUTHORIZED', `policy rule ${verdict.rule}: ${verdict.reason}`);
+    }
+    if (!this.policy.takeToken(verdict, req.client)) {
+      return refuse('RATE_LIMITED', `policy rule ${verdict.rule}: over ${verdict.limits.requestsPerSecond} requests/s`);
     }
     let externalAddress: IpAddress;
     if (family === 4) {
@@ -601,6 +732,13 @@ export class MappingService {
       return { ok: true, port: bound.externalPort };
     }
     const avail = (p: number) => this.portAvailable(req.protocol, p, internal, req.internalAddress, limits);
+    if (!limits.externalPortMayDiffer) {
+      // Policy pins the external port to the internal one.
+      if (req.preferFailure && req.suggestedExternalPort !== req.internalPort) {
+        return refuse('CANNOT_PROVIDE_EXTERNAL', 'policy requires the external port to equal the internal port');
+      }
+      return avail(req.internalPort) ? { ok: true, port: req.internalPort } : refuse('CANNOT_PROVIDE_EXTERNAL', `external port ${req.internalPort} is taken`);
+    }
     if (req.suggestedExternalPort !== 0 && avail(req.suggestedExternalPort)) return { ok: true, port: req.suggestedExternalPort };
     if (req.preferFailure) {
       return refuse('CANNOT_PROVIDE_EXTERNAL', `external port ${req.suggestedExternalPort} is taken or not allowed`);
@@ -722,4 +860,8 @@ function sameEntry(a: FirewallEntry, b: FirewallEntry): boolean {
     a.filters.length === b.filters.length &&
     a.filters.every((f, i) => f.port === b.filters[i]?.port && f.prefix.address === b.filters[i]?.prefix.address && f.prefix.length === b.filters[i]?.prefix.length)
   );
+}
+
+function entryKeyOfFilters(m: Mapping): string {
+  return m.filters.map((f) => `${f.prefix.address}/${f.prefix.length}`).join(',');
 }

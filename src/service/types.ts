@@ -1,6 +1,7 @@
 // The domain: what a mapping is, whichever protocol asked for it.
 
 import type { Family, IpAddress, Prefix } from '../net/address.js';
+import type { AddressPattern } from '../policy/match.js';
 
 /** Which front door a request came through. */
 export type Via = 'pcp' | 'natpmp' | 'upnp';
@@ -71,4 +72,31 @@ export type Refusal =
   | 'CANNOT_PROVIDE_EXTERNAL'
   | 'EXCESSIVE_REMOTE_PEERS'
   /** A mapping for another host that policy does not allow (PCP: UNSUPP_OPTION, §13.1). */
-  | 'THIRD_PARTY_NOT_ALLOWED';
+  | 'THIRD_PARTY_NOT_ALLOWED'
+  /** Over the per-client request rate of the policy rule that allowed it. */
+  | 'RATE_LIMITED';
+
+/**
+ * An opening the admin made in the policy file: installed at start, never
+ * expires, never deletable by a client.
+ */
+export type StaticOpening =
+  /** IPv6: inbound to every address the pattern matches (an interface identifier survives renumbering). */
+  | {
+      readonly kind: 'pinhole';
+      readonly name: string;
+      readonly to: AddressPattern;
+      readonly protocols: readonly number[];
+      readonly ports: readonly { readonly min: number; readonly max: number }[];
+      readonly from?: readonly AddressPattern[];
+    }
+  /** IPv4 port forward: external port on the WAN → internal address and port. */
+  | {
+      readonly kind: 'forward';
+      readonly name: string;
+      readonly protocol: number;
+      readonly port: number;
+      readonly to: IpAddress;
+      readonly toPort: number;
+      readonly from?: readonly AddressPattern[];
+    };

@@ -5,7 +5,8 @@
 import { MemoryFirewall } from '../../src/firewall/memory.js';
 import { memoryLogger } from '../../src/log.js';
 import { mustParseIp, parsePrefix, prefixContains, type IpAddress, type Prefix } from '../../src/net/address.js';
-import { defaultPolicy, type Policy } from '../../src/policy/policy.js';
+import type { Policy } from '../../src/policy/policy.js';
+import { DEFAULT_POLICY, policyFromDocument } from '../../src/policy/load.js';
 import { PortControlProtocol } from '../../src/server/dispatch.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService, type ServiceConfig } from '../../src/service/mapping-service.js';
 import { ManualClock } from '../../src/state/clock.js';
@@ -33,12 +34,13 @@ export function harness(opts: { config?: Partial<ServiceConfig>; policy?: Policy
   let external: IpAddress | undefined = EXTERNAL;
   const service = new MappingService(
     { ...DEFAULT_SERVICE_CONFIG, ...opts.config },
-    opts.policy ?? defaultPolicy(),
+    opts.policy ?? unthrottledDefault(clock),
     firewall,
     {
       externalIPv4: () => external,
       isLanHost: (a) => LAN_PREFIXES.some((p) => prefixContains(p, a)),
       isRouterAddress: (a) => ROUTER.has(a),
+      interfaceOf: (a) => (LAN_PREFIXES.some((p) => prefixContains(p, a)) ? 'br-lan' : undefined),
     },
     clock,
     new Epoch(clock),
@@ -54,4 +56,15 @@ export function harness(opts: { config?: Partial<ServiceConfig>; policy?: Policy
     setExternal: (a) => (external = a),
     send: async (source, msg) => (await protocol.handle(msg, mustParseIp(source))).reply,
   };
+}
+
+/**
+ * The shipped default policy without its request rate: the hand-moved clock
+ * never refills a bucket, and these tests are about protocol behaviour (the
+ * rate limit has tests of its own).
+ */
+export function unthrottledDefault(clock: ManualClock): Policy {
+  const doc = structuredClone(DEFAULT_POLICY);
+  for (const r of doc.rules) if (r.limits) r.limits.requestsPerSecond = 0;
+  return policyFromDocument(doc, 'test default', () => clock.now()).policy;
 }

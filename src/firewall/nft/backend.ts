@@ -4,7 +4,8 @@
 import type { Logger } from '../../log.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { SET, elementKey, elementsOf, objectName, ownedNames, setFor, ruleLines, setupScript, type Placement, type SetKey, type Topology } from './ruleset.js';
+import { SET, elementKey, elementsOf, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type SetKey, type Topology } from './ruleset.js';
+import type { StaticOpening } from '../../service/types.js';
 
 export class NftSetupError extends Error {}
 
@@ -30,6 +31,8 @@ export class NftBackend implements FirewallBackend {
   renewInPlace = true;
   private readonly runner: NftRunner;
   batches = 0;
+  private statics: readonly StaticOpening[] = [];
+  private started = false;
 
   constructor(
     readonly placement: Placement,
@@ -58,6 +61,7 @@ export class NftBackend implements FirewallBackend {
     }
     if (!p.embedded && exists) await this.checkOwnership(where);
     await this.setup(where);
+    this.started = true;
     this.renewInPlace = await this.probeRenewal();
     this.log.info({ event: 'nft-ready', table: where, embedded: p.embedded, renewal: this.renewInPlace ? 'in place' : 'delete+add' });
   }
@@ -66,6 +70,56 @@ export class NftBackend implements FirewallBackend {
     const objects = await this.runner.script(setupScript(this.placement, this.topology));
     const canaries = objects.ok ? await this.runner.batch(this.canaryCommands('add')) : objects;
     if (!canaries.ok) throw new NftSetupError(`could not create portcullis' objects in ${where}: ${explain(canaries.spawnError ?? canaries.stderr)}`);
+    await this.applyStatics();
+  }
+
+  /**
+   * The admin's static openings. Before start this only records them (start
+   * installs them); afterwards the kernel's static rules are diffed against
+   * them in one transaction: an unchanged opening is never touched, so it is
+   * never closed, not even for an instant.
+   */
+  async setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }> {
+    this.statics = statics;
+    return this.started ? this.applyStatics() : { added: 0, removed: 0, kept: 0 };
+  }
+
+  private async applyStatics(): Promise<{ added: number; removed: number; kept: number }> {
+    const p = this.placement;
+    const want = staticRules(p, this.topology, this.statics);
+    const have: { chain: string; handle: number; comment?: string }[] = [];
+    for (const c of STATIC_CHAINS) {
+      const listing = await this.runner.list(['-a', 'list', 'chain', p.family, p.table, objectName(p, c)]);
+      if (!listing.ok) throw new NftSetupError(`cannot list ${objectName(p, c)}: ${listing.error}`);
+      for (const i of listing.items) {
+        const r = i.rule as { chain: string; handle: number; comment?: string } | undefined;
+        if (r) have.push(r);
+      }
+    }
+    const lines: string[] = [];
+    let kept = 0;
+    const present = new Set<string>();
+    for (const r of have) {
+      if (r.comment !== undefined && want.get(r.comment)?.chain === r.chain && !present.has(r.comment)) {
+        present.add(r.comment);
+        kept++;
+      } else {
+        lines.push(`delete rule ${p.family} ${p.table} ${r.chain} handle ${r.handle}`);
+      }
+    }
+    let added = 0;
+    for (const [id, w] of want) {
+      if (present.has(id)) continue;
+      lines.push(`add rule ${p.family} ${p.table} ${w.chain} ${w.rule}`);
+      added++;
+    }
+    if (lines.length) {
+      const r = await this.runner.script(lines.join('\n') + '\n');
+      if (!r.ok) throw new NftSetupError(`could not install static openings: ${explain(r.spawnError ?? r.stderr)}`);
+    }
+    const removed = lines.length - added;
+    if (added || removed) this.log.info({ event: 'nft-statics', added, removed, kept });
+    return { added, removed, kept };
   }
 
   /** Own-table mode refuses a table of that name holding anything portcullis did not create. */
@@ -166,7 +220,7 @@ export class NftBackend implements FirewallBackend {
     const sets = new Set(listing.items.map((i) => ((i.set ?? i.map) as { name?: string } | undefined)?.name).filter(Boolean));
     const chains = new Set(listing.items.map((i) => (i.chain as { name?: string } | undefined)?.name).filter(Boolean));
     if (!owned.sets.every((s) => sets.has(s)) || !owned.chains.every((c) => chains.has(c))) return false;
-    const expectedRules = ruleLines(p, this.topology).length;
+    const expectedRules = ruleLines(p, this.topology).length + staticRules(p, this.topology, this.statics).size;
     const rules = listing.items.filter((i) => (i.rule as { chain?: string } | undefined) && owned.chains.includes((i.rule as { chain: string }).chain)).length;
     if (rules !== expectedRules) return false;
     // Deleting the canaries fails the whole (atomic) batch if any is gone;

@@ -6,8 +6,11 @@
 //   prerouting (nat):  iifname WAN, IPv4, tcp/udp:
 //                        dnat to (daddr . l4proto . dport) map @dnat4
 //                        dnat to (daddr . l4proto . dport . saddr . sport) map @dnat4_filtered
+//     → static_pre:    the admin's IPv4 port forwards (one rule each)
 //   forward (filter):  iifname WAN oifname LANs → wan_to_lan:
 //                        established/related           return
+//                        → static_fwd: the admin's IPv6 static openings     mark
+//                        marked                                            return
 //                        IPv6 (daddr . l4proto . dport) @pinholes6                       mark, return
 //                        IPv6 (daddr . l4proto . dport . saddr . sport) @pinholes6_filtered  mark, return
 //                        IPv4 ct status dnat (translated by a DNAT map above)           mark, return
@@ -19,7 +22,10 @@
 // rule (`meta mark & MARK == MARK accept`). Embedded in an admin's table the
 // chains are plain chains the admin jumps to, and admitted packets `accept`.
 
+import { createHash } from 'node:crypto';
 import type { FirewallEntry } from '../backend.js';
+import type { AddressPattern } from '../../policy/match.js';
+import type { StaticOpening } from '../../service/types.js';
 import { familyOf, type IpAddress } from '../../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 
@@ -45,7 +51,9 @@ export const SET = {
 } as const;
 export type SetKey = keyof typeof SET;
 
-const CHAIN = { prerouting: 'prerouting', forward: 'forward', wanToLan: 'wan_to_lan' } as const;
+const CHAIN = { prerouting: 'prerouting', forward: 'forward', wanToLan: 'wan_to_lan', staticPre: 'static_pre', staticFwd: 'static_fwd' } as const;
+/** Chains whose rules are the admin's static openings: diffed, never flushed by setup. */
+export const STATIC_CHAINS = [CHAIN.staticPre, CHAIN.staticFwd] as const;
 
 /** Explicit priorities: just before the usual dstnat (-100) and filter (0) chains. */
 export const PRIORITY = { prerouting: -105, forward: -5 } as const;
@@ -58,7 +66,7 @@ export function objectName(p: Placement, base: string): string {
 export function ownedNames(p: Placement): { sets: string[]; chains: string[] } {
   return {
     sets: Object.values(SET).map((s) => objectName(p, s)),
-    chains: (p.embedded ? [CHAIN.prerouting, CHAIN.forward] : Object.values(CHAIN)).map((c) => objectName(p, c)),
+    chains: (p.embedded ? [CHAIN.prerouting, CHAIN.forward, ...STATIC_CHAINS] : Object.values(CHAIN)).map((c) => objectName(p, c)),
   };
 }
 
@@ -93,7 +101,9 @@ export function setupScript(p: Placement, t: Topology): string {
   lines.push(`add chain ${at} ${name(CHAIN.prerouting)}${hook(`type nat hook prerouting priority ${PRIORITY.prerouting}`)}`);
   lines.push(`add chain ${at} ${name(CHAIN.forward)}${hook(`type filter hook forward priority ${PRIORITY.forward}`)}`);
   if (!p.embedded) lines.push(`add chain ${at} ${name(CHAIN.wanToLan)}`);
-  for (const c of ownedNames(p).chains) lines.push(`flush chain ${at} ${c}`);
+  for (const c of STATIC_CHAINS) lines.push(`add chain ${at} ${name(c)}`);
+  const statics = new Set<string>(STATIC_CHAINS.map(name));
+  for (const c of ownedNames(p).chains) if (!statics.has(c)) lines.push(`flush chain ${at} ${c}`);
   for (const r of ruleLines(p, t)) lines.push(`add rule ${at} ${r}`);
   return lines.join('\n') + '\n';
 }
@@ -111,10 +121,14 @@ export function ruleLines(p: Placement, t: Topology): string[] {
   const gate = name(p.embedded ? CHAIN.forward : CHAIN.wanToLan);
   const tcpUdp = 'meta l4proto { tcp, udp }';
   const rules = [
+    `${pre} ${wan} meta nfproto ipv4 jump ${name(CHAIN.staticPre)}`,
     `${pre} ${wan} meta nfproto ipv4 ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport map @${name(SET.dnat4)}`,
     `${pre} ${wan} meta nfproto ipv4 ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport . ip saddr . th sport map @${name(SET.dnat4Filtered)}`,
   ];
   if (!p.embedded) rules.push(`${gate} ct state established,related return`);
+  rules.push(`${gate} meta nfproto ipv6 jump ${name(CHAIN.staticFwd)}`);
+  // Own table: a static opening marked the packet and returned here.
+  if (!p.embedded) rules.push(`${gate} meta mark & 0x${t.mark.toString(16)} == 0x${t.mark.toString(16)} return`);
   rules.push(
     `${gate} meta nfproto ipv6 ${tcpUdp} ip6 daddr . meta l4proto . th dport @${name(SET.pinholes6)} ${admit}`,
     `${gate} meta nfproto ipv6 ${tcpUdp} ip6 daddr . meta l4proto . th dport . ip6 saddr . th sport @${name(SET.pinholes6Filtered)} ${admit}`,
@@ -159,3 +173,51 @@ export function elementKey(set: SetKey, concat: unknown[]): string {
   return `${set}|${concat.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join('|')}`;
 }
 
+
+/** The admin's static openings as nft rules, keyed by an id that changes whenever the rule would. */
+export function staticRules(p: Placement, t: Topology, statics: readonly StaticOpening[]): Map<string, { chain: string; rule: string }> {
+  const name = (b: string) => objectName(p, b);
+  const admit = `meta mark set meta mark | 0x${t.mark.toString(16)} ${p.embedded ? 'accept' : 'return'}`;
+  const out = new Map<string, { chain: string; rule: string }>();
+  for (const s of statics) {
+    let chain: string;
+    let body: string;
+    if (s.kind === 'pinhole') {
+      const protos = s.protocols.map(protoName);
+      const ports = s.ports.map((r) => (r.min === r.max ? `${r.min}` : `${r.min}-${r.max}`));
+      chain = name(CHAIN.staticFwd);
+      body = [
+        addressMatch('ip6 daddr', s.to),
+        `meta l4proto ${protos.length === 1 ? protos[0] : `{ ${protos.join(', ')} }`}`,
+        `th dport ${ports.length === 1 ? ports[0] : `{ ${ports.join(', ')} }`}`,
+        s.from ? `ip6 saddr { ${s.from.map(setItem).join(', ')} }` : '',
+        admit,
+      ].filter(Boolean).join(' ');
+    } else {
+      chain = name(CHAIN.staticPre);
+      // Any of the router's own addresses: the forward survives a new WAN address untouched.
+      body = [
+        `meta l4proto ${protoName(s.protocol)} th dport ${s.port}`,
+        s.from ? `ip saddr { ${s.from.map(setItem).join(', ')} }` : '',
+        `fib daddr type local dnat ip to ${s.to}:${s.toPort}`,
+      ].filter(Boolean).join(' ');
+    }
+    const id = `static ${s.name} ${createHash('sha256').update(`${chain} ${body}`).digest('hex').slice(0, 12)}`;
+    out.set(id, { chain, rule: `${body} comment "${id}"` });
+  }
+  return out;
+}
+
+function addressMatch(field: string, a: AddressPattern): string {
+  if (a.form === 'exact') return `${field} ${a.text}`;
+  if (a.form === 'prefix') return `${field} ${a.text}`;
+  // Only the masked bits are compared: with ::ffff:ffff:ffff:ffff that is the
+  // interface identifier, whatever prefix the ISP delegates today.
+  const [value, mask] = a.text.split('/');
+  return `${field} & ${mask} == ${value}`;
+}
+
+function setItem(a: AddressPattern): string {
+  if (a.form === 'mask') throw new Error(`a masked pattern cannot be a set element: ${a.text}`);
+  return a.text;
+}

@@ -34,6 +34,7 @@ const REFUSAL_TO_RESULT: Record<Refusal, NatPmpResult> = {
   USER_EX_QUOTA: NatPmpResult.OUT_OF_RESOURCES,
   CANNOT_PROVIDE_EXTERNAL: NatPmpResult.OUT_OF_RESOURCES,
   EXCESSIVE_REMOTE_PEERS: NatPmpResult.OUT_OF_RESOURCES,
+  RATE_LIMITED: NatPmpResult.OUT_OF_RESOURCES,
 };
 
 const RESULT_NAMES = Object.fromEntries(Object.entries(NatPmpResult).map(([k, v]) => [v, k])) as Record<number, string>;

@@ -40,6 +40,8 @@ const REFUSAL_TO_RESULT: Record<Refusal, ResultName> = {
   // §13.1: a THIRD_PARTY request from a client not allowed to make one
   // "MUST generate an UNSUPP_OPTION error".
   THIRD_PARTY_NOT_ALLOWED: 'UNSUPP_OPTION',
+  // §7.4: NO_RESOURCES is a short-lifetime error: the client retries later.
+  RATE_LIMITED: 'NO_RESOURCES',
 };
 
 export class PcpHandler {

@@ -1,0 +1,112 @@
+// The admin's side door: a Unix socket in the state directory (mode 0600, so
+// root only) for `portcullis policy reload` and `portcullis list`. One JSON
+// line in, one JSON line out. Bounded like everything else: line size,
+// deadline, connections at once.
+
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { chmodSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from '../log.js';
+
+export const CONTROL_SOCKET = 'control.sock';
+const MAX_LINE = 4096;
+const DEADLINE_MS = 30_000;
+const MAX_CONNECTIONS = 8;
+
+export type ControlRequest = { op: 'reload' } | { op: 'list' } | { op: 'policy' };
+export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
+export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
+
+export function controlSocketPath(stateDir: string): string {
+  return join(stateDir, CONTROL_SOCKET);
+}
+
+export class ControlServer {
+  private server: Server | undefined;
+
+  constructor(
+    private readonly path: string,
+    private readonly handle: ControlHandler,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    // A socket file left by a daemon that died is in the way; a live daemon
+    // holding the state directory would already have failed the store lock.
+    rmSync(this.path, { force: true });
+    const server = createServer((sock) => this.serve(sock));
+    server.maxConnections = MAX_CONNECTIONS;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.path, () => resolve());
+    });
+    chmodSync(this.path, 0o600);
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (s) await new Promise<void>((resolve) => s.close(() => resolve()));
+    rmSync(this.path, { force: true });
+  }
+
+  private serve(sock: Socket): void {
+    let buf = '';
+    let done = false;
+    const reply = (r: ControlReply) => {
+      if (done) return;
+      done = true;
+      sock.end(JSON.stringify(r) + '\n');
+    };
+    sock.setTimeout(DEADLINE_MS, () => sock.destroy());
+    sock.on('error', () => undefined);
+    sock.on('data', (chunk: Buffer) => {
+      if (done) return;
+      buf += chunk.toString('utf8');
+      if (buf.length > MAX_LINE) return reply({ ok: false, error: 'request too long' });
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      let req: ControlRequest;
+      try {
+        req = JSON.parse(buf.slice(0, nl)) as ControlRequest;
+      } catch {
+        return reply({ ok: false, error: 'not JSON' });
+      }
+      if (!req || !['reload', 'list', 'policy'].includes((req as { op?: string }).op ?? '')) return reply({ ok: false, error: 'unknown op' });
+      this.handle(req).then(
+        (result) => reply({ ok: true, result }),
+        (err: unknown) => {
+          this.log.warn({ event: 'control-failed', op: req.op, error: (err as Error).message });
+          reply({ ok: false, error: (err as Error).message });
+        },
+      );
+    });
+  }
+}
+
+/** The CLI's end: one request, one reply. */
+export function controlRequest(path: string, req: ControlRequest, timeoutMs = DEADLINE_MS): Promise<ControlReply> {
+  return new Promise((resolve, reject) => {
+    const sock = createConnection(path);
+    let buf = '';
+    const timer = setTimeout(() => {
+      sock.destroy();
+      reject(new Error(`no answer from the daemon at ${path} within ${timeoutMs} ms`));
+    }, timeoutMs);
+    sock.on('connect', () => sock.write(JSON.stringify(req) + '\n'));
+    sock.on('data', (d: Buffer) => (buf += d.toString('utf8')));
+    sock.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      reject(new Error(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? `no daemon is listening at ${path} (is portcullis running with this --state-dir?)` : err.message));
+    });
+    sock.on('end', () => {
+      clearTimeout(timer);
+      try {
+        resolve(JSON.parse(buf) as ControlReply);
+      } catch {
+        reject(new Error(`unreadable answer from the daemon: ${buf.slice(0, 200)}`));
+      }
+    });
+  });
+}
