@@ -95,7 +95,7 @@ export const DEFAULT_POLICY: PolicyDocument = {
   ],
 };
 
-const ajv = new Ajv({ allErrors: true, strict: true, strictRequired: false, allowUnionTypes: true });
+const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, strictRequired: false, allowUnionTypes: true });
 const validate = ajv.compile<PolicyDocument>(schema);
 
 export function loadPolicyFile(file: string, now?: () => number): LoadedPolicy {

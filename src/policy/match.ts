@@ -35,7 +35,7 @@ export function parseAddressPattern(text: string): ParseResult<AddressPattern> {
     mask = Buffer.alloc(bits / 8, 0xff);
   } else {
     const rest = text.slice(slash + 1);
-    if (/^\d{1,3}$/.test(rest)) {
+    if (/^\d+$/.test(rest)) {
       const length = Number(rest);
       if (length > bits) return { ok: false, expected: `a prefix length of at most ${bits}` };
       mask = prefixMask(bits, length);

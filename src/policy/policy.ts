@@ -102,8 +102,14 @@ export function mismatch(rule: Rule, req: PolicyRequest): string | undefined {
   if (m.interface && (req.interface === undefined || !m.interface.includes(req.interface))) return `interface ${req.interface ?? '(unknown)'} is not ${m.interface.join(', ')}`;
   if (m.protocol !== undefined && req.protocol !== m.protocol) return `protocol is not ${PROTOCOL_NAMES[m.protocol]}`;
   if (m.internalPorts && !inRanges(m.internalPorts, req.internalPort)) return `internal port ${req.internalPort} is not in ${m.internalPorts.map(formatRange).join(', ')}`;
-  if (m.externalPorts && req.requiredExternalPort !== undefined && !inRanges(m.externalPorts, req.requiredExternalPort)) {
-    return `external port ${req.requiredExternalPort} is not in ${m.externalPorts.map(formatRange).join(', ')}`;
+  if (m.externalPorts) {
+    // An insisted-on port must be inside. A hint matches an allow rule (which
+    // then allocates inside its range) but never a deny rule: the request
+    // does not ask for the ports that rule keeps closed.
+    if (req.requiredExternalPort !== undefined && !inRanges(m.externalPorts, req.requiredExternalPort)) {
+      return `external port ${req.requiredExternalPort} is not in ${m.externalPorts.map(formatRange).join(', ')}`;
+    }
+    if (req.requiredExternalPort === undefined && rule.action === 'deny') return 'no particular external port is asked for';
   }
   if (m.via && !m.via.includes(req.via)) return `asked via ${req.via}, not ${m.via.join(', ')}`;
   if (m.operation) {
