@@ -41,6 +41,8 @@ options:
   --min-lifetime S       shortest lifetime granted (default 120)
   --max-lifetime S       longest lifetime granted (default 86400)
   --no-announce          do not multicast announcements at start
+  --no-upnp              do not serve UPnP IGD (SSDP on UDP 1900, HTTP on --upnp-port)
+  --upnp-port N          TCP port of UPnP descriptions and control (default 5000)
   -h, --help             this text
   --version              print the version
 
@@ -92,6 +94,8 @@ async function serve(argv: string[]): Promise<void> {
       'min-lifetime': { type: 'string' },
       'max-lifetime': { type: 'string' },
       'no-announce': { type: 'boolean' },
+      'no-upnp': { type: 'boolean' },
+      'upnp-port': { type: 'string' },
       'flush-on-exit': { type: 'boolean' },
       'nft-table': { type: 'string' },
       'nft-embed': { type: 'boolean' },
@@ -117,6 +121,7 @@ async function serve(argv: string[]): Promise<void> {
     backend: values.backend as 'nft' | 'memory' | undefined,
     port: intFlag('port', values.port),
     announce: values['no-announce'] ? false : undefined,
+    upnp: { enabled: values['no-upnp'] ? false : undefined, httpPort: intFlag('upnp-port', values['upnp-port']) },
     flushOnExit: values['flush-on-exit'] ? true : undefined,
     nft: { table: values['nft-table'], embed: values['nft-embed'] },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },

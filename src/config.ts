@@ -27,6 +27,21 @@ export interface Config {
   rateLimit: { perSecond: number; burst: number };
   nft: { table: string; embed: boolean; mark: number };
   reconcileSeconds: number;
+  upnp: UpnpConfig;
+}
+
+export interface UpnpConfig {
+  enabled: boolean;
+  /** TCP port of descriptions, control and eventing on the LAN addresses. */
+  httpPort: number;
+  /** UDP port of SSDP (1900; change only for tests). */
+  ssdpPort: number;
+  /** Which root description clients get: by User-Agent ('auto'), or always 1 or 2. */
+  igdVersion: 'auto' | 1 | 2;
+  /** User-Agent patterns (case-insensitive regular expressions) of clients that give up on IGD:2. */
+  igd1UserAgents: string[];
+  /** SSDP CACHE-CONTROL max-age, seconds. */
+  maxAge: number;
 }
 
 export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
@@ -42,11 +57,21 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   rateLimit: { perSecond: 20, burst: 40 },
   nft: { table: 'portcullis', embed: false, mark: 0x10000000 },
   reconcileSeconds: 10,
+  upnp: {
+    enabled: true,
+    httpPort: 5000,
+    ssdpPort: 1900,
+    igdVersion: 'auto',
+    // Windows' and the consoles' UPnP stacks find an IGD:2 device and then do
+    // not use it; everyone else gets IGD:2 (and its IPv6 firewall service).
+    igd1UserAgents: ['Windows', 'Xbox', 'PlayStation'],
+    maxAge: 1800,
+  },
 };
 
 export class ConfigError extends Error {}
 
-type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft'>> & { externalIp?: string; nft?: Partial<Config['nft']> };
+type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft' | 'upnp'>> & { externalIp?: string; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile<FileConfig>(schema);
@@ -84,6 +109,15 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
   merged.lifetime = { ...DEFAULTS.lifetime, ...file.lifetime, ...flags.lifetime };
   merged.rateLimit = { ...DEFAULTS.rateLimit, ...file.rateLimit, ...flags.rateLimit };
   merged.nft = { ...DEFAULTS.nft, ...file.nft, ...definedOnly(flags.nft ?? {}) };
+  const upnp = { ...DEFAULTS.upnp, ...file.upnp, ...definedOnly(flags.upnp ?? {}) } as UpnpConfig;
+  merged.upnp = upnp;
+  for (const pattern of upnp.igd1UserAgents) {
+    try {
+      new RegExp(pattern, 'i');
+    } catch (err) {
+      throw new ConfigError(`upnp.igd1UserAgents: ${JSON.stringify(pattern)} is not a regular expression: ${(err as Error).message}`);
+    }
+  }
   if (!merged.lan || merged.lan.length === 0) throw new ConfigError('no LAN interface: give --lan IFACE (repeatable)');
   if (!merged.wan) throw new ConfigError('no WAN interface: give --wan IFACE');
   if (merged.lan.includes(merged.wan)) throw new ConfigError(`interface ${merged.wan} cannot be both LAN and WAN`);

@@ -11,6 +11,8 @@ import { prefixContains, type IpAddress } from './net/address.js';
 import { inAnyPrefix, interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
 import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, summarize, type LoadedPolicy } from './policy/load.js';
 import { ControlServer, controlSocketPath } from './server/control.js';
+import { startUpnp, type Upnp } from './server/upnp.js';
+import { readFileSync } from 'node:fs';
 import { protocolName } from './net/ipproto.js';
 import { PortControlServer, DEFAULT_PORT_CONTROL } from './server/port-control.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-service.js';
@@ -41,6 +43,8 @@ export interface Daemon {
   readonly service: MappingService;
   readonly firewall: FirewallBackend;
   readonly server: PortControlServer;
+  /** The UPnP IGD front door, when enabled. */
+  readonly upnp: Upnp | undefined;
   /** The policy in force. */
   policy(): LoadedPolicy;
   /**
@@ -167,6 +171,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     log,
   );
   let reconciler: NodeJS.Timeout | undefined;
+  let upnp: Upnp | undefined;
   try {
     if (!(firewall instanceof NftBackend)) {
       await service.withDesiredEntries((desired) => firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds }))));
@@ -190,7 +195,11 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     }
     await service.compactStore();
     await server.start();
+    if (cfg.upnp.enabled) {
+      upnp = await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan, lanPrefixes, service, deviceUuid: store.deviceUuid, version: packageVersion(), log });
+    }
   } catch (err) {
+    await upnp?.stop();
     if (reconciler) clearInterval(reconciler);
     if (wanPoll) clearInterval(wanPoll);
     await server.stop();
@@ -232,6 +241,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       lanPrefixes = next.map((l) => l.prefix);
       log.info({ event: 'lan-addresses', addresses: next.map((l) => l.bindAddress) });
       await server.updateAddresses(next, lanPrefixes);
+      upnp?.updatePrefixes(lanPrefixes);
     } finally {
       lanBusy = false;
     }
@@ -286,12 +296,14 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     service,
     firewall,
     server,
+    upnp,
     policy: () => policy,
     reloadPolicy,
     async stop() {
       if (wanPoll) clearInterval(wanPoll);
       if (reconciler) clearInterval(reconciler);
       await control.stop();
+      await upnp?.stop();
       await server.stop();
       if (cfg.flushOnExit) {
         const removed = await service.flushAll();
@@ -357,4 +369,12 @@ export function listing(service: MappingService, policy: LoadedPolicy): { mappin
   }));
   const staticPinholes = policy.statics.filter((s) => s.kind === 'pinhole').map((s) => ({ name: s.name, rule: describeStatic(s) }));
   return { mappings, staticPinholes };
+}
+
+export function packageVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0';
+  }
 }

@@ -12,8 +12,8 @@ export class RateLimiter {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Takes one token for `source`; false when it is over its rate. */
-  take(source: string): boolean {
+  /** Takes `cost` tokens for `source`; false (and nothing taken) when it is over its rate. */
+  take(source: string, cost = 1): boolean {
     const t = this.now();
     let b = this.buckets.get(source);
     if (b) {
@@ -29,8 +29,8 @@ export class RateLimiter {
       }
     }
     this.buckets.set(source, b);
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
+    if (b.tokens < cost) return false;
+    b.tokens -= cost;
     return true;
   }
 }

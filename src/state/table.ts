@@ -30,6 +30,8 @@ export class MappingTable {
   private readonly bindingsByInternal = new Map<string, Binding>();
   private readonly bindingsByExternal = new Map<string, Binding>();
   private readonly heap = new ExpiryHeap();
+  /** Bumped by every put and remove: listings cache on it. */
+  version = 0;
 
   get size(): number {
     return this.byKey.size;
@@ -59,6 +61,7 @@ export class MappingTable {
   put(m: Mapping): Mapping | undefined {
     const k = keyOf(m);
     const prev = this.byKey.get(k);
+    this.version++;
     this.byKey.set(k, m);
     if (!prev) {
       let keys = this.perClient.get(m.internalAddress);
@@ -72,6 +75,7 @@ export class MappingTable {
   remove(key: string): Mapping | undefined {
     const m = this.byKey.get(key);
     if (!m) return undefined;
+    this.version++;
     this.byKey.delete(key);
     const keys = this.perClient.get(m.internalAddress);
     keys?.delete(key);

@@ -1,0 +1,560 @@
+// The IGD:2 control actions over the mapping engine: WANIPConnection:1/2,
+// WANIPv6FirewallControl:1 and WANCommonInterfaceConfig:1. One request in
+// (already a parsed SOAP action from a LAN host), out arguments or a UPnP
+// error out. Everything UPnP-specific about mappings lives here: leases,
+// external-port conflicts as 718/729, pinhole UniqueIDs, listings.
+//
+// Actions are found by name in whichever service defines them, whatever
+// control URL or service version the client used: clients send
+// `WANIPConnection:1#AddAnyPortMapping`, or AddPinhole to the
+// WANIPConnection URL, and expect an answer.
+
+import { familyOf, isLinkLocal, isMulticast, isUnspecified, parseIp, type IpAddress } from '../../net/address.js';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
+import type { MappingService, MapOutcome, Refused } from '../../service/mapping-service.js';
+import { keyOf, mappingKey, type Mapping, type Refusal } from '../../service/types.js';
+import { ACTIONS, checkInArguments, type ActionEntry, type ServiceKey } from './description.js';
+import { UpnpError, WanIpConnectionError as W, WanIpv6FirewallControlError as F, portListing, type PortListingEntry, type UpnpErrorDef } from './soap.js';
+
+/** IGD:2 WANIPConnection: PortMappingLeaseDuration is 0..604800; 0 asks for the maximum (no infinite leases). */
+export const MAX_UPNP_LEASE = 604800;
+/** WANIPv6FirewallControl: LeaseTime 1..86400. */
+export const MAX_PINHOLE_LEASE = 86400;
+/** GetListOfPortMappings answers at most this many entries. */
+const MAX_LISTING = 1000;
+
+export type ActionResult = { ok: true; out: [string, string][] } | { ok: false; error: UpnpErrorDef; detail: string };
+
+export interface IgdEnvironment {
+  /** Seconds since the connection (the daemon) came up. */
+  uptime(): number;
+  /** WAN link up. */
+  linkUp(): boolean;
+  /** WAN interface counters and speed, for WANCommonInterfaceConfig. */
+  wanCounters(): { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number; speedMbps: number };
+  /** Conntrack's idle timeout for an outbound flow of the protocol, seconds. */
+  outboundTimeout(protocol: number): number;
+  /** Whether two addresses are the same host: same interface identifier on the LAN (its ULA and its global address). */
+  sameHost(a: IpAddress, b: IpAddress): boolean;
+}
+
+export interface IgdRequest {
+  serviceName: string;
+  serviceVersion: number;
+  action: string;
+  args: ReadonlyMap<string, string>;
+  client: IpAddress;
+}
+
+const fail = (error: UpnpErrorDef, detail: string): ActionResult => ({ ok: false, error, detail });
+const invalid = (detail: string) => fail(UpnpError.INVALID_ARGS, detail);
+
+/** Where each action is found when the named service does not have it. */
+const SEARCH_ORDER: readonly ServiceKey[] = ['WANIPConnection:2', 'WANIPv6FirewallControl:1', 'WANCommonInterfaceConfig:1'];
+
+export function findAction(serviceName: string, version: number, action: string): ActionEntry | undefined {
+  const own = serviceName === 'WANIPConnection' ? (version <= 1 ? 'WANIPConnection:1' : 'WANIPConnection:2') : undefined;
+  if (own) {
+    const a = ACTIONS[own].get(action);
+    if (a) return a;
+  }
+  for (const key of SEARCH_ORDER) {
+    const a = ACTIONS[key].get(action);
+    if (a) return a;
+  }
+  return undefined;
+}
+
+export class IgdControl {
+  /** Pinhole UniqueIDs (16-bit) ↔ mapping keys; kept while the mapping lives. */
+  private readonly pinholeIds = new Map<number, string>();
+  private readonly pinholeIdOf = new Map<string, number>();
+  private nextPinholeId = 1;
+  private listing: { version: number; entries: Mapping[] } | undefined;
+
+  constructor(
+    private readonly service: MappingService,
+    private readonly env: IgdEnvironment,
+  ) {}
+
+  async handle(req: IgdRequest): Promise<ActionResult> {
+    const entry = findAction(req.serviceName, req.serviceVersion, req.action);
+    if (!entry) return fail(UpnpError.INVALID_ACTION, `no action ${req.action}`);
+    const { missing } = checkInArguments(entry, req.args);
+    if (missing.length) return invalid(`missing ${missing.join(', ')}`);
+    const a = new Args(req.args);
+    switch (entry.name) {
+      // --- WANIPConnection: the connection itself is the router's, not the LAN's to change.
+      case 'SetConnectionType':
+      case 'RequestConnection':
+      case 'ForceTermination':
+        return fail(UpnpError.ACTION_NOT_AUTHORIZED, 'the WAN connection is not managed over UPnP');
+      case 'GetConnectionTypeInfo':
+        return ok(['NewConnectionType', 'IP_Routed'], ['NewPossibleConnectionTypes', 'IP_Routed']);
+      case 'GetStatusInfo': {
+        const up = this.env.linkUp() && this.service.externalIPv4() !== undefined;
+        return ok(['NewConnectionStatus', up ? 'Connected' : 'Disconnected'], ['NewLastConnectionError', 'ERROR_NONE'], ['NewUptime', String(this.env.uptime())]);
+      }
+      case 'GetNATRSIPStatus':
+        return ok(['NewRSIPAvailable', '0'], ['NewNATEnabled', '1']);
+      case 'GetExternalIPAddress':
+        return ok(['NewExternalIPAddress', this.service.externalIPv4() ?? '']);
+      case 'AddPortMapping':
+        return this.addPortMapping(a, req.client, false);
+      case 'AddAnyPortMapping':
+        return this.addPortMapping(a, req.client, true);
+      case 'DeletePortMapping':
+        return this.deletePortMapping(a, req.client);
+      case 'DeletePortMappingRange':
+        return this.deleteRange(a, req.client);
+      case 'GetGenericPortMappingEntry':
+        return this.genericEntry(a);
+      case 'GetSpecificPortMappingEntry':
+        return this.specificEntry(a);
+      case 'GetListOfPortMappings':
+        return this.listOfMappings(a, req.client);
+      // --- WANIPv6FirewallControl
+      case 'GetFirewallStatus':
+        return ok(['FirewallEnabled', '1'], ['InboundPinholeAllowed', '1']);
+      case 'GetOutboundPinholeTimeout': {
+        const proto = a.pinholeProtocol('Protocol');
+        if (!proto.ok) return proto.result;
+        return ok(['OutboundPinholeTimeout', String(this.env.outboundTimeout(proto.value === 0 ? IPPROTO_UDP : proto.value))]);
+      }
+      case 'AddPinhole':
+        return this.addPinhole(a, req.client);
+      case 'UpdatePinhole':
+        return this.updatePinhole(a, req.client);
+      case 'DeletePinhole':
+        return this.deletePinhole(a, req.client);
+      case 'GetPinholePackets':
+      case 'CheckPinholeWorking': {
+        const found = this.ownedPinhole(a, req.client);
+        if (!found.ok) return found.result;
+        // No per-pinhole packet counters in the kernel sets yet: say so rather than invent a number.
+        return fail(UpnpError.ACTION_FAILED, 'per-pinhole packet counters are not available');
+      }
+      // --- WANCommonInterfaceConfig
+      case 'GetCommonLinkProperties': {
+        const c = this.env.wanCounters();
+        const bps = String(Math.min(0xffffffff, c.speedMbps * 1_000_000));
+        return ok(['NewWANAccessType', 'Ethernet'], ['NewLayer1UpstreamMaxBitRate', bps], ['NewLayer1DownstreamMaxBitRate', bps], ['NewPhysicalLinkStatus', this.env.linkUp() ? 'Up' : 'Down']);
+      }
+      case 'GetTotalBytesSent':
+        return ok(['NewTotalBytesSent', ui4(this.env.wanCounters().txBytes)]);
+      case 'GetTotalBytesReceived':
+        return ok(['NewTotalBytesReceived', ui4(this.env.wanCounters().rxBytes)]);
+      case 'GetTotalPacketsSent':
+        return ok(['NewTotalPacketsSent', ui4(this.env.wanCounters().txPackets)]);
+      case 'GetTotalPacketsReceived':
+        return ok(['NewTotalPacketsReceived', ui4(this.env.wanCounters().rxPackets)]);
+      default:
+        return fail(UpnpError.OPTIONAL_ACTION_NOT_IMPLEMENTED, `${entry.name} is not implemented`);
+    }
+  }
+
+  // --- port mappings ------------------------------------------------------
+
+  private async addPortMapping(a: Args, client: IpAddress, any: boolean): Promise<ActionResult> {
+    const ext = a.port('NewExternalPort', true);
+    if (!ext.ok) return ext.result;
+    if (ext.value === 0 && !any) return fail(W.WILDCARD_NOT_PERMITTED_IN_EXT_PORT, 'NewExternalPort 0');
+    const proto = a.protocol('NewProtocol');
+    if (!proto.ok) return proto.result;
+    const int = a.port('NewInternalPort', true);
+    if (!int.ok) return int.result;
+    if (int.value === 0) return fail(W.WILDCARD_NOT_PERMITTED_IN_INT_PORT, 'NewInternalPort 0');
+    const host = a.address('NewInternalClient', 4);
+    if (!host.ok) return host.result;
+    const remote = a.remoteHost('NewRemoteHost', 4);
+    if (!remote.ok) return remote.result;
+    const enabled = a.boolean('NewEnabled');
+    if (!enabled.ok) return enabled.result;
+    if (!enabled.value) return invalid('NewEnabled 0: disabled mappings are not kept (delete it instead)');
+    const lease = a.uint('NewLeaseDuration');
+    if (!lease.ok) return lease.result;
+    // IGD:2: 0 is no longer "forever" but the longest lease; longer asks are cut to it.
+    const lifetime = lease.value === 0 ? MAX_UPNP_LEASE : Math.min(lease.value, MAX_UPNP_LEASE);
+
+    if (!any) {
+      // The exact external port: held by someone else is a conflict (718 for
+      // another UPnP client, 729 for PCP, NAT-PMP or a static forward); held by
+      // this same host for another internal port, it moves.
+      const holder = this.mapOnExternalPort(proto.value, ext.value);
+      if (holder && holder.internalAddress !== host.value) {
+        return fail(holder.origin === 'upnp' ? W.CONFLICT_IN_MAPPING_ENTRY : W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by ${holder.internalAddress} (${holder.origin})`);
+      }
+      if (holder && holder.origin === 'static') return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is a static forward`);
+      if (holder && holder.internalPort !== int.value) {
+        const gone = await this.service.unmap({ via: 'upnp', client, internalAddress: holder.internalAddress, protocol: holder.protocol, internalPort: holder.internalPort });
+        if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
+      }
+      const same = this.service.table.get(mappingKey('map', host.value, proto.value, int.value));
+      if (same && same.externalPort !== ext.value) {
+        if (same.origin !== 'upnp') return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `${host.value}:${int.value} is mapped by ${same.origin} on external port ${same.externalPort}`);
+        // UPnP moves its own mapping to the asked-for port.
+        const gone = await this.service.unmap({ via: 'upnp', client, internalAddress: same.internalAddress, protocol: same.protocol, internalPort: same.internalPort });
+        if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
+      }
+    }
+    const out = await this.service.map({
+      via: 'upnp',
+      client,
+      internalAddress: host.value,
+      protocol: proto.value,
+      internalPort: int.value,
+      suggestedExternalPort: ext.value,
+      preferFailure: !any,
+      lifetime,
+      filters: remote.value ? ['clear', { prefix: { address: remote.value, length: 32 }, port: 0 }] : ['clear'],
+      description: a.get('NewPortMappingDescription'),
+    });
+    if (!out.ok) return fail(this.mapRefusal(out, proto.value, ext.value, any), out.detail);
+    return any ? ok(['NewReservedPort', String(out.mapping.externalPort)]) : ok();
+  }
+
+  private mapRefusal(out: Refused, protocol: number, port: number, any: boolean): UpnpErrorDef {
+    if (out.refusal === 'CANNOT_PROVIDE_EXTERNAL' && !any) {
+      const holder = this.mapOnExternalPort(protocol, port);
+      return holder?.origin === 'upnp' ? W.CONFLICT_IN_MAPPING_ENTRY : holder ? W.CONFLICT_WITH_OTHER_MECHANISMS : W.CONFLICT_IN_MAPPING_ENTRY;
+    }
+    return refusalError(out.refusal, false);
+  }
+
+  private async deletePortMapping(a: Args, client: IpAddress): Promise<ActionResult> {
+    const ext = a.port('NewExternalPort', true);
+    if (!ext.ok) return ext.result;
+    const proto = a.protocol('NewProtocol');
+    if (!proto.ok) return proto.result;
+    const remote = a.remoteHost('NewRemoteHost', 4);
+    if (!remote.ok) return remote.result;
+    const m = this.mapOnExternalPort(proto.value, ext.value);
+    if (!m || !sameRemote(m, remote.value)) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
+    const out = await this.service.unmap({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
+    return out.ok ? ok() : fail(refusalError(out.refusal, false), out.detail);
+  }
+
+  private async deleteRange(a: Args, client: IpAddress): Promise<ActionResult> {
+    const range = a.range();
+    if (!range.ok) return range.result;
+    const proto = a.protocol('NewProtocol');
+    if (!proto.ok) return proto.result;
+    const manage = a.boolean('NewManage');
+    if (!manage.ok) return manage.result;
+    // Without DeviceProtection every control point manages only its own
+    // mappings, whatever NewManage says (IGD:2 security, Public role).
+    const victims = this.portMappings().filter((m) => m.protocol === proto.value && m.externalPort >= range.value.start && m.externalPort <= range.value.end && m.origin !== 'static' && (m.internalAddress === client || m.owner === client));
+    if (!victims.length) return fail(W.PORT_MAPPING_NOT_FOUND, 'nothing of yours in that range');
+    for (const m of victims) {
+      const out = await this.service.unmap({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
+      if (!out.ok) return fail(refusalError(out.refusal, false), out.detail);
+    }
+    return ok();
+  }
+
+  private genericEntry(a: Args): ActionResult {
+    const index = a.uint('NewPortMappingIndex');
+    if (!index.ok) return index.result;
+    const m = this.portMappings()[index.value];
+    if (!m) return fail(W.SPECIFIED_ARRAY_INDEX_INVALID, `index ${index.value} ≥ ${this.portMappings().length}`);
+    const e = this.entryOf(m);
+    return ok(
+      ['NewRemoteHost', e.remoteHost],
+      ['NewExternalPort', String(e.externalPort)],
+      ['NewProtocol', e.protocol],
+      ['NewInternalPort', String(e.internalPort)],
+      ['NewInternalClient', e.internalClient],
+      ['NewEnabled', '1'],
+      ['NewPortMappingDescription', e.description],
+      ['NewLeaseDuration', String(e.leaseTime)],
+    );
+  }
+
+  private specificEntry(a: Args): ActionResult {
+    const ext = a.port('NewExternalPort', true);
+    if (!ext.ok) return ext.result;
+    const proto = a.protocol('NewProtocol');
+    if (!proto.ok) return proto.result;
+    const remote = a.remoteHost('NewRemoteHost', 4);
+    if (!remote.ok) return remote.result;
+    const m = this.mapOnExternalPort(proto.value, ext.value);
+    if (!m || !sameRemote(m, remote.value)) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
+    const e = this.entryOf(m);
+    return ok(
+      ['NewInternalPort', String(e.internalPort)],
+      ['NewInternalClient', e.internalClient],
+      ['NewEnabled', '1'],
+      ['NewPortMappingDescription', e.description],
+      ['NewLeaseDuration', String(e.leaseTime)],
+    );
+  }
+
+  private listOfMappings(a: Args, client: IpAddress): ActionResult {
+    const range = a.range();
+    if (!range.ok) return range.result;
+    const proto = a.protocol('NewProtocol');
+    if (!proto.ok) return proto.result;
+    const manage = a.boolean('NewManage');
+    if (!manage.ok) return manage.result;
+    const count = a.uint('NewNumberOfPorts');
+    if (!count.ok) return count.result;
+    const limit = count.value === 0 ? MAX_LISTING : Math.min(count.value, MAX_LISTING);
+    // NewManage 0: the caller's own mappings; 1: every mapping it may see
+    // (all: listings are not secret on the LAN, GetGeneric shows them too).
+    const entries = this.portMappings()
+      .filter((m) => m.protocol === proto.value && m.externalPort >= range.value.start && m.externalPort <= range.value.end && (manage.value || m.internalAddress === client || m.owner === client))
+      .slice(0, limit)
+      .map((m) => this.entryOf(m));
+    if (!entries.length) return fail(W.PORT_MAPPING_NOT_FOUND, 'no mapping in that range');
+    return ok(['NewPortListing', portListing(entries)]);
+  }
+
+  /** IPv4 port mappings in a stable order (protocol, external port): GetGeneric's index space. */
+  private portMappings(): Mapping[] {
+    const version = this.service.table.version;
+    if (this.listing?.version !== version) {
+      const entries = [...this.service.table.values()].filter((m) => m.kind === 'map' && m.family === 4);
+      entries.sort((x, y) => x.protocol - y.protocol || x.externalPort - y.externalPort);
+      this.listing = { version, entries };
+    }
+    return this.listing.entries;
+  }
+
+  private mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
+    const b = this.service.table.holderOfExternalPort(protocol, port);
+    return b ? this.service.table.get(`map|${b.internal}`) : undefined;
+  }
+
+  private entryOf(m: Mapping): PortListingEntry {
+    return {
+      remoteHost: m.filters.length === 1 && m.filters[0]?.prefix.length === 32 ? m.filters[0].prefix.address : '',
+      externalPort: m.externalPort,
+      protocol: m.protocol === IPPROTO_TCP ? 'TCP' : 'UDP',
+      internalPort: m.internalPort,
+      internalClient: m.internalAddress,
+      enabled: true,
+      description: m.origin === 'upnp' || m.origin === 'static' ? m.description : m.description || `${m.origin}`,
+      // A static forward has no lease: 0 is what IGD:1 called permanent.
+      leaseTime: m.origin === 'static' ? 0 : this.service.remaining(m),
+    };
+  }
+
+  // --- pinholes -------------------------------------------------------------
+
+  private async addPinhole(a: Args, client: IpAddress): Promise<ActionResult> {
+    const remote = a.remoteHost('RemoteHost', 6);
+    if (!remote.ok) return remote.result;
+    const remotePort = a.port('RemotePort', true);
+    if (!remotePort.ok) return remotePort.result;
+    const host = a.address('InternalClient', 6);
+    if (!host.ok) return host.result;
+    const port = a.port('InternalPort', true);
+    if (!port.ok) return port.result;
+    if (port.value === 0) return fail(F.INTERNAL_PORT_WILDCARDING_NOT_ALLOWED, 'InternalPort 0');
+    const proto = a.pinholeProtocol('Protocol');
+    if (!proto.ok) return proto.result;
+    if (proto.value === 0) return fail(F.PROTOCOL_WILDCARDING_NOT_ALLOWED, 'Protocol 65535');
+    const lease = a.uint('LeaseTime');
+    if (!lease.ok) return lease.result;
+    if (lease.value < 1 || lease.value > MAX_PINHOLE_LEASE) return invalid(`LeaseTime ${lease.value} outside 1..${MAX_PINHOLE_LEASE}`);
+    const out = await this.service.map(this.pinholeRequest(client, host.value, proto.value, port.value, lease.value, remote.value, remotePort.value));
+    if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
+    return ok(['UniqueID', String(this.idFor(out.mapping))]);
+  }
+
+  private pinholeRequest(client: IpAddress, host: IpAddress, protocol: number, port: number, lifetime: number, remote: IpAddress | undefined, remotePort: number) {
+    // A host's other addresses (its ULA and its global address share the
+    // interface identifier) count as the host itself, not as a third party.
+    const asker = host !== client && familyOf(client) === 6 && this.env.sameHost(client, host) ? host : client;
+    return {
+      via: 'upnp' as const,
+      client: asker,
+      internalAddress: host,
+      protocol,
+      internalPort: port,
+      suggestedExternalPort: 0,
+      lifetime,
+      filters: remote || remotePort ? (['clear', { prefix: { address: remote ?? ('::' as IpAddress), length: remote ? 128 : 0 }, port: remotePort }] as const) : (['clear'] as const),
+    };
+  }
+
+  private idFor(m: Mapping): number {
+    const key = keyOf(m);
+    const have = this.pinholeIdOf.get(key);
+    if (have !== undefined) return have;
+    // 16-bit, unique among live pinholes, and not reused at once: a counter.
+    for (let i = 0; i < 0x10000; i++) {
+      const id = this.nextPinholeId;
+      this.nextPinholeId = (this.nextPinholeId % 0xffff) + 1;
+      const held = this.pinholeIds.get(id);
+      if (held !== undefined && this.service.table.get(held)) continue;
+      if (held !== undefined) this.pinholeIdOf.delete(held);
+      this.pinholeIds.set(id, key);
+      this.pinholeIdOf.set(key, id);
+      return id;
+    }
+    throw new Error('no free pinhole id');
+  }
+
+  private ownedPinhole(a: Args, client: IpAddress): { ok: true; mapping: Mapping } | { ok: false; result: ActionResult } {
+    const id = a.uint('UniqueID');
+    if (!id.ok) return { ok: false, result: id.result };
+    const key = this.pinholeIds.get(id.value);
+    const m = key !== undefined ? this.service.table.get(key) : undefined;
+    if (!m || this.service.remaining(m) <= 0) {
+      if (key !== undefined) {
+        this.pinholeIds.delete(id.value);
+        this.pinholeIdOf.delete(key);
+      }
+      return { ok: false, result: fail(F.NO_SUCH_ENTRY, `no pinhole ${id.value}`) };
+    }
+    const mine = m.internalAddress === client || m.owner === client || (familyOf(client) === 6 && this.env.sameHost(client, m.internalAddress));
+    if (!mine) return { ok: false, result: fail(UpnpError.ACTION_NOT_AUTHORIZED, `pinhole ${id.value} is not yours`) };
+    return { ok: true, mapping: m };
+  }
+
+  private async updatePinhole(a: Args, client: IpAddress): Promise<ActionResult> {
+    const found = this.ownedPinhole(a, client);
+    if (!found.ok) return found.result;
+    const lease = a.uint('NewLeaseTime');
+    if (!lease.ok) return lease.result;
+    if (lease.value < 1 || lease.value > MAX_PINHOLE_LEASE) return invalid(`NewLeaseTime ${lease.value} outside 1..${MAX_PINHOLE_LEASE}`);
+    const m = found.mapping;
+    const out: MapOutcome = await this.service.map({
+      via: 'upnp',
+      client: m.owner,
+      internalAddress: m.internalAddress,
+      protocol: m.protocol,
+      internalPort: m.internalPort,
+      suggestedExternalPort: 0,
+      lifetime: lease.value,
+    });
+    return out.ok ? ok() : fail(refusalError(out.refusal, true), out.detail);
+  }
+
+  private async deletePinhole(a: Args, client: IpAddress): Promise<ActionResult> {
+    const found = this.ownedPinhole(a, client);
+    if (!found.ok) return found.result;
+    const m = found.mapping;
+    const out = await this.service.unmap({ via: 'upnp', client: m.owner, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
+    if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
+    const key = keyOf(m);
+    const id = this.pinholeIdOf.get(key);
+    this.pinholeIdOf.delete(key);
+    if (id !== undefined) this.pinholeIds.delete(id);
+    return ok();
+  }
+}
+
+/** The engine's refusal as the UPnP error a client understands. */
+function refusalError(r: Refusal, pinhole: boolean): UpnpErrorDef {
+  switch (r) {
+    case 'NOT_AUTHORIZED':
+    case 'THIRD_PARTY_NOT_ALLOWED':
+      return UpnpError.ACTION_NOT_AUTHORIZED;
+    case 'USER_EX_QUOTA':
+    case 'NO_RESOURCES':
+      return pinhole ? F.PINHOLE_SPACE_EXHAUSTED : W.NO_PORT_MAPS_AVAILABLE;
+    case 'CANNOT_PROVIDE_EXTERNAL':
+      return pinhole ? UpnpError.ACTION_FAILED : W.CONFLICT_IN_MAPPING_ENTRY;
+    case 'UNSUPP_PROTOCOL':
+      return pinhole ? F.PROTOCOL_NOT_SUPPORTED : UpnpError.INVALID_ARGS;
+    case 'MALFORMED_REQUEST':
+    case 'EXCESSIVE_REMOTE_PEERS':
+      return UpnpError.INVALID_ARGS;
+    case 'RATE_LIMITED':
+    case 'FIREWALL_FAILED':
+    case 'NETWORK_FAILURE':
+      return UpnpError.ACTION_FAILED;
+  }
+}
+
+function ok(...out: [string, string][]): ActionResult {
+  return { ok: true, out };
+}
+
+function ui4(n: number): string {
+  return String(Math.floor(n) % 0x100000000);
+}
+
+function sameRemote(m: Mapping, remote: IpAddress | undefined): boolean {
+  if (!remote) return m.filters.length === 0 || m.origin !== 'upnp';
+  return m.filters.length === 1 && m.filters[0]?.prefix.address === remote && m.filters[0].prefix.length === 32;
+}
+
+type Parsed<T> = { ok: true; value: T } | { ok: false; result: ActionResult };
+
+/** Typed readers over the in arguments; every failure is a 402 (or the action's own code). */
+class Args {
+  constructor(private readonly args: ReadonlyMap<string, string>) {}
+
+  get(name: string): string {
+    return this.args.get(name) ?? '';
+  }
+
+  uint(name: string): Parsed<number> {
+    const v = this.get(name).trim();
+    if (!/^\d{1,10}$/.test(v) || Number(v) > 0xffffffff) return { ok: false, result: invalid(`${name} ${JSON.stringify(v.slice(0, 32))} is not an unsigned number`) };
+    return { ok: true, value: Number(v) };
+  }
+
+  port(name: string, zeroOk: boolean): Parsed<number> {
+    const n = this.uint(name);
+    if (!n.ok) return n;
+    if (n.value > 65535 || (!zeroOk && n.value === 0)) return { ok: false, result: invalid(`${name} ${n.value} is not a port`) };
+    return n;
+  }
+
+  boolean(name: string): Parsed<boolean> {
+    const v = this.get(name).trim().toLowerCase();
+    if (v === '1' || v === 'true' || v === 'yes') return { ok: true, value: true };
+    if (v === '0' || v === 'false' || v === 'no') return { ok: true, value: false };
+    return { ok: false, result: invalid(`${name} is not a boolean`) };
+  }
+
+  /** TCP or UDP; case is forgiven (some clients send "udp"). */
+  protocol(name: string): Parsed<number> {
+    const v = this.get(name).trim().toUpperCase();
+    if (v === 'TCP') return { ok: true, value: IPPROTO_TCP };
+    if (v === 'UDP') return { ok: true, value: IPPROTO_UDP };
+    return { ok: false, result: invalid(`${name} must be TCP or UDP`) };
+  }
+
+  /** WANIPv6FirewallControl protocol numbers; 65535 = any (returned as 0). */
+  pinholeProtocol(name: string): Parsed<number> {
+    const n = this.uint(name);
+    if (!n.ok) return n;
+    if (n.value === 65535) return { ok: true, value: 0 };
+    if (n.value !== IPPROTO_TCP && n.value !== IPPROTO_UDP) return { ok: false, result: fail(F.PROTOCOL_NOT_SUPPORTED, `protocol ${n.value}`) };
+    return n;
+  }
+
+  /** A literal address of the family; names are never resolved. */
+  address(name: string, family: 4 | 6): Parsed<IpAddress> {
+    const text = this.get(name).trim();
+    const a = text.length <= 64 ? parseIp(text) : undefined;
+    if (!a || familyOf(a) !== family) return { ok: false, result: invalid(`${name} ${JSON.stringify(text.slice(0, 64))} is not an IPv${family} address`) };
+    if (isUnspecified(a) || isMulticast(a) || (family === 6 && isLinkLocal(a)) || (family === 4 && (a.startsWith('127.') || a.endsWith('.255')))) {
+      return { ok: false, result: fail(UpnpError.ACTION_NOT_AUTHORIZED, `${name} ${a} cannot receive a mapping`) };
+    }
+    return { ok: true, value: a };
+  }
+
+  /** Empty (or a wildcard spelling) = any remote; otherwise a literal address. */
+  remoteHost(name: string, family: 4 | 6): Parsed<IpAddress | undefined> {
+    const text = this.get(name).trim();
+    if (text === '' || text === '*' || (family === 4 && text === '0.0.0.0') || (family === 6 && text === '::')) return { ok: true, value: undefined };
+    const a = text.length <= 64 ? parseIp(text) : undefined;
+    if (!a || familyOf(a) !== family) return { ok: false, result: invalid(`${name} ${JSON.stringify(text.slice(0, 64))} is not an IPv${family} address`) };
+    return { ok: true, value: a };
+  }
+
+  range(): Parsed<{ start: number; end: number }> {
+    const start = this.port('NewStartPort', true);
+    if (!start.ok) return start;
+    const end = this.port('NewEndPort', true);
+    if (!end.ok) return end;
+    if (start.value > end.value) return { ok: false, result: fail(W.INCONSISTENT_PARAMETERS, `start ${start.value} > end ${end.value}`) };
+    return { ok: true, value: { start: start.value, end: end.value } };
+  }
+}

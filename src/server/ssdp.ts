@@ -1,0 +1,218 @@
+// SSDP on the LAN (UDP 1900): answers M-SEARCH, multicasts ssdp:alive at
+// start and periodically, ssdp:byebye at stop.
+//
+// Nothing listens on the WAN: the multicast sockets are bound to the group
+// addresses themselves and join them only on LAN interfaces (the kernel drops
+// group traffic arriving where the group was not joined), and the unicast
+// sockets are bound to the LAN addresses. Searches from outside the LAN
+// prefixes get silence, and what a source can make us send is bounded per
+// second (no amplification: see REPLY_BYTES_PER_SECOND).
+
+import { createSocket, type Socket } from 'node:dgram';
+import { familyOf, isLinkLocal, parseIp, type IpAddress, type Prefix } from '../net/address.js';
+import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import type { Logger } from '../log.js';
+import type { DeviceNode } from '../protocols/upnp/model.js';
+import {
+  SSDP_MULTICAST_V4,
+  SSDP_MULTICAST_V6_LINK,
+  SSDP_PORT,
+  buildNotify,
+  buildSearchResponse,
+  notificationSet,
+  parseSsdp,
+  searchAnswers,
+  validateSearch,
+} from '../protocols/upnp/ssdp.js';
+import { RateLimiter } from './rate-limit.js';
+
+export interface SsdpConfig {
+  port: number;
+  /** CACHE-CONTROL max-age (UDA: at least 1800 recommended). */
+  maxAge: number;
+  server: string;
+  bootId: number;
+  configId: number;
+  /** The LOCATION for a host on `local`'s link. */
+  location(local: LocalAddress): string;
+  /** Which tree to advertise and answer from (IGD:2; searches for :1 are answered from it with the version echoed). */
+  tree: DeviceNode;
+}
+
+/**
+ * Per source, bytes of answers per second. A full ssdp:all answer is ten
+ * datagrams of ~350 octets; the budget allows about two of those a second,
+ * and a source cannot make us send more than that whatever it sends.
+ */
+const REPLY_BYTES_PER_SECOND = 8 * 1024;
+/** Multicast rounds: ssdp:alive this many times, this far apart (UDA: more than once, not more than 3). */
+const ALIVE_REPEATS = 2;
+const ALIVE_SPACING_MS = 200;
+
+interface Bound {
+  local: LocalAddress;
+  unicast: Socket;
+  multicast: Socket | undefined;
+}
+
+export class SsdpServer {
+  private readonly bound: Bound[] = [];
+  private readonly budget: RateLimiter;
+  private timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(
+    private readonly cfg: SsdpConfig,
+    private readonly lan: readonly LocalAddress[],
+    private lanPrefixes: readonly Prefix[],
+    private readonly log: Logger,
+  ) {
+    // One token per byte.
+    this.budget = new RateLimiter(REPLY_BYTES_PER_SECOND, REPLY_BYTES_PER_SECOND * 2);
+  }
+
+  async start(): Promise<void> {
+    // One pair per interface and family: the first usable address speaks for it.
+    const seen = new Set<string>();
+    for (const local of this.lan) {
+      const key = `${local.interface}|${local.family}`;
+      if (seen.has(key) || (local.family === 6 && isLinkLocal(local.address) && this.lan.some((l) => l.interface === local.interface && l.family === 6 && !isLinkLocal(l.address)))) continue;
+      seen.add(key);
+      try {
+        this.bound.push(await this.bind(local));
+      } catch (err) {
+        this.log.warn({ event: 'ssdp-bind-failed', address: local.bindAddress, error: (err as Error).message });
+      }
+    }
+    if (!this.bound.length) throw new Error('SSDP: no LAN address could be bound on UDP 1900');
+    this.log.info({ event: 'listening', protocol: 'ssdp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress) });
+    this.advertise('ssdp:alive');
+    // Re-advertise before half of max-age is over, with jitter (UDA 1.1 §1.2.2).
+    const again = () => {
+      const t = setTimeout(() => {
+        this.timers.delete(t);
+        if (this.closed) return;
+        this.advertise('ssdp:alive');
+        again();
+      }, (this.cfg.maxAge / 3) * 1000 * (0.8 + Math.random() * 0.4));
+      t.unref();
+      this.timers.add(t);
+    };
+    again();
+  }
+
+  private async bind(local: LocalAddress): Promise<Bound> {
+    const v6 = local.family === 6;
+    const unicast = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true, ipv6Only: v6 });
+    await new Promise<void>((resolve, reject) => {
+      unicast.once('error', reject);
+      unicast.bind(this.cfg.port, local.bindAddress, () => resolve());
+    });
+    unicast.on('error', (err) => this.log.warn({ event: 'ssdp-socket-error', address: local.bindAddress, error: err.message }));
+    unicast.on('message', (msg, rinfo) => this.onMessage(local, msg, rinfo.address, rinfo.port, false));
+    unicast.setMulticastTTL(2);
+    if (v6) unicast.setMulticastInterface(`::%${local.interface}`);
+    else unicast.setMulticastInterface(local.address);
+    let multicast: Socket | undefined;
+    try {
+      multicast = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true, ipv6Only: v6 });
+      const group = v6 ? `${SSDP_MULTICAST_V6_LINK.toLowerCase()}%${local.interface}` : SSDP_MULTICAST_V4;
+      await new Promise<void>((resolve, reject) => {
+        multicast?.once('error', reject);
+        multicast?.bind(this.cfg.port, group, () => resolve());
+      });
+      multicast.addMembership(v6 ? SSDP_MULTICAST_V6_LINK.toLowerCase() : SSDP_MULTICAST_V4, v6 ? `::%${local.interface}` : local.address);
+      multicast.on('error', (err) => this.log.warn({ event: 'ssdp-socket-error', group, error: err.message }));
+      multicast.on('message', (msg, rinfo) => this.onMessage(local, msg, rinfo.address, rinfo.port, true));
+    } catch (err) {
+      multicast?.close();
+      multicast = undefined;
+      this.log.warn({ event: 'ssdp-multicast-failed', interface: local.interface, family: local.family, error: (err as Error).message });
+    }
+    return { local, unicast, multicast };
+  }
+
+  updatePrefixes(prefixes: readonly Prefix[]): void {
+    this.lanPrefixes = prefixes;
+  }
+
+  async stop(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
+    // UDA 1.1 §1.2.3: byebye for everything advertised.
+    await this.advertise('ssdp:byebye');
+    await new Promise((r) => setTimeout(r, 50));
+    for (const b of this.bound) {
+      b.unicast.close();
+      b.multicast?.close();
+    }
+  }
+
+  private async advertise(nts: 'ssdp:alive' | 'ssdp:byebye'): Promise<void> {
+    const set = notificationSet(this.cfg.tree);
+    const rounds = nts === 'ssdp:alive' ? ALIVE_REPEATS : 1;
+    for (let round = 0; round < rounds; round++) {
+      if (round > 0) await new Promise((r) => setTimeout(r, ALIVE_SPACING_MS));
+      for (const b of this.bound) {
+        const group = b.local.family === 6 ? `${SSDP_MULTICAST_V6_LINK.toLowerCase()}%${b.local.interface}` : SSDP_MULTICAST_V4;
+        for (const n of set) {
+          const base = { family: b.local.family, nt: n.nt, usn: n.usn, bootId: this.cfg.bootId, configId: this.cfg.configId };
+          const msg =
+            nts === 'ssdp:alive'
+              ? buildNotify({ ...base, nts, location: this.cfg.location(b.local), maxAge: this.cfg.maxAge, server: this.cfg.server })
+              : buildNotify({ ...base, nts });
+          b.unicast.send(msg, this.cfg.port, group, () => undefined);
+        }
+      }
+    }
+  }
+
+  private onMessage(local: LocalAddress, msg: Buffer, from: string, port: number, multicast: boolean): void {
+    const source = parseIp(from.split('%')[0] ?? '');
+    if (!source || this.closed) return;
+    // A link-local source is on the link the socket serves; anything else
+    // must come from inside a LAN prefix.
+    const onLan = familyOf(source) === 6 && isLinkLocal(source) ? true : inAnyPrefix(this.lanPrefixes, source);
+    if (!onLan || port === 0) return;
+    const parsed = parseSsdp(msg);
+    if (!parsed.ok || parsed.msg.method !== 'M-SEARCH') return;
+    const verdict = validateSearch(parsed.msg, { multicast });
+    if (!verdict.ok) return;
+    const answers = searchAnswers(verdict.st, this.cfg.tree);
+    if (!answers.length) return;
+    const bound = this.bound.find((b) => b.local.interface === local.interface && b.local.family === local.family);
+    if (!bound) return;
+    const location = this.cfg.location(bound.local);
+    const replies = answers.map((a) => buildSearchResponse({ ...a, location, maxAge: this.cfg.maxAge, date: new Date(), server: this.cfg.server, bootId: this.cfg.bootId, configId: this.cfg.configId }));
+    const key = from;
+    // Spread over [0, MX] seconds (UDA 1.1 §1.3.3); a unicast search is answered at once.
+    for (const reply of replies) {
+      const delay = multicast ? Math.random() * verdict.maxDelaySeconds * 1000 : 0;
+      const send = () => {
+        if (this.closed) return;
+        if (!this.budget.take(key, reply.length)) return;
+        bound.unicast.send(reply, port, from, () => undefined);
+      };
+      if (delay === 0) send();
+      else {
+        const t = setTimeout(() => {
+          this.timers.delete(t);
+          send();
+        }, delay);
+        t.unref();
+        this.timers.add(t);
+      }
+    }
+  }
+}
+
+/** The address a LOCATION should name for clients of `local`'s link. */
+export function locationHost(local: LocalAddress, lan: readonly LocalAddress[]): string {
+  if (local.family === 4) return local.address;
+  // A global or ULA address on the same link: the client reaches it from its
+  // own global address, which is what it will ask pinholes for.
+  const routable = lan.find((l) => l.interface === local.interface && l.family === 6 && !isLinkLocal(l.address));
+  const a: IpAddress = routable?.address ?? local.address;
+  return isLinkLocal(a) ? `[${a}%25${local.interface}]` : `[${a}]`;
+}

@@ -1,0 +1,184 @@
+// UPnP's HTTP side on the LAN: descriptions, SOAP control, GENA
+// subscriptions. One request per connection, every size and wait bounded:
+// our own bounded parser (not node:http, whose limits are process-wide and
+// whose body handling we would have to bound anyway), a deadline for the
+// whole request (slow-loris), connections capped per source and in all.
+// Only LAN sources are served; a web page's request (an Origin header, a
+// host name in Host, a non-XML body) is refused: that is how
+// "Filet-o-Firewall" reached UPnP from a browser.
+
+import { createServer, type Server, type Socket } from 'node:net';
+import { familyOf, isLinkLocal, parseIp, type IpAddress, type Prefix } from '../net/address.js';
+import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import type { Logger } from '../log.js';
+import { HttpRequestParser, buildResponse, CONTENT_TYPE_XML, type HttpRequest } from '../protocols/upnp/http.js';
+import { parseSoapAction, parseSoapRequest, soapFaultFor, soapResponse, UpnpError } from '../protocols/upnp/soap.js';
+import { parseGenaRequest } from '../protocols/upnp/gena.js';
+import type { ServiceKey, UpnpPaths } from '../protocols/upnp/description.js';
+import type { IgdVersion, ServiceName } from '../protocols/upnp/model.js';
+import type { IgdControl } from '../protocols/upnp/igd.js';
+import type { GenaManager } from './gena.js';
+
+export interface UpnpHttpConfig {
+  port: number;
+  paths: UpnpPaths;
+  /** Rendered documents. */
+  description: Readonly<Record<IgdVersion, string>>;
+  scpd: Readonly<Record<ServiceKey, string>>;
+  /** Which root description a client gets, from its User-Agent. */
+  igdVersionFor(userAgent: string | undefined): IgdVersion;
+  server: string;
+}
+
+export const HTTP_LIMITS = {
+  /** Whole request, first byte to last (slow-loris). */
+  deadlineMs: 10_000,
+  perSource: 8,
+  total: 128,
+};
+
+export class UpnpHttpServer {
+  private readonly servers: { local: LocalAddress; server: Server }[] = [];
+  private readonly perSource = new Map<string, number>();
+  private open = 0;
+  private readonly routes = new Map<string, { kind: 'doc'; body: () => string } | { kind: 'description' } | { kind: 'control'; service: ServiceName } | { kind: 'event'; service: ServiceName }>();
+
+  constructor(
+    private readonly cfg: UpnpHttpConfig,
+    private readonly lan: readonly LocalAddress[],
+    private lanPrefixes: readonly Prefix[],
+    private readonly control: IgdControl,
+    private readonly gena: GenaManager,
+    private readonly log: Logger,
+  ) {
+    const p = cfg.paths;
+    this.routes.set(p.description[1], { kind: 'description' });
+    this.routes.set(p.description[2], { kind: 'description' });
+    for (const [key, path] of Object.entries(p.scpd) as [ServiceKey, string][]) this.routes.set(path, { kind: 'doc', body: () => cfg.scpd[key] });
+    for (const [service, path] of Object.entries(p.control) as [ServiceName, string][]) this.routes.set(path, { kind: 'control', service });
+    for (const [service, path] of Object.entries(p.event) as [ServiceName, string][]) this.routes.set(path, { kind: 'event', service });
+  }
+
+  updatePrefixes(prefixes: readonly Prefix[]): void {
+    this.lanPrefixes = prefixes;
+  }
+
+  /** Listens on each LAN address except link-local ones (LOCATION names routable addresses). */
+  async start(): Promise<void> {
+    for (const local of this.lan) {
+      if (local.family === 6 && isLinkLocal(local.address)) continue;
+      const server = createServer((sock) => this.accept(sock));
+      server.maxConnections = HTTP_LIMITS.total;
+      try {
+        await new Promise<void>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen({ port: this.cfg.port, host: local.bindAddress, exclusive: true }, () => resolve());
+        });
+        this.servers.push({ local, server });
+      } catch (err) {
+        this.log.warn({ event: 'upnp-http-bind-failed', address: local.bindAddress, port: this.cfg.port, error: (err as Error).message });
+      }
+    }
+    if (!this.servers.length) throw new Error(`UPnP HTTP: no LAN address could be bound on TCP ${this.cfg.port}`);
+    this.log.info({ event: 'listening', protocol: 'upnp-http', port: this.cfg.port, addresses: this.servers.map((s) => s.local.bindAddress) });
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.server.close(() => r()))));
+  }
+
+  private accept(sock: Socket): void {
+    const source = parseIp((sock.remoteAddress ?? '').replace(/^::ffff:/, '').split('%')[0] ?? '');
+    if (!source || !(inAnyPrefix(this.lanPrefixes, source) || (familyOf(source) === 6 && isLinkLocal(source)))) {
+      sock.destroy();
+      return;
+    }
+    const count = this.perSource.get(source) ?? 0;
+    if (count >= HTTP_LIMITS.perSource || this.open >= HTTP_LIMITS.total) {
+      sock.end(buildResponse(503, [['Connection', 'close']]));
+      sock.destroy();
+      return;
+    }
+    this.perSource.set(source, count + 1);
+    this.open++;
+    const release = () => {
+      const n = (this.perSource.get(source) ?? 1) - 1;
+      if (n <= 0) this.perSource.delete(source);
+      else this.perSource.set(source, n);
+      this.open--;
+    };
+    sock.once('close', release);
+    sock.on('error', () => undefined);
+    const deadline = setTimeout(() => sock.destroy(), HTTP_LIMITS.deadlineMs);
+    sock.once('close', () => clearTimeout(deadline));
+    const parser = new HttpRequestParser();
+    let handled = false;
+    sock.on('data', (chunk: Buffer) => {
+      if (handled) return;
+      const step = parser.feed(chunk);
+      if (step.state === 'need-more') return;
+      handled = true;
+      sock.pause();
+      if (step.state === 'error') {
+        this.reply(sock, step.status, [], '');
+        return;
+      }
+      this.route(step.request, source).then(
+        (r) => this.reply(sock, r.status, r.headers, r.body, step.request.method === 'HEAD'),
+        (err: unknown) => {
+          this.log.error({ event: 'upnp-http-failed', error: (err as Error).message });
+          this.reply(sock, 500, [], '');
+        },
+      );
+    });
+  }
+
+  private reply(sock: Socket, status: number, headers: [string, string][], body: string, omitBody = false): void {
+    const all: [string, string][] = [['Server', this.cfg.server], ['Connection', 'close'], ...headers];
+    sock.end(buildResponse(status, all, body, { omitBody }));
+  }
+
+  private async route(req: HttpRequest, source: IpAddress): Promise<{ status: number; headers: [string, string][]; body: string }> {
+    const none = { headers: [] as [string, string][], body: '' };
+    // A browser's request carries an Origin; a UPnP control point never does.
+    if (req.headers.has('origin')) return { status: 403, ...none };
+    // DNS rebinding: a page served from a name that resolves to us sends that name as Host.
+    const host = req.headers.get('host');
+    if (host !== undefined && !isIpHost(host)) return { status: 403, ...none };
+    const route = this.routes.get(req.path);
+    if (!route) return { status: 404, ...none };
+    if (route.kind === 'doc' || route.kind === 'description') {
+      if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: [['Allow', 'GET, HEAD']], body: '' };
+      const body = route.kind === 'doc' ? route.body() : this.cfg.description[this.cfg.igdVersionFor(req.headers.get('user-agent'))];
+      return { status: 200, headers: [['Content-Type', CONTENT_TYPE_XML]], body };
+    }
+    if (route.kind === 'event') {
+      if (req.method !== 'SUBSCRIBE' && req.method !== 'UNSUBSCRIBE') return { status: 405, headers: [['Allow', 'SUBSCRIBE, UNSUBSCRIBE']], body: '' };
+      const parsed = parseGenaRequest(req.method, req.headers);
+      if (!parsed.ok) return { status: parsed.status, ...none };
+      const answer = this.gena.handle(route.service, parsed, source);
+      return { status: answer.status, headers: [['Date', new Date().toUTCString()], ...answer.headers], body: '' };
+    }
+    if (req.method !== 'POST') return { status: 405, headers: [['Allow', 'POST']], body: '' };
+    const type = req.headers.get('content-type') ?? '';
+    if (!/^text\/xml\b/i.test(type) && !/^application\/(soap\+)?xml\b/i.test(type)) return { status: 415, ...none };
+    const header = parseSoapAction(req.headers.get('soapaction'));
+    const fault = (def: typeof UpnpError.INVALID_ACTION, detail: string) => {
+      this.log.info({ event: 'upnp', client: source, verdict: 'fault', code: def.code, detail });
+      return { status: 500, headers: [['Content-Type', CONTENT_TYPE_XML], ['EXT', '']] as [string, string][], body: soapFaultFor(def) };
+    };
+    if (!header.ok) return fault(UpnpError.INVALID_ACTION, `SOAPACTION: ${header.detail}`);
+    const soap = parseSoapRequest(req.body.toString('utf8'), header);
+    if (!soap.ok) return fault(soap.code === 401 ? UpnpError.INVALID_ACTION : UpnpError.INVALID_ARGS, soap.detail);
+    const result = await this.control.handle({ serviceName: soap.serviceName, serviceVersion: soap.serviceVersion, action: soap.action, args: soap.args, client: source });
+    if (!result.ok) return fault(result.error, `${soap.action}: ${result.detail}`);
+    this.log.info({ event: 'upnp', client: source, action: soap.action, verdict: 'ok' });
+    return { status: 200, headers: [['Content-Type', CONTENT_TYPE_XML], ['EXT', '']], body: soapResponse(soap.serviceType, soap.action, result.out) };
+  }
+}
+
+/** `192.168.1.1`, `192.168.1.1:5000`, `[2001:db8::1]:5000`: no names. */
+function isIpHost(host: string): boolean {
+  const m = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(host) ?? /^([\d.]+)(?::\d{1,5})?$/.exec(host);
+  return m !== null && parseIp((m[1] ?? '').split('%')[0] ?? '') !== undefined;
+}

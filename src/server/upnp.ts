@@ -1,0 +1,164 @@
+// UPnP IGD:2 on the LAN, put together: the documents (rendered once; their
+// hash is CONFIGID), the control actions over the mapping engine, GENA, the
+// HTTP listener and SSDP.
+
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { UpnpConfig } from '../config.js';
+import type { Logger } from '../log.js';
+import { addressBytes, familyOf, type IpAddress, type Prefix } from '../net/address.js';
+import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import { IPPROTO_TCP } from '../net/ipproto.js';
+import { SERVICE_SPECS, configIdOf, rootDescription, scpd, upnpPaths, type ServiceKey } from '../protocols/upnp/description.js';
+import { IgdControl, type IgdEnvironment } from '../protocols/upnp/igd.js';
+import { igdTree, type IgdVersion, type ServiceName } from '../protocols/upnp/model.js';
+import { serverHeader } from '../protocols/upnp/ssdp.js';
+import type { MappingService } from '../service/mapping-service.js';
+import { GenaManager } from './gena.js';
+import { SsdpServer, locationHost } from './ssdp.js';
+import { UpnpHttpServer } from './upnp-http.js';
+
+export interface Upnp {
+  readonly control: IgdControl;
+  readonly gena: GenaManager;
+  readonly httpPort: number;
+  updatePrefixes(prefixes: readonly Prefix[]): void;
+  stop(): Promise<void>;
+}
+
+export async function startUpnp(opts: {
+  cfg: UpnpConfig;
+  wan: string;
+  lan: readonly LocalAddress[];
+  lanPrefixes: readonly Prefix[];
+  service: MappingService;
+  deviceUuid: string;
+  version: string;
+  log: Logger;
+}): Promise<Upnp> {
+  const { cfg, service, log } = opts;
+  let prefixes = opts.lanPrefixes;
+  const started = Date.now();
+  const paths = upnpPaths(randomBytes(16).toString('base64url'));
+  const scpds = Object.fromEntries((Object.keys(SERVICE_SPECS) as ServiceKey[]).map((k) => [k, scpd(SERVICE_SPECS[k])])) as Record<ServiceKey, string>;
+  const names = { rootUuid: opts.deviceUuid, friendlyName: 'portcullis', manufacturer: 'portcullis', modelName: 'portcullis', modelNumber: opts.version, serialNumber: opts.deviceUuid.slice(0, 8), paths };
+  // CONFIGID: a hash of the documents as they would be with configId 0 (the
+  // random path token excluded), so it changes exactly when a document does.
+  const stable = upnpPaths('0000000000000000');
+  const configId = configIdOf([
+    rootDescription({ ...names, paths: stable, igdVersion: 1, configId: 0 }),
+    rootDescription({ ...names, paths: stable, igdVersion: 2, configId: 0 }),
+    ...Object.values(scpds),
+  ]);
+  const description = { 1: rootDescription({ ...names, igdVersion: 1, configId }), 2: rootDescription({ ...names, igdVersion: 2, configId }) };
+  const uaPatterns = cfg.igd1UserAgents.map((p) => new RegExp(p, 'i'));
+  const igdVersionFor = (ua: string | undefined): IgdVersion => (cfg.igdVersion !== 'auto' ? cfg.igdVersion : ua && uaPatterns.some((p) => p.test(ua)) ? 1 : 2);
+  const server = serverHeader('Linux', osRelease(), `portcullis/${opts.version}`);
+
+  const env = wanEnvironment(opts.wan, () => service.externalIPv4() !== undefined, started, (a) => inAnyPrefix(prefixes, a));
+  const control = new IgdControl(service, env);
+  const evented = (s: ServiceName): [string, string][] => {
+    if (s === 'WANIPConnection') {
+      const up = env.linkUp() && service.externalIPv4() !== undefined;
+      const entries = [...service.table.values()].filter((m) => m.kind === 'map' && m.family === 4).length;
+      return [
+        ['PossibleConnectionTypes', 'IP_Routed'],
+        ['ConnectionStatus', up ? 'Connected' : 'Disconnected'],
+        ['ExternalIPAddress', service.externalIPv4() ?? ''],
+        ['PortMappingNumberOfEntries', String(Math.min(entries, 0xffff))],
+        ['SystemUpdateID', String(service.table.version % 0x100000000)],
+      ];
+    }
+    if (s === 'WANIPv6FirewallControl') return [['FirewallEnabled', '1'], ['InboundPinholeAllowed', '1']];
+    return [['PhysicalLinkStatus', env.linkUp() ? 'Up' : 'Down']];
+  };
+  const gena = new GenaManager(evented, log);
+  const http = new UpnpHttpServer({ port: cfg.httpPort, paths, description, scpd: scpds, igdVersionFor, server }, opts.lan, prefixes, control, gena, log);
+  await http.start();
+  gena.start();
+  const ssdp = new SsdpServer(
+    {
+      port: cfg.ssdpPort,
+      maxAge: cfg.maxAge,
+      server,
+      // UDA 1.1 §1.2.2: BOOTID grows with every start; seconds of wall clock do.
+      bootId: Math.floor(Date.now() / 1000) & 0x7fffffff,
+      configId,
+      location: (local) => `http://${locationHost(local, opts.lan)}:${cfg.httpPort}${paths.description[2]}`,
+      tree: igdTree(opts.deviceUuid, 2),
+    },
+    opts.lan,
+    prefixes,
+    log,
+  );
+  try {
+    await ssdp.start();
+  } catch (err) {
+    await http.stop();
+    gena.stop();
+    throw err;
+  }
+  return {
+    control,
+    gena,
+    httpPort: cfg.httpPort,
+    updatePrefixes(p) {
+      prefixes = p;
+      http.updatePrefixes(p);
+      ssdp.updatePrefixes(p);
+    },
+    async stop() {
+      gena.stop();
+      await ssdp.stop();
+      await http.stop();
+    },
+  };
+}
+
+function osRelease(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim().split('-')[0] ?? '6';
+  } catch {
+    return '6';
+  }
+}
+
+function readNumber(path: string): number | undefined {
+  try {
+    const n = Number(readFileSync(path, 'utf8').trim());
+    return Number.isFinite(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** What WANCommonInterfaceConfig and GetStatusInfo report, read from the kernel. */
+function wanEnvironment(wan: string, hasAddress: () => boolean, started: number, isLanHost: (a: IpAddress) => boolean): IgdEnvironment {
+  const sys = `/sys/class/net/${wan}`;
+  return {
+    uptime: () => Math.floor((Date.now() - started) / 1000),
+    linkUp: () => {
+      try {
+        const state = readFileSync(`${sys}/operstate`, 'utf8').trim();
+        return state === 'up' || (state === 'unknown' && hasAddress());
+      } catch {
+        return hasAddress();
+      }
+    },
+    wanCounters: () => ({
+      txBytes: readNumber(`${sys}/statistics/tx_bytes`) ?? 0,
+      rxBytes: readNumber(`${sys}/statistics/rx_bytes`) ?? 0,
+      txPackets: readNumber(`${sys}/statistics/tx_packets`) ?? 0,
+      rxPackets: readNumber(`${sys}/statistics/rx_packets`) ?? 0,
+      speedMbps: Math.max(0, readNumber(`${sys}/speed`) ?? 0),
+    }),
+    outboundTimeout: (protocol) =>
+      protocol === IPPROTO_TCP
+        ? readNumber('/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established') ?? 432000
+        : readNumber('/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream') ?? 120,
+    sameHost: (a, b) => {
+      if (familyOf(a) !== 6 || familyOf(b) !== 6 || !isLanHost(a) || !isLanHost(b)) return false;
+      return addressBytes(a).subarray(8).equals(addressBytes(b).subarray(8));
+    },
+  };
+}
