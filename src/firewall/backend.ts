@@ -40,6 +40,8 @@ export interface FirewallBackend {
    * unchanged opening is never closed. Throws if the firewall refuses them.
    */
   setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }>;
+  /** Packets an entry has admitted, where the firewall counts them (IPv6 pinholes); undefined otherwise. */
+  packets?(entry: FirewallEntry): Promise<number | undefined>;
 }
 
 export function entryKey(e: FirewallEntry): string {

@@ -17,7 +17,7 @@ export interface InboundPacket {
 
 export class MemoryFirewall implements FirewallBackend {
   readonly name = 'memory';
-  private readonly entries = new Map<string, { entry: FirewallEntry; expiresAt: number }>();
+  private readonly entries = new Map<string, { entry: FirewallEntry; expiresAt: number; packets: number }>();
   /** Test hook: makes the next batches fail as a kernel error would. */
   failBatches = 0;
   batches = 0;
@@ -47,10 +47,15 @@ export class MemoryFirewall implements FirewallBackend {
     const now = this.clock.now();
     for (const c of batch) {
       const k = entryKey(c.entry);
-      if (c.op === 'put') this.entries.set(k, { entry: c.entry, expiresAt: now + c.timeoutSeconds * 1000 });
+      if (c.op === 'put') this.entries.set(k, { entry: c.entry, expiresAt: now + c.timeoutSeconds * 1000, packets: this.entries.get(k)?.packets ?? 0 });
       else this.entries.delete(k);
     }
     return batch.map(() => true);
+  }
+
+  async packets(entry: FirewallEntry): Promise<number | undefined> {
+    this.expire();
+    return this.entries.get(entryKey(entry))?.packets;
   }
 
   /** Live entries, as `nft list` would show them. */
@@ -62,13 +67,17 @@ export class MemoryFirewall implements FirewallBackend {
   /** Where an unsolicited inbound packet would go, or undefined if dropped. */
   route(p: InboundPacket): { address: IpAddress; port: number } | undefined {
     this.expire();
-    for (const { entry } of this.entries.values()) {
+    for (const held of this.entries.values()) {
+      const entry = held.entry;
       if (entry.protocol !== p.protocol || entry.family !== familyOf(p.destination)) continue;
       if (entry.externalAddress !== p.destination || entry.externalPort !== p.destinationPort) continue;
       const admitted =
         entry.filters.length === 0 ||
         entry.filters.some((f) => prefixContains(f.prefix, p.source) && (f.port === 0 || f.port === p.sourcePort));
-      if (admitted) return { address: entry.internalAddress, port: entry.internalPort };
+      if (admitted) {
+        held.packets++;
+        return { address: entry.internalAddress, port: entry.internalPort };
+      }
     }
     return undefined;
   }

@@ -609,6 +609,11 @@ export class MappingService {
     });
   }
 
+  /** Inbound packets a mapping has admitted, where the firewall counts them. */
+  packets(m: Mapping): Promise<number | undefined> {
+    return this.firewall.packets?.(entryOf(m)) ?? Promise.resolve(undefined);
+  }
+
   /** Seconds left on a mapping. */
   remaining(m: Mapping): number {
     return m.origin === 'static' ? STATIC_LIFETIME : remaining(m, this.clock.now());

@@ -4,7 +4,7 @@
 import type { Logger } from '../../log.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { SET, elementKey, elementsOf, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type SetKey, type Topology } from './ruleset.js';
+import { SET, elementKey, elementTexts, elementsOf, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type SetKey, type Topology } from './ruleset.js';
 import type { StaticOpening } from '../../service/types.js';
 
 export class NftSetupError extends Error {}
@@ -209,6 +209,17 @@ export class NftBackend implements FirewallBackend {
 
   async stop(): Promise<void> {
     // Granted entries stay in the kernel and expire on their own.
+  }
+
+  /** Packets an IPv6 pinhole admitted (its set elements' counters); undefined when unknown. */
+  async packets(entry: FirewallEntry): Promise<number | undefined> {
+    if (entry.family !== 6) return undefined;
+    const ref = this.ref(setFor(entry));
+    const r = await this.runner.script(`get element ${ref.family} ${ref.table} ${ref.name} { ${elementTexts(entry).join(', ')} }\n`);
+    if (!r.ok) return undefined;
+    let total = 0;
+    for (const m of r.stdout.matchAll(/counter packets (\d+)/g)) total += Number(m[1]);
+    return total;
   }
 
   /** Cheap check (no element dump): our chains and sets exist, rules are in place, no set was flushed. */

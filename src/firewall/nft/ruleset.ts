@@ -70,9 +70,10 @@ export function ownedNames(p: Placement): { sets: string[]; chains: string[] } {
   };
 }
 
-const SET_TYPES: Record<SetKey, { type: string; interval: boolean; map: boolean }> = {
-  pinholes6: { type: 'ipv6_addr . inet_proto . inet_service', interval: false, map: false },
-  pinholes6Filtered: { type: 'ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service', interval: true, map: false },
+const SET_TYPES: Record<SetKey, { type: string; interval: boolean; map: boolean; counter?: boolean }> = {
+  // Pinholes count their packets (UPnP GetPinholePackets / CheckPinholeWorking).
+  pinholes6: { type: 'ipv6_addr . inet_proto . inet_service', interval: false, map: false, counter: true },
+  pinholes6Filtered: { type: 'ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service', interval: true, map: false, counter: true },
   dnat4: { type: 'ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', interval: false, map: true },
   dnat4Filtered: { type: 'ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : ipv4_addr . inet_service', interval: true, map: true },
 };
@@ -95,7 +96,7 @@ export function setupScript(p: Placement, t: Topology): string {
   if (!p.embedded) lines.push(`add table ${at}`);
   for (const key of Object.keys(SET) as SetKey[]) {
     const d = SET_TYPES[key];
-    lines.push(`add ${d.map ? 'map' : 'set'} ${at} ${name(SET[key])} { type ${d.type}; flags ${d.interval ? 'interval,timeout' : 'timeout'}; }`);
+    lines.push(`add ${d.map ? 'map' : 'set'} ${at} ${name(SET[key])} { type ${d.type}; flags ${d.interval ? 'interval,timeout' : 'timeout'};${d.counter ? ' counter;' : ''} }`);
   }
   const hook = (h: string) => (p.embedded ? '' : ` { ${h}; policy accept; }`);
   lines.push(`add chain ${at} ${name(CHAIN.prerouting)}${hook(`type nat hook prerouting priority ${PRIORITY.prerouting}`)}`);
@@ -220,4 +221,15 @@ function addressMatch(field: string, a: AddressPattern): string {
 function setItem(a: AddressPattern): string {
   if (a.form === 'mask') throw new Error(`a masked pattern cannot be a set element: ${a.text}`);
   return a.text;
+}
+
+/** An entry's elements in nft's own syntax (for `nft get element`). */
+export function elementTexts(e: FirewallEntry): string[] {
+  const key = `${e.family === 6 ? e.internalAddress : e.externalAddress} . ${protoName(e.protocol)} . ${e.externalPort}`;
+  if (!e.filters.length) return [key];
+  return e.filters.map((f) => {
+    const max = familyOf(f.prefix.address) === 4 ? 32 : 128;
+    const prefix = f.prefix.length === max ? f.prefix.address : `${f.prefix.address}/${f.prefix.length}`;
+    return `${key} . ${prefix} . ${f.port === 0 ? '0-65535' : f.port}`;
+  });
 }

@@ -131,8 +131,11 @@ export class IgdControl {
       case 'CheckPinholeWorking': {
         const found = this.ownedPinhole(a, req.client);
         if (!found.ok) return found.result;
-        // No per-pinhole packet counters in the kernel sets yet: say so rather than invent a number.
-        return fail(UpnpError.ACTION_FAILED, 'per-pinhole packet counters are not available');
+        const packets = await this.service.packets(found.mapping);
+        // No counter to read: say so rather than invent a number.
+        if (packets === undefined) return fail(UpnpError.ACTION_FAILED, 'no packet counter for this pinhole');
+        if (entry.name === 'GetPinholePackets') return ok(['PinholePackets', String(Math.min(packets, 0xffffffff))]);
+        return packets > 0 ? ok(['IsWorking', '1']) : fail(F.NO_TRAFFIC_RECEIVED, 'no packet has used the pinhole yet');
       }
       // --- WANCommonInterfaceConfig
       case 'GetCommonLinkProperties': {

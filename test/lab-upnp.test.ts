@@ -1,0 +1,112 @@
+// UPnP IGD in the lab, driven by Debian's upnpc (miniupnpc): the daemon in
+// the router with real nftables, upnpc on the LAN hosts, real traffic from
+// the WAN host.
+//
+// miniupnpc calls an IGD whose external address is private or documentation
+// space "not connected", so the router's WAN side also gets 11.22.33.1/24
+// (and the WAN host 11.22.33.2): addresses that exist only inside this
+// test's namespaces; no packet leaves them.
+
+import t from 'tap';
+import type { ChildProcess } from 'node:child_process';
+import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { reaches } from './helpers/reach.js';
+
+const lab: Lab = labUp(`pu${process.pid % 10000}`);
+t.teardown(() => lab.down());
+
+const EXT = '11.22.33.1';
+const LAN4 = '192.168.77.2';
+const LAN2_4 = '192.168.77.3';
+const LAN6 = '2001:db8:77::2';
+const LAN2_6 = '2001:db8:77::3';
+const logs: string[] = [];
+let daemon: ChildProcess;
+
+lab.exec('rtr', ['ip', 'addr', 'add', '11.22.33.1/24', 'dev', 'wan0']);
+lab.exec('wan', ['ip', 'addr', 'add', '11.22.33.2/24', 'dev', 'eth0']);
+
+const upnpc = (node: 'lan' | 'lan2', args: string[]) => {
+  const r = lab.exec(node, ['upnpc', ...args], { allowFail: true, timeoutMs: 20_000 });
+  return r.stdout + r.stderr;
+};
+const dnat = () => lab.exec('rtr', ['nft', 'list', 'map', 'inet', 'portcullis', 'dnat4']).stdout;
+const pinholes = () => lab.exec('rtr', ['nft', 'list', 'set', 'inet', 'portcullis', 'pinholes6']).stdout;
+
+t.before(async () => {
+  daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--external-ip', EXT, '--state-dir', stateDir(), '--no-announce']);
+  daemon.stdout?.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
+  await waitForLine(daemon, (l) => l.includes('"event":"started"'));
+});
+
+t.test('discovery finds a valid, connected IGD with the real external address', async (t) => {
+  const out = upnpc('lan', ['-s']);
+  t.match(out, /Found valid IGD : http:\/\/192\.168\.77\.1:5000\/[A-Za-z0-9_-]+\/ctl\/WANIPConnection/);
+  t.match(out, /Status : Connected/);
+  t.match(out, /ExternalIPAddress = 11\.22\.33\.1/);
+  t.match(out, /Connection Type : IP_Routed/);
+});
+
+t.test('upnpc -a maps TCP and UDP; the WAN host reaches the LAN listener; -d closes it', async (t) => {
+  t.match(upnpc('lan', ['-a', LAN4, '41001', '41001', 'UDP', '600']), /external 11\.22\.33\.1:41001 UDP is redirected to internal 192\.168\.77\.2:41001 \(duration=600\)/);
+  t.match(upnpc('lan', ['-a', LAN4, '41002', '42002', 'TCP', '600']), /external 11\.22\.33\.1:42002 TCP is redirected to internal 192\.168\.77\.2:41002/);
+  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 41001, to: EXT }), 'UDP reaches');
+  t.ok(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 41002, to: EXT, toPort: 42002 }), 'TCP reaches through external port 42002');
+  t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 41002, to: EXT, toPort: 41002 }), 'not through another port');
+
+  t.match(upnpc('lan', ['-d', '42002', 'TCP']), /UPNP_DeletePortMapping\(\) returned : 0/);
+  t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 41002, to: EXT, toPort: 42002 }), 'closed after -d');
+  t.notMatch(dnat(), /42002/, 'and gone from the kernel');
+  t.match(upnpc('lan', ['-d', '42002', 'TCP']), /714|NoSuchEntryInArray/, 'deleting again: 714');
+});
+
+t.test('upnpc -l lists every mapping, including one made by NAT-PMP', async (t) => {
+  t.match(lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', '-a', '41003', '41003', 'tcp', '600'], { allowFail: true }).stdout, /Mapped public port 41003 protocol TCP/);
+  const out = upnpc('lan', ['-l']);
+  t.match(out, /UDP\s+41001->192\.168\.77\.2:41001\s+'libminiupnpc'/);
+  t.match(out, /TCP\s+41003->192\.168\.77\.2:41003\s+'natpmp'/, 'the NAT-PMP mapping is listed');
+  t.match(out, /GetGenericPortMappingEntry\(\) returned 713/, 'the listing ends at the first free index');
+});
+
+t.test('a mapping for another LAN host, or one the policy denies, is refused with 606; a taken port with 718', async (t) => {
+  t.match(upnpc('lan', ['-a', LAN2_4, '41004', '41004', 'UDP', '600']), /failed with code 606 \(Action not authorized\)/, 'another host: 606');
+  t.match(upnpc('lan', ['-a', LAN4, '80', '80', 'TCP', '600']), /failed with code 606/, 'a port below 1024 (default policy): 606');
+  t.match(upnpc('lan2', ['-a', LAN2_4, '41001', '41001', 'UDP', '600']), /failed with code 718 \(ConflictInMappingEntry\)/, "lan's external port: 718");
+  t.match(upnpc('lan2', ['-a', LAN2_4, '41003', '41003', 'TCP', '600']), /failed with code 729/, 'held by NAT-PMP: 729 ConflictWithOtherMechanisms');
+  t.notMatch(dnat(), /41004/, 'nothing was installed');
+});
+
+t.test('upnpc pinhole commands: opens exactly that address and port; DeletePinhole closes it', async (t) => {
+  const added = upnpc('lan', ['-6', '-A', '', '0', LAN6, '41010', '17', '600']);
+  const id = /Pinhole ID = (\d+)/.exec(added)?.[1];
+  t.ok(id, `AddPinhole returned a UniqueID (${added.trim().split('\n').pop()})`);
+  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 41010, to: LAN6 }), 'the WAN host reaches [::2]:41010');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 41011, to: LAN6 }), 'not the next port');
+  t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 41010, to: LAN6 }), 'not TCP');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan2', port: 41010, to: LAN2_6 }), 'not another host');
+  t.match(upnpc('lan', ['-6', '-A', '', '0', LAN6, '41010', '17', '600']), new RegExp(`Pinhole ID = ${id}\\b`), 'the same pinhole again: same UniqueID');
+  t.match(pinholes(), /41010 (counter packets \d+ bytes \d+ )?timeout 10m/, 'in the kernel with the 600 s lease');
+  // The WAN host's probes above went through it: the kernel counted them.
+  t.match(upnpc('lan', ['-6', '-C', String(id)]), /IsWorking = Yes/, 'CheckPinholeWorking: yes');
+  const packets = Number(/PinholePackets = (\d+)/.exec(upnpc('lan', ['-6', '-K', String(id)]))?.[1]);
+  t.ok(packets >= 1, `GetPinholePackets counts the probes (${packets})`);
+  // upnpc -U checks the pinhole works, then updates it.
+  t.match(upnpc('lan', ['-6', '-U', String(id), '900']), /UpdatePinhole: Pinhole ID = \d+ with Lease Time: 900/);
+  t.match(pinholes(), /41010 (counter packets \d+ bytes \d+ )?timeout 15m/, 'UpdatePinhole renewed the kernel entry to 900 s');
+  t.match(upnpc('lan2', ['-6', '-D', String(id)]), /606/, "another host cannot delete it");
+  t.match(upnpc('lan', ['-6', '-D', String(id)]), /DeletePinhole.*(OK|returned 0)|^(?![\s\S]*failed)/i, 'DeletePinhole');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 41010, to: LAN6 }), 'closed after DeletePinhole');
+  t.notMatch(pinholes(), /41010/, 'gone from the kernel');
+  t.match(upnpc('lan', ['-6', '-D', String(id)]), /704/, 'deleting again: 704 NoSuchEntry');
+  t.match(upnpc('lan', ['-6', '-A', '', '0', LAN2_6, '41012', '17', '600']), /failed with code 606/, 'a pinhole for another host: 606');
+  t.notMatch(pinholes(), /41012/);
+});
+
+t.test('nothing UPnP answers from the WAN side', async (t) => {
+  const search = 'M-SEARCH * HTTP/1.1\r\nHOST: 239.255.255.250:1900\r\nMAN: "ssdp:discover"\r\nMX: 1\r\nST: ssdp:all\r\n\r\n';
+  const r = lab.exec('wan', ['socat', '-T', '2', '-', `UDP4-DATAGRAM:${EXT}:1900`], { input: search, allowFail: true, timeoutMs: 5000 });
+  t.equal(r.stdout, '', 'no SSDP answer to the WAN address');
+  const http = lab.exec('wan', ['socat', '-T', '2', '-', `TCP4:${EXT}:5000,connect-timeout=2`], { input: 'GET / HTTP/1.1\r\n\r\n', allowFail: true, timeoutMs: 5000 });
+  t.not(http.code, 0, 'TCP 5000 on the WAN address does not accept');
+  t.equal(http.stdout, '');
+});
