@@ -187,7 +187,9 @@ export class IgdControl {
       if (holder && holder.internalAddress !== host.value) {
         return fail(holder.origin === 'upnp' ? W.CONFLICT_IN_MAPPING_ENTRY : W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by ${holder.internalAddress} (${holder.origin})`);
       }
-      if (holder && holder.origin === 'static') return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is a static forward`);
+      if (holder && holder.origin !== 'upnp' && holder.internalPort !== int.value) {
+        return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by a ${holder.origin} mapping to port ${holder.internalPort}`);
+      }
       if (holder && holder.internalPort !== int.value) {
         const gone = await this.service.unmap({ via: 'upnp', client, internalAddress: holder.internalAddress, protocol: holder.protocol, internalPort: holder.internalPort });
         if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
