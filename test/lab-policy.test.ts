@@ -14,7 +14,12 @@ import { reaches } from './helpers/reach.js';
 const lab: Lab = labUp(`pp${process.pid % 10000}`);
 t.teardown(() => lab.down());
 
-const EXT = '198.51.100.1';
+// miniupnpc calls an IGD with a documentation-range external address "not
+// connected" and stops, so the WAN side also gets 11.22.33.1 (the WAN host
+// 11.22.33.2): addresses that exist only inside this test's namespaces.
+const EXT = '11.22.33.1';
+lab.exec('rtr', ['ip', 'addr', 'add', '11.22.33.1/24', 'dev', 'wan0']);
+lab.exec('wan', ['ip', 'addr', 'add', '11.22.33.2/24', 'dev', 'eth0']);
 const STATE = stateDir();
 const POLICY = join(STATE, 'policy.yaml');
 const logs: string[] = [];
@@ -75,7 +80,7 @@ const dnatElements = () => lab.exec('rtr', ['nft', 'list', 'map', 'inet', 'portc
 
 t.before(async () => {
   writeFileSync(POLICY, WIDE);
-  daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', STATE, '--policy', POLICY, '--no-announce']);
+  daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', STATE, '--policy', POLICY, '--no-announce', '--external-ip', EXT]);
   daemon.stdout?.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
   await waitForLine(daemon, (l) => l.includes('"event":"started"'));
 });
@@ -110,7 +115,7 @@ t.test('static IPv4 port forward: WAN udp/3074 → 192.168.77.2:3075', async (t)
 t.test('portcullis list shows the static openings as static', async (t) => {
   const r = cli(['list']);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.stdout, /static\s+udp\s+198\.51\.100\.1:3074\s+192\.168\.77\.2:3075\s+static/, 'the forward');
+  t.match(r.stdout, /static\s+udp\s+11\.22\.33\.1:3074\s+192\.168\.77\.2:3075\s+static/, 'the forward');
   t.match(r.stdout, /https-server: pinhole tcp 443 → ::2\/::ffff:ffff:ffff:ffff/, 'the IPv6 opening');
 });
 
@@ -119,6 +124,8 @@ t.test('requests the policy denies get each protocol\'s refusal', async (t) => {
   t.match(pcp('lan2', '2001:db8:77::1', ['--proto', 'tcp', '--port', '5000']), { result: 'NOT_AUTHORIZED' }, 'PCP pinhole: NOT_AUTHORIZED');
   const n = lab.exec('lan2', ['natpmpc', '-g', '192.168.77.1', '-a', '5001', '5001', 'tcp', '600'], { allowFail: true });
   t.match(n.stdout + n.stderr, /result code 2|Not Authorized/i, 'NAT-PMP: result 2 (Not Authorized/Refused)');
+  const u = lab.exec('lan2', ['upnpc', '-a', '192.168.77.3', '5003', '5003', 'TCP', '600'], { allowFail: true, timeoutMs: 20_000 });
+  t.match(u.stdout + u.stderr, /failed with code 606 \(Action not authorized\)/, 'UPnP: 606');
   t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan2', port: 5000, to: EXT }), 'and nothing opened');
 });
 
