@@ -241,7 +241,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       lanPrefixes = next.map((l) => l.prefix);
       log.info({ event: 'lan-addresses', addresses: next.map((l) => l.bindAddress) });
       await server.updateAddresses(next, lanPrefixes);
-      upnp?.updatePrefixes(lanPrefixes);
+      await upnp?.updateAddresses(next, lanPrefixes);
     } finally {
       lanBusy = false;
     }

@@ -110,3 +110,18 @@ t.test('nothing UPnP answers from the WAN side', async (t) => {
   t.not(http.code, 0, 'TCP 5000 on the WAN address does not accept');
   t.equal(http.stdout, '');
 });
+
+t.test('an address added to the LAN after start is served (HTTP and SSDP) within seconds', async (t) => {
+  const desc = /desc: (http:\/\/192\.168\.77\.1:5000\/\S+)/.exec(upnpc('lan', ['-s']))?.[1];
+  t.ok(desc, 'the description URL');
+  lab.exec('rtr', ['ip', 'addr', 'add', '192.168.78.1/24', 'dev', 'br-lan']);
+  lab.exec('lan', ['ip', 'addr', 'add', '192.168.78.2/24', 'dev', 'eth0']);
+  await waitForLine(daemon, (l) => l.includes('"protocol":"upnp-http"') && l.includes('192.168.78.1'), 10_000);
+  const path = new URL(desc ?? 'http://x/').pathname;
+  const get = `GET ${path} HTTP/1.1\r\nHost: 192.168.78.1:5000\r\n\r\n`;
+  const r = lab.exec('lan', ['socat', '-T', '3', '-', 'TCP4:192.168.78.1:5000,bind=192.168.78.2'], { input: get, allowFail: true, timeoutMs: 5000 });
+  t.match(r.stdout, /InternetGatewayDevice:2/, 'the description from the new address');
+  const search = 'M-SEARCH * HTTP/1.1\r\nHOST: 192.168.78.1:1900\r\nMAN: "ssdp:discover"\r\nST: upnp:rootdevice\r\n\r\n';
+  const s = lab.exec('lan', ['socat', '-T', '2', '-', 'UDP4-DATAGRAM:192.168.78.1:1900,bind=192.168.78.2'], { input: search, allowFail: true, timeoutMs: 5000 });
+  t.match(s.stdout, /LOCATION: http:\/\/192\.168\.78\.1:5000\//, 'a unicast search there names the new address');
+});

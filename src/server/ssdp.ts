@@ -9,7 +9,7 @@
 // second (no amplification: see REPLY_BYTES_PER_SECOND).
 
 import { createSocket, type Socket } from 'node:dgram';
-import { familyOf, isLinkLocal, parseIp, type IpAddress, type Prefix } from '../net/address.js';
+import { familyOf, isLinkLocal, parseIp, prefixContains, type IpAddress, type Prefix } from '../net/address.js';
 import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
 import type { Logger } from '../log.js';
 import type { DeviceNode } from '../protocols/upnp/model.js';
@@ -63,7 +63,7 @@ export class SsdpServer {
 
   constructor(
     private readonly cfg: SsdpConfig,
-    private readonly lan: readonly LocalAddress[],
+    private lan: readonly LocalAddress[],
     private lanPrefixes: readonly Prefix[],
     private readonly log: Logger,
   ) {
@@ -72,21 +72,7 @@ export class SsdpServer {
   }
 
   async start(): Promise<void> {
-    // One pair per interface and family: the first usable address speaks for it.
-    const seen = new Set<string>();
-    for (const local of this.lan) {
-      const key = `${local.interface}|${local.family}`;
-      if (seen.has(key) || (local.family === 6 && isLinkLocal(local.address) && this.lan.some((l) => l.interface === local.interface && l.family === 6 && !isLinkLocal(l.address)))) continue;
-      seen.add(key);
-      try {
-        this.bound.push(await this.bind(local));
-      } catch (err) {
-        this.log.warn({ event: 'ssdp-bind-failed', address: local.bindAddress, error: (err as Error).message });
-      }
-    }
-    if (!this.bound.length) throw new Error('SSDP: no LAN address could be bound on UDP 1900');
-    this.log.info({ event: 'listening', protocol: 'ssdp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress) });
-    this.advertise('ssdp:alive');
+    await this.updateAddresses(this.lan, this.lanPrefixes);
     // Re-advertise before half of max-age is over, with jitter (UDA 1.1 §1.2.2).
     const again = () => {
       const t = setTimeout(() => {
@@ -113,27 +99,69 @@ export class SsdpServer {
     unicast.setMulticastTTL(2);
     if (v6) unicast.setMulticastInterface(`::%${local.interface}`);
     else unicast.setMulticastInterface(local.address);
-    let multicast: Socket | undefined;
+    return { local, unicast, multicast: undefined };
+  }
+
+  /** The group socket of an interface and family hangs off one of its addresses. */
+  private async join(b: Bound): Promise<void> {
+    const { local } = b;
+    const v6 = local.family === 6;
+    const group = v6 ? `${SSDP_MULTICAST_V6_LINK.toLowerCase()}%${local.interface}` : SSDP_MULTICAST_V4;
+    const multicast = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true, ipv6Only: v6 });
     try {
-      multicast = createSocket({ type: v6 ? 'udp6' : 'udp4', reuseAddr: true, ipv6Only: v6 });
-      const group = v6 ? `${SSDP_MULTICAST_V6_LINK.toLowerCase()}%${local.interface}` : SSDP_MULTICAST_V4;
       await new Promise<void>((resolve, reject) => {
-        multicast?.once('error', reject);
-        multicast?.bind(this.cfg.port, group, () => resolve());
+        multicast.once('error', reject);
+        multicast.bind(this.cfg.port, group, () => resolve());
       });
       multicast.addMembership(v6 ? SSDP_MULTICAST_V6_LINK.toLowerCase() : SSDP_MULTICAST_V4, v6 ? `::%${local.interface}` : local.address);
       multicast.on('error', (err) => this.log.warn({ event: 'ssdp-socket-error', group, error: err.message }));
       multicast.on('message', (msg, rinfo) => this.onMessage(local, msg, rinfo.address, rinfo.port, true));
+      b.multicast = multicast;
     } catch (err) {
-      multicast?.close();
-      multicast = undefined;
+      multicast.close();
       this.log.warn({ event: 'ssdp-multicast-failed', interface: local.interface, family: local.family, error: (err as Error).message });
     }
-    return { local, unicast, multicast };
   }
 
-  updatePrefixes(prefixes: readonly Prefix[]): void {
+  /**
+   * Serves every LAN address (IPv6 link-local ones only on an interface
+   * without a routable IPv6 address) by unicast, and each interface and
+   * family's group: binds what is new, lets go of what is gone, and
+   * announces the new ones.
+   */
+  async updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void> {
+    this.lan = lan;
     this.lanPrefixes = prefixes;
+    const routable6 = new Set(lan.filter((l) => l.family === 6 && !isLinkLocal(l.address)).map((l) => l.interface));
+    const want = lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address) && routable6.has(l.interface)));
+    for (const b of [...this.bound]) {
+      if (want.some((l) => l.bindAddress === b.local.bindAddress)) continue;
+      this.bound.splice(this.bound.indexOf(b), 1);
+      b.unicast.close();
+      b.multicast?.close();
+    }
+    const added: Bound[] = [];
+    for (const local of want) {
+      if (this.closed || this.bound.some((b) => b.local.bindAddress === local.bindAddress)) continue;
+      try {
+        const b = await this.bind(local);
+        this.bound.push(b);
+        added.push(b);
+      } catch (err) {
+        this.log.warn({ event: 'ssdp-bind-failed', address: local.bindAddress, error: (err as Error).message });
+      }
+    }
+    const joined = new Set(this.bound.filter((b) => b.multicast).map((b) => `${b.local.interface}|${b.local.family}`));
+    for (const b of this.bound) {
+      const key = `${b.local.interface}|${b.local.family}`;
+      if (joined.has(key) || this.closed) continue;
+      joined.add(key);
+      await this.join(b);
+    }
+    if (added.length) {
+      this.log.info({ event: 'listening', protocol: 'ssdp', port: this.cfg.port, addresses: added.map((b) => b.local.bindAddress) });
+      void this.advertise('ssdp:alive', added);
+    }
   }
 
   async stop(): Promise<void> {
@@ -149,12 +177,12 @@ export class SsdpServer {
     }
   }
 
-  private async advertise(nts: 'ssdp:alive' | 'ssdp:byebye'): Promise<void> {
+  private async advertise(nts: 'ssdp:alive' | 'ssdp:byebye', on: readonly Bound[] = this.bound): Promise<void> {
     const set = notificationSet(this.cfg.tree);
     const rounds = nts === 'ssdp:alive' ? ALIVE_REPEATS : 1;
     for (let round = 0; round < rounds; round++) {
       if (round > 0) await new Promise((r) => setTimeout(r, ALIVE_SPACING_MS));
-      for (const b of this.bound) {
+      for (const b of on) {
         const group = b.local.family === 6 ? `${SSDP_MULTICAST_V6_LINK.toLowerCase()}%${b.local.interface}` : SSDP_MULTICAST_V4;
         for (const n of set) {
           const base = { family: b.local.family, nt: n.nt, usn: n.usn, bootId: this.cfg.bootId, configId: this.cfg.configId };
@@ -181,7 +209,10 @@ export class SsdpServer {
     if (!verdict.ok) return;
     const answers = searchAnswers(verdict.st, this.cfg.tree);
     if (!answers.length) return;
-    const bound = this.bound.find((b) => b.local.interface === local.interface && b.local.family === local.family);
+    // Answer from (and name in LOCATION) the address in the searcher's own
+    // subnet when there is one on that link (SSDP-19).
+    const onLink = this.bound.filter((b) => b.local.interface === local.interface && b.local.family === local.family);
+    const bound = onLink.find((b) => prefixContains(b.local.prefix, source)) ?? onLink.find((b) => b.local.bindAddress === local.bindAddress) ?? onLink[0];
     if (!bound) return;
     const location = this.cfg.location(bound.local);
     const replies = answers.map((a) => buildSearchResponse({ ...a, location, maxAge: this.cfg.maxAge, date: new Date(), server: this.cfg.server, bootId: this.cfg.bootId, configId: this.cfg.configId }));

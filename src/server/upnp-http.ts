@@ -59,14 +59,22 @@ export class UpnpHttpServer {
     for (const [service, path] of Object.entries(p.event) as [ServiceName, string][]) this.routes.set(path, { kind: 'event', service });
   }
 
-  updatePrefixes(prefixes: readonly Prefix[]): void {
-    this.lanPrefixes = prefixes;
+  async start(): Promise<void> {
+    await this.updateAddresses(this.lan, this.lanPrefixes);
   }
 
-  /** Listens on each LAN address except link-local ones (LOCATION names routable addresses). */
-  async start(): Promise<void> {
-    for (const local of this.lan) {
-      if (local.family === 6 && isLinkLocal(local.address)) continue;
+  /** Listens on each LAN address except link-local ones (LOCATION names routable addresses); follows changes. */
+  async updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void> {
+    this.lanPrefixes = prefixes;
+    const want = lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address)));
+    for (const s of [...this.servers]) {
+      if (want.some((l) => l.bindAddress === s.local.bindAddress)) continue;
+      this.servers.splice(this.servers.indexOf(s), 1);
+      s.server.close();
+    }
+    const added: string[] = [];
+    for (const local of want) {
+      if (this.servers.some((s) => s.local.bindAddress === local.bindAddress)) continue;
       const server = createServer((sock) => this.accept(sock));
       server.maxConnections = HTTP_LIMITS.total;
       try {
@@ -75,12 +83,12 @@ export class UpnpHttpServer {
           server.listen({ port: this.cfg.port, host: local.bindAddress, exclusive: true }, () => resolve());
         });
         this.servers.push({ local, server });
+        added.push(local.bindAddress);
       } catch (err) {
         this.log.warn({ event: 'upnp-http-bind-failed', address: local.bindAddress, port: this.cfg.port, error: (err as Error).message });
       }
     }
-    if (!this.servers.length) throw new Error(`UPnP HTTP: no LAN address could be bound on TCP ${this.cfg.port}`);
-    this.log.info({ event: 'listening', protocol: 'upnp-http', port: this.cfg.port, addresses: this.servers.map((s) => s.local.bindAddress) });
+    if (added.length) this.log.info({ event: 'listening', protocol: 'upnp-http', port: this.cfg.port, addresses: added });
   }
 
   async stop(): Promise<void> {

@@ -22,7 +22,8 @@ export interface Upnp {
   readonly control: IgdControl;
   readonly gena: GenaManager;
   readonly httpPort: number;
-  updatePrefixes(prefixes: readonly Prefix[]): void;
+  /** The LAN's addresses changed: serve the new ones, let go of the gone ones. */
+  updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -38,6 +39,7 @@ export async function startUpnp(opts: {
 }): Promise<Upnp> {
   const { cfg, service, log } = opts;
   let prefixes = opts.lanPrefixes;
+  let currentLan = opts.lan;
   const started = Date.now();
   const paths = upnpPaths(randomBytes(16).toString('base64url'));
   const scpds = Object.fromEntries((Object.keys(SERVICE_SPECS) as ServiceKey[]).map((k) => [k, scpd(SERVICE_SPECS[k])])) as Record<ServiceKey, string>;
@@ -84,7 +86,7 @@ export async function startUpnp(opts: {
       // UDA 1.1 §1.2.2: BOOTID grows with every start; seconds of wall clock do.
       bootId: Math.floor(Date.now() / 1000) & 0x7fffffff,
       configId,
-      location: (local) => `http://${locationHost(local, opts.lan)}:${cfg.httpPort}${paths.description[2]}`,
+      location: (local) => `http://${locationHost(local, currentLan)}:${cfg.httpPort}${paths.description[2]}`,
       tree: igdTree(opts.deviceUuid, 2),
     },
     opts.lan,
@@ -102,10 +104,11 @@ export async function startUpnp(opts: {
     control,
     gena,
     httpPort: cfg.httpPort,
-    updatePrefixes(p) {
+    async updateAddresses(lan, p) {
       prefixes = p;
-      http.updatePrefixes(p);
-      ssdp.updatePrefixes(p);
+      currentLan = lan;
+      await http.updateAddresses(lan, p);
+      await ssdp.updateAddresses(lan, p);
     },
     async stop() {
       gena.stop();

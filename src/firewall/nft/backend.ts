@@ -67,7 +67,17 @@ export class NftBackend implements FirewallBackend {
   }
 
   private async setup(where: string): Promise<void> {
-    const objects = await this.runner.script(setupScript(this.placement, this.topology));
+    let objects = await this.runner.script(setupScript(this.placement, this.topology));
+    if (!objects.ok && /File exists/.test(objects.stderr)) {
+      // A set of ours exists with another definition (an older portcullis,
+      // before pinholes counted packets). Sets cannot be altered in place.
+      if (this.placement.embedded) {
+        throw new NftSetupError(`${where} holds portcullis sets of an older layout: delete the portcullis_* sets and chains in it (they are recreated and refilled from the state directory)`);
+      }
+      this.log.warn({ event: 'nft-layout-upgrade', table: where, detail: 'recreating our table; its entries are reinstalled from the state directory' });
+      await this.runner.script(`delete table ${this.placement.family} ${this.placement.table}\n`);
+      objects = await this.runner.script(setupScript(this.placement, this.topology));
+    }
     const canaries = objects.ok ? await this.runner.batch(this.canaryCommands('add')) : objects;
     if (!canaries.ok) throw new NftSetupError(`could not create portcullis' objects in ${where}: ${explain(canaries.spawnError ?? canaries.stderr)}`);
     await this.applyStatics();
