@@ -125,3 +125,35 @@ t.test('an address added to the LAN after start is served (HTTP and SSDP) within
   const s = lab.exec('lan', ['socat', '-T', '2', '-', 'UDP4-DATAGRAM:192.168.78.1:1900,bind=192.168.78.2'], { input: search, allowFail: true, timeoutMs: 5000 });
   t.match(s.stdout, /LOCATION: http:\/\/192\.168\.78\.1:5000\//, 'a unicast search there names the new address');
 });
+
+t.test('ssdp:byebye for the whole set on stop, ssdp:alive at start with a larger BOOTID', async (t) => {
+  const listen = () => {
+    const l = lab.spawn('lan', ['timeout', '6', 'socat', '-u', 'UDP4-RECV:1900,reuseaddr,ip-add-membership=239.255.255.250:eth0', 'STDOUT']);
+    let got = '';
+    l.stdout?.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    return { text: () => got };
+  };
+  const notifies = (text: string, nts: string) =>
+    text
+      .split('NOTIFY * HTTP/1.1')
+      .filter((m) => m.includes(`NTS: ${nts}`))
+      .map((m) => ({ nt: /\r\nNT: (\S+)/.exec(m)?.[1], boot: Number(/BOOTID\.UPNP\.ORG: (\d+)/.exec(m)?.[1]) }));
+  const bye = listen();
+  await new Promise((r) => setTimeout(r, 300));
+  daemon.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 1500));
+  const byes = notifies(bye.text(), 'ssdp:byebye');
+  t.equal(new Set(byes.map((b) => b.nt)).size, 10, 'byebye for all 10 notification types');
+  const oldBoot = byes[0]?.boot ?? 0;
+
+  await new Promise((r) => setTimeout(r, 1100));
+  const hello = listen();
+  await new Promise((r) => setTimeout(r, 300));
+  daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--external-ip', EXT, '--state-dir', stateDir(), '--no-announce']);
+  await waitForLine(daemon, (l) => l.includes('"event":"started"'));
+  await new Promise((r) => setTimeout(r, 1500));
+  const alive = notifies(hello.text(), 'ssdp:alive');
+  t.equal(new Set(alive.map((a) => a.nt)).size, 10, 'alive for all 10 notification types');
+  t.ok(alive.length >= 20, `sent more than once (${alive.length} messages)`);
+  t.ok((alive[0]?.boot ?? 0) > oldBoot, `BOOTID grew (${oldBoot} → ${alive[0]?.boot})`);
+});
