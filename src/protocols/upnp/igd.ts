@@ -229,14 +229,23 @@ export class IgdControl {
   private async deletePortMapping(a: Args, client: IpAddress): Promise<ActionResult> {
     const ext = a.port('NewExternalPort', true);
     if (!ext.ok) return ext.result;
-    const proto = a.protocol('NewProtocol');
+    // Leniency for a popular client (@achingbrain/nat-port-mapper) that
+    // deletes with an empty NewProtocol: the caller's own mappings on that
+    // external port, whichever protocol.
+    const lenient = a.get('NewProtocol').trim() === '';
+    const proto = lenient ? ({ ok: true, value: 0 } as const) : a.protocol('NewProtocol');
     if (!proto.ok) return proto.result;
     const remote = a.remoteHost('NewRemoteHost', 4);
     if (!remote.ok) return remote.result;
-    const m = this.mapOnExternalPort(proto.value, ext.value);
-    if (!m || !sameRemote(m, remote.value)) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
-    const out = await this.service.unmap({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
-    return out.ok ? ok() : fail(refusalError(out.refusal, false), out.detail);
+    const found = (lenient ? [IPPROTO_TCP, IPPROTO_UDP] : [proto.value])
+      .map((p) => this.mapOnExternalPort(p, ext.value))
+      .filter((m): m is Mapping => m !== undefined && sameRemote(m, remote.value) && (!lenient || m.internalAddress === client || m.owner === client));
+    if (!found.length) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
+    for (const m of found) {
+      const out = await this.service.unmap({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
+      if (!out.ok) return fail(refusalError(out.refusal, false), out.detail);
+    }
+    return ok();
   }
 
   private async deleteRange(a: Args, client: IpAddress): Promise<ActionResult> {
