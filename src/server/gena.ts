@@ -103,11 +103,15 @@ export class GenaManager {
     if (!callback) return { status: 412, headers: [] };
     if (this.subs.size >= this.limits.maxSubscriptions) return { status: 503, headers: [] };
     if ([...this.subs.values()].filter((s) => s.source === source).length >= this.limits.maxPerSource) return { status: 503, headers: [] };
+    // Bring every subscriber up to date first: the new one's initial event
+    // and the baseline later changes are compared against are then the same.
+    this.poll();
+    const initial = [...(this.last.get(service) ?? new Map(this.values(service)))];
     const sub: Subscription = { sid: `uuid:${randomUUID()}`, service, source, callback, expiresAt: this.now() + timeout * 1000, seq: 0, failures: 0, queue: Promise.resolve() };
     this.subs.set(sub.sid, sub);
     // UDA 1.1 §4.2: the initial event carries every evented variable; it
     // follows the SUBSCRIBE response, so it is sent on the next tick.
-    setImmediate(() => this.deliver(sub, this.values(service)));
+    setImmediate(() => this.deliver(sub, initial));
     return { status: 200, headers: [['SID', sub.sid], ['TIMEOUT', `Second-${timeout}`]] };
   }
 

@@ -41,7 +41,7 @@ export class UpnpHttpServer {
   private readonly servers: { local: LocalAddress; server: Server }[] = [];
   private readonly perSource = new Map<string, number>();
   private open = 0;
-  private readonly routes = new Map<string, { kind: 'doc'; body: () => string } | { kind: 'description' } | { kind: 'control'; service: ServiceName } | { kind: 'event'; service: ServiceName }>();
+  private readonly routes = new Map<string, { kind: 'doc'; body: () => string } | { kind: 'description'; version: IgdVersion } | { kind: 'control'; service: ServiceName } | { kind: 'event'; service: ServiceName }>();
 
   constructor(
     private readonly cfg: UpnpHttpConfig,
@@ -52,8 +52,9 @@ export class UpnpHttpServer {
     private readonly log: Logger,
   ) {
     const p = cfg.paths;
-    this.routes.set(p.description[1], { kind: 'description' });
-    this.routes.set(p.description[2], { kind: 'description' });
+    this.routes.set(p.description[1], { kind: 'description', version: 1 });
+    // LOCATION names the IGD:2 path; what it serves depends on who asks.
+    this.routes.set(p.description[2], { kind: 'description', version: 2 });
     for (const [key, path] of Object.entries(p.scpd) as [ServiceKey, string][]) this.routes.set(path, { kind: 'doc', body: () => cfg.scpd[key] });
     for (const [service, path] of Object.entries(p.control) as [ServiceName, string][]) this.routes.set(path, { kind: 'control', service });
     for (const [service, path] of Object.entries(p.event) as [ServiceName, string][]) this.routes.set(path, { kind: 'event', service });
@@ -144,6 +145,9 @@ export class UpnpHttpServer {
   private reply(sock: Socket, status: number, headers: [string, string][], body: string, omitBody = false): void {
     const all: [string, string][] = [['Server', this.cfg.server], ['Connection', 'close'], ...headers];
     sock.end(buildResponse(status, all, body, { omitBody }));
+    // Whatever the client still sends is read and dropped, so its close is
+    // seen at once and its connection slot freed (the deadline still bounds it).
+    sock.resume();
   }
 
   private async route(req: HttpRequest, source: IpAddress): Promise<{ status: number; headers: [string, string][]; body: string }> {
@@ -157,7 +161,7 @@ export class UpnpHttpServer {
     if (!route) return { status: 404, ...none };
     if (route.kind === 'doc' || route.kind === 'description') {
       if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: [['Allow', 'GET, HEAD']], body: '' };
-      const body = route.kind === 'doc' ? route.body() : this.cfg.description[this.cfg.igdVersionFor(req.headers.get('user-agent'))];
+      const body = route.kind === 'doc' ? route.body() : this.cfg.description[route.version === 1 ? 1 : this.cfg.igdVersionFor(req.headers.get('user-agent'))];
       return { status: 200, headers: [['Content-Type', CONTENT_TYPE_XML]], body };
     }
     if (route.kind === 'event') {

@@ -55,7 +55,7 @@ export async function startUpnp(opts: {
   const description = { 1: rootDescription({ ...names, igdVersion: 1, configId }), 2: rootDescription({ ...names, igdVersion: 2, configId }) };
   const uaPatterns = cfg.igd1UserAgents.map((p) => new RegExp(p, 'i'));
   const igdVersionFor = (ua: string | undefined): IgdVersion => (cfg.igdVersion !== 'auto' ? cfg.igdVersion : ua && uaPatterns.some((p) => p.test(ua)) ? 1 : 2);
-  const server = serverHeader('Linux', osRelease(), `portcullis/${opts.version}`);
+  const server = serverHeader('Linux', osRelease(), opts.version);
 
   const env = wanEnvironment(opts.wan, () => service.externalIPv4() !== undefined, started, (a) => inAnyPrefix(prefixes, a));
   const control = new IgdControl(service, env);
