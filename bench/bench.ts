@@ -3,22 +3,25 @@
 // the same load against Debian's miniupnpd in the same lab. Prints one table.
 //
 // Everything stays inside the namespaces this script creates. miniupnpd
-// refuses private and documentation external addresses, so for its run the
-// router's WAN side gets 11.22.33.1/24 — an address that exists only inside
-// the lab's namespaces; no packet leaves them.
+// refuses private and documentation external addresses, so for the UPnP rows
+// (both servers) and miniupnpd's run the router's WAN side gets 11.22.33.1/24
+// — an address that exists only inside the lab's namespaces; no packet
+// leaves them.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadResult, LoadSpec } from './load.js';
+import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const LAB = join(ROOT, 'scripts/lab.sh');
 const CLI = join(ROOT, 'dist/src/cli.js');
 const LOAD = join(ROOT, 'dist/bench/load.js');
+const UPNP_LOAD = join(ROOT, 'dist/bench/upnp-load.js');
 const P = process.env.LAB_PREFIX ?? 'bench';
 const env = { ...process.env, LAB_PREFIX: P };
 const work = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
@@ -29,6 +32,8 @@ const sh = (args: string[], input?: string) => {
   return r.stdout;
 };
 const inNs = (node: string, args: string[], input?: string) => sh(['ip', 'netns', 'exec', `${P}-${node}`, ...args], input);
+/** Deletes a table of the router's if it is there. */
+const dropTable = (name: string) => spawnSync('ip', ['netns', 'exec', `${P}-rtr`, 'nft', 'delete', 'table', 'inet', name], { env });
 
 const V6_CLIENTS = Array.from({ length: 256 }, (_, i) => `2001:db8:77::1:${(i + 1).toString(16)}`);
 const V4_CLIENTS = Array.from({ length: 200 }, (_, i) => `192.168.77.${i + 10}`);
@@ -46,6 +51,26 @@ function load(spec: Partial<LoadSpec> & Pick<LoadSpec, 'clients' | 'count' | 'st
   return JSON.parse(inNs('lan', [process.execPath, LOAD, JSON.stringify(full)])) as LoadResult;
 }
 
+/**
+ * UPnP AddPortMapping over HTTP, the same shape for both servers: 64
+ * requests in flight over the 200 client addresses (one or two per address:
+ * portcullis serves 8 connections per source), each a new UDP mapping for
+ * the asking address itself; a row is 5 000 requests or 10 s, whichever
+ * ends first.
+ */
+const UPNP = { action: 'AddPortMapping' as const, server: '192.168.77.1', clients: V4_CLIENTS, concurrency: 64, count: 5_000, durationMs: 10_000, timeoutMs: 30_000 };
+const UPNP_LOAD_NAME = `UPnP AddPortMapping (HTTP, ${UPNP.concurrency} in flight)`;
+/**
+ * Mappings present for the second UPnP row, made over UPnP. miniupnpd's
+ * cost per request grows with its table (~15 ms more per 1 000 mappings in
+ * this lab), so the prefill stops after 150 s: 10 000 would take ~13 minutes.
+ */
+const UPNP_FILL = { count: 10_000, durationMs: 150_000 };
+
+function upnpLoad(spec: Partial<UpnpLoadSpec> & Pick<UpnpLoadSpec, 'startPort'>): UpnpLoadResult {
+  return JSON.parse(inNs('lan', [process.execPath, UPNP_LOAD, JSON.stringify({ ...UPNP, ...spec })])) as UpnpLoadResult;
+}
+
 function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
@@ -54,13 +79,15 @@ function rssKiB(pid: number): number {
 /** The pid of the process running inside `ip netns exec` (exec replaces ip). */
 const pidOf = (c: ChildProcess) => c.pid as number;
 
-async function startPortcullis(): Promise<ChildProcess> {
-  const cfg = join(work, 'portcullis.json');
+/** `name` keeps a run's config, state and log apart from another's. */
+async function startPortcullis(name = 'portcullis'): Promise<ChildProcess> {
+  const cfg = join(work, `${name}.json`);
+  const logFile = join(work, `${name}.log`);
   writeFileSync(
     cfg,
     JSON.stringify({
       announce: false,
-      stateDir: join(work, 'state'),
+      stateDir: join(work, name === 'portcullis' ? 'state' : `${name}-state`),
       maxMappings: 1_000_000,
       policy: join(work, 'policy.json'),
       rateLimit: { perSecond: 1_000_000, burst: 1_000_000 },
@@ -71,15 +98,15 @@ async function startPortcullis(): Promise<ChildProcess> {
     join(work, 'policy.json'),
     JSON.stringify({ version: 1, rules: [{ name: 'bench', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient: 1_000_000, requestsPerSecond: 0 } }] }),
   );
-  const out = openSync(join(work, 'portcullis.log'), 'w');
+  const out = openSync(logFile, 'w');
   const child = spawn('ip', ['netns', 'exec', `${P}-rtr`, process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--config', cfg], { stdio: ['ignore', out, out] });
   closeSync(out);
   // Up to two minutes: a restart with 100 000+ mappings reinstalls them all first.
   for (let i = 0; i < 6000; i++) {
-    if (readFileSync(join(work, 'portcullis.log'), 'utf8').includes('"event":"started"')) return child;
+    if (readFileSync(logFile, 'utf8').includes('"event":"started"')) return child;
     await new Promise((r) => setTimeout(r, 20));
   }
-  throw new Error(`portcullis did not start: ${readFileSync(join(work, 'portcullis.log'), 'utf8')}`);
+  throw new Error(`portcullis did not start: ${readFileSync(logFile, 'utf8')}`);
 }
 
 async function stop(child: ChildProcess): Promise<void> {
@@ -153,11 +180,86 @@ async function benchPortcullis(): Promise<{ rssPer1000KiB: number; renewalBytes:
   }
 }
 
-/** miniupnpd as Debian ships it, with the nftables layout its build expects. */
-async function benchMiniupnpd(): Promise<void> {
-  inNs('rtr', ['nft', 'delete', 'table', 'inet', 'portcullis']);
-  inNs('rtr', ['ip', 'addr', 'flush', 'dev', 'wan0']);
-  inNs('rtr', ['ip', 'addr', 'add', '11.22.33.1/24', 'dev', 'wan0']);
+/** The mappings portcullis has in the kernel: IPv4 DNAT map elements (but the map's 0.0.0.0 placeholder). */
+function portcullisDnat4(): number {
+  type Key = { concat?: unknown[]; elem?: { val?: { concat?: unknown[] } } };
+  const out = JSON.parse(inNs('rtr', ['nft', '-j', 'list', 'map', 'inet', 'portcullis', 'dnat4'])) as { nftables: { map?: { elem?: [Key, unknown][] } }[] };
+  const elems = out.nftables.flatMap((o) => o.map?.elem ?? []);
+  return elems.filter(([k]) => (k.elem?.val?.concat ?? k.concat)?.[0] !== '0.0.0.0').length;
+}
+
+/** The mappings miniupnpd has in the kernel: one DNAT rule each. */
+const miniupnpdRules = () => (JSON.parse(inNs('rtr', ['nft', '-j', 'list', 'chain', 'inet', 'nat', 'prerouting_miniupnpd'])) as { nftables: { rule?: unknown }[] }).nftables.filter((o) => o.rule).length;
+
+const thousands = (n: number) => String(n).replace(/\B(?=(\d{3})+$)/g, ' ');
+/** Lines printed under the table. */
+const notes: string[] = [];
+
+/**
+ * The UPnP rows for one server: AddPortMapping from 0 mappings, a prefill
+ * over UPnP itself towards 10 000, the same load again. After each run the
+ * kernel must hold every mapping answered with success (and at most the
+ * unanswered ones more), or the row is flagged: the rate counts installed
+ * mappings, not answers.
+ */
+function benchUpnp(server: string, installed: () => number, opts: { warmUp: boolean; fillConcurrency: number }): void {
+  let present = 0;
+  // Requests given up on (no answer in timeoutMs) that the server may still
+  // carry out later: miniupnpd accepts a queued connection long after.
+  let unanswered = 0;
+  const check = (r: UpnpLoadResult, what: string) => {
+    const have = installed();
+    const low = present + r.succeeded;
+    unanswered += r.lost;
+    if (have < low || have > low + unanswered) notes.push(`${server}: ${have} mappings in the kernel after ${what}, ${low} expected — MISMATCH`);
+    else if (have > low) notes.push(`${server}: ${have - low} requests given up on after ${UPNP.timeoutMs / 1000} s were carried out anyway (seen after ${what})`);
+    unanswered -= Math.max(0, have - low);
+    present = have;
+  };
+  // SYNs the router dropped because the server's accept queue was full.
+  const listenDrops = () => netCounter(inNs('rtr', ['cat', '/proc/net/netstat']), 'TcpExt', 'ListenDrops');
+  const measure = (startPort: number) => {
+    const existing = thousands(present);
+    const d0 = listenDrops();
+    const r = upnpLoad({ startPort });
+    record(server, UPNP_LOAD_NAME, existing, r);
+    const dropped = listenDrops() - d0;
+    if (dropped) notes.push(`${server}: ${dropped} connection attempts dropped on a full accept queue during the UPnP run at ${existing} (the clients resent their SYNs)`);
+    check(r, `the UPnP run at ${existing}`);
+    return r;
+  };
+  if (opts.warmUp) {
+    // As for PCP: 2 000 mappings made and deleted again, so the run at 0
+    // starts from 0 mappings on a warm daemon.
+    const made = upnpLoad({ count: 2_000, startPort: 50_000 });
+    const gone = upnpLoad({ action: 'DeletePortMapping', count: 2_000, startPort: 50_000 });
+    if (made.succeeded !== 2_000 || gone.succeeded !== 2_000 || installed() !== 0) notes.push(`${server}: UPnP warm-up: ${made.succeeded} made, ${gone.succeeded} deleted, ${installed()} left — MISMATCH`);
+  }
+  const at0 = measure(10_000);
+  process.stderr.write(`${server} UPnP control URL: http://${UPNP.server}:${at0.target.port}${at0.target.controlPath} (${at0.target.serviceType})\n`);
+  const fill = upnpLoad({ ...UPNP_FILL, count: UPNP_FILL.count - present, concurrency: opts.fillConcurrency, startPort: 20_000 });
+  process.stderr.write(`${server} UPnP prefill: ${fill.succeeded} more at ${fmt(fill.rate)}/s (${fill.failed} faults, ${fill.lost} lost)\n`);
+  check(fill, 'the UPnP prefill');
+  const capped = present < UPNP_FILL.count ? ` (its prefill over UPnP, ${opts.fillConcurrency} in flight, ${fmt(fill.rate)}/s on average, stopped after ${UPNP_FILL.durationMs / 1000} s at ${thousands(present)})` : '';
+  const filled = thousands(present);
+  const atN = measure(40_000);
+  notes.push(`${server}: UPnP AddPortMapping/s at ${filled} mappings / at 0: ${fmt((atN.rate / at0.rate) * 100)} %${capped}`);
+}
+
+/** A fresh daemon (empty store, table deleted first) for the UPnP rows, WAN address 11.22.33.1. */
+async function benchPortcullisUpnp(): Promise<void> {
+  dropTable('portcullis');
+  const d = await startPortcullis('portcullis-upnp');
+  try {
+    benchUpnp('portcullis', portcullisDnat4, { warmUp: true, fillConcurrency: UPNP.concurrency });
+  } finally {
+    await stop(d);
+  }
+}
+
+/** The chains Debian's miniupnpd-nftables expects (its own tables, made empty). */
+function miniupnpdTables(): void {
+  for (const table of ['filter', 'nat']) dropTable(table);
   inNs('rtr', ['nft', '-f', '-'], `table inet filter {
   chain forward {
     type filter hook forward priority 0; policy accept;
@@ -181,15 +283,22 @@ table inet nat {
   }
 }
 `);
-  const conf = join(work, 'miniupnpd.conf');
+}
+
+/** miniupnpd as Debian ships it, daemonized (its -d debug mode logs every rule of every request); returns a stop function. */
+async function startMiniupnpd(protocols: 'natpmp' | 'upnp'): Promise<() => Promise<void>> {
+  miniupnpdTables();
+  const conf = join(work, `miniupnpd-${protocols}.conf`);
   writeFileSync(
     conf,
     [
       'ext_ifname=wan0',
       'listening_ip=br-lan',
-      'port=0',
-      'enable_natpmp=yes',
-      'enable_upnp=no',
+      // UPnP's HTTP on portcullis' port; the load generator finds it over SSDP either way.
+      `port=${protocols === 'upnp' ? 5000 : 0}`,
+      `enable_natpmp=${protocols === 'natpmp' ? 'yes' : 'no'}`,
+      `enable_upnp=${protocols === 'upnp' ? 'yes' : 'no'}`,
+      // A client maps only its own address (what portcullis' default does).
       'secure_mode=yes',
       'system_uptime=yes',
       'min_lifetime=120',
@@ -205,11 +314,19 @@ table inet nat {
       '',
     ].join('\n'),
   );
-  const pidfile = join(work, 'miniupnpd.pid');
-  // Daemonized: its -d debug mode logs every rule of every request.
+  const pidfile = join(work, `miniupnpd-${protocols}.pid`);
   inNs('rtr', ['miniupnpd', '-f', conf, '-P', pidfile]);
   await new Promise((r) => setTimeout(r, 1000));
   const pid = Number(readFileSync(pidfile, 'utf8').trim());
+  return async () => {
+    spawnSync('kill', [String(pid)]);
+    for (let i = 0; i < 500 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 20));
+  };
+}
+
+async function benchMiniupnpd(): Promise<void> {
+  dropTable('portcullis');
+  let stopIt = await startMiniupnpd('natpmp');
   try {
     // Its cost grows with every mapping (one rule each, chains re-read per
     // request) and a queue of retransmissions would only measure the storm,
@@ -220,8 +337,14 @@ table inet nat {
     const n = 500 + fill.succeeded;
     record('miniupnpd 2.3.1', `PCP MAP IPv4 ${SEQ_NAME}`, `${n}`, load({ ...SEQ, count: 200, startPort: 25_000, deadlineMs: 300_000 }));
     record('miniupnpd 2.3.1', `NAT-PMP map ${SEQ_NAME}`, `${n + 200}`, load({ ...SEQ, protocol: 'natpmp', count: 200, startPort: 26_000, deadlineMs: 300_000 }));
+    await stopIt();
+    // UPnP: a fresh instance with empty chains.
+    stopIt = await startMiniupnpd('upnp');
+    // Prefilled 4 in flight: under its listen backlog of 5, so no request is
+    // lost to a dropped SYN (64 in flight lost some and made fewer).
+    benchUpnp('miniupnpd 2.3.1', miniupnpdRules, { warmUp: false, fillConcurrency: 4 });
   } finally {
-    spawnSync('kill', [String(pid)]);
+    await stopIt();
   }
 }
 
@@ -232,6 +355,11 @@ async function main(): Promise<void> {
     // Client addresses on the LAN host, and routes back to them from the router.
     inNs('lan', ['ip', '-batch', '-'], [...V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`), ...V4_CLIENTS.map((a) => `addr add ${a}/24 dev eth0`)].join('\n') + '\n');
     const { rssPer1000KiB, renewalBytes, recoveryMs, restored, kernelRepopulated } = await benchPortcullis();
+    // From here on the WAN address is one miniupnpd accepts (and a UPnP
+    // control point calls "connected"): both servers' UPnP rows, then miniupnpd.
+    inNs('rtr', ['ip', 'addr', 'flush', 'dev', 'wan0']);
+    inNs('rtr', ['ip', 'addr', 'add', '11.22.33.1/24', 'dev', 'wan0']);
+    await benchPortcullisUpnp();
     await benchMiniupnpd();
 
     const at = (server: string, loadName: string, existing: string) => rows.find((r) => r.server === server && r.load === loadName && r.existing === existing)?.r.rate ?? NaN;
@@ -254,6 +382,13 @@ async function main(): Promise<void> {
     if (p0 && m0) out.push(`same load (${SEQ_NAME}), PCP MAP IPv4 at 0 mappings: portcullis / miniupnpd = ${fmt(p0.r.rate / m0.r.rate, 1)}×`);
     if (pN && mN) out.push(`same load, portcullis at ${pN.existing} mappings / miniupnpd at ${mN.existing}: ${fmt(pN.r.rate / mN.r.rate, 1)}×`);
     if (m0 && mN) out.push(`miniupnpd rate at ${mN.existing} mappings / at 0: ${fmt((mN.r.rate / m0.r.rate) * 100)} %`);
+    const upnp = (server: string) => rows.filter((r) => r.server.startsWith(server) && r.load === UPNP_LOAD_NAME);
+    const [u0, uN] = [upnp('portcullis')[0], upnp('portcullis').at(-1)];
+    const [v0, vN] = [upnp('miniupnpd')[0], upnp('miniupnpd').at(-1)];
+    const side = (p: Row, m: Row) => `portcullis ${fmt(p.r.rate)} | miniupnpd ${fmt(m.r.rate)} = ${fmt(p.r.rate / m.r.rate, 1)}× (p50 ${fmt(p.r.p50ms, 1)} | ${fmt(m.r.p50ms, 1)} ms)`;
+    if (u0 && v0) out.push(`UPnP AddPortMapping/s, ${UPNP.concurrency} in flight, at 0 mappings: ${side(u0, v0)}`);
+    if (uN && vN) out.push(`UPnP AddPortMapping/s, portcullis at ${uN.existing} mappings, miniupnpd at ${vN.existing}: ${side(uN, vN)}`);
+    out.push(...notes);
     process.stdout.write(out.join('\n') + '\n');
   } finally {
     sh(['bash', LAB, 'down']);
