@@ -908,6 +908,22 @@ t.test('HTTP: a refused request with a body still coming frees its slot as soon 
   t.equal((await send('GET', descriptionPath)).status, 200, 'the same source is served at once, not after the 10 s deadline');
 });
 
+t.test('HTTP: a client that half-closes after its request still gets the answer', async (t) => {
+  const reply = await new Promise<Reply>((resolve, reject) => {
+    const sock = createConnection({ host: '127.0.0.1', port: HTTP_PORT, localAddress: '127.0.0.1' });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => reject(new Error('no close within 3 s')), 3000);
+    sock.on('data', (c) => chunks.push(c));
+    sock.on('close', () => {
+      clearTimeout(timer);
+      resolve({ ...parseReply(Buffer.concat(chunks)), ms: 0 });
+    });
+    sock.end(request('GET', descriptionPath));
+  });
+  t.equal(reply.status, 200);
+  t.match(reply.body, /InternetGatewayDevice:2/);
+});
+
 t.test('HTTP: a slow-loris request is cut at the 10 s deadline; others are served meanwhile (SEC-19)', async (t) => {
   const start = performance.now();
   const sock = await idleConnection('127.0.0.1');

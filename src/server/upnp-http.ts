@@ -76,7 +76,8 @@ export class UpnpHttpServer {
     const added: string[] = [];
     for (const local of want) {
       if (this.servers.some((s) => s.local.bindAddress === local.bindAddress)) continue;
-      const server = createServer((sock) => this.accept(sock));
+      // A client may half-close after its request (legal HTTP): still answer it.
+      const server = createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
       server.maxConnections = HTTP_LIMITS.total;
       try {
         await new Promise<void>((resolve, reject) => {
@@ -122,6 +123,11 @@ export class UpnpHttpServer {
     sock.once('close', () => clearTimeout(deadline));
     const parser = new HttpRequestParser();
     let handled = false;
+    // The client finished sending: if no whole request came, there is
+    // nothing to answer; otherwise our reply ends the connection.
+    sock.once('end', () => {
+      if (!handled) sock.destroy();
+    });
     sock.on('data', (chunk: Buffer) => {
       if (handled) return;
       const step = parser.feed(chunk);

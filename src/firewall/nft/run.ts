@@ -53,7 +53,11 @@ export function nftRunner(binary = 'nft'): NftRunner {
   let dir: string | undefined;
   let seq = 0;
   const viaFile = async (body: string, json: boolean): Promise<NftResult> => {
-    dir ??= mkdtempSync(join(tmpdir(), 'portcullis-nft-'));
+    if (!dir) {
+      const made = mkdtempSync(join(tmpdir(), 'portcullis-nft-'));
+      dir = made;
+      process.once('exit', () => rmSync(made, { recursive: true, force: true }));
+    }
     const file = join(dir, `batch-${process.pid}-${seq++}.${json ? 'json' : 'nft'}`);
     writeFileSync(file, body, { mode: 0o600 });
     try {
