@@ -248,16 +248,25 @@ export class IgdControl {
     return ok();
   }
 
-  private async deleteRange(a: Args, client: IpAddress): Promise<ActionResult> {
+  /** NewStartPort, NewEndPort, NewProtocol, NewManage: the IPv4 mappings they select. */
+  private selectRange(a: Args): Parsed<{ mappings: Mapping[]; manage: boolean }> {
     const range = a.range();
-    if (!range.ok) return range.result;
+    if (!range.ok) return range;
     const proto = a.protocol('NewProtocol');
-    if (!proto.ok) return proto.result;
+    if (!proto.ok) return proto;
     const manage = a.boolean('NewManage');
-    if (!manage.ok) return manage.result;
+    if (!manage.ok) return manage;
+    const { start, end } = range.value;
+    const mappings = this.portMappings().filter((m) => m.protocol === proto.value && m.externalPort >= start && m.externalPort <= end);
+    return { ok: true, value: { mappings, manage: manage.value } };
+  }
+
+  private async deleteRange(a: Args, client: IpAddress): Promise<ActionResult> {
+    const selected = this.selectRange(a);
+    if (!selected.ok) return selected.result;
     // Without DeviceProtection every control point manages only its own
     // mappings, whatever NewManage says (IGD:2 security, Public role).
-    const victims = this.portMappings().filter((m) => m.protocol === proto.value && m.externalPort >= range.value.start && m.externalPort <= range.value.end && m.origin !== 'static' && (m.internalAddress === client || m.owner === client));
+    const victims = selected.value.mappings.filter((m) => m.origin !== 'static' && (m.internalAddress === client || m.owner === client));
     if (!victims.length) return fail(W.PORT_MAPPING_NOT_FOUND, 'nothing of yours in that range');
     for (const m of victims) {
       const out = await this.service.unmap({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
@@ -304,19 +313,15 @@ export class IgdControl {
   }
 
   private listOfMappings(a: Args, client: IpAddress): ActionResult {
-    const range = a.range();
-    if (!range.ok) return range.result;
-    const proto = a.protocol('NewProtocol');
-    if (!proto.ok) return proto.result;
-    const manage = a.boolean('NewManage');
-    if (!manage.ok) return manage.result;
+    const selected = this.selectRange(a);
+    if (!selected.ok) return selected.result;
     const count = a.uint('NewNumberOfPorts');
     if (!count.ok) return count.result;
     const limit = count.value === 0 ? MAX_LISTING : Math.min(count.value, MAX_LISTING);
     // NewManage 0: the caller's own mappings; 1: every mapping it may see
     // (all: listings are not secret on the LAN, GetGeneric shows them too).
-    const entries = this.portMappings()
-      .filter((m) => m.protocol === proto.value && m.externalPort >= range.value.start && m.externalPort <= range.value.end && (manage.value || m.internalAddress === client || m.owner === client))
+    const entries = selected.value.mappings
+      .filter((m) => selected.value.manage || m.internalAddress === client || m.owner === client)
       .slice(0, limit)
       .map((m) => this.entryOf(m));
     if (!entries.length) return fail(W.PORT_MAPPING_NOT_FOUND, 'no mapping in that range');
