@@ -31,6 +31,7 @@ import type { PcpOption } from '../src/protocols/pcp/options.js';
 import { NatPmpResult, decodeNatPmpRequest, type NatPmpDecodeResult } from '../src/protocols/natpmp/codec.js';
 import { harness } from './helpers/harness.js';
 import { loadVectors } from './helpers/vectors.js';
+import { resolveSeed, watchProgress } from './helpers/fuzz.js';
 
 // ---------------------------------------------------------------- parameters
 
@@ -65,14 +66,6 @@ const SOURCES = [
 ] as const;
 
 type JobName = 'pcp' | 'natpmp' | 'path';
-
-function resolveSeed(): number {
-  const env = process.env['FUZZ_SEED'];
-  if (env === undefined || env.trim() === '') return DEFAULT_SEED;
-  const n = Number(env.trim());
-  if (!Number.isSafeInteger(n)) throw new Error(`FUZZ_SEED must be an integer, got ${JSON.stringify(env)}`);
-  return n | 0;
-}
 
 // ------------------------------------------------------- shared-memory slot
 // [0] heartbeat (inputs started)  [1] input length  [2] source index (-1: none)
@@ -663,27 +656,16 @@ function supervise(job: JobName, seed: number): Promise<JobOutcome> {
   const phases: PhaseReport[] = [];
   return new Promise((resolve) => {
     let finished = false;
-    let last = -1;
-    let lastChange = Date.now();
     const finish = (abnormal?: string): void => {
       if (finished) return;
       finished = true;
-      clearInterval(watchdog);
+      stopWatching();
       void worker.terminate();
       resolve({ phases, abnormal });
     };
-    const watchdog = setInterval(() => {
-      const hb = slot.heartbeat();
-      if (hb !== last) {
-        last = hb;
-        lastChange = Date.now();
-        return;
-      }
-      if (Date.now() - lastChange > STALL_MS) {
-        const what = `hang: no progress for ${STALL_MS} ms in phase ${(slot.meta[3] ?? 0) + 1} while handling the ${slot.describe()}`;
-        finish(what);
-      }
-    }, 250);
+    const stopWatching = watchProgress(() => slot.heartbeat(), STALL_MS, () =>
+      finish(`hang: no progress for ${STALL_MS} ms in phase ${(slot.meta[3] ?? 0) + 1} while handling the ${slot.describe()}`),
+    );
     worker.on('message', (m: WorkerMessage) => {
       if (m.type === 'phase') phases.push(m.phase);
       else finish();
@@ -699,7 +681,7 @@ function passed(o: JobOutcome): boolean {
 
 async function main(): Promise<void> {
   const { default: t } = await import('tap');
-  const seed = resolveSeed();
+  const seed = resolveSeed(DEFAULT_SEED);
   t.comment(`fuzz seed ${seed} (FUZZ_SEED=<int> to override)`);
 
   // All three jobs start now and run in parallel; the tests below await them.

@@ -33,6 +33,7 @@ import { HTTP_MAX_BODY, HTTP_MAX_HEADERS, HTTP_METHODS, HttpRequestParser, type 
 import { GENA_MAX_CALLBACKS, GENA_MAX_CALLBACK_URL, parseGenaRequest } from '../src/protocols/upnp/gena.js';
 import { childElements, escapeXml, parseXml, textOf } from '../src/protocols/upnp/xml.js';
 import { ACTIONS } from '../src/protocols/upnp/description.js';
+import { resolveSeed, watchProgress } from './helpers/fuzz.js';
 
 // ---------------------------------------------------------------- parameters
 
@@ -51,13 +52,6 @@ const PROGRESS_BYTES = 8192;
 
 type Target = keyof typeof RUNS;
 const TARGETS = Object.keys(RUNS) as Target[];
-
-/** FUZZ_SEED=<int> replays another seed; a value that is not an integer is a mistake, not a request for the default. */
-function resolveSeed(): number {
-  const text = process.env['FUZZ_SEED']?.trim() || String(DEFAULT_SEED);
-  if (!/^-?[0-9]{1,15}$/.test(text)) throw new Error(`FUZZ_SEED must be an integer, got ${JSON.stringify(text)}`);
-  return Number(text) | 0;
-}
 
 // ------------------------------------------------------------- seed inputs
 
@@ -608,25 +602,17 @@ function supervise(target: Target, seed: number): Promise<TargetOutcome> {
   };
   const worker = new Worker(fileURLToPath(import.meta.url), { workerData: { target, seed, sab } });
   return new Promise((resolve) => {
-    let seen = -1;
-    let movedAt = Date.now();
     let done = false;
     const settle = (o: TargetOutcome): void => {
       if (done) return;
       done = true;
-      clearInterval(timer);
+      stopWatching();
       void worker.terminate();
       resolve(o);
     };
-    const timer = setInterval(() => {
-      const now = Atomics.load(meta, 0);
-      if (now !== seen) {
-        seen = now;
-        movedAt = Date.now();
-      } else if (Date.now() - movedAt > STALL_MS) {
-        settle({ phases: [], abnormal: `hang: no new input for ${STALL_MS} ms; running ${lastInput()}` });
-      }
-    }, 250);
+    const stopWatching = watchProgress(() => Atomics.load(meta, 0), STALL_MS, () =>
+      settle({ phases: [], abnormal: `hang: no new input for ${STALL_MS} ms; running ${lastInput()}` }),
+    );
     worker.once('message', (phases: PhaseReport[]) => settle({ phases }));
     worker.once('error', (e) => settle({ phases: [], abnormal: `exception outside the property; last input ${lastInput()}:\n${e.stack ?? e.message}` }));
     worker.once('exit', (code) => settle({ phases: [], abnormal: `worker exited (${code}) without a report; last input ${lastInput()}` }));
@@ -635,7 +621,7 @@ function supervise(target: Target, seed: number): Promise<TargetOutcome> {
 
 async function main(): Promise<void> {
   const { default: t } = await import('tap');
-  const seed = resolveSeed();
+  const seed = resolveSeed(DEFAULT_SEED);
   t.comment(`fuzz seed ${seed} (FUZZ_SEED=<int> to override)`);
   const started = performance.now();
   const outcomes = new Map(TARGETS.map((target) => [target, supervise(target, seed)] as const));

@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { addressBytes, mustParseIp } from '../../src/net/address.js';
+import { IPPROTO_UDP } from '../../src/net/ipproto.js';
 
 export interface UdpPacket {
   src: string;
@@ -22,7 +23,6 @@ export interface UdpPacket {
 const PCAP_MAGIC = 0xa1b2c3d4;
 const LINKTYPE_RAW = 101;
 const SNAPLEN = 65535;
-const IPPROTO_UDP = 17;
 const DEFAULT_TTL = 64;
 const IPV4_HEADER = 20;
 const IPV6_HEADER = 40;

@@ -1,0 +1,29 @@
+// What the fuzz tests share: the seed (fixed, FUZZ_SEED overrides it) and
+// the watchdog that calls a worker hung when its progress counter stops.
+
+/** FUZZ_SEED=<int> replays another seed; a value that is not an integer is a mistake, not a request for the default. */
+export function resolveSeed(defaultSeed: number): number {
+  const text = process.env['FUZZ_SEED']?.trim() || String(defaultSeed);
+  if (!/^-?[0-9]{1,15}$/.test(text)) throw new Error(`FUZZ_SEED must be an integer, got ${JSON.stringify(text)}`);
+  return Number(text) | 0;
+}
+
+/**
+ * Polls `progress` every 250 ms and calls `onStall` once when it has not
+ * changed for `stallMs`. Returns the function that stops watching.
+ */
+export function watchProgress(progress: () => number, stallMs: number, onStall: () => void): () => void {
+  let seen = -1;
+  let movedAt = Date.now();
+  const timer = setInterval(() => {
+    const now = progress();
+    if (now !== seen) {
+      seen = now;
+      movedAt = Date.now();
+    } else if (Date.now() - movedAt > stallMs) {
+      clearInterval(timer);
+      onStall();
+    }
+  }, 250);
+  return () => clearInterval(timer);
+}
