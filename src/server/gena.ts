@@ -103,10 +103,11 @@ export class GenaManager {
     if (!callback) return { status: 412, headers: [] };
     if (this.subs.size >= this.limits.maxSubscriptions) return { status: 503, headers: [] };
     if ([...this.subs.values()].filter((s) => s.source === source).length >= this.limits.maxPerSource) return { status: 503, headers: [] };
-    // Bring every subscriber up to date first: the new one's initial event
-    // and the baseline later changes are compared against are then the same.
+    // Bring every subscriber up to date first; the new one's initial event
+    // is then also the baseline later changes are compared against.
     this.poll();
-    const initial = [...(this.last.get(service) ?? new Map(this.values(service)))];
+    const initial = this.values(service);
+    this.last.set(service, new Map(initial));
     const sub: Subscription = { sid: `uuid:${randomUUID()}`, service, source, callback, expiresAt: this.now() + timeout * 1000, seq: 0, failures: 0, queue: Promise.resolve() };
     this.subs.set(sub.sid, sub);
     // UDA 1.1 §4.2: the initial event carries every evented variable; it
@@ -123,6 +124,8 @@ export class GenaManager {
   /** Compares every evented value with what subscribers last heard; sends the changes. */
   poll(): void {
     this.expire();
+    // Nobody to tell: the values are not even read (counting mappings walks the table).
+    if (this.subs.size === 0) return;
     for (const [service, before] of this.last) {
       const now = this.values(service);
       const changed = now.filter(([k, v]) => before.get(k) !== v);

@@ -13,7 +13,7 @@ import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
 import { remainingMs, toStored, type DurableStore, type JournalRecord, type StoredMapping } from '../state/store.js';
-import { normalizePrefix } from '../net/address.js';
+import { normalizePrefix, parsePrefix, type Prefix } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, isMappableProtocol } from '../net/ipproto.js';
 import type { Logger } from '../log.js';
 import { CommitQueue } from './commit-queue.js';
@@ -306,7 +306,8 @@ export class MappingService {
         internalPort: f.toPort,
         externalAddress: this.network.externalIPv4() ?? ('0.0.0.0' as IpAddress),
         externalPort: f.port,
-        filters: (f.from ?? []).map((p) => ({ prefix: { address: p.text.split('/')[0] as IpAddress, length: p.prefixLength }, port: 0 })),
+        // `from` patterns are addresses or CIDR prefixes (the loader refuses masks there).
+        filters: (f.from ?? []).map((p) => ({ prefix: parsePrefix(p.text) as Prefix, port: 0 })),
         origin: 'static',
         owner: f.to,
         description: `static:${f.name}`,
@@ -330,9 +331,7 @@ export class MappingService {
       const same = this.table.get(keyOf(m));
       if (same && same.origin !== 'static') evicted.set(keyOf(same), same);
       if (same?.origin === 'static' && !leaving.has(keyOf(same))) remove.push(same);
-      for (const holder of this.table.values()) {
-        if (holder.origin !== 'static' && holder.family === 4 && holder.protocol === m.protocol && holder.externalPort === m.externalPort) evicted.set(keyOf(holder), holder);
-      }
+      for (const holder of this.table.onExternalPort(m.protocol, m.externalPort)) if (holder.origin !== 'static') evicted.set(keyOf(holder), holder);
     }
     return { add, remove, evicted: [...evicted.values()] };
   }

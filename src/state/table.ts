@@ -95,6 +95,14 @@ export class MappingTable {
     return this.bindingsByExternal.get(externalSlot(protocol, port));
   }
 
+  /** The mappings (a MAP and its PEERs) of the internal endpoint that holds an external port. */
+  *onExternalPort(protocol: number, port: number): Generator<Mapping> {
+    const b = this.holderOfExternalPort(protocol, port);
+    if (!b) return;
+    const address = b.internal.slice(0, b.internal.indexOf('|')) as IpAddress;
+    for (const m of this.of(address)) if (internalEndpoint(m.internalAddress, m.protocol, m.internalPort) === b.internal) yield m;
+  }
+
   /** Takes a reference on the internal endpoint's binding, creating it at `port`. */
   acquireBinding(internal: string, protocol: number, port: number): Binding {
     let b = this.bindingsByInternal.get(internal);
