@@ -2,9 +2,8 @@
 // portcullis command line.
 
 import { parseArgs } from 'node:util';
-import { readFileSync } from 'node:fs';
 import { ConfigError, DEFAULTS, loadConfigFile, resolveConfig } from './config.js';
-import { startDaemon, type ReloadReport, type listing } from './daemon.js';
+import { packageVersion, startDaemon, type ReloadReport, type listing } from './daemon.js';
 import { PolicyError, loadPolicyFile, summarize } from './policy/load.js';
 import { explain } from './policy/explain.js';
 import { controlRequest, controlSocketPath } from './server/control.js';
@@ -317,8 +316,7 @@ async function list(argv: string[]): Promise<void> {
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
   if (cmd === '--version') {
-    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-    process.stdout.write(`portcullis ${pkg.version}\n`);
+    process.stdout.write(`portcullis ${packageVersion()}\n`);
     return;
   }
   if (cmd === 'serve') return serve(rest);

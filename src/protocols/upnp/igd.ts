@@ -13,7 +13,7 @@ import { familyOf, isLinkLocal, isMulticast, isUnspecified, parseIp, type IpAddr
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 import type { MappingService, MapOutcome, Refused } from '../../service/mapping-service.js';
 import { keyOf, mappingKey, type Mapping, type Refusal } from '../../service/types.js';
-import { ACTIONS, checkInArguments, type ActionEntry, type ServiceKey } from './description.js';
+import { ACTIONS, checkInArguments, serviceKeyFor, type ActionEntry, type ServiceKey } from './description.js';
 import { UpnpError, WanIpConnectionError as W, WanIpv6FirewallControlError as F, portListing, type PortListingEntry, type UpnpErrorDef } from './soap.js';
 
 /** IGD:2 WANIPConnection: PortMappingLeaseDuration is 0..604800; 0 asks for the maximum (no infinite leases). */
@@ -53,11 +53,9 @@ const invalid = (detail: string) => fail(UpnpError.INVALID_ARGS, detail);
 const SEARCH_ORDER: readonly ServiceKey[] = ['WANIPConnection:2', 'WANIPv6FirewallControl:1', 'WANCommonInterfaceConfig:1'];
 
 export function findAction(serviceName: string, version: number, action: string): ActionEntry | undefined {
-  const own = serviceName === 'WANIPConnection' ? (version <= 1 ? 'WANIPConnection:1' : 'WANIPConnection:2') : undefined;
-  if (own) {
-    const a = ACTIONS[own].get(action);
-    if (a) return a;
-  }
+  const own = serviceKeyFor(serviceName, version);
+  const named = own ? ACTIONS[own].get(action) : undefined;
+  if (named) return named;
   for (const key of SEARCH_ORDER) {
     const a = ACTIONS[key].get(action);
     if (a) return a;
