@@ -1,0 +1,64 @@
+// The admin's control socket: one JSON line in, one out, with hostile and
+// oversized input refused, and the CLI's end of it.
+
+import t from 'tap';
+import { createConnection } from 'node:net';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { memoryLogger } from '../src/log.js';
+import { ControlServer, controlRequest, controlSocketPath } from '../src/server/control.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'portcullis-control-'));
+const path = controlSocketPath(dir);
+const asked: string[] = [];
+const server = new ControlServer(
+  path,
+  async (req) => {
+    asked.push(req.op);
+    if (req.op === 'reload') throw new Error('policy.yaml:3: /rules/0: missing required key \'action\'');
+    return { op: req.op };
+  },
+  memoryLogger(),
+);
+t.before(() => server.start());
+t.teardown(() => server.stop());
+
+/** Sends raw bytes, returns what came back before the server closed. */
+function raw(bytes: string | Buffer): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = createConnection(path);
+    let out = '';
+    const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
+    s.on('data', (d: Buffer) => (out += d.toString()));
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(out);
+    });
+    s.on('error', () => undefined);
+    s.write(bytes);
+  });
+}
+
+t.test('the socket is for root only', async (t) => {
+  t.equal(statSync(path).mode & 0o777, 0o600);
+});
+
+t.test('a request gets its answer; a failing one its error', async (t) => {
+  t.same(await controlRequest(path, { op: 'list' }), { ok: true, result: { op: 'list' } });
+  t.same(await controlRequest(path, { op: 'reload' }), { ok: false, error: "policy.yaml:3: /rules/0: missing required key 'action'" });
+});
+
+t.test('hostile input is refused without reaching the handler', async (t) => {
+  const before = asked.length;
+  t.same(JSON.parse(await raw('not json\n')), { ok: false, error: 'not JSON' });
+  t.same(JSON.parse(await raw('{"op":"rm -rf /"}\n')), { ok: false, error: 'unknown op' });
+  t.same(JSON.parse(await raw('null\n')), { ok: false, error: 'unknown op' });
+  t.same(JSON.parse(await raw(Buffer.alloc(10_000, 0x41))), { ok: false, error: 'request too long' }, 'a line over 4 KiB');
+  t.same(JSON.parse(await raw(Buffer.from([0xff, 0xfe, 0x00, 0x0a]))), { ok: false, error: 'not JSON' });
+  t.equal(asked.length, before, 'the handler saw none of it');
+});
+
+t.test('the CLI says plainly when no daemon listens', async (t) => {
+  await t.rejects(controlRequest(join(dir, 'nothing.sock'), { op: 'list' }), /no daemon is listening at .*nothing\.sock/);
+});
