@@ -9,6 +9,7 @@ import { NftBackend, NftSetupError } from './firewall/nft/backend.js';
 import type { Logger } from './log.js';
 import { prefixContains, type IpAddress } from './net/address.js';
 import { inAnyPrefix, interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
+import { LanSources } from './net/lan-source.js';
 import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, summarize, type LoadedPolicy } from './policy/load.js';
 import { ControlServer, controlSocketPath } from './server/control.js';
 import { startUpnp, type Upnp } from './server/upnp.js';
@@ -69,6 +70,12 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // A LAN that is down or unnumbered at boot is served as soon as it has addresses.
   if (lan.length === 0) log.warn({ event: 'lan-addresses', detail: `${cfg.lan.join(', ')} have no addresses yet: serving as soon as they do` });
   let lanPrefixes = lan.map((l) => l.prefix);
+  // The one "is this request from the LAN" rule of every door; closed until
+  // the kernel's arrival-interface guard is confirmed below.
+  const sources = new LanSources(cfg.lan, lan);
+  // The router's own addresses (never a mapping target), read again at every
+  // poll: one added later must not become one.
+  let routerAddrs = routerAddresses(read);
   // Set once the listener is up: what to do when the LAN's addresses change.
   let onLanChange: (() => Promise<void>) | undefined;
 
@@ -78,6 +85,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // One cheap poll of the interface list for both: the LAN's addresses and
   // (unless given on the command line) the WAN's.
   const wanPoll: NodeJS.Timeout | undefined = setInterval(() => {
+    routerAddrs = routerAddresses(read);
     if (onLanChange) onLanChange().catch((err: unknown) => log.error({ event: 'lan-addresses-failed', error: (err as Error).message }));
     if (cfg.externalIp) return;
     const now = wanIPv4(cfg.wan, read);
@@ -104,26 +112,29 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   }
   log.info({ event: 'policy', source: policy.source, rules: policy.rules.length, statics: policy.statics.length });
 
-  const firewall = deps.firewall ?? makeBackend(cfg, clock, log);
-  try {
-    // Recorded first so that start() installs them with everything else.
-    await firewall.setStatics(policy.statics);
-    await firewall.start();
-  } catch (err) {
-    if (wanPoll) clearInterval(wanPoll);
-    throw err instanceof NftSetupError ? new ConfigError(`nftables: ${err.message}`) : err;
-  }
-  const epoch = new Epoch(clock);
+  // The state directory first: opening it takes its lock, so a second
+  // daemon on the same directory stops here, before it touches nftables or
+  // the files.
   let opened: Awaited<ReturnType<typeof DurableStore.open>>;
   try {
     opened = await DurableStore.open(cfg.stateDir, clock.wall());
   } catch (err) {
     if (wanPoll) clearInterval(wanPoll);
-    await firewall.stop();
-    throw new ConfigError(`state directory ${cfg.stateDir}: ${(err as Error).message} (give a writable --state-dir)`);
+    throw new ConfigError(`state directory ${cfg.stateDir}: ${(err as Error).message}`);
   }
   const { store, state } = opened;
-  const routerAddrs = routerAddresses(read);
+  let firewall: FirewallBackend;
+  try {
+    firewall = deps.firewall ?? makeBackend(cfg, clock, log);
+    // Recorded first so that start() installs them with everything else.
+    await firewall.setStatics(policy.statics);
+    await firewall.start();
+  } catch (err) {
+    if (wanPoll) clearInterval(wanPoll);
+    await store.close();
+    throw err instanceof NftSetupError ? new ConfigError(`nftables: ${err.message}`) : err;
+  }
+  const epoch = new Epoch(clock);
   const service = new MappingService(
     {
       ...DEFAULT_SERVICE_CONFIG,
@@ -136,7 +147,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     firewall,
     {
       externalIPv4: () => externalIp,
-      isLanHost: (a) => inAnyPrefix(lanPrefixes, a),
+      isLanHost: (a) => sources.isLanHost(a),
       isRouterAddress: (a) => routerAddrs.has(a),
       interfaceOf: (a) => lan.find((l) => prefixContains(l.prefix, a))?.interface,
     },
@@ -166,12 +177,25 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   const server = new PortControlServer(
     { ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit },
     lan,
-    lanPrefixes,
+    sources,
     service,
     log,
   );
   let reconciler: NodeJS.Timeout | undefined;
   let upnp: Upnp | undefined;
+  // Fail closed: no door answers while the kernel does not keep the WAN away
+  // from our ports. Checked at start, at every reconcile, and at every
+  // address poll while it is missing (so an admin's fix takes effect within 2 s).
+  let guardDetail = '';
+  const checkGuard = async (): Promise<void> => {
+    const g = firewall.guard ? await firewall.guard().catch((err: unknown) => ({ ok: false, detail: (err as Error).message })) : { ok: true, detail: 'nothing is enforced (memory backend)' };
+    if (g.ok !== sources.open || (!g.ok && g.detail !== guardDetail)) {
+      if (g.ok) log.warn({ event: 'lan-guard', status: 'in place', detail: g.detail, note: 'answering requests' });
+      else log.error({ event: 'lan-guard', status: 'MISSING', detail: g.detail, note: 'NOT answering any request until the kernel drops our ports on non-LAN interfaces' });
+    }
+    guardDetail = g.ok ? '' : g.detail;
+    sources.setGuarded(g.ok);
+  };
   try {
     if (!(firewall instanceof NftBackend)) {
       await service.withDesiredEntries((desired) => firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds }))));
@@ -186,17 +210,25 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
           busy = true;
           firewall
             .intact()
-            .then((ok) => (ok ? undefined : reconcile(service, firewall, log, 'objects or elements missing')))
+            .then(async (ok) => {
+              if (!ok) {
+                // Closed from the moment the damage is seen until it is repaired.
+                await checkGuard();
+                await reconcile(service, firewall, log, 'objects or elements missing');
+              }
+              await checkGuard();
+            })
             .catch((err: unknown) => log.error({ event: 'nft-reconcile-failed', error: (err as Error).message }))
             .finally(() => (busy = false));
         }, cfg.reconcileSeconds * 1000);
         reconciler.unref();
       }
     }
+    await checkGuard();
     await service.compactStore();
     await server.start();
     if (cfg.upnp.enabled) {
-      upnp = await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan, lanPrefixes, service, deviceUuid: store.deviceUuid, version: packageVersion(), log });
+      upnp = await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan, lanPrefixes, sources, service, deviceUuid: store.deviceUuid, version: packageVersion(), log });
     }
   } catch (err) {
     await upnp?.stop();
@@ -234,13 +266,17 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   onLanChange = async () => {
     const next = lanAddresses(cfg.lan, read);
     const key = (l: typeof lan) => l.map((x) => `${x.bindAddress}/${x.prefix.length}`).sort().join(',');
-    if (lanBusy || key(next) === key(lan)) return;
+    if (!sources.open) await checkGuard();
+    // Unchanged addresses, unless one is still waiting to be bound (tentative at start).
+    if (lanBusy || (key(next) === key(lan) && server.waiting().length === 0)) return;
     lanBusy = true;
     try {
+      const changed = key(next) !== key(lan);
       lan = next;
       lanPrefixes = next.map((l) => l.prefix);
-      log.info({ event: 'lan-addresses', addresses: next.map((l) => l.bindAddress) });
-      await server.updateAddresses(next, lanPrefixes);
+      sources.update(next);
+      if (changed) log.info({ event: 'lan-addresses', addresses: next.map((l) => l.bindAddress) });
+      await server.updateAddresses(next);
       await upnp?.updateAddresses(next, lanPrefixes);
     } finally {
       lanBusy = false;
@@ -325,7 +361,12 @@ function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {
   if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(cfg.nft.table)) throw new ConfigError(`--nft-table '${cfg.nft.table}' is not a valid table name`);
   return new NftBackend(
     { family: 'inet', table: cfg.nft.table, embedded: cfg.nft.embed },
-    { wan: cfg.wan, lan: cfg.lan, mark: cfg.nft.mark },
+    {
+      wan: cfg.wan,
+      lan: cfg.lan,
+      mark: cfg.nft.mark,
+      guarded: cfg.upnp.enabled ? { udp: [cfg.port, cfg.upnp.ssdpPort], tcp: [cfg.upnp.httpPort] } : { udp: [cfg.port], tcp: [] },
+    },
     log,
   );
 }

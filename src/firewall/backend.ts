@@ -40,6 +40,12 @@ export interface FirewallBackend {
    * unchanged opening is never closed. Throws if the firewall refuses them.
    */
   setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }>;
+  /**
+   * Whether the kernel accepts portcullis' own ports only from the LAN
+   * interfaces (see src/net/lan-source.ts). A firewall without the method
+   * enforces nothing (memory): the daemon warns and serves.
+   */
+  guard?(): Promise<{ ok: boolean; detail: string }>;
   /** Packets an entry has admitted, where the firewall counts them (IPv6 pinholes); undefined otherwise. */
   packets?(entry: FirewallEntry): Promise<number | undefined>;
 }

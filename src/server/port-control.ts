@@ -5,8 +5,9 @@
 // bound on the WAN side.
 
 import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
-import { familyOf, parseIp, type IpAddress, type Prefix } from '../net/address.js';
+import { familyOf, type IpAddress } from '../net/address.js';
 import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { encodePcpResponse } from '../protocols/pcp/codec.js';
@@ -46,11 +47,13 @@ export class PortControlServer {
   private inFlight = 0;
   private announceTimers: NodeJS.Timeout[] = [];
   private closed = false;
+  /** LAN addresses that could not be bound yet (still tentative), retried on every address update. */
+  private unbound = new Map<string, string>();
 
   constructor(
     private readonly cfg: PortControlConfig,
-    private readonly lan: readonly LocalAddress[],
-    private lanPrefixes: readonly Prefix[],
+    private lan: readonly LocalAddress[],
+    private readonly sources: LanSources,
     private readonly service: MappingService,
     private readonly log: Logger,
   ) {
@@ -58,10 +61,28 @@ export class PortControlServer {
     this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst);
   }
 
-  /** Binds every LAN address; fails loudly if none can be bound. */
+  /**
+   * Binds every LAN address. An address the kernel does not let us bind yet
+   * (EADDRNOTAVAIL: still in duplicate address detection, as at boot, or
+   * already gone) is retried at the next address update; any other failure
+   * (the port is taken) stops the start with the reason.
+   */
   async start(): Promise<void> {
-    for (const local of this.lan) await this.bind(local);
-    this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress) });
+    for (const local of this.lan) await this.bind(local).catch((err: NodeJS.ErrnoException) => this.deferOrThrow(local, err));
+    this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress), waiting: [...this.unbound.keys()] });
+  }
+
+  private deferOrThrow(local: LocalAddress, err: NodeJS.ErrnoException): void {
+    const message = `cannot bind UDP ${local.bindAddress} port ${this.cfg.port}: ${err.message}`;
+    if (err.code !== 'EADDRNOTAVAIL') throw new Error(message);
+    // Said once per address, not at every retry.
+    if (!this.unbound.has(local.bindAddress)) this.log.warn({ event: 'bind-deferred', address: local.bindAddress, detail: `${err.message}: the address is not usable yet (duplicate address detection?); retrying` });
+    this.unbound.set(local.bindAddress, message);
+  }
+
+  /** Addresses still waiting to be bound. */
+  waiting(): string[] {
+    return [...this.unbound.keys()];
   }
 
   private async bind(local: LocalAddress): Promise<void> {
@@ -70,8 +91,9 @@ export class PortControlServer {
       await socket.bind(this.cfg.port, local.bindAddress);
     } catch (err) {
       await socket.close().catch(() => undefined);
-      throw new Error(`cannot bind UDP ${local.bindAddress} port ${this.cfg.port}: ${(err as Error).message}`);
+      throw err;
     }
+    this.unbound.delete(local.bindAddress);
     // A burst from many clients must queue, not be dropped by the kernel
     // (the default ~200 KiB holds a few hundred datagrams); the kernel caps
     // this at net.core.rmem_max.
@@ -90,9 +112,10 @@ export class PortControlServer {
    * new ones, stop serving the gone ones. Failures to bind are logged, and
    * the other addresses keep being served.
    */
-  async updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void> {
-    this.lanPrefixes = prefixes;
+  async updateAddresses(lan: readonly LocalAddress[]): Promise<void> {
+    this.lan = lan;
     const want = new Set(lan.map((l) => l.bindAddress));
+    for (const a of [...this.unbound.keys()]) if (!want.has(a)) this.unbound.delete(a);
     for (const b of [...this.bound]) {
       if (want.has(b.local.bindAddress)) continue;
       this.bound.splice(this.bound.indexOf(b), 1);
@@ -106,7 +129,9 @@ export class PortControlServer {
         await this.bind(l);
         this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: [l.bindAddress] });
       } catch (err) {
-        this.log.warn({ event: 'bind-failed', address: l.bindAddress, error: (err as Error).message });
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'EADDRNOTAVAIL') this.deferOrThrow(l, e);
+        else this.log.warn({ event: 'bind-failed', address: l.bindAddress, error: e.message });
       }
     }
   }
@@ -131,10 +156,11 @@ export class PortControlServer {
   }
 
   private async onPacket(b: Bound, msg: Buffer, from: string, fromPort: number): Promise<void> {
-    const source = parseIp(from);
     // RFC 6887 §8.2: requests from anywhere but this LAN are silently ignored
-    // (a host routed in from the WAN toward a LAN address gets nothing).
-    if (!source || !this.fromLan(b, source, from)) return;
+    // (the kernel drops what did not arrive on a LAN interface; see
+    // src/net/lan-source.ts for what is left to check here).
+    const source = this.sources.check(from, b.local.bindAddress.includes('%') ? b.local.interface : undefined);
+    if (!source || familyOf(source) !== b.local.family) return;
     if (msg.length === 0 || this.inFlight >= this.cfg.maxInFlight) return;
     if (!this.limiter.take(source)) return;
     this.inFlight++;
@@ -150,16 +176,6 @@ export class PortControlServer {
     } finally {
       this.inFlight--;
     }
-  }
-
-  private fromLan(b: Bound, source: IpAddress, raw: string): boolean {
-    if (familyOf(source) !== b.local.family) return false;
-    if (inAnyPrefix(this.lanPrefixes, source)) {
-      // A link-local source is only on-link for the interface it arrived on.
-      const zone = raw.split('%')[1];
-      return zone === undefined || zone === b.local.interface;
-    }
-    return false;
   }
 
   /**

@@ -4,7 +4,7 @@
 import type { Logger } from '../../log.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { SET, elementKey, elementTexts, elementsOf, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type SetKey, type Topology } from './ruleset.js';
+import { SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type SetKey, type Topology } from './ruleset.js';
 import type { StaticOpening } from '../../service/types.js';
 
 export class NftSetupError extends Error {}
@@ -230,6 +230,37 @@ export class NftBackend implements FirewallBackend {
     let total = 0;
     for (const m of r.stdout.matchAll(/counter packets (\d+)/g)) total += Number(m[1]);
     return total;
+  }
+
+  /**
+   * Is the arrival-interface guard in force (ruleset.ts, guardLines)? Our
+   * input chain and its rules exist, and the packets reach them: in our own
+   * table through its hook; embedded, through the admin's jump from a base
+   * chain on the input hook. The daemon answers no request while this is
+   * false.
+   */
+  async guard(): Promise<{ ok: boolean; detail: string }> {
+    const listing = await this.terseTable();
+    if (!listing.ok) return { ok: false, detail: `cannot read the ruleset: ${listing.error}` };
+    const input = inputChain(this.placement);
+    const chains = listing.items.map((i) => i.chain as { name: string; hook?: string } | undefined).filter((c) => c !== undefined);
+    const ours = chains.find((c) => c.name === input);
+    if (!ours) return { ok: false, detail: `chain ${input} is missing` };
+    const guardRules = listing.items.filter((i) => {
+      const r = i.rule as { chain?: string } | undefined;
+      return r?.chain === input || r?.chain === objectName(this.placement, 'lan_only');
+    }).length;
+    if (guardRules !== guardRuleCount(this.topology)) return { ok: false, detail: `the rules of ${input} are not in place` };
+    if (!this.placement.embedded) return ours.hook === 'input' ? { ok: true, detail: 'own input hook' } : { ok: false, detail: `${input} is not on the input hook` };
+    const inputHooks = new Set(chains.filter((c) => c.hook === 'input').map((c) => c.name));
+    const jumped = listing.items.some((i) => {
+      const r = i.rule as { chain?: string; expr?: Record<string, { target?: string }>[] } | undefined;
+      return r?.chain !== undefined && inputHooks.has(r.chain) && (r.expr ?? []).some((e) => e.jump?.target === input || e.goto?.target === input);
+    });
+    const where = `${this.placement.family} ${this.placement.table}`;
+    return jumped
+      ? { ok: true, detail: 'jump from the input hook' }
+      : { ok: false, detail: `no rule jumps to ${input} from a base chain on the input hook: add it first in that chain, e.g. \`nft insert rule ${where} input jump ${input}\`` };
   }
 
   /** Cheap check (no element dump): our chains and sets exist, rules are in place, no set was flushed. */

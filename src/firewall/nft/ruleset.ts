@@ -7,6 +7,9 @@
 //                        dnat to (daddr . l4proto . dport) map @dnat4
 //                        dnat to (daddr . l4proto . dport . saddr . sport) map @dnat4_filtered
 //     → static_pre:    the admin's IPv4 port forwards (one rule each)
+//   input (filter):    portcullis' own ports (PCP/NAT-PMP, SSDP, UPnP HTTP) → lan_only:
+//                        not from a LAN interface                      drop
+//                        source not routed back out the arrival iface  drop
 //   forward (filter):  iifname WAN oifname LANs → wan_to_lan:
 //                        established/related           return
 //                        → static_fwd: the admin's IPv6 static openings     mark
@@ -21,6 +24,15 @@
 // drop-by-default admin firewall accept what portcullis admitted with one
 // rule (`meta mark & MARK == MARK accept`). Embedded in an admin's table the
 // chains are plain chains the admin jumps to, and admitted packets `accept`.
+//
+// Why input rules at all: the daemon's sockets are bound to the LAN's own
+// addresses, and the LAN's global IPv6 address (or its IPv4 address, with a
+// route) is reachable from the WAN. Node cannot tell which interface a
+// request arrived on, so the kernel drops requests to our ports that did not
+// arrive on a LAN interface (RFC 6887 §8.2), and a reverse-path check drops a
+// LAN interface's packets whose source belongs elsewhere (a host on one LAN
+// posing as a host on another). Linux has no rp_filter for IPv6; the fib
+// expression does the job for both families.
 
 import { createHash } from 'node:crypto';
 import type { FirewallEntry } from '../backend.js';
@@ -41,6 +53,8 @@ export interface Topology {
   lan: readonly string[];
   /** Packet mark set on what portcullis admits. */
   mark: number;
+  /** portcullis' own listening ports, accepted only from the LAN interfaces. */
+  guarded: { udp: readonly number[]; tcp: readonly number[] };
 }
 
 export const SET = {
@@ -51,12 +65,17 @@ export const SET = {
 } as const;
 export type SetKey = keyof typeof SET;
 
-const CHAIN = { prerouting: 'prerouting', forward: 'forward', wanToLan: 'wan_to_lan', staticPre: 'static_pre', staticFwd: 'static_fwd' } as const;
+const CHAIN = { prerouting: 'prerouting', forward: 'forward', wanToLan: 'wan_to_lan', staticPre: 'static_pre', staticFwd: 'static_fwd', input: 'input', lanOnly: 'lan_only' } as const;
 /** Chains whose rules are the admin's static openings: diffed, never flushed by setup. */
 export const STATIC_CHAINS = [CHAIN.staticPre, CHAIN.staticFwd] as const;
 
 /** Explicit priorities: just before the usual dstnat (-100) and filter (0) chains. */
-export const PRIORITY = { prerouting: -105, forward: -5 } as const;
+export const PRIORITY = { prerouting: -105, forward: -5, input: -5 } as const;
+
+/** The chain an embedding admin's input chain must jump to (and that we check for). */
+export function inputChain(p: Placement): string {
+  return objectName(p, CHAIN.input);
+}
 
 export function objectName(p: Placement, base: string): string {
   return p.embedded ? `portcullis_${base}` : base;
@@ -66,7 +85,7 @@ export function objectName(p: Placement, base: string): string {
 export function ownedNames(p: Placement): { sets: string[]; chains: string[] } {
   return {
     sets: Object.values(SET).map((s) => objectName(p, s)),
-    chains: (p.embedded ? [CHAIN.prerouting, CHAIN.forward, ...STATIC_CHAINS] : Object.values(CHAIN)).map((c) => objectName(p, c)),
+    chains: (p.embedded ? [CHAIN.prerouting, CHAIN.forward, CHAIN.input, CHAIN.lanOnly, ...STATIC_CHAINS] : Object.values(CHAIN)).map((c) => objectName(p, c)),
   };
 }
 
@@ -101,6 +120,8 @@ export function setupScript(p: Placement, t: Topology): string {
   const hook = (h: string) => (p.embedded ? '' : ` { ${h}; policy accept; }`);
   lines.push(`add chain ${at} ${name(CHAIN.prerouting)}${hook(`type nat hook prerouting priority ${PRIORITY.prerouting}`)}`);
   lines.push(`add chain ${at} ${name(CHAIN.forward)}${hook(`type filter hook forward priority ${PRIORITY.forward}`)}`);
+  lines.push(`add chain ${at} ${name(CHAIN.input)}${hook(`type filter hook input priority ${PRIORITY.input}`)}`);
+  lines.push(`add chain ${at} ${name(CHAIN.lanOnly)}`);
   if (!p.embedded) lines.push(`add chain ${at} ${name(CHAIN.wanToLan)}`);
   for (const c of STATIC_CHAINS) lines.push(`add chain ${at} ${name(c)}`);
   const statics = new Set<string>(STATIC_CHAINS.map(name));
@@ -137,11 +158,33 @@ export function ruleLines(p: Placement, t: Topology): string[] {
     // already applied FILTER); the conntrack entry remembers that.
     `${gate} meta nfproto ipv4 ct status dnat ${admit}`,
   );
+  const lans = `{ ${t.lan.map((l) => `"${l}"`).join(', ')} }`;
   if (!p.embedded) {
     rules.push(`${gate} drop`);
-    rules.push(`${name(CHAIN.forward)} ${wan} oifname { ${t.lan.map((l) => `"${l}"`).join(', ')} } jump ${gate}`);
+    rules.push(`${name(CHAIN.forward)} ${wan} oifname ${lans} jump ${gate}`);
   }
-  return rules;
+  return [...rules, ...guardLines(p, t, lans)];
+}
+
+/** How many rules guardLines writes (for the check that they are in place). */
+export function guardRuleCount(t: Topology): number {
+  return (t.guarded.udp.length ? 1 : 0) + (t.guarded.tcp.length ? 1 : 0) + 2;
+}
+
+/**
+ * Our own ports only from the LAN: anything else is dropped before the
+ * daemon sees it; what passes returns to the other chains (own table) or to
+ * the admin's input chain (embedded), which decide as they always did.
+ */
+function guardLines(p: Placement, t: Topology, lans: string): string[] {
+  const input = objectName(p, CHAIN.input);
+  const lanOnly = objectName(p, CHAIN.lanOnly);
+  const ports = (l: readonly number[]) => `{ ${[...new Set(l)].sort((a, b) => a - b).join(', ')} }`;
+  const out: string[] = [];
+  if (t.guarded.udp.length) out.push(`${input} udp dport ${ports(t.guarded.udp)} jump ${lanOnly}`);
+  if (t.guarded.tcp.length) out.push(`${input} tcp dport ${ports(t.guarded.tcp)} jump ${lanOnly}`);
+  out.push(`${lanOnly} iifname != ${lans} drop`, `${lanOnly} fib saddr . iif oif missing drop`);
+  return out;
 }
 
 /** Which set an entry's elements live in. */
