@@ -5,24 +5,35 @@
 
 import t from 'tap';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
+import type { Mapping } from '../src/service/types.js';
+import { Neighbours, parseNeighbours, type Neighbour } from '../src/net/neighbours.js';
 import { IgdControl, type ActionResult, type IgdEnvironment } from '../src/protocols/upnp/igd.js';
+import { sameHostBy } from '../src/server/upnp.js';
 import { harness } from './helpers/harness.js';
 
 const A = mustParseIp('192.168.77.10');
 const B = mustParseIp('192.168.77.11');
 const A6 = mustParseIp('2001:db8:77::10');
+/** A6's own ULA and link-local address: the same device, by its link-layer address. */
+const A6_ULA = mustParseIp('fd00::10');
+const A6_LL = mustParseIp('fe80::10');
+const A6_MAC = '02:00:00:00:00:10';
 
-const env: IgdEnvironment = {
+/** The kernel's neighbour table as `ip -j neigh` would give it. */
+const neighbour = (address: string, lladdr: string, iface = 'br-lan'): Neighbour => ({ address: mustParseIp(address), interface: iface, lladdr });
+const TABLE: Neighbour[] = [neighbour(A6, A6_MAC), neighbour(A6_ULA, A6_MAC), neighbour(A6_LL, A6_MAC), neighbour('2001:db8:77::11', '02:00:00:00:00:11')];
+
+const envWith = (table: readonly Neighbour[]): IgdEnvironment => ({
   uptime: () => 42,
   linkUp: () => true,
   wanCounters: () => ({ txBytes: 2 ** 33 + 5, rxBytes: 7, txPackets: 1, rxPackets: 2, speedMbps: 1000 }),
   outboundTimeout: (p) => (p === 6 ? 7440 : 180),
-  sameHost: (a, b) => a.split(':').slice(-1)[0] === b.split(':').slice(-1)[0],
-};
+  sameHost: sameHostBy(new Neighbours(async () => table)),
+});
 
-function setup() {
+function setup(table: readonly Neighbour[] = TABLE) {
   const h = harness();
-  const igd = new IgdControl(h.service, env);
+  const igd = new IgdControl(h.service, envWith(table));
   const call = (client: IpAddress, action: string, args: Record<string, string | number>, service = 'WANIPConnection', version = 2): Promise<ActionResult> =>
     igd.handle({ serviceName: service, serviceVersion: version, action, args: new Map(Object.entries(args).map(([k, v]) => [k, String(v)])), client });
   return { h, igd, call };
@@ -136,7 +147,7 @@ t.test('a specific RemoteHost becomes a filter and is part of the entry', async 
   t.match(out(await call(A, 'GetSpecificPortMappingEntry', { NewRemoteHost: '203.0.113.5', NewExternalPort: 40000, NewProtocol: 'UDP' })), { NewInternalClient: A });
 });
 
-t.test('pinholes: IDs, duplicates, same host by interface identifier, ownership, expiry, counters', async (t) => {
+t.test('pinholes: IDs, duplicates, same host by link-layer address, ownership, expiry, counters', async (t) => {
   const { h, call } = setup();
   const pin = (client: IpAddress, host: IpAddress, port: number, extra: Record<string, string | number> = {}) =>
     call(client, 'AddPinhole', { RemoteHost: '', RemotePort: 0, InternalClient: host, InternalPort: port, Protocol: 17, LeaseTime: 600, ...extra }, 'WANIPv6FirewallControl', 1);
@@ -147,7 +158,7 @@ t.test('pinholes: IDs, duplicates, same host by interface identifier, ownership,
   const second = out(await pin(A6, A6, 40001));
   t.not(second.UniqueID, first.UniqueID);
   t.match(out(await pin(A6, mustParseIp('2001:db8:77::11'), 40002)), { error: 606 }, 'another host: 606');
-  t.same(Object.keys(out(await pin(mustParseIp('fd00::10'), A6, 40003))), ['UniqueID'], 'its ULA asking for its global address: the same host');
+  t.same(Object.keys(out(await pin(A6_ULA, A6, 40003))), ['UniqueID'], 'its ULA asking for its global address: the same host');
   t.match(out(await pin(A6, A6, 0)), { error: 706 });
   t.match(out(await pin(A6, A6, 40004, { Protocol: 65535 })), { error: 707 });
   t.match(out(await pin(A6, A6, 40004, { Protocol: 132 })), { error: 705 });
@@ -183,4 +194,81 @@ t.test('dispatch by action name, whatever service or version was named', async (
   t.same(out(await call(A, 'GetTotalBytesSent', {}, 'WANCommonInterfaceConfig', 1)), { NewTotalBytesSent: '5' }, 'ui4 counters wrap');
   t.match(out(await call(A, 'GetOutboundPinholeTimeout', { RemoteHost: '', RemotePort: 0, InternalClient: A6, InternalPort: 1, Protocol: 6 }, 'WANIPv6FirewallControl', 1)), { OutboundPinholeTimeout: '7440' });
   t.match(out(await call(A, 'GetOutboundPinholeTimeout', { Protocol: 6 }, 'WANIPv6FirewallControl', 1)), { error: 402 }, 'CVE-2019-12108: missing arguments are 402, not a crash');
+});
+
+t.test("secure mode: the victim's interface identifier under fe80:: or a ULA, behind another link-layer address, is not the victim", async (t) => {
+  const ATTACKER_MAC = '02:00:00:00:00:66';
+  // The attacker configured A6's identifier (::10) under fe80:: and under a
+  // ULA prefix; the kernel saw those addresses from the attacker's card. One
+  // more ULA with the identifier never appeared in the table at all.
+  const attackerLl = mustParseIp('fe80::10');
+  const attackerUla = mustParseIp('fd99::10');
+  const unseen = mustParseIp('fd42::10');
+  const table = [neighbour(A6, A6_MAC), neighbour(A6_ULA, A6_MAC), neighbour(attackerLl, ATTACKER_MAC), neighbour(attackerUla, ATTACKER_MAC), neighbour('2001:db8:77::10', A6_MAC, 'wlan0')];
+  const { h, call } = setup(table);
+  const fc = (client: IpAddress, action: string, args: Record<string, string | number>) => call(client, action, args, 'WANIPv6FirewallControl', 1);
+  const pin = (client: IpAddress, port: number) => fc(client, 'AddPinhole', { RemoteHost: '', RemotePort: 0, InternalClient: A6, InternalPort: port, Protocol: 17, LeaseTime: 600 });
+  const victims = out(await pin(A6, 40000));
+  t.ok(victims.UniqueID, "the victim's own pinhole");
+  const id = victims.UniqueID as string;
+
+  for (const [who, name] of [[attackerLl, 'fe80:: with the identifier'], [attackerUla, 'a ULA with the identifier'], [unseen, 'a ULA not in the neighbour table']] as const) {
+    t.match(out(await pin(who, 40100)), { error: 606 }, `${name}: cannot add a pinhole to the victim`);
+    t.match(out(await fc(who, 'UpdatePinhole', { UniqueID: id, NewLeaseTime: 3000 })), { error: 606 }, `${name}: cannot update the victim's pinhole`);
+    t.match(out(await fc(who, 'DeletePinhole', { UniqueID: id })), { error: 606 }, `${name}: cannot delete it`);
+    t.match(out(await fc(who, 'GetPinholePackets', { UniqueID: id })), { error: 606 }, `${name}: cannot read its counter`);
+  }
+  t.equal(h.service.table.size, 1, "nothing added, the victim's pinhole still there");
+  t.equal(h.service.remaining([...h.service.table.values()][0] as Mapping), 600, 'and its lease untouched');
+
+  const fromUla = out(await pin(A6_ULA, 40001));
+  t.ok(fromUla.UniqueID, "the victim's own ULA (same link-layer address) adds one for its global address");
+  t.same(out(await fc(A6_ULA, 'UpdatePinhole', { UniqueID: id, NewLeaseTime: 3000 })), {}, 'and updates the global address pinhole');
+  t.same(out(await fc(A6_ULA, 'DeletePinhole', { UniqueID: fromUla.UniqueID as string })), {}, 'and deletes one');
+  t.same(out(await fc(A6, 'DeletePinhole', { UniqueID: id })), {}, 'the global address itself, of course');
+  t.equal(h.service.table.size, 0);
+});
+
+t.test('neighbour table: bounded reads, cached briefly, one read at a time; unresolved entries prove nothing', async (t) => {
+  const rows = parseNeighbours(
+    JSON.stringify([
+      { dst: '2001:db8:77::10', dev: 'br-lan', lladdr: '02:00:00:00:00:10', state: ['REACHABLE'] },
+      { dst: 'fd00::10', dev: 'br-lan', lladdr: '02:00:00:00:00:10', state: ['STALE'] },
+      { dst: 'fd00::66', dev: 'br-lan', lladdr: '02:00:00:00:00:10', state: ['FAILED'] },
+      { dst: 'fd00::67', dev: 'br-lan', state: ['INCOMPLETE'] },
+      { dst: 'not an address', dev: 'br-lan', lladdr: '02:00:00:00:00:10', state: ['REACHABLE'] },
+    ]),
+  );
+  t.same(rows.map((r) => r.address), ['2001:db8:77::10', 'fd00::10'], 'FAILED, INCOMPLETE and junk left out');
+  t.same(parseNeighbours('not json'), []);
+  t.same(parseNeighbours('{"dst":"fd00::1"}'), []);
+
+  let reads = 0;
+  let now = 0;
+  let release: () => void = () => undefined;
+  const n = new Neighbours(
+    () =>
+      new Promise((resolve) => {
+        reads++;
+        release = () => resolve(rows);
+      }),
+    () => now,
+    1500,
+  );
+  const asks = [n.sameDevice(A6, A6_ULA), n.sameDevice(A6, mustParseIp('fd00::66')), n.sameDevice(A6_ULA, A6)];
+  await new Promise((r) => setImmediate(r));
+  t.equal(reads, 1, 'three questions at once: one read');
+  release();
+  t.same(await Promise.all(asks), [true, false, true]);
+  now = 1000;
+  await n.sameDevice(A6, A6_ULA);
+  t.equal(reads, 1, 'within 1.5 s: no new read');
+  now = 2000;
+  const again = n.sameDevice(A6, A6_ULA);
+  await new Promise((r) => setImmediate(r));
+  release();
+  t.equal(await again, true);
+  t.equal(reads, 2, 'older than 1.5 s: read again');
+  const failing = new Neighbours(() => Promise.reject(new Error('ip: not found')));
+  t.equal(await failing.sameDevice(A6, A6_ULA), false, 'a failed read proves nothing');
 });

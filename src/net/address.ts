@@ -27,6 +27,12 @@ export function parseIp(text: string): IpAddress | undefined {
   return undefined;
 }
 
+/** The zone of `fe80::1%eth0` (the interface a socket names a link-local peer by), if any. */
+export function zoneOf(text: string): string | undefined {
+  const at = text.indexOf('%');
+  return at < 0 ? undefined : text.slice(at + 1);
+}
+
 export function mustParseIp(text: string): IpAddress {
   const a = parseIp(text);
   if (!a) throw new Error(`not an IP address: ${text}`);
@@ -184,4 +190,18 @@ export function isMulticast(addr: IpAddress): boolean {
     return first >= 224 && first <= 239;
   }
   return addr.startsWith('ff');
+}
+
+/**
+ * The /64 an IPv6 address is in: on a LAN the unit one host can fill with
+ * as many addresses as it likes (SLAAC, privacy addresses), so fairness
+ * counts it as one.
+ */
+export function subnet64(addr: IpAddress): Prefix {
+  return normalizePrefix(addr, 64);
+}
+
+/** What fairness counts as one host: an IPv4 address, or an IPv6 address's /64 (as text). */
+export function hostUnitOf(addr: IpAddress): string {
+  return familyOf(addr) === 6 ? formatPrefix(subnet64(addr)) : addr;
 }

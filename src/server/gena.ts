@@ -3,17 +3,20 @@
 //
 // CallStranger (CVE-2020-12695) made SUBSCRIBE an SSRF and amplification
 // tool: a CALLBACK is accepted only when it names the subscriber's own
-// address. Subscriptions are bounded per source and in all, deliveries have
-// deadlines, follow no redirects, and a subscriber that stops answering is
-// dropped.
+// address. Subscriptions are bounded per source, per /64, per interface and
+// in all (src/server/fair-share.ts). A delivery has an absolute deadline (a
+// callback server trickling bytes cannot hold it), follows no redirects, and
+// a subscriber that stops answering is dropped. While a NOTIFY is on its
+// way, later changes collapse into at most one more, carrying the newest
+// values: a subscriber that hangs costs one request and one small map.
 
 import { randomUUID } from 'node:crypto';
 import { request } from 'node:http';
-import type { IpAddress } from '../net/address.js';
 import type { Logger } from '../log.js';
 import { GENA_NT, GENA_NTS_PROPCHANGE, propertySet, type CallbackUrl, type GenaRequest } from '../protocols/upnp/gena.js';
 import { CONTENT_TYPE_XML } from '../protocols/upnp/http.js';
 import type { ServiceName } from '../protocols/upnp/model.js';
+import { FairShare, shareOf, type Requester } from './fair-share.js';
 
 export interface GenaLimits {
   maxSubscriptions: number;
@@ -22,7 +25,8 @@ export interface GenaLimits {
   defaultTimeout: number;
   minTimeout: number;
   maxTimeout: number;
-  deliveryTimeoutMs: number;
+  /** A delivery, connect to last byte, ends by then: absolute, not idle time. */
+  deliveryDeadlineMs: number;
   /** Consecutive failed deliveries before the subscription is dropped. */
   maxFailures: number;
 }
@@ -33,20 +37,27 @@ export const DEFAULT_GENA_LIMITS: GenaLimits = {
   defaultTimeout: 1800,
   minTimeout: 60,
   maxTimeout: 3600,
-  deliveryTimeoutMs: 5000,
+  deliveryDeadlineMs: 5000,
   maxFailures: 3,
 };
+
+/** Sends one NOTIFY; true if the subscriber accepted it (2xx) before the deadline. */
+export type NotifySender = (callback: CallbackUrl, headers: Record<string, string>, body: Buffer, deadlineMs: number) => Promise<boolean>;
 
 interface Subscription {
   sid: string;
   service: ServiceName;
-  source: IpAddress;
+  source: Requester;
   callback: CallbackUrl;
   expiresAt: number;
   seq: number;
   failures: number;
-  /** Deliveries to one subscriber go in order. */
-  queue: Promise<void>;
+  /** Gives the subscription's slot back. */
+  release: () => void;
+  /** A NOTIFY is on its way. */
+  sending: boolean;
+  /** Changes since that NOTIFY left, newest value of each: the one NOTIFY sent next. */
+  queued: Map<string, string> | undefined;
 }
 
 export type GenaAnswer = { status: number; headers: [string, string][] };
@@ -57,6 +68,7 @@ export type EventedValues = (service: ServiceName) => [string, string][];
 export class GenaManager {
   private readonly subs = new Map<string, Subscription>();
   private readonly last = new Map<ServiceName, Map<string, string>>();
+  private readonly slots: FairShare;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -64,7 +76,10 @@ export class GenaManager {
     private readonly log: Logger,
     private readonly limits: GenaLimits = DEFAULT_GENA_LIMITS,
     private readonly now: () => number = () => Date.now(),
-  ) {}
+    private readonly send: NotifySender = httpNotify,
+  ) {
+    this.slots = new FairShare(shareOf(limits.maxSubscriptions, limits.maxPerSource));
+  }
 
   /** Looks for changes every `ms` and tells subscribers (a cheap comparison of a few values). */
   start(ms = 1000): void {
@@ -75,25 +90,31 @@ export class GenaManager {
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
-    this.subs.clear();
+    for (const sid of [...this.subs.keys()]) this.remove(sid);
   }
 
   get size(): number {
     return this.subs.size;
   }
 
-  handle(service: ServiceName, req: GenaRequest, source: IpAddress): GenaAnswer {
+  /** NOTIFYs waiting behind the one on its way to `sid` (0 or 1). */
+  queuedFor(sid: string): number {
+    return this.subs.get(sid)?.queued ? 1 : 0;
+  }
+
+  handle(service: ServiceName, req: GenaRequest, from: Requester): GenaAnswer {
     this.expire();
+    const source = from.address;
     if (req.kind === 'unsubscribe') {
       const s = this.subs.get(req.sid);
-      if (!s || s.service !== service || s.source !== source) return { status: 412, headers: [] };
-      this.subs.delete(req.sid);
+      if (!s || s.service !== service || s.source.address !== source) return { status: 412, headers: [] };
+      this.remove(req.sid);
       return { status: 200, headers: [] };
     }
     const timeout = Math.min(this.limits.maxTimeout, Math.max(this.limits.minTimeout, req.timeoutSeconds ?? this.limits.defaultTimeout));
     if (req.kind === 'renew') {
       const s = this.subs.get(req.sid);
-      if (!s || s.service !== service || s.source !== source) return { status: 412, headers: [] };
+      if (!s || s.service !== service || s.source.address !== source) return { status: 412, headers: [] };
       s.expiresAt = this.now() + timeout * 1000;
       return { status: 200, headers: [['SID', s.sid], ['TIMEOUT', `Second-${timeout}`]] };
     }
@@ -101,14 +122,14 @@ export class GenaManager {
     // point us at a third party (CallStranger).
     const callback = req.callbacks.find((c) => c.address === source);
     if (!callback) return { status: 412, headers: [] };
-    if (this.subs.size >= this.limits.maxSubscriptions) return { status: 503, headers: [] };
-    if ([...this.subs.values()].filter((s) => s.source === source).length >= this.limits.maxPerSource) return { status: 503, headers: [] };
+    const release = this.slots.take(from);
+    if (!release) return { status: 503, headers: [] };
     // Bring every subscriber up to date first; the new one's initial event
     // is then also the baseline later changes are compared against.
     this.poll();
     const initial = this.values(service);
     this.last.set(service, new Map(initial));
-    const sub: Subscription = { sid: `uuid:${randomUUID()}`, service, source, callback, expiresAt: this.now() + timeout * 1000, seq: 0, failures: 0, queue: Promise.resolve() };
+    const sub: Subscription = { sid: `uuid:${randomUUID()}`, service, source: from, callback, expiresAt: this.now() + timeout * 1000, seq: 0, failures: 0, release, sending: false, queued: undefined };
     this.subs.set(sub.sid, sub);
     // UDA 1.1 §4.2: the initial event carries every evented variable; it
     // follows the SUBSCRIBE response, so it is sent on the next tick.
@@ -116,9 +137,17 @@ export class GenaManager {
     return { status: 200, headers: [['SID', sub.sid], ['TIMEOUT', `Second-${timeout}`]] };
   }
 
+  private remove(sid: string): void {
+    const s = this.subs.get(sid);
+    if (!s) return;
+    this.subs.delete(sid);
+    s.queued = undefined;
+    s.release();
+  }
+
   private expire(): void {
     const now = this.now();
-    for (const [sid, s] of this.subs) if (s.expiresAt <= now) this.subs.delete(sid);
+    for (const [sid, s] of this.subs) if (s.expiresAt <= now) this.remove(sid);
   }
 
   /** Compares every evented value with what subscribers last heard; sends the changes. */
@@ -135,43 +164,58 @@ export class GenaManager {
     }
   }
 
+  /** Sends now, or folds the values into the one NOTIFY that follows the one on its way. */
   private deliver(s: Subscription, vars: [string, string][]): void {
+    if (!this.subs.has(s.sid)) return;
+    if (s.sending) {
+      s.queued ??= new Map();
+      for (const [k, v] of vars) s.queued.set(k, v);
+      return;
+    }
+    s.sending = true;
     const seq = s.seq;
     // GENA-08: SEQ counts up and wraps to 1, never back to 0.
     s.seq = s.seq >= 0xffffffff ? 1 : s.seq + 1;
     const body = Buffer.from(propertySet(vars), 'utf8');
-    s.queue = s.queue.then(
-      () =>
-        new Promise<void>((resolve) => {
-          const done = (ok: boolean) => {
-            if (ok) s.failures = 0;
-            else if (++s.failures >= this.limits.maxFailures) {
-              this.subs.delete(s.sid);
-              this.log.info({ event: 'gena-dropped', sid: s.sid, callback: s.callback.url });
-            }
-            resolve();
-          };
-          if (!this.subs.has(s.sid)) return resolve();
-          const host = s.callback.address.includes(':') ? `[${s.callback.address}]` : s.callback.address;
-          const r = request(
-            {
-              host: s.callback.address,
-              port: s.callback.port,
-              path: s.callback.path,
-              method: 'NOTIFY',
-              agent: false,
-              timeout: this.limits.deliveryTimeoutMs,
-              headers: { HOST: `${host}:${s.callback.port}`, 'CONTENT-TYPE': CONTENT_TYPE_XML, NT: GENA_NT, NTS: GENA_NTS_PROPCHANGE, SID: s.sid, SEQ: String(seq), 'CONTENT-LENGTH': String(body.length), CONNECTION: 'close' },
-            },
-            (res) => {
-              res.resume();
-              done((res.statusCode ?? 500) < 300);
-            },
-          );
-          r.on('timeout', () => r.destroy(new Error('timeout')));
-          r.on('error', () => done(false));
-          r.end(body);
-        }),
-    );
+    const host = s.callback.address.includes(':') ? `[${s.callback.address}]` : s.callback.address;
+    const headers = { HOST: `${host}:${s.callback.port}`, 'CONTENT-TYPE': CONTENT_TYPE_XML, NT: GENA_NT, NTS: GENA_NTS_PROPCHANGE, SID: s.sid, SEQ: String(seq), 'CONTENT-LENGTH': String(body.length), CONNECTION: 'close' };
+    void this.send(s.callback, headers, body, this.limits.deliveryDeadlineMs)
+      .catch(() => false)
+      .then((ok) => {
+        s.sending = false;
+        if (ok) s.failures = 0;
+        else if (++s.failures >= this.limits.maxFailures && this.subs.has(s.sid)) {
+          this.remove(s.sid);
+          this.log.info({ event: 'gena-dropped', sid: s.sid, callback: s.callback.url });
+        }
+        const next = s.queued;
+        s.queued = undefined;
+        if (next) this.deliver(s, [...next]);
+      });
   }
 }
+
+/** NOTIFY over HTTP: no agent, no redirects, the whole exchange cut at the deadline. */
+export const httpNotify: NotifySender = (callback, headers, body, deadlineMs) =>
+  new Promise((resolve) => {
+    let settled = false;
+    const settle = (ok: boolean) => {
+      if (settled) return;
+      settled = true;
+      resolve(ok);
+    };
+    const r = request({ host: callback.address, port: callback.port, path: callback.path, method: 'NOTIFY', agent: false, headers }, (res) => {
+      res.on('error', () => undefined);
+      res.resume();
+      settle((res.statusCode ?? 500) < 300);
+      // A body still trickling in is cut by the same deadline.
+      res.once('end', () => clearTimeout(deadline));
+    });
+    const deadline = setTimeout(() => r.destroy(new Error('deadline')), deadlineMs);
+    r.once('close', () => {
+      clearTimeout(deadline);
+      settle(false);
+    });
+    r.on('error', () => settle(false));
+    r.end(body);
+  });

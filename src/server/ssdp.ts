@@ -4,13 +4,18 @@
 // Nothing listens on the WAN: the multicast sockets are bound to the group
 // addresses themselves and join them only on LAN interfaces (the kernel drops
 // group traffic arriving where the group was not joined), and the unicast
-// sockets are bound to the LAN addresses. Searches from outside the LAN
-// prefixes get silence, and what a source can make us send is bounded per
-// second (no amplification: see REPLY_BYTES_PER_SECOND).
+// sockets are bound to the LAN addresses. Whether a search comes from the
+// LAN is the daemon's one rule (src/net/lan-source.ts): silence while the
+// kernel guard is not confirmed, and a link-local searcher must carry the
+// socket's own link as its zone. What a source can make us send is bounded
+// per second (no amplification: see REPLY_BYTES_PER_SECOND), charged when the
+// search arrives, and the replies waiting for their moment are bounded per
+// source and in all (see PENDING_REPLIES).
 
 import { createSocket, type Socket } from 'node:dgram';
-import { familyOf, isLinkLocal, parseIp, prefixContains, type IpAddress, type Prefix } from '../net/address.js';
-import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import { isLinkLocal, prefixContains, type IpAddress } from '../net/address.js';
+import type { LocalAddress } from '../net/interfaces.js';
+import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
 import type { DeviceNode } from '../protocols/upnp/model.js';
 import {
@@ -24,6 +29,7 @@ import {
   searchAnswers,
   validateSearch,
 } from '../protocols/upnp/ssdp.js';
+import { FairShare, requesterOf, shareOf } from './fair-share.js';
 import { RateLimiter } from './rate-limit.js';
 
 export interface SsdpConfig {
@@ -45,6 +51,13 @@ export interface SsdpConfig {
  * and a source cannot make us send more than that whatever it sends.
  */
 const REPLY_BYTES_PER_SECOND = 8 * 1024;
+/**
+ * Replies to multicast searches waiting for their moment in [0, MX] (each a
+ * timer and a datagram in memory). A search that would take its searcher
+ * over its share is dropped whole: searchers repeat (UDA 1.1 §1.3.2). 20 per
+ * source is two ssdp:all, or twenty searches for one target each.
+ */
+const PENDING_REPLIES = shareOf(512, 20);
 /** Multicast rounds: ssdp:alive this many times, this far apart (UDA: more than once, not more than 3). */
 const ALIVE_REPEATS = 2;
 const ALIVE_SPACING_MS = 200;
@@ -59,12 +72,15 @@ export class SsdpServer {
   private readonly bound: Bound[] = [];
   private readonly budget: RateLimiter;
   private timers = new Set<NodeJS.Timeout>();
+  /** Delayed replies, each with the slot it holds. */
+  private readonly replyTimers = new Map<NodeJS.Timeout, () => void>();
+  private readonly pending = new FairShare(PENDING_REPLIES);
   private closed = false;
 
   constructor(
     private readonly cfg: SsdpConfig,
     private lan: readonly LocalAddress[],
-    private lanPrefixes: readonly Prefix[],
+    private readonly sources: LanSources,
     private readonly log: Logger,
   ) {
     // One token per byte.
@@ -72,7 +88,7 @@ export class SsdpServer {
   }
 
   async start(): Promise<void> {
-    await this.updateAddresses(this.lan, this.lanPrefixes);
+    await this.updateAddresses(this.lan);
     // Re-advertise before half of max-age is over, with jitter (UDA 1.1 §1.2.2).
     const again = () => {
       const t = setTimeout(() => {
@@ -129,9 +145,8 @@ export class SsdpServer {
    * family's group: binds what is new, lets go of what is gone, and
    * announces the new ones.
    */
-  async updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void> {
+  async updateAddresses(lan: readonly LocalAddress[]): Promise<void> {
     this.lan = lan;
-    this.lanPrefixes = prefixes;
     const routable6 = new Set(lan.filter((l) => l.family === 6 && !isLinkLocal(l.address)).map((l) => l.interface));
     const want = lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address) && routable6.has(l.interface)));
     for (const b of [...this.bound]) {
@@ -168,6 +183,11 @@ export class SsdpServer {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
+    for (const [t, release] of this.replyTimers) {
+      clearTimeout(t);
+      release();
+    }
+    this.replyTimers.clear();
     // UDA 1.1 §1.2.3: byebye for everything advertised.
     await this.advertise('ssdp:byebye');
     await new Promise((r) => setTimeout(r, 50));
@@ -196,13 +216,16 @@ export class SsdpServer {
     }
   }
 
+  /** Replies to multicast searches waiting to be sent. */
+  get pendingReplies(): number {
+    return this.replyTimers.size;
+  }
+
   private onMessage(local: LocalAddress, msg: Buffer, from: string, port: number, multicast: boolean): void {
-    const source = parseIp(from.split('%')[0] ?? '');
-    if (!source || this.closed) return;
-    // A link-local source is on the link the socket serves; anything else
-    // must come from inside a LAN prefix.
-    const onLan = familyOf(source) === 6 && isLinkLocal(source) ? true : inAnyPrefix(this.lanPrefixes, source);
-    if (!onLan || port === 0) return;
+    if (this.closed || port === 0) return;
+    // Every socket serves one link: the group joined on it, or an address of it.
+    const source = this.sources.check(from, local.interface);
+    if (!source) return;
     const parsed = parseSsdp(msg);
     if (!parsed.ok || parsed.msg.method !== 'M-SEARCH') return;
     const verdict = validateSearch(parsed.msg, { multicast });
@@ -216,25 +239,36 @@ export class SsdpServer {
     if (!bound) return;
     const location = this.cfg.location(bound.local);
     const replies = answers.map((a) => buildSearchResponse({ ...a, location, maxAge: this.cfg.maxAge, date: new Date(), server: this.cfg.server, bootId: this.cfg.bootId, configId: this.cfg.configId }));
-    const key = from;
-    // Spread over [0, MX] seconds (UDA 1.1 §1.3.3); a unicast search is answered at once.
-    for (const reply of replies) {
-      const delay = multicast ? Math.random() * verdict.maxDelaySeconds * 1000 : 0;
-      const send = () => {
-        if (this.closed) return;
-        if (!this.budget.take(key, reply.length)) return;
-        bound.unicast.send(reply, port, from, () => undefined);
-      };
-      if (delay === 0) send();
-      else {
-        const t = setTimeout(() => {
-          this.timers.delete(t);
-          send();
-        }, delay);
-        t.unref();
-        this.timers.add(t);
-      }
+    const send = (reply: Buffer) => bound.unicast.send(reply, port, from, () => undefined);
+    const cost = replies.reduce((n, r) => n + r.length, 0);
+    // A unicast search is answered at once.
+    if (!multicast) {
+      if (this.budget.take(from, cost)) replies.forEach(send);
+      return;
     }
+    // Spread over [0, MX] seconds (UDA 1.1 §1.3.3): a slot per waiting reply,
+    // all of them or none, and the bytes charged now.
+    const who = requesterOf(source, local.interface, this.lan);
+    const slots: (() => void)[] = [];
+    while (slots.length < replies.length) {
+      const slot = this.pending.take(who);
+      if (!slot) break;
+      slots.push(slot);
+    }
+    if (slots.length < replies.length || !this.budget.take(from, cost)) {
+      slots.forEach((release) => release());
+      return;
+    }
+    replies.forEach((reply, i) => {
+      const release = slots[i] as () => void;
+      const t = setTimeout(() => {
+        this.replyTimers.delete(t);
+        release();
+        if (!this.closed) send(reply);
+      }, Math.random() * verdict.maxDelaySeconds * 1000);
+      t.unref();
+      this.replyTimers.set(t, release);
+    });
   }
 }
 

@@ -2,14 +2,17 @@
 // subscriptions. One request per connection, every size and wait bounded:
 // our own bounded parser (not node:http, whose limits are process-wide and
 // whose body handling we would have to bound anyway), a deadline for the
-// whole request (slow-loris), connections capped per source and in all.
-// Only LAN sources are served; a web page's request (an Origin header, a
-// host name in Host, a non-XML body) is refused: that is how
-// "Filet-o-Firewall" reached UPnP from a browser.
+// whole request (slow-loris), connections capped per source, per /64, per
+// interface and in all (src/server/fair-share.ts). Only LAN sources are
+// served, by the daemon's one rule (src/net/lan-source.ts: nothing while the
+// kernel guard is not confirmed; a link-local peer only with a LAN zone); a
+// web page's request (an Origin header, a host name in Host, a non-XML body)
+// is refused: that is how "Filet-o-Firewall" reached UPnP from a browser.
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { familyOf, isLinkLocal, parseIp, type IpAddress, type Prefix } from '../net/address.js';
-import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import { isLinkLocal, parseIp, zoneOf, type IpAddress } from '../net/address.js';
+import type { LocalAddress } from '../net/interfaces.js';
+import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
 import { HttpRequestParser, buildResponse, CONTENT_TYPE_XML, type HttpRequest } from '../protocols/upnp/http.js';
 import { parseSoapAction, parseSoapRequest, soapFaultFor, soapResponse, UpnpError } from '../protocols/upnp/soap.js';
@@ -17,6 +20,7 @@ import { parseGenaRequest } from '../protocols/upnp/gena.js';
 import type { ServiceKey, UpnpPaths } from '../protocols/upnp/description.js';
 import type { IgdVersion, ServiceName } from '../protocols/upnp/model.js';
 import type { IgdControl } from '../protocols/upnp/igd.js';
+import { FairShare, requesterOf, shareOf, type Requester } from './fair-share.js';
 import type { GenaManager } from './gena.js';
 
 export interface UpnpHttpConfig {
@@ -36,17 +40,18 @@ export const HTTP_LIMITS = {
   perSource: 8,
   total: 128,
 };
+/** Connection slots: a /64 holds at most a quarter of them, an interface three quarters. */
+export const HTTP_SLOTS = shareOf(HTTP_LIMITS.total, HTTP_LIMITS.perSource);
 
 export class UpnpHttpServer {
   private readonly servers: { local: LocalAddress; server: Server }[] = [];
-  private readonly perSource = new Map<string, number>();
-  private open = 0;
+  private readonly slots = new FairShare(HTTP_SLOTS);
   private readonly routes = new Map<string, { kind: 'doc'; body: () => string } | { kind: 'description'; version: IgdVersion } | { kind: 'control'; service: ServiceName } | { kind: 'event'; service: ServiceName }>();
 
   constructor(
     private readonly cfg: UpnpHttpConfig,
-    private readonly lan: readonly LocalAddress[],
-    private lanPrefixes: readonly Prefix[],
+    private lan: readonly LocalAddress[],
+    private readonly sources: LanSources,
     private readonly control: IgdControl,
     private readonly gena: GenaManager,
     private readonly log: Logger,
@@ -61,12 +66,12 @@ export class UpnpHttpServer {
   }
 
   async start(): Promise<void> {
-    await this.updateAddresses(this.lan, this.lanPrefixes);
+    await this.updateAddresses(this.lan);
   }
 
   /** Listens on each LAN address except link-local ones (LOCATION names routable addresses); follows changes. */
-  async updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void> {
-    this.lanPrefixes = prefixes;
+  async updateAddresses(lan: readonly LocalAddress[]): Promise<void> {
+    this.lan = lan;
     const want = lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address)));
     for (const s of [...this.servers]) {
       if (want.some((l) => l.bindAddress === s.local.bindAddress)) continue;
@@ -98,25 +103,20 @@ export class UpnpHttpServer {
   }
 
   private accept(sock: Socket): void {
-    const source = parseIp((sock.remoteAddress ?? '').replace(/^::ffff:/, '').split('%')[0] ?? '');
-    if (!source || !(inAnyPrefix(this.lanPrefixes, source) || (familyOf(source) === 6 && isLinkLocal(source)))) {
+    // Node names a link-local peer with its zone: the interface it came in on.
+    const peer = sock.remoteAddress ?? '';
+    const source = this.sources.check(peer);
+    if (!source) {
       sock.destroy();
       return;
     }
-    const count = this.perSource.get(source) ?? 0;
-    if (count >= HTTP_LIMITS.perSource || this.open >= HTTP_LIMITS.total) {
+    const who = requesterOf(source, zoneOf(peer), this.lan);
+    const release = this.slots.take(who);
+    if (!release) {
       sock.end(buildResponse(503, [['Connection', 'close']]));
       sock.destroy();
       return;
     }
-    this.perSource.set(source, count + 1);
-    this.open++;
-    const release = () => {
-      const n = (this.perSource.get(source) ?? 1) - 1;
-      if (n <= 0) this.perSource.delete(source);
-      else this.perSource.set(source, n);
-      this.open--;
-    };
     sock.once('close', release);
     sock.on('error', () => undefined);
     const deadline = setTimeout(() => sock.destroy(), HTTP_LIMITS.deadlineMs);
@@ -138,7 +138,7 @@ export class UpnpHttpServer {
         this.reply(sock, step.status, [], '');
         return;
       }
-      this.route(step.request, source).then(
+      this.route(step.request, who).then(
         (r) => this.reply(sock, r.status, r.headers, r.body, step.request.method === 'HEAD'),
         (err: unknown) => {
           this.log.error({ event: 'upnp-http-failed', error: (err as Error).message });
@@ -156,7 +156,8 @@ export class UpnpHttpServer {
     sock.resume();
   }
 
-  private async route(req: HttpRequest, source: IpAddress): Promise<{ status: number; headers: [string, string][]; body: string }> {
+  private async route(req: HttpRequest, who: Requester): Promise<{ status: number; headers: [string, string][]; body: string }> {
+    const source: IpAddress = who.address;
     const none = { headers: [] as [string, string][], body: '' };
     // A browser's request carries an Origin; a UPnP control point never does.
     if (req.headers.has('origin')) return { status: 403, ...none };
@@ -174,7 +175,7 @@ export class UpnpHttpServer {
       if (req.method !== 'SUBSCRIBE' && req.method !== 'UNSUBSCRIBE') return { status: 405, headers: [['Allow', 'SUBSCRIBE, UNSUBSCRIBE']], body: '' };
       const parsed = parseGenaRequest(req.method, req.headers);
       if (!parsed.ok) return { status: parsed.status, ...none };
-      const answer = this.gena.handle(route.service, parsed, source);
+      const answer = this.gena.handle(route.service, parsed, who);
       return { status: answer.status, headers: [['Date', new Date().toUTCString()], ...answer.headers], body: '' };
     }
     if (req.method !== 'POST') return { status: 405, headers: [['Allow', 'POST']], body: '' };

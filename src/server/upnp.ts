@@ -6,8 +6,10 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { UpnpConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { addressBytes, familyOf, type IpAddress, type Prefix } from '../net/address.js';
-import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
+import { familyOf, type IpAddress, type Prefix } from '../net/address.js';
+import type { LocalAddress } from '../net/interfaces.js';
+import { LanSources } from '../net/lan-source.js';
+import { Neighbours } from '../net/neighbours.js';
 import { IPPROTO_TCP } from '../net/ipproto.js';
 import { SERVICE_SPECS, configIdOf, rootDescription, scpd, upnpPaths, type ServiceKey } from '../protocols/upnp/description.js';
 import { IgdControl, type IgdEnvironment } from '../protocols/upnp/igd.js';
@@ -21,9 +23,13 @@ import { UpnpHttpServer } from './upnp-http.js';
 export interface Upnp {
   readonly control: IgdControl;
   readonly gena: GenaManager;
+  readonly ssdp: SsdpServer;
   readonly httpPort: number;
-  /** The LAN's addresses changed: serve the new ones, let go of the gone ones. */
-  updateAddresses(lan: readonly LocalAddress[], prefixes: readonly Prefix[]): Promise<void>;
+  /**
+   * The LAN's addresses changed: serve the new ones, let go of the gone ones.
+   * (Which sources count as the LAN is `sources`' business: the daemon updates it.)
+   */
+  updateAddresses(lan: readonly LocalAddress[], _prefixes?: readonly Prefix[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -31,15 +37,26 @@ export async function startUpnp(opts: {
   cfg: UpnpConfig;
   wan: string;
   lan: readonly LocalAddress[];
-  lanPrefixes: readonly Prefix[];
+  /** Ignored: `sources` holds the LAN prefixes. */
+  lanPrefixes?: readonly Prefix[];
+  /**
+   * The daemon's one LAN-source rule, shared with PCP/NAT-PMP. Optional only
+   * until the daemon passes it: without it, a rule of UPnP's own over `lan`
+   * that trusts the kernel guard.
+   */
+  sources?: LanSources;
+  /** Who is the same device as whom (UPnP secure mode); the kernel's table by default. */
+  neighbours?: Neighbours;
   service: MappingService;
   deviceUuid: string;
   version: string;
   log: Logger;
 }): Promise<Upnp> {
   const { cfg, service, log } = opts;
-  let prefixes = opts.lanPrefixes;
   let currentLan = opts.lan;
+  const ownSources = opts.sources ? undefined : new LanSources([...new Set(opts.lan.map((l) => l.interface))], opts.lan);
+  ownSources?.setGuarded(true);
+  const sources = opts.sources ?? (ownSources as LanSources);
   const started = Date.now();
   const paths = upnpPaths(randomBytes(16).toString('base64url'));
   const scpds = Object.fromEntries((Object.keys(SERVICE_SPECS) as ServiceKey[]).map((k) => [k, scpd(SERVICE_SPECS[k])])) as Record<ServiceKey, string>;
@@ -57,7 +74,7 @@ export async function startUpnp(opts: {
   const igdVersionFor = (ua: string | undefined): IgdVersion => (cfg.igdVersion !== 'auto' ? cfg.igdVersion : ua && uaPatterns.some((p) => p.test(ua)) ? 1 : 2);
   const server = serverHeader('Linux', osRelease(), opts.version);
 
-  const env = wanEnvironment(opts.wan, () => service.externalIPv4() !== undefined, started, (a) => inAnyPrefix(prefixes, a));
+  const env = wanEnvironment(opts.wan, () => service.externalIPv4() !== undefined, started, opts.neighbours ?? new Neighbours());
   const control = new IgdControl(service, env);
   const evented = (s: ServiceName): [string, string][] => {
     if (s === 'WANIPConnection') {
@@ -75,7 +92,7 @@ export async function startUpnp(opts: {
     return [['PhysicalLinkStatus', env.linkUp() ? 'Up' : 'Down']];
   };
   const gena = new GenaManager(evented, log);
-  const http = new UpnpHttpServer({ port: cfg.httpPort, paths, description, scpd: scpds, igdVersionFor, server }, opts.lan, prefixes, control, gena, log);
+  const http = new UpnpHttpServer({ port: cfg.httpPort, paths, description, scpd: scpds, igdVersionFor, server }, opts.lan, sources, control, gena, log);
   await http.start();
   gena.start();
   const ssdp = new SsdpServer(
@@ -90,7 +107,7 @@ export async function startUpnp(opts: {
       tree: igdTree(opts.deviceUuid, 2),
     },
     opts.lan,
-    prefixes,
+    sources,
     log,
   );
   try {
@@ -103,12 +120,13 @@ export async function startUpnp(opts: {
   return {
     control,
     gena,
+    ssdp,
     httpPort: cfg.httpPort,
-    async updateAddresses(lan, p) {
-      prefixes = p;
+    async updateAddresses(lan) {
       currentLan = lan;
-      await http.updateAddresses(lan, p);
-      await ssdp.updateAddresses(lan, p);
+      ownSources?.update(lan);
+      await http.updateAddresses(lan);
+      await ssdp.updateAddresses(lan);
     },
     async stop() {
       gena.stop();
@@ -136,7 +154,7 @@ function readNumber(path: string): number | undefined {
 }
 
 /** What WANCommonInterfaceConfig and GetStatusInfo report, read from the kernel. */
-function wanEnvironment(wan: string, hasAddress: () => boolean, started: number, isLanHost: (a: IpAddress) => boolean): IgdEnvironment {
+function wanEnvironment(wan: string, hasAddress: () => boolean, started: number, neighbours: Neighbours): IgdEnvironment {
   const sys = `/sys/class/net/${wan}`;
   return {
     uptime: () => Math.floor((Date.now() - started) / 1000),
@@ -159,9 +177,16 @@ function wanEnvironment(wan: string, hasAddress: () => boolean, started: number,
       protocol === IPPROTO_TCP
         ? readNumber('/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established') ?? 432000
         : readNumber('/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream') ?? 120,
-    sameHost: (a, b) => {
-      if (familyOf(a) !== 6 || familyOf(b) !== 6 || !isLanHost(a) || !isLanHost(b)) return false;
-      return addressBytes(a).subarray(8).equals(addressBytes(b).subarray(8));
-    },
+    sameHost: sameHostBy(neighbours),
   };
+}
+
+/**
+ * UPnP secure mode's "the same host": the same address, or two IPv6
+ * addresses the kernel's neighbour table shows behind one link-layer address
+ * on one link. Never by interface identifier: any LAN host can put another's
+ * under fe80:: or a ULA prefix.
+ */
+export function sameHostBy(neighbours: Neighbours): IgdEnvironment['sameHost'] {
+  return async (a: IpAddress, b: IpAddress) => a === b || (familyOf(a) === 6 && familyOf(b) === 6 && (await neighbours.sameDevice(a, b)));
 }

@@ -34,8 +34,12 @@ export interface IgdEnvironment {
   wanCounters(): { txBytes: number; rxBytes: number; txPackets: number; rxPackets: number; speedMbps: number };
   /** Conntrack's idle timeout for an outbound flow of the protocol, seconds. */
   outboundTimeout(protocol: number): number;
-  /** Whether two addresses are the same host: same interface identifier on the LAN (its ULA and its global address). */
-  sameHost(a: IpAddress, b: IpAddress): boolean;
+  /**
+   * Whether two addresses are one device (its ULA and its global address):
+   * proven by the kernel's neighbour table (the same link-layer address on
+   * the same link), never by a shared interface identifier.
+   */
+  sameHost(a: IpAddress, b: IpAddress): boolean | Promise<boolean>;
 }
 
 export interface IgdRequest {
@@ -127,7 +131,7 @@ export class IgdControl {
         return this.deletePinhole(a, req.client);
       case 'GetPinholePackets':
       case 'CheckPinholeWorking': {
-        const found = this.ownedPinhole(a, req.client);
+        const found = await this.ownedPinhole(a, req.client);
         if (!found.ok) return found.result;
         const packets = await this.service.packets(found.mapping);
         // No counter to read: say so rather than invent a number.
@@ -374,15 +378,15 @@ export class IgdControl {
     const lease = a.uint('LeaseTime');
     if (!lease.ok) return lease.result;
     if (lease.value < 1 || lease.value > MAX_PINHOLE_LEASE) return invalid(`LeaseTime ${lease.value} outside 1..${MAX_PINHOLE_LEASE}`);
-    const out = await this.service.map(this.pinholeRequest(client, host.value, proto.value, port.value, lease.value, remote.value, remotePort.value));
+    // A host's other addresses (its ULA and its global address) count as the
+    // host itself, not as a third party.
+    const asker = host.value !== client && familyOf(client) === 6 && (await this.env.sameHost(client, host.value)) ? host.value : client;
+    const out = await this.service.map(this.pinholeRequest(asker, host.value, proto.value, port.value, lease.value, remote.value, remotePort.value));
     if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
     return ok(['UniqueID', String(this.idFor(out.mapping))]);
   }
 
-  private pinholeRequest(client: IpAddress, host: IpAddress, protocol: number, port: number, lifetime: number, remote: IpAddress | undefined, remotePort: number) {
-    // A host's other addresses (its ULA and its global address share the
-    // interface identifier) count as the host itself, not as a third party.
-    const asker = host !== client && familyOf(client) === 6 && this.env.sameHost(client, host) ? host : client;
+  private pinholeRequest(asker: IpAddress, host: IpAddress, protocol: number, port: number, lifetime: number, remote: IpAddress | undefined, remotePort: number) {
     return {
       via: 'upnp' as const,
       client: asker,
@@ -413,7 +417,7 @@ export class IgdControl {
     throw new Error('no free pinhole id');
   }
 
-  private ownedPinhole(a: Args, client: IpAddress): { ok: true; mapping: Mapping } | { ok: false; result: ActionResult } {
+  private async ownedPinhole(a: Args, client: IpAddress): Promise<{ ok: true; mapping: Mapping } | { ok: false; result: ActionResult }> {
     const id = a.uint('UniqueID');
     if (!id.ok) return { ok: false, result: id.result };
     const key = this.pinholeIds.get(id.value);
@@ -425,13 +429,13 @@ export class IgdControl {
       }
       return { ok: false, result: fail(F.NO_SUCH_ENTRY, `no pinhole ${id.value}`) };
     }
-    const mine = m.internalAddress === client || m.owner === client || (familyOf(client) === 6 && this.env.sameHost(client, m.internalAddress));
+    const mine = m.internalAddress === client || m.owner === client || (familyOf(client) === 6 && (await this.env.sameHost(client, m.internalAddress)));
     if (!mine) return { ok: false, result: fail(UpnpError.ACTION_NOT_AUTHORIZED, `pinhole ${id.value} is not yours`) };
     return { ok: true, mapping: m };
   }
 
   private async updatePinhole(a: Args, client: IpAddress): Promise<ActionResult> {
-    const found = this.ownedPinhole(a, client);
+    const found = await this.ownedPinhole(a, client);
     if (!found.ok) return found.result;
     const lease = a.uint('NewLeaseTime');
     if (!lease.ok) return lease.result;
@@ -450,7 +454,7 @@ export class IgdControl {
   }
 
   private async deletePinhole(a: Args, client: IpAddress): Promise<ActionResult> {
-    const found = this.ownedPinhole(a, client);
+    const found = await this.ownedPinhole(a, client);
     if (!found.ok) return found.result;
     const m = found.mapping;
     const out = await this.service.unmap({ via: 'upnp', client: m.owner, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });

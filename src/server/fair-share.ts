@@ -1,0 +1,85 @@
+// A bounded pool of slots (HTTP connections, GENA subscriptions, pending
+// SSDP replies) shared fairly among LAN hosts. A host is not an address: over
+// IPv6 one host has as many addresses as it likes, so a slot is counted
+// against the exact address, its /64 and the LAN interface it came from, and
+// each of those may hold only part of the pool. When one /64 floods, another
+// /64 (or an IPv4 host, or another interface) still finds free slots.
+
+import { familyOf, formatPrefix, isLinkLocal, normalizePrefix, prefixContains, type IpAddress } from '../net/address.js';
+import type { LocalAddress } from '../net/interfaces.js';
+
+export interface ShareLimits {
+  total: number;
+  perSource: number;
+  /** What one IPv6 /64 may hold: a quarter of the pool leaves room for three more. */
+  perNet64: number;
+  /** What one LAN interface may hold. */
+  perInterface: number;
+}
+
+/** Limits for a pool of `total`: the fractions every pool uses. */
+export function shareOf(total: number, perSource: number): ShareLimits {
+  return { total, perSource, perNet64: Math.max(perSource, Math.floor(total / 4)), perInterface: Math.max(perSource, Math.floor((total * 3) / 4)) };
+}
+
+/** Who asks, as far as fairness is concerned. */
+export interface Requester {
+  readonly address: IpAddress;
+  /** The /64 of an IPv6 address (link-local ones per link); undefined for IPv4. */
+  readonly net64: string | undefined;
+  /** The LAN interface the request came from, when known. */
+  readonly interface: string | undefined;
+}
+
+/**
+ * `zone` is the link of a link-local source; any other source's interface is
+ * the one whose LAN prefix holds it.
+ */
+export function requesterOf(address: IpAddress, zone: string | undefined, lan: readonly LocalAddress[]): Requester {
+  const linkLocal = familyOf(address) === 6 && isLinkLocal(address);
+  const iface = linkLocal ? zone : lan.find((l) => !isLinkLocal(l.address) && prefixContains(l.prefix, address))?.interface;
+  const net64 = familyOf(address) === 6 ? `${formatPrefix(normalizePrefix(address, 64))}${linkLocal ? `%${zone ?? ''}` : ''}` : undefined;
+  return { address, net64, interface: iface };
+}
+
+export class FairShare {
+  private readonly held = new Map<string, number>();
+  private used = 0;
+
+  constructor(private readonly limits: ShareLimits) {}
+
+  /** Slots in use. */
+  get size(): number {
+    return this.used;
+  }
+
+  /** Slots held by one exact address. */
+  heldBy(address: IpAddress): number {
+    return this.held.get(`a|${address}`) ?? 0;
+  }
+
+  /**
+   * Takes `n` slots for `who`, or none if any of its groups would go over its
+   * share; the returned function gives them back (once, however often called).
+   */
+  take(who: Requester, n = 1): (() => void) | undefined {
+    if (this.used + n > this.limits.total) return undefined;
+    const keys: [string, number][] = [[`a|${who.address}`, this.limits.perSource]];
+    if (who.net64 !== undefined) keys.push([`n|${who.net64}`, this.limits.perNet64]);
+    if (who.interface !== undefined) keys.push([`i|${who.interface}`, this.limits.perInterface]);
+    if (keys.some(([k, max]) => (this.held.get(k) ?? 0) + n > max)) return undefined;
+    for (const [k] of keys) this.held.set(k, (this.held.get(k) ?? 0) + n);
+    this.used += n;
+    let given = false;
+    return () => {
+      if (given) return;
+      given = true;
+      this.used -= n;
+      for (const [k] of keys) {
+        const left = (this.held.get(k) ?? n) - n;
+        if (left <= 0) this.held.delete(k);
+        else this.held.set(k, left);
+      }
+    };
+  }
+}
