@@ -121,6 +121,7 @@ t.test('startup errors name the cause and the fix', async (t) => {
 t.test('embedded mode: only its own chains and sets in the admin\'s table, reached by one jump', async (t) => {
   lab.exec('rtr', ['nft', '-f', '-'], {
     input: `table inet fw4 {
+  chain input { type filter hook input priority filter; policy accept; }
   chain forward { type filter hook forward priority filter; policy accept; }
   chain dstnat { type nat hook prerouting priority dstnat; policy accept; }
 }
@@ -133,8 +134,10 @@ t.test('embedded mode: only its own chains and sets in the admin\'s table, reach
   t.match(listing, /chain portcullis_forward/);
   t.match(listing, /set portcullis_pinholes6/);
   t.notMatch(listing, /chain wan_to_lan|set pinholes6 /, 'no unprefixed objects');
-  // The admin's lines: the forward chain jumps to ours, then drops unsolicited WAN traffic.
-  lab.exec('rtr', ['nft', 'add rule inet fw4 forward iifname "wan0" jump portcullis_forward; add rule inet fw4 forward iifname "wan0" ct state new drop; add rule inet fw4 dstnat jump portcullis_prerouting']);
+  // The admin's lines: input jumps to our guard first (until then nothing is
+  // answered), the forward chain jumps to ours, then drops unsolicited WAN traffic.
+  lab.exec('rtr', ['nft', 'insert rule inet fw4 input jump portcullis_input; add rule inet fw4 forward iifname "wan0" jump portcullis_forward; add rule inet fw4 forward iifname "wan0" ct state new drop; add rule inet fw4 dstnat jump portcullis_prerouting']);
+  await waitForLine(d, (l) => l.includes('"event":"lan-guard"') && l.includes('in place'), 5000);
   // The own-table run left its table; remove it so only fw4 decides.
   lab.exec('rtr', ['nft', 'delete', 'table', 'inet', 'portcullis']);
   t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40050, to: LAN6 }), 'closed before a request');
