@@ -8,10 +8,12 @@ import { encodePcpRequest, decodePcpResponse } from '../src/protocols/pcp/codec.
 import { OptionCode } from '../src/protocols/pcp/constants.js';
 import { encodeNatPmpMapRequest, decodeNatPmpResponse } from '../src/protocols/natpmp/codec.js';
 import type { MapRequest } from '../src/service/mapping-service.js';
+import { mappingKey } from '../src/service/types.js';
 import { EXTERNAL, harness } from './helpers/harness.js';
 
 const A = mustParseIp('192.168.77.10');
 const B = mustParseIp('192.168.77.11');
+const C = mustParseIp('192.168.77.12');
 const A6 = mustParseIp('2001:db8:77::10');
 const REMOTE = mustParseIp('203.0.113.5');
 const OTHER_REMOTE = mustParseIp('203.0.113.6');
@@ -45,10 +47,11 @@ t.test('per-client quota: USER_EX_QUOTA at 129, other clients unaffected', async
 });
 
 t.test('global cap: NO_RESOURCES', async (t) => {
+  // Two hosts fill it: one host alone may hold only its share (a quarter, rounded up).
   const h = harness({ config: { maxMappings: 2 } });
   t.match(await h.service.map(req({ internalPort: 40001 })), { ok: true });
-  t.match(await h.service.map(req({ internalPort: 40002 })), { ok: true });
-  t.match(await h.service.map(req({ internalPort: 40003 })), { ok: false, refusal: 'NO_RESOURCES' });
+  t.match(await h.service.map(req({ client: B, internalAddress: B, internalPort: 40002 })), { ok: true });
+  t.match(await h.service.map(req({ client: C, internalAddress: C, internalPort: 40003 })), { ok: false, refusal: 'NO_RESOURCES', detail: 'mapping table full' });
 });
 
 t.test('two clients never share an external port; the companion port stays with its holder', async (t) => {
@@ -236,4 +239,28 @@ t.test('DESCRIPTION: stored clipped to 128 octets on a character boundary, contr
   t.ok(r.ok && Buffer.byteLength(r.mapping.description) <= 128 && !r.mapping.description.includes('\n'));
   t.ok(r.ok && /^é+$/.test(r.mapping.description));
   t.equal(OptionCode.DESCRIPTION, 128);
+});
+
+t.test('renewals do not grow the expiry heap: one entry per live mapping', async (t) => {
+  const h = harness();
+  // One client renewing as fast as it may: each renewal used to leave its
+  // old heap entry behind until the old expiry, so memory grew per request.
+  for (let i = 0; i < 2000; i++) {
+    h.clock.advance(1000);
+    const r = await h.service.map(req({ lifetime: 3600 }));
+    if (!r.ok) t.fail(`renewal ${i} refused: ${r.refusal}`);
+  }
+  await h.service.map(req({ internalPort: 40001, lifetime: 120 }));
+  t.equal(h.service.table.size, 2);
+  t.equal(h.service.table.scheduled, 2, 'the heap holds exactly the live mappings');
+  t.equal(h.service.table.nextExpiry(), h.service.table.get(mappingKey('map', A, 17, 40001))?.expiresAt, 'the next wake-up is a live mapping\'s');
+  // Expiry still happens at the renewed time, and the heap empties with the table.
+  h.clock.advance(121_000);
+  h.service.expireDue();
+  t.equal(h.service.table.size, 1, 'the short one expired');
+  t.equal(h.service.table.scheduled, 1);
+  h.clock.advance(3600_000);
+  h.service.expireDue();
+  t.equal(h.service.table.size, 0);
+  t.equal(h.service.table.scheduled, 0);
 });

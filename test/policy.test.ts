@@ -18,6 +18,7 @@ import { encodeNatPmpMapRequest, decodeNatPmpResponse } from '../src/protocols/n
 import { OptionCode, ResultCode } from '../src/protocols/pcp/constants.js';
 import type { PcpOption } from '../src/protocols/pcp/options.js';
 import type { MapRequest } from '../src/service/mapping-service.js';
+import { PREFIX_SHARE } from '../src/server/rate-limit.js';
 import { harness } from './helpers/harness.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -141,10 +142,29 @@ t.test('limits: defaults, then the rule, key by key; allocation range from exter
     't',
   ).policy;
   const v = p.decide(ask());
-  t.match(v, { allow: true, limits: { maxLifetime: 600, maxMappingsPerClient: 5, requestsPerSecond: 3, burst: 6, externalPorts: { min: 20000, max: 29999 }, thirdParty: false } });
-  t.match(p.decide(ask({ client: B, internalAddress: B })), { allow: true, limits: { maxLifetime: 86400, maxMappingsPerClient: 5, externalPorts: { min: 1024, max: 65535 } } });
+  t.match(v, { allow: true, limits: { maxLifetime: 600, maxMappingsPerClient: 5, requestsPerSecond: 3, burst: 6, externalPorts: [{ min: 20000, max: 29999 }], thirdParty: false } });
+  t.match(p.decide(ask({ client: B, internalAddress: B })), { allow: true, limits: { maxLifetime: 86400, maxMappingsPerClient: 5, externalPorts: [{ min: 1024, max: 65535 }] } });
   t.match(builtinPolicy().policy.decide(ask()), { allow: true, limits: { maxLifetime: 86400, maxMappingsPerClient: 128, requestsPerSecond: 10, burst: 20, thirdParty: false } }, 'the shipped default');
   t.match(builtinPolicy().policy.decide(ask({ internalPort: 80 })), { allow: false }, 'no ports below 1024 by default');
+});
+
+t.test('disjoint externalPorts stay disjoint: no port in a gap is ever allocated', async (t) => {
+  const p = policyFromDocument(doc([{ name: 'two-ranges', action: 'allow', match: { externalPorts: ['2000-2001', '60000-60001'] } }]), 't').policy;
+  const v = p.decide(ask());
+  t.match(v, { allow: true, limits: { externalPorts: [{ min: 2000, max: 2001 }, { min: 60000, max: 60001 }] } }, 'two ranges, not 2000-60001');
+  const h = harness({ policy: p });
+  const A6b = ip('2001:db8:77::11');
+  const given: number[] = [];
+  // Hints in the gap, hints in a range, and no hint at all: every grant is inside a range.
+  for (const [i, hint] of [30000, 2000, 40000, 0, 59999, 0, 0].entries()) {
+    const r = await h.service.map({ via: 'pcp', client: A, internalAddress: A, protocol: 17, internalPort: 30000 + i, suggestedExternalPort: hint, lifetime: 600 });
+    if (r.ok) given.push(r.mapping.externalPort);
+    else t.equal(r.refusal, 'NO_RESOURCES', `refused only when both ranges are full (${r.detail})`);
+  }
+  t.same([...given].sort((x, y) => x - y), [2000, 2001, 60000, 60001], 'the four ports of the two ranges, nothing between');
+  t.equal(h.firewall.list().filter((e) => e.externalPort > 2001 && e.externalPort < 60000).length, 0, 'the kernel has nothing in the gap');
+  // A pinhole does not translate ports: the ranges do not apply to it.
+  t.match(await h.service.map({ via: 'pcp', client: A6b, internalAddress: A6b, protocol: 17, internalPort: 30000, suggestedExternalPort: 0, lifetime: 600 }), { ok: true });
 });
 
 t.test('limits: third party, remote peers, same external port', async (t) => {
@@ -172,6 +192,14 @@ t.test('request rate: a token bucket per client and rule', async (t) => {
   t.ok(p.takeToken(v, B), 'another client has its own bucket');
   now += 500;
   t.same([p.takeToken(v, A), p.takeToken(v, A)], [true, false], 'one token back after half a second at 2/s');
+  // A host is its /64, not an address: new addresses in it share one larger bucket.
+  const many = Array.from({ length: 2000 }, (_, i) => ip(`2001:db8:77::a:${(i + 1).toString(16)}`));
+  const granted = many.filter((c) => p.takeToken(v, c)).length;
+  t.equal(granted, 3 * PREFIX_SHARE, `2 000 addresses of one /64 get the /64's burst (${3 * PREFIX_SHARE}), not 2 000 bursts`);
+  t.ok(p.takeToken(v, ip('2001:db8:78::1')), 'a host in another /64 is still served');
+  now += 1000;
+  const again = many.filter((c) => p.takeToken(v, c)).length;
+  t.equal(again, 2 * PREFIX_SHARE, 'a second later: the /64 rate (4 × 2/s), not 2 000 × 2/s');
   const unlimited = policyFromDocument(doc([{ name: 'u', action: 'allow', limits: { requestsPerSecond: 0 } }]), 't').policy;
   const u = unlimited.decide(ask());
   if (!u.allow) throw new Error('allowed expected');

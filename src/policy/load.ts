@@ -369,7 +369,7 @@ export function describeLimits(l: Limits): string {
     `lifetime ≤ ${l.maxLifetime} s`,
     `${l.maxMappingsPerClient} mappings per client`,
     l.requestsPerSecond > 0 ? `${l.requestsPerSecond} requests/s per client (burst ${l.burst})` : 'no request rate limit',
-    `external ports ${formatRange(l.externalPorts)}`,
+    `external ports ${l.externalPorts.map(formatRange).join(', ') || 'none'}`,
     l.thirdParty ? 'may map for other hosts' : 'for itself only',
   ];
   if (l.remotePeers) parts.push(`remote peers only in ${l.remotePeers.map((p) => p.text).join(', ')}`);

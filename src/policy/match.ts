@@ -123,6 +123,42 @@ export function inRanges(ranges: readonly PortRange[], port: number): boolean {
   return ranges.some((r) => port >= r.min && port <= r.max);
 }
 
+/** The ports in both lists, as sorted disjoint ranges (a gap in either stays a gap). */
+export function intersectRanges(a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
+  const out: PortRange[] = [];
+  for (const x of a) {
+    for (const y of b) {
+      const min = Math.max(x.min, y.min);
+      const max = Math.min(x.max, y.max);
+      if (min <= max) out.push({ min, max });
+    }
+  }
+  out.sort((x, y) => x.min - y.min);
+  const merged: PortRange[] = [];
+  for (const r of out) {
+    const last = merged[merged.length - 1];
+    if (last && r.min <= last.max + 1) merged[merged.length - 1] = { min: last.min, max: Math.max(last.max, r.max) };
+    else merged.push(r);
+  }
+  return merged;
+}
+
+/** How many ports the ranges hold (disjoint ranges assumed). */
+export function rangesSize(ranges: readonly PortRange[]): number {
+  return ranges.reduce((n, r) => n + r.max - r.min + 1, 0);
+}
+
+/** The `i`-th port of the ranges in order (0 ≤ i < rangesSize). */
+export function nthPort(ranges: readonly PortRange[], i: number): number {
+  let left = i;
+  for (const r of ranges) {
+    const size = r.max - r.min + 1;
+    if (left < size) return r.min + left;
+    left -= size;
+  }
+  throw new Error(`port index ${i} is outside the ranges`);
+}
+
 export function formatRange(r: PortRange): string {
   return r.min === r.max ? String(r.min) : `${r.min}-${r.max}`;
 }

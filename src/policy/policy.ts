@@ -6,7 +6,7 @@ import { familyOf, formatPrefix, type IpAddress, type Prefix } from '../net/addr
 import { IPPROTO_TCP, IPPROTO_UDP } from '../net/ipproto.js';
 import { RateLimiter } from '../server/rate-limit.js';
 import type { Via } from '../service/types.js';
-import { formatRange, inRanges, parseAddressPattern, patternCovers, patternMatches, type AddressPattern, type PortRange } from './match.js';
+import { formatRange, inRanges, intersectRanges, parseAddressPattern, patternCovers, patternMatches, type AddressPattern, type PortRange } from './match.js';
 
 /** The request's kind as the engine sees it ('peer' = PCP PEER). */
 export type Operation = 'map' | 'peer';
@@ -35,8 +35,8 @@ export interface Limits {
   /** Seconds; the engine also clamps to its configured [min, max]. */
   maxLifetime: number;
   maxMappingsPerClient: number;
-  /** Inclusive range external ports may be allocated from. */
-  externalPorts: { min: number; max: number };
+  /** Disjoint inclusive ranges, in order, external ports may be allocated from: a gap is never allocated. */
+  externalPorts: readonly PortRange[];
   /** Requests per second per client (0 = unlimited), and the bucket size. */
   requestsPerSecond: number;
   burst: number;
@@ -81,7 +81,7 @@ export interface Rule {
 export const BASE_LIMITS: Limits = {
   maxLifetime: 86400,
   maxMappingsPerClient: 128,
-  externalPorts: { min: 1024, max: 65535 },
+  externalPorts: [{ min: 1024, max: 65535 }],
   requestsPerSecond: 10,
   burst: 20,
   thirdParty: false,
@@ -121,12 +121,15 @@ export function mismatch(rule: Rule, req: PolicyRequest): string | undefined {
 
 export class RulePolicy implements Policy {
   private readonly limiters = new Map<number, RateLimiter>();
+  /** Each allow rule's limits with its allocation ranges worked out once. */
+  private readonly limits = new Map<number, Limits>();
 
   constructor(
     readonly rules: readonly Rule[],
     private readonly now: () => number = () => performance.now(),
   ) {
     for (const r of rules) {
+      if (r.action === 'allow') this.limits.set(r.index, effectiveLimits(r));
       if (r.action === 'allow' && r.limits.requestsPerSecond > 0) {
         this.limiters.set(r.index, new RateLimiter(r.limits.requestsPerSecond, r.limits.burst, 8192, this.now));
       }
@@ -139,7 +142,7 @@ export class RulePolicy implements Policy {
       if (rule.action === 'deny') return { allow: false, rule: rule.name, index: rule.index, reason: 'denied by rule' };
       const why = limitViolation(rule, req);
       if (why) return { allow: false, rule: rule.name, index: rule.index, reason: why };
-      return { allow: true, rule: rule.name, index: rule.index, limits: effectiveLimits(rule) };
+      return { allow: true, rule: rule.name, index: rule.index, limits: this.limits.get(rule.index) ?? effectiveLimits(rule) };
     }
     return { allow: false, rule: '(default deny)', reason: 'no rule matches' };
   }
@@ -170,13 +173,15 @@ function limitViolation(rule: Rule, req: PolicyRequest): string | undefined {
   return undefined;
 }
 
-/** Allocation range: the rule's external port match narrowed to one span (the engine allocates from a span). */
+/**
+ * Allocation ranges: the limits' ranges cut to the rule's external port
+ * match, range by range. Never one span from the lowest to the highest: the
+ * ports between two ranges are ones the admin left out.
+ */
 function effectiveLimits(rule: Rule): Limits {
   const ranges = rule.match.externalPorts;
   if (!ranges?.length) return rule.limits;
-  const min = Math.max(rule.limits.externalPorts.min, Math.min(...ranges.map((r) => r.min)));
-  const max = Math.min(rule.limits.externalPorts.max, Math.max(...ranges.map((r) => r.max)));
-  return { ...rule.limits, externalPorts: { min, max } };
+  return { ...rule.limits, externalPorts: intersectRanges(rule.limits.externalPorts, ranges) };
 }
 
 function prefixPattern(p: Prefix): AddressPattern {

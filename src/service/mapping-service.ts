@@ -6,9 +6,10 @@
 // sees the reservation; if the commit fails the change is rolled back and the
 // caller is told NO_RESOURCES.
 
-import { familyOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
+import { familyOf, hostUnitOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
 import { THIRD_PARTY_REASON, type Limits, type Policy, type PolicyRequest } from '../policy/policy.js';
+import { inRanges, nthPort, rangesSize } from '../policy/match.js';
 import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
@@ -29,6 +30,13 @@ export interface ServiceConfig {
   maxFiltersPerMapping: number;
   /** RFC 7220 §3: octets of description stored (at least 128). */
   maxDescriptionBytes: number;
+  /**
+   * Headroom for everyone else: the fraction of `maxMappings` one host may
+   * hold (a host is an IPv4 address or an IPv6 /64, however many addresses
+   * it uses), and one LAN interface.
+   */
+  hostShare: number;
+  interfaceShare: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
@@ -37,6 +45,11 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   maxMappings: 200_000,
   maxFiltersPerMapping: 16,
   maxDescriptionBytes: 128,
+  // A quarter per host leaves room for three more that hog as much; three
+  // quarters per interface keep a quarter of the table for the other LANs
+  // (the same fractions as the HTTP and GENA slot pools).
+  hostShare: 1 / 4,
+  interfaceShare: 3 / 4,
 };
 
 /** Where the LAN is: who may ask, and which hosts a mapping may point at. */
@@ -129,7 +142,8 @@ export const STATIC_LIFETIME = 0xffffffff;
 const RESERVED_UDP_PORTS: ReadonlySet<number> = new Set([5350, 5351]);
 
 export class MappingService {
-  readonly table = new MappingTable();
+  /** Counts each mapping under the LAN interface its host is on (fairness per interface). */
+  readonly table = new MappingTable((addr) => this.network.interfaceOf?.(addr));
   private readonly commits: CommitQueue;
   private nextId = 1;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -436,10 +450,8 @@ export class MappingService {
       }
       externalPort = existing.externalPort;
     } else {
-      if (this.table.countFor(req.internalAddress) >= limits.maxMappingsPerClient) {
-        return refuse('USER_EX_QUOTA', `${req.internalAddress} holds ${limits.maxMappingsPerClient} mappings`);
-      }
-      if (this.table.size >= this.cfg.maxMappings) return refuse('NO_RESOURCES', 'mapping table full');
+      const full = this.quotaReached(req.internalAddress, limits);
+      if (full) return full;
       const chosen = this.chooseExternalPort(req, family, internal, limits);
       if (!chosen.ok) return chosen;
       externalPort = chosen.port;
@@ -501,10 +513,8 @@ export class MappingService {
     if (existing) {
       externalPort = existing.externalPort;
     } else {
-      if (this.table.countFor(req.internalAddress) >= limits.maxMappingsPerClient) {
-        return refuse('USER_EX_QUOTA', `${req.internalAddress} holds ${limits.maxMappingsPerClient} mappings`);
-      }
-      if (this.table.size >= this.cfg.maxMappings) return refuse('NO_RESOURCES', 'mapping table full');
+      const full = this.quotaReached(req.internalAddress, limits);
+      if (full) return full;
       // §12.1: a suggestion PEER cannot honour is CANNOT_PROVIDE_EXTERNAL.
       const chosen = this.chooseExternalPort(
         { ...req, preferFailure: req.suggestedExternalPort !== 0 },
@@ -676,6 +686,25 @@ export class MappingService {
     return { ok: true, limits: verdict.limits, family, externalAddress };
   }
 
+  /**
+   * Why `internalAddress` may not have one more mapping: its own quota, the
+   * same quota summed over its /64 (one host, many addresses), a full table,
+   * or its host's or its interface's share of the table.
+   */
+  private quotaReached(internalAddress: IpAddress, limits: Limits): Refused | undefined {
+    const quota = limits.maxMappingsPerClient;
+    if (this.table.countFor(internalAddress) >= quota) return refuse('USER_EX_QUOTA', `${internalAddress} holds ${quota} mappings`);
+    const held = this.table.countForHost(internalAddress);
+    if (familyOf(internalAddress) === 6 && held >= quota) return refuse('USER_EX_QUOTA', `${hostUnitOf(internalAddress)} holds ${quota} mappings`);
+    if (this.table.size >= this.cfg.maxMappings) return refuse('NO_RESOURCES', 'mapping table full');
+    const hostCap = Math.ceil(this.cfg.maxMappings * this.cfg.hostShare);
+    if (held >= hostCap) return refuse('NO_RESOURCES', `${hostUnitOf(internalAddress)} holds its share of the table (${hostCap} mappings)`);
+    const iface = this.network.interfaceOf?.(internalAddress);
+    const ifaceCap = Math.ceil(this.cfg.maxMappings * this.cfg.interfaceShare);
+    if (iface !== undefined && this.table.countForInterface(iface) >= ifaceCap) return refuse('NO_RESOURCES', `interface ${iface} holds its share of the table (${ifaceCap} mappings)`);
+    return undefined;
+  }
+
   private grantLifetime(via: Via, requested: number, limits: Limits): number {
     const max = Math.min(this.cfg.maxLifetime, limits.maxLifetime);
     // RFC 6886 §3.3: NAT-PMP "SHOULD NOT offer a lease lifetime greater than
@@ -704,7 +733,7 @@ export class MappingService {
   }
 
   private portAvailable(protocol: number, port: number, internal: string, internalAddress: IpAddress, limits: Limits): boolean {
-    if (port < limits.externalPorts.min || port > limits.externalPorts.max) return false;
+    if (!inRanges(limits.externalPorts, port)) return false;
     if (protocol === IPPROTO_UDP && RESERVED_UDP_PORTS.has(port)) return false;
     if (!this.table.isExternalPortFree(protocol, port)) return false;
     // RFC 6886 §3.3: the companion port (same number, other protocol) stays
@@ -748,17 +777,18 @@ export class MappingService {
       return refuse('CANNOT_PROVIDE_EXTERNAL', `external port ${req.suggestedExternalPort} is taken or not allowed`);
     }
     if (avail(req.internalPort)) return { ok: true, port: req.internalPort };
-    const { min, max } = limits.externalPorts;
-    const span = max - min + 1;
-    // Random probes find a free port at once unless the range is nearly full;
-    // then one bounded sweep decides.
-    for (let i = 0; i < 32; i++) {
-      const p = min + Math.floor(Math.random() * span);
+    // The ranges are numbered end to end, so a gap between two is never drawn.
+    const ranges = limits.externalPorts;
+    const span = rangesSize(ranges);
+    // Random probes find a free port at once unless the ranges are nearly
+    // full; then one bounded sweep decides.
+    for (let i = 0; i < 32 && span > 0; i++) {
+      const p = nthPort(ranges, Math.floor(Math.random() * span));
       if (avail(p)) return { ok: true, port: p };
     }
     const start = Math.floor(Math.random() * span);
     for (let i = 0; i < span; i++) {
-      const p = min + ((start + i) % span);
+      const p = nthPort(ranges, (start + i) % span);
       if (avail(p)) return { ok: true, port: p };
     }
     return refuse('NO_RESOURCES', 'no free external port');

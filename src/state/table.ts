@@ -1,7 +1,9 @@
 // The mapping table and its indexes. Every lookup a request needs is O(1):
-// by identity, by a client's count, by external port; expiry is a heap.
+// by identity, by a client's count (per address, per /64, per LAN
+// interface), by external port; expiry is a heap with one entry per live
+// mapping, so a client renewing at its allowed rate costs no memory.
 
-import type { IpAddress } from '../net/address.js';
+import { hostUnitOf, type IpAddress } from '../net/address.js';
 import { keyOf, type Mapping } from '../service/types.js';
 
 /**
@@ -29,9 +31,17 @@ export class MappingTable {
   private readonly perClient = new Map<IpAddress, Set<string>>();
   private readonly bindingsByInternal = new Map<string, Binding>();
   private readonly bindingsByExternal = new Map<string, Binding>();
+  /** Mappings per host unit (an IPv4 address, an IPv6 /64): what one host can hold however many addresses it takes. */
+  private readonly perHost = new Map<string, number>();
+  private readonly perInterface = new Map<string, number>();
+  /** The interface each mapping was counted under (an address may move; its count must leave where it was added). */
+  private readonly interfaceOfKey = new Map<string, string>();
   private readonly heap = new ExpiryHeap();
   /** Bumped by every put and remove: listings cache on it. */
   version = 0;
+
+  /** `interfaceOf` names the LAN interface an internal address is on, when known. */
+  constructor(private readonly interfaceOf: (addr: IpAddress) => string | undefined = () => undefined) {}
 
   get size(): number {
     return this.byKey.size;
@@ -47,6 +57,25 @@ export class MappingTable {
 
   countFor(internalAddress: IpAddress): number {
     return this.perClient.get(internalAddress)?.size ?? 0;
+  }
+
+  /** Mappings of the address's host unit: its /64 (IPv6) or the address itself (IPv4). */
+  countForHost(internalAddress: IpAddress): number {
+    return this.perHost.get(hostUnitOf(internalAddress)) ?? 0;
+  }
+
+  countForInterface(name: string): number {
+    return this.perInterface.get(name) ?? 0;
+  }
+
+  /** LAN interfaces that hold at least one mapping. */
+  get interfacesInUse(): number {
+    return this.perInterface.size;
+  }
+
+  /** Entries in the expiry heap: one per live mapping, whatever the renewals. */
+  get scheduled(): number {
+    return this.heap.size;
   }
 
   /** One internal address's mappings, without scanning the table. */
@@ -67,8 +96,14 @@ export class MappingTable {
       let keys = this.perClient.get(m.internalAddress);
       if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
       keys.add(k);
+      bump(this.perHost, hostUnitOf(m.internalAddress), 1);
+      const iface = this.interfaceOf(m.internalAddress);
+      if (iface !== undefined) {
+        this.interfaceOfKey.set(k, iface);
+        bump(this.perInterface, iface, 1);
+      }
     }
-    this.heap.push(m.expiresAt, k);
+    this.heap.set(k, m.expiresAt);
     return prev;
   }
 
@@ -80,6 +115,13 @@ export class MappingTable {
     const keys = this.perClient.get(m.internalAddress);
     keys?.delete(key);
     if (keys?.size === 0) this.perClient.delete(m.internalAddress);
+    bump(this.perHost, hostUnitOf(m.internalAddress), -1);
+    const iface = this.interfaceOfKey.get(key);
+    if (iface !== undefined) {
+      this.interfaceOfKey.delete(key);
+      bump(this.perInterface, iface, -1);
+    }
+    this.heap.delete(key);
     return m;
   }
 
@@ -123,66 +165,121 @@ export class MappingTable {
     this.bindingsByExternal.delete(externalSlot(protocol, b.externalPort));
   }
 
-  /** Mappings whose lifetime ended at or before `now`, removed from the heap as they come. */
-  *dueBy(now: number): Generator<Mapping> {
-    for (;;) {
-      const top = this.heap.peek();
-      if (!top || top.at > now) return;
-      this.heap.pop();
-      const m = this.byKey.get(top.key);
-      // Stale heap entries (renewed or removed since) are skipped.
-      if (m && m.expiresAt === top.at) yield m;
+  /** Mappings whose lifetime ended at or before `now`; they stay in the table (and the heap) until removed. */
+  dueBy(now: number): Mapping[] {
+    const due: Mapping[] = [];
+    for (const key of this.heap.dueBy(now)) {
+      const m = this.byKey.get(key);
+      if (m) due.push(m);
     }
+    return due;
   }
 
   nextExpiry(): number | undefined {
-    return this.heap.peek()?.at;
+    return this.heap.first();
   }
 }
 
-/** Binary min-heap on expiry time with lazy deletion. */
+function bump(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
+
+interface HeapNode {
+  readonly key: string;
+  at: number;
+  index: number;
+}
+
+/**
+ * Binary min-heap on expiry time, indexed by mapping key: a renewal moves
+ * the mapping's one entry (increase-key), a removal takes it out. Chosen over
+ * lazy deletion (push on every renewal, rebuild when stale entries outnumber
+ * live ones) because it is exact: the heap is never larger than the table,
+ * the next timer is always a live mapping's, and no rebuild stalls a request.
+ */
 class ExpiryHeap {
-  private readonly at: number[] = [];
-  private readonly keys: string[] = [];
+  private readonly nodes: HeapNode[] = [];
+  private readonly byKey = new Map<string, HeapNode>();
 
-  push(at: number, key: string): void {
-    this.at.push(at);
-    this.keys.push(key);
-    let i = this.at.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if ((this.at[p] ?? 0) <= at) break;
-      this.swap(i, p);
-      i = p;
+  get size(): number {
+    return this.nodes.length;
+  }
+
+  first(): number | undefined {
+    return this.nodes[0]?.at;
+  }
+
+  set(key: string, at: number): void {
+    const n = this.byKey.get(key);
+    if (!n) {
+      const node: HeapNode = { key, at, index: this.nodes.length };
+      this.nodes.push(node);
+      this.byKey.set(key, node);
+      this.up(node.index);
+      return;
     }
+    const before = n.at;
+    n.at = at;
+    if (at < before) this.up(n.index);
+    else this.down(n.index);
   }
 
-  peek(): { at: number; key: string } | undefined {
-    if (this.at.length === 0) return undefined;
-    return { at: this.at[0] ?? 0, key: this.keys[0] ?? '' };
+  delete(key: string): void {
+    const n = this.byKey.get(key);
+    if (!n) return;
+    this.byKey.delete(key);
+    const last = this.nodes.pop() as HeapNode;
+    if (last === n) return;
+    this.place(last, n.index);
+    this.up(last.index);
+    this.down(last.index);
   }
 
-  pop(): void {
-    const last = this.at.length - 1;
-    if (last < 0) return;
-    this.swap(0, last);
-    this.at.pop();
-    this.keys.pop();
-    let i = 0;
+  /** Keys whose time is at or before `now`, without removing them: only subtrees that start in time are visited. */
+  dueBy(now: number): string[] {
+    const out: string[] = [];
+    const stack = [0];
+    for (let i = stack.pop(); i !== undefined; i = stack.pop()) {
+      const n = this.nodes[i];
+      if (!n || n.at > now) continue;
+      out.push(n.key);
+      stack.push(2 * i + 1, 2 * i + 2);
+    }
+    return out;
+  }
+
+  private up(i: number): void {
+    const n = this.nodes[i] as HeapNode;
+    while (i > 0) {
+      const parent = this.nodes[(i - 1) >> 1] as HeapNode;
+      if (parent.at <= n.at) break;
+      this.place(parent, i);
+      i = (i - 1) >> 1;
+    }
+    this.place(n, i);
+  }
+
+  private down(i: number): void {
+    const n = this.nodes[i] as HeapNode;
+    const count = this.nodes.length;
     for (;;) {
       const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < this.at.length && (this.at[l] ?? 0) < (this.at[m] ?? 0)) m = l;
-      if (r < this.at.length && (this.at[r] ?? 0) < (this.at[m] ?? 0)) m = r;
-      if (m === i) return;
-      this.swap(i, m);
-      i = m;
+      if (l >= count) break;
+      const left = this.nodes[l] as HeapNode;
+      const right = this.nodes[l + 1];
+      const child = right && right.at < left.at ? right : left;
+      if (child.at >= n.at) break;
+      const at = child.index;
+      this.place(child, i);
+      i = at;
     }
+    this.place(n, i);
   }
 
-  private swap(i: number, j: number): void {
-    [this.at[i], this.at[j]] = [this.at[j] ?? 0, this.at[i] ?? 0];
-    [this.keys[i], this.keys[j]] = [this.keys[j] ?? '', this.keys[i] ?? ''];
+  private place(n: HeapNode, i: number): void {
+    this.nodes[i] = n;
+    n.index = i;
   }
 }
