@@ -92,3 +92,18 @@ t.test('LanSources: fail closed, link-local only with a LAN zone, otherwise a ro
   s.setGuarded(false);
   t.equal(s.check('192.168.5.7'), undefined, 'closed again when the guard goes');
 });
+
+t.test('announcements and mapping updates leave no timers behind once sent', async (t) => {
+  const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({ lo: [nic('127.0.0.1', '127.0.0.1/8', true)], wan0: [nic('198.51.100.1', '198.51.100.1/24', false)] });
+  const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-guard-')), lan: ['lo'], wan: 'wan0', backend: 'memory', port: 22000 + (process.pid % 20000), announce: false, upnp: { ...DEFAULTS.upnp, enabled: false } };
+  const daemon = await startDaemon(cfg, memoryLogger(), { interfaces });
+  t.teardown(() => daemon.stop());
+  // A WAN address that flaps (a misbehaving DHCP server) asks for these again and again.
+  for (let i = 0; i < 200; i++) {
+    daemon.server.announce(3);
+    daemon.server.sendMappingUpdates([{ to: mustParseIp('127.0.0.9'), port: 5350, message: () => Buffer.alloc(60) }]);
+  }
+  t.equal(daemon.server.pendingSends(), 1200, 'scheduled while pending');
+  await new Promise((r) => setTimeout(r, 1200));
+  t.equal(daemon.server.pendingSends(), 0, 'none kept after they fired');
+});

@@ -45,7 +45,8 @@ export class PortControlServer {
   private readonly protocol: PortControlProtocol;
   private readonly limiter: RateLimiter;
   private inFlight = 0;
-  private announceTimers: NodeJS.Timeout[] = [];
+  /** Pending announcement and mapping-update sends; each leaves the set when it fires. */
+  private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
   /** LAN addresses that could not be bound yet (still tentative), retried on every address update. */
   private unbound = new Map<string, string>();
@@ -138,7 +139,8 @@ export class PortControlServer {
 
   async stop(): Promise<void> {
     this.closed = true;
-    for (const t of this.announceTimers) clearTimeout(t);
+    for (const t of this.timers) clearTimeout(t);
+    this.timers.clear();
     await Promise.all(this.bound.map((b) => b.socket.close().catch(() => undefined)));
   }
 
@@ -185,16 +187,28 @@ export class PortControlServer {
    */
   sendMappingUpdates(updates: readonly { to: IpAddress; port: number; message: () => Buffer }[]): void {
     for (const delay of [0, 250, 750]) {
-      const t = setTimeout(() => {
+      this.later(delay, () => {
         for (const u of updates) {
           const b = this.bound.find((x) => x.local.family === familyOf(u.to) && !x.local.bindAddress.includes('%') && inAnyPrefix([x.local.prefix], u.to));
           if (!b || this.closed) continue;
           b.socket.send(u.message(), u.port, u.to).catch((err: unknown) => this.log.warn({ event: 'mapping-update-failed', to: u.to, error: (err as Error).message }));
         }
-      }, delay);
-      t.unref();
-      this.announceTimers.push(t);
+      });
     }
+  }
+
+  private later(delay: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.timers.delete(t);
+      fn();
+    }, delay);
+    t.unref();
+    this.timers.add(t);
+  }
+
+  /** Sends still scheduled (for tests: they must not pile up). */
+  pendingSends(): number {
+    return this.timers.size;
   }
 
   /**
@@ -206,9 +220,7 @@ export class PortControlServer {
   announce(times = 10): void {
     let delay = 0;
     for (let i = 0; i < times; i++) {
-      const t = setTimeout(() => void this.announceOnce(), delay);
-      t.unref();
-      this.announceTimers.push(t);
+      this.later(delay, () => void this.announceOnce());
       delay = delay === 0 ? 250 : delay * 2;
     }
   }
