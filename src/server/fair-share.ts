@@ -5,7 +5,7 @@
 // each of those may hold only part of the pool. When one /64 floods, another
 // /64 (or an IPv4 host, or another interface) still finds free slots.
 
-import { familyOf, formatPrefix, isLinkLocal, normalizePrefix, prefixContains, type IpAddress } from '../net/address.js';
+import { familyOf, formatPrefix, isLinkLocal, prefixContains, subnet64, type IpAddress } from '../net/address.js';
 import type { LocalAddress } from '../net/interfaces.js';
 
 export interface ShareLimits {
@@ -38,7 +38,7 @@ export interface Requester {
 export function requesterOf(address: IpAddress, zone: string | undefined, lan: readonly LocalAddress[]): Requester {
   const linkLocal = familyOf(address) === 6 && isLinkLocal(address);
   const iface = linkLocal ? zone : lan.find((l) => !isLinkLocal(l.address) && prefixContains(l.prefix, address))?.interface;
-  const net64 = familyOf(address) === 6 ? `${formatPrefix(normalizePrefix(address, 64))}${linkLocal ? `%${zone ?? ''}` : ''}` : undefined;
+  const net64 = familyOf(address) === 6 ? `${formatPrefix(subnet64(address))}${linkLocal ? `%${zone ?? ''}` : ''}` : undefined;
   return { address, net64, interface: iface };
 }
 
