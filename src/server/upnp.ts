@@ -8,7 +8,7 @@ import type { UpnpConfig } from '../config.js';
 import type { Logger } from '../log.js';
 import { familyOf, type IpAddress, type Prefix } from '../net/address.js';
 import type { LocalAddress } from '../net/interfaces.js';
-import { LanSources } from '../net/lan-source.js';
+import type { LanSources } from '../net/lan-source.js';
 import { Neighbours } from '../net/neighbours.js';
 import { IPPROTO_TCP } from '../net/ipproto.js';
 import { SERVICE_SPECS, configIdOf, rootDescription, scpd, upnpPaths, type ServiceKey } from '../protocols/upnp/description.js';
@@ -27,7 +27,8 @@ export interface Upnp {
   readonly httpPort: number;
   /**
    * The LAN's addresses changed: serve the new ones, let go of the gone ones.
-   * (Which sources count as the LAN is `sources`' business: the daemon updates it.)
+   * (Which sources count as the LAN is `sources`' business: the daemon
+   * updates it. The second argument is ignored and goes with `lanPrefixes`.)
    */
   updateAddresses(lan: readonly LocalAddress[], _prefixes?: readonly Prefix[]): Promise<void>;
   stop(): Promise<void>;
@@ -37,14 +38,10 @@ export async function startUpnp(opts: {
   cfg: UpnpConfig;
   wan: string;
   lan: readonly LocalAddress[];
-  /** Ignored: `sources` holds the LAN prefixes. */
+  /** Ignored (`sources` holds the LAN prefixes); goes once the daemon stops passing it. */
   lanPrefixes?: readonly Prefix[];
-  /**
-   * The daemon's one LAN-source rule, shared with PCP/NAT-PMP. Optional only
-   * until the daemon passes it: without it, a rule of UPnP's own over `lan`
-   * that trusts the kernel guard.
-   */
-  sources?: LanSources;
+  /** The daemon's one LAN-source rule, shared with PCP/NAT-PMP (the daemon keeps it up to date). */
+  sources: LanSources;
   /** Who is the same device as whom (UPnP secure mode); the kernel's table by default. */
   neighbours?: Neighbours;
   service: MappingService;
@@ -54,9 +51,7 @@ export async function startUpnp(opts: {
 }): Promise<Upnp> {
   const { cfg, service, log } = opts;
   let currentLan = opts.lan;
-  const ownSources = opts.sources ? undefined : new LanSources([...new Set(opts.lan.map((l) => l.interface))], opts.lan);
-  ownSources?.setGuarded(true);
-  const sources = opts.sources ?? (ownSources as LanSources);
+  const { sources } = opts;
   const started = Date.now();
   const paths = upnpPaths(randomBytes(16).toString('base64url'));
   const scpds = Object.fromEntries((Object.keys(SERVICE_SPECS) as ServiceKey[]).map((k) => [k, scpd(SERVICE_SPECS[k])])) as Record<ServiceKey, string>;
@@ -124,7 +119,6 @@ export async function startUpnp(opts: {
     httpPort: cfg.httpPort,
     async updateAddresses(lan) {
       currentLan = lan;
-      ownSources?.update(lan);
       await http.updateAddresses(lan);
       await ssdp.updateAddresses(lan);
     },
