@@ -3,7 +3,7 @@
 
 import t from 'tap';
 import { createConnection } from 'node:net';
-import { mkdtempSync, statSync } from 'node:fs';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { memoryLogger } from '../src/log.js';
@@ -24,10 +24,10 @@ const server = new ControlServer(
 t.before(() => server.start());
 t.teardown(() => server.stop());
 
-/** Sends raw bytes, returns what came back before the server closed. */
-function raw(bytes: string | Buffer): Promise<string> {
+/** Sends raw bytes (then `later` chunks, 30 ms apart), returns what came back before the server closed. */
+function raw(bytes: string | Buffer, at = path, later: string[] = []): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = createConnection(path);
+    const s = createConnection(at);
     let out = '';
     const timer = setTimeout(() => reject(new Error('no answer within 3 s')), 3000);
     s.on('data', (d: Buffer) => (out += d.toString()));
@@ -37,6 +37,7 @@ function raw(bytes: string | Buffer): Promise<string> {
     });
     s.on('error', () => undefined);
     s.write(bytes);
+    later.forEach((chunk, i) => setTimeout(() => s.write(chunk), 30 * (i + 1)));
   });
 }
 
@@ -61,4 +62,38 @@ t.test('hostile input is refused without reaching the handler', async (t) => {
 
 t.test('the CLI says plainly when no daemon listens', async (t) => {
   await t.rejects(controlRequest(join(dir, 'nothing.sock'), { op: 'list' }), /no daemon is listening at .*nothing\.sock/);
+});
+
+t.test('one request per connection, handled once, however the rest arrives', async (t) => {
+  const slowPath = join(dir, 'slow.sock');
+  let calls = 0;
+  const slow = new ControlServer(
+    slowPath,
+    async () => {
+      calls++;
+      await new Promise((r) => setTimeout(r, 300));
+      return { calls };
+    },
+    memoryLogger(),
+  );
+  await slow.start();
+  t.teardown(() => slow.stop());
+  // The request, then more chunks while its handler runs: a second line,
+  // blanks, half a line. None of it is another request.
+  const answer = await raw('{"op":"reload"}\n', slowPath, ['{"op":"reload"}\n', ' ', '\n', '{"op":']);
+  t.same(JSON.parse(answer), { ok: true, result: { calls: 1 } }, 'one reply');
+  t.equal(calls, 1, 'the handler ran once');
+});
+
+t.test('a second server never takes over a socket someone answers on', async (t) => {
+  const rival = new ControlServer(path, async () => 'rival', memoryLogger());
+  await t.rejects(rival.start(), /another daemon is listening/);
+  t.same(await controlRequest(path, { op: 'list' }), { ok: true, result: { op: 'list' } }, 'the first still answers');
+  // A file nobody answers on (left by a daemon that died) is taken over.
+  const stalePath = join(dir, 'stale.sock');
+  writeFileSync(stalePath, '');
+  const next = new ControlServer(stalePath, async () => 'new', memoryLogger());
+  await next.start();
+  t.teardown(() => next.stop());
+  t.same(await controlRequest(stalePath, { op: 'list' }), { ok: true, result: 'new' });
 });

@@ -1,7 +1,8 @@
 // The admin's side door: a Unix socket in the state directory (mode 0600, so
 // root only) for `portcullis policy reload` and `portcullis list`. One JSON
-// line in, one JSON line out. Bounded like everything else: line size,
-// deadline, connections at once.
+// line in, one JSON line out, one request per connection, handled once:
+// whatever follows the first line is read and dropped. Bounded like
+// everything else: bytes per connection, deadline, connections at once.
 
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { chmodSync, rmSync } from 'node:fs';
@@ -31,8 +32,11 @@ export class ControlServer {
   ) {}
 
   async start(): Promise<void> {
-    // A socket file left by a daemon that died is in the way; a live daemon
-    // holding the state directory would already have failed the store lock.
+    // A socket file left by a daemon that died is in the way, and is removed.
+    // The daemon opens this only while it holds the state directory's lock
+    // (DurableStore.open); whoever else starts one, a socket that still
+    // answers belongs to a live daemon and is left alone.
+    if (await answers(this.path)) throw new Error(`${this.path}: another daemon is listening on it`);
     rmSync(this.path, { force: true });
     const server = createServer((sock) => this.serve(sock));
     server.maxConnections = MAX_CONNECTIONS;
@@ -52,24 +56,38 @@ export class ControlServer {
   }
 
   private serve(sock: Socket): void {
-    let buf = '';
-    let done = false;
+    const chunks: Buffer[] = [];
+    let received = 0;
+    /** Set once the request line is complete: later chunks never start another. */
+    let taken = false;
+    let replied = false;
     const reply = (r: ControlReply) => {
-      if (done) return;
-      done = true;
+      if (replied) return;
+      replied = true;
       sock.end(JSON.stringify(r) + '\n');
     };
     sock.setTimeout(DEADLINE_MS, () => sock.destroy());
     sock.on('error', () => undefined);
     sock.on('data', (chunk: Buffer) => {
-      if (done) return;
-      buf += chunk.toString('utf8');
-      if (buf.length > MAX_LINE) return reply({ ok: false, error: 'request too long' });
-      const nl = buf.indexOf('\n');
+      received += chunk.length;
+      if (taken) {
+        // Read and dropped; a peer that goes on and on is cut off.
+        if (received > MAX_LINE * 2) sock.destroy();
+        return;
+      }
+      chunks.push(chunk);
+      const buf = Buffer.concat(chunks);
+      const nl = buf.indexOf(0x0a);
+      if (nl < 0 ? buf.length > MAX_LINE : nl > MAX_LINE) {
+        taken = true;
+        return reply({ ok: false, error: 'request too long' });
+      }
       if (nl < 0) return;
+      taken = true;
+      chunks.length = 0;
       let req: ControlRequest;
       try {
-        req = JSON.parse(buf.slice(0, nl)) as ControlRequest;
+        req = JSON.parse(buf.subarray(0, nl).toString('utf8')) as ControlRequest;
       } catch {
         return reply({ ok: false, error: 'not JSON' });
       }
@@ -83,6 +101,18 @@ export class ControlServer {
       );
     });
   }
+}
+
+/** Whether something accepts connections on the socket at `path` now. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createConnection(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
 }
 
 /** The CLI's end: one request, one reply. */
