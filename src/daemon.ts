@@ -8,7 +8,7 @@ import { MemoryFirewall } from './firewall/memory.js';
 import { NftBackend, NftSetupError } from './firewall/nft/backend.js';
 import type { Logger } from './log.js';
 import { prefixContains, type IpAddress } from './net/address.js';
-import { inAnyPrefix, interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
+import { interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
 import { LanSources } from './net/lan-source.js';
 import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, summarize, type LoadedPolicy } from './policy/load.js';
 import { ControlServer, controlSocketPath } from './server/control.js';
@@ -69,7 +69,6 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   let lan = lanAddresses(cfg.lan, read);
   // A LAN that is down or unnumbered at boot is served as soon as it has addresses.
   if (lan.length === 0) log.warn({ event: 'lan-addresses', detail: `${cfg.lan.join(', ')} have no addresses yet: serving as soon as they do` });
-  let lanPrefixes = lan.map((l) => l.prefix);
   // The one "is this request from the LAN" rule of every door; closed until
   // the kernel's arrival-interface guard is confirmed below.
   const sources = new LanSources(cfg.lan, lan);
@@ -228,7 +227,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     await service.compactStore();
     await server.start();
     if (cfg.upnp.enabled) {
-      upnp = await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan, lanPrefixes, sources, service, deviceUuid: store.deviceUuid, version: packageVersion(), log });
+      upnp = await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan, sources, service, deviceUuid: store.deviceUuid, version: packageVersion(), log });
     }
   } catch (err) {
     await upnp?.stop();
@@ -273,11 +272,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     try {
       const changed = key(next) !== key(lan);
       lan = next;
-      lanPrefixes = next.map((l) => l.prefix);
       sources.update(next);
       if (changed) log.info({ event: 'lan-addresses', addresses: next.map((l) => l.bindAddress) });
       await server.updateAddresses(next);
-      await upnp?.updateAddresses(next, lanPrefixes);
+      await upnp?.updateAddresses(next);
     } finally {
       lanBusy = false;
     }

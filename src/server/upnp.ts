@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { UpnpConfig } from '../config.js';
 import type { Logger } from '../log.js';
-import { familyOf, type IpAddress, type Prefix } from '../net/address.js';
+import { familyOf, type IpAddress } from '../net/address.js';
 import type { LocalAddress } from '../net/interfaces.js';
 import type { LanSources } from '../net/lan-source.js';
 import { Neighbours } from '../net/neighbours.js';
@@ -28,9 +28,9 @@ export interface Upnp {
   /**
    * The LAN's addresses changed: serve the new ones, let go of the gone ones.
    * (Which sources count as the LAN is `sources`' business: the daemon
-   * updates it. The second argument is ignored and goes with `lanPrefixes`.)
+   * updates it.)
    */
-  updateAddresses(lan: readonly LocalAddress[], _prefixes?: readonly Prefix[]): Promise<void>;
+  updateAddresses(lan: readonly LocalAddress[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -38,8 +38,6 @@ export async function startUpnp(opts: {
   cfg: UpnpConfig;
   wan: string;
   lan: readonly LocalAddress[];
-  /** Ignored (`sources` holds the LAN prefixes); goes once the daemon stops passing it. */
-  lanPrefixes?: readonly Prefix[];
   /** The daemon's one LAN-source rule, shared with PCP/NAT-PMP (the daemon keeps it up to date). */
   sources: LanSources;
   /** Who is the same device as whom (UPnP secure mode); the kernel's table by default. */
