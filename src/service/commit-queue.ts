@@ -1,7 +1,9 @@
 // Group commit (DESIGN.md): changes that arrive while a batch is in flight
 // join the next batch, so the firewall sees one transaction per batch, not
 // one per request, and the durable store one fdatasync. A submission learns
-// whether its own changes took — and were recorded — before its reply leaves.
+// whether its own changes took — and were recorded — before its reply leaves,
+// and a refusal by the kernel is told apart from a record the disk could not
+// take after the kernel did.
 
 import type { FirewallBackend, FirewallChange } from '../firewall/backend.js';
 import type { JournalRecord } from '../state/store.js';
@@ -9,19 +11,37 @@ import type { JournalRecord } from '../state/store.js';
 /** Where committed changes are recorded (the durable store, when there is one). */
 export interface Journal {
   append(records: readonly JournalRecord[]): void;
+  /** Rejects if the records appended last could not be written; they are then dropped. */
   flush(): Promise<void>;
 }
+
+/**
+ * Puts the kernel back in line with what is recorded, for a submission the
+ * kernel took (in whole or part) but that will not be recorded. Runs with no
+ * batch in flight, after every batch that went to the firewall before it, so
+ * it decides from the current state, not the state at submission. `apply`
+ * sends its changes to the firewall and tells whether all took.
+ */
+export type Undo = (apply: (changes: readonly FirewallChange[]) => Promise<boolean>) => Promise<void>;
+
+export type CommitOutcome =
+  | { result: 'committed' }
+  /** The firewall refused a change; any of the submission's changes that took were undone. */
+  | { result: 'refused' }
+  /** The kernel took it, the journal could not record it, and the undo ran. */
+  | { result: 'unrecorded'; error: Error };
 
 interface Pending {
   changes: readonly FirewallChange[];
   records: readonly JournalRecord[];
-  resolve: (ok: boolean) => void;
+  undo: Undo | undefined;
+  resolve: (outcome: CommitOutcome) => void;
 }
 
 export class CommitQueue {
   private queue: Pending[] = [];
   private running = false;
-  /** Serializes batches with exclusive work (reconciliation, compaction). */
+  /** Serializes batches with exclusive work (reconciliation, compaction, undo). */
   private lock: Promise<unknown> = Promise.resolve();
   journal: Journal | undefined;
 
@@ -31,11 +51,16 @@ export class CommitQueue {
     private readonly maxBatch = 4096,
   ) {}
 
-  /** Resolves true once every change of this submission is committed and recorded. */
-  submit(changes: readonly FirewallChange[], records: readonly JournalRecord[] = []): Promise<boolean> {
-    if (changes.length === 0 && (records.length === 0 || !this.journal)) return Promise.resolve(true);
+  /** Resolves true once every change of this submission is committed and recorded; nothing is undone otherwise. */
+  async submit(changes: readonly FirewallChange[], records: readonly JournalRecord[] = []): Promise<boolean> {
+    return (await this.commit(changes, records)).result === 'committed';
+  }
+
+  /** Commits and records one submission; `undo` runs if the kernel took some of it but it is not committed and recorded. */
+  commit(changes: readonly FirewallChange[], records: readonly JournalRecord[], undo?: Undo): Promise<CommitOutcome> {
+    if (changes.length === 0 && (records.length === 0 || !this.journal)) return Promise.resolve({ result: 'committed' });
     return new Promise((resolve) => {
-      this.queue.push({ changes, records, resolve });
+      this.queue.push({ changes, records, undo, resolve });
       if (!this.running) void this.drain();
     });
   }
@@ -60,12 +85,12 @@ export class CommitQueue {
           batch.push(p);
           size += p.changes.length;
         }
-        const { ok, durable } = await this.exclusive(() => this.commit(batch));
+        const { ok, durable } = await this.exclusive(() => this.commitBatch(batch));
         // The next batch's firewall commit overlaps this batch's fdatasync;
         // replies wait for both (the journal keeps batch order).
         durable.then(
-          () => batch.forEach((p, i) => p.resolve(ok[i] ?? false)),
-          () => batch.forEach((p) => p.resolve(false)),
+          () => batch.forEach((p, i) => p.resolve(ok[i] ? { result: 'committed' } : { result: 'refused' })),
+          (err: unknown) => void this.unrecorded(batch, ok, err as Error),
         );
       }
     } finally {
@@ -74,7 +99,7 @@ export class CommitQueue {
   }
 
   /** Firewall first, then the journal (one sync): only what the kernel took is recorded. */
-  private async commit(batch: readonly Pending[]): Promise<{ ok: boolean[]; durable: Promise<void> }> {
+  private async commitBatch(batch: readonly Pending[]): Promise<{ ok: boolean[]; durable: Promise<void> }> {
     const flat = batch.flatMap((p) => p.changes);
     let results: boolean[];
     try {
@@ -83,13 +108,42 @@ export class CommitQueue {
       results = flat.map(() => false);
     }
     let i = 0;
-    const ok = batch.map((p) => {
+    const ok: boolean[] = [];
+    for (const p of batch) {
       const mine = results.slice(i, i + p.changes.length);
       i += p.changes.length;
-      return mine.length === p.changes.length && mine.every(Boolean);
-    });
+      ok.push(mine.length === p.changes.length && mine.every(Boolean));
+      // A replacement whose removal took and whose put did not left the
+      // kernel with neither: put back what the caller will roll back to.
+      if (!ok.at(-1) && mine.some(Boolean)) await this.runUndo(p);
+    }
     if (!this.journal) return { ok, durable: Promise.resolve() };
     batch.forEach((p, j) => ok[j] && this.journal?.append(p.records));
     return { ok, durable: this.journal.flush() };
+  }
+
+  /**
+   * The journal write failed after the kernel took the batch: each taken
+   * submission's kernel change is undone (after any later batch the firewall
+   * already took), so that no opening exists that the store does not record.
+   */
+  private async unrecorded(batch: readonly Pending[], ok: readonly boolean[], error: Error): Promise<void> {
+    await this.exclusive(async () => {
+      for (const [j, p] of batch.entries()) if (ok[j] && p.records.length > 0) await this.runUndo(p);
+    });
+    batch.forEach((p, j) => p.resolve(!ok[j] ? { result: 'refused' } : p.records.length > 0 ? { result: 'unrecorded', error } : { result: 'committed' }));
+  }
+
+  private async runUndo(p: Pending): Promise<void> {
+    const apply = async (changes: readonly FirewallChange[]) => {
+      if (changes.length === 0) return true;
+      try {
+        return (await this.backend.apply(changes)).every(Boolean);
+      } catch {
+        return false;
+      }
+    };
+    // An undo that throws is a bug in it; the queue must keep serving.
+    await p.undo?.(apply).catch(() => undefined);
   }
 }

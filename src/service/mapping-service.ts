@@ -17,7 +17,7 @@ import { remainingMs, toStored, type DurableStore, type JournalRecord, type Stor
 import { normalizePrefix, parsePrefix, type Prefix } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, isMappableProtocol } from '../net/ipproto.js';
 import type { Logger } from '../log.js';
-import { CommitQueue } from './commit-queue.js';
+import { CommitQueue, type Undo } from './commit-queue.js';
 import { mappingKey, keyOf, type Mapping, type Refusal, type RemoteFilter, type StaticOpening, type Via } from './types.js';
 
 export interface ServiceConfig {
@@ -150,7 +150,8 @@ export class MappingService {
   private expiryAt = Number.POSITIVE_INFINITY;
   private stopped = false;
   private store: DurableStore | undefined;
-  private compacting = false;
+  /** A journal write failed and no write has succeeded since. */
+  private storeDown = false;
 
   constructor(
     private readonly cfg: ServiceConfig,
@@ -223,7 +224,17 @@ export class MappingService {
   async flushAll(): Promise<number> {
     const victims = [...this.table.values()].filter((m) => m.origin !== 'static');
     for (const m of victims) this.uninstall(m);
-    await this.commits.submit(victims.map((m) => ({ op: 'remove', entry: entryOf(m) })), victims.map((m) => this.delRecord(m)));
+    // No undo if only the journal fails: at exit, closing is the safe way to
+    // be wrong. The store may bring them back at the next start for what is
+    // left of the lifetimes their clients were granted.
+    const out = await this.commits.commit(victims.map((m) => ({ op: 'remove', entry: entryOf(m) })), victims.map((m) => this.delRecord(m)));
+    if (out.result === 'refused') {
+      // The kernel still has them: so must we.
+      for (const m of victims) if (!this.table.get(keyOf(m))) this.install(m);
+      this.log.error({ event: 'flush-failed', mappings: victims.length, detail: 'firewall commit failed' });
+      return 0;
+    }
+    if (out.result === 'unrecorded') this.storeWriteFailed(out.error, 'the mappings are gone from the kernel; the store still lists them');
     this.epoch.reset();
     await this.compactStore();
     return victims.length;
@@ -251,8 +262,13 @@ export class MappingService {
       moved.push(next);
       changes.push({ op: 'remove', entry: entryOf(m) }, { op: 'put', entry: entryOf(next), timeoutSeconds: remaining(next, now) });
     }
-    const ok = await this.commits.submit(changes, moved.map((m) => this.putRecord(m)));
-    this.log.warn({ event: 'external-address-moved', to, mappings: moved.length, committed: ok });
+    // No undo if only the journal fails: the old address is no longer the
+    // router's, so entries on it would serve nothing. Table and kernel agree
+    // on the new one; a restart finds the store's old address stale and moves
+    // the restored mappings again.
+    const out = await this.commits.commit(changes, moved.map((m) => this.putRecord(m)));
+    if (out.result === 'unrecorded') this.storeWriteFailed(out.error, 'the mappings moved in the kernel; the store still has the old address');
+    this.log.warn({ event: 'external-address-moved', to, mappings: moved.length, committed: out.result === 'committed' });
     return moved;
   }
 
@@ -384,19 +400,50 @@ export class MappingService {
   }
 
   private afterCommit(): void {
+    this.storeUp();
     const store = this.store;
-    if (!store?.wantsCompaction() || this.compacting) return;
-    this.compacting = true;
-    // The live set is captured now (references to immutable mappings); the
-    // slow part runs beside the commits.
-    const mono = this.clock.now();
-    const wall = this.clock.wall();
-    const boot = this.clock.bootId();
-    const live = [...this.table.values()].filter((m) => m.origin !== 'static' && m.expiresAt > mono).map((m) => () => toStored(m, wall, mono, boot));
+    if (!store?.wantsCompaction()) return;
+    // The store snapshots what it has recorded, not this table: a change
+    // here may still be in flight, and may yet fail. The slow part runs
+    // beside the commits.
     store
-      .compactInBackground(live, this.epoch.origin(), wall)
-      .catch((err: unknown) => this.log.error({ event: 'store-compaction-failed', error: (err as Error).message }))
-      .finally(() => (this.compacting = false));
+      .compactInBackground({ mono: this.clock.now(), wall: this.clock.wall(), bootId: this.clock.bootId() })
+      .catch((err: unknown) => this.log.error({ event: 'store-compaction-failed', error: (err as Error).message }));
+  }
+
+  /**
+   * After a failed journal write, whether the store takes records again (it
+   * probes the disk): until it does, nothing is granted that it could not
+   * record. Free while writes succeed.
+   */
+  private async storeWritable(): Promise<boolean> {
+    const store = this.store;
+    if (!store?.failure) return true;
+    const ok = await store.writable();
+    if (ok) this.storeUp();
+    return ok;
+  }
+
+  private storeUp(): void {
+    if (!this.storeDown) return;
+    this.storeDown = false;
+    this.log.warn({ event: 'store-writable-again', stateDir: this.store?.dir });
+  }
+
+  private storeWriteFailed(error: Error, detail: string): void {
+    this.storeDown = true;
+    this.log.error({ event: 'store-write-failed', stateDir: this.store?.dir, error: error.message, detail });
+  }
+
+  /** The refusal for a change the journal could not record (its kernel change was undone). */
+  private unrecorded(error: Error): Refused {
+    this.storeWriteFailed(error, 'the kernel change was undone; grants are refused until the state directory takes writes again');
+    return refuse('NO_RESOURCES', `the state store could not record it: ${error.message}`);
+  }
+
+  /** The refusal while the store cannot be written (before anything reaches the kernel). */
+  private storeRefusal(): Refused {
+    return refuse('NO_RESOURCES', `the state store cannot be written: ${this.store?.failure?.message ?? 'unknown error'}`);
   }
 
   stop(): void {
@@ -569,14 +616,16 @@ export class MappingService {
     const denied = this.mayDelete(existing, req, now);
     if (denied) return denied;
     this.uninstall(existing);
-    const ok = await this.commits.submit([{ op: 'remove', entry: entryOf(existing) }], [this.delRecord(existing)]);
-    if (ok) this.afterCommit();
-    if (!ok) {
-      // The kernel still has it: so must we.
-      if (!this.table.get(key)) this.install(existing);
-      return refuse('FIREWALL_FAILED', 'firewall commit failed');
+    const unrecordable = !(await this.storeWritable());
+    const out = unrecordable ? undefined : await this.commits.commit([{ op: 'remove', entry: entryOf(existing) }], [this.delRecord(existing)], this.undoTo([{ previous: existing }]));
+    if (out?.result === 'committed') {
+      this.afterCommit();
+      return { ok: true, deleted: existing };
     }
-    return { ok: true, deleted: existing };
+    if (out?.result === 'unrecorded') return this.unrecorded(out.error);
+    // The kernel still has it: so must we.
+    if (!this.table.get(key)) this.install(existing);
+    return out ? refuse('FIREWALL_FAILED', 'firewall commit failed') : this.storeRefusal();
   }
 
   /**
@@ -594,11 +643,18 @@ export class MappingService {
       else victims.push(m);
     }
     for (const m of victims) this.uninstall(m);
-    const ok = await this.commits.submit(
-      victims.map((m) => ({ op: 'remove', entry: entryOf(m) })),
-      victims.map((m) => this.delRecord(m)),
-    );
-    if (!ok) for (const m of victims) if (!this.table.get(keyOf(m))) this.install(m);
+    const unrecordable = victims.length > 0 && !(await this.storeWritable());
+    const out = unrecordable
+      ? undefined
+      : await this.commits.commit(
+          victims.map((m) => ({ op: 'remove', entry: entryOf(m) })),
+          victims.map((m) => this.delRecord(m)),
+          this.undoTo(victims.map((m) => ({ previous: m }))),
+        );
+    const ok = out?.result === 'committed';
+    if (out?.result === 'unrecorded') this.storeWriteFailed(out.error, 'the kernel change was undone');
+    // Refused: the kernel still has them, so must we (an undo already put back what it could).
+    else if (!ok) for (const m of victims) if (!this.table.get(keyOf(m))) this.install(m);
     this.log.info({ event: 'unmap-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
     return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
   }
@@ -824,17 +880,60 @@ export class MappingService {
     } else {
       this.install(mapping);
     }
-    const ok = await this.commits.submit(changes, [this.putRecord(mapping)]);
-    if (ok) this.afterCommit();
-    if (!ok) {
-      // Roll back only if nothing newer replaced ours meanwhile.
-      if (this.table.get(keyOf(mapping)) === mapping) {
-        if (existing) this.table.put(existing);
-        else this.uninstall(mapping);
-      }
-      return refuse('FIREWALL_FAILED', 'firewall commit failed');
+    // The reservation above is held while a store that failed is probed.
+    if (!(await this.storeWritable())) {
+      this.rollBack(mapping, existing);
+      return this.storeRefusal();
     }
-    return { ok: true, mapping, lifetime };
+    const out = await this.commits.commit(changes, [this.putRecord(mapping)], this.undoTo([{ mine: mapping, previous: existing }]));
+    if (out.result === 'committed') {
+      this.afterCommit();
+      return { ok: true, mapping, lifetime };
+    }
+    // Unrecorded: the undo has already put table and kernel back.
+    if (out.result === 'unrecorded') return this.unrecorded(out.error);
+    this.rollBack(mapping, existing);
+    return refuse('FIREWALL_FAILED', 'firewall commit failed');
+  }
+
+  /** Puts `previous` back in the table in place of `mine`, unless something newer replaced `mine` meanwhile. */
+  private rollBack(mine: Mapping, previous: Mapping | undefined): void {
+    if (this.table.get(keyOf(mine)) !== mine) return;
+    if (previous) this.table.put(previous);
+    else this.uninstall(mine);
+  }
+
+  /**
+   * The undo of a change the kernel took but the journal did not record:
+   * kernel and table go back to `previous` (what the journal still holds), in
+   * place of `mine` (undefined for a deletion). A renewal goes back to its old
+   * lifetime too, rather than keep one no record backs: the client was told
+   * it failed and renews again, and a crash meanwhile would restore the old
+   * one anyway. A key that a newer change took meanwhile is left to that
+   * change. If the firewall refuses the undo, the table keeps `mine`, as the
+   * kernel does: it expires on its own, and a restart's reconciliation drops
+   * it from the kernel, since the store never had it.
+   */
+  private undoTo(items: readonly { mine?: Mapping; previous?: Mapping }[]): Undo {
+    return async (apply) => {
+      const now = this.clock.now();
+      const due = items
+        .filter((i) => this.table.get(keyOf((i.mine ?? i.previous) as Mapping)) === i.mine)
+        .map((i) => ({ mine: i.mine, back: i.previous && i.previous.expiresAt > now ? i.previous : undefined }));
+      const changes: FirewallChange[] = [];
+      for (const { mine, back } of due) {
+        if (mine && (!back || !sameEntry(entryOf(mine), entryOf(back)))) changes.push({ op: 'remove', entry: entryOf(mine) });
+        if (back) changes.push({ op: 'put', entry: entryOf(back), timeoutSeconds: remaining(back, now) });
+      }
+      if (!(await apply(changes))) {
+        this.log.error({ event: 'store-undo-failed', mappings: due.length, detail: 'the firewall refused to undo changes the store could not record; the table keeps what the kernel holds' });
+        return;
+      }
+      for (const { mine, back } of due) {
+        if (mine) this.rollBack(mine, back);
+        else if (back && !this.table.get(keyOf(back))) this.install(back);
+      }
+    };
   }
 
   private armExpiry(): void {

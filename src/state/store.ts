@@ -3,28 +3,35 @@
 //
 //   snapshot   header line, one `put` line per live mapping, an `end` line
 //   journal    `put` / `del` / `epoch` lines appended since the snapshot
+//   lock       who holds the directory (lock.ts): one daemon per directory
 //
 // Every line is `CRC32 JSON`. The journal is appended once per commit batch
 // and fdatasync'ed before any reply of that batch leaves; a renewal costs one
-// line, never a rewrite (routers write to flash). When the journal outgrows
-// the snapshot it is folded into a new snapshot (written aside, fsync'ed,
-// renamed). A torn last journal line is a write the crash interrupted — its
-// reply was never sent — and is ignored; any other damage means the state
-// cannot be trusted: the files are moved aside (kept, not deleted) and the
-// daemon starts a new epoch.
+// line, never a rewrite (routers write to flash). A write that fails (a full
+// disk) is cut back to the journal's last good length at once, its records
+// are dropped and its callers told, so the file never holds a fragment that
+// the next line would be glued to. When the journal outgrows the snapshot it
+// is folded into a new snapshot (see `rewrite` for the order that survives a
+// crash). A torn last journal line is a write the crash interrupted — its
+// reply was never sent — and is cut off at open; any other damage means the
+// state cannot be trusted: the files are moved aside (kept, not deleted) and
+// the daemon starts a new epoch.
 //
 // Why our own journal rather than an embedded database: the records are small
 // and independent, the access pattern is "append, and read everything once at
 // start", and the native databases on npm (SQLite, LMDB bindings) fetch
 // prebuilt binaries at install or rewrite whole pages per renewal.
 
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync } from 'node:fs';
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { IpAddress } from '../net/address.js';
 import { keyOf, type Mapping, type Origin } from '../service/types.js';
+import { lockStateDir, type StateLock } from './lock.js';
+
+export { StateLockedError } from './lock.js';
 
 export const STORE_VERSION = 1;
 
@@ -97,11 +104,91 @@ export function decodeLine(line: string): unknown {
   }
 }
 
+interface PendingRecord {
+  line: string;
+  record: JournalRecord;
+}
+
+/** The outcome of one journal write, shared by the records it carries. */
+interface Ticket {
+  readonly promise: Promise<void>;
+  resolve(): void;
+  reject(err: Error): void;
+}
+
+function newTicket(): Ticket {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  // Whoever flushed these records hears the outcome; nobody listening is not a crash.
+  promise.catch(() => undefined);
+  return { promise, resolve, reject };
+}
+
+function syncDir(dir: string): void {
+  const fd = openSync(dir, 'r');
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Journal writes go to an explicit offset, the last good length, not through
+ * O_APPEND: where the next record lands then never depends on what a failed
+ * write or a cut-back left behind. (With O_APPEND, the full-disk test once saw
+ * a record land past a probe's cut-off page; the cause was not pinned down.)
+ */
+const JOURNAL_FLAGS = constants.O_WRONLY | constants.O_CREAT;
+
+async function writeAt(file: FileHandle, buf: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < buf.length; ) {
+    const { bytesWritten } = await file.write(buf, done, buf.length - done, position + done);
+    done += bytesWritten;
+  }
+}
+
+/** Bytes written to probe whether the journal can grow again: one page, so it needs a fresh block. */
+const PROBE_BYTES = 4096;
+
+/** The clocks a background compaction judges expiry by. */
+export interface StoreNow {
+  mono: number;
+  wall: number;
+  bootId: string;
+}
+
 export class DurableStore {
   private journal: FileHandle | undefined;
-  private pending: string[] = [];
+  private pending: PendingRecord[] = [];
+  /** The write the records in `pending` will go out with. */
+  private ticket = newTicket();
+  /** The ticket of the latest append: `flush` reports on it. */
+  private lastAppend: Ticket | undefined;
+  /** Bytes of the current journal file that hold complete, synced records: a failed write is cut back to this. */
   private journalBytes = 0;
+  /** A write failed part-way and its bytes may still be in the file. */
+  private dirty = false;
   private snapshotBytes = 0;
+  /** Appends go to `journal.next`: a compaction rotated and has not finished yet. */
+  private rotated = false;
+  /**
+   * What the files hold, record by record (the snapshot, then every journal
+   * record that was written and synced): a background snapshot is taken from
+   * this, never from the table, whose changes may still be in flight.
+   */
+  private readonly committed = new Map<string, StoredMapping>();
+  private committedEpoch: EpochOrigin | undefined;
+  /** Byte length of the valid records of each journal file, found by `read`. */
+  private readonly validBytes = new Map<string, number>();
+  private lock: StateLock | undefined;
+  private compaction: Promise<void> | undefined;
+  /** Why the last journal write failed; cleared when one succeeds again. */
+  failure: Error | undefined;
   /** Bytes written to disk since open (for the benchmark's write-amplification figure). */
   bytesWritten = 0;
   deviceUuid = '';
@@ -118,32 +205,59 @@ export class DurableStore {
     return join(this.dir, 'journal.next');
   }
 
-  /** Opens (creating) the store and reads what it holds. */
+  /**
+   * Locks the state directory (StateLockedError if another daemon holds it),
+   * then opens the store and reads what it holds. The lock comes before any
+   * file is read, moved or truncated, and is held until `close`.
+   */
   static async open(dir: string, wallNow: number): Promise<{ store: DurableStore; state: LoadedState }> {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const store = new DurableStore(dir);
-    let state = store.read();
-    if (state.status === 'corrupt') {
-      const aside = join(dir, `corrupt-${new Date(wallNow).toISOString().replace(/[:.]/g, '-')}`);
-      mkdirSync(aside, { recursive: true });
-      for (const f of ['snapshot', 'journal']) if (existsSync(join(dir, f))) renameSync(join(dir, f), join(aside, f));
-      state = { ...state, movedAside: aside, mappings: [], epoch: undefined };
+    const lock = lockStateDir(dir);
+    try {
+      const store = new DurableStore(dir);
+      store.lock = lock;
+      let state = store.read();
+      if (state.status === 'corrupt') {
+        const aside = join(dir, `corrupt-${new Date(wallNow).toISOString().replace(/[:.]/g, '-')}`);
+        mkdirSync(aside, { recursive: true });
+        for (const f of ['snapshot', 'journal', 'journal.next']) if (existsSync(join(dir, f))) renameSync(join(dir, f), join(aside, f));
+        state = { ...state, movedAside: aside, mappings: [], epoch: undefined };
+        store.validBytes.clear();
+      }
+      store.deviceUuid = state.deviceUuid;
+      store.committedEpoch = state.epoch;
+      for (const m of state.mappings) store.committed.set(m.key, m);
+      // Appends continue in the newest journal: `journal.next` if a
+      // compaction was interrupted (the next one finishes it). Its torn tail,
+      // a write a crash cut short and never acknowledged, is cut off first, or
+      // the next record would be glued to it and damage a good line.
+      store.rotated = existsSync(store.nextJournalPath);
+      const current = store.rotated ? store.nextJournalPath : store.journalPath;
+      store.journal = await open(current, JOURNAL_FLAGS, 0o600);
+      store.journalBytes = store.validBytes.get(current) ?? 0;
+      if ((await store.journal.stat()).size > store.journalBytes) {
+        await store.journal.truncate(store.journalBytes);
+        await store.journal.datasync();
+      }
+      // The journal's name (new, or after moving damage aside) must outlive a crash before any record in it is acknowledged.
+      syncDir(dir);
+      return { store, state };
+    } catch (err) {
+      lock.release();
+      throw err;
     }
-    store.deviceUuid = state.deviceUuid;
-    store.journal = await open(store.journalPath, 'a');
-    return { store, state };
   }
 
   private read(): LoadedState {
     const fresh: LoadedState = { status: 'fresh', deviceUuid: randomUUID(), mappings: [], lastWriteWall: 0 };
     if (!existsSync(this.snapshotPath)) {
-      if (existsSync(this.journalPath) && readFileSync(this.journalPath).length > 0) {
-        return { ...fresh, status: 'corrupt', detail: 'journal without a snapshot' };
+      for (const path of [this.journalPath, this.nextJournalPath]) {
+        if (existsSync(path) && readFileSync(path).length > 0) return { ...fresh, status: 'corrupt', detail: 'journal without a snapshot' };
       }
       return fresh;
     }
     const snapText = readFileSync(this.snapshotPath, 'utf8');
-    this.snapshotBytes = snapText.length;
+    this.snapshotBytes = Buffer.byteLength(snapText);
     const lines = snapText.split('\n');
     const parsed = lines.slice(0, -1).map(decodeLine) as (SnapshotLine | undefined)[];
     const header = parsed[0];
@@ -163,35 +277,35 @@ export class DurableStore {
     // last record of each key is the one the snapshot holds.
     for (const path of [this.journalPath, this.nextJournalPath]) {
       if (!existsSync(path)) continue;
-      const text = readFileSync(path, 'utf8');
-      this.journalBytes = text.length;
-      const jl = text.split('\n');
-      // The text after the last newline is an unfinished write: ignored.
-      const complete = jl.slice(0, -1);
-      for (const [i, line] of complete.entries()) {
-        const r = decodeLine(line) as JournalRecord | undefined;
+      const bytes = readFileSync(path);
+      let valid = 0;
+      // The bytes after the last newline are an unfinished write: ignored.
+      for (let start = 0, n = 1; ; n++) {
+        const nl = bytes.indexOf(0x0a, start);
+        if (nl < 0) break;
+        const r = decodeLine(bytes.toString('utf8', start, nl)) as JournalRecord | undefined;
         if (!r) {
           // A damaged final line may also be a torn write that happened to
           // end in a newline; damage before valid records is not.
-          if (i === complete.length - 1) break;
-          return bad(`journal line ${i + 1} is damaged`);
+          if (bytes.indexOf(0x0a, nl + 1) < 0) break;
+          return bad(`${basename(path)} line ${n} is damaged`);
         }
         lastWriteWall = Math.max(lastWriteWall, r.at);
         if (r.op === 'put') live.set(r.m.key, r.m);
         else if (r.op === 'del') live.delete(r.key);
         else epoch = r.epoch;
+        start = valid = nl + 1;
       }
-    }
-    if (existsSync(this.nextJournalPath)) {
-      // Finish the interrupted compaction's last step: one journal again.
-      renameSync(this.nextJournalPath, this.journalPath);
+      this.validBytes.set(path, valid);
     }
     return { status: 'loaded', deviceUuid: header.deviceUuid, epoch, mappings: [...live.values()], lastWriteWall };
   }
 
   /** Queues records; they reach the disk with the next `flush`. */
   append(records: readonly JournalRecord[]): void {
-    for (const r of records) this.pending.push(encodeLine(r));
+    if (records.length === 0) return;
+    for (const record of records) this.pending.push({ line: encodeLine(record), record });
+    this.lastAppend = this.ticket;
   }
 
   private flushing: Promise<void> = Promise.resolve();
@@ -199,92 +313,197 @@ export class DurableStore {
   /**
    * Writes and fdatasyncs what was appended. Flushes run one after another;
    * one that starts while another syncs takes everything appended meanwhile,
-   * so batches arriving during a sync share the next one.
+   * so batches arriving during a sync share the next one. Settles with the
+   * write that carries the latest append: it rejects if that write failed,
+   * and then its records are gone for good (their callers were told), never
+   * carried into a later write.
    */
   flush(): Promise<void> {
-    return this.serial(() => this.writePending());
+    const ticket = this.lastAppend;
+    this.lastAppend = undefined;
+    const run = this.serial(() => this.writePending());
+    return ticket ? ticket.promise : run;
   }
 
   private async writePending(): Promise<void> {
-    if (this.pending.length === 0 || !this.journal) return;
-    const chunk = this.pending.join('');
+    if (this.pending.length === 0) return;
+    const batch = this.pending;
+    const ticket = this.ticket;
     this.pending = [];
-    await this.journal.appendFile(chunk);
-    await this.journal.datasync();
-    this.journalBytes += chunk.length;
-    this.bytesWritten += chunk.length;
+    this.ticket = newTicket();
+    try {
+      if (!this.journal) throw new Error('the store is closed');
+      await this.cutBack(this.journal);
+      const chunk = Buffer.from(batch.map((p) => p.line).join(''));
+      this.dirty = true;
+      await writeAt(this.journal, chunk, this.journalBytes);
+      await this.journal.datasync();
+      this.dirty = false;
+      this.journalBytes += chunk.length;
+      this.bytesWritten += chunk.length;
+    } catch (err) {
+      this.failure = err as Error;
+      // A partial write (a full disk) is cut off now, so that the next
+      // record starts on a line of its own.
+      if (this.journal) await this.cutBack(this.journal).catch(() => undefined);
+      ticket.reject(err as Error);
+      return;
+    }
+    this.failure = undefined;
+    for (const p of batch) this.commit(p.record);
+    ticket.resolve();
+  }
+
+  /** Truncates the journal back to its last good length if a write left bytes past it. */
+  private async cutBack(journal: FileHandle): Promise<void> {
+    if (!this.dirty) return;
+    await journal.truncate(this.journalBytes);
+    this.dirty = false;
+  }
+
+  /**
+   * After a failed write: whether the journal can take records again. Writes
+   * and syncs a page of zeros at its end and cuts it off again (a crash in
+   * between leaves a torn tail, which `open` cuts off). Costs nothing while
+   * writes succeed.
+   */
+  async writable(): Promise<boolean> {
+    if (!this.failure) return true;
+    await this.serial(async () => {
+      const journal = this.journal;
+      if (!this.failure || !journal) return;
+      try {
+        await this.cutBack(journal);
+        this.dirty = true;
+        await writeAt(journal, Buffer.alloc(PROBE_BYTES), this.journalBytes);
+        await journal.datasync();
+        await journal.truncate(this.journalBytes);
+        await journal.datasync();
+        this.dirty = false;
+        this.failure = undefined;
+      } catch (err) {
+        this.failure = err as Error;
+        await this.cutBack(journal).catch(() => undefined);
+      }
+    });
+    return this.failure === undefined;
+  }
+
+  /** A record is on disk: the state a restart would load now includes it. */
+  private commit(r: JournalRecord): void {
+    if (r.op === 'put') this.committed.set(r.m.key, r.m);
+    else if (r.op === 'del') this.committed.delete(r.key);
+    else this.committedEpoch = r.epoch;
   }
 
   /** The journal has grown past the snapshot it amends: time to fold it in. */
   wantsCompaction(): boolean {
-    return !this.compacting && this.journalBytes > Math.max(4 << 20, 2 * this.snapshotBytes);
+    return !this.compaction && this.journalBytes > Math.max(4 << 20, 2 * this.snapshotBytes);
   }
 
   /**
    * Writes a new snapshot of `live` at once (start-up, --flush-on-exit): the
-   * caller guarantees nothing else runs meanwhile.
+   * caller guarantees nothing else runs meanwhile, and `live` becomes what
+   * the store holds.
    */
   async compact(live: readonly StoredMapping[], epoch: EpochOrigin, wallNow: number): Promise<void> {
-    await this.rewrite(live.map((m) => () => m), epoch, wallNow, false);
-  }
-
-  private compacting = false;
-
-  /** The same, while the daemon serves (see `rewrite`); does nothing if one is already running. */
-  async compactInBackground(live: readonly (() => StoredMapping)[], epoch: EpochOrigin, wallNow: number): Promise<void> {
-    if (this.compacting) return;
-    this.compacting = true;
-    try {
-      await this.rewrite(live, epoch, wallNow, true);
-    } finally {
-      this.compacting = false;
-    }
+    await this.rewrite(() => {
+      this.committed.clear();
+      for (const m of live) this.committed.set(m.key, m);
+      this.committedEpoch = epoch;
+      return { live, epoch };
+    }, wallNow, false);
   }
 
   /**
-   * Compaction: the journal is rotated (appends continue in `journal.next`),
-   * the snapshot is written beside the old one, synced and renamed into
-   * place, and `journal.next` becomes the journal. `live` is read at
-   * rotation; a mapping that changes while the snapshot is written is also
-   * in `journal.next`, which is replayed after the snapshot, so the result
-   * is exact either way and a crash at any step loses nothing. `gently`:
-   * small slices with a timer between them, so requests (latency-bound)
-   * always get the event loop first.
+   * The same while the daemon serves, of what the files hold (not of the
+   * table: a change still in flight may yet fail), less what expired on this
+   * boot; does nothing if one is already running.
    */
-  private async rewrite(live: readonly (() => StoredMapping)[], epoch: EpochOrigin, wallNow: number, gently: boolean): Promise<void> {
+  compactInBackground(now: StoreNow): Promise<void> {
+    if (this.compaction) return this.compaction;
+    const take = () => {
+      const live = [...this.committed.values()].filter((m) => m.bootId !== now.bootId || m.expiresMono > now.mono);
+      return { live, epoch: this.committedEpoch };
+    };
+    this.compaction = this.rewrite(take, now.wall, true).finally(() => (this.compaction = undefined));
+    return this.compaction;
+  }
+
+  /**
+   * Compaction, in an order that a crash at any point loses no record:
+   *
+   *   1. rotate: what is appended so far goes to `journal`; `live` is read;
+   *      appends continue in a new `journal.next`, whose name is synced
+   *      before any record in it is acknowledged;
+   *   2. the snapshot of `live` is written beside the old one and synced;
+   *   3. it is renamed over `snapshot`, and the directory synced;
+   *   4. only then `journal.next` is renamed over `journal` (and synced).
+   *
+   * A crash before 3 is durable leaves the old snapshot with `journal` and
+   * `journal.next`; after it, the new snapshot with both (replaying `journal`
+   * again is harmless: each key ends as its last record says); after 4, the
+   * new snapshot and one journal. Renaming `journal.next` before the new
+   * snapshot is durable would lose the old journal's records. A change that
+   * lands while the snapshot is written is in `journal.next`, replayed after
+   * it. If a step fails, appends stay in `journal.next` and the next
+   * compaction starts at step 2. `gently`: small slices with a timer between
+   * them, so requests (latency-bound) always get the event loop first.
+   */
+  private async rewrite(take: () => { live: readonly StoredMapping[]; epoch: EpochOrigin | undefined }, wallNow: number, gently: boolean): Promise<void> {
+    let taken: { live: readonly StoredMapping[]; epoch: EpochOrigin | undefined } = { live: [], epoch: undefined };
     await this.serial(async () => {
-      // Anything not yet written was appended after `live` was read, or is
-      // already reflected in it: either way it belongs after the snapshot.
-      await this.journal?.close();
-      this.journal = await open(this.nextJournalPath, 'w');
-      this.journalBytes = 0;
       await this.writePending();
+      taken = take();
+      if (this.rotated || !taken.epoch) return;
+      const next = await open(this.nextJournalPath, JOURNAL_FLAGS | constants.O_EXCL, 0o600);
+      try {
+        syncDir(this.dir);
+      } catch (err) {
+        await next.close();
+        rmSync(this.nextJournalPath, { force: true });
+        throw err;
+      }
+      await this.journal?.close();
+      this.journal = next;
+      this.rotated = true;
+      this.journalBytes = 0;
+      this.dirty = false;
     });
+    const { live, epoch } = taken;
+    if (!epoch) return;
     const tmp = `${this.snapshotPath}.new`;
     const out = await open(tmp, 'w', 0o600);
     let bytes = 0;
-    const write = async (text: string) => {
-      await out.write(text);
-      bytes += text.length;
-    };
-    await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
-    const slice = gently ? 256 : 8192;
-    for (let i = 0; i < live.length; i += slice) {
-      await write(live.slice(i, i + slice).map((get) => encodeLine({ op: 'put', at: wallNow, m: get() } satisfies SnapshotLine)).join(''));
-      if (gently) await new Promise<void>((r) => setTimeout(r, 2));
+    try {
+      const write = async (text: string) => {
+        const buf = Buffer.from(text);
+        await out.write(buf);
+        bytes += buf.length;
+      };
+      await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
+      const slice = gently ? 256 : 8192;
+      for (let i = 0; i < live.length; i += slice) {
+        await write(live.slice(i, i + slice).map((m) => encodeLine({ op: 'put', at: wallNow, m } satisfies SnapshotLine)).join(''));
+        if (gently) await new Promise<void>((r) => setTimeout(r, 2));
+      }
+      await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
+      await out.sync();
+    } catch (err) {
+      await out.close();
+      rmSync(tmp, { force: true });
+      throw err;
     }
-    await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
-    await out.sync();
     await out.close();
-    await this.serial(async () => {
-      renameSync(tmp, this.snapshotPath);
-      renameSync(this.nextJournalPath, this.journalPath);
-      const dirFd = openSync(this.dir, 'r');
-      fsyncSync(dirFd);
-      closeSync(dirFd);
-    });
+    renameSync(tmp, this.snapshotPath);
+    syncDir(this.dir);
     this.snapshotBytes = bytes;
     this.bytesWritten += bytes;
+    await this.serial(async () => {
+      renameSync(this.nextJournalPath, this.journalPath);
+      syncDir(this.dir);
+      this.rotated = false;
+    });
   }
 
   /** Runs `fn` in the flush order (no write interleaves with it). */
@@ -294,10 +513,16 @@ export class DurableStore {
     return run;
   }
 
+  /** Writes what is pending, closes the journal and lets go of the state directory. */
   async close(): Promise<void> {
-    await this.flush();
-    await this.journal?.close();
-    this.journal = undefined;
+    await this.compaction?.catch(() => undefined);
+    await this.flush().catch(() => undefined);
+    await this.serial(async () => {
+      await this.journal?.close();
+      this.journal = undefined;
+    });
+    this.lock?.release();
+    this.lock = undefined;
   }
 }
 
