@@ -2,6 +2,11 @@
 // nft backend, a load generator (bench/load.ts) on many LAN addresses, and
 // the same load against Debian's miniupnpd in the same lab. Prints one table.
 //
+// `--only SECTION[,SECTION]` runs part of it: pcp (portcullis' PCP/NAT-PMP
+// rows, store, recovery), flood (one device flooding from 2 000 IPv6
+// addresses while another maps ports, the daemon at its defaults), upnp
+// (portcullis' UPnP rows), miniupnpd.
+//
 // Everything stays inside the namespaces this script creates. miniupnpd
 // refuses private and documentation external addresses, so for the UPnP rows
 // (both servers) and miniupnpd's run the router's WAN side gets 11.22.33.1/24
@@ -11,10 +16,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { LoadResult, LoadSpec } from './load.js';
+import type { FloodResult, FloodSpec } from './flood.js';
+import { percentile, type LoadResult, type LoadSpec } from './load.js';
 import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -22,6 +28,7 @@ const LAB = join(ROOT, 'scripts/lab.sh');
 const CLI = join(ROOT, 'dist/src/cli.js');
 const LOAD = join(ROOT, 'dist/bench/load.js');
 const UPNP_LOAD = join(ROOT, 'dist/bench/upnp-load.js');
+const FLOOD_GEN = join(ROOT, 'dist/bench/flood.js');
 const P = process.env.LAB_PREFIX ?? 'bench';
 const env = { ...process.env, LAB_PREFIX: P };
 const work = mkdtempSync(join(tmpdir(), 'portcullis-bench-'));
@@ -32,6 +39,21 @@ const sh = (args: string[], input?: string) => {
   return r.stdout;
 };
 const inNs = (node: string, args: string[], input?: string) => sh(['ip', 'netns', 'exec', `${P}-${node}`, ...args], input);
+/** inNs without blocking: for loads that run side by side. `onStderr` sees the child's stderr as it comes. */
+function inNsAsync(node: string, args: string[], onStderr?: (text: string) => void): Promise<string> {
+  const child = spawn('ip', ['netns', 'exec', `${P}-${node}`, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.on('data', (c: Buffer) => {
+    err += c.toString('utf8');
+    onStderr?.(err);
+  });
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(out).toString('utf8')) : reject(new Error(`${args.join(' ').slice(0, 200)} in ${node}: exit ${code}: ${err}`))));
+  });
+}
 /** Deletes a table of the router's if it is there. */
 const dropTable = (name: string) => spawnSync('ip', ['netns', 'exec', `${P}-rtr`, 'nft', 'delete', 'table', 'inet', name], { env });
 
@@ -45,10 +67,17 @@ const V4_CLIENTS = Array.from({ length: 200 }, (_, i) => `192.168.77.${i + 10}`)
 const SEQ = { server: '192.168.77.1', clients: V4_CLIENTS.slice(0, 4), window: 1, timeoutMs: 3000, maxTries: 4 };
 const SEQ_NAME = '(4 clients × 1)';
 
-function load(spec: Partial<LoadSpec> & Pick<LoadSpec, 'clients' | 'count' | 'startPort' | 'server'>): LoadResult {
-  // RFC 6887 §8.1.1: a client's initial retransmission timeout is 3 s.
-  const full: LoadSpec = { protocol: 'pcp', port: 5351, window: 8, lifetime: 3600, timeoutMs: 3000, maxTries: 4, deadlineMs: 600_000, ...spec };
-  return JSON.parse(inNs('lan', [process.execPath, LOAD, JSON.stringify(full)])) as LoadResult;
+type PartialLoad = Partial<LoadSpec> & Pick<LoadSpec, 'clients' | 'count' | 'startPort' | 'server'>;
+// RFC 6887 §8.1.1: a client's initial retransmission timeout is 3 s.
+const loadSpec = (spec: PartialLoad): LoadSpec => ({ protocol: 'pcp', port: 5351, window: 8, lifetime: 3600, timeoutMs: 3000, maxTries: 4, deadlineMs: 600_000, ...spec });
+
+function load(spec: PartialLoad): LoadResult {
+  return JSON.parse(inNs('lan', [process.execPath, LOAD, JSON.stringify(loadSpec(spec))])) as LoadResult;
+}
+
+/** A load from another LAN host, `node`, without blocking. */
+async function loadFrom(node: string, spec: PartialLoad): Promise<LoadResult> {
+  return JSON.parse(await inNsAsync(node, [process.execPath, LOAD, JSON.stringify(loadSpec(spec))])) as LoadResult;
 }
 
 /**
@@ -79,25 +108,35 @@ function rssKiB(pid: number): number {
 /** The pid of the process running inside `ip netns exec` (exec replaces ip). */
 const pidOf = (c: ChildProcess) => c.pid as number;
 
-/** `name` keeps a run's config, state and log apart from another's. */
-async function startPortcullis(name = 'portcullis'): Promise<ChildProcess> {
+/**
+ * How the daemon is configured. 'bench': a load generator is a few clients
+ * asking as fast as they can, so the limits are lifted (throughput rows).
+ * 'defaults': what a router runs out of the box — no policy file (the
+ * built-in default policy), every limit at its default; only the state
+ * directory is the bench's. The flood row runs this: the defaults must
+ * protect one host from another.
+ */
+type Settings = 'bench' | 'defaults';
+
+function writeConfig(name: string, settings: Settings): string {
   const cfg = join(work, `${name}.json`);
-  const logFile = join(work, `${name}.log`);
-  writeFileSync(
-    cfg,
-    JSON.stringify({
-      announce: false,
-      stateDir: join(work, name === 'portcullis' ? 'state' : `${name}-state`),
-      maxMappings: 1_000_000,
-      policy: join(work, 'policy.json'),
-      rateLimit: { perSecond: 1_000_000, burst: 1_000_000 },
-    }),
-  );
-  // A load generator is a few clients asking as fast as they can.
+  const stateDir = join(work, name === 'portcullis' ? 'state' : `${name}-state`);
+  if (settings === 'defaults') {
+    writeFileSync(cfg, JSON.stringify({ stateDir }));
+    return cfg;
+  }
+  writeFileSync(cfg, JSON.stringify({ announce: false, stateDir, maxMappings: 1_000_000, policy: join(work, 'policy.json'), rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } }));
   writeFileSync(
     join(work, 'policy.json'),
     JSON.stringify({ version: 1, rules: [{ name: 'bench', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient: 1_000_000, requestsPerSecond: 0 } }] }),
   );
+  return cfg;
+}
+
+/** `name` keeps a run's config, state and log apart from another's. */
+async function startPortcullis(name = 'portcullis', settings: Settings = 'bench'): Promise<ChildProcess> {
+  const cfg = writeConfig(name, settings);
+  const logFile = join(work, `${name}.log`);
   const out = openSync(logFile, 'w');
   const child = spawn('ip', ['netns', 'exec', `${P}-rtr`, process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--config', cfg], { stdio: ['ignore', out, out] });
   closeSync(out);
@@ -194,6 +233,182 @@ const miniupnpdRules = () => (JSON.parse(inNs('rtr', ['nft', '-j', 'list', 'chai
 const thousands = (n: number) => String(n).replace(/\B(?=(\d{3})+$)/g, ' ');
 /** Lines printed under the table. */
 const notes: string[] = [];
+
+/**
+ * The flooding device: 2 000 addresses of the LAN's /64 on the LAN host's
+ * one interface (one link-layer address), PCP MAPs and SSDP searches at
+ * 20 000 datagrams/s offered for 20 s, every address asking at the same
+ * modest rate (7.5 MAPs and 2.5 searches a second).
+ */
+const FLOOD_ADDRESSES = Array.from({ length: 2_000 }, (_, i) => `2001:db8:77::f:${i.toString(16)}`);
+const FLOOD: Omit<FloodSpec, 'addresses'> = { device: 'eth0', server: '2001:db8:77::1', rate: 20_000, count: 400_000, durationMs: 20_000, drainMs: 6_000, ssdpEvery: 4, startPort: 2_000, lifetime: 3600 };
+/**
+ * The victim: another device (lan2), one IPv6 and one IPv4 stream side by
+ * side, each mapping a new port every 150 ms, one request at a time, RFC 6887
+ * retransmissions. 100 each stays under the default 128 mappings per client;
+ * they are deleted between the run alone and the run under flood.
+ */
+const VICTIM = { streams: [{ client: '2001:db8:77::3', server: '2001:db8:77::1' }, { client: '192.168.77.3', server: '192.168.77.1' }], count: 100, spacingMs: 150 };
+/** The victim starts this long after the flood, and stops before it does. */
+const VICTIM_DELAY_MS = 2_000;
+const VICTIM_DEADLINE_MS = FLOOD.durationMs - VICTIM_DELAY_MS - 1_000;
+const P99_TARGET_MS = 50;
+
+const victim = (startPort: number, lifetime = 3600, spacingMs = VICTIM.spacingMs) =>
+  Promise.all(VICTIM.streams.map((s) => loadFrom('lan2', { server: s.server, clients: [s.client], count: VICTIM.count, startPort, window: 1, spacingMs, lifetime, keepLatencies: true, deadlineMs: VICTIM_DEADLINE_MS })));
+
+/** Elements of the kernel's pinholes6 set per destination address. */
+function pinholes6ByAddress(): Map<string, number> {
+  type Key = { concat?: unknown[]; elem?: { val?: { concat?: unknown[] } } };
+  const out = JSON.parse(inNs('rtr', ['nft', '-j', 'list', 'set', 'inet', 'portcullis', 'pinholes6'])) as { nftables: { set?: { elem?: Key[] } }[] };
+  const by = new Map<string, number>();
+  for (const k of out.nftables.flatMap((o) => o.set?.elem ?? [])) {
+    const addr = String((k.elem?.val?.concat ?? k.concat)?.[0]);
+    by.set(addr, (by.get(addr) ?? 0) + 1);
+  }
+  return by;
+}
+
+/**
+ * Datagrams the router's kernel dropped per UDP socket (`ss`'s skmem d:
+ * receive buffer full), by local address and port: what never reached the
+ * daemon, whatever its fairness.
+ */
+function routerSocketDrops(): Map<string, number> {
+  const drops = new Map<string, number>();
+  let local = '';
+  for (const line of inNs('rtr', ['ss', '-uanm']).split('\n')) {
+    const sock = /^\S+\s+\d+\s+\d+\s+(\S+)/.exec(line);
+    if (sock?.[1] && sock[1] !== 'Local') local = sock[1];
+    const d = /skmem:\(.*\bd(\d+)\)/.exec(line);
+    if (d && local) drops.set(local, (drops.get(local) ?? 0) + Number(d[1]));
+  }
+  return drops;
+}
+
+/** The machine's CPU time so far (all cores, USER_HZ ticks): busy and the softirq part of it. */
+function machineCpu(): { busy: number; softirq: number; total: number } {
+  const [, user, nice, system, idle, iowait, irq, softirq, steal] = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).map(Number) as number[];
+  const busy = [user, nice, system, irq, softirq, steal].reduce((a: number, b) => a + (b ?? 0), 0);
+  return { busy, softirq: softirq ?? NaN, total: busy + (idle ?? 0) + (iowait ?? 0) };
+}
+
+/** CPU seconds a process has used (utime + stime; USER_HZ = 100 on Linux). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** The daemon's log lines from byte `from` on, counted by event. */
+function logEvents(file: string, from: number): { lines: number; bytes: number; events: [string, number][] } {
+  const text = readFileSync(file).subarray(from).toString('utf8');
+  const events = new Map<string, number>();
+  let lines = 0;
+  for (const line of text.split('\n')) {
+    if (!line) continue;
+    lines++;
+    const event = /"event":"([^"]*)"/.exec(line)?.[1] ?? '(other)';
+    events.set(event, (events.get(event) ?? 0) + 1);
+  }
+  return { lines, bytes: Buffer.byteLength(text), events: [...events].sort((a, b) => b[1] - a[1]) };
+}
+
+const victimLine = (r: LoadResult) =>
+  `${r.succeeded} ok, ${r.failed} refused${r.failed ? ` (PCP codes ${JSON.stringify(r.codes)})` : ''}, ${r.lost} lost` +
+  `${r.unsent ? ` (${r.lost - r.unsent} sent and never answered, ${r.unsent} never sent: the deadline came while it waited)` : ''}, ${r.retransmissions} retransmissions, p50 ${fmt(r.p50ms, 1)} ms p99 ${fmt(r.p99ms, 1)} ms`;
+
+/**
+ * One device floods from 2 000 IPv6 addresses while another maps ports, the
+ * daemon at its defaults. The victim runs alone first (baseline), deletes
+ * its mappings, then runs again under the flood; the row is met when every
+ * victim request succeeds under the flood and its p99 grows by less than
+ * 50 ms. The router's neighbour entries for the flood's addresses are made
+ * static: the kernel's neighbour table is shared by every namespace on the
+ * machine (gc_thresh3, 1 024 by default), and overflowing it would measure
+ * the kernel and disturb other labs, not portcullis.
+ */
+async function benchFlood(): Promise<void> {
+  dropTable('portcullis');
+  const mac = inNs('lan', ['cat', '/sys/class/net/eth0/address']).trim();
+  inNs('lan', ['ip', '-batch', '-'], FLOOD_ADDRESSES.map((a) => `addr add ${a}/64 dev eth0 nodad`).join('\n') + '\n');
+  inNs('rtr', ['ip', '-batch', '-'], FLOOD_ADDRESSES.map((a) => `neigh replace ${a} lladdr ${mac} dev br-lan nud permanent`).join('\n') + '\n');
+  const name = 'portcullis-flood';
+  const logFile = join(work, `${name}.log`);
+  const d = await startPortcullis(name, 'defaults');
+  try {
+    const pid = pidOf(d);
+    const rss0 = rssKiB(pid);
+    const alone = await victim(40_000);
+    const cleared = await victim(40_000, 0, 110);
+    const undeleted = VICTIM.count * VICTIM.streams.length - cleared.reduce((n, r) => n + r.succeeded, 0);
+    if (undeleted) notes.push(`flood: ${undeleted} of the victim's baseline mappings were not deleted before the flood (${cleared.map((r) => JSON.stringify(r.codes)).join(' ')})`);
+    const rss1 = rssKiB(pid);
+    const log0 = statSync(logFile).size;
+    const drops0 = routerSocketDrops();
+    const cpu0 = cpuSeconds(pid);
+    const machine0 = machineCpu();
+    const t0 = performance.now();
+
+    let started: () => void = () => undefined;
+    const flooding = new Promise<void>((r) => (started = r));
+    const floodRun = inNsAsync('lan', [process.execPath, FLOOD_GEN, JSON.stringify({ ...FLOOD, addresses: FLOOD_ADDRESSES })], (err) => {
+      if (err.includes('flooding')) started();
+    });
+    await Promise.race([flooding, floodRun]);
+    await new Promise((r) => setTimeout(r, VICTIM_DELAY_MS));
+    const under = await victim(41_000);
+    const f = JSON.parse(await floodRun) as FloodResult;
+    const daemonCpu = (cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000);
+    const machine = machineCpu();
+    const [busy, softirq] = [(machine.busy - machine0.busy) / (machine.total - machine0.total), (machine.softirq - machine0.softirq) / (machine.total - machine0.total)];
+    const drops = [...routerSocketDrops()].map(([sock, n]) => [sock, n - (drops0.get(sock) ?? 0)] as const).filter(([, n]) => n > 0);
+    const rss2 = rssKiB(pid);
+    const log = logEvents(logFile, log0);
+    const alive = d.exitCode === null;
+    const holes = pinholes6ByAddress();
+    // Garbage or kept? The RSS again once the daemon has had a quiet while.
+    await new Promise((r) => setTimeout(r, 10_000));
+    const rss3 = rssKiB(pid);
+    const floodHeld = FLOOD_ADDRESSES.reduce((n, a) => n + (holes.get(a) ?? 0), 0);
+    const victimHeld = holes.get(VICTIM.streams[0]?.client ?? '') ?? 0;
+
+    const merged = (rs: LoadResult[]) => rs.flatMap((r) => r.latenciesMs ?? []).sort((a, b) => a - b);
+    const [p99Alone, p99Under] = [percentile(merged(alone), 99), percentile(merged(under), 99)];
+    const [p50Alone, p50Under] = [percentile(merged(alone), 50), percentile(merged(under), 50)];
+    const asked = VICTIM.count * VICTIM.streams.length;
+    const ok = under.reduce((n, r) => n + r.succeeded, 0);
+    const refused = under.reduce((n, r) => n + r.failed, 0);
+    const lost = under.reduce((n, r) => n + r.lost, 0);
+    const growth = p99Under - p99Alone;
+    const met = ok === asked && growth < P99_TARGET_MS;
+    notes.push(
+      `flood (${thousands(FLOOD_ADDRESSES.length)} IPv6 addresses, one device): victim ${ok}/${asked} ok${refused ? `, ${refused} refused` : ''}${lost ? `, ${lost} lost` : ''}, ` +
+        `p99 ${fmt(p99Alone, 1)} → ${fmt(p99Under, 1)} ms (${growth >= 0 ? '+' : ''}${fmt(growth, 1)} ms, target < ${P99_TARGET_MS} ms); ` +
+        `flood offered ${thousands(Math.round(f.offeredRate))}/s, answered ${thousands(Math.round(f.pcpAnsweredRate))}/s; flooding device holds ${thousands(floodHeld)} mappings — ${met ? 'MET' : 'NOT MET'}`,
+    );
+    VICTIM.streams.forEach((s, i) => {
+      const [a, u] = [alone[i], under[i]];
+      if (a && u) notes.push(`flood: victim ${s.client} (window 1, every ${VICTIM.spacingMs} ms): alone ${victimLine(a)}; under flood ${victimLine(u)}`);
+    });
+    notes.push(`flood: victim p50 ${fmt(p50Alone, 1)} → ${fmt(p50Under, 1)} ms; the victim's IPv6 address holds ${victimHeld} pinholes in the kernel (${under[0]?.succeeded ?? 0} granted under flood)`);
+    notes.push(
+      `flood: sent ${thousands(f.sent.pcp)} PCP MAPs, ${thousands(f.sent.ssdpMulticast)} multicast and ${thousands(f.sent.ssdpUnicast)} unicast M-SEARCHes (ssdp:all, MX 5) in ${fmt(f.seconds, 1)} s = ${thousands(Math.round(f.offeredRate))}/s of ${thousands(FLOOD.rate)}/s asked` +
+        `${Object.keys(f.sendErrors).length ? ` (send errors ${JSON.stringify(f.sendErrors)})` : ''}; PCP answers ${thousands(f.pcpAnswers)} (by result code ${JSON.stringify(f.pcpCodes)}), ` +
+        `SSDP answers ${thousands(f.ssdpAnswers)} datagrams (${thousands(f.ssdpAnswerBytes)} bytes); ` +
+        `the router's kernel dropped on full receive buffers: ${drops.map(([sock, n]) => `${sock} ${thousands(n)}`).join(', ') || 'nothing'}`,
+    );
+    notes.push(`flood: CPU over the flood (its sending window and drain): daemon ${fmt(daemonCpu * 100)} % of a core, flood generator ${fmt((f.cpuSeconds / (f.seconds + FLOOD.drainMs / 1000)) * 100)} %, on ${availableParallelism()} cores shared with the victim and the kernel; the machine was ${fmt(busy * 100)} % busy (${fmt(softirq * 100)} % in softirq), other sessions' work included`);
+    notes.push(
+      `flood: daemon RSS ${fmt(rss0 / 1024, 1)} MiB at start, ${fmt(rss1 / 1024, 1)} after the victim alone, ${fmt(rss2 / 1024, 1)} after the flood, ${fmt(rss3 / 1024, 1)} 10 s later; ${alive ? 'still running' : `EXITED (code ${d.exitCode})`}; ` +
+        `log during the flood: ${thousands(log.lines)} lines, ${thousands(log.bytes)} bytes (${log.events.slice(0, 5).map(([e, n]) => `${e} ${n}`).join(', ')})`,
+    );
+  } finally {
+    await stop(d);
+    dropTable('portcullis');
+    inNs('rtr', ['ip', '-batch', '-'], FLOOD_ADDRESSES.map((a) => `neigh del ${a} dev br-lan`).join('\n') + '\n');
+    inNs('lan', ['ip', '-batch', '-'], FLOOD_ADDRESSES.map((a) => `addr del ${a}/64 dev eth0`).join('\n') + '\n');
+  }
+}
 
 /**
  * The UPnP rows for one server: AddPortMapping from 0 mappings, a prefill
@@ -348,34 +563,53 @@ async function benchMiniupnpd(): Promise<void> {
   }
 }
 
+const SECTIONS = ['pcp', 'flood', 'upnp', 'miniupnpd'] as const;
+type Section = (typeof SECTIONS)[number];
+
+/** The sections `--only a,b` names, or all of them. */
+function sections(argv: readonly string[]): Set<Section> {
+  const i = argv.indexOf('--only');
+  if (i < 0) return new Set(SECTIONS);
+  const names = (argv[i + 1] ?? '').split(',').filter(Boolean);
+  const unknown = names.filter((n) => !(SECTIONS as readonly string[]).includes(n));
+  if (names.length === 0 || unknown.length) throw new Error(`--only takes sections among ${SECTIONS.join(', ')} (comma-separated)${unknown.length ? `; not one: ${unknown.join(', ')}` : ''}`);
+  return new Set(names as Section[]);
+}
+
 async function main(): Promise<void> {
+  const only = sections(process.argv.slice(2));
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root');
   sh(['bash', LAB, 'up']);
   try {
     // Client addresses on the LAN host, and routes back to them from the router.
     inNs('lan', ['ip', '-batch', '-'], [...V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`), ...V4_CLIENTS.map((a) => `addr add ${a}/24 dev eth0`)].join('\n') + '\n');
-    const { rssPer1000KiB, renewalBytes, recoveryMs, restored, kernelRepopulated } = await benchPortcullis();
+    const pcp = only.has('pcp') ? await benchPortcullis() : undefined;
+    if (only.has('flood')) await benchFlood();
     // From here on the WAN address is one miniupnpd accepts (and a UPnP
     // control point calls "connected"): both servers' UPnP rows, then miniupnpd.
     inNs('rtr', ['ip', 'addr', 'flush', 'dev', 'wan0']);
     inNs('rtr', ['ip', 'addr', 'add', '11.22.33.1/24', 'dev', 'wan0']);
-    await benchPortcullisUpnp();
-    await benchMiniupnpd();
+    if (only.has('upnp')) await benchPortcullisUpnp();
+    if (only.has('miniupnpd')) await benchMiniupnpd();
 
     const at = (server: string, loadName: string, existing: string) => rows.find((r) => r.server === server && r.load === loadName && r.existing === existing)?.r.rate ?? NaN;
     const out: string[] = [];
-    out.push(`| server | load | mappings present | creations/s | p50 ms | p99 ms | ok | refused | lost | retransmissions |`);
-    out.push(`|---|---|---:|---:|---:|---:|---:|---:|---:|---:|`);
-    for (const { server, load: l, existing, r } of rows) {
-      out.push(`| ${server} | ${l} | ${existing} | ${fmt(r.rate)} | ${fmt(r.p50ms, 1)} | ${fmt(r.p99ms, 1)} | ${r.succeeded} | ${r.failed} | ${r.lost} | ${r.retransmissions} |`);
+    if (rows.length) {
+      out.push(`| server | load | mappings present | creations/s | p50 ms | p99 ms | ok | refused | lost | retransmissions |`);
+      out.push(`|---|---|---:|---:|---:|---:|---:|---:|---:|---:|`);
+      for (const { server, load: l, existing, r } of rows) {
+        out.push(`| ${server} | ${l} | ${existing} | ${fmt(r.rate)} | ${fmt(r.p50ms, 1)} | ${fmt(r.p99ms, 1)} | ${r.succeeded} | ${r.failed} | ${r.lost} | ${r.retransmissions} |`);
+      }
+      out.push('');
     }
-    out.push('');
-    const r0 = at('portcullis', 'PCP MAP IPv6', '0');
-    const r100k = at('portcullis', 'PCP MAP IPv6', '100 000');
-    out.push(`portcullis creation rate at 100 000 mappings / at 0: ${fmt((r100k / r0) * 100)} % (target ≥ 80 %)`);
-    out.push(`portcullis RSS per 1 000 mappings: ${fmt(rssPer1000KiB)} KiB`);
-    out.push(`durable store: ${fmt(renewalBytes)} bytes written per 1 000 renewals`);
-    out.push(`restart recovery with ${restored} mappings (store load + kernel reinstall, table deleted first): ${fmt(recoveryMs)} ms${kernelRepopulated ? '' : ' (kernel NOT repopulated!)'}`);
+    if (pcp) {
+      const r0 = at('portcullis', 'PCP MAP IPv6', '0');
+      const r100k = at('portcullis', 'PCP MAP IPv6', '100 000');
+      out.push(`portcullis creation rate at 100 000 mappings / at 0: ${fmt((r100k / r0) * 100)} % (target ≥ 80 %)`);
+      out.push(`portcullis RSS per 1 000 mappings: ${fmt(pcp.rssPer1000KiB)} KiB`);
+      out.push(`durable store: ${fmt(pcp.renewalBytes)} bytes written per 1 000 renewals`);
+      out.push(`restart recovery with ${pcp.restored} mappings (store load + kernel reinstall, table deleted first): ${fmt(pcp.recoveryMs)} ms${pcp.kernelRepopulated ? '' : ' (kernel NOT repopulated!)'}`);
+    }
     const same = (server: string) => rows.filter((r) => r.server.startsWith(server) && r.load === `PCP MAP IPv4 ${SEQ_NAME}`);
     const [p0, pN] = [same('portcullis')[0], same('portcullis').at(-1)];
     const [m0, mN] = [same('miniupnpd')[0], same('miniupnpd').at(-1)];

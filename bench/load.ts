@@ -6,6 +6,7 @@
 
 import { createSocket, type Socket } from 'node:dgram';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { mustParseIp } from '../src/net/address.js';
 import { encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
 import { encodePcpRequest } from '../src/protocols/pcp/codec.js';
@@ -26,6 +27,13 @@ export interface LoadSpec {
   maxTries: number;
   /** Give up the whole run after this long. */
   deadlineMs: number;
+  /**
+   * A client starts a request no sooner than this long after its previous
+   * one (a device mapping now and then, not a generator at full speed).
+   */
+  spacingMs?: number;
+  /** Return every success's latency too (to merge streams' percentiles). */
+  keepLatencies?: boolean;
 }
 
 export interface LoadResult {
@@ -33,12 +41,21 @@ export interface LoadResult {
   succeeded: number;
   failed: number;
   lost: number;
+  /** Of `lost`: never sent, the deadline came first (a window-1 client waits out each loss). */
+  unsent?: number;
   seconds: number;
   rate: number;
   p50ms: number;
   p99ms: number;
   retransmissions: number;
   codes: Record<string, number>;
+  /** Sorted, ms; only with spec.keepLatencies. */
+  latenciesMs?: number[];
+}
+
+/** The p-th percentile (0–100) of ascending `sorted`: the value at rank ⌊n·p/100⌋; NaN when empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))] ?? NaN;
 }
 
 interface Outstanding {
@@ -56,6 +73,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   let succeeded = 0;
   let failed = 0;
   let lost = 0;
+  let unsent = 0;
   let retransmissions = 0;
   const start = performance.now();
 
@@ -72,10 +90,13 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
         : encodeNatPmpMapRequest(1, port, 0, spec.lifetime);
     const inflight = new Map<number, Outstanding>();
     let next = 0;
+    let lastStart = -Infinity;
     await new Promise<void>((resolve) => {
       let timer: NodeJS.Timeout | undefined;
+      let spaced: NodeJS.Timeout | undefined;
       const done = () => {
         clearInterval(timer);
+        clearTimeout(spaced);
         resolve();
       };
       const send = (o: Outstanding) => {
@@ -84,8 +105,16 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
       };
       const refill = () => {
         while (inflight.size < spec.window && next < quota) {
+          const wait = lastStart + (spec.spacingMs ?? 0) - performance.now();
+          if (wait > 0) {
+            spaced ??= setTimeout(() => {
+              spaced = undefined;
+              refill();
+            }, wait);
+            break;
+          }
           const o = { port: spec.startPort + next++, firstSent: 0, lastSent: 0, tries: 1 };
-          o.firstSent = performance.now();
+          o.firstSent = lastStart = performance.now();
           inflight.set(o.port, o);
           send(o);
         }
@@ -119,6 +148,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
         }
         if (now - start > spec.deadlineMs) {
           lost += inflight.size + (quota - next);
+          unsent += quota - next;
           inflight.clear();
           next = quota;
         }
@@ -131,26 +161,36 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   await Promise.all(clientRuns);
   const seconds = (performance.now() - start) / 1000;
   latencies.sort((a, b) => a - b);
-  const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
   return {
     requested: spec.count,
     succeeded,
     failed,
     lost,
+    unsent,
     seconds,
     rate: succeeded / seconds,
-    p50ms: pct(50),
-    p99ms: pct(99),
+    p50ms: percentile(latencies, 50),
+    p99ms: percentile(latencies, 99),
     retransmissions,
     codes,
+    ...(spec.keepLatencies ? { latenciesMs: latencies } : {}),
   };
 }
 
-const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
-run(spec).then(
-  (r) => process.stdout.write(JSON.stringify(r) + '\n'),
-  (err: unknown) => {
-    process.stderr.write(String(err) + '\n');
-    process.exit(1);
-  },
-);
+/**
+ * A generator's entry point: when `moduleUrl` is the script node was started
+ * with, runs `generate` on the spec given as JSON in argv[2] and prints its
+ * result as one JSON line (what bench.ts parses).
+ */
+export function runGenerator<S, R>(moduleUrl: string, generate: (spec: S) => Promise<R>): void {
+  if (process.argv[1] !== fileURLToPath(moduleUrl)) return;
+  generate(JSON.parse(process.argv[2] ?? '{}') as S).then(
+    (r) => process.stdout.write(JSON.stringify(r) + '\n'),
+    (err: unknown) => {
+      process.stderr.write(String(err) + '\n');
+      process.exit(1);
+    },
+  );
+}
+
+runGenerator(import.meta.url, run);
