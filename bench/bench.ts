@@ -299,18 +299,36 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
-/** The daemon's log lines from byte `from` on, counted by event. */
-function logEvents(file: string, from: number): { lines: number; bytes: number; events: [string, number][] } {
+interface LogSummary {
+  lines: number;
+  bytes: number;
+  /** Lines by event, most first. */
+  events: [string, number][];
+  /** Refusals' details, the flood's own addresses written as one, most first. */
+  details: [string, number][];
+  /** Lines naming `client` (a request of it that reached the daemon). */
+  fromClient: number;
+}
+
+const byCount = (m: Map<string, number>) => [...m].sort((a, b) => b[1] - a[1]);
+const bump = (m: Map<string, number>, key: string) => m.set(key, (m.get(key) ?? 0) + 1);
+
+/** The daemon's log lines from byte `from` on. */
+function logSummary(file: string, from: number, client: string): LogSummary {
   const text = readFileSync(file).subarray(from).toString('utf8');
   const events = new Map<string, number>();
+  const details = new Map<string, number>();
   let lines = 0;
+  let fromClient = 0;
   for (const line of text.split('\n')) {
     if (!line) continue;
     lines++;
-    const event = /"event":"([^"]*)"/.exec(line)?.[1] ?? '(other)';
-    events.set(event, (events.get(event) ?? 0) + 1);
+    bump(events, /"event":"([^"]*)"/.exec(line)?.[1] ?? '(other)');
+    const detail = /"detail":"([^"]*)"/.exec(line)?.[1];
+    if (detail) bump(details, detail.replace(/2001:db8:77::f:[0-9a-f]+/g, '<a flood address>'));
+    if (line.includes(`"client":"${client}"`)) fromClient++;
   }
-  return { lines, bytes: Buffer.byteLength(text), events: [...events].sort((a, b) => b[1] - a[1]) };
+  return { lines, bytes: Buffer.byteLength(text), events: byCount(events), details: byCount(details), fromClient };
 }
 
 const victimLine = (r: LoadResult) =>
@@ -363,7 +381,7 @@ async function benchFlood(): Promise<void> {
     const [busy, softirq] = [(machine.busy - machine0.busy) / (machine.total - machine0.total), (machine.softirq - machine0.softirq) / (machine.total - machine0.total)];
     const drops = [...routerSocketDrops()].map(([sock, n]) => [sock, n - (drops0.get(sock) ?? 0)] as const).filter(([, n]) => n > 0);
     const rss2 = rssKiB(pid);
-    const log = logEvents(logFile, log0);
+    const log = logSummary(logFile, log0, VICTIM.streams[0]?.client ?? '');
     const alive = d.exitCode === null;
     const holes = pinholes6ByAddress();
     // Garbage or kept? The RSS again once the daemon has had a quiet while.
@@ -402,6 +420,7 @@ async function benchFlood(): Promise<void> {
       `flood: daemon RSS ${fmt(rss0 / 1024, 1)} MiB at start, ${fmt(rss1 / 1024, 1)} after the victim alone, ${fmt(rss2 / 1024, 1)} after the flood, ${fmt(rss3 / 1024, 1)} 10 s later; ${alive ? 'still running' : `EXITED (code ${d.exitCode})`}; ` +
         `log during the flood: ${thousands(log.lines)} lines, ${thousands(log.bytes)} bytes (${log.events.slice(0, 5).map(([e, n]) => `${e} ${n}`).join(', ')})`,
     );
+    notes.push(`flood: refusals by reason (daemon log): ${log.details.slice(0, 6).map(([d, n]) => `"${d}" ${thousands(n)}`).join('; ') || 'none'}; log lines about the victim's IPv6 address during the flood: ${log.fromClient}`);
   } finally {
     await stop(d);
     dropTable('portcullis');
