@@ -10,6 +10,8 @@ import type { Logger } from './log.js';
 import { prefixContains, type IpAddress } from './net/address.js';
 import { interfaceExists, lanAddresses, routerAddresses, wanIPv4, type InterfaceReader } from './net/interfaces.js';
 import { LanSources } from './net/lan-source.js';
+import { hostsBy } from './net/hosts.js';
+import { Neighbours, type NeighbourReader } from './net/neighbours.js';
 import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, summarize, type LoadedPolicy } from './policy/load.js';
 import { ControlServer, controlSocketPath } from './server/control.js';
 import { startUpnp, type Upnp } from './server/upnp.js';
@@ -29,6 +31,8 @@ export interface DaemonDeps {
   /** A policy given directly (tests); otherwise cfg.policy's file, or the built-in default. */
   policy?: LoadedPolicy;
   interfaces?: InterfaceReader;
+  /** The kernel's neighbour table (`ip -j neigh` by default): who is one device. */
+  neighbours?: NeighbourReader;
 }
 
 export interface ReloadReport {
@@ -72,6 +76,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // The one "is this request from the LAN" rule of every door; closed until
   // the kernel's arrival-interface guard is confirmed below.
   const sources = new LanSources(cfg.lan, lan);
+  // A host is a device (one link-layer address), for secure mode and for
+  // every door's fairness accounting.
+  const neighbours = new Neighbours(deps.neighbours);
+  sources.hostOf = hostsBy(neighbours);
   // The router's own addresses (never a mapping target), read again at every
   // poll: one added later must not become one.
   let routerAddrs = routerAddresses(read);
@@ -147,6 +155,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     {
       externalIPv4: () => externalIp,
       isLanHost: (a) => sources.isLanHost(a),
+      hostOf: (a) => sources.hostOf(a),
       isRouterAddress: (a) => routerAddrs.has(a),
       interfaceOf: (a) => lan.find((l) => prefixContains(l.prefix, a))?.interface,
     },
@@ -227,7 +236,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     await service.compactStore();
     await server.start();
     if (cfg.upnp.enabled) {
-      upnp = await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan, sources, service, deviceUuid: store.deviceUuid, version: packageVersion(), log });
+      upnp = await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan, sources, neighbours, service, deviceUuid: store.deviceUuid, version: packageVersion(), log });
     }
   } catch (err) {
     await upnp?.stop();

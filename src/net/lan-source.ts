@@ -22,6 +22,7 @@
 
 import { familyOf, isLinkLocal, parseIp, prefixContains, type IpAddress, type Prefix } from './address.js';
 import type { LocalAddress } from './interfaces.js';
+import { hostUnit, type HostOf } from './hosts.js';
 
 export class LanSources {
   private interfaces: ReadonlySet<string>;
@@ -31,6 +32,11 @@ export class LanSources {
    * (set by the daemon after its check at start and at every reconcile).
    */
   private guarded = false;
+  /**
+   * The host (device) a source belongs to, for every door's fairness
+   * accounting (src/net/hosts.ts); the daemon sets the neighbour-table one.
+   */
+  hostOf: HostOf = hostUnit;
 
   constructor(interfaceNames: readonly string[], lan: readonly LocalAddress[] = []) {
     this.interfaces = new Set(interfaceNames);

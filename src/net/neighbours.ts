@@ -77,6 +77,18 @@ export class Neighbours {
     return (this.table.get(a) ?? []).some((x) => ofB.some((y) => y.interface === x.interface && y.lladdr === x.lladdr));
   }
 
+  /**
+   * The device an address belongs to now ('interface/lladdr'), from the
+   * table as last read, without waiting: a hot path (every request's rate
+   * bucket) must not wait for `ip`. A stale table is read again in the
+   * background, at most once per freshness period.
+   */
+  deviceOf(addr: IpAddress): string | undefined {
+    if (this.now() - this.readAt >= this.freshMs) void this.refresh();
+    const n = this.table.get(addr)?.[0];
+    return n ? `${n.interface}/${n.lladdr}` : undefined;
+  }
+
   private refresh(): Promise<void> {
     if (this.now() - this.readAt < this.freshMs) return Promise.resolve();
     this.reading ??= this.read()

@@ -55,8 +55,8 @@ export type Verdict =
 export interface Policy {
   /** Pure: the same request gets the same verdict (rate limits are separate). */
   decide(req: PolicyRequest): Verdict;
-  /** Takes one request token for `client` under the rule that allowed it; false when over its rate. */
-  takeToken(verdict: Verdict & { allow: true }, client: IpAddress): boolean;
+  /** Takes one request token for `client` (and its host, src/net/hosts.ts) under the rule that allowed it; false when over its rate. */
+  takeToken(verdict: Verdict & { allow: true }, client: IpAddress, host?: string): boolean;
 }
 
 /** A compiled rule (see load.ts for the file form). */
@@ -147,9 +147,9 @@ export class RulePolicy implements Policy {
     return { allow: false, rule: '(default deny)', reason: 'no rule matches' };
   }
 
-  takeToken(verdict: Verdict & { allow: true }, client: IpAddress): boolean {
+  takeToken(verdict: Verdict & { allow: true }, client: IpAddress, host?: string): boolean {
     const limiter = this.limiters.get(verdict.index);
-    return limiter ? limiter.take(client) : true;
+    return limiter ? limiter.take(client, 1, host) : true;
   }
 }
 

@@ -59,7 +59,7 @@ export class PortControlServer {
     private readonly log: Logger,
   ) {
     this.protocol = new PortControlProtocol(service);
-    this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst);
+    this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst, undefined, undefined, (s) => sources.hostOf(s));
   }
 
   /**

@@ -2,20 +2,20 @@
 // from many spoofed ones) costs a fixed amount of memory and never starves
 // another host.
 //
-// A host is not an address: over IPv6 one host takes as many addresses in
-// its /64 as it likes. So an IPv6 source is also charged to a bucket of its
-// /64 (of its link, for link-local sources), PREFIX_SHARE times an address's
-// size: 2 000 addresses in one /64 get PREFIX_SHARE times one address's
-// rate, not 2 000 times.
+// A host is not an address: over IPv6 one host takes as many addresses as it
+// likes. So a source is also charged to a bucket of its host (src/net/hosts.ts:
+// its device where the kernel's neighbour table knows it, else its /64),
+// PREFIX_SHARE times an address's size: 2 000 addresses of one device get
+// PREFIX_SHARE times one address's rate, not 2 000 times.
 //
 // Memory: each table holds at most `maxSources` keys, least recently used
 // first out. Evicting a bucket forgives what it owed, so a flood of new
 // addresses could refill its own buckets that way; it cannot refill its
-// /64's, which every one of its requests touches and so keeps fresh.
+// host's, which every one of its requests touches and so keeps fresh.
 
-import { familyOf, formatPrefix, isLinkLocal, parseIp, subnet64 } from '../net/address.js';
+import { hostUnit, type HostOf } from '../net/hosts.js';
 
-/** A /64's bucket: this many addresses' worth of rate and burst (a few devices may share a /64). */
+/** A host's bucket: this many addresses' worth of rate and burst (a device has a few addresses). */
 export const PREFIX_SHARE = 4;
 
 type Bucket = { tokens: number; at: number };
@@ -29,6 +29,8 @@ export class RateLimiter {
     private readonly burst: number,
     private readonly maxSources = 8192,
     private readonly now: () => number = () => performance.now(),
+    /** The host a source is also charged to (src/net/hosts.ts); its device where the kernel knows it. */
+    private readonly hostOf: HostOf = hostUnit,
   ) {}
 
   /** Buckets held, over both tables (at most twice `maxSources`). */
@@ -38,14 +40,14 @@ export class RateLimiter {
 
   /**
    * Takes `cost` tokens for `source` (an address, optionally with its
-   * %zone) and for its /64; false, with nothing taken from either, when
+   * %zone) and for its host; false, with nothing taken from either, when
    * either is over its rate.
    */
-  take(source: string, cost = 1): boolean {
+  take(source: string, cost = 1, host = this.hostOf(source)): boolean {
     const t = this.now();
     const own = this.refill(this.buckets, source, t, this.burst, this.perSecond);
-    const prefix = prefixKey(source);
-    const shared = prefix === undefined ? undefined : this.refill(this.prefixBuckets, prefix, t, this.burst * PREFIX_SHARE, this.perSecond * PREFIX_SHARE);
+    // An address that is its own host (IPv4 without a known device) has one bucket.
+    const shared = host === source ? undefined : this.refill(this.prefixBuckets, host, t, this.burst * PREFIX_SHARE, this.perSecond * PREFIX_SHARE);
     if (own.tokens < cost || (shared && shared.tokens < cost)) return false;
     own.tokens -= cost;
     if (shared) shared.tokens -= cost;
@@ -70,14 +72,4 @@ export class RateLimiter {
     table.set(key, b);
     return b;
   }
-}
-
-/** The /64 an IPv6 source is charged to as well; link-local /64s are per link (every link has fe80::/64). */
-function prefixKey(source: string): string | undefined {
-  if (!source.includes(':')) return undefined;
-  const zone = source.indexOf('%');
-  const addr = parseIp(zone < 0 ? source : source.slice(0, zone));
-  if (!addr || familyOf(addr) !== 6) return undefined;
-  const net = formatPrefix(subnet64(addr));
-  return isLinkLocal(addr) && zone >= 0 ? `${net}%${source.slice(zone + 1)}` : net;
 }

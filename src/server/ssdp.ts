@@ -248,7 +248,7 @@ export class SsdpServer {
     }
     // Spread over [0, MX] seconds (UDA 1.1 §1.3.3): a slot per waiting reply,
     // all of them or none, and the bytes charged now.
-    const who = requesterOf(source, local.interface, this.lan);
+    const who = requesterOf(source, local.interface, this.lan, this.sources.hostOf);
     const slots: (() => void)[] = [];
     while (slots.length < replies.length) {
       const slot = this.pending.take(who);

@@ -110,7 +110,7 @@ export class UpnpHttpServer {
       sock.destroy();
       return;
     }
-    const who = requesterOf(source, zoneOf(peer), this.lan);
+    const who = requesterOf(source, zoneOf(peer), this.lan, this.sources.hostOf);
     const release = this.slots.take(who);
     if (!release) {
       sock.end(buildResponse(503, [['Connection', 'close']]));

@@ -6,10 +6,11 @@
 // sees the reservation; if the commit fails the change is rolled back and the
 // caller is told NO_RESOURCES.
 
-import { familyOf, hostUnitOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
+import { familyOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
 import { THIRD_PARTY_REASON, type Limits, type Policy, type PolicyRequest } from '../policy/policy.js';
 import { inRanges, nthPort, rangesSize } from '../policy/match.js';
+import { hostUnit } from '../net/hosts.js';
 import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
@@ -62,6 +63,8 @@ export interface Network {
   isRouterAddress(addr: IpAddress): boolean;
   /** The LAN interface a host is on (for policy rules that match on it). */
   interfaceOf?(addr: IpAddress): string | undefined;
+  /** The host (device) an address belongs to, for quotas and rates (src/net/hosts.ts); its /64 or itself without one. */
+  hostOf?(addr: IpAddress): string;
 }
 
 /** What a policy swap did to the live table. */
@@ -143,7 +146,7 @@ const RESERVED_UDP_PORTS: ReadonlySet<number> = new Set([5350, 5351]);
 
 export class MappingService {
   /** Counts each mapping under the LAN interface its host is on (fairness per interface). */
-  readonly table = new MappingTable((addr) => this.network.interfaceOf?.(addr));
+  readonly table = new MappingTable((addr) => this.network.interfaceOf?.(addr), (addr) => this.hostOf(addr));
   private readonly commits: CommitQueue;
   private nextId = 1;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -167,6 +170,10 @@ export class MappingService {
 
   externalIPv4(): IpAddress | undefined {
     return this.network.externalIPv4();
+  }
+
+  private hostOf(addr: IpAddress): string {
+    return this.network.hostOf?.(addr) ?? hostUnit(addr);
   }
 
   /** From now on every committed change is also recorded durably before its reply. */
@@ -727,7 +734,7 @@ export class MappingService {
         (verdict.reason === THIRD_PARTY_REASON || this.policy.decide({ ...asked, internalAddress: req.client }).allow);
       return refuse(thirdPartyOnly ? 'THIRD_PARTY_NOT_ALLOWED' : 'NOT_AUTHORIZED', `policy rule ${verdict.rule}: ${verdict.reason}`);
     }
-    if (!this.policy.takeToken(verdict, req.client)) {
+    if (!this.policy.takeToken(verdict, req.client, this.hostOf(req.client))) {
       return refuse('RATE_LIMITED', `policy rule ${verdict.rule}: over ${verdict.limits.requestsPerSecond} requests/s`);
     }
     let externalAddress: IpAddress;
@@ -744,17 +751,18 @@ export class MappingService {
 
   /**
    * Why `internalAddress` may not have one more mapping: its own quota, the
-   * same quota summed over its /64 (one host, many addresses), a full table,
-   * or its host's or its interface's share of the table.
+   * same quota summed over its host (one device, many addresses), a full
+   * table, or its host's or its interface's share of the table.
    */
   private quotaReached(internalAddress: IpAddress, limits: Limits): Refused | undefined {
     const quota = limits.maxMappingsPerClient;
     if (this.table.countFor(internalAddress) >= quota) return refuse('USER_EX_QUOTA', `${internalAddress} holds ${quota} mappings`);
+    const host = this.hostOf(internalAddress);
     const held = this.table.countForHost(internalAddress);
-    if (familyOf(internalAddress) === 6 && held >= quota) return refuse('USER_EX_QUOTA', `${hostUnitOf(internalAddress)} holds ${quota} mappings`);
+    if (host !== internalAddress && held >= quota) return refuse('USER_EX_QUOTA', `${host} holds ${quota} mappings`);
     if (this.table.size >= this.cfg.maxMappings) return refuse('NO_RESOURCES', 'mapping table full');
     const hostCap = Math.ceil(this.cfg.maxMappings * this.cfg.hostShare);
-    if (held >= hostCap) return refuse('NO_RESOURCES', `${hostUnitOf(internalAddress)} holds its share of the table (${hostCap} mappings)`);
+    if (held >= hostCap) return refuse('NO_RESOURCES', `${host} holds its share of the table (${hostCap} mappings)`);
     const iface = this.network.interfaceOf?.(internalAddress);
     const ifaceCap = Math.ceil(this.cfg.maxMappings * this.cfg.interfaceShare);
     if (iface !== undefined && this.table.countForInterface(iface) >= ifaceCap) return refuse('NO_RESOURCES', `interface ${iface} holds its share of the table (${ifaceCap} mappings)`);

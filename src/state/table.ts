@@ -3,7 +3,8 @@
 // interface), by external port; expiry is a heap with one entry per live
 // mapping, so a client renewing at its allowed rate costs no memory.
 
-import { hostUnitOf, type IpAddress } from '../net/address.js';
+import type { IpAddress } from '../net/address.js';
+import { hostUnit } from '../net/hosts.js';
 import { keyOf, type Mapping } from '../service/types.js';
 
 /**
@@ -34,14 +35,18 @@ export class MappingTable {
   /** Mappings per host unit (an IPv4 address, an IPv6 /64): what one host can hold however many addresses it takes. */
   private readonly perHost = new Map<string, number>();
   private readonly perInterface = new Map<string, number>();
-  /** The interface each mapping was counted under (an address may move; its count must leave where it was added). */
-  private readonly interfaceOfKey = new Map<string, string>();
+  /** The host and interface each mapping was counted under (either may change later; its count must leave where it was added). */
+  private readonly countedAs = new Map<string, { host: string; iface: string | undefined }>();
   private readonly heap = new ExpiryHeap();
   /** Bumped by every put and remove: listings cache on it. */
   version = 0;
 
   /** `interfaceOf` names the LAN interface an internal address is on, when known. */
-  constructor(private readonly interfaceOf: (addr: IpAddress) => string | undefined = () => undefined) {}
+  constructor(
+    private readonly interfaceOf: (addr: IpAddress) => string | undefined = () => undefined,
+    /** The host an address belongs to (src/net/hosts.ts: its device where the kernel knows it). */
+    private readonly hostOf: (addr: IpAddress) => string = hostUnit,
+  ) {}
 
   get size(): number {
     return this.byKey.size;
@@ -61,7 +66,7 @@ export class MappingTable {
 
   /** Mappings of the address's host unit: its /64 (IPv6) or the address itself (IPv4). */
   countForHost(internalAddress: IpAddress): number {
-    return this.perHost.get(hostUnitOf(internalAddress)) ?? 0;
+    return this.perHost.get(this.hostOf(internalAddress)) ?? 0;
   }
 
   countForInterface(name: string): number {
@@ -96,12 +101,10 @@ export class MappingTable {
       let keys = this.perClient.get(m.internalAddress);
       if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
       keys.add(k);
-      bump(this.perHost, hostUnitOf(m.internalAddress), 1);
-      const iface = this.interfaceOf(m.internalAddress);
-      if (iface !== undefined) {
-        this.interfaceOfKey.set(k, iface);
-        bump(this.perInterface, iface, 1);
-      }
+      const counted = { host: this.hostOf(m.internalAddress), iface: this.interfaceOf(m.internalAddress) };
+      this.countedAs.set(k, counted);
+      bump(this.perHost, counted.host, 1);
+      if (counted.iface !== undefined) bump(this.perInterface, counted.iface, 1);
     }
     this.heap.set(k, m.expiresAt);
     return prev;
@@ -115,11 +118,11 @@ export class MappingTable {
     const keys = this.perClient.get(m.internalAddress);
     keys?.delete(key);
     if (keys?.size === 0) this.perClient.delete(m.internalAddress);
-    bump(this.perHost, hostUnitOf(m.internalAddress), -1);
-    const iface = this.interfaceOfKey.get(key);
-    if (iface !== undefined) {
-      this.interfaceOfKey.delete(key);
-      bump(this.perInterface, iface, -1);
+    const counted = this.countedAs.get(key);
+    this.countedAs.delete(key);
+    if (counted) {
+      bump(this.perHost, counted.host, -1);
+      if (counted.iface !== undefined) bump(this.perInterface, counted.iface, -1);
     }
     this.heap.delete(key);
     return m;
