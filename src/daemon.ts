@@ -21,7 +21,7 @@ import { PortControlServer, DEFAULT_PORT_CONTROL } from './server/port-control.j
 import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-service.js';
 import { monotonicClock, type Clock } from './state/clock.js';
 import { Epoch } from './state/epoch.js';
-import { DurableStore, epochOriginMono } from './state/store.js';
+import { DurableStore, StateLockedError, epochOriginMono } from './state/store.js';
 import { encodeMappingUpdate } from './protocols/pcp/handler.js';
 import { networkInterfaces } from 'node:os';
 
@@ -127,7 +127,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     opened = await DurableStore.open(cfg.stateDir, clock.wall());
   } catch (err) {
     if (wanPoll) clearInterval(wanPoll);
-    throw new ConfigError(`state directory ${cfg.stateDir}: ${(err as Error).message}`);
+    throw new ConfigError(err instanceof StateLockedError ? err.message : `state directory ${cfg.stateDir}: ${(err as Error).message} (give a writable --state-dir)`);
   }
   const { store, state } = opened;
   let firewall: FirewallBackend;
