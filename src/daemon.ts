@@ -149,6 +149,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       maxLifetime: cfg.lifetime.max,
       maxMappings: cfg.maxMappings,
       maxFiltersPerMapping: cfg.maxFiltersPerMapping,
+      // One LAN interface has nobody to leave room for.
+      interfaceShare: cfg.lan.length > 1 ? DEFAULT_SERVICE_CONFIG.interfaceShare : 1,
     },
     policy.policy,
     firewall,

@@ -272,3 +272,17 @@ t.test('neighbour table: bounded reads, cached briefly, one read at a time; unre
   const failing = new Neighbours(() => Promise.reject(new Error('ip: not found')));
   t.equal(await failing.sameDevice(A6, A6_ULA), false, 'a failed read proves nothing');
 });
+
+t.test('AddPinhole when every UniqueID is in use: 701, and nothing is opened that the client could never name', async (t) => {
+  const h = harness();
+  const igd = new IgdControl(h.service, envWith(TABLE), 3);
+  const pin = (port: number) =>
+    igd.handle({ serviceName: 'WANIPv6FirewallControl', serviceVersion: 1, action: 'AddPinhole', args: new Map(Object.entries({ RemoteHost: '', RemotePort: '0', InternalClient: A6, InternalPort: String(port), Protocol: '17', LeaseTime: '600' })), client: A6 });
+  const ids = [];
+  for (const port of [40001, 40002, 40003]) ids.push(out(await pin(port)).UniqueID);
+  t.same(ids, ['1', '2', '3'], 'three ids, three pinholes');
+  const before = h.service.table.size;
+  t.match(out(await pin(40004)), { error: 701 }, 'the fourth is refused');
+  t.equal(h.service.table.size, before, 'and not opened');
+  t.same(out(await pin(40002)), { UniqueID: '2' }, 'renewing an existing pinhole still works');
+});

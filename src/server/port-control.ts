@@ -5,7 +5,7 @@
 // bound on the WAN side.
 
 import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
-import { familyOf, type IpAddress } from '../net/address.js';
+import { familyOf, isLinkLocal, type IpAddress } from '../net/address.js';
 import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
 import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
@@ -164,7 +164,8 @@ export class PortControlServer {
     const source = this.sources.check(from, b.local.bindAddress.includes('%') ? b.local.interface : undefined);
     if (!source || familyOf(source) !== b.local.family) return;
     if (msg.length === 0 || this.inFlight >= this.cfg.maxInFlight) return;
-    if (!this.limiter.take(source)) return;
+    // A link-local source is charged per link (every link has its own fe80::/64).
+    if (!this.limiter.take(isLinkLocal(source) ? from : source)) return;
     this.inFlight++;
     try {
       const outcome = await this.protocol.handle(msg, source, fromPort);

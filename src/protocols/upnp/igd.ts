@@ -77,6 +77,8 @@ export class IgdControl {
   constructor(
     private readonly service: MappingService,
     private readonly env: IgdEnvironment,
+    /** UniqueIDs are 16-bit (WANIPv6FirewallControl): 1..this. Smaller only in tests. */
+    private readonly pinholeIdSpace = 0xffff,
   ) {}
 
   async handle(req: IgdRequest): Promise<ActionResult> {
@@ -381,6 +383,11 @@ export class IgdControl {
     // A host's other addresses (its ULA and its global address) count as the
     // host itself, not as a third party.
     const asker = host.value !== client && familyOf(client) === 6 && (await this.env.sameHost(client, host.value)) ? host.value : client;
+    // A new pinhole needs an id: refuse before the engine opens anything the
+    // client could never name (and so never renew or delete).
+    if (!this.pinholeIdOf.has(mappingKey('map', host.value, proto.value, port.value)) && this.pinholeIdsExhausted()) {
+      return fail(F.PINHOLE_SPACE_EXHAUSTED, `all ${this.pinholeIdSpace} pinhole ids are in use`);
+    }
     const out = await this.service.map(this.pinholeRequest(asker, host.value, proto.value, port.value, lease.value, remote.value, remotePort.value));
     if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
     return ok(['UniqueID', String(this.idFor(out.mapping))]);
@@ -404,9 +411,9 @@ export class IgdControl {
     const have = this.pinholeIdOf.get(key);
     if (have !== undefined) return have;
     // 16-bit, unique among live pinholes, and not reused at once: a counter.
-    for (let i = 0; i < 0x10000; i++) {
+    for (let i = 0; i <= this.pinholeIdSpace; i++) {
       const id = this.nextPinholeId;
-      this.nextPinholeId = (this.nextPinholeId % 0xffff) + 1;
+      this.nextPinholeId = (this.nextPinholeId % this.pinholeIdSpace) + 1;
       const held = this.pinholeIds.get(id);
       if (held !== undefined && this.service.table.get(held)) continue;
       if (held !== undefined) this.pinholeIdOf.delete(held);
@@ -415,6 +422,13 @@ export class IgdControl {
       return id;
     }
     throw new Error('no free pinhole id');
+  }
+
+  /** Every id names a live pinhole (the scan runs only once the id map is full). */
+  private pinholeIdsExhausted(): boolean {
+    if (this.pinholeIds.size < this.pinholeIdSpace) return false;
+    for (const key of this.pinholeIds.values()) if (!this.service.table.get(key)) return false;
+    return true;
   }
 
   private async ownedPinhole(a: Args, client: IpAddress): Promise<{ ok: true; mapping: Mapping } | { ok: false; result: ActionResult }> {
