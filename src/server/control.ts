@@ -66,7 +66,9 @@ export class ControlServer {
       replied = true;
       sock.end(JSON.stringify(r) + '\n');
     };
-    sock.setTimeout(DEADLINE_MS, () => sock.destroy());
+    // An absolute deadline, not an idle one: a client trickling a byte at a time would keep an idle timer fresh.
+    const deadline = setTimeout(() => sock.destroy(), DEADLINE_MS);
+    sock.once('close', () => clearTimeout(deadline));
     sock.on('error', () => undefined);
     sock.on('data', (chunk: Buffer) => {
       received += chunk.length;
