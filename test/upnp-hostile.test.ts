@@ -198,6 +198,18 @@ t.test('SSDP: a flood of multicast searches with MX 5 keeps the waiting replies 
   other.close();
 });
 
+t.test('SSDP: a flood is dropped on arrival, before parsing, beyond a few searches a second per source', async (t) => {
+  const flood = createSocket('udp4');
+  await new Promise<void>((r) => flood.bind(0, '127.0.0.4', () => r()));
+  const before = upnp.ssdp.examined;
+  const one = Buffer.from(msearch('upnp:rootdevice', '127.0.0.1:1900', '1'), 'latin1');
+  for (let i = 0; i < 1000; i++) flood.send(one, SSDP_PORT, '127.0.0.1');
+  await sleep(300);
+  const parsed = upnp.ssdp.examined - before;
+  t.ok(parsed > 0 && parsed <= 25, `${parsed} of 1 000 searches parsed (a burst of 20, then 10/s)`);
+  flood.close();
+});
+
 // ---------------------------------------------------------------- fairness
 
 const BR_LAN: LocalAddress[] = [

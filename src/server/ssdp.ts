@@ -58,6 +58,13 @@ const REPLY_BYTES_PER_SECOND = 8 * 1024;
  * source is two ssdp:all, or twenty searches for one target each.
  */
 const PENDING_REPLIES = shareOf(512, 20);
+/**
+ * Searches per second a source may have looked at at all, charged on arrival
+ * before anything is parsed or built: a discovery is a handful of searches,
+ * and a flood costs a counter, not a parse and ten replies built to be
+ * dropped.
+ */
+const SEARCHES_PER_SECOND = 10;
 /** Multicast rounds: ssdp:alive this many times, this far apart (UDA: more than once, not more than 3). */
 const ALIVE_REPEATS = 2;
 const ALIVE_SPACING_MS = 200;
@@ -71,6 +78,7 @@ interface Bound {
 export class SsdpServer {
   private readonly bound: Bound[] = [];
   private readonly budget: RateLimiter;
+  private readonly arrivals: RateLimiter;
   private timers = new Set<NodeJS.Timeout>();
   /** Delayed replies, each with the slot it holds. */
   private readonly replyTimers = new Map<NodeJS.Timeout, () => void>();
@@ -83,8 +91,10 @@ export class SsdpServer {
     private readonly sources: LanSources,
     private readonly log: Logger,
   ) {
+    const hostOf = (s: string) => this.sources.hostOf(s);
     // One token per byte.
-    this.budget = new RateLimiter(REPLY_BYTES_PER_SECOND, REPLY_BYTES_PER_SECOND * 2);
+    this.budget = new RateLimiter(REPLY_BYTES_PER_SECOND, REPLY_BYTES_PER_SECOND * 2, undefined, undefined, hostOf);
+    this.arrivals = new RateLimiter(SEARCHES_PER_SECOND, SEARCHES_PER_SECOND * 2, undefined, undefined, hostOf);
   }
 
   async start(): Promise<void> {
@@ -217,6 +227,9 @@ export class SsdpServer {
   }
 
   /** Replies to multicast searches waiting to be sent. */
+  /** Searches parsed so far (the rest were dropped on arrival). */
+  examined = 0;
+
   get pendingReplies(): number {
     return this.replyTimers.size;
   }
@@ -225,7 +238,8 @@ export class SsdpServer {
     if (this.closed || port === 0) return;
     // Every socket serves one link: the group joined on it, or an address of it.
     const source = this.sources.check(from, local.interface);
-    if (!source) return;
+    if (!source || !this.arrivals.take(from)) return;
+    this.examined++;
     const parsed = parseSsdp(msg);
     if (!parsed.ok || parsed.msg.method !== 'M-SEARCH') return;
     const verdict = validateSearch(parsed.msg, { multicast });
