@@ -244,18 +244,20 @@ const FLOOD_ADDRESSES = Array.from({ length: 2_000 }, (_, i) => `2001:db8:77::f:
 const FLOOD: Omit<FloodSpec, 'addresses'> = { device: 'eth0', server: '2001:db8:77::1', rate: 20_000, count: 400_000, durationMs: 20_000, drainMs: 6_000, ssdpEvery: 4, startPort: 2_000, lifetime: 3600 };
 /**
  * The victim: another device (lan2), one IPv6 and one IPv4 stream side by
- * side, each mapping a new port every 150 ms, one request at a time, RFC 6887
- * retransmissions. 100 each stays under the default 128 mappings per client;
- * they are deleted between the run alone and the run under flood.
+ * side, each mapping a new port every 250 ms, one request at a time, RFC 6887
+ * retransmissions. The default policy allows a host (a device: both streams
+ * together) 128 mappings and 10 requests/s: 2 × 60 mappings at 8 requests/s
+ * stay inside, so whatever is refused is the flood's doing. They are deleted
+ * between the run alone and the run under flood.
  */
-const VICTIM = { streams: [{ client: '2001:db8:77::3', server: '2001:db8:77::1' }, { client: '192.168.77.3', server: '192.168.77.1' }], count: 100, spacingMs: 150 };
+const VICTIM = { streams: [{ client: '2001:db8:77::3', server: '2001:db8:77::1' }, { client: '192.168.77.3', server: '192.168.77.1' }], count: 60, spacingMs: 250 };
 /** The victim starts this long after the flood, and stops before it does. */
 const VICTIM_DELAY_MS = 2_000;
 const VICTIM_DEADLINE_MS = FLOOD.durationMs - VICTIM_DELAY_MS - 1_000;
 const P99_TARGET_MS = 50;
 
-const victim = (startPort: number, lifetime = 3600, spacingMs = VICTIM.spacingMs) =>
-  Promise.all(VICTIM.streams.map((s) => loadFrom('lan2', { server: s.server, clients: [s.client], count: VICTIM.count, startPort, window: 1, spacingMs, lifetime, keepLatencies: true, deadlineMs: VICTIM_DEADLINE_MS })));
+const victim = (startPort: number, lifetime = 3600) =>
+  Promise.all(VICTIM.streams.map((s) => loadFrom('lan2', { server: s.server, clients: [s.client], count: VICTIM.count, startPort, window: 1, spacingMs: VICTIM.spacingMs, lifetime, keepLatencies: true, deadlineMs: VICTIM_DEADLINE_MS })));
 
 /** Elements of the kernel's pinholes6 set per destination address. */
 function pinholes6ByAddress(): Map<string, number> {
@@ -270,20 +272,25 @@ function pinholes6ByAddress(): Map<string, number> {
 }
 
 /**
- * Datagrams the router's kernel dropped per UDP socket (`ss`'s skmem d:
- * receive buffer full), by local address and port: what never reached the
- * daemon, whatever its fairness.
+ * The router's UDP sockets by local address and port: bytes waiting in the
+ * receive queue (not yet read by the daemon), and datagrams the kernel
+ * dropped because that queue was full (`ss`'s skmem d) — what never reached
+ * the daemon, whatever its fairness.
  */
-function routerSocketDrops(): Map<string, number> {
-  const drops = new Map<string, number>();
-  let local = '';
+function routerSockets(): Map<string, { queued: number; drops: number }> {
+  const socks = new Map<string, { queued: number; drops: number }>();
+  let local: { queued: number; drops: number } | undefined;
   for (const line of inNs('rtr', ['ss', '-uanm']).split('\n')) {
-    const sock = /^\S+\s+\d+\s+\d+\s+(\S+)/.exec(line);
-    if (sock?.[1] && sock[1] !== 'Local') local = sock[1];
+    const sock = /^\S+\s+(\d+)\s+\d+\s+(\S+)/.exec(line);
+    if (sock?.[2]) {
+      local = socks.get(sock[2]) ?? { queued: 0, drops: 0 };
+      local.queued += Number(sock[1]);
+      socks.set(sock[2], local);
+    }
     const d = /skmem:\(.*\bd(\d+)\)/.exec(line);
-    if (d && local) drops.set(local, (drops.get(local) ?? 0) + Number(d[1]));
+    if (d && local) local.drops += Number(d[1]);
   }
-  return drops;
+  return socks;
 }
 
 /** The machine's CPU time so far (all cores, USER_HZ ticks): busy and the softirq part of it. */
@@ -357,12 +364,12 @@ async function benchFlood(): Promise<void> {
     const pid = pidOf(d);
     const rss0 = rssKiB(pid);
     const alone = await victim(40_000);
-    const cleared = await victim(40_000, 0, 110);
+    const cleared = await victim(40_000, 0);
     const undeleted = VICTIM.count * VICTIM.streams.length - cleared.reduce((n, r) => n + r.succeeded, 0);
     if (undeleted) notes.push(`flood: ${undeleted} of the victim's baseline mappings were not deleted before the flood (${cleared.map((r) => JSON.stringify(r.codes)).join(' ')})`);
     const rss1 = rssKiB(pid);
     const log0 = statSync(logFile).size;
-    const drops0 = routerSocketDrops();
+    const drops0 = routerSockets();
     const cpu0 = cpuSeconds(pid);
     const machine0 = machineCpu();
     const t0 = performance.now();
@@ -374,12 +381,17 @@ async function benchFlood(): Promise<void> {
     });
     await Promise.race([flooding, floodRun]);
     await new Promise((r) => setTimeout(r, VICTIM_DELAY_MS));
-    const under = await victim(41_000);
+    // How far behind the daemon reads its PCP sockets while the victim asks.
+    const queued = new Map<string, number[]>();
+    const sampler = setInterval(() => {
+      for (const [sock, { queued: q }] of routerSockets()) if (sock.endsWith(':5351')) queued.set(sock, [...(queued.get(sock) ?? []), q]);
+    }, 250);
+    const under = await victim(41_000).finally(() => clearInterval(sampler));
     const f = JSON.parse(await floodRun) as FloodResult;
     const daemonCpu = (cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000);
     const machine = machineCpu();
     const [busy, softirq] = [(machine.busy - machine0.busy) / (machine.total - machine0.total), (machine.softirq - machine0.softirq) / (machine.total - machine0.total)];
-    const drops = [...routerSocketDrops()].map(([sock, n]) => [sock, n - (drops0.get(sock) ?? 0)] as const).filter(([, n]) => n > 0);
+    const drops = [...routerSockets()].map(([sock, { drops: n }]) => [sock, n - (drops0.get(sock)?.drops ?? 0)] as const).filter(([, n]) => n > 0);
     const rss2 = rssKiB(pid);
     const log = logSummary(logFile, log0, VICTIM.streams[0]?.client ?? '');
     const alive = d.exitCode === null;
@@ -415,6 +427,11 @@ async function benchFlood(): Promise<void> {
         `SSDP answers ${thousands(f.ssdpAnswers)} datagrams (${thousands(f.ssdpAnswerBytes)} bytes); ` +
         `the router's kernel dropped on full receive buffers: ${drops.map(([sock, n]) => `${sock} ${thousands(n)}`).join(', ') || 'nothing'}`,
     );
+    const queue = [...queued].map(([sock, q]) => {
+      const sorted = q.sort((a, b) => a - b);
+      return `${sock} median ${fmt(percentile(sorted, 50) / 1024, 1)} KiB, max ${fmt((sorted.at(-1) ?? NaN) / 1024, 1)} KiB`;
+    });
+    notes.push(`flood: bytes waiting unread in the router's PCP sockets, sampled every 250 ms while the victim asked: ${queue.join('; ')}`);
     notes.push(`flood: CPU over the flood (its sending window and drain): daemon ${fmt(daemonCpu * 100)} % of a core, flood generator ${fmt((f.cpuSeconds / (f.seconds + FLOOD.drainMs / 1000)) * 100)} %, on ${availableParallelism()} cores shared with the victim and the kernel; the machine was ${fmt(busy * 100)} % busy (${fmt(softirq * 100)} % in softirq), other sessions' work included`);
     notes.push(
       `flood: daemon RSS ${fmt(rss0 / 1024, 1)} MiB at start, ${fmt(rss1 / 1024, 1)} after the victim alone, ${fmt(rss2 / 1024, 1)} after the flood, ${fmt(rss3 / 1024, 1)} 10 s later; ${alive ? 'still running' : `EXITED (code ${d.exitCode})`}; ` +
