@@ -431,7 +431,11 @@ async function benchFlood(): Promise<void> {
       const sorted = q.sort((a, b) => a - b);
       return `${sock} median ${fmt(percentile(sorted, 50) / 1024, 1)} KiB, max ${fmt((sorted.at(-1) ?? NaN) / 1024, 1)} KiB`;
     });
-    notes.push(`flood: bytes waiting unread in the router's PCP sockets, sampled every 250 ms while the victim asked: ${queue.join('; ')}`);
+    const rmemMax = Number(readFileSync('/proc/sys/net/core/rmem_max', 'utf8'));
+    notes.push(
+      `flood: bytes waiting unread in the router's PCP sockets, sampled every 250 ms while the victim asked: ${queue.join('; ')} ` +
+        `(a socket's receive buffer is capped by net.core.rmem_max, ${thousands(rmemMax)} on this machine; Linux's default is 212 992)`,
+    );
     notes.push(`flood: CPU over the flood (its sending window and drain): daemon ${fmt(daemonCpu * 100)} % of a core, flood generator ${fmt((f.cpuSeconds / (f.seconds + FLOOD.drainMs / 1000)) * 100)} %, on ${availableParallelism()} cores shared with the victim and the kernel; the machine was ${fmt(busy * 100)} % busy (${fmt(softirq * 100)} % in softirq), other sessions' work included`);
     notes.push(
       `flood: daemon RSS ${fmt(rss0 / 1024, 1)} MiB at start, ${fmt(rss1 / 1024, 1)} after the victim alone, ${fmt(rss2 / 1024, 1)} after the flood, ${fmt(rss3 / 1024, 1)} 10 s later; ${alive ? 'still running' : `EXITED (code ${d.exitCode})`}; ` +
