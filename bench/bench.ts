@@ -362,15 +362,17 @@ async function benchFlood(): Promise<void> {
   const d = await startPortcullis(name, 'defaults');
   try {
     const pid = pidOf(d);
+    // A daemon that died under the flood is reported, not read.
+    const ifAlive = (read: (pid: number) => number) => (d.exitCode === null ? read(pid) : NaN);
     const rss0 = rssKiB(pid);
     const alone = await victim(40_000);
     const cleared = await victim(40_000, 0);
     const undeleted = VICTIM.count * VICTIM.streams.length - cleared.reduce((n, r) => n + r.succeeded, 0);
     if (undeleted) notes.push(`flood: ${undeleted} of the victim's baseline mappings were not deleted before the flood (${cleared.map((r) => JSON.stringify(r.codes)).join(' ')})`);
-    const rss1 = rssKiB(pid);
+    const rss1 = ifAlive(rssKiB);
     const log0 = statSync(logFile).size;
     const drops0 = routerSockets();
-    const cpu0 = cpuSeconds(pid);
+    const cpu0 = ifAlive(cpuSeconds);
     const machine0 = machineCpu();
     const t0 = performance.now();
 
@@ -388,17 +390,17 @@ async function benchFlood(): Promise<void> {
     }, 250);
     const under = await victim(41_000).finally(() => clearInterval(sampler));
     const f = JSON.parse(await floodRun) as FloodResult;
-    const daemonCpu = (cpuSeconds(pid) - cpu0) / ((performance.now() - t0) / 1000);
+    const daemonCpu = (ifAlive(cpuSeconds) - cpu0) / ((performance.now() - t0) / 1000);
     const machine = machineCpu();
     const [busy, softirq] = [(machine.busy - machine0.busy) / (machine.total - machine0.total), (machine.softirq - machine0.softirq) / (machine.total - machine0.total)];
     const drops = [...routerSockets()].map(([sock, { drops: n }]) => [sock, n - (drops0.get(sock)?.drops ?? 0)] as const).filter(([, n]) => n > 0);
-    const rss2 = rssKiB(pid);
+    const rss2 = ifAlive(rssKiB);
     const log = logSummary(logFile, log0, VICTIM.streams[0]?.client ?? '');
     const alive = d.exitCode === null;
     const holes = pinholes6ByAddress();
     // Garbage or kept? The RSS again once the daemon has had a quiet while.
     await new Promise((r) => setTimeout(r, 10_000));
-    const rss3 = rssKiB(pid);
+    const rss3 = ifAlive(rssKiB);
     const floodHeld = FLOOD_ADDRESSES.reduce((n, a) => n + (holes.get(a) ?? 0), 0);
     const victimHeld = holes.get(VICTIM.streams[0]?.client ?? '') ?? 0;
 

@@ -66,8 +66,8 @@ export interface FloodResult {
   cpuSeconds: number;
 }
 
-// UDA 2.0 §1.3.2: M-SEARCH; ST ssdp:all draws one answer per device, service
-// and root. MX on the unicast search too: a server must not wait for it there.
+// UDA 1.1 §1.3.2: M-SEARCH; ST ssdp:all draws one answer per root, device
+// and service. The unicast search carries MX too, as many clients send it.
 function mSearch(host: string): Buffer {
   return Buffer.from(`M-SEARCH * HTTP/1.1\r\nHOST: ${host}\r\nMAN: "ssdp:discover"\r\nMX: 5\r\nST: ssdp:all\r\nUSER-AGENT: Linux/6 UPnP/2.0 portcullis-flood/1\r\n\r\n`);
 }
