@@ -41,3 +41,63 @@ export async function reaches(lab: Lab, p: Probe): Promise<boolean> {
   }
   return got.includes(token);
 }
+
+export interface SourceProbe {
+  proto: 'udp' | 'tcp';
+  /** Where the listener runs (IPv4, any address), and its port. */
+  listen: Node;
+  port: number;
+  /** The sender, the address it sends to and the local port it sends from. */
+  from: Node;
+  to: string;
+  toPort?: number;
+  fromPort: number;
+}
+
+/**
+ * The source address:port the listener saw on a datagram or connection from
+ * `from`'s port `fromPort` (after whatever NAT the router applied), or
+ * undefined when nothing arrived.
+ */
+export async function sourceSeen(lab: Lab, p: SourceProbe): Promise<string | undefined> {
+  const listen = `
+const done = (s) => { console.log(s); process.exit(0); };
+if (${JSON.stringify(p.proto)} === 'udp') {
+  const s = require('node:dgram').createSocket({ type: 'udp4', reuseAddr: true });
+  s.on('message', (m, r) => done(r.address + ':' + r.port));
+  s.bind(${p.port}, () => console.log('ready'));
+} else {
+  const srv = require('node:net').createServer((c) => done(c.remoteAddress.replace(/^::ffff:/, '') + ':' + c.remotePort));
+  srv.listen(${p.port}, '0.0.0.0', () => console.log('ready'));
+}
+setTimeout(() => process.exit(0), 4000);
+`;
+  const send = `
+if (${JSON.stringify(p.proto)} === 'udp') {
+  const s = require('node:dgram').createSocket({ type: 'udp4', reuseAddr: true });
+  s.bind(${p.fromPort}, () => {
+    let n = 0;
+    const tick = () => (n++ < 3 ? s.send('seen?', ${p.toPort ?? p.port}, ${JSON.stringify(p.to)}, () => setTimeout(tick, 100)) : s.close());
+    tick();
+  });
+} else {
+  const c = require('node:net').connect({ host: ${JSON.stringify(p.to)}, port: ${p.toPort ?? p.port}, localPort: ${p.fromPort} });
+  c.on('connect', () => c.end('seen?'));
+  c.on('error', () => undefined);
+  setTimeout(() => c.destroy(), 2000);
+}
+`;
+  const listener = lab.spawn(p.listen, [process.execPath, '-e', listen]);
+  const lines: string[] = [];
+  listener.stdout?.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
+  const deadline = Date.now() + 3000;
+  while (!lines.includes('ready') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  lab.exec(p.from, [process.execPath, '-e', send], { allowFail: true, timeoutMs: 5000 });
+  const until = Date.now() + 1500;
+  while (lines.length < 2 && Date.now() < until && listener.exitCode === null) await new Promise((r) => setTimeout(r, 20));
+  if (listener.exitCode === null) {
+    listener.kill('SIGKILL');
+    await once(listener, 'exit').catch(() => undefined);
+  }
+  return lines.find((l) => l !== 'ready');
+}

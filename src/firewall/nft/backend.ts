@@ -4,7 +4,9 @@
 import type { Logger } from '../../log.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type SetKey, type Topology } from './ruleset.js';
+import { ALL_PORTS, SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology } from './ruleset.js';
+import { OutboundElements, largestFreeRun, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
+import { ConntrackFlusher, type FlowSelector } from '../conntrack.js';
 import type { StaticOpening } from '../../service/types.js';
 
 export class NftSetupError extends Error {}
@@ -15,7 +17,13 @@ const CANARY: Record<SetKey, unknown> = {
   pinholes6Filtered: { elem: { val: { concat: ['::', 0, 0, '::', 0] } } },
   dnat4: [{ elem: { val: { concat: ['0.0.0.0', 0, 0] } } }, { concat: ['0.0.0.0', 0] }],
   dnat4Filtered: [{ elem: { val: { concat: ['0.0.0.0', 0, 0, '0.0.0.0', 0] } } }, { concat: ['0.0.0.0', 0] }],
+  snat4: [{ elem: { val: { concat: ['0.0.0.0', 0, 0] } } }, { concat: ['0.0.0.0', 0] }],
+  // No flow has source port 0.
+  held4: { elem: { val: { concat: [0, 0] } } },
 };
+
+/** How long after an outbound element's end the sweep runs (the kernel's expiry comes first). */
+const SWEEP_LAG_MS = 500;
 
 /** A removal that cannot fail on an element the kernel already expired: add (1 s) then delete, atomically. */
 const VANISH_TIMEOUT = 1;
@@ -33,14 +41,23 @@ export class NftBackend implements FirewallBackend {
   batches = 0;
   private statics: readonly StaticOpening[] = [];
   private started = false;
+  /** The SNAT and held-port elements, shared by the entries of one endpoint (outbound.ts). */
+  private readonly outbound = new OutboundElements();
+  /** Where held_nat masquerades flows from held source ports (ports nobody holds). */
+  remap: PortRun = ALL_PORTS;
+  readonly conntrack: ConntrackFlusher;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepAt = Number.POSITIVE_INFINITY;
 
   constructor(
     readonly placement: Placement,
     private readonly topology: Topology,
     private readonly log: Logger,
     runner?: NftRunner,
+    conntrack?: ConntrackFlusher,
   ) {
     this.runner = runner ?? nftRunner();
+    this.conntrack = conntrack ?? new ConntrackFlusher(log);
   }
 
   private ref(key: SetKey) {
@@ -67,7 +84,9 @@ export class NftBackend implements FirewallBackend {
   }
 
   private async setup(where: string): Promise<void> {
-    let objects = await this.runner.script(setupScript(this.placement, this.topology));
+    // An older table without the SNAT map, held set and NAT chains gains them
+    // here: `add` creates what is missing and leaves the rest.
+    let objects = await this.runner.script(setupScript(this.placement, this.topology, this.remap));
     if (!objects.ok && /File exists/.test(objects.stderr)) {
       // A set of ours exists with another definition (an older portcullis,
       // before pinholes counted packets). Sets cannot be altered in place.
@@ -76,7 +95,7 @@ export class NftBackend implements FirewallBackend {
       }
       this.log.warn({ event: 'nft-layout-upgrade', table: where, detail: 'recreating our table; its entries are reinstalled from the state directory' });
       await this.runner.script(`delete table ${this.placement.family} ${this.placement.table}\n`);
-      objects = await this.runner.script(setupScript(this.placement, this.topology));
+      objects = await this.runner.script(setupScript(this.placement, this.topology, this.remap));
     }
     const canaries = objects.ok ? await this.runner.batch(this.canaryCommands('add')) : objects;
     if (!canaries.ok) throw new NftSetupError(`could not create portcullis' objects in ${where}: ${explain(canaries.spawnError ?? canaries.stderr)}`);
@@ -129,6 +148,7 @@ export class NftBackend implements FirewallBackend {
     }
     const removed = lines.length - added;
     if (added || removed) this.log.info({ event: 'nft-statics', added, removed, kept });
+    await this.moveRemap(true);
     return { added, removed, kept };
   }
 
@@ -181,7 +201,7 @@ export class NftBackend implements FirewallBackend {
     if (!listing.ok) return false;
     const s = listing.items.find((i) => i.set)?.set as { elem?: { elem?: { val: { concat: unknown[] }; timeout?: number } }[] } | undefined;
     const found = s?.elem?.find((e) => {
-      const c = normalizeListed(e.elem?.val.concat ?? []);
+      const c = normalizeListed('pinholes6', e.elem?.val.concat ?? []);
       return c[0] === '::' && c[1] === 0 && c[2] === 1;
     });
     return (found?.elem?.timeout ?? 0) > 60;
@@ -205,20 +225,96 @@ export class NftBackend implements FirewallBackend {
     return this.renewInPlace ? [add] : [...this.vanish(set, elementsOf(c.entry, undefined)), add];
   }
 
+  private outboundCommands(ops: readonly ElementOp[]): NftCommand[] {
+    return ops.flatMap((o) => {
+      if (o.op === 'vanish') return this.vanish(o.set, [o.elem]);
+      const add: NftCommand = { add: { element: { ...this.ref(o.set), elem: [o.elem] } } };
+      return this.renewInPlace ? [add] : [...this.vanish(o.set, [withElemTimeout(o.elem, undefined)]), add];
+    });
+  }
+
+  /** A batch of changes with their shared SNAT/held elements; the holdings follow only if the kernel took it. */
+  private async applyStaged(changes: readonly FirewallChange[]): Promise<Staged | undefined> {
+    const staged = this.outbound.stage(changes);
+    const r = await this.runner.batch([...changes.flatMap((c) => this.commandsFor(c)), ...this.outboundCommands(staged.ops)]);
+    if (!r.ok) {
+      staged.rollback();
+      if (changes.length > 1) this.log.warn({ event: 'nft-batch-failed', changes: changes.length, error: (r.spawnError ?? r.stderr).trim().slice(0, 500) });
+      return undefined;
+    }
+    staged.commit();
+    return staged;
+  }
+
   async apply(batch: readonly FirewallChange[]): Promise<boolean[]> {
     this.batches++;
-    const all = batch.flatMap((c) => this.commandsFor(c));
-    const r = await this.runner.batch(all);
-    if (r.ok) return batch.map(() => true);
-    // One bad change must not sink the others: retry each alone.
-    this.log.warn({ event: 'nft-batch-failed', changes: batch.length, error: (r.spawnError ?? r.stderr).trim().slice(0, 500) });
-    const results: boolean[] = [];
-    for (const c of batch) results.push((await this.runner.batch(this.commandsFor(c))).ok);
+    const whole = await this.applyStaged(batch);
+    const done: Staged[] = [];
+    let results: boolean[];
+    if (whole) {
+      done.push(whole);
+      results = batch.map(() => true);
+    } else {
+      // One bad change must not sink the others: retry each alone.
+      results = [];
+      for (const c of batch) {
+        const one = batch.length > 1 ? await this.applyStaged([c]) : undefined;
+        if (one) done.push(one);
+        results.push(one !== undefined);
+      }
+    }
+    if (done.some((d) => d.newlyHeld.some((p) => p >= this.remap.min && p <= this.remap.max))) await this.moveRemap(false);
+    this.conntrack.flush(done.flatMap((d) => flowsOf(d.moved)));
+    this.armSweep();
     return results;
+  }
+
+  /**
+   * Wakes when the first outbound holder's time is up, a little after the
+   * kernel expired its element (a flow re-translated before that would get
+   * the old port again).
+   */
+  private armSweep(): void {
+    const at = this.outbound.earliestEnd + SWEEP_LAG_MS;
+    if (at >= this.sweepAt || !Number.isFinite(at)) return;
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepAt = at;
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = undefined;
+      this.sweepAt = Number.POSITIVE_INFINITY;
+      this.conntrack.flush(flowsOf(this.outbound.sweep()));
+      this.armSweep();
+    }, Math.max(0, at - performance.now()));
+    this.sweepTimer.unref();
+  }
+
+  /**
+   * Keeps held_nat's port run clear of every held port (mappings' and static
+   * forwards'). Rewritten only when a newly held port falls into it, which
+   * the largest free run makes rare.
+   */
+  private async moveRemap(onlyIfHit: boolean): Promise<void> {
+    const held = [...this.outbound.heldPorts(), ...staticPorts(this.statics)];
+    if (onlyIfHit && !held.some((p) => p >= this.remap.min && p <= this.remap.max)) return;
+    const next = largestFreeRun(held);
+    if (next.min === this.remap.min && next.max === this.remap.max) return;
+    const chain = objectName(this.placement, 'held_nat');
+    const at = `${this.placement.family} ${this.placement.table}`;
+    const rule = ruleLines(this.placement, this.topology, next).find((l) => l.startsWith(`${chain} `))!;
+    const r = await this.runner.script(`flush chain ${at} ${chain}\nadd rule ${at} ${rule}\n`);
+    if (!r.ok) {
+      this.log.warn({ event: 'nft-remap-failed', error: (r.spawnError ?? r.stderr).trim().slice(0, 300) });
+      return;
+    }
+    this.remap = next;
+    this.log.info({ event: 'nft-remap', min: next.min, max: next.max });
   }
 
   async stop(): Promise<void> {
     // Granted entries stay in the kernel and expire on their own.
+    if (this.sweepTimer) clearTimeout(this.sweepTimer);
+    this.sweepTimer = undefined;
+    this.sweepAt = Number.POSITIVE_INFINITY;
   }
 
   /** Packets an IPv6 pinhole admitted (its set elements' counters); undefined when unknown. */
@@ -272,7 +368,7 @@ export class NftBackend implements FirewallBackend {
     const sets = new Set(listing.items.map((i) => ((i.set ?? i.map) as { name?: string } | undefined)?.name).filter(Boolean));
     const chains = new Set(listing.items.map((i) => (i.chain as { name?: string } | undefined)?.name).filter(Boolean));
     if (!owned.sets.every((s) => sets.has(s)) || !owned.chains.every((c) => chains.has(c))) return false;
-    const expectedRules = ruleLines(p, this.topology).length + staticRules(p, this.topology, this.statics).size;
+    const expectedRules = ruleLines(p, this.topology, this.remap).length + staticRules(p, this.topology, this.statics).size;
     const rules = listing.items.filter((i) => (i.rule as { chain?: string } | undefined) && owned.chains.includes((i.rule as { chain: string }).chain)).length;
     if (rules !== expectedRules) return false;
     // Deleting the canaries fails the whole (atomic) batch if any is gone;
@@ -291,41 +387,46 @@ export class NftBackend implements FirewallBackend {
     if (recreated) {
       await this.setup(`table ${this.placement.family} ${this.placement.table}`);
     }
-    const want = new Map<string, { set: SetKey; elem: unknown; timeout: number }>();
+    const want = new Map<string, { set: SetKey; elem: unknown }>();
     for (const d of desired) {
       const set = setFor(d.entry);
-      for (const elem of elementsOf(d.entry, d.timeoutSeconds)) want.set(elementKey(set, concatOf(elem)), { set, elem, timeout: d.timeoutSeconds });
+      for (const elem of elementsOf(d.entry, d.timeoutSeconds)) want.set(elementKey(set, concatOf(elem)), { set, elem });
     }
+    for (const o of this.outbound.reset(desired)) want.set(elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]), o);
     const have = new Map<string, { set: SetKey; elem: unknown }>();
     for (const key of Object.keys(SET) as SetKey[]) {
       const ref = this.ref(key);
-      const listing = await this.runner.list(['list', key.startsWith('dnat') ? 'map' : 'set', ref.family, ref.table, ref.name]);
+      const listing = await this.runner.list(['list', isMap(key) ? 'map' : 'set', ref.family, ref.table, ref.name]);
       if (!listing.ok) continue;
       const obj = listing.items.find((i) => i.set || i.map);
       const elems = ((obj?.set ?? obj?.map) as { elem?: unknown[] } | undefined)?.elem ?? [];
       for (const raw of elems) {
-        const concat = normalizeListed(concatOf(raw));
-        if (isCanary(concat)) continue;
-        have.set(elementKey(key, concat), { set: key, elem: raw });
+        const concat = normalizeListed(key, concatOf(raw));
+        if (isCanary(key, concat)) continue;
+        // The SNAT map's data is part of what must match: a renumbered WAN changes only the data.
+        have.set(elementKey(key, [...concat, ...dataOf(key, raw)]), { set: key, elem: raw });
       }
     }
     const cmds: NftCommand[] = [];
     let added = 0;
     let removed = 0;
-    for (const [k, w] of want) {
-      if (have.has(k)) continue;
-      cmds.push({ add: { element: { ...this.ref(w.set), elem: [w.elem] } } });
-      added++;
-    }
+    // Removals first: a map element with stale data blocks adding its key.
     for (const [k, h] of have) {
       if (want.has(k)) continue;
       cmds.push(...this.vanish(h.set, [stripListed(h.elem)]));
       removed++;
     }
+    for (const [k, w] of want) {
+      if (have.has(k)) continue;
+      cmds.push({ add: { element: { ...this.ref(w.set), elem: [w.elem] } } });
+      added++;
+    }
     if (cmds.length) {
       const r = await this.runner.batch(cmds);
       if (!r.ok) throw new NftSetupError(`reconciliation batch failed: ${r.stderr.trim().slice(0, 500)}`);
     }
+    await this.moveRemap(true);
+    this.armSweep();
     return { added, removed, recreated };
   }
 }
@@ -343,8 +444,27 @@ function concatOf(e: unknown): unknown[] {
 }
 
 /** nft lists protocol numbers by their /etc/protocols name (0 is "ip"); we write 0, "tcp", "udp". */
-function normalizeListed(concat: unknown[]): unknown[] {
-  return concat.map((v, i) => (i === 1 && (v === 'ip' || v === 'hopopt') ? 0 : v));
+function normalizeListed(set: SetKey, concat: unknown[]): unknown[] {
+  const at = set === 'held4' ? 0 : 1;
+  return concat.map((v, i) => (i === at && (v === 'ip' || v === 'hopopt') ? 0 : v));
+}
+
+/** A map element's data (the SNAT map's external address and port); nothing for sets and the DNAT maps. */
+function dataOf(set: SetKey, e: unknown): unknown[] {
+  if (set !== 'snat4' || !Array.isArray(e)) return [];
+  return (e[1] as { concat?: unknown[] }).concat ?? [];
+}
+
+/** Flows to re-translate after a committed batch: each moved endpoint's own, and other hosts' on its new external port. */
+function flowsOf(moved: readonly MovedEndpoint[]): FlowSelector[] {
+  return moved.flatMap((m) => [
+    { by: 'source' as const, protocol: m.protocol, address: m.internalAddress, port: m.internalPort },
+    ...(m.after ? [{ by: 'translated-to' as const, protocol: m.protocol, address: m.after.address, port: m.after.port }] : []),
+  ]);
+}
+
+function staticPorts(statics: readonly StaticOpening[]): number[] {
+  return statics.flatMap((s) => (s.kind === 'forward' ? [s.port] : []));
 }
 
 function stripListed(e: unknown): unknown {
@@ -353,7 +473,8 @@ function stripListed(e: unknown): unknown {
   return { elem: { val: { concat } } };
 }
 
-function isCanary(concat: unknown[]): boolean {
+function isCanary(set: SetKey, concat: unknown[]): boolean {
+  if (set === 'held4') return concat[1] === 0;
   return (concat[0] === '::' || concat[0] === '0.0.0.0') && concat[1] === 0 && concat[2] === 0;
 }
 

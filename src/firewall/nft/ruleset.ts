@@ -7,6 +7,15 @@
 //                        dnat to (daddr . l4proto . dport) map @dnat4
 //                        dnat to (daddr . l4proto . dport . saddr . sport) map @dnat4_filtered
 //     → static_pre:    the admin's IPv4 port forwards (one rule each)
+//                      iifname LANs, IPv4, to one of the router's addresses that is not
+//                      the arrival interface's (the external address) → hairpin:
+//                        mark; → static_pre; dnat to (daddr . l4proto . dport) map @dnat4
+//   postrouting (nat): oifname WAN, IPv4, tcp/udp (before the admin's masquerade):
+//                        snat to (saddr . l4proto . sport) map @snat4
+//                        → static_post: each IPv4 port forward's own SNAT, then its port as held
+//                        (l4proto . sport) @held4 → held_nat: masquerade into ports nobody holds
+//                      oifname LANs, marked hairpin with ct status dnat:
+//                        snat to (saddr . l4proto . sport) map @snat4, else to the external address
 //   input (filter):    portcullis' own ports (PCP/NAT-PMP, SSDP, UPnP HTTP) → lan_only:
 //                        not from a LAN interface                      drop
 //                        source not routed back out the arrival iface  drop
@@ -24,6 +33,30 @@
 // drop-by-default admin firewall accept what portcullis admitted with one
 // rule (`meta mark & MARK == MARK accept`). Embedded in an admin's table the
 // chains are plain chains the admin jumps to, and admitted packets `accept`.
+//
+// A mapping is bidirectional (RFC 6886 §3.9, RFC 6887 §11 and §12.3): every
+// IPv4 entry puts a DNAT element in and an SNAT element out (same timeout),
+// so what the endpoint sends leaves from the port it was promised. The SNAT
+// runs at srcnat - 5, before the admin's masquerade; once a NAT binding is
+// made, later nat chains on the hook are skipped.
+//
+// Masquerade must never hand out a port a mapping holds. Linux keeps a
+// flow's source port when the tuple is free, so a LAN host sending from
+// port E while E is another host's external port would leave as E. We
+// exclude held ports rather than partition the space: the policy may grant
+// any port (1024-65535 by default), so no fixed range is free of mappings.
+// @held4 holds every mapped external port (and static forwards hold theirs);
+// a flow from a held source port is masqueraded into the largest run of
+// ports nobody holds (held_nat, rewritten by the backend when a new mapping
+// lands in it). What stays the kernel's choice: a flow from an unheld port
+// that clashes with another flow to the same remote address and port is
+// remapped by the admin's masquerade anywhere in 1024-65535.
+//
+// Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): a LAN host sending to the
+// external address reaches the mapping's host, and the packet carries the
+// sender's external address and port (REQ-9 a): its own SNAT element when
+// it has a mapping, else the external address. The mark lets the admin's
+// forward chain admit the hairpinned packet with its one mark line.
 //
 // Why input rules at all: the daemon's sockets are bound to the LAN's own
 // addresses, and the LAN's global IPv6 address (or its IPv4 address, with a
@@ -62,15 +95,36 @@ export const SET = {
   pinholes6Filtered: 'pinholes6_filtered',
   dnat4: 'dnat4',
   dnat4Filtered: 'dnat4_filtered',
+  snat4: 'snat4',
+  held4: 'held4',
 } as const;
 export type SetKey = keyof typeof SET;
 
-const CHAIN = { prerouting: 'prerouting', forward: 'forward', wanToLan: 'wan_to_lan', staticPre: 'static_pre', staticFwd: 'static_fwd', input: 'input', lanOnly: 'lan_only' } as const;
+const CHAIN = {
+  prerouting: 'prerouting',
+  hairpin: 'hairpin',
+  postrouting: 'postrouting',
+  heldNat: 'held_nat',
+  forward: 'forward',
+  wanToLan: 'wan_to_lan',
+  staticPre: 'static_pre',
+  staticFwd: 'static_fwd',
+  staticPost: 'static_post',
+  input: 'input',
+  lanOnly: 'lan_only',
+} as const;
 /** Chains whose rules are the admin's static openings: diffed, never flushed by setup. */
-export const STATIC_CHAINS = [CHAIN.staticPre, CHAIN.staticFwd] as const;
+export const STATIC_CHAINS = [CHAIN.staticPre, CHAIN.staticFwd, CHAIN.staticPost] as const;
 
-/** Explicit priorities: just before the usual dstnat (-100) and filter (0) chains. */
-export const PRIORITY = { prerouting: -105, forward: -5, input: -5 } as const;
+/** Explicit priorities: just before the usual dstnat (-100), filter (0) and srcnat (100) chains. */
+export const PRIORITY = { prerouting: -105, forward: -5, input: -5, postrouting: 95 } as const;
+
+/** The source ports a flow from a held port is masqueraded into (ports no mapping holds). */
+export interface PortRun {
+  min: number;
+  max: number;
+}
+export const ALL_PORTS: PortRun = { min: 1024, max: 65535 };
 
 /** The chain an embedding admin's input chain must jump to (and that we check for). */
 export function inputChain(p: Placement): string {
@@ -85,7 +139,7 @@ export function objectName(p: Placement, base: string): string {
 export function ownedNames(p: Placement): { sets: string[]; chains: string[] } {
   return {
     sets: Object.values(SET).map((s) => objectName(p, s)),
-    chains: (p.embedded ? [CHAIN.prerouting, CHAIN.forward, CHAIN.input, CHAIN.lanOnly, ...STATIC_CHAINS] : Object.values(CHAIN)).map((c) => objectName(p, c)),
+    chains: (p.embedded ? Object.values(CHAIN).filter((c) => c !== CHAIN.wanToLan) : Object.values(CHAIN)).map((c) => objectName(p, c)),
   };
 }
 
@@ -95,7 +149,15 @@ const SET_TYPES: Record<SetKey, { type: string; interval: boolean; map: boolean;
   pinholes6Filtered: { type: 'ipv6_addr . inet_proto . inet_service . ipv6_addr . inet_service', interval: true, map: false, counter: true },
   dnat4: { type: 'ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', interval: false, map: true },
   dnat4Filtered: { type: 'ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service : ipv4_addr . inet_service', interval: true, map: true },
+  // internal address . protocol . internal port : external address . external port
+  snat4: { type: 'ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', interval: false, map: true },
+  held4: { type: 'inet_proto . inet_service', interval: false, map: false },
 };
+
+/** Whether nft lists the object as a map (with data) or a set. */
+export function isMap(key: SetKey): boolean {
+  return SET_TYPES[key].map;
+}
 
 /** Interface and table names go into nft scripts: only plain names pass. */
 export const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -106,7 +168,7 @@ export const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
  * nft 1.0.6 (Debian 12) segfaults parsing a JSON `dnat` whose address comes
  * from a concatenated map; elements and listings use JSON.
  */
-export function setupScript(p: Placement, t: Topology): string {
+export function setupScript(p: Placement, t: Topology, remap: PortRun = ALL_PORTS): string {
   for (const n of [t.wan, ...t.lan]) if (!NAME_RE.test(n)) throw new Error(`bad interface name ${JSON.stringify(n)}`);
   if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(p.table)) throw new Error(`bad table name ${JSON.stringify(p.table)}`);
   const at = `${p.family} ${p.table}`;
@@ -119,6 +181,9 @@ export function setupScript(p: Placement, t: Topology): string {
   }
   const hook = (h: string) => (p.embedded ? '' : ` { ${h}; policy accept; }`);
   lines.push(`add chain ${at} ${name(CHAIN.prerouting)}${hook(`type nat hook prerouting priority ${PRIORITY.prerouting}`)}`);
+  lines.push(`add chain ${at} ${name(CHAIN.postrouting)}${hook(`type nat hook postrouting priority ${PRIORITY.postrouting}`)}`);
+  lines.push(`add chain ${at} ${name(CHAIN.hairpin)}`);
+  lines.push(`add chain ${at} ${name(CHAIN.heldNat)}`);
   lines.push(`add chain ${at} ${name(CHAIN.forward)}${hook(`type filter hook forward priority ${PRIORITY.forward}`)}`);
   lines.push(`add chain ${at} ${name(CHAIN.input)}${hook(`type filter hook input priority ${PRIORITY.input}`)}`);
   lines.push(`add chain ${at} ${name(CHAIN.lanOnly)}`);
@@ -126,12 +191,12 @@ export function setupScript(p: Placement, t: Topology): string {
   for (const c of STATIC_CHAINS) lines.push(`add chain ${at} ${name(c)}`);
   const statics = new Set<string>(STATIC_CHAINS.map(name));
   for (const c of ownedNames(p).chains) if (!statics.has(c)) lines.push(`flush chain ${at} ${c}`);
-  for (const r of ruleLines(p, t)) lines.push(`add rule ${at} ${r}`);
+  for (const r of ruleLines(p, t, remap)) lines.push(`add rule ${at} ${r}`);
   return lines.join('\n') + '\n';
 }
 
 /** "<chain> <rule>" for every rule portcullis owns. */
-export function ruleLines(p: Placement, t: Topology): string[] {
+export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS): string[] {
   const name = (b: string) => objectName(p, b);
   const mark = `meta mark set meta mark | 0x${t.mark.toString(16)}`;
   // Embedded: admitted packets are accepted in the admin's chain that jumped
@@ -139,13 +204,31 @@ export function ruleLines(p: Placement, t: Topology): string[] {
   // Own table: we only ever say "no objection" (return) or drop.
   const admit = `${mark} ${p.embedded ? 'accept' : 'return'}`;
   const wan = `iifname "${t.wan}"`;
+  const oifWan = `oifname "${t.wan}"`;
   const pre = name(CHAIN.prerouting);
   const gate = name(p.embedded ? CHAIN.forward : CHAIN.wanToLan);
   const tcpUdp = 'meta l4proto { tcp, udp }';
+  const lans = `{ ${t.lan.map((l) => `"${l}"`).join(', ')} }`;
+  const hex = `0x${t.mark.toString(16)}`;
+  const post = name(CHAIN.postrouting);
   const rules = [
     `${pre} ${wan} meta nfproto ipv4 jump ${name(CHAIN.staticPre)}`,
     `${pre} ${wan} meta nfproto ipv4 ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport map @${name(SET.dnat4)}`,
     `${pre} ${wan} meta nfproto ipv4 ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport . ip saddr . th sport map @${name(SET.dnat4Filtered)}`,
+    // Hairpin: from a LAN to one of the router's addresses that is not the
+    // arrival interface's own (the LAN's router address keeps its services).
+    // FILTERed mappings are left out: their remote is a WAN peer by definition.
+    `${pre} iifname ${lans} meta nfproto ipv4 fib daddr . iif type != local fib daddr type local jump ${name(CHAIN.hairpin)}`,
+    `${name(CHAIN.hairpin)} ${mark}`,
+    `${name(CHAIN.hairpin)} jump ${name(CHAIN.staticPre)}`,
+    `${name(CHAIN.hairpin)} ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport map @${name(SET.dnat4)}`,
+    `${post} ${oifWan} meta nfproto ipv4 ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
+    `${post} ${oifWan} meta nfproto ipv4 jump ${name(CHAIN.staticPost)}`,
+    `${post} ${oifWan} meta nfproto ipv4 ${tcpUdp} meta l4proto . th sport @${name(SET.held4)} jump ${name(CHAIN.heldNat)}`,
+    `${name(CHAIN.heldNat)} ${tcpUdp} masquerade to :${remap.min}-${remap.max}`,
+    // REQ-9 a: the target sees the sender's external address and port.
+    `${post} oifname ${lans} meta nfproto ipv4 meta mark & ${hex} == ${hex} ct status dnat ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
+    `${post} oifname ${lans} meta nfproto ipv4 meta mark & ${hex} == ${hex} ct status dnat snat ip to ct original ip daddr`,
   ];
   if (!p.embedded) rules.push(`${gate} ct state established,related return`);
   rules.push(`${gate} meta nfproto ipv6 jump ${name(CHAIN.staticFwd)}`);
@@ -158,7 +241,6 @@ export function ruleLines(p: Placement, t: Topology): string[] {
     // already applied FILTER); the conntrack entry remembers that.
     `${gate} meta nfproto ipv4 ct status dnat ${admit}`,
   );
-  const lans = `{ ${t.lan.map((l) => `"${l}"`).join(', ')} }`;
   if (!p.embedded) {
     rules.push(`${gate} drop`);
     rules.push(`${name(CHAIN.forward)} ${wan} oifname ${lans} jump ${gate}`);
@@ -224,6 +306,10 @@ export function staticRules(p: Placement, t: Topology, statics: readonly StaticO
   const admit = `meta mark set meta mark | 0x${t.mark.toString(16)} ${p.embedded ? 'accept' : 'return'}`;
   const out = new Map<string, { chain: string; rule: string }>();
   for (const s of statics) {
+    const add = (chain: string, body: string) => {
+      const id = `static ${s.name} ${createHash('sha256').update(`${chain} ${body}`).digest('hex').slice(0, 12)}`;
+      out.set(id, { chain, rule: `${body} comment "${id}"` });
+    };
     let chain: string;
     let body: string;
     if (s.kind === 'pinhole') {
@@ -245,9 +331,14 @@ export function staticRules(p: Placement, t: Topology, statics: readonly StaticO
         s.from ? `ip saddr { ${s.from.map(setItem).join(', ')} }` : '',
         `fib daddr type local dnat ip to ${s.to}:${s.toPort}`,
       ].filter(Boolean).join(' ');
+      // Bidirectional: the forward's endpoint leaves as the external port
+      // (on the WAN's address, like the DNAT above it follows renumbering),
+      // and another host's flow from that port is kept off it.
+      const proto = `meta l4proto ${protoName(s.protocol)}`;
+      add(name(CHAIN.staticPost), `ip saddr ${s.to} ${proto} th sport ${s.toPort} masquerade to :${s.port}`);
+      add(name(CHAIN.staticPost), `${proto} th sport ${s.port} jump ${name(CHAIN.heldNat)}`);
     }
-    const id = `static ${s.name} ${createHash('sha256').update(`${chain} ${body}`).digest('hex').slice(0, 12)}`;
-    out.set(id, { chain, rule: `${body} comment "${id}"` });
+    add(chain, body);
   }
   return out;
 }
