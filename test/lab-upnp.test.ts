@@ -68,6 +68,19 @@ t.test('upnpc -l lists every mapping, including one made by NAT-PMP', async (t) 
   t.match(out, /GetGenericPortMappingEntry\(\) returned 713/, 'the listing ends at the first free index');
 });
 
+t.test('upnpc -L (GetListOfPortMappings) lists the mappings with their ports and descriptions', async (t) => {
+  // miniupnpc reads NewPortListing raw (no entity decoding): an escaped
+  // listing showed it no entries at all.
+  t.match(upnpc('lan', ['-e', 'lab listing', '-a', LAN4, '41005', '42005', 'TCP', '600']), /external 11\.22\.33\.1:42005 TCP is redirected/);
+  const out = upnpc('lan', ['-L']);
+  const rows = out.split('\n').filter((l) => /^\s*\d+\s+(TCP|UDP)\s/.test(l));
+  t.ok(rows.length >= 3, `${rows.length} entries listed:\n${out}`);
+  t.match(out, /UDP\s+41001->192\.168\.77\.2:41001\s+'libminiupnpc'/, 'the UPnP UDP mapping, with its description');
+  t.match(out, /TCP\s+42005->192\.168\.77\.2:41005\s+'lab listing'/, 'external 42005 to internal 41005, with its description');
+  t.match(out, /TCP\s+41003->192\.168\.77\.2:41003\s+'natpmp'/, 'the NAT-PMP mapping');
+  t.match(upnpc('lan', ['-d', '42005', 'TCP']), /UPNP_DeletePortMapping\(\) returned : 0/);
+});
+
 t.test('a mapping for another LAN host, or one the policy denies, is refused with 606; a taken port with 718', async (t) => {
   t.match(upnpc('lan', ['-a', LAN2_4, '41004', '41004', 'UDP', '600']), /failed with code 606 \(Action not authorized\)/, 'another host: 606');
   t.match(upnpc('lan', ['-a', LAN4, '80', '80', 'TCP', '600']), /failed with code 606/, 'a port below 1024 (default policy): 606');

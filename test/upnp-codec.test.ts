@@ -570,6 +570,49 @@ t.test('portListing survives being carried as a string argument (WIPC-14)', asyn
   t.equal(textOf(child(entries[1] as XmlElement, 'NewEnabled')), '0');
 });
 
+// miniupnpc (upnpc -L) takes NewPortListing's text raw: it unwraps one CDATA
+// section and decodes no entity. What it sees must be the listing itself.
+const rawArgument = (xml: string, name: string): string => xml.slice(xml.indexOf(`<${name}>`) + name.length + 2, xml.indexOf(`</${name}>`));
+
+t.test('NewPortListing goes as CDATA: miniupnpc reads the document raw, our parser reads it too', async (t) => {
+  const tricky = 'a ]]> b <c> & "d" ]]]]> e';
+  const listing = portListing([
+    { remoteHost: '', externalPort: 5555, protocol: 'TCP', internalPort: 5556, internalClient: '192.168.1.10', enabled: true, description: tricky, leaseTime: 3600 },
+    { remoteHost: '', externalPort: 6000, protocol: 'UDP', internalPort: 6001, internalClient: '192.168.1.11', enabled: true, description: 'plain', leaseTime: 10 },
+  ]);
+  t.notMatch(listing, ']]>', 'the listing itself never holds "]]>"');
+  const xml = soapResponse('urn:schemas-upnp-org:service:WANIPConnection:2', 'GetListOfPortMappings', [['NewPortListing', listing]]);
+  const raw = rawArgument(xml, 'NewPortListing');
+  t.ok(raw.startsWith('<![CDATA[') && raw.endsWith(']]>'), 'one CDATA section');
+  t.equal(raw.slice(9, -3), listing, 'what a raw reader unwraps is the listing document, not entities');
+  t.match(raw, '<p:NewExternalPort>5555</p:NewExternalPort>');
+
+  const arg = child(child(child(mustParse(xml), 'Body'), 'GetListOfPortMappingsResponse'), 'NewPortListing');
+  t.ok(arg.children.every((c) => c.kind === 'text' && c.cdata), 'our parser sees CDATA');
+  const list = mustParse(textOf(arg));
+  const entries = childElements(list);
+  t.equal(entries.length, 2, 'the description did not end the entry, the listing or the section');
+  t.equal(textOf(child(entries[0] as XmlElement, 'NewDescription')), tricky, 'description read back whole');
+  t.equal(textOf(child(entries[1] as XmlElement, 'NewDescription')), 'plain');
+  t.same(entries.map((e) => textOf(child(e, 'NewExternalPort'))), ['5555', '6000']);
+});
+
+t.test('a CDATA argument holding "]]>" is split, never broken out of', async (t) => {
+  const svc = 'urn:schemas-upnp-org:service:WANIPConnection:2';
+  for (const value of [']]>', 'x]]><evil/>y', ']]]]>]]>', '', 'line\nfeed']) {
+    const xml = soapResponse(svc, 'GetListOfPortMappings', [['NewPortListing', value]]);
+    const resp = child(child(mustParse(xml), 'Body'), 'GetListOfPortMappingsResponse');
+    t.same(childElements(resp).map((e) => e.local), ['NewPortListing'], `${JSON.stringify(value)}: no element escaped`);
+    t.equal(textOf(child(resp, 'NewPortListing')), value, `${JSON.stringify(value)} read back`);
+  }
+  // What CDATA cannot carry unchanged is escaped instead.
+  for (const value of ['cr\r\n', 'nul\u0000']) {
+    const xml = soapResponse(svc, 'GetListOfPortMappings', [['NewPortListing', value]]);
+    t.notMatch(rawArgument(xml, 'NewPortListing'), 'CDATA', `${JSON.stringify(value)}: escaped, not CDATA`);
+    t.equal(textOf(child(child(child(mustParse(xml), 'Body'), 'GetListOfPortMappingsResponse'), 'NewPortListing')), value.replace('\u0000', '\ufffd'));
+  }
+});
+
 // ------------------------------------------------------------------- HTTP
 
 function parseAll(...chunks: (string | Buffer)[]): HttpParseStep {

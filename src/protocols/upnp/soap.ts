@@ -257,9 +257,35 @@ function assertName(kind: string, name: string): void {
 }
 
 /**
+ * Out arguments whose value is an XML document of its own (WANIPConnection:2
+ * A_ARG_TYPE_PortListing). They go out as CDATA, as miniupnpd sends them:
+ * miniupnpc (`upnpc -L`) takes the argument's text raw, without decoding
+ * entities, and an entity-escaped listing reads to it as no entries at all.
+ * A strict parser reads the same text either way.
+ */
+export const DOCUMENT_ARGUMENTS: ReadonlySet<string> = new Set(['NewPortListing']);
+
+/** XML 1.0 §2.2 Char without CR: what a CDATA section carries unchanged. */
+const CDATA_SAFE = /^[\t\n\u0020-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]*$/u;
+
+/**
+ * A value as CDATA sections. "]]>" cannot occur inside one (XML 1.0 §2.7),
+ * so it is split across two sections (`]]` ends one, `>` starts the next)
+ * and reads back whole. portListing never produces it (its text is escaped,
+ * `>` included): this keeps any value inside, whoever built it. A value CDATA
+ * cannot carry unchanged (a CR, which §2.11 line-end handling turns into LF;
+ * a character outside §2.2 Char) is escaped instead.
+ */
+function cdataOrEscaped(value: string): string {
+  if (!CDATA_SAFE.test(value)) return escapeXml(value);
+  return `<![CDATA[${value.split(']]>').join(']]]]><![CDATA[>')}]]>`;
+}
+
+/**
  * UDA 1.1 §3.2.1 response: `<u:actionNameResponse xmlns:u="serviceType">`
  * with the out arguments in the order given (the SCPD order). Values are
- * escaped, so a mapping description such as `]]><x>` stays text (SOAP-11).
+ * escaped, so a mapping description such as `]]><x>` stays text (SOAP-11);
+ * DOCUMENT_ARGUMENTS go as CDATA, which keeps them inside just as well.
  * Names are ours: an invalid one is a bug and throws.
  */
 export function soapResponse(serviceType: string, action: string, outArgs: ReadonlyArray<readonly [string, string]>): string {
@@ -267,7 +293,7 @@ export function soapResponse(serviceType: string, action: string, outArgs: Reado
   let inner = '';
   for (const [name, value] of outArgs) {
     assertName('argument', name);
-    inner += `<${name}>${escapeXml(value)}</${name}>`;
+    inner += `<${name}>${DOCUMENT_ARGUMENTS.has(name) ? cdataOrEscaped(value) : escapeXml(value)}</${name}>`;
   }
   return `${ENVELOPE_OPEN}<u:${action}Response xmlns:u="${escapeXml(serviceType)}">${inner}</u:${action}Response>${ENVELOPE_CLOSE}`;
 }
@@ -306,8 +332,9 @@ export interface PortListingEntry {
 
 /**
  * The NewPortListing document: a PortMappingList carried as a string
- * argument. It is returned here unescaped; soapResponse escapes it once more
- * as the argument's text, so nothing in a description can leave it.
+ * argument. Every field is escaped here (`>` too, so the document never
+ * holds "]]>"); soapResponse sends the whole as CDATA, so nothing in a
+ * description can leave the field, the document or the section.
  */
 export function portListing(entries: readonly PortListingEntry[]): string {
   let out = `<?xml version="1.0"?>\n<p:PortMappingList xmlns:p="${PORT_LISTING_NS}">`;
