@@ -7,9 +7,9 @@ import { mustParseIp, parsePrefix, type Prefix } from '../src/net/address.js';
 import { encodePcpRequest, decodePcpResponse } from '../src/protocols/pcp/codec.js';
 import { OptionCode } from '../src/protocols/pcp/constants.js';
 import { encodeNatPmpMapRequest, decodeNatPmpResponse } from '../src/protocols/natpmp/codec.js';
-import type { MapRequest } from '../src/service/mapping-service.js';
 import { mappingKey } from '../src/service/types.js';
 import { EXTERNAL, harness } from './helpers/harness.js';
+import { mapRequests } from './helpers/map-request.js';
 
 const A = mustParseIp('192.168.77.10');
 const B = mustParseIp('192.168.77.11');
@@ -19,17 +19,7 @@ const REMOTE = mustParseIp('203.0.113.5');
 const OTHER_REMOTE = mustParseIp('203.0.113.6');
 const NONCE = Buffer.from('0102030405060708090a0b0c', 'hex');
 
-const req = (o: Partial<MapRequest> = {}): MapRequest => ({
-  via: 'pcp',
-  client: A,
-  internalAddress: A,
-  protocol: 17,
-  internalPort: 40000,
-  suggestedExternalPort: 0,
-  lifetime: 3600,
-  nonce: NONCE,
-  ...o,
-});
+const req = mapRequests({ client: A, nonce: NONCE });
 
 t.test('per-client quota: USER_EX_QUOTA at 129, other clients unaffected', async (t) => {
   const h = harness();
@@ -79,7 +69,8 @@ t.test('lifetimes run out on the monotonic clock; the firewall entry goes too', 
   h.service.expireDue();
   t.equal(h.service.table.size, 0, 'gone after');
   t.equal(h.firewall.list().length, 0, 'the (memory) kernel expired it by itself');
-  // The port is free again for another client.
+  // The port is free again for another client once its reuse time is over (RFC 6887 §15).
+  h.clock.advance(120_000);
   t.match(await h.service.map(req({ client: B, internalAddress: B, suggestedExternalPort: 40000 })), { ok: true, mapping: { externalPort: 40000 } });
 });
 

@@ -13,7 +13,7 @@ import { inRanges, nthPort, rangesSize } from '../policy/match.js';
 import { hostUnit } from '../net/hosts.js';
 import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
-import { MappingTable, internalEndpoint } from '../state/table.js';
+import { MappingTable, internalEndpoint, type FreedPort } from '../state/table.js';
 import { remainingMs, toStored, type DurableStore, type JournalRecord, type StoredMapping } from '../state/store.js';
 import { normalizePrefix, parsePrefix, type Prefix } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, isMappableProtocol } from '../net/ipproto.js';
@@ -38,6 +38,11 @@ export interface ServiceConfig {
    */
   hostShare: number;
   interfaceShare: number;
+  /**
+   * Seconds an external port freed by an IPv4 mapping's end stays held back
+   * for its last holder (RFC 6887 §15: the NAT's reuse time).
+   */
+  portReuseSeconds: number;
 }
 
 export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
@@ -51,6 +56,12 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   // (the same fractions as the HTTP and GENA slot pools).
   hostShare: 1 / 4,
   interfaceShare: 3 / 4,
+  // RFC 6887 §15's reuse time is the NAT's idle-mapping time: RFC 4787 REQ-5
+  // puts UDP's at 2 minutes or more. RFC 5382 REQ-5's TCP times are longer
+  // (4 minutes for a closing connection), but a stray TCP segment of the old
+  // connection is refused by the new host's stack rather than taken as data,
+  // so one value serves both.
+  portReuseSeconds: 120,
 };
 
 /** Where the LAN is: who may ask, and which hosts a mapping may point at. */
@@ -796,18 +807,20 @@ export class MappingService {
     return s;
   }
 
-  private portAvailable(protocol: number, port: number, internal: string, internalAddress: IpAddress, limits: Limits): boolean {
+  private portAvailable(protocol: number, port: number, who: Claimant, limits: Limits): boolean {
     if (!inRanges(limits.externalPorts, port)) return false;
     if (protocol === IPPROTO_UDP && RESERVED_UDP_PORTS.has(port)) return false;
     if (!this.table.isExternalPortFree(protocol, port)) return false;
+    const held = this.table.heldBack(protocol, port, this.clock.now());
+    if (held && !mayReclaim(held, who)) return false;
     // RFC 6886 §3.3: the companion port (same number, other protocol) stays
     // reserved for the client that holds this one.
     const companion = this.table.holderOfExternalPort(protocol === IPPROTO_TCP ? IPPROTO_UDP : IPPROTO_TCP, port);
-    return !companion || companion.internal.startsWith(`${internalAddress}|`) || companion.internal === internal;
+    return !companion || companion.internal.startsWith(`${who.internalAddress}|`) || companion.internal === who.internal;
   }
 
   private chooseExternalPort(
-    req: { protocol: number; internalPort: number; suggestedExternalPort: number; preferFailure?: boolean; internalAddress: IpAddress },
+    req: { via: Via; protocol: number; internalPort: number; suggestedExternalPort: number; preferFailure?: boolean; internalAddress: IpAddress; nonce?: Buffer },
     family: 4 | 6,
     internal: string,
     limits: Limits,
@@ -828,7 +841,8 @@ export class MappingService {
       }
       return { ok: true, port: bound.externalPort };
     }
-    const avail = (p: number) => this.portAvailable(req.protocol, p, internal, req.internalAddress, limits);
+    const who: Claimant = { via: req.via, internal, internalAddress: req.internalAddress, nonce: req.nonce };
+    const avail = (p: number) => this.portAvailable(req.protocol, p, who, limits);
     if (!limits.externalPortMayDiffer) {
       // Policy pins the external port to the internal one.
       if (req.preferFailure && req.suggestedExternalPort !== req.internalPort) {
@@ -837,6 +851,10 @@ export class MappingService {
       return avail(req.internalPort) ? { ok: true, port: req.internalPort } : refuse('CANNOT_PROVIDE_EXTERNAL', `external port ${req.internalPort} is taken`);
     }
     if (req.suggestedExternalPort !== 0 && avail(req.suggestedExternalPort)) return { ok: true, port: req.suggestedExternalPort };
+    // §15: a client that comes back within the reuse time gets the port it
+    // had, as if its mapping had never ended.
+    const reclaim = this.table.heldFor(internal, this.clock.now());
+    if (reclaim && !req.preferFailure && avail(reclaim.externalPort)) return { ok: true, port: reclaim.externalPort };
     if (req.preferFailure) {
       return refuse('CANNOT_PROVIDE_EXTERNAL', `external port ${req.suggestedExternalPort} is taken or not allowed`);
     }
@@ -876,9 +894,18 @@ export class MappingService {
     this.armExpiry();
   }
 
-  private uninstall(m: Mapping): void {
+  /**
+   * Takes a mapping out of the table. One that ended (deleted, expired,
+   * revoked) leaves its external port held back for its endpoint for the
+   * reuse time (§15); a reservation rolled back (`ended` false) was never
+   * anyone's, and frees it at once.
+   */
+  private uninstall(m: Mapping, ended = true): void {
     if (!this.table.remove(keyOf(m))) return;
-    if (m.family === 4) this.table.releaseBinding(internalEndpoint(m.internalAddress, m.protocol, m.internalPort), m.protocol);
+    if (m.family !== 4) return;
+    const now = this.clock.now();
+    const hold = ended && m.origin !== 'static' ? { nonce: m.nonce, origin: m.origin, now, until: now + this.cfg.portReuseSeconds * 1000 } : undefined;
+    this.table.releaseBinding(internalEndpoint(m.internalAddress, m.protocol, m.internalPort), m.protocol, hold);
   }
 
   private async commitReplace(existing: Mapping | undefined, mapping: Mapping, changes: FirewallChange[], lifetime: number): Promise<MapOutcome> {
@@ -908,7 +935,7 @@ export class MappingService {
   private rollBack(mine: Mapping, previous: Mapping | undefined): void {
     if (this.table.get(keyOf(mine)) !== mine) return;
     if (previous) this.table.put(previous);
-    else this.uninstall(mine);
+    else this.uninstall(mine, false);
   }
 
   /**
@@ -976,6 +1003,30 @@ export class MappingService {
 
 function refuse(refusal: Refusal, detail: string): Refused {
   return { ok: false, refusal, detail };
+}
+
+/** Who asks for an external port: its internal endpoint and how it proves it is the same client. */
+interface Claimant {
+  via: Via;
+  /** internalEndpoint(address, protocol, port) */
+  internal: string;
+  internalAddress: IpAddress;
+  nonce?: Buffer;
+}
+
+/**
+ * §15: the client whose mapping freed a port may have it back during the
+ * reuse time: the same internal address, protocol and port, and the same
+ * nonce where both have one (the test renewals and deletes apply, so a host
+ * that could have renewed the mapping may reclaim its port). UPnP names a
+ * mapping by external port and internal client, and moves a client's own
+ * mapping to another internal port by asking for the same external port
+ * (igd.ts): for a port a UPnP mapping freed, the same internal client is the
+ * same client.
+ */
+function mayReclaim(held: FreedPort, who: Claimant): boolean {
+  if (held.origin === 'upnp' && who.via === 'upnp' && held.internal.startsWith(`${who.internalAddress}|`)) return true;
+  return held.internal === who.internal && !(held.nonce && who.nonce && !held.nonce.equals(who.nonce));
 }
 
 function remaining(m: Mapping, now: number): number {

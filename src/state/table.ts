@@ -2,10 +2,12 @@
 // by identity, by a client's count (per address, per /64, per LAN
 // interface), by external port; expiry is a heap with one entry per live
 // mapping, so a client renewing at its allowed rate costs no memory.
+// External ports freed recently are held back for their last holder for the
+// NAT's reuse time (RFC 6887 §15), at most one record per port.
 
 import type { IpAddress } from '../net/address.js';
 import { hostUnit } from '../net/hosts.js';
-import { keyOf, type Mapping } from '../service/types.js';
+import { keyOf, type Mapping, type Origin } from '../service/types.js';
 
 /**
  * An external IPv4 endpoint held for one internal endpoint. A MAP and the
@@ -26,6 +28,69 @@ function externalSlot(protocol: number, port: number): string {
   return `${protocol}|${port}`;
 }
 
+/** An external port its last holder may still reclaim: nobody else gets it before `until`. */
+export interface FreedPort {
+  readonly internal: string;
+  readonly externalPort: number;
+  /** The nonce of the mapping whose end freed it, if it had one. */
+  readonly nonce?: Buffer;
+  /** The protocol that made that mapping. */
+  readonly origin: Origin;
+  /** Monotonic milliseconds. */
+  readonly until: number;
+}
+
+/**
+ * External ports in their reuse time. Every record lasts the same reuse time
+ * from the moment it is made, so insertion order is expiry order: pruning
+ * takes expired records off the front, and a port freed again moves to the
+ * back. One record per (protocol, port), so never more than 2 × 65 536.
+ */
+class FreedPorts {
+  private readonly bySlot = new Map<string, FreedPort>();
+  /** The latest port each internal endpoint freed, for giving it back unasked. */
+  private readonly byInternal = new Map<string, string>();
+
+  get size(): number {
+    return this.bySlot.size;
+  }
+
+  hold(protocol: number, f: FreedPort, now: number): void {
+    this.prune(now);
+    const slot = externalSlot(protocol, f.externalPort);
+    this.drop(slot);
+    this.bySlot.set(slot, f);
+    this.byInternal.set(f.internal, slot);
+  }
+
+  /** The record holding a port back, while its reuse time runs. */
+  of(protocol: number, port: number, now: number): FreedPort | undefined {
+    this.prune(now);
+    return this.bySlot.get(externalSlot(protocol, port));
+  }
+
+  /** The port an internal endpoint freed last, while it is still held back for it. */
+  forInternal(internal: string, now: number): FreedPort | undefined {
+    this.prune(now);
+    const slot = this.byInternal.get(internal);
+    return slot === undefined ? undefined : this.bySlot.get(slot);
+  }
+
+  drop(slot: string): void {
+    const f = this.bySlot.get(slot);
+    if (!f) return;
+    this.bySlot.delete(slot);
+    if (this.byInternal.get(f.internal) === slot) this.byInternal.delete(f.internal);
+  }
+
+  private prune(now: number): void {
+    for (const [slot, f] of this.bySlot) {
+      if (f.until > now) return;
+      this.drop(slot);
+    }
+  }
+}
+
 export class MappingTable {
   private readonly byKey = new Map<string, Mapping>();
   /** Keys of each internal address's mappings: its quota count and its delete-all. */
@@ -38,6 +103,7 @@ export class MappingTable {
   /** The host and interface each mapping was counted under (either may change later; its count must leave where it was added). */
   private readonly countedAs = new Map<string, { host: string; iface: string | undefined }>();
   private readonly heap = new ExpiryHeap();
+  private readonly freed = new FreedPorts();
   /** Bumped by every put and remove: listings cache on it. */
   version = 0;
 
@@ -81,6 +147,11 @@ export class MappingTable {
   /** Entries in the expiry heap: one per live mapping, whatever the renewals. */
   get scheduled(): number {
     return this.heap.size;
+  }
+
+  /** Internal addresses that hold at least one mapping. */
+  addresses(): IterableIterator<IpAddress> {
+    return this.perClient.keys();
   }
 
   /** One internal address's mappings, without scanning the table. */
@@ -148,24 +219,47 @@ export class MappingTable {
     for (const m of this.of(address)) if (internalEndpoint(m.internalAddress, m.protocol, m.internalPort) === b.internal) yield m;
   }
 
-  /** Takes a reference on the internal endpoint's binding, creating it at `port`. */
+  /** Takes a reference on the internal endpoint's binding, creating it at `port` (a port in use is held back no longer). */
   acquireBinding(internal: string, protocol: number, port: number): Binding {
     let b = this.bindingsByInternal.get(internal);
     if (!b) {
       b = { internal, externalPort: port, refs: 0 };
       this.bindingsByInternal.set(internal, b);
       this.bindingsByExternal.set(externalSlot(protocol, port), b);
+      this.freed.drop(externalSlot(protocol, port));
     }
     b.refs++;
     return b;
   }
 
-  releaseBinding(internal: string, protocol: number): void {
+  /**
+   * Drops a reference on the internal endpoint's binding. With `hold`, a
+   * port this frees is held back for the endpoint until `hold.until`
+   * (a mapping that ended); without, it is free at once (a reservation
+   * rolled back: nobody was ever told of it).
+   */
+  releaseBinding(internal: string, protocol: number, hold?: { nonce?: Buffer; origin: Origin; until: number; now: number }): void {
     const b = this.bindingsByInternal.get(internal);
     if (!b) return;
     if (--b.refs > 0) return;
     this.bindingsByInternal.delete(internal);
     this.bindingsByExternal.delete(externalSlot(protocol, b.externalPort));
+    if (hold && hold.until > hold.now) this.freed.hold(protocol, { internal, externalPort: b.externalPort, nonce: hold.nonce, origin: hold.origin, until: hold.until }, hold.now);
+  }
+
+  /** Who an external port is held back for, during its reuse time. */
+  heldBack(protocol: number, port: number, now: number): FreedPort | undefined {
+    return this.freed.of(protocol, port, now);
+  }
+
+  /** The port an internal endpoint freed last, while it is held back for it. */
+  heldFor(internal: string, now: number): FreedPort | undefined {
+    return this.freed.forInternal(internal, now);
+  }
+
+  /** Ports in their reuse time (each at most once). */
+  get heldBackCount(): number {
+    return this.freed.size;
   }
 
   /** Mappings whose lifetime ended at or before `now`; they stay in the table (and the heap) until removed. */
