@@ -36,6 +36,15 @@ static:
 const logs: string[] = [];
 let daemon: ChildProcess;
 
+// A table of an older portcullis (no SNAT map, held set or postrouting chain): start must upgrade it.
+lab.exec('rtr', ['nft', '-f', '-'], {
+  input: `table inet portcullis {
+  map dnat4 { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; flags timeout; }
+  chain prerouting { type nat hook prerouting priority -105; policy accept; }
+}
+`,
+});
+
 t.before(async () => {
   daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--min-lifetime', '1', '--state-dir', STATE, '--policy', POLICY, '--no-upnp']);
   daemon.stdout?.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
@@ -55,6 +64,13 @@ const mapPort = (node: 'lan' | 'lan2', proto: string, port: number, suggest: num
   return Number(r.externalPort);
 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+t.test('an older table gains the SNAT map, the held set and the postrouting chain', async (t) => {
+  const listing = lab.exec('rtr', ['nft', 'list', 'table', 'inet', 'portcullis']).stdout;
+  t.match(listing, /map snat4 \{/);
+  t.match(listing, /set held4 \{/);
+  t.match(listing, /chain postrouting \{\s+type nat hook postrouting priority srcnat - 5/);
+});
 
 for (const [proto, base] of [['udp', 41000], ['tcp', 41100]] as const) {
   t.test(`${proto}: a mapped port leaves as its external port, also when the internal port is another host's external port`, async (t) => {
