@@ -166,7 +166,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     log,
   );
   // Durable state first: mappings come back with what they have left, and the
-  // epoch continues; lost or damaged state starts a new epoch, announced below.
+  // epoch continues; lost or damaged state starts a new epoch. Both are announced below.
   const now = { mono: clock.now(), wall: clock.wall(), bootId: clock.bootId() };
   if (state.status === 'loaded' && state.epoch) epoch.restore(epochOriginMono(state.epoch, now, state.lastWriteWall));
   const recovered = service.restore(state.mappings, state.lastWriteWall);
@@ -249,10 +249,11 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     await store.close();
     throw err;
   }
-  // A new epoch (no state, or state that could not be trusted) is news that
-  // clients must hear (RFC 6887 §14.1.3, RFC 6886 §3.2.1). Kept state means
-  // the epoch continued and nothing needs re-creating.
-  if (cfg.announce && state.status !== 'loaded') server.announce();
+  // Every start is announced (RFC 6886 §3.2.1: boot, reboot "or any other
+  // event that may indicate possible loss or change of NAT mapping state";
+  // RFC 6887 §14.1.3). After kept state the epoch continues, and a client's
+  // §8.5 check then confirms nothing was lost instead of guessing.
+  if (cfg.announce) server.announce();
 
   // The WAN address may have changed while the daemon was down.
   const stale = externalIp !== undefined && [...service.table.values()].some((m) => m.family === 4 && m.origin !== 'static' && m.externalAddress !== externalIp);

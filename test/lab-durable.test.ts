@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI, labUp, listenForAnnouncements, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { CLI, announcedEpoch, labUp, listenForAnnouncements, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
 const lab: Lab = labUp(`pd${process.pid % 10000}`);
@@ -104,6 +104,7 @@ t.test('reboot: the table deleted and the daemon gone; back within 2 s, data pat
   t.ok(count >= acked.size, `${count} pinholes before`);
   lab.exec('rtr', ['nft', 'delete', 'table', 'inet', 'portcullis']);
   await kill9();
+  const listener = await listenForAnnouncements(lab, 8000);
   const t0 = Date.now();
   await start();
   t.ok(Date.now() - t0 < 2000 + 1000, `restarted in ${Date.now() - t0} ms`);
@@ -116,6 +117,24 @@ t.test('reboot: the table deleted and the daemon gone; back within 2 s, data pat
   const elapsed = (after.at - before.at) / 1000;
   t.ok(after.epoch + 2 >= before.epoch + elapsed - elapsed / 16, `epoch ${before.epoch} → ${after.epoch} over ${elapsed.toFixed(1)} s: no reset`);
   t.equal(stateLog().status, 'loaded');
+
+  // RFC 6886 §3.2.1 / RFC 6887 §14.1.3: a restart that kept its state is
+  // announced too, with the continuing epoch, so clients can confirm (§8.5)
+  // rather than guess. The first announcements leave at 0, 250 and 750 ms.
+  await new Promise((r) => setTimeout(r, 1200));
+  const heard = listener.heard();
+  const pcp4 = heard.filter((h) => h.hex.startsWith('02800000') && h.hex.length === 48 && h.from === '192.168.77.1');
+  const pcp6 = heard.filter((h) => h.hex.startsWith('02800000') && h.hex.length === 48 && h.from.startsWith('fe80:'));
+  const natpmp = heard.filter((h) => h.hex.startsWith('00800000') && h.hex.length === 24);
+  t.ok(pcp4.length > 0, `PCP ANNOUNCE heard over IPv4 after the kept-state restart (${heard.length} datagrams heard)`);
+  t.ok(pcp6.length > 0, 'PCP ANNOUNCE heard over IPv6 (from the link-local address)');
+  t.ok(natpmp.length > 0, 'NAT-PMP external-address announcement heard');
+  for (const h of [...pcp4, ...pcp6, ...natpmp]) {
+    const epoch = announcedEpoch(h);
+    const sinceBefore = (h.at - before.at) / 1000;
+    // §8.5 as a client applies it to the announcement: no reset.
+    t.ok(epoch + 2 >= before.epoch + sinceBefore - sinceBefore / 16, `${h.hex.slice(0, 2) === '00' ? 'NAT-PMP' : 'PCP'} from ${h.from}: epoch ${before.epoch} → ${epoch} over ${sinceBefore.toFixed(1)} s continues`);
+  }
 });
 
 t.test('lost state (state dir removed): new epoch, ANNOUNCE on the LAN, old entries removed', async (t) => {

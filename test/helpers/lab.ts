@@ -90,6 +90,14 @@ export function waitForLine(child: ChildProcess, match: (line: string) => boolea
 export interface Heard {
   from: string;
   hex: string;
+  /** Date.now() when the test process read it (for RFC 6887 §8.5 epoch checks). */
+  at: number;
+}
+
+/** The epoch an announcement carries: PCP (RFC 6887 §7.2) or NAT-PMP (RFC 6886 §3.2). */
+export function announcedEpoch(h: Heard): number {
+  const b = Buffer.from(h.hex, 'hex');
+  return b[0] === 0 ? b.readUInt32BE(4) : b.readUInt32BE(8);
 }
 
 /**
@@ -114,7 +122,7 @@ setTimeout(() => process.exit(0), ${ms});
     buf += d.toString();
     const lines = buf.split('\n');
     buf = lines.pop() ?? '';
-    for (const line of lines) if (line) heard.push(JSON.parse(line) as Heard);
+    for (const line of lines) if (line) heard.push({ ...(JSON.parse(line) as Omit<Heard, 'at'>), at: Date.now() });
   });
   await new Promise((r) => setTimeout(r, 300));
   return { heard: () => heard };
