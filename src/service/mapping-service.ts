@@ -112,6 +112,8 @@ export interface MapRequest {
   description?: string;
   /** UDP source port of the request (for PCP mapping updates). */
   clientPort?: number;
+  /** Mapping.doorTag; undefined = leave the existing one alone. */
+  doorTag?: string;
 }
 
 export interface PeerRequest {
@@ -223,6 +225,7 @@ export class MappingService {
         origin: s.origin,
         owner: s.owner,
         description: s.description,
+        doorTag: s.doorTag,
         lifetime: s.lifetime,
         clientPort: s.clientPort,
         grantedAt: now.mono + left - s.lifetime * 1000,
@@ -537,6 +540,7 @@ export class MappingService {
       origin: existing?.origin ?? req.via,
       owner: existing?.owner ?? req.client,
       description,
+      doorTag: req.doorTag ?? existing?.doorTag,
       lifetime,
       clientPort: req.clientPort ?? existing?.clientPort,
       grantedAt: now,

@@ -37,6 +37,12 @@ export interface Mapping {
   /** The address that asked (differs from internalAddress for third-party mappings). */
   readonly owner: IpAddress;
   readonly description: string;
+  /**
+   * A front door's own name for the mapping, opaque to the engine: kept,
+   * stored and restored with it (UPnP: a pinhole's UniqueID, which clients
+   * renew and delete by after a restart). Absent when the door set none.
+   */
+  readonly doorTag?: string;
   /** Granted lifetime in seconds, counted from `grantedAt`. */
   readonly lifetime: Lifetime;
   /** UDP port the last request came from (PCP mapping updates go there, RFC 6887 §14.2). */

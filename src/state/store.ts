@@ -51,6 +51,8 @@ export interface StoredMapping {
   origin: Origin;
   owner: IpAddress;
   description: string;
+  /** Mapping.doorTag: stored with the mapping, in the same record, so it is durable exactly when the mapping is. */
+  doorTag?: string;
   lifetime: number;
   /** Where the last request came from (PCP mapping updates go there, RFC 6887 §14.2). */
   clientPort?: number;
@@ -542,6 +544,7 @@ export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: s
     origin: m.origin,
     owner: m.owner,
     description: m.description,
+    doorTag: m.doorTag,
     lifetime: m.lifetime,
     clientPort: m.clientPort,
     expiresWall: wallNow + (m.expiresAt - monoNow),

@@ -67,11 +67,32 @@ export function findAction(serviceName: string, version: number, action: string)
   return undefined;
 }
 
+/**
+ * A pinhole's UniqueID rides on its mapping as the engine's opaque doorTag,
+ * so it is journaled in the same record as the pinhole and comes back with
+ * it after a restart (a client renews or deletes by the ID it was given).
+ * Why there and not in a file of the UPnP door's own: one record cannot be
+ * half-written, where a second file could hold a pinhole without its ID or
+ * an ID without its pinhole after a crash; and this code stays free of I/O
+ * and of the store, which only the engine talks to.
+ */
+const PINHOLE_TAG = 'pinhole:';
+const pinholeTag = (id: number): string => `${PINHOLE_TAG}${id}`;
+function pinholeIdOfTag(tag: string | undefined): number | undefined {
+  if (!tag?.startsWith(PINHOLE_TAG)) return undefined;
+  const id = Number(tag.slice(PINHOLE_TAG.length));
+  return Number.isInteger(id) && id > 0 ? id : undefined;
+}
+
 export class IgdControl {
   /** Pinhole UniqueIDs (16-bit) ↔ mapping keys; kept while the mapping lives. */
   private readonly pinholeIds = new Map<number, string>();
   private readonly pinholeIdOf = new Map<string, number>();
+  /** Ids handed to an AddPinhole whose mapping is not committed yet. */
+  private readonly pendingPinholeIds = new Set<number>();
   private nextPinholeId = 1;
+  /** Whether the ids of pinholes already in the table (restored from the store) are indexed. */
+  private indexed = false;
   private listing: { version: number; entries: Mapping[] } | undefined;
 
   constructor(
@@ -82,6 +103,7 @@ export class IgdControl {
   ) {}
 
   async handle(req: IgdRequest): Promise<ActionResult> {
+    this.indexRestoredPinholes();
     const entry = findAction(req.serviceName, req.serviceVersion, req.action);
     if (!entry) return fail(UpnpError.INVALID_ACTION, `no action ${req.action}`);
     const { missing } = checkInArguments(entry, req.args);
@@ -383,14 +405,26 @@ export class IgdControl {
     // A host's other addresses (its ULA and its global address) count as the
     // host itself, not as a third party.
     const asker = host.value !== client && familyOf(client) === 6 && (await this.env.sameHost(client, host.value)) ? host.value : client;
-    // A new pinhole needs an id: refuse before the engine opens anything the
-    // client could never name (and so never renew or delete).
-    if (!this.pinholeIdOf.has(mappingKey('map', host.value, proto.value, port.value)) && this.pinholeIdsExhausted()) {
-      return fail(F.PINHOLE_SPACE_EXHAUSTED, `all ${this.pinholeIdSpace} pinhole ids are in use`);
+    // A new pinhole needs an id, chosen before the engine records it (the id
+    // is stored with it): refuse before anything opens that the client could
+    // never name (and so never renew or delete).
+    const key = mappingKey('map', host.value, proto.value, port.value);
+    const have = this.pinholeIdOf.get(key);
+    const id = have ?? this.reservePinholeId();
+    if (id === undefined) return fail(F.PINHOLE_SPACE_EXHAUSTED, `all ${this.pinholeIdSpace} pinhole ids are in use`);
+    try {
+      const out = await this.service.map({ ...this.pinholeRequest(asker, host.value, proto.value, port.value, lease.value, remote.value, remotePort.value), doorTag: pinholeTag(id) });
+      if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
+      // Two AddPinholes of one new pinhole at once: the later tag is the one
+      // stored, so it is the one the index keeps.
+      const earlier = this.pinholeIdOf.get(key);
+      if (earlier !== undefined && earlier !== id) this.pinholeIds.delete(earlier);
+      this.pinholeIds.set(id, key);
+      this.pinholeIdOf.set(key, id);
+      return ok(['UniqueID', String(id)]);
+    } finally {
+      if (have === undefined) this.pendingPinholeIds.delete(id);
     }
-    const out = await this.service.map(this.pinholeRequest(asker, host.value, proto.value, port.value, lease.value, remote.value, remotePort.value));
-    if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
-    return ok(['UniqueID', String(this.idFor(out.mapping))]);
   }
 
   private pinholeRequest(asker: IpAddress, host: IpAddress, protocol: number, port: number, lifetime: number, remote: IpAddress | undefined, remotePort: number) {
@@ -406,29 +440,45 @@ export class IgdControl {
     };
   }
 
-  private idFor(m: Mapping): number {
-    const key = keyOf(m);
-    const have = this.pinholeIdOf.get(key);
-    if (have !== undefined) return have;
-    // 16-bit, unique among live pinholes, and not reused at once: a counter.
-    for (let i = 0; i <= this.pinholeIdSpace; i++) {
+  /**
+   * A free id, held as pending until its AddPinhole settles; undefined when
+   * every id names a live pinhole or a pending one. 16-bit, unique among
+   * live pinholes, and not reused at once: a counter.
+   */
+  private reservePinholeId(): number | undefined {
+    for (let i = 0; i < this.pinholeIdSpace; i++) {
       const id = this.nextPinholeId;
       this.nextPinholeId = (this.nextPinholeId % this.pinholeIdSpace) + 1;
+      if (this.pendingPinholeIds.has(id)) continue;
       const held = this.pinholeIds.get(id);
       if (held !== undefined && this.service.table.get(held)) continue;
-      if (held !== undefined) this.pinholeIdOf.delete(held);
-      this.pinholeIds.set(id, key);
-      this.pinholeIdOf.set(key, id);
+      if (held !== undefined) {
+        this.pinholeIds.delete(id);
+        this.pinholeIdOf.delete(held);
+      }
+      this.pendingPinholeIds.add(id);
       return id;
     }
-    throw new Error('no free pinhole id');
+    return undefined;
   }
 
-  /** Every id names a live pinhole (the scan runs only once the id map is full). */
-  private pinholeIdsExhausted(): boolean {
-    if (this.pinholeIds.size < this.pinholeIdSpace) return false;
-    for (const key of this.pinholeIds.values()) if (!this.service.table.get(key)) return false;
-    return true;
+  /**
+   * Once, before the first action: the ids of pinholes already in the table
+   * (restored from the store at start) are indexed, and the counter moves
+   * past them, so a new pinhole never gets a restored one's id.
+   */
+  private indexRestoredPinholes(): void {
+    if (this.indexed) return;
+    this.indexed = true;
+    let highest = 0;
+    for (const m of this.service.table.values()) {
+      const id = pinholeIdOfTag(m.doorTag);
+      if (id === undefined || id > this.pinholeIdSpace || this.pinholeIds.has(id)) continue;
+      this.pinholeIds.set(id, keyOf(m));
+      this.pinholeIdOf.set(keyOf(m), id);
+      highest = Math.max(highest, id);
+    }
+    this.nextPinholeId = (highest % this.pinholeIdSpace) + 1;
   }
 
   private async ownedPinhole(a: Args, client: IpAddress): Promise<{ ok: true; mapping: Mapping } | { ok: false; result: ActionResult }> {
