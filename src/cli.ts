@@ -3,7 +3,7 @@
 
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULTS, loadConfigFile, resolveConfig } from './config.js';
-import { packageVersion, startDaemon, type ReloadReport, type listing } from './daemon.js';
+import { packageVersion, startDaemon, type ListedMapping, type ReloadReport, type listing } from './daemon.js';
 import { PolicyError, loadPolicyFile, summarize } from './policy/load.js';
 import { explain } from './policy/explain.js';
 import { controlRequest, controlSocketPath } from './server/control.js';
@@ -12,6 +12,8 @@ import { describe, exchange, localAddressFor, mapRequestBytes } from './client/p
 import { parseIp, parsePrefix } from './net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, protocolName } from './net/ipproto.js';
 import { encodePcpRequest } from './protocols/pcp/codec.js';
+import { monotonicClock } from './state/clock.js';
+import { DurableStore, remainingMs, type LoadedState } from './state/store.js';
 
 const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wan IFACE [options]
        portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
@@ -42,6 +44,8 @@ options:
   --no-announce          do not multicast announcements at start
   --no-upnp              do not serve UPnP IGD (SSDP on UDP 1900, HTTP on --upnp-port)
   --upnp-port N          TCP port of UPnP descriptions and control (default 5000)
+  --dhcp-leases FILE     dnsmasq's lease file (OpenWrt: /tmp/dhcp.leases): mappings end
+                         with their host's DHCP lease
   -h, --help             this text
   --version              print the version
 
@@ -98,6 +102,7 @@ async function serve(argv: string[]): Promise<void> {
       'flush-on-exit': { type: 'boolean' },
       'nft-table': { type: 'string' },
       'nft-embed': { type: 'boolean' },
+      'dhcp-leases': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -122,6 +127,7 @@ async function serve(argv: string[]): Promise<void> {
     announce: values['no-announce'] ? false : undefined,
     upnp: { enabled: values['no-upnp'] ? false : undefined, httpPort: intFlag('upnp-port', values['upnp-port']) },
     flushOnExit: values['flush-on-exit'] ? true : undefined,
+    dhcpLeases: values['dhcp-leases'],
     nft: { table: values['nft-table'], embed: values['nft-embed'] },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },
   });
@@ -295,11 +301,77 @@ async function policyCommand(argv: string[]): Promise<void> {
   if (!r.allowed) process.exitCode = 3;
 }
 
+/** Why a state directory cannot be listed, in one line. */
+class UnlistableError extends Error {}
+
+/**
+ * What the store of a directory no daemon answers for holds: read without
+ * its lock and without changing it (DurableStore.inspect), lifetimes counted
+ * to now by the rules a restart would apply; expired mappings are left out.
+ */
+function storedListing(dir: string): { r: ReturnType<typeof listing>; state: LoadedState; expired: number } {
+  let state: LoadedState;
+  try {
+    state = DurableStore.inspect(dir);
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    const why = e.code === 'ENOENT' ? 'does not exist' : e.code === 'EACCES' || e.code === 'EPERM' ? `cannot be read (${e.code}: permission denied)` : e.code === 'ENOTDIR' ? 'is not a directory' : `cannot be read (${e.message})`;
+    throw new UnlistableError(`${e.path ?? dir} ${why}`);
+  }
+  if (state.status === 'corrupt') throw new UnlistableError(`the store in ${dir} is damaged (${state.detail ?? 'unreadable'}); the daemon moves it aside at its next start`);
+  if (state.status === 'fresh') throw new UnlistableError(`${dir} holds no store (no daemon has kept state there)`);
+  const now = { mono: monotonicClock.now(), wall: monotonicClock.wall(), bootId: monotonicClock.bootId() };
+  const bracket = (a: string) => (a.includes(':') ? `[${a}]` : a);
+  const mappings: ListedMapping[] = [];
+  let expired = 0;
+  for (const m of state.mappings) {
+    const left = Math.floor(remainingMs(m, now, state.lastWriteWall) / 1000);
+    if (left <= 0) {
+      expired++;
+      continue;
+    }
+    mappings.push({
+      origin: m.origin,
+      kind: m.kind,
+      protocol: protocolName(m.protocol),
+      internal: `${bracket(m.internalAddress)}:${m.internalPort}`,
+      external: `${bracket(m.externalAddress)}:${m.externalPort}`,
+      lifetime: left,
+      remotes: m.filters.map(([address, length, port]) => `${address}/${length}${port ? `:${port}` : ''}`),
+      owner: m.owner,
+      description: m.description,
+    });
+  }
+  return { r: { mappings, staticPinholes: [] }, state, expired };
+}
+
 async function list(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, strict: true });
-  const reply = await controlRequest(controlSocketPath(values['state-dir'] ?? DEFAULTS.stateDir), { op: 'list' });
-  if (!reply.ok) throw new ConfigError(reply.error);
-  const r = reply.result as ReturnType<typeof listing>;
+  const dir = values['state-dir'] ?? DEFAULTS.stateDir;
+  let r: ReturnType<typeof listing>;
+  try {
+    const reply = await controlRequest(controlSocketPath(dir), { op: 'list' });
+    if (!reply.ok) throw new ConfigError(reply.error);
+    r = reply.result as ReturnType<typeof listing>;
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    // No daemon answers: what its store holds is the next best answer.
+    let stored;
+    try {
+      stored = storedListing(dir);
+    } catch (why) {
+      if (!(why instanceof UnlistableError)) throw why;
+      process.stderr.write(`portcullis: cannot list: ${(err as Error).message}, and ${why.message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    r = stored.r;
+    const at = new Date(stored.state.lastWriteWall).toISOString();
+    process.stderr.write(
+      `portcullis: no daemon answers for ${dir}; listing its store as last written (${at})` +
+        `${stored.expired ? `, ${stored.expired} expired since left out` : ''}; static openings are in the policy file\n`,
+    );
+  }
   if (values.json) {
     process.stdout.write(JSON.stringify(r) + '\n');
     return;

@@ -28,6 +28,12 @@ export interface Config {
   nft: { table: string; embed: boolean; mark: number };
   reconcileSeconds: number;
   upnp: UpnpConfig;
+  /**
+   * dnsmasq's DHCP lease file (OpenWrt: /tmp/dhcp.leases). When set, no
+   * mapping outlives its host's lease and a host's mappings go when its lease
+   * ends (RFC 6887 §15). Unset: leases are not looked at.
+   */
+  dhcpLeases?: string;
 }
 
 export interface UpnpConfig {

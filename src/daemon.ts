@@ -12,6 +12,7 @@ import { interfaceExists, lanAddresses, routerAddresses, wanIPv4, type Interface
 import { LanSources } from './net/lan-source.js';
 import { hostsBy } from './net/hosts.js';
 import { Neighbours, type NeighbourReader } from './net/neighbours.js';
+import { DhcpLeases, CHECK_EVERY_MS as LEASE_CHECK_MS } from './net/dhcp-leases.js';
 import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, summarize, type LoadedPolicy } from './policy/load.js';
 import { ControlServer, controlSocketPath } from './server/control.js';
 import { startUpnp, type Upnp } from './server/upnp.js';
@@ -183,6 +184,21 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // Restored mappings are judged by the policy in force now (it may have
   // changed while the daemon was down), and the static forwards enter the table.
   const initial = await service.swapPolicy(policy.policy, policy.statics);
+  // RFC 6887 §15: lifetimes end with the host's DHCP lease, from the first request on.
+  const leases = cfg.dhcpLeases ? new DhcpLeases(cfg.dhcpLeases) : undefined;
+  let leaseError: string | undefined;
+  const checkLeases = async (): Promise<void> => {
+    if (!leases) return;
+    const r = await leases.refresh();
+    if (leases.error !== undefined && leases.error !== leaseError) log.warn({ event: 'dhcp-leases', file: leases.file, error: leases.error, detail: 'the last leases read stay in force' });
+    leaseError = leases.error;
+    if (r.changed) log.info({ event: 'dhcp-leases', file: leases.file, leases: leases.size, skippedLines: leases.skipped });
+    await service.revokeEndedLeases(r.lost);
+  };
+  if (leases) {
+    service.useLeases(leases);
+    await checkLeases();
+  }
 
   const server = new PortControlServer(
     { ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit },
@@ -260,6 +276,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // RFC 6887 §8.5: a new external address starts a new epoch. The mappings
   // move to it, PCP clients get mapping updates (§14.2), and everyone gets
   // the announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
+  const leaseTimer = leases
+    ? setInterval(() => checkLeases().catch((err: unknown) => log.error({ event: 'dhcp-leases-failed', error: (err as Error).message })), LEASE_CHECK_MS)
+    : undefined;
+  leaseTimer?.unref();
   onExternalChange = async (to) => {
     const moved = await service.moveExternalAddress(to);
     epoch.reset();
@@ -347,6 +367,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     reloadPolicy,
     async stop() {
       if (wanPoll) clearInterval(wanPoll);
+      if (leaseTimer) clearInterval(leaseTimer);
       if (reconciler) clearInterval(reconciler);
       await control.stop();
       await upnp?.stop();

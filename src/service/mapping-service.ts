@@ -64,6 +64,16 @@ export const DEFAULT_SERVICE_CONFIG: ServiceConfig = {
   portReuseSeconds: 120,
 };
 
+/**
+ * A DHCP server's leases (src/net/dhcp-leases.ts). An address with no lease
+ * is not capped: it may be configured by hand, and the lease file lists only
+ * what the DHCP server handed out.
+ */
+export interface LeaseView {
+  /** When the address's lease ends, in wall-clock milliseconds (Infinity: never); undefined: it has none. */
+  leaseEnd(address: IpAddress): number | undefined;
+}
+
 /** Where the LAN is: who may ask, and which hosts a mapping may point at. */
 export interface Network {
   /** IPv4 address inbound IPv4 mappings are reached at; undefined while the WAN has none. */
@@ -154,6 +164,9 @@ export type UnmapOutcome = { ok: true; deleted?: Mapping } | Refused;
 /** An "infinite" lifetime on the wire (RFC 6887 §11.3 for static mappings). */
 export const STATIC_LIFETIME = 0xffffffff;
 
+/** RFC 6887 §7.4's short error lifetime: the client may ask again soon. */
+const SHORT_ERROR_SECONDS = 30;
+
 /** RFC 6887 §11.3: "A PCP server MUST NOT create client mappings for external UDP ports 5350 or 5351." */
 const RESERVED_UDP_PORTS: ReadonlySet<number> = new Set([5350, 5351]);
 
@@ -168,6 +181,9 @@ export class MappingService {
   private store: DurableStore | undefined;
   /** A journal write failed and no write has succeeded since. */
   private storeDown = false;
+  private leases: LeaseView | undefined;
+  /** Addresses whose lease left the lease file, while their mappings could not be removed yet. */
+  private readonly leasesLost = new Set<IpAddress>();
 
   constructor(
     private readonly cfg: ServiceConfig,
@@ -502,7 +518,7 @@ export class MappingService {
       return { ...refuse('NOT_AUTHORIZED', 'nonce does not match the existing mapping'), lifetime: remaining(existing, now) };
     }
 
-    const lifetime = this.grantLifetime(req.via, req.lifetime, limits);
+    const lifetime = this.grantLifetime(req.via, req.lifetime, limits, req.internalAddress);
     if (filters.length > this.cfg.maxFiltersPerMapping) {
       return refuse('EXCESSIVE_REMOTE_PEERS', `${filters.length} filters > ${this.cfg.maxFiltersPerMapping}`);
     }
@@ -576,7 +592,7 @@ export class MappingService {
       return { ...refuse('NOT_AUTHORIZED', 'nonce does not match the existing mapping'), lifetime: remaining(existing, now) };
     }
     // §12.3: "it is not possible to reduce the lifetime of a mapping ... using PEER".
-    const lifetime = Math.max(this.grantLifetime(req.via, req.lifetime, limits), existing ? remaining(existing, now) : 0);
+    const lifetime = Math.max(this.grantLifetime(req.via, req.lifetime, limits, req.internalAddress), existing ? remaining(existing, now) : 0);
     const internal = internalEndpoint(req.internalAddress, req.protocol, req.internalPort);
     let externalPort: number;
     if (existing) {
@@ -664,6 +680,17 @@ export class MappingService {
       if (this.mayDelete(m, { ...req, internalAddress: req.client, internalPort: m.internalPort }, now)) kept++;
       else victims.push(m);
     }
+    const ok = await this.removeEnded(victims);
+    this.log.info({ event: 'unmap-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
+    return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
+  }
+
+  /**
+   * Takes mappings that ended out of table, kernel and store in one commit.
+   * If the firewall refuses, they stay, as they do in the kernel; if only the
+   * store fails, the kernel change is undone. Returns whether it committed.
+   */
+  private async removeEnded(victims: readonly Mapping[]): Promise<boolean> {
     for (const m of victims) this.uninstall(m);
     const unrecordable = victims.length > 0 && !(await this.storeWritable());
     const out = unrecordable
@@ -677,8 +704,53 @@ export class MappingService {
     if (out?.result === 'unrecorded') this.storeWriteFailed(out.error, 'the kernel change was undone');
     // Refused: the kernel still has them, so must we (an undo already put back what it could).
     else if (!ok) for (const m of victims) if (!this.table.get(keyOf(m))) this.install(m);
-    this.log.info({ event: 'unmap-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
-    return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
+    return ok;
+  }
+
+  /** Takes the DHCP server's leases into account from now on (undefined: no more). */
+  useLeases(view: LeaseView | undefined): void {
+    this.leases = view;
+  }
+
+  /**
+   * RFC 6887 §15: the mappings of a host whose DHCP lease ended are
+   * discarded. Revokes the mappings of every mapped address whose lease has
+   * ended, and of each `lost` address (its lease left the lease file) that
+   * has no lease now. Static forwards are the admin's and stay. Cheap enough
+   * to run every few seconds: one lookup per mapped address.
+   */
+  async revokeEndedLeases(lost: readonly IpAddress[] = []): Promise<Mapping[]> {
+    const view = this.leases;
+    if (!view) return [];
+    const wall = this.clock.wall();
+    const ended = new Set<IpAddress>();
+    for (const a of this.table.addresses()) {
+      const end = view.leaseEnd(a);
+      if (end !== undefined && end <= wall) ended.add(a);
+    }
+    // Lost leases are remembered until their mappings are gone: the file
+    // reports a loss once.
+    for (const a of lost) this.leasesLost.add(a);
+    for (const a of this.leasesLost) if (view.leaseEnd(a) === undefined) ended.add(a);
+    this.leasesLost.clear();
+    const victims = [...ended].flatMap((a) => [...this.table.of(a)]).filter((m) => m.origin !== 'static');
+    if (victims.length === 0) return [];
+    if (!(await this.removeEnded(victims))) {
+      for (const m of victims) this.leasesLost.add(m.internalAddress);
+      this.log.error({ event: 'lease-revoke-failed', mappings: victims.length, detail: 'tried again at the next check' });
+      return [];
+    }
+    for (const m of victims) {
+      this.log.warn({ event: 'mapping-revoked', via: m.origin, internal: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort, reason: 'DHCP lease ended' });
+    }
+    return victims;
+  }
+
+  /** Whole seconds left on an address's DHCP lease; undefined: no lease known (no cap). */
+  private leaseLeft(address: IpAddress): number | undefined {
+    const end = this.leases?.leaseEnd(address);
+    if (end === undefined) return undefined;
+    return end === Number.POSITIVE_INFINITY ? Number.POSITIVE_INFINITY : Math.floor((end - this.clock.wall()) / 1000);
   }
 
   /**
@@ -752,6 +824,12 @@ export class MappingService {
     if (!this.policy.takeToken(verdict, req.client, this.hostOf(req.client))) {
       return refuse('RATE_LIMITED', `policy rule ${verdict.rule}: over ${verdict.limits.requestsPerSecond} requests/s`);
     }
+    const leaseLeft = this.leaseLeft(req.internalAddress);
+    if (leaseLeft !== undefined && leaseLeft < 1) {
+      // §15: a host whose lease ended has no mappings. A short error: it may
+      // renew its lease at any moment.
+      return { ...refuse('NOT_AUTHORIZED', `the DHCP lease of ${req.internalAddress} has ended`), lifetime: SHORT_ERROR_SECONDS };
+    }
     let externalAddress: IpAddress;
     if (family === 4) {
       const ext = this.network.externalIPv4();
@@ -784,12 +862,15 @@ export class MappingService {
     return undefined;
   }
 
-  private grantLifetime(via: Via, requested: number, limits: Limits): number {
+  private grantLifetime(via: Via, requested: number, limits: Limits, internalAddress: IpAddress): number {
     const max = Math.min(this.cfg.maxLifetime, limits.maxLifetime);
     // RFC 6886 §3.3: NAT-PMP "SHOULD NOT offer a lease lifetime greater than
     // that requested"; PCP (§15) clamps into [min, max] both ways.
     const min = via === 'natpmp' ? 1 : this.cfg.minLifetime;
-    return Math.max(Math.min(requested, max), Math.min(min, max));
+    const clamped = Math.max(Math.min(requested, max), Math.min(min, max));
+    // §15: no mapping outlives its host's DHCP lease, even below the minimum
+    // (admit() refused a host whose lease has ended).
+    return Math.min(clamped, this.leaseLeft(internalAddress) ?? Number.POSITIVE_INFINITY);
   }
 
   private applyFilterSteps(current: readonly RemoteFilter[], steps: readonly FilterStep[] | undefined): RemoteFilter[] {
