@@ -22,7 +22,7 @@
 // start", and the native databases on npm (SQLite, LMDB bindings) fetch
 // prebuilt binaries at install or rewrite whole pages per renewal.
 
-import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { closeSync, constants, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
@@ -248,6 +248,19 @@ export class DurableStore {
       lock.release();
       throw err;
     }
+  }
+
+  /**
+   * What a state directory holds, for a reader beside the daemon (`portcullis
+   * list` when none answers): the lock is not taken, and nothing is created,
+   * moved aside or cut off — damage is reported, not repaired. A daemon
+   * writing meanwhile may leave a torn last line, which reads as not there
+   * yet. Throws the file system's error (ENOENT, ENOTDIR, EACCES) when the
+   * directory itself cannot be read, rather than calling it empty.
+   */
+  static inspect(dir: string): LoadedState {
+    readdirSync(dir);
+    return new DurableStore(dir).read();
   }
 
   private read(): LoadedState {
