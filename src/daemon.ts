@@ -286,7 +286,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     await service.recordEpoch();
     server.sendMappingUpdates(
       moved
-        .filter((m) => m.origin === 'pcp' && m.kind === 'map' && m.clientPort !== undefined)
+        .filter((m) => m.origin === 'pcp' && m.clientPort !== undefined)
         .map((m) => ({ to: m.owner, port: m.clientPort as number, message: () => encodeMappingUpdate(m, service.remaining(m), service.epoch.seconds()) })),
     );
     if (cfg.announce) server.announce();

@@ -238,17 +238,33 @@ function toFilterSteps(filters: readonly FilterOption[], family: 4 | 6): { ok: t
 }
 
 /**
- * RFC 6887 §14.2 mapping update: the MAP response a client would get for `m`
- * now, sent unasked. THIRD_PARTY "MUST also appear" if the mapping was made
- * for another host; non-mandatory options "SHOULD NOT be sent".
+ * RFC 6887 §14.2 mapping update: the response a client would get for `m`
+ * now, sent unasked — "MAP or PEER responses, as appropriate for the
+ * mapping". THIRD_PARTY "MUST also appear" if the mapping was made for
+ * another host; non-mandatory options "SHOULD NOT be sent".
  */
 export function encodeMappingUpdate(m: Mapping, lifetime: number, epoch: number): Buffer {
+  // Every PEER mapping has its remote peer (mapping-service.ts makes it with one).
+  if (m.kind === 'peer' && m.remotePeer) return encodePeerUpdate(m, m.remotePeer, lifetime, epoch);
+  return encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime, epoch, map: updateData(m), options: updateOptions(m) });
+}
+
+/** §14.2 for a PEER mapping: a PEER response, with the remote peer it was made for (§12.2). */
+export function encodePeerUpdate(m: Mapping, remote: { address: IpAddress; port: number }, lifetime: number, epoch: number): Buffer {
   return encodePcpResponse({
-    opcode: Opcode.MAP,
+    opcode: Opcode.PEER,
     result: ResultCode.SUCCESS,
     lifetime,
     epoch,
-    map: { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort, externalAddress: m.externalAddress },
-    options: m.owner !== m.internalAddress ? [{ code: OptionCode.THIRD_PARTY, address: m.internalAddress, v4: m.family === 4 }] : [],
+    peer: { ...updateData(m), remotePeerPort: remote.port, remotePeerAddress: remote.address },
+    options: updateOptions(m),
   });
+}
+
+function updateData(m: Mapping): MapData {
+  return { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort, externalAddress: m.externalAddress };
+}
+
+function updateOptions(m: Mapping): PcpOption[] {
+  return m.owner !== m.internalAddress ? [{ code: OptionCode.THIRD_PARTY, address: m.internalAddress, v4: m.family === 4 }] : [];
 }
