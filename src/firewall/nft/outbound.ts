@@ -6,9 +6,8 @@
 // and goes only when the last holder does.
 
 import { entryKey, type FirewallEntry } from '../backend.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 import type { IpAddress } from '../../net/address.js';
-import type { PortRun } from './ruleset.js';
+import { protoName, type PortRun } from './ruleset.js';
 
 export type OutboundSet = 'snat4' | 'held4';
 
@@ -41,8 +40,6 @@ interface Slot {
   written?: readonly (string | number)[];
   endpoint?: FirewallEntry;
 }
-
-const protoName = (p: number) => (p === IPPROTO_TCP ? 'tcp' : p === IPPROTO_UDP ? 'udp' : p);
 
 function slotsOf(e: FirewallEntry): { set: OutboundSet; key: (string | number)[]; value: (string | number)[] }[] {
   if (e.family !== 4) return [];

@@ -275,7 +275,8 @@ export function setFor(e: FirewallEntry): SetKey {
   return e.filters.length ? 'dnat4Filtered' : 'dnat4';
 }
 
-const protoName = (p: number) => (p === IPPROTO_TCP ? 'tcp' : p === IPPROTO_UDP ? 'udp' : p);
+/** A protocol as nft JSON writes it in set elements. */
+export const protoName = (p: number) => (p === IPPROTO_TCP ? 'tcp' : p === IPPROTO_UDP ? 'udp' : p);
 
 function prefixExpr(address: IpAddress, length: number): unknown {
   const max = familyOf(address) === 4 ? 32 : 128;
