@@ -109,6 +109,7 @@ t.test('own table: forged LAN sources from the WAN open nothing', async (t) => {
   t.match(ruleset, /hook input priority (-5|filter - 5)/, 'an input chain of our own');
   t.match(ruleset, /iifname != "br-lan" drop/, 'our ports only from the LAN interface');
   t.match(ruleset, /fib saddr \. iif oif missing drop/, 'and a reverse-path check');
+  t.match(ruleset, /update @flood_devices \{ ether saddr limit rate over 200\/second burst 400 packets \} counter packets \d+ bytes \d+ drop/, 'and a per-device UDP rate in the kernel');
   // The doors work from the LAN: the test below is not vacuous.
   t.match(pcp(RTR6, ['--proto', 'udp', '--port', '41000']), { result: 'SUCCESS' }, 'a LAN host is served');
   const before = elements('portcullis', '');
@@ -118,6 +119,21 @@ t.test('own table: forged LAN sources from the WAN open nothing', async (t) => {
   t.equal(elements('portcullis', ''), before, 'the kernel sets are unchanged');
   await nothingOpened(t, ports);
   t.notOk(d.logs.some((l) => l.includes('"verdict":"granted"') && /4100[123]|30003/.test(l)), 'the daemon granted nothing to the forgeries');
+});
+
+t.test('own table: a device flooding our UDP port is cut in the kernel, before the socket; another device is served', async (t) => {
+  const d = startDaemon();
+  t.teardown(() => stop(d));
+  await waitForLine(d.child, (l) => l.includes('"event":"started"'));
+  const drops = () => Number(/packets (\d+)/.exec(lab.exec('rtr', ['nft', '-a', 'list', 'chain', 'inet', 'portcullis', 'lan_only']).stdout.replace(/\n/g, ' '))?.[1] ?? 0);
+  // 3 000 junk datagrams as fast as one process sends them (well over 200/s).
+  const flood = `const s = require('node:dgram').createSocket('udp6'); let n = 0; const b = Buffer.alloc(60); (function go() { for (let i = 0; i < 100 && n < 3000; i++, n++) s.send(b, 5351, '${RTR6}'); if (n < 3000) setImmediate(go); else setTimeout(() => process.exit(0), 200); })();`;
+  lab.exec('lan', [process.execPath, '-e', flood], { timeoutMs: 20_000 });
+  const mac = (JSON.parse(lab.exec('lan', ['ip', '-j', 'link', 'show', 'dev', 'eth0']).stdout) as { address: string }[])[0]?.address ?? '';
+  t.match(lab.exec('rtr', ['nft', 'list', 'set', 'inet', 'portcullis', 'flood_devices']).stdout, mac, 'the flooding device is counted by its link-layer address');
+  t.ok(drops() > 1000, `the kernel dropped ${drops()} of the 3 000 (burst 400, then 200/s)`);
+  const r = lab.exec('lan2', [process.execPath, CLI, 'pcp', 'map', '--server', RTR6, '--proto', 'udp', '--port', '41030'], { allowFail: true });
+  t.match(r.stdout, /"result":"SUCCESS"/, 'another device is served at once');
 });
 
 t.test('own table: the daemon stops answering while the guard is gone, and says so', async (t) => {

@@ -136,9 +136,21 @@ export function objectName(p: Placement, base: string): string {
 }
 
 /** Every object name portcullis creates in the placement (for ownership checks). */
+/**
+ * Datagrams per second one device (source link-layer address) may send to
+ * our UDP ports before the kernel drops the rest. Far above what any client
+ * sends (the daemon's own buckets allow 20/s per address, 80/s per device),
+ * it exists so a flooding device cannot fill the shared socket's receive
+ * queue, where the daemon's per-device fairness would come too late for the
+ * devices queued behind it.
+ */
+export const DEVICE_UDP_RATE = { perSecond: 200, burst: 400 } as const;
+/** The kernel's per-device counters for DEVICE_UDP_RATE (a dynamic set; entries expire on their own). */
+const FLOOD_SET = 'flood_devices';
+
 export function ownedNames(p: Placement): { sets: string[]; chains: string[] } {
   return {
-    sets: Object.values(SET).map((s) => objectName(p, s)),
+    sets: [...Object.values(SET), FLOOD_SET].map((s) => objectName(p, s)),
     chains: (p.embedded ? Object.values(CHAIN).filter((c) => c !== CHAIN.wanToLan) : Object.values(CHAIN)).map((c) => objectName(p, c)),
   };
 }
@@ -187,6 +199,7 @@ export function setupScript(p: Placement, t: Topology, remap: PortRun = ALL_PORT
   lines.push(`add chain ${at} ${name(CHAIN.forward)}${hook(`type filter hook forward priority ${PRIORITY.forward}`)}`);
   lines.push(`add chain ${at} ${name(CHAIN.input)}${hook(`type filter hook input priority ${PRIORITY.input}`)}`);
   lines.push(`add chain ${at} ${name(CHAIN.lanOnly)}`);
+  lines.push(`add set ${at} ${name(FLOOD_SET)} { type ether_addr; flags dynamic,timeout; timeout 60s; size 65536; }`);
   if (!p.embedded) lines.push(`add chain ${at} ${name(CHAIN.wanToLan)}`);
   for (const c of STATIC_CHAINS) lines.push(`add chain ${at} ${name(c)}`);
   const statics = new Set<string>(STATIC_CHAINS.map(name));
@@ -250,7 +263,7 @@ export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS)
 
 /** How many rules guardLines writes (for the check that they are in place). */
 export function guardRuleCount(t: Topology): number {
-  return (t.guarded.udp.length ? 1 : 0) + (t.guarded.tcp.length ? 1 : 0) + 2;
+  return (t.guarded.udp.length ? 2 : 0) + (t.guarded.tcp.length ? 1 : 0) + 2;
 }
 
 /**
@@ -266,6 +279,9 @@ function guardLines(p: Placement, t: Topology, lans: string): string[] {
   if (t.guarded.udp.length) out.push(`${input} udp dport ${ports(t.guarded.udp)} jump ${lanOnly}`);
   if (t.guarded.tcp.length) out.push(`${input} tcp dport ${ports(t.guarded.tcp)} jump ${lanOnly}`);
   out.push(`${lanOnly} iifname != ${lans} drop`, `${lanOnly} fib saddr . iif oif missing drop`);
+  if (t.guarded.udp.length) {
+    out.push(`${lanOnly} meta l4proto udp update @${objectName(p, FLOOD_SET)} { ether saddr limit rate over ${DEVICE_UDP_RATE.perSecond}/second burst ${DEVICE_UDP_RATE.burst} packets } counter drop`);
+  }
   return out;
 }
 
