@@ -125,7 +125,9 @@ function writeConfig(name: string, settings: Settings): string {
     writeFileSync(cfg, JSON.stringify({ stateDir }));
     return cfg;
   }
-  writeFileSync(cfg, JSON.stringify({ announce: false, stateDir, maxMappings: 1_000_000, policy: join(work, 'policy.json'), rateLimit: { perSecond: 1_000_000, burst: 1_000_000 } }));
+  writeFileSync(cfg, JSON.stringify({ announce: false, stateDir, maxMappings: 1_000_000, policy: join(work, 'policy.json'), rateLimit: { perSecond: 1_000_000, burst: 1_000_000 },
+    // The load generator is one device with many addresses: no kernel per-device limit either.
+    deviceRateLimit: { perSecond: 0, burst: 1 } }));
   writeFileSync(
     join(work, 'policy.json'),
     JSON.stringify({ version: 1, rules: [{ name: 'bench', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient: 1_000_000, requestsPerSecond: 0 } }] }),

@@ -25,6 +25,8 @@ export interface Config {
   maxMappings: number;
   maxFiltersPerMapping: number;
   rateLimit: { perSecond: number; burst: number };
+  /** Datagrams/s one device (source link-layer address) may send our UDP ports, dropped in the kernel beyond; perSecond 0 turns it off. */
+  deviceRateLimit: { perSecond: number; burst: number };
   nft: { table: string; embed: boolean; mark: number };
   reconcileSeconds: number;
   upnp: UpnpConfig;
@@ -61,6 +63,7 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   maxMappings: 200_000,
   maxFiltersPerMapping: 16,
   rateLimit: { perSecond: 20, burst: 40 },
+  deviceRateLimit: { perSecond: 200, burst: 400 },
   nft: { table: 'portcullis', embed: false, mark: 0x10000000 },
   reconcileSeconds: 10,
   upnp: {
@@ -114,6 +117,7 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
   const merged = { ...DEFAULTS, ...file, ...definedOnly(flags) };
   merged.lifetime = { ...DEFAULTS.lifetime, ...file.lifetime, ...flags.lifetime };
   merged.rateLimit = { ...DEFAULTS.rateLimit, ...file.rateLimit, ...flags.rateLimit };
+  merged.deviceRateLimit = { ...DEFAULTS.deviceRateLimit, ...file.deviceRateLimit };
   merged.nft = { ...DEFAULTS.nft, ...file.nft, ...definedOnly(flags.nft ?? {}) };
   const upnp = { ...DEFAULTS.upnp, ...file.upnp, ...definedOnly(flags.upnp ?? {}) } as UpnpConfig;
   merged.upnp = upnp;

@@ -396,6 +396,7 @@ function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {
       wan: cfg.wan,
       lan: cfg.lan,
       mark: cfg.nft.mark,
+      deviceUdpRate: cfg.deviceRateLimit,
       guarded: cfg.upnp.enabled ? { udp: [cfg.port, cfg.upnp.ssdpPort], tcp: [cfg.upnp.httpPort] } : { udp: [cfg.port], tcp: [] },
     },
     log,

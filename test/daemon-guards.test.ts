@@ -107,3 +107,14 @@ t.test('announcements and mapping updates leave no timers behind once sent', asy
   await new Promise((r) => setTimeout(r, 1200));
   t.equal(daemon.server.pendingSends(), 0, 'none kept after they fired');
 });
+
+t.test('the kernel guard: per-device UDP rate from the config, off with perSecond 0, and the rule count follows', async (t) => {
+  const { ruleLines, guardRuleCount } = await import('../src/firewall/nft/ruleset.js');
+  const p = { family: 'inet' as const, table: 'portcullis', embedded: false };
+  const base = { wan: 'wan0', lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351, 1900], tcp: [5000] } };
+  const guard = (topo: typeof base & { deviceUdpRate?: { perSecond: number; burst: number } }) => ruleLines(p, topo).filter((r) => r.startsWith('lan_only ') || r.startsWith('input '));
+  t.match(guard(base).join('\n'), /limit rate over 200\/second burst 400 packets/, 'the default');
+  t.match(guard({ ...base, deviceUdpRate: { perSecond: 50, burst: 60 } }).join('\n'), /limit rate over 50\/second burst 60 packets/, 'configured');
+  t.notMatch(guard({ ...base, deviceUdpRate: { perSecond: 0, burst: 1 } }).join('\n'), /limit rate/, 'off');
+  for (const topo of [base, { ...base, deviceUdpRate: { perSecond: 0, burst: 1 } }]) t.equal(guard(topo).length, guardRuleCount(topo), 'counted as written');
+});

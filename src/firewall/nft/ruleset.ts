@@ -88,6 +88,8 @@ export interface Topology {
   mark: number;
   /** portcullis' own listening ports, accepted only from the LAN interfaces. */
   guarded: { udp: readonly number[]; tcp: readonly number[] };
+  /** Per-device UDP rate to those ports, enforced in the kernel (DEVICE_UDP_RATE by default; perSecond 0: none). */
+  deviceUdpRate?: { perSecond: number; burst: number };
 }
 
 export const SET = {
@@ -263,7 +265,12 @@ export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS)
 
 /** How many rules guardLines writes (for the check that they are in place). */
 export function guardRuleCount(t: Topology): number {
-  return (t.guarded.udp.length ? 2 : 0) + (t.guarded.tcp.length ? 1 : 0) + 2;
+  return (t.guarded.udp.length ? (deviceRate(t) ? 2 : 1) : 0) + (t.guarded.tcp.length ? 1 : 0) + 2;
+}
+
+function deviceRate(t: Topology): { perSecond: number; burst: number } | undefined {
+  const r = t.deviceUdpRate ?? DEVICE_UDP_RATE;
+  return r.perSecond > 0 ? r : undefined;
 }
 
 /**
@@ -279,8 +286,9 @@ function guardLines(p: Placement, t: Topology, lans: string): string[] {
   if (t.guarded.udp.length) out.push(`${input} udp dport ${ports(t.guarded.udp)} jump ${lanOnly}`);
   if (t.guarded.tcp.length) out.push(`${input} tcp dport ${ports(t.guarded.tcp)} jump ${lanOnly}`);
   out.push(`${lanOnly} iifname != ${lans} drop`, `${lanOnly} fib saddr . iif oif missing drop`);
-  if (t.guarded.udp.length) {
-    out.push(`${lanOnly} meta l4proto udp update @${objectName(p, FLOOD_SET)} { ether saddr limit rate over ${DEVICE_UDP_RATE.perSecond}/second burst ${DEVICE_UDP_RATE.burst} packets } counter drop`);
+  const rate = deviceRate(t);
+  if (t.guarded.udp.length && rate) {
+    out.push(`${lanOnly} meta l4proto udp update @${objectName(p, FLOOD_SET)} { ether saddr limit rate over ${rate.perSecond}/second burst ${rate.burst} packets } counter drop`);
   }
   return out;
 }
