@@ -85,7 +85,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // poll: one added later must not become one.
   let routerAddrs = routerAddresses(read);
   // Set once the listener is up: what to do when the LAN's addresses change.
-  let onLanChange: (() => Promise<void>) | undefined;
+  let onLanChange: ((snapshot: InterfaceReader) => Promise<void>) | undefined;
 
   let externalIp: IpAddress | undefined = cfg.externalIp ?? wanIPv4(cfg.wan, read);
   // Set once everything is up: what to do when the WAN address changes.
@@ -93,15 +93,18 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // One cheap poll of the interface list for both: the LAN's addresses and
   // (unless given on the command line) the WAN's.
   const wanPoll: NodeJS.Timeout | undefined = setInterval(() => {
-    routerAddrs = routerAddresses(read);
-    if (onLanChange) onLanChange().catch((err: unknown) => log.error({ event: 'lan-addresses-failed', error: (err as Error).message }));
+    // One read of the interface list per poll serves all three questions.
+    const now = read();
+    const snapshot = () => now;
+    routerAddrs = routerAddresses(snapshot);
+    if (onLanChange) onLanChange(snapshot).catch((err: unknown) => log.error({ event: 'lan-addresses-failed', error: (err as Error).message }));
     if (cfg.externalIp) return;
-    const now = wanIPv4(cfg.wan, read);
-    if (now === externalIp) return;
-    log.warn({ event: 'external-address', from: externalIp ?? null, to: now ?? null });
-    externalIp = now;
-    if (now && onExternalChange) {
-      onExternalChange(now).catch((err: unknown) => log.error({ event: 'external-address-failed', error: (err as Error).message }));
+    const wan = wanIPv4(cfg.wan, snapshot);
+    if (wan === externalIp) return;
+    log.warn({ event: 'external-address', from: externalIp ?? null, to: wan ?? null });
+    externalIp = wan;
+    if (wan && onExternalChange) {
+      onExternalChange(wan).catch((err: unknown) => log.error({ event: 'external-address-failed', error: (err as Error).message }));
     }
   }, WAN_POLL_MS);
   wanPoll?.unref();
@@ -294,8 +297,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // Addresses added to the LAN after start (SLAAC, a new prefix) are served
   // within one poll; removed ones are no longer bound.
   let lanBusy = false;
-  onLanChange = async () => {
-    const next = lanAddresses(cfg.lan, read);
+  onLanChange = async (snapshot) => {
+    const next = lanAddresses(cfg.lan, snapshot);
     const key = (l: typeof lan) => l.map((x) => `${x.bindAddress}/${x.prefix.length}`).sort().join(',');
     if (!sources.open) await checkGuard();
     // Unchanged addresses, unless one is still waiting to be bound (tentative at start).

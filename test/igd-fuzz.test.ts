@@ -38,7 +38,7 @@ import { sameHostBy } from '../src/server/upnp.js';
 import { entryOf } from '../src/service/mapping-service.js';
 import { keyOf, type Mapping } from '../src/service/types.js';
 import { EXTERNAL, LAN_PREFIXES, ROUTER, harness, type Harness } from './helpers/harness.js';
-import { resolveSeed, watchProgress } from './helpers/fuzz.js';
+import { resolveRuns, resolveSeed, watchProgress } from './helpers/fuzz.js';
 
 // ---------------------------------------------------------------- parameters
 
@@ -51,12 +51,6 @@ const QUOTA = 128;
 const STALL_MS = 15_000;
 const PROGRESS_BYTES = 8192;
 
-/** FUZZ_RUNS=<int> sets the number of sequences; like FUZZ_SEED, anything but an integer is a mistake. */
-function resolveRuns(): number {
-  const text = process.env['FUZZ_RUNS']?.trim() || String(DEFAULT_RUNS);
-  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < 1) throw new Error(`FUZZ_RUNS must be a positive integer, got ${JSON.stringify(text)}`);
-  return Number(text);
-}
 
 // ------------------------------------------------------------------ the LAN
 
@@ -370,7 +364,7 @@ if (isMainThread) {
   // tap only in the main thread: in a worker it would talk to the runner too.
   const { default: t } = await import('tap');
   const seed = resolveSeed(DEFAULT_SEED);
-  const runs = resolveRuns();
+  const runs = resolveRuns(DEFAULT_RUNS);
   t.test('IgdControl over the engine: hostile action sequences', async (t) => {
     t.comment(`fuzz seed ${seed}, ${runs} sequences (FUZZ_SEED=<int>, FUZZ_RUNS=<int> to override)`);
     const started = Date.now();

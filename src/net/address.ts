@@ -200,8 +200,3 @@ export function isMulticast(addr: IpAddress): boolean {
 export function subnet64(addr: IpAddress): Prefix {
   return normalizePrefix(addr, 64);
 }
-
-/** What fairness counts as one host: an IPv4 address, or an IPv6 address's /64 (as text). */
-export function hostUnitOf(addr: IpAddress): string {
-  return familyOf(addr) === 6 ? formatPrefix(subnet64(addr)) : addr;
-}

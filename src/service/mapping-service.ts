@@ -851,7 +851,7 @@ export class MappingService {
     const quota = limits.maxMappingsPerClient;
     if (this.table.countFor(internalAddress) >= quota) return refuse('USER_EX_QUOTA', `${internalAddress} holds ${quota} mappings`);
     const host = this.hostOf(internalAddress);
-    const held = this.table.countForHost(internalAddress);
+    const held = this.table.countForHost(internalAddress, host);
     if (host !== internalAddress && held >= quota) return refuse('USER_EX_QUOTA', `${host} holds ${quota} mappings`);
     if (this.table.size >= this.cfg.maxMappings) return refuse('NO_RESOURCES', 'mapping table full');
     const hostCap = Math.ceil(this.cfg.maxMappings * this.cfg.hostShare);

@@ -131,8 +131,8 @@ export class MappingTable {
   }
 
   /** Mappings of the address's host unit: its /64 (IPv6) or the address itself (IPv4). */
-  countForHost(internalAddress: IpAddress): number {
-    return this.perHost.get(this.hostOf(internalAddress)) ?? 0;
+  countForHost(internalAddress: IpAddress, host = this.hostOf(internalAddress)): number {
+    return this.perHost.get(host) ?? 0;
   }
 
   countForInterface(name: string): number {

@@ -8,6 +8,13 @@ export function resolveSeed(defaultSeed: number): number {
   return Number(text) | 0;
 }
 
+/** FUZZ_RUNS=<int> overrides a fuzzer's run count; like FUZZ_SEED, anything but a positive integer is a mistake. */
+export function resolveRuns(defaultRuns: number): number {
+  const text = process.env['FUZZ_RUNS']?.trim() || String(defaultRuns);
+  if (!/^[0-9]{1,9}$/.test(text) || Number(text) < 1) throw new Error(`FUZZ_RUNS must be a positive integer, got ${JSON.stringify(text)}`);
+  return Number(text);
+}
+
 /**
  * Polls `progress` every 250 ms and calls `onStall` once when it has not
  * changed for `stallMs`. Returns the function that stops watching.
