@@ -6,7 +6,7 @@ import { ConfigError, DEFAULTS, loadConfigFile, resolveConfig } from './config.j
 import { packageVersion, startDaemon, type ListedMapping, type ReloadReport, type listing } from './daemon.js';
 import { PolicyError, loadPolicyFile, summarize } from './policy/load.js';
 import { explain } from './policy/explain.js';
-import { controlRequest, controlSocketPath } from './server/control.js';
+import { controlRequest, controlSocketPath } from './server/control-socket.js';
 import { jsonLogger } from './log.js';
 import { describe, exchange, localAddressFor, mapRequestBytes } from './client/pcp-client.js';
 import { parseIp, parsePrefix } from './net/address.js';
@@ -294,7 +294,7 @@ async function policyCommand(argv: string[]): Promise<void> {
     protocol,
     internalPort,
     requiredExternalPort: intFlag('external-port', values['external-port']),
-    remotes,
+    filters: remotes,
     interface: values.interface,
   });
   process.stdout.write(r.text + '\n');
@@ -337,8 +337,8 @@ function storedListing(dir: string): { r: ReturnType<typeof listing>; state: Loa
       internal: `${bracket(m.internalAddress)}:${m.internalPort}`,
       external: `${bracket(m.externalAddress)}:${m.externalPort}`,
       lifetime: left,
-      remotes: m.filters.map(([address, length, port]) => `${address}/${length}${port ? `:${port}` : ''}`),
-      owner: m.owner,
+      filters: m.filters.map(([address, length, port]) => `${address}/${length}${port ? `:${port}` : ''}`),
+      client: m.owner,
       description: m.description,
     });
   }
@@ -378,7 +378,7 @@ async function list(argv: string[]): Promise<void> {
   }
   const rows = [['ORIGIN', 'PROTO', 'EXTERNAL', 'INTERNAL', 'LIFETIME', 'REMOTES', 'DESCRIPTION']];
   for (const m of r.mappings) {
-    rows.push([m.origin + (m.kind === 'peer' ? '/peer' : ''), m.protocol, m.external, m.internal, String(m.lifetime), m.remotes.join(',') || 'any', m.description]);
+    rows.push([m.origin + (m.kind === 'peer' ? '/peer' : ''), m.protocol, m.external, m.internal, String(m.lifetime), m.filters.join(',') || 'any', m.description]);
   }
   for (const s of r.staticPinholes) rows.push(['static', '', '', '', 'static', '', `${s.name}: ${s.rule}`]);
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];

@@ -14,15 +14,15 @@ import { hostsBy } from './net/hosts.js';
 import { Neighbours, type NeighbourReader } from './net/neighbours.js';
 import { DhcpLeases, CHECK_EVERY_MS as LEASE_CHECK_MS } from './net/dhcp-leases.js';
 import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, summarize, type LoadedPolicy } from './policy/load.js';
-import { ControlServer, controlSocketPath } from './server/control.js';
-import { startUpnp, type Upnp } from './server/upnp.js';
+import { ControlServer, controlSocketPath } from './server/control-socket.js';
+import { startUpnp, type Upnp } from './server/upnp-door.js';
 import { readFileSync } from 'node:fs';
 import { protocolName } from './net/ipproto.js';
 import { PortControlServer, DEFAULT_PORT_CONTROL } from './server/port-control.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-service.js';
 import { monotonicClock, type Clock } from './state/clock.js';
 import { Epoch } from './state/epoch.js';
-import { DurableStore, StateLockedError, epochOriginMono } from './state/store.js';
+import { DurableStore, StateLockedError, epochStartMono } from './state/store.js';
 import { encodeMappingUpdate } from './protocols/pcp/handler.js';
 import { networkInterfaces } from 'node:os';
 
@@ -172,7 +172,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // Durable state first: mappings come back with what they have left, and the
   // epoch continues; lost or damaged state starts a new epoch. Both are announced below.
   const now = { mono: clock.now(), wall: clock.wall(), bootId: clock.bootId() };
-  if (state.status === 'loaded' && state.epoch) epoch.restore(epochOriginMono(state.epoch, now, state.lastWriteWall));
+  if (state.status === 'loaded' && state.epoch) epoch.restore(epochStartMono(state.epoch, now, state.lastWriteWall));
   const recovered = service.restore(state.mappings, state.lastWriteWall);
   log[state.status === 'corrupt' ? 'warn' : 'info']({
     event: 'state',
@@ -275,7 +275,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   if (cfg.announce) server.announce();
 
   // The WAN address may have changed while the daemon was down.
-  const stale = externalIp !== undefined && [...service.table.values()].some((m) => m.family === 4 && m.origin !== 'static' && m.externalAddress !== externalIp);
+  const stale = externalIp !== undefined && service.count((m) => m.family === 4 && m.origin !== 'static' && m.externalAddress !== externalIp) > 0;
   // RFC 6887 §8.5: a new external address starts a new epoch. The mappings
   // move to it, PCP clients get mapping updates (§14.2), and everyone gets
   // the announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
@@ -290,7 +290,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     server.sendMappingUpdates(
       moved
         .filter((m) => m.origin === 'pcp' && m.clientPort !== undefined)
-        .map((m) => ({ to: m.owner, port: m.clientPort as number, message: () => encodeMappingUpdate(m, service.remaining(m), service.epoch.seconds()) })),
+        .map((m) => ({ to: m.client, port: m.clientPort as number, message: () => encodeMappingUpdate(m, service.remaining(m), service.epochSeconds()) })),
     );
     if (cfg.announce) server.announce();
   };
@@ -424,23 +424,23 @@ export interface ListedMapping {
   external: string;
   /** Seconds left, or 'static'. */
   lifetime: number | 'static';
-  remotes: string[];
-  owner: string;
+  filters: string[];
+  client: string;
   description: string;
 }
 
 /** Every opening, as `portcullis list` shows it: client mappings, static forwards and static pinholes. */
 export function listing(service: MappingService, policy: LoadedPolicy): { mappings: ListedMapping[]; staticPinholes: { name: string; rule: string }[] } {
   const bracket = (a: string) => (a.includes(':') ? `[${a}]` : a);
-  const mappings = [...service.table.values()].map((m) => ({
+  const mappings = service.mappings().map((m) => ({
     origin: m.origin,
     kind: m.kind,
     protocol: protocolName(m.protocol),
     internal: `${bracket(m.internalAddress)}:${m.internalPort}`,
     external: `${bracket(m.externalAddress)}:${m.externalPort}`,
     lifetime: m.origin === 'static' ? ('static' as const) : service.remaining(m),
-    remotes: m.filters.map((f) => `${f.prefix.address}/${f.prefix.length}${f.port ? `:${f.port}` : ''}`),
-    owner: m.owner,
+    filters: m.filters.map((f) => `${f.prefix.address}/${f.prefix.length}${f.port ? `:${f.port}` : ''}`),
+    client: m.client,
     description: m.description,
   }));
   const staticPinholes = policy.statics.filter((s) => s.kind === 'pinhole').map((s) => ({ name: s.name, rule: describeStatic(s) }));

@@ -25,10 +25,3 @@ function replacer(_k: string, v: unknown): unknown {
   }
   return v;
 }
-
-/** Collects lines for tests. */
-export function memoryLogger(): Logger & { lines: LogFields[] } {
-  const lines: LogFields[] = [];
-  const push = (level: string) => (f: LogFields) => lines.push({ level, ...f });
-  return { lines, info: push('info'), warn: push('warn'), error: push('error') };
-}

@@ -6,8 +6,8 @@ import { createConnection } from 'node:net';
 import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { memoryLogger } from '../src/log.js';
-import { ControlServer, controlRequest, controlSocketPath } from '../src/server/control.js';
+import { memoryLogger } from './helpers/memory-logger.js';
+import { ControlServer, controlRequest, controlSocketPath } from '../src/server/control-socket.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-control-'));
 const path = controlSocketPath(dir);

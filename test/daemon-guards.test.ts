@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { DEFAULTS, type Config } from '../src/config.js';
 import { startDaemon } from '../src/daemon.js';
-import { memoryLogger } from '../src/log.js';
+import { memoryLogger } from './helpers/memory-logger.js';
 import { mustParseIp, parsePrefix, type Prefix } from '../src/net/address.js';
 import { LanSources } from '../src/net/lan-source.js';
 import type { LocalAddress } from '../src/net/interfaces.js';

@@ -175,5 +175,5 @@ t.test('engine: a lease that ends or leaves the file takes its host\'s mappings 
   t.same(await h.service.revokeEndedLeases([A6]), []);
   t.equal(h.firewall.list().length, 1, 'still there: the firewall refused');
   t.same((await h.service.revokeEndedLeases()).map((m) => m.internalAddress), [A6], 'removed at the next check');
-  t.equal(h.service.table.size, 0);
+  t.equal(h.service.count(), 0);
 });

@@ -7,7 +7,7 @@ import { mustParseIp, parsePrefix, type Prefix } from '../src/net/address.js';
 import { encodePcpRequest, decodePcpResponse } from '../src/protocols/pcp/codec.js';
 import { OptionCode } from '../src/protocols/pcp/constants.js';
 import { encodeNatPmpMapRequest, decodeNatPmpResponse } from '../src/protocols/natpmp/codec.js';
-import { mappingKey } from '../src/service/types.js';
+import { mappingKey } from '../src/domain/mapping.js';
 import { EXTERNAL, harness } from './helpers/harness.js';
 import { mapRequests } from './helpers/map-request.js';
 
@@ -64,10 +64,10 @@ t.test('lifetimes run out on the monotonic clock; the firewall entry goes too', 
   t.equal(h.firewall.list().length, 1);
   h.clock.advance(119_000);
   h.service.expireDue();
-  t.equal(h.service.table.size, 1, 'alive before its lifetime ends');
+  t.equal(h.service.count(), 1, 'alive before its lifetime ends');
   h.clock.advance(2_000);
   h.service.expireDue();
-  t.equal(h.service.table.size, 0, 'gone after');
+  t.equal(h.service.count(), 0, 'gone after');
   t.equal(h.firewall.list().length, 0, 'the (memory) kernel expired it by itself');
   // The port is free again for another client once its reuse time is over (RFC 6887 §15).
   h.clock.advance(120_000);
@@ -82,7 +82,7 @@ t.test('renewal counts the lifetime from now and keeps one entry', async (t) => 
   t.ok(r.ok);
   h.clock.advance(200_000);
   h.service.expireDue();
-  t.equal(h.service.table.size, 1, 'still alive 700 s after creation');
+  t.equal(h.service.count(), 1, 'still alive 700 s after creation');
   t.equal(h.firewall.list().length, 1);
 });
 
@@ -95,18 +95,18 @@ t.test('a failed firewall commit is refused (PCP NO_RESOURCES, NAT-PMP 3) and le
   t.match(decodePcpResponse((await h.send(A, pcpWire)) as Buffer), { ok: true, msg: { result: 8, lifetime: 30 } }, 'PCP NO_RESOURCES, short lifetime');
   h.firewall.failBatches = 1;
   t.match(decodeNatPmpResponse((await h.send(A, encodeNatPmpMapRequest(1, 40000, 40000, 3600))) as Buffer), { ok: true, msg: { result: 3 } }, 'NAT-PMP 3');
-  t.equal(h.service.table.size, 0);
-  t.ok(h.service.table.isExternalPortFree(17, 40000), 'port released');
+  t.equal(h.service.count(), 0);
+  t.ok(h.table.isExternalPortFree(17, 40000), 'port released');
   t.match(await h.service.map(req()), { ok: true, mapping: { externalPort: 40000 } });
   // A failed renewal keeps the previous mapping as it was.
-  const before = h.service.table.get('map|192.168.77.10|17|40000');
+  const before = h.service.byKey('map|192.168.77.10|17|40000');
   h.firewall.failBatches = 1;
   t.match(await h.service.map(req({ lifetime: 7200 })), { ok: false, refusal: 'FIREWALL_FAILED' });
-  t.equal(h.service.table.get('map|192.168.77.10|17|40000'), before);
+  t.equal(h.service.byKey('map|192.168.77.10|17|40000'), before);
   // A failed delete keeps the mapping (the kernel still has it).
   h.firewall.failBatches = 1;
-  t.match(await h.service.unmap({ via: 'pcp', client: A, internalAddress: A, protocol: 17, internalPort: 40000, nonce: NONCE }), { ok: false });
-  t.equal(h.service.table.size, 1);
+  t.match(await h.service.remove({ via: 'pcp', client: A, internalAddress: A, protocol: 17, internalPort: 40000, nonce: NONCE }), { ok: false });
+  t.equal(h.service.count(), 1);
 });
 
 t.test('ten identical requests at once: one mapping, one entry, ten identical answers', async (t) => {
@@ -120,7 +120,7 @@ t.test('ten identical requests at once: one mapping, one entry, ten identical an
   const replies = await Promise.all(Array.from({ length: 10 }, () => h.send(A, wire)));
   const hex = new Set(replies.map((r) => r?.toString('hex')));
   t.equal(hex.size, 1, 'identical replies');
-  t.equal(h.service.table.size, 1);
+  t.equal(h.service.count(), 1);
   t.equal(h.firewall.list().length, 1);
 });
 
@@ -173,14 +173,14 @@ t.test('a client may switch protocols: PCP and NAT-PMP see one mapping', async (
   });
   const pcp = decodePcpResponse((await h.send(A, wire)) as Buffer);
   t.match(pcp, { ok: true, msg: { result: 0, map: { externalPort: 40005 } } }, 'PCP renews the NAT-PMP mapping');
-  t.equal(h.service.table.size, 1);
+  t.equal(h.service.count(), 1);
   // The PCP nonce is adopted: another nonce is now refused.
   const other = Buffer.from(wire);
   other[24] = (other[24] ?? 0) ^ 0xff;
   t.match(decodePcpResponse((await h.send(A, other)) as Buffer), { ok: true, msg: { result: 2 } });
   // NAT-PMP (no nonce) from the same host may still delete it.
   t.match(decodeNatPmpResponse((await h.send(A, encodeNatPmpMapRequest(1, 40000, 0, 0))) as Buffer), { ok: true, msg: { result: 0 } });
-  t.equal(h.service.table.size, 0);
+  t.equal(h.service.count(), 0);
 });
 
 t.test('PEER never shortens a mapping and shares the MAP external port', async (t) => {
@@ -207,9 +207,9 @@ t.test('mappings never point at the router or outside the LAN', async (t) => {
 
 t.test('epoch counts seconds on the monotonic clock', async (t) => {
   const h = harness();
-  t.equal(h.service.epoch.seconds(), 0);
+  t.equal(h.service.epochSeconds(), 0);
   h.clock.advance(5_400);
-  t.equal(h.service.epoch.seconds(), 5);
+  t.equal(h.service.epochSeconds(), 5);
   const ann = decodePcpResponse((await h.send(A, encodePcpRequest({ opcode: 0, lifetime: 0, clientAddress: A }))) as Buffer);
   t.match(ann, { ok: true, msg: { epoch: 5 } });
 });
@@ -242,16 +242,16 @@ t.test('renewals do not grow the expiry heap: one entry per live mapping', async
     if (!r.ok) t.fail(`renewal ${i} refused: ${r.refusal}`);
   }
   await h.service.map(req({ internalPort: 40001, lifetime: 120 }));
-  t.equal(h.service.table.size, 2);
-  t.equal(h.service.table.scheduled, 2, 'the heap holds exactly the live mappings');
-  t.equal(h.service.table.nextExpiry(), h.service.table.get(mappingKey('map', A, 17, 40001))?.expiresAt, 'the next wake-up is a live mapping\'s');
+  t.equal(h.service.count(), 2);
+  t.equal(h.table.scheduled, 2, 'the heap holds exactly the live mappings');
+  t.equal(h.table.nextExpiry(), h.service.byKey(mappingKey('map', A, 17, 40001))?.expiresAt, 'the next wake-up is a live mapping\'s');
   // Expiry still happens at the renewed time, and the heap empties with the table.
   h.clock.advance(121_000);
   h.service.expireDue();
-  t.equal(h.service.table.size, 1, 'the short one expired');
-  t.equal(h.service.table.scheduled, 1);
+  t.equal(h.service.count(), 1, 'the short one expired');
+  t.equal(h.table.scheduled, 1);
   h.clock.advance(3600_000);
   h.service.expireDue();
-  t.equal(h.service.table.size, 0);
-  t.equal(h.service.table.scheduled, 0);
+  t.equal(h.service.count(), 0);
+  t.equal(h.table.scheduled, 0);
 });

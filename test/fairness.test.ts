@@ -6,12 +6,14 @@
 
 import t from 'tap';
 import { MemoryFirewall } from '../src/firewall/memory.js';
-import { memoryLogger } from '../src/log.js';
+import { memoryLogger } from './helpers/memory-logger.js';
 import { mustParseIp, parsePrefix, prefixContains, type IpAddress, type Prefix } from '../src/net/address.js';
 import { policyFromDocument, type PolicyDocument } from '../src/policy/load.js';
-import { PREFIX_SHARE, RateLimiter } from '../src/server/rate-limit.js';
-import { DEFAULT_SERVICE_CONFIG, MappingService, type MapOutcome, type ServiceConfig } from '../src/service/mapping-service.js';
-import { ManualClock } from '../src/state/clock.js';
+import { PREFIX_SHARE, RateLimiter } from '../src/net/rate-limit.js';
+import { DEFAULT_SERVICE_CONFIG, MappingService, type ServiceConfig } from '../src/service/mapping-service.js';
+import type { MapOutcome } from '../src/domain/requests.js';
+import { ManualClock } from './helpers/manual-clock.js';
+import { MappingTable } from '../src/state/table.js';
 import { Epoch } from '../src/state/epoch.js';
 
 /** Two /64s on br-lan, one on br-guest, and an IPv4 LAN on br-lan. */
@@ -31,6 +33,7 @@ function engine(config: Partial<ServiceConfig>, limits: NonNullable<PolicyDocume
   const clock = new ManualClock();
   const firewall = new MemoryFirewall(clock);
   const doc: PolicyDocument = { version: 1, rules: [{ name: 'all', action: 'allow', match: { internalPorts: '1024-65535' }, limits }] };
+  const table = new MappingTable(ifaceOf);
   const service = new MappingService(
     { ...DEFAULT_SERVICE_CONFIG, ...config },
     policyFromDocument(doc, 'fairness', () => clock.now()).policy,
@@ -44,10 +47,11 @@ function engine(config: Partial<ServiceConfig>, limits: NonNullable<PolicyDocume
     clock,
     new Epoch(clock),
     memoryLogger(),
+    table,
   );
   const map = (a: IpAddress, port = 40000): Promise<MapOutcome> =>
     service.map({ via: 'pcp', client: a, internalAddress: a, protocol: 17, internalPort: port, suggestedExternalPort: 0, lifetime: 3600 });
-  return { clock, firewall, service, map };
+  return { clock, firewall, service, table, map };
 }
 
 /** Each address asks once; returns the refusals by code. */
@@ -77,7 +81,7 @@ t.test('no /64 fills the table, whatever the policy allows one client: its share
   const r = await flood(e.map, HOG);
   t.equal(r.granted, 250, 'a quarter of the table');
   t.same(r.refused, { NO_RESOURCES: 1750 });
-  t.equal(e.service.table.size, 250, 'three quarters left for everyone else');
+  t.equal(e.service.count(), 250, 'three quarters left for everyone else');
   const others = await flood(e.map, Array.from({ length: 100 }, (_, i) => mustParseIp(`2001:db8:78::${(i + 1).toString(16)}`)));
   t.equal(others.granted, 100, 'another /64 is served in full');
   t.equal(e.firewall.list().length, 350, 'the memory kernel agrees with the table');
@@ -90,7 +94,7 @@ t.test('no interface fills the table: another LAN keeps its share', async (t) =>
   const r = await flood(e.map, guests);
   t.equal(r.granted, 75, 'three quarters of the table for br-guest');
   t.same(r.refused, { NO_RESOURCES: 25 });
-  t.equal(e.service.table.countForInterface('br-guest'), 75);
+  t.equal(e.table.countForInterface('br-guest'), 75);
   t.match(await e.map(OTHER), { ok: true }, 'a br-lan host is served');
   t.match(await e.map(mustParseIp('192.168.77.20')), { ok: true }, 'and an IPv4 one');
 });

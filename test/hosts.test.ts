@@ -5,15 +5,15 @@
 
 import t from 'tap';
 import { MemoryFirewall } from '../src/firewall/memory.js';
-import { memoryLogger } from '../src/log.js';
+import { memoryLogger } from './helpers/memory-logger.js';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
 import { hostUnit, hostsBy } from '../src/net/hosts.js';
 import { Neighbours, type Neighbour } from '../src/net/neighbours.js';
 import { policyFromDocument } from '../src/policy/load.js';
 import { requesterOf, FairShare, shareOf } from '../src/server/fair-share.js';
-import { PREFIX_SHARE, RateLimiter } from '../src/server/rate-limit.js';
+import { PREFIX_SHARE, RateLimiter } from '../src/net/rate-limit.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService } from '../src/service/mapping-service.js';
-import { ManualClock } from '../src/state/clock.js';
+import { ManualClock } from './helpers/manual-clock.js';
 import { Epoch } from '../src/state/epoch.js';
 
 const HOG_MAC = '02:00:00:00:00:aa';

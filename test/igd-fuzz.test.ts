@@ -34,9 +34,9 @@ import { Neighbours, type Neighbour } from '../src/net/neighbours.js';
 import { ACTIONS, serviceKeyFor, type ServiceKey } from '../src/protocols/upnp/description.js';
 import { IgdControl, findAction, type ActionResult, type IgdEnvironment } from '../src/protocols/upnp/igd.js';
 import { SERVICE_ERRORS, UpnpError } from '../src/protocols/upnp/soap.js';
-import { sameHostBy } from '../src/server/upnp.js';
+import { sameHostBy } from '../src/server/upnp-door.js';
 import { entryOf } from '../src/service/mapping-service.js';
-import { keyOf, type Mapping } from '../src/service/types.js';
+import { keyOf, type Mapping } from '../src/domain/mapping.js';
 import { EXTERNAL, LAN_PREFIXES, ROUTER, harness, type Harness } from './helpers/harness.js';
 import { resolveRuns, resolveSeed, watchProgress } from './helpers/fuzz.js';
 
@@ -223,7 +223,7 @@ function checkResult(c: Call, r: ActionResult): string | undefined {
 const isLan = (a: IpAddress) => LAN_PREFIXES.some((p) => prefixContains(p, a));
 
 function checkEngine(h: Harness, victims: readonly Mapping[]): string | undefined {
-  const table = h.service.table;
+  const table = h.table;
   const now = h.clock.now();
   for (const m of table.values()) {
     const a = m.internalAddress;
@@ -272,7 +272,7 @@ async function world(): Promise<{ h: Harness; igd: IgdControl; victims: Mapping[
   if (!up.ok) throw new Error(`victim AddPortMapping refused: ${show(up)}`);
   const pin = await igd.handle({ serviceName: 'WANIPv6FirewallControl', serviceVersion: 1, action: 'AddPinhole', client: VICTIM6, args: new Map([['RemoteHost', ''], ['RemotePort', '0'], ['InternalClient', VICTIM6], ['InternalPort', '40000'], ['Protocol', '17'], ['LeaseTime', '86400']]) });
   if (!pin.ok) throw new Error(`victim AddPinhole refused: ${show(pin)}`);
-  for (const m of h.service.table.values()) if (!victims.includes(m)) victims.push(m);
+  for (const m of h.service.mappings()) if (!victims.includes(m)) victims.push(m);
   return { h, igd, victims };
 }
 

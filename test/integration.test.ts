@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { DEFAULTS, type Config } from '../src/config.js';
 import { startDaemon, type Daemon } from '../src/daemon.js';
-import { memoryLogger } from '../src/log.js';
+import { memoryLogger } from './helpers/memory-logger.js';
 import { mustParseIp } from '../src/net/address.js';
 import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
 import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
@@ -79,7 +79,7 @@ t.test('NAT-PMP over IPv4: external address, map, delete', async (t) => {
   t.match(decodeNatPmpResponse(map as Buffer), { ok: true, msg: { result: 0, internalPort: 40001, externalPort: 40001, lifetime: 86400 } });
   const del = await ask(s, encodeNatPmpMapRequest(1, 40001, 0, 0));
   t.match(decodeNatPmpResponse(del as Buffer), { ok: true, msg: { result: 0, externalPort: 0, lifetime: 0 } });
-  t.equal(daemon.service.table.size, 0);
+  t.equal(daemon.service.count(), 0);
 });
 
 t.test('PCP over IPv4: MAP reply is exactly 60 octets with the external address', async (t) => {

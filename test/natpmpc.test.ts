@@ -63,7 +63,7 @@ t.test('natpmpc maps UDP and TCP, then deletes them', async (t) => {
   t.equal(delTcp.code, 0, delTcp.all);
   t.match(delTcp.all, /Mapped public port 0 protocol TCP to local port 40002 liftime 0/);
   await settle();
-  t.ok(lines.filter((l) => l.includes('"event":"unmap"') && l.includes('"existed":true')).length === 2, 'both deletions removed a mapping');
+  t.ok(lines.filter((l) => l.includes('"event":"remove"') && l.includes('"existed":true')).length === 2, 'both deletions removed a mapping');
 });
 
 t.test('PCP to the router\'s link-local address, from a link-local and from a global source', async (t) => {
@@ -109,7 +109,7 @@ t.test('natpmpc delete-all (private port 0) removes all of the client\'s UDP map
   const all = natpmpc('-a', '0', '0', 'udp', '0');
   t.match(all.all, /Mapped public port 0 protocol UDP to local port 0 liftime 0/);
   await settle();
-  t.ok(lines.some((l) => l.includes('"event":"unmap-all"') && l.includes('"deleted":2')), 'two mappings deleted');
+  t.ok(lines.some((l) => l.includes('"event":"remove-all"') && l.includes('"deleted":2')), 'two mappings deleted');
 });
 
 t.test('SIGTERM stops the daemon cleanly', async (t) => {

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { DEFAULTS, type Config } from '../src/config.js';
 import { startDaemon, type Daemon } from '../src/daemon.js';
-import { memoryLogger } from '../src/log.js';
+import { memoryLogger } from './helpers/memory-logger.js';
 import { mustParseIp } from '../src/net/address.js';
 import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
 import { Opcode } from '../src/protocols/pcp/constants.js';

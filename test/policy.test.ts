@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mustParseIp, parsePrefix, type IpAddress, type Prefix } from '../src/net/address.js';
-import { parseAddressPattern, parsePortRange, patternMatches, patternCovers } from '../src/policy/match.js';
+import { parseAddressPattern, parsePortRange, patternMatches, patternCovers } from '../src/domain/patterns.js';
 import { DEFAULT_POLICY, PolicyError, builtinPolicy, loadPolicyFile, parsePolicyText, policyFromDocument, summarize, type PolicyDocument } from '../src/policy/load.js';
 import { explain } from '../src/policy/explain.js';
 import type { PolicyRequest } from '../src/policy/policy.js';
@@ -17,8 +17,8 @@ import { encodePcpRequest, decodePcpResponse } from '../src/protocols/pcp/codec.
 import { encodeNatPmpMapRequest, decodeNatPmpResponse } from '../src/protocols/natpmp/codec.js';
 import { OptionCode, ResultCode } from '../src/protocols/pcp/constants.js';
 import type { PcpOption } from '../src/protocols/pcp/options.js';
-import type { MapRequest } from '../src/service/mapping-service.js';
-import { PREFIX_SHARE } from '../src/server/rate-limit.js';
+import type { MapRequest } from '../src/domain/requests.js';
+import { PREFIX_SHARE } from '../src/net/rate-limit.js';
 import { harness } from './helpers/harness.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -176,10 +176,10 @@ t.test('limits: third party, remote peers, same external port', async (t) => {
     't',
   ).policy;
   const remotes = (...r: string[]) => r.map((x) => ({ prefix: parsePrefix(x) as Prefix, port: 0 }));
-  t.match(p.decide(ask({ internalAddress: B, remotes: remotes('203.0.113.5/32') })), { allow: true }, 'for another host, inside the allowed peers');
-  t.match(p.decide(ask({ remotes: [] })), { allow: false, reason: /must be restricted to remote peers in 203\.0\.113\.0\/24/ }, 'unrestricted is refused');
-  t.match(p.decide(ask({ remotes: remotes('203.0.0.0/16') })), { allow: false, reason: /remote peer 203\.0\.0\.0\/16 is outside/ });
-  t.match(p.decide(ask({ remotes: remotes('203.0.113.0/25'), requiredExternalPort: 40001 })), { allow: false, reason: /external port must equal the internal port/ });
+  t.match(p.decide(ask({ internalAddress: B, filters: remotes('203.0.113.5/32') })), { allow: true }, 'for another host, inside the allowed peers');
+  t.match(p.decide(ask({ filters: [] })), { allow: false, reason: /must be restricted to remote peers in 203\.0\.113\.0\/24/ }, 'unrestricted is refused');
+  t.match(p.decide(ask({ filters: remotes('203.0.0.0/16') })), { allow: false, reason: /remote peer 203\.0\.0\.0\/16 is outside/ });
+  t.match(p.decide(ask({ filters: remotes('203.0.113.0/25'), requiredExternalPort: 40001 })), { allow: false, reason: /external port must equal the internal port/ });
   t.match(p.decide(ask({ client: B, internalAddress: A })), { allow: false, reason: 'mappings for another host are not allowed' }, 'third party off by default');
 });
 
@@ -343,15 +343,15 @@ t.test('the engine: a policy swap revokes what the new policy denies, and static
   t.equal(report.staticsAdded, 1);
   t.same(h.firewall.list().map((e) => e.internalPort).sort(), [41000], 'the kernel keeps only what is still allowed');
   t.match(h.log.lines.find((l) => l.event === 'mapping-revoked'), { rule: 'no-40000', internalPort: 40000 });
-  const statics = h.service.staticMappings();
+  const statics = h.service.mappings((m) => m.origin === 'static');
   t.match(statics, [{ origin: 'static', externalPort: 5000, internalAddress: '192.168.77.20', internalPort: 5001, description: 'static:fwd' }]);
-  t.match(await h.service.unmap({ via: 'pcp', client: ip('192.168.77.20'), internalAddress: ip('192.168.77.20'), protocol: 17, internalPort: 5001 }), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'not deletable by a client');
+  t.match(await h.service.remove({ via: 'pcp', client: ip('192.168.77.20'), internalAddress: ip('192.168.77.20'), protocol: 17, internalPort: 5001 }), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'not deletable by a client');
   const again = await h.service.swapPolicy(next.policy, next.statics);
   t.same([again.staticsAdded, again.staticsRemoved, again.removed.length], [0, 0, 0], 'the same policy again changes nothing');
-  t.equal(h.service.staticMappings()[0], statics[0], 'the static mapping object is untouched');
+  t.equal(h.service.mappings((m) => m.origin === 'static')[0], statics[0], 'the static mapping object is untouched');
   const gone = await h.service.swapPolicy(next.policy, []);
   t.equal(gone.staticsRemoved, 1);
-  t.same(h.service.staticMappings(), []);
+  t.same(h.service.mappings((m) => m.origin === 'static'), []);
 });
 
 t.test('a policy file on disk, changed and loaded again', async (t) => {

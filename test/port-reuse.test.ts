@@ -5,7 +5,8 @@
 import t from 'tap';
 import { mustParseIp } from '../src/net/address.js';
 import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
-import { DEFAULT_SERVICE_CONFIG, type MapRequest } from '../src/service/mapping-service.js';
+import { DEFAULT_SERVICE_CONFIG } from '../src/service/mapping-service.js';
+import type { MapRequest } from '../src/domain/requests.js';
 import { DEFAULT_POLICY, policyFromDocument } from '../src/policy/load.js';
 import { harness, unthrottledDefault } from './helpers/harness.js';
 import { mapRequests } from './helpers/map-request.js';
@@ -29,8 +30,8 @@ t.test('the default reuse time is the 2 minutes of RFC 4787 REQ-5', async (t) =>
 t.test('a deleted mapping\'s port: refused to another client for 120 s, then anyone may have it', async (t) => {
   const h = harness();
   t.match(await h.service.map(req({ suggestedExternalPort: 45000 })), { ok: true, mapping: { externalPort: 45000 } });
-  t.match(await h.service.unmap(deleteA), { ok: true });
-  t.ok(h.service.table.isExternalPortFree(17, 45000), 'no mapping holds it');
+  t.match(await h.service.remove(deleteA), { ok: true });
+  t.ok(h.table.isExternalPortFree(17, 45000), 'no mapping holds it');
 
   const b = await h.service.map(fromB({ suggestedExternalPort: 45000 }));
   t.ok(b.ok && b.mapping.externalPort !== 45000, `B's suggestion is not honoured: another port (${b.ok ? b.mapping.externalPort : b.refusal})`);
@@ -48,19 +49,19 @@ t.test('a deleted mapping\'s port: refused to another client for 120 s, then any
   t.match(await h.service.map(fromB({ internalPort: 40003, suggestedExternalPort: 45000, preferFailure: true })), { ok: false, refusal: 'CANNOT_PROVIDE_EXTERNAL' }, 'still held at 119 s');
   h.clock.advance(1_000);
   t.match(await h.service.map(fromB({ internalPort: 40003, suggestedExternalPort: 45000, preferFailure: true })), { ok: true, mapping: { externalPort: 45000 } }, 'free at 120 s');
-  t.equal(h.service.table.heldBackCount, 0, 'the record is gone');
+  t.equal(h.table.heldBackCount, 0, 'the record is gone');
 });
 
 t.test('the same client reclaims it, and gets it back without suggesting it', async (t) => {
   const h = harness();
   await h.service.map(req({ suggestedExternalPort: 45000 }));
-  await h.service.unmap(deleteA);
+  await h.service.remove(deleteA);
   h.clock.advance(60_000);
   // Without the hold, internal port 40000 (free) would be the first choice.
   t.match(await h.service.map(req()), { ok: true, mapping: { externalPort: 45000 } }, 'no suggestion: the port it had');
-  await h.service.unmap(deleteA);
+  await h.service.remove(deleteA);
   t.match(await h.service.map(req({ suggestedExternalPort: 45000, preferFailure: true })), { ok: true, mapping: { externalPort: 45000 } }, 'PREFER_FAILURE on it: granted');
-  await h.service.unmap(deleteA);
+  await h.service.remove(deleteA);
   const other = await h.service.map(req({ nonce: Buffer.alloc(12, 0xc), suggestedExternalPort: 45000 }));
   t.ok(other.ok && other.mapping.externalPort !== 45000, 'another nonce is another client');
 });
@@ -70,7 +71,7 @@ t.test('an expired mapping\'s port is held back too; NAT-PMP (no nonce) from the
   await h.service.map(req({ via: 'natpmp', nonce: undefined, suggestedExternalPort: 45000, lifetime: 60 }));
   h.clock.advance(61_000);
   h.service.expireDue();
-  t.equal(h.service.table.size, 0);
+  t.equal(h.service.count(), 0);
   const wire = decodeNatPmpResponse((await h.send(B, encodeNatPmpMapRequest(1, 40000, 45000, 600))) as Buffer);
   t.ok(wire.ok && wire.msg.result === 0 && wire.msg.externalPort !== 45000, 'NAT-PMP from another host: another port');
   const again = decodeNatPmpResponse((await h.send(A, encodeNatPmpMapRequest(1, 40000, 0, 600))) as Buffer);
@@ -93,11 +94,11 @@ t.test('a reservation rolled back holds nothing; IPv6 pinholes allocate nothing'
   const h = harness();
   h.firewall.failBatches = 1;
   t.match(await h.service.map(req({ suggestedExternalPort: 45000 })), { ok: false, refusal: 'FIREWALL_FAILED' });
-  t.equal(h.service.table.heldBackCount, 0);
+  t.equal(h.table.heldBackCount, 0);
   t.match(await h.service.map(fromB({ suggestedExternalPort: 45000, preferFailure: true })), { ok: true, mapping: { externalPort: 45000 } });
   await h.service.map(req({ client: A6, internalAddress: A6 }));
-  await h.service.unmap({ ...deleteA, client: A6, internalAddress: A6 });
-  t.equal(h.service.table.heldBackCount, 0, 'a pinhole frees no external port');
+  await h.service.remove({ ...deleteA, client: A6, internalAddress: A6 });
+  t.equal(h.table.heldBackCount, 0, 'a pinhole frees no external port');
   t.match(await h.service.map(req({ client: B6, internalAddress: B6, nonce: NONCE_B })), { ok: true, mapping: { externalPort: 40000 } });
 });
 
@@ -105,16 +106,16 @@ t.test('bounded: one record per freed port, and records expire', async (t) => {
   const h = harness();
   for (let i = 0; i < 50; i++) {
     t.match(await h.service.map(req({ suggestedExternalPort: 45000 })), { ok: true, mapping: { externalPort: 45000 } }, `round ${i}`);
-    await h.service.unmap(deleteA);
+    await h.service.remove(deleteA);
     h.clock.advance(1_000);
   }
-  t.equal(h.service.table.heldBackCount, 1, '50 frees of one port: one record');
+  t.equal(h.table.heldBackCount, 1, '50 frees of one port: one record');
   for (let i = 0; i < 100; i++) {
     await h.service.map(req({ internalPort: 30000 + i, suggestedExternalPort: 30000 + i }));
-    await h.service.unmap({ ...deleteA, internalPort: 30000 + i });
+    await h.service.remove({ ...deleteA, internalPort: 30000 + i });
   }
-  t.equal(h.service.table.heldBackCount, 101);
+  t.equal(h.table.heldBackCount, 101);
   h.clock.advance(120_000);
-  t.equal(h.service.table.heldBack(17, 30000, h.clock.now()), undefined, 'expired');
-  t.equal(h.service.table.heldBackCount, 0, 'every expired record pruned');
+  t.equal(h.table.heldBack(17, 30000, h.clock.now()), undefined, 'expired');
+  t.equal(h.table.heldBackCount, 0, 'every expired record pruned');
 });

@@ -12,8 +12,8 @@ import t from 'tap';
 import { MemoryFirewall } from '../src/firewall/memory.js';
 import { mustParseIp } from '../src/net/address.js';
 import { CommitQueue } from '../src/service/commit-queue.js';
-import type { MapRequest } from '../src/service/mapping-service.js';
-import { ManualClock } from '../src/state/clock.js';
+import type { MapRequest } from '../src/domain/requests.js';
+import { ManualClock } from './helpers/manual-clock.js';
 import { DurableStore, type JournalRecord } from '../src/state/store.js';
 import { harness } from './helpers/harness.js';
 
@@ -58,7 +58,7 @@ t.test('a full disk: acknowledged mappings survive, unrecordable ones are refuse
   mkdirSync(dir);
   const h = harness();
   store = (await DurableStore.open(dir, h.clock.wall())).store;
-  await store.compact([], h.service.epoch.origin(), h.clock.wall());
+  await store.compact([], h.epoch.start(), h.clock.wall());
   h.service.attachStore(store);
 
   const acknowledged: number[] = [];
@@ -83,7 +83,7 @@ t.test('a full disk: acknowledged mappings survive, unrecordable ones are refuse
   t.ok(refused, 'a request on the full disk is refused');
   const inKernel = (port: number) => h.firewall.list().some((e) => e.externalPort === port);
   t.notOk(inKernel(refused as number), 'the firewall does not keep the refused mapping');
-  t.notOk(h.service.table.get(`map|${A}|17|${refused}`), 'nor does the table');
+  t.notOk(h.service.byKey(`map|${A}|17|${refused}`), 'nor does the table');
   t.ok(h.log.lines.some((l) => l.event === 'store-write-failed' && l.level === 'error'), 'logged loudly');
 
   const again = await h.service.map(req(42500));

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import type { FirewallChange } from '../src/firewall/backend.js';
 import { mustParseIp } from '../src/net/address.js';
-import type { MapRequest } from '../src/service/mapping-service.js';
+import type { MapRequest } from '../src/domain/requests.js';
 import { DurableStore, type JournalRecord } from '../src/state/store.js';
 import { harness } from './helpers/harness.js';
 
@@ -19,7 +19,7 @@ t.test('the background snapshot leaves out a mapping whose commit is in flight a
   const dir = mkdtempSync(join(tmpdir(), 'portcullis-snapshot-'));
   const h = harness();
   const { store } = await DurableStore.open(dir, h.clock.wall());
-  await store.compact([], h.service.epoch.origin(), h.clock.wall());
+  await store.compact([], h.epoch.start(), h.clock.wall());
   // Grow the journal past the compaction threshold (4 MiB) with records that
   // cancel out, so that the next commit starts a background snapshot.
   const filler: JournalRecord[] = [];

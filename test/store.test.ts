@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { mustParseIp } from '../src/net/address.js';
-import { DurableStore, encodeLine as encodeLineForTest, epochOriginMono, remainingMs, type JournalRecord, type StoredMapping } from '../src/state/store.js';
-import type { MapRequest } from '../src/service/mapping-service.js';
+import { DurableStore, encodeLine as encodeLineForTest, epochStartMono, remainingMs, type JournalRecord, type StoredMapping } from '../src/state/store.js';
+import type { MapRequest } from '../src/domain/requests.js';
 import { harness } from './helpers/harness.js';
 import { EPOCH, storedMapping } from './helpers/stored.js';
 
@@ -118,19 +118,19 @@ t.test('remaining lifetime after a restart and after a reboot', async (t) => {
   // …never more than its lifetime, so nothing becomes immortal.
   t.equal(remainingMs(mapping(1, { lifetime: 60, expiresWall: 1_800_009_000_000 }), { mono: 1, wall: 3_000, bootId: 'boot-2' }, 1_800_000_000_000), 60_000);
   // The epoch continues across a reboot by the wall clock.
-  t.equal(epochOriginMono(EPOCH, { mono: 5_000, wall: EPOCH.wall + 100_000, bootId: 'boot-2' }, EPOCH.wall + 50_000), 5_000 - 100_000);
+  t.equal(epochStartMono(EPOCH, { mono: 5_000, wall: EPOCH.wall + 100_000, bootId: 'boot-2' }, EPOCH.wall + 50_000), 5_000 - 100_000);
 });
 
 t.test('a service restored from its store: same mappings, ports held, epoch continuing', async (t) => {
   const d = dir();
   const a = harness();
   const { store } = await DurableStore.open(d, a.clock.wall());
-  await store.compact([], a.service.epoch.origin(), a.clock.wall());
+  await store.compact([], a.epoch.start(), a.clock.wall());
   a.service.attachStore(store);
   const req = (port: number): MapRequest => ({ via: 'pcp', client: mustParseIp('192.168.77.10'), internalAddress: mustParseIp('192.168.77.10'), protocol: 17, internalPort: port, suggestedExternalPort: port + 1, lifetime: 600, nonce: Buffer.alloc(12, 7), clientPort: 5555 });
   await a.service.map(req(40000));
   await a.service.map(req(40010));
-  await a.service.unmap({ via: 'pcp', client: mustParseIp('192.168.77.10'), internalAddress: mustParseIp('192.168.77.10'), protocol: 17, internalPort: 40010, nonce: Buffer.alloc(12, 7) });
+  await a.service.remove({ via: 'pcp', client: mustParseIp('192.168.77.10'), internalAddress: mustParseIp('192.168.77.10'), protocol: 17, internalPort: 40010, nonce: Buffer.alloc(12, 7) });
   a.clock.advance(100_000);
   await store.close();
 
@@ -138,15 +138,15 @@ t.test('a service restored from its store: same mappings, ports held, epoch cont
   b.clock.advance(a.clock.now() - b.clock.now() + 50_000); // same boot, 50 s later
   const { state } = await DurableStore.open(d, b.clock.wall());
   t.equal(state.status, 'loaded');
-  b.service.epoch.restore(epochOriginMono(state.epoch as NonNullable<typeof state.epoch>, { mono: b.clock.now(), wall: b.clock.wall(), bootId: b.clock.bootId() }, state.lastWriteWall));
+  b.epoch.restore(epochStartMono(state.epoch as NonNullable<typeof state.epoch>, { mono: b.clock.now(), wall: b.clock.wall(), bootId: b.clock.bootId() }, state.lastWriteWall));
   const r = b.service.restore(state.mappings, state.lastWriteWall);
   t.same(r, { restored: 1, expired: 0 });
-  t.equal(b.service.epoch.seconds(), 150, 'epoch continued through the downtime');
-  const m = [...b.service.table.values()][0];
+  t.equal(b.service.epochSeconds(), 150, 'epoch continued through the downtime');
+  const m = b.service.mappings()[0];
   t.equal(m?.externalPort, 40001);
   t.equal(m?.clientPort, 5555);
   t.equal(b.service.remaining(m as NonNullable<typeof m>), 450, 'remaining, not full, lifetime');
-  t.notOk(b.service.table.isExternalPortFree(17, 40001), 'its external port is held again');
+  t.notOk(b.table.isExternalPortFree(17, 40001), 'its external port is held again');
   t.match(await b.service.map({ ...req(40000), nonce: Buffer.alloc(12, 8) }), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'its nonce too');
 });
 

@@ -13,7 +13,7 @@ import { HttpRequestParser } from '../src/protocols/upnp/http.js';
 import { IgdControl, type ActionResult } from '../src/protocols/upnp/igd.js';
 import { parseSoapAction, parseSoapRequest } from '../src/protocols/upnp/soap.js';
 import { parseSsdp, searchAnswers, validateSearch } from '../src/protocols/upnp/ssdp.js';
-import { igdTree } from '../src/protocols/upnp/model.js';
+import { igdTree } from '../src/protocols/upnp/device-tree.js';
 import { harness } from './helpers/harness.js';
 
 const CAPTURE = fileURLToPath(new URL('../../rfc-vectors/captures/real-client-requests.pcapng', import.meta.url));
@@ -101,10 +101,10 @@ t.test('every captured UPnP request is understood and does what the client meant
   t.ok(failures.some((f) => /GetGenericPortMappingEntry 713$/.test(f)), 'upnpc -l ended its listing at 713');
   const anyMap = results.find((r) => r.action === 'AddAnyPortMapping');
   t.match(anyMap?.result, { ok: true, out: [['NewReservedPort', '40031']] }, 'nat-port-mapper got its port');
-  t.equal(h.service.table.get('map|192.168.77.2|6|40031'), undefined, 'and its DeletePortMapping with an empty NewProtocol removed it');
-  t.notOk([...h.service.table.values()].some((m) => m.family === 6), 'and opened nothing');
+  t.equal(h.service.byKey('map|192.168.77.2|6|40031'), undefined, 'and its DeletePortMapping with an empty NewProtocol removed it');
+  t.notOk(h.service.mappings().some((m) => m.family === 6), 'and opened nothing');
   const add = results.find((r) => r.action === 'AddPortMapping');
   const specific = results.find((r) => r.action === 'GetSpecificPortMappingEntry');
   t.ok(add?.result.ok && specific?.result.ok, "upnpc's AddPortMapping made the mapping its GetSpecificPortMappingEntry then found");
-  t.same([...h.service.table.values()].filter((m) => m.origin === 'upnp'), [], 'both clients deleted what they made');
+  t.same(h.service.mappings().filter((m) => m.origin === 'upnp'), [], 'both clients deleted what they made');
 });

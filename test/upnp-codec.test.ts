@@ -4,7 +4,7 @@
 // device model and the description documents.
 
 import t from 'tap';
-import { igdTree, parseUpnpUrn, uuidV5, allDevices } from '../src/protocols/upnp/model.js';
+import { igdTree, parseUpnpUrn, uuidV5, allDevices } from '../src/protocols/upnp/device-tree.js';
 import {
   SSDP_MAX_DATAGRAM,
   advertisementSet,

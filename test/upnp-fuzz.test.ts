@@ -26,7 +26,7 @@
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
-import { igdTree } from '../src/protocols/upnp/model.js';
+import { igdTree } from '../src/protocols/upnp/device-tree.js';
 import { buildNotify, buildSearchResponse, parseSsdp, searchAnswers, validateSearch, SSDP_MAX_HEADERS } from '../src/protocols/upnp/ssdp.js';
 import { parseSoapAction, parseSoapRequest, soapResponse, type SoapActionHeader } from '../src/protocols/upnp/soap.js';
 import { HTTP_MAX_BODY, HTTP_MAX_HEADERS, HTTP_METHODS, HttpRequestParser, type HttpParseStep } from '../src/protocols/upnp/http.js';

@@ -17,16 +17,16 @@ import net, { createConnection, createServer, type AddressInfo, type Socket } fr
 import { randomUUID } from 'node:crypto';
 import t from 'tap';
 import { DEFAULTS } from '../src/config.js';
-import { memoryLogger } from '../src/log.js';
+import { memoryLogger } from './helpers/memory-logger.js';
 import { mustParseIp, parsePrefix, type IpAddress, type Prefix } from '../src/net/address.js';
 import type { LocalAddress } from '../src/net/interfaces.js';
 import { LanSources } from '../src/net/lan-source.js';
 import { Neighbours } from '../src/net/neighbours.js';
 import type { CallbackUrl } from '../src/protocols/upnp/gena.js';
 import { FairShare, requesterOf, type Requester } from '../src/server/fair-share.js';
-import { DEFAULT_GENA_LIMITS, GenaManager } from '../src/server/gena.js';
+import { DEFAULT_GENA_LIMITS, GenaManager } from '../src/server/gena-publisher.js';
 import { HTTP_SLOTS } from '../src/server/upnp-http.js';
-import { startUpnp, type Upnp } from '../src/server/upnp.js';
+import { startUpnp, type Upnp } from '../src/server/upnp-door.js';
 import { harness } from './helpers/harness.js';
 
 // Below the ephemeral range, apart from upnp-server.test's 10000-19000.

@@ -5,10 +5,10 @@
 
 import t from 'tap';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
-import type { Mapping } from '../src/service/types.js';
+import type { Mapping } from '../src/domain/mapping.js';
 import { Neighbours, parseNeighbours, type Neighbour } from '../src/net/neighbours.js';
 import { IgdControl, type ActionResult, type IgdEnvironment } from '../src/protocols/upnp/igd.js';
-import { sameHostBy } from '../src/server/upnp.js';
+import { sameHostBy } from '../src/server/upnp-door.js';
 import { harness } from './helpers/harness.js';
 
 const A = mustParseIp('192.168.77.10');
@@ -55,13 +55,13 @@ const out = (r: ActionResult): Record<string, string | number> => (r.ok ? Object
 t.test('AddPortMapping: IGD:2 leases; lease 0 asks for the maximum', async (t) => {
   const { h, call } = setup();
   t.same(out(await call(A, 'AddPortMapping', add(A, 40000, 40000, { NewLeaseDuration: 0 }))), {});
-  const m = h.service.table.get('map|192.168.77.10|17|40000');
+  const m = h.service.byKey('map|192.168.77.10|17|40000');
   t.equal(m?.lifetime, 86400, '604800 asked, the shipped policy caps it at 24 h');
   t.match(out(await call(A, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: 40000, NewProtocol: 'UDP' })), { NewInternalClient: A, NewInternalPort: '40000', NewLeaseDuration: '86400', NewEnabled: '1', NewPortMappingDescription: 'game' });
   h.clock.advance(5000);
   t.match(out(await call(A, 'GetSpecificPortMappingEntry', { NewRemoteHost: '', NewExternalPort: 40000, NewProtocol: 'UDP' })), { NewLeaseDuration: '86395' }, 'the remaining lease counts down');
   t.same(out(await call(A, 'AddPortMapping', add(A, 40001, 40001, { NewLeaseDuration: 700000 }))), {}, 'a lease beyond 604800 is cut, not refused');
-  t.equal(h.service.table.get('map|192.168.77.10|17|40001')?.lifetime, 86400);
+  t.equal(h.service.byKey('map|192.168.77.10|17|40001')?.lifetime, 86400);
   t.match(out(await call(A, 'AddPortMapping', add(A, 0, 40002))), { error: 716 }, 'external port 0: 716');
   t.match(out(await call(A, 'AddPortMapping', add(A, 40003, 0))), { error: 732 }, 'internal port 0: 732');
   t.match(out(await call(A, 'AddPortMapping', add(A, 40004, 40004, { NewProtocol: 'SCTP' }))), { error: 402 });
@@ -69,7 +69,7 @@ t.test('AddPortMapping: IGD:2 leases; lease 0 asks for the maximum', async (t) =
   t.match(out(await call(A, 'AddPortMapping', add(A, 40006, 40006, { NewEnabled: 0 }))), { error: 402 }, 'disabled mappings are not kept');
   t.match(out(await call(A, 'AddPortMapping', add(A, 40007, 40007, { NewInternalClient: 'lan-host.example' }))), { error: 402 }, 'a host name is never resolved');
   t.match(out(await call(A, 'AddPortMapping', add(A, 40008, 40008, { NewPortMappingDescription: 'a\u0000b\u001bc' }))), {});
-  t.equal(h.service.table.get('map|192.168.77.10|17|40008')?.description, 'abc', 'control characters stripped');
+  t.equal(h.service.byKey('map|192.168.77.10|17|40008')?.description, 'abc', 'control characters stripped');
   const missing = add(A, 40009, 40009) as Record<string, string | number>;
   delete missing.NewPortMappingDescription;
   t.match(out(await call(A, 'AddPortMapping', missing)), { error: 402, detail: /NewPortMappingDescription/ }, 'a missing argument: 402');
@@ -92,8 +92,8 @@ t.test('conflicts: 718 for another UPnP client, 729 for PCP/NAT-PMP; the same ho
   t.match(out(await call(A, 'AddPortMapping', add(A, 41000, 41000, { NewProtocol: 'TCP' }))), { error: 729 });
   // The same host asks for its external port again, now to another internal port.
   t.same(out(await call(A, 'AddPortMapping', add(A, 40000, 40100))), {});
-  t.equal(h.service.table.get('map|192.168.77.10|17|40000'), undefined, 'the old mapping moved');
-  t.equal(h.service.table.get('map|192.168.77.10|17|40100')?.externalPort, 40000);
+  t.equal(h.service.byKey('map|192.168.77.10|17|40000'), undefined, 'the old mapping moved');
+  t.equal(h.service.byKey('map|192.168.77.10|17|40100')?.externalPort, 40000);
   t.same(h.firewall.list().filter((e) => e.protocol === 17).map((e) => [e.externalPort, e.internalPort]), [[40000, 40100]], 'one kernel entry');
 });
 
@@ -105,7 +105,7 @@ t.test('AddAnyPortMapping: the asked port if free, another otherwise; asking aga
   h.clock.advance(60_000);
   t.same(out(await call(A, 'AddAnyPortMapping', add(A, 45000, 45000))), { NewReservedPort: '45000' }, 'a renewal by re-asking');
   t.same(out(await call(B, 'AddAnyPortMapping', add(B, 45000, 45000))), other, "B's renewal keeps B's port");
-  t.equal(h.service.table.size, 2);
+  t.equal(h.service.count(), 2);
 });
 
 t.test('listings show every protocol; delete and delete-range touch only your own', async (t) => {
@@ -134,7 +134,7 @@ t.test('listings show every protocol; delete and delete-range touch only your ow
   t.match(out(await call(A, 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: 49999, NewProtocol: 'UDP' })), { error: 714 });
   t.match(out(await call(A, 'DeletePortMappingRange', { NewStartPort: 40010, NewEndPort: 40000, NewProtocol: 'UDP', NewManage: 1 })), { error: 733 });
   t.same(out(await call(A, 'DeletePortMappingRange', { NewStartPort: 40000, NewEndPort: 40010, NewProtocol: 'UDP', NewManage: 1 })), {});
-  t.same([...h.service.table.values()].map((m) => m.internalAddress), [B], "only B's mapping is left");
+  t.same(h.service.mappings().map((m) => m.internalAddress), [B], "only B's mapping is left");
   t.match(out(await call(A, 'DeletePortMappingRange', { NewStartPort: 40000, NewEndPort: 40010, NewProtocol: 'UDP', NewManage: 1 })), { error: 730 }, 'nothing of yours left: 730');
 });
 
@@ -218,15 +218,15 @@ t.test("secure mode: the victim's interface identifier under fe80:: or a ULA, be
     t.match(out(await fc(who, 'DeletePinhole', { UniqueID: id })), { error: 606 }, `${name}: cannot delete it`);
     t.match(out(await fc(who, 'GetPinholePackets', { UniqueID: id })), { error: 606 }, `${name}: cannot read its counter`);
   }
-  t.equal(h.service.table.size, 1, "nothing added, the victim's pinhole still there");
-  t.equal(h.service.remaining([...h.service.table.values()][0] as Mapping), 600, 'and its lease untouched');
+  t.equal(h.service.count(), 1, "nothing added, the victim's pinhole still there");
+  t.equal(h.service.remaining(h.service.mappings()[0] as Mapping), 600, 'and its lease untouched');
 
   const fromUla = out(await pin(A6_ULA, 40001));
   t.ok(fromUla.UniqueID, "the victim's own ULA (same link-layer address) adds one for its global address");
   t.same(out(await fc(A6_ULA, 'UpdatePinhole', { UniqueID: id, NewLeaseTime: 3000 })), {}, 'and updates the global address pinhole');
   t.same(out(await fc(A6_ULA, 'DeletePinhole', { UniqueID: fromUla.UniqueID as string })), {}, 'and deletes one');
   t.same(out(await fc(A6, 'DeletePinhole', { UniqueID: id })), {}, 'the global address itself, of course');
-  t.equal(h.service.table.size, 0);
+  t.equal(h.service.count(), 0);
 });
 
 t.test('neighbour table: bounded reads, cached briefly, one read at a time; unresolved entries prove nothing', async (t) => {
@@ -281,8 +281,8 @@ t.test('AddPinhole when every UniqueID is in use: 701, and nothing is opened tha
   const ids = [];
   for (const port of [40001, 40002, 40003]) ids.push(out(await pin(port)).UniqueID);
   t.same(ids, ['1', '2', '3'], 'three ids, three pinholes');
-  const before = h.service.table.size;
+  const before = h.service.count();
   t.match(out(await pin(40004)), { error: 701 }, 'the fourth is refused');
-  t.equal(h.service.table.size, before, 'and not opened');
+  t.equal(h.service.count(), before, 'and not opened');
   t.same(out(await pin(40002)), { UniqueID: '2' }, 'renewing an existing pinhole still works');
 });

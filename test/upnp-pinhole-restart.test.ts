@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
 import { IgdControl, type ActionResult, type IgdEnvironment } from '../src/protocols/upnp/igd.js';
-import { DurableStore, epochOriginMono } from '../src/state/store.js';
+import { DurableStore, epochStartMono } from '../src/state/store.js';
 import { harness, type Harness } from './helpers/harness.js';
 
 const A6 = mustParseIp('2001:db8:77::10');
@@ -43,9 +43,9 @@ async function running(dir: string, after?: Harness): Promise<{ h: Harness; clos
   // Same boot, a little later than the engine before it.
   if (after) h.clock.advance(after.clock.now() - h.clock.now() + 5_000);
   const { store, state } = await DurableStore.open(dir, h.clock.wall());
-  if (state.epoch) h.service.epoch.restore(epochOriginMono(state.epoch, { mono: h.clock.now(), wall: h.clock.wall(), bootId: h.clock.bootId() }, state.lastWriteWall));
+  if (state.epoch) h.epoch.restore(epochStartMono(state.epoch, { mono: h.clock.now(), wall: h.clock.wall(), bootId: h.clock.bootId() }, state.lastWriteWall));
   h.service.restore(state.mappings, state.lastWriteWall);
-  await store.compact([], h.service.epoch.origin(), h.clock.wall());
+  await store.compact([], h.epoch.start(), h.clock.wall());
   h.service.attachStore(store);
   await h.service.compactStore();
   return { h, close: () => store.close() };
@@ -61,14 +61,14 @@ t.test('UpdatePinhole and DeletePinhole by the UniqueID given before a restart',
   await first.close();
 
   const second = await running(dir, first.h);
-  t.equal(second.h.service.table.size, 2, 'both pinholes restored');
+  t.equal(second.h.service.count(), 2, 'both pinholes restored');
   const after = door(second.h);
   t.equal(code(await after.call(A6, 'UpdatePinhole', { UniqueID: idA, NewLeaseTime: 900 })), 'ok', `UpdatePinhole ${idA} after the restart`);
-  const renewed = second.h.service.table.get(`map|${A6}|17|41000`);
+  const renewed = second.h.service.byKey(`map|${A6}|17|41000`);
   t.equal(renewed && second.h.service.remaining(renewed), 900, 'renewed to 900 s');
   t.equal(code(await after.call(B6, 'DeletePinhole', { UniqueID: idB })), 606, 'still not another host’s to delete');
   t.equal(code(await after.call(A6, 'DeletePinhole', { UniqueID: idB })), 'ok', `DeletePinhole ${idB} after the restart`);
-  t.notOk(second.h.service.table.get(`map|${A6}|17|41001`), 'gone from the table');
+  t.notOk(second.h.service.byKey(`map|${A6}|17|41001`), 'gone from the table');
   t.equal(code(await after.call(A6, 'DeletePinhole', { UniqueID: idB })), 704, 'deleted: 704 now');
   t.equal(await after.addPinhole(A6, 41000), idA, 'AddPinhole of the restored pinhole answers its own id');
   await second.close();

@@ -18,10 +18,10 @@ import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { DEFAULTS, type Config } from '../src/config.js';
 import { startDaemon, type Daemon } from '../src/daemon.js';
-import { memoryLogger } from '../src/log.js';
+import { memoryLogger } from './helpers/memory-logger.js';
 import { mustParseIp } from '../src/net/address.js';
 import { childElements, parseXml, textOf, type XmlElement } from '../src/protocols/upnp/xml.js';
-import type { ServiceName } from '../src/protocols/upnp/model.js';
+import type { ServiceName } from '../src/protocols/upnp/device-tree.js';
 
 const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({
   lo: [
@@ -709,14 +709,14 @@ t.test('SOAP: arguments are checked before anything is done (SEC-11, SEC-22, IGD
     const r = await soap(service, action, args);
     t.same([r.status, faultCode(r)], [500, code], name);
   }
-  t.equal(daemon.service.table.size, 0, 'nothing was mapped');
+  t.equal(daemon.service.count(), 0, 'nothing was mapped');
   await stillServing(t);
 });
 
 t.test('SOAP: a mapping made by another protocol is listed and looked up; another LAN host cannot delete it', async (t) => {
   const made = await daemon.service.map({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40100, suggestedExternalPort: 40100, lifetime: 600 });
   t.ok(made.ok, 'NAT-PMP-style mapping for 127.0.0.1');
-  t.teardown(() => daemon.service.unmap({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40100 }).then(() => undefined));
+  t.teardown(() => daemon.service.remove({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40100 }).then(() => undefined));
   const ext = made.ok ? String(made.mapping.externalPort) : '';
   const first = await soap('WANIPConnection', 'GetGenericPortMappingEntry', { NewPortMappingIndex: '0' });
   t.equal(first.status, 200);
@@ -731,7 +731,7 @@ t.test('SOAP: a mapping made by another protocol is listed and looked up; anothe
   t.match(list.body, `<p:NewExternalPort>${ext}</p:NewExternalPort>`);
   const foreign = await soap('WANIPConnection', 'DeletePortMapping', { NewRemoteHost: '', NewExternalPort: ext, NewProtocol: 'UDP' }, { from: '::1' });
   t.equal(faultCode(foreign), 606, 'another LAN host cannot delete it (IGD2-11)');
-  t.equal(daemon.service.table.size, 1, 'still there');
+  t.equal(daemon.service.count(), 1, 'still there');
 });
 
 t.test('SOAP: a pinhole for the caller itself over IPv6: added, found again, guarded, updated and deleted (FC6-03..07/12/13)', async (t) => {
@@ -742,19 +742,19 @@ t.test('SOAP: a pinhole for the caller itself over IPv6: added, found again, gua
   const id = out(added, 'UniqueID') ?? '';
   t.match(id, /^\d+$/);
   t.equal(out(await soap('WANIPv6FirewallControl', 'AddPinhole', hole, fromV6), 'UniqueID'), id, 'the same pinhole again: the same UniqueID');
-  t.equal(daemon.service.table.size, 1, 'one entry');
+  t.equal(daemon.service.count(), 1, 'one entry');
   t.equal(faultCode(await soap('WANIPv6FirewallControl', 'AddPinhole', { ...hole, InternalPort: '40301' })), 606, 'from 127.0.0.1 for ::1: 606');
   t.equal(faultCode(await soap('WANIPv6FirewallControl', 'DeletePinhole', { UniqueID: id })), 606, "another host cannot delete it");
   t.equal(faultCode(await soap('WANIPv6FirewallControl', 'UpdatePinhole', { UniqueID: id, NewLeaseTime: '60' })), 606, 'nor update it');
   t.equal(faultCode(await soap('WANIPv6FirewallControl', 'UpdatePinhole', { UniqueID: id, NewLeaseTime: '86401' }, fromV6)), 402, 'NewLeaseTime 86401: 402');
   t.equal((await soap('WANIPv6FirewallControl', 'UpdatePinhole', { UniqueID: id, NewLeaseTime: '900' }, fromV6)).status, 200, 'UpdatePinhole');
-  const [entry] = daemon.service.table.values();
+  const [entry] = daemon.service.mappings();
   t.ok(entry && daemon.service.remaining(entry) > 600, 'the lease is now 900 s');
   // The memory backend counts no packets: none has used the pinhole.
   t.equal(out(await soap('WANIPv6FirewallControl', 'GetPinholePackets', { UniqueID: id }, fromV6), 'PinholePackets'), '0', 'GetPinholePackets: 0');
   t.equal(faultCode(await soap('WANIPv6FirewallControl', 'CheckPinholeWorking', { UniqueID: id }, fromV6)), 709, 'CheckPinholeWorking: 709 NoTrafficReceived');
   t.equal((await soap('WANIPv6FirewallControl', 'DeletePinhole', { UniqueID: id }, fromV6)).status, 200, 'DeletePinhole');
-  t.equal(daemon.service.table.size, 0, 'gone');
+  t.equal(daemon.service.count(), 0, 'gone');
   t.equal(faultCode(await soap('WANIPv6FirewallControl', 'DeletePinhole', { UniqueID: id }, fromV6)), 704, 'again: 704');
   t.equal(faultCode(await soap('WANIPv6FirewallControl', 'CheckPinholeWorking', { UniqueID: id }, fromV6)), 704, 'CheckPinholeWorking: 704');
 });
@@ -788,7 +788,7 @@ t.test('GENA: a subscription to the subscriber itself gets its initial event, th
   t.ok(added, 'the new mapping is evented');
   t.match(added?.body, /<SystemUpdateID>\d+<\/SystemUpdateID>/);
   t.notMatch(added?.body, /ExternalIPAddress/, 'only what changed');
-  await daemon.service.unmap({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40200 });
+  await daemon.service.remove({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40200 });
   const removed = await notifyWith(sid, '<PortMappingNumberOfEntries>0</PortMappingNumberOfEntries>', Number(added?.headers.seq));
   t.ok(removed, 'and its removal');
   const seqs = notifies.filter((n) => n.headers.sid === sid).map((n) => Number(n.headers.seq));
@@ -807,7 +807,7 @@ t.test('GENA: a subscription to the subscriber itself gets its initial event, th
   const seen = notifies.length;
   await daemon.service.map({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40201, suggestedExternalPort: 40201, lifetime: 600 });
   await sleep(1500);
-  await daemon.service.unmap({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40201 });
+  await daemon.service.remove({ via: 'natpmp', client: LO, internalAddress: LO, protocol: 17, internalPort: 40201 });
   t.equal(notifies.slice(seen).filter((n) => n.headers.sid === sid).length, 0, 'no NOTIFY after UNSUBSCRIBE (GENA-10)');
 });
 

@@ -2,7 +2,7 @@
 // in-memory stand-in used by fast tests). Protocol code never imports a backend.
 
 import type { Family, IpAddress } from '../net/address.js';
-import type { RemoteFilter, StaticOpening } from '../service/types.js';
+import type { RemoteFilter, StaticOpening } from '../domain/mapping.js';
 
 /** One opening, as the kernel must see it. */
 export interface FirewallEntry {

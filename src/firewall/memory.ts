@@ -4,7 +4,7 @@
 
 import { familyOf, prefixContains, type IpAddress } from '../net/address.js';
 import type { Clock } from '../state/clock.js';
-import type { StaticOpening } from '../service/types.js';
+import type { StaticOpening } from '../domain/mapping.js';
 import { entryKey, type FirewallBackend, type FirewallChange, type FirewallEntry } from './backend.js';
 
 export interface InboundPacket {

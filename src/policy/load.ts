@@ -12,10 +12,10 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
 import { familyOf, isMulticast, isUnspecified, parseIp } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../net/ipproto.js';
-import type { StaticOpening } from '../service/types.js';
-import type { Via } from '../service/types.js';
+import type { StaticOpening } from '../domain/mapping.js';
+import type { Via } from '../domain/mapping.js';
 import { BASE_LIMITS, RulePolicy, type Limits, type Rule, type RuleOperation } from './policy.js';
-import { formatRange, parseAddressPattern, parsePortRange, type AddressPattern, type PortRange } from './match.js';
+import { formatRange, parseAddressPattern, parsePortRange, type AddressPattern, type PortRange } from '../domain/patterns.js';
 
 const require = createRequire(import.meta.url);
 const schema = require('../../../schema/policy.schema.json') as object;

@@ -4,9 +4,9 @@
 
 import { familyOf, formatPrefix, type IpAddress, type Prefix } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../net/ipproto.js';
-import { RateLimiter } from '../server/rate-limit.js';
-import type { Via } from '../service/types.js';
-import { formatRange, inRanges, intersectRanges, parseAddressPattern, patternCovers, patternMatches, type AddressPattern, type PortRange } from './match.js';
+import { RateLimiter } from '../net/rate-limit.js';
+import type { RemoteFilter, Via } from '../domain/mapping.js';
+import { formatRange, inRanges, intersectRanges, parseAddressPattern, patternCovers, patternMatches, type AddressPattern, type PortRange } from '../domain/patterns.js';
 
 /** The request's kind as the engine sees it ('peer' = PCP PEER). */
 export type Operation = 'map' | 'peer';
@@ -26,7 +26,7 @@ export interface PolicyRequest {
   /** An external port the client insists on (PCP PREFER_FAILURE, UPnP AddPortMapping); absent for hints. */
   requiredExternalPort?: number;
   /** Remote peers the mapping would admit; empty = any remote. */
-  remotes?: readonly { prefix: Prefix; port: number }[];
+  filters?: readonly RemoteFilter[];
   /** The LAN interface the client is on, when known. */
   interface?: string;
 }
@@ -160,9 +160,9 @@ function limitViolation(rule: Rule, req: PolicyRequest): string | undefined {
   const l = rule.limits;
   if (req.internalAddress !== req.client && !l.thirdParty) return THIRD_PARTY_REASON;
   if (l.remotePeers) {
-    const remotes = req.remotes ?? [];
-    if (remotes.length === 0) return `the mapping must be restricted to remote peers in ${l.remotePeers.map((p) => p.text).join(', ')}`;
-    for (const r of remotes) {
+    const filters = req.filters ?? [];
+    if (filters.length === 0) return `the mapping must be restricted to remote peers in ${l.remotePeers.map((p) => p.text).join(', ')}`;
+    for (const r of filters) {
       const inner = prefixPattern(r.prefix);
       if (!l.remotePeers.some((p) => patternCovers(p, inner))) return `remote peer ${r.prefix.address}/${r.prefix.length} is outside ${l.remotePeers.map((p) => p.text).join(', ')}`;
     }

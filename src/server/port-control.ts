@@ -12,9 +12,9 @@ import type { Logger } from '../log.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { encodePcpResponse } from '../protocols/pcp/codec.js';
 import { Opcode, PCP_CLIENT_PORT } from '../protocols/pcp/constants.js';
-import { PortControlProtocol } from './dispatch.js';
+import { PortControlProtocol } from '../protocols/pcp-or-natpmp.js';
 import { NATPMP_ANNOUNCE_GROUP, NatPmpResult, encodeExternalAddressResponse } from '../protocols/natpmp/codec.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter } from '../net/rate-limit.js';
 
 export interface PortControlConfig {
   port: number;
@@ -228,7 +228,7 @@ export class PortControlServer {
 
   private async announceOnce(): Promise<void> {
     if (this.closed) return;
-    const epoch = this.service.epoch.seconds();
+    const epoch = this.service.epochSeconds();
     const pcpAnnounce = encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: 0, lifetime: 0, epoch });
     const ext = this.service.externalIPv4();
     for (const b of this.bound) {

@@ -18,10 +18,10 @@ import { HttpRequestParser, buildResponse, CONTENT_TYPE_XML, type HttpRequest } 
 import { parseSoapAction, parseSoapRequest, soapFaultFor, soapResponse, UpnpError } from '../protocols/upnp/soap.js';
 import { parseGenaRequest } from '../protocols/upnp/gena.js';
 import type { ServiceKey, UpnpPaths } from '../protocols/upnp/description.js';
-import type { IgdVersion, ServiceName } from '../protocols/upnp/model.js';
+import type { IgdVersion, ServiceName } from '../protocols/upnp/device-tree.js';
 import type { IgdControl } from '../protocols/upnp/igd.js';
 import { FairShare, requesterOf, shareOf, type Requester } from './fair-share.js';
-import type { GenaManager } from './gena.js';
+import type { GenaManager } from './gena-publisher.js';
 
 export interface UpnpHttpConfig {
   port: number;

@@ -9,7 +9,7 @@
 import { familyOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
 import { THIRD_PARTY_REASON, type Limits, type Policy, type PolicyRequest } from '../policy/policy.js';
-import { inRanges, nthPort, rangesSize } from '../policy/match.js';
+import { inRanges, nthPort, rangesSize } from '../domain/patterns.js';
 import { hostUnit } from '../net/hosts.js';
 import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
@@ -19,7 +19,8 @@ import { normalizePrefix, parsePrefix, type Prefix } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, isMappableProtocol } from '../net/ipproto.js';
 import type { Logger } from '../log.js';
 import { CommitQueue, type Undo } from './commit-queue.js';
-import { mappingKey, keyOf, type Mapping, type Refusal, type RemoteFilter, type StaticOpening, type Via } from './types.js';
+import { STATIC_LIFETIME, keyOf, mappingKey, remaining, sameFilter, sameFilters, type Mapping, type RemoteFilter, type StaticOpening, type Via } from '../domain/mapping.js';
+import { refuse, type FilterStep, type MapOutcome, type MapRequest, type PeerRequest, type Refused, type RemoveOutcome, type RemoveRequest } from '../domain/requests.js';
 
 export interface ServiceConfig {
   /** Seconds. RFC 6887 §15 recommends a 120 s minimum and a 24 h maximum. */
@@ -98,71 +99,6 @@ export interface PolicySwapReport {
   evicted: Mapping[];
 }
 
-/** A filter step as PCP FILTER options list them: add a remote, or clear all (prefix length 0). */
-export type FilterStep = RemoteFilter | 'clear';
-
-export interface MapRequest {
-  via: Via;
-  /** Source address of the request (already checked to be on the LAN). */
-  client: IpAddress;
-  /** The host the mapping is for: the client, or a THIRD_PARTY/UPnP NewInternalClient address. */
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
-  /** 0 = no preference. */
-  suggestedExternalPort: number;
-  /** Requested lifetime in seconds (> 0). */
-  lifetime: number;
-  nonce?: Buffer;
-  /** Only the suggested external port will do (PCP PREFER_FAILURE, UPnP AddPortMapping). */
-  preferFailure?: boolean;
-  /** PCP FILTER options in wire order; undefined = leave existing filters alone. */
-  filters?: readonly FilterStep[];
-  /** undefined = leave the existing description alone. */
-  description?: string;
-  /** UDP source port of the request (for PCP mapping updates). */
-  clientPort?: number;
-  /** Mapping.doorTag; undefined = leave the existing one alone. */
-  doorTag?: string;
-}
-
-export interface PeerRequest {
-  via: Via;
-  client: IpAddress;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
-  suggestedExternalPort: number;
-  remotePeerAddress: IpAddress;
-  remotePeerPort: number;
-  lifetime: number;
-  nonce: Buffer;
-  description?: string;
-  clientPort?: number;
-}
-
-export interface UnmapRequest {
-  via: Via;
-  client: IpAddress;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
-  nonce?: Buffer;
-}
-
-export type Refused = {
-  ok: false;
-  refusal: Refusal;
-  detail: string;
-  /** Set where the protocol wants a specific error lifetime (e.g. the existing mapping's remaining time). */
-  lifetime?: number;
-};
-export type Granted = { ok: true; mapping: Mapping; lifetime: number };
-export type MapOutcome = Granted | Refused;
-export type UnmapOutcome = { ok: true; deleted?: Mapping } | Refused;
-
-/** An "infinite" lifetime on the wire (RFC 6887 §11.3 for static mappings). */
-export const STATIC_LIFETIME = 0xffffffff;
 
 /** RFC 6887 §7.4's short error lifetime: the client may ask again soon. */
 const SHORT_ERROR_SECONDS = 30;
@@ -171,8 +107,6 @@ const SHORT_ERROR_SECONDS = 30;
 const RESERVED_UDP_PORTS: ReadonlySet<number> = new Set([5350, 5351]);
 
 export class MappingService {
-  /** Counts each mapping under the LAN interface its host is on (fairness per interface). */
-  readonly table = new MappingTable((addr) => this.network.interfaceOf?.(addr), (addr) => this.hostOf(addr));
   private readonly commits: CommitQueue;
   private nextId = 1;
   private expiryTimer: NodeJS.Timeout | undefined;
@@ -191,14 +125,58 @@ export class MappingService {
     private readonly firewall: FirewallBackend,
     private readonly network: Network,
     private readonly clock: Clock,
-    readonly epoch: Epoch,
+    private readonly epoch: Epoch,
     private readonly log: Logger,
+    /** The live mappings; given by a test that looks at its indexes. Counts each mapping under its host's LAN interface. */
+    private readonly table: MappingTable = new MappingTable((addr) => network.interfaceOf?.(addr), (addr) => network.hostOf?.(addr) ?? hostUnit(addr)),
   ) {
     this.commits = new CommitQueue(firewall);
   }
 
+  // --- questions: the service's face for the doors, listings and the daemon ---
+
   externalIPv4(): IpAddress | undefined {
     return this.network.externalIPv4();
+  }
+
+  /** Seconds since the mapping state began (RFC 6887 §8.5, RFC 6886 §3.2.1). */
+  epochSeconds(): number {
+    return this.epoch.seconds();
+  }
+
+  /** Counts every change to the live mappings: a listing cached at one count is current while it holds. */
+  changes(): number {
+    return this.table.version;
+  }
+
+  /** The live MAP-kind mapping of an internal endpoint (RFC 6887 §11.3's identity). */
+  mappingOf(internalAddress: IpAddress, protocol: number, internalPort: number): Mapping | undefined {
+    return this.table.get(mappingKey('map', internalAddress, protocol, internalPort));
+  }
+
+  /** The live mapping whose identity is `key` (`keyOf`), e.g. one a door remembered by its key. */
+  byKey(key: string): Mapping | undefined {
+    return this.table.get(key);
+  }
+
+  /** The MAP-kind mapping that holds an IPv4 external port, if one does (a PEER alone holds none that a door names). */
+  holderOf(protocol: number, externalPort: number): Mapping | undefined {
+    const b = this.table.holderOfExternalPort(protocol, externalPort);
+    return b ? this.table.get(`map|${b.internal}`) : undefined;
+  }
+
+  /** Every live mapping (static forwards included) that `match` accepts, in no set order. */
+  mappings(match: (m: Mapping) => boolean = () => true): Mapping[] {
+    const out: Mapping[] = [];
+    for (const m of this.table.values()) if (match(m)) out.push(m);
+    return out;
+  }
+
+  /** How many live mappings `match` accepts, without listing them. */
+  count(match: (m: Mapping) => boolean = () => true): number {
+    let n = 0;
+    for (const m of this.table.values()) if (match(m)) n++;
+    return n;
   }
 
   private hostOf(addr: IpAddress): string {
@@ -239,7 +217,7 @@ export class MappingService {
         remotePeer: s.remotePeer ? { address: s.remotePeer[0], port: s.remotePeer[1] } : undefined,
         nonce: s.nonce !== undefined ? Buffer.from(s.nonce, 'hex') : undefined,
         origin: s.origin,
-        owner: s.owner,
+        client: s.owner,
         description: s.description,
         doorTag: s.doorTag,
         lifetime: s.lifetime,
@@ -256,7 +234,7 @@ export class MappingService {
 
   /**
    * Removes every client mapping from the kernel and the store (--flush-on-exit).
-   * The epoch origin moves to now, so clients that check it see the loss.
+   * The epoch starts again now, so clients that check it see the loss.
    */
   async flushAll(): Promise<number> {
     const victims = [...this.table.values()].filter((m) => m.origin !== 'static');
@@ -348,14 +326,14 @@ export class MappingService {
     return {
       via: m.origin === 'static' ? 'pcp' : m.origin,
       operation: m.kind,
-      client: m.owner,
+      client: m.client,
       internalAddress: m.internalAddress,
       protocol: m.protocol,
       internalPort: m.internalPort,
       // The port it holds must be one the new policy would hand out.
       requiredExternalPort: m.family === 4 ? m.externalPort : undefined,
-      remotes: m.filters,
-      interface: this.network.interfaceOf?.(m.owner),
+      filters: m.filters,
+      interface: this.network.interfaceOf?.(m.client),
     };
   }
 
@@ -376,7 +354,7 @@ export class MappingService {
         // `from` patterns are addresses or CIDR prefixes (the loader refuses masks there).
         filters: (f.from ?? []).map((p) => ({ prefix: parsePrefix(p.text) as Prefix, port: 0 })),
         origin: 'static',
-        owner: f.to,
+        client: f.to,
         description: `static:${f.name}`,
         lifetime: STATIC_LIFETIME,
         grantedAt: now,
@@ -403,11 +381,6 @@ export class MappingService {
     return { add, remove, evicted: [...evicted.values()] };
   }
 
-  /** Static forwards in the table, for listings. */
-  staticMappings(): Mapping[] {
-    return [...this.table.values()].filter((m) => m.origin === 'static');
-  }
-
   /** Every live mapping as the store writes it. */
   private storedMappings(): StoredMapping[] {
     const mono = this.clock.now();
@@ -420,12 +393,12 @@ export class MappingService {
   async compactStore(): Promise<void> {
     const store = this.store;
     if (!store) return;
-    await this.commits.exclusive(() => store.compact(this.storedMappings(), this.epoch.origin(), this.clock.wall()));
+    await this.commits.exclusive(() => store.compact(this.storedMappings(), this.epoch.start(), this.clock.wall()));
   }
 
-  /** Records a new epoch origin (after a reset) before clients hear of it. */
+  /** Records a new epoch start (after a reset) before clients hear of it. */
   async recordEpoch(): Promise<boolean> {
-    return this.commits.submit([], [{ op: 'epoch', at: this.clock.wall(), epoch: this.epoch.origin() }]);
+    return this.commits.submit([], [{ op: 'epoch', at: this.clock.wall(), epoch: this.epoch.start() }]);
   }
 
   private putRecord(m: Mapping): JournalRecord {
@@ -554,7 +527,7 @@ export class MappingService {
       nonce: existing?.nonce ?? req.nonce,
       // A mapping keeps the protocol that made it; a client may renew it through another.
       origin: existing?.origin ?? req.via,
-      owner: existing?.owner ?? req.client,
+      client: existing?.client ?? req.client,
       description,
       doorTag: req.doorTag ?? existing?.doorTag,
       lifetime,
@@ -623,7 +596,7 @@ export class MappingService {
       remotePeer: remote,
       nonce: req.nonce,
       origin: existing?.origin ?? req.via,
-      owner: existing?.owner ?? req.client,
+      client: existing?.client ?? req.client,
       description: req.description !== undefined ? this.clipDescription(req.description) : existing?.description ?? '',
       lifetime,
       clientPort: req.clientPort ?? existing?.clientPort,
@@ -634,13 +607,13 @@ export class MappingService {
   }
 
   /** Deletes one MAP-kind mapping. Deleting what does not exist succeeds (retransmissions). */
-  async unmap(req: UnmapRequest): Promise<UnmapOutcome> {
-    const out = await this.unmapInner(req);
-    this.logDecision('unmap', req, out.ok ? { ok: true, deleted: out.deleted } : out);
+  async remove(req: RemoveRequest): Promise<RemoveOutcome> {
+    const out = await this.removeInner(req);
+    this.logDecision('remove', req, out.ok ? { ok: true, deleted: out.deleted } : out);
     return out;
   }
 
-  private async unmapInner(req: UnmapRequest): Promise<UnmapOutcome> {
+  private async removeInner(req: RemoveRequest): Promise<RemoveOutcome> {
     const key = mappingKey('map', req.internalAddress, req.protocol, req.internalPort);
     const existing = this.table.get(key);
     const now = this.clock.now();
@@ -671,7 +644,7 @@ export class MappingService {
    * protocol that a client may delete; static ones stay and make the result
    * NOT_AUTHORIZED after the rest are gone.
    */
-  async unmapAll(req: { via: Via; client: IpAddress; protocol: number }): Promise<{ ok: boolean; deleted: number; kept: number }> {
+  async removeAll(req: { via: Via; client: IpAddress; protocol: number }): Promise<{ ok: boolean; deleted: number; kept: number }> {
     const now = this.clock.now();
     const victims: Mapping[] = [];
     let kept = 0;
@@ -681,7 +654,7 @@ export class MappingService {
       else victims.push(m);
     }
     const ok = await this.removeEnded(victims);
-    this.log.info({ event: 'unmap-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
+    this.log.info({ event: 'remove-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
     return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
   }
 
@@ -783,7 +756,7 @@ export class MappingService {
   private admit(
     req: MapRequest | PeerRequest,
     operation: 'map' | 'peer',
-    remotes: readonly RemoteFilter[],
+    filters: readonly RemoteFilter[],
   ): ({ ok: true; limits: Limits; family: 4 | 6; externalAddress: IpAddress }) | Refused {
     if (!isMappableProtocol(req.protocol) && req.protocol !== 0) {
       return refuse('UNSUPP_PROTOCOL', `protocol ${req.protocol}: this router maps only UDP and TCP`);
@@ -809,7 +782,7 @@ export class MappingService {
       protocol: req.protocol,
       internalPort: req.internalPort,
       requiredExternalPort: insists ? req.suggestedExternalPort : undefined,
-      remotes,
+      filters,
       interface: this.network.interfaceOf?.(req.client),
     };
     const verdict = this.policy.decide(asked);
@@ -878,7 +851,7 @@ export class MappingService {
     let out = [...current];
     for (const s of steps ?? []) {
       if (s === 'clear') out = [];
-      else if (!out.some((f) => f.port === s.port && f.prefix.address === s.prefix.address && f.prefix.length === s.prefix.length)) out.push(s);
+      else if (!out.some((f) => sameFilter(f, s))) out.push(s);
     }
     return out;
   }
@@ -961,9 +934,9 @@ export class MappingService {
     return refuse('NO_RESOURCES', 'no free external port');
   }
 
-  private mayDelete(m: Mapping, req: UnmapRequest, now: number): Refused | undefined {
+  private mayDelete(m: Mapping, req: RemoveRequest, now: number): Refused | undefined {
     if (m.origin === 'static') return refuse('NOT_AUTHORIZED', 'a static mapping cannot be deleted by a client');
-    if (m.internalAddress !== req.client && m.owner !== req.client) {
+    if (m.internalAddress !== req.client && m.client !== req.client) {
       return refuse('NOT_AUTHORIZED', `${req.client} does not own this mapping`);
     }
     if (m.nonce && req.nonce && !m.nonce.equals(req.nonce)) {
@@ -1077,7 +1050,7 @@ export class MappingService {
     this.armExpiry();
   }
 
-  private logDecision(op: string, req: { via: Via; client: IpAddress; internalAddress?: IpAddress; protocol: number; internalPort?: number }, out: MapOutcome | UnmapOutcome): void {
+  private logDecision(op: string, req: { via: Via; client: IpAddress; internalAddress?: IpAddress; protocol: number; internalPort?: number }, out: MapOutcome | RemoveOutcome): void {
     const base = { event: op, via: req.via, client: req.client, internal: req.internalAddress, protocol: req.protocol, internalPort: req.internalPort };
     if (!out.ok) this.log.info({ ...base, verdict: 'refused', refusal: out.refusal, detail: out.detail });
     else if ('mapping' in out) {
@@ -1086,9 +1059,6 @@ export class MappingService {
   }
 }
 
-function refuse(refusal: Refusal, detail: string): Refused {
-  return { ok: false, refusal, detail };
-}
 
 /** Who asks for an external port: its internal endpoint and how it proves it is the same client. */
 interface Claimant {
@@ -1114,9 +1084,6 @@ function mayReclaim(held: FreedPort, who: Claimant): boolean {
   return held.internal === who.internal && !(held.nonce && who.nonce && !held.nonce.equals(who.nonce));
 }
 
-function remaining(m: Mapping, now: number): number {
-  return Math.max(0, Math.ceil((m.expiresAt - now) / 1000));
-}
 
 export function entryOf(m: Mapping): FirewallEntry {
   return {
@@ -1134,8 +1101,7 @@ function sameEntry(a: FirewallEntry, b: FirewallEntry): boolean {
   return (
     a.externalAddress === b.externalAddress &&
     a.externalPort === b.externalPort &&
-    a.filters.length === b.filters.length &&
-    a.filters.every((f, i) => f.port === b.filters[i]?.port && f.prefix.address === b.filters[i]?.prefix.address && f.prefix.length === b.filters[i]?.prefix.length)
+    sameFilters(a.filters, b.filters)
   );
 }
 

@@ -1,4 +1,4 @@
-// The durable store: a crash-safe record of every mapping, the epoch origin
+// The durable store: a crash-safe record of every mapping, the epoch start
 // and the device UUID, in the state directory.
 //
 //   snapshot   header line, one `put` line per live mapping, an `end` line
@@ -28,7 +28,7 @@ import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { IpAddress } from '../net/address.js';
-import { keyOf, type Mapping, type Origin } from '../service/types.js';
+import { keyOf, type Mapping, type Origin } from '../domain/mapping.js';
 import { lockStateDir, type StateLock } from './lock.js';
 
 export { StateLockedError } from './lock.js';
@@ -49,6 +49,7 @@ export interface StoredMapping {
   remotePeer?: [IpAddress, number];
   nonce?: string;
   origin: Origin;
+  /** The mapping's client (Mapping.client); the key keeps the name stores were first written with. */
   owner: IpAddress;
   description: string;
   /** Mapping.doorTag: stored with the mapping, in the same record, so it is durable exactly when the mapping is. */
@@ -61,7 +62,7 @@ export interface StoredMapping {
   bootId: string;
 }
 
-export interface EpochOrigin {
+export interface EpochStart {
   wall: number;
   mono: number;
   bootId: string;
@@ -70,10 +71,10 @@ export interface EpochOrigin {
 export type JournalRecord =
   | { op: 'put'; at: number; m: StoredMapping }
   | { op: 'del'; at: number; key: string }
-  | { op: 'epoch'; at: number; epoch: EpochOrigin };
+  | { op: 'epoch'; at: number; epoch: EpochStart };
 
 type SnapshotLine =
-  | { op: 'header'; version: number; at: number; deviceUuid: string; epoch: EpochOrigin }
+  | { op: 'header'; version: number; at: number; deviceUuid: string; epoch: EpochStart }
   | { op: 'put'; at: number; m: StoredMapping }
   | { op: 'end'; count: number };
 
@@ -83,7 +84,7 @@ export interface LoadedState {
   /** Where damaged files were moved. */
   movedAside?: string;
   deviceUuid: string;
-  epoch?: EpochOrigin;
+  epoch?: EpochStart;
   mappings: StoredMapping[];
   /** Wall time of the newest record: a wall clock behind it after a reboot is not to be trusted. */
   lastWriteWall: number;
@@ -184,7 +185,7 @@ export class DurableStore {
    * this, never from the table, whose changes may still be in flight.
    */
   private readonly committed = new Map<string, StoredMapping>();
-  private committedEpoch: EpochOrigin | undefined;
+  private committedEpoch: EpochStart | undefined;
   /** Byte length of the valid records of each journal file, found by `read`. */
   private readonly validBytes = new Map<string, number>();
   private lock: StateLock | undefined;
@@ -421,7 +422,7 @@ export class DurableStore {
    * caller guarantees nothing else runs meanwhile, and `live` becomes what
    * the store holds.
    */
-  async compact(live: readonly StoredMapping[], epoch: EpochOrigin, wallNow: number): Promise<void> {
+  async compact(live: readonly StoredMapping[], epoch: EpochStart, wallNow: number): Promise<void> {
     await this.rewrite(() => {
       this.committed.clear();
       for (const m of live) this.committed.set(m.key, m);
@@ -465,8 +466,8 @@ export class DurableStore {
    * compaction starts at step 2. `gently`: small slices with a timer between
    * them, so requests (latency-bound) always get the event loop first.
    */
-  private async rewrite(take: () => { live: readonly StoredMapping[]; epoch: EpochOrigin | undefined }, wallNow: number, gently: boolean): Promise<void> {
-    let taken: { live: readonly StoredMapping[]; epoch: EpochOrigin | undefined } = { live: [], epoch: undefined };
+  private async rewrite(take: () => { live: readonly StoredMapping[]; epoch: EpochStart | undefined }, wallNow: number, gently: boolean): Promise<void> {
+    let taken: { live: readonly StoredMapping[]; epoch: EpochStart | undefined } = { live: [], epoch: undefined };
     await this.serial(async () => {
       await this.writePending();
       taken = take();
@@ -555,7 +556,7 @@ export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: s
     remotePeer: m.remotePeer ? [m.remotePeer.address, m.remotePeer.port] : undefined,
     nonce: m.nonce?.toString('hex'),
     origin: m.origin,
-    owner: m.owner,
+    owner: m.client,
     description: m.description,
     doorTag: m.doorTag,
     lifetime: m.lifetime,
@@ -579,8 +580,8 @@ export function remainingMs(s: StoredMapping, now: { mono: number; wall: number;
   return Math.min(s.lifetime * 1000, s.expiresWall - lastWriteWall);
 }
 
-/** The epoch origin on this boot's monotonic clock, by the same rules. */
-export function epochOriginMono(e: EpochOrigin, now: { mono: number; wall: number; bootId: string }, lastWriteWall: number): number {
+/** The epoch start on this boot's monotonic clock, by the same rules. */
+export function epochStartMono(e: EpochStart, now: { mono: number; wall: number; bootId: string }, lastWriteWall: number): number {
   if (e.bootId === now.bootId) return e.mono;
   const elapsed = now.wall >= lastWriteWall ? now.wall - e.wall : lastWriteWall - e.wall;
   return now.mono - Math.max(0, elapsed);

@@ -7,7 +7,7 @@
 
 import type { IpAddress } from '../net/address.js';
 import { hostUnit } from '../net/hosts.js';
-import { keyOf, type Mapping, type Origin } from '../service/types.js';
+import { keyOf, type Mapping, type Origin } from '../domain/mapping.js';
 
 /**
  * An external IPv4 endpoint held for one internal endpoint. A MAP and the

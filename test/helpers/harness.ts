@@ -3,14 +3,15 @@
 // router 192.168.77.1 / 2001:db8:77::1, external 198.51.100.1.
 
 import { MemoryFirewall } from '../../src/firewall/memory.js';
-import { memoryLogger } from '../../src/log.js';
+import { memoryLogger } from './memory-logger.js';
 import { mustParseIp, parsePrefix, prefixContains, type IpAddress, type Prefix } from '../../src/net/address.js';
 import type { Policy } from '../../src/policy/policy.js';
 import { DEFAULT_POLICY, policyFromDocument } from '../../src/policy/load.js';
-import { PortControlProtocol } from '../../src/server/dispatch.js';
+import { PortControlProtocol } from '../../src/protocols/pcp-or-natpmp.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService, type ServiceConfig } from '../../src/service/mapping-service.js';
-import { ManualClock } from '../../src/state/clock.js';
+import { ManualClock } from './manual-clock.js';
 import { Epoch } from '../../src/state/epoch.js';
+import { MappingTable } from '../../src/state/table.js';
 
 export const EXTERNAL = mustParseIp('198.51.100.1');
 export const LAN_PREFIXES: Prefix[] = [parsePrefix('192.168.77.0/24') as Prefix, parsePrefix('2001:db8:77::/64') as Prefix];
@@ -20,6 +21,9 @@ export interface Harness {
   clock: ManualClock;
   firewall: MemoryFirewall;
   service: MappingService;
+  /** The service's table and epoch, built here so a test can look at their insides. */
+  table: MappingTable;
+  epoch: Epoch;
   protocol: PortControlProtocol;
   log: ReturnType<typeof memoryLogger>;
   setExternal(a: IpAddress | undefined): void;
@@ -32,25 +36,32 @@ export function harness(opts: { config?: Partial<ServiceConfig>; policy?: Policy
   const firewall = new MemoryFirewall(clock);
   const log = memoryLogger();
   let external: IpAddress | undefined = EXTERNAL;
+  const isLan = (a: IpAddress) => LAN_PREFIXES.some((p) => prefixContains(p, a));
+  const interfaceOf = (a: IpAddress) => (isLan(a) ? 'br-lan' : undefined);
+  const table = new MappingTable(interfaceOf);
+  const epoch = new Epoch(clock);
   const service = new MappingService(
     { ...DEFAULT_SERVICE_CONFIG, ...opts.config },
     opts.policy ?? unthrottledDefault(clock),
     firewall,
     {
       externalIPv4: () => external,
-      isLanHost: (a) => LAN_PREFIXES.some((p) => prefixContains(p, a)),
+      isLanHost: isLan,
       isRouterAddress: (a) => ROUTER.has(a),
-      interfaceOf: (a) => (LAN_PREFIXES.some((p) => prefixContains(p, a)) ? 'br-lan' : undefined),
+      interfaceOf,
     },
     clock,
-    new Epoch(clock),
+    epoch,
     log,
+    table,
   );
   const protocol = new PortControlProtocol(service);
   return {
     clock,
     firewall,
     service,
+    table,
+    epoch,
     protocol,
     log,
     setExternal: (a) => (external = a),

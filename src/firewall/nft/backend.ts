@@ -7,7 +7,7 @@ import { nftRunner, type NftCommand, type NftRunner } from './run.js';
 import { ALL_PORTS, SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology } from './ruleset.js';
 import { OutboundElements, largestFreeRun, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
 import { ConntrackFlusher, type FlowSelector } from '../conntrack.js';
-import type { StaticOpening } from '../../service/types.js';
+import type { StaticOpening } from '../../domain/mapping.js';
 
 export class NftSetupError extends Error {}
 

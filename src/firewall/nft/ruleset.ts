@@ -69,8 +69,8 @@
 
 import { createHash } from 'node:crypto';
 import type { FirewallEntry } from '../backend.js';
-import type { AddressPattern } from '../../policy/match.js';
-import type { StaticOpening } from '../../service/types.js';
+import type { AddressPattern } from '../../domain/patterns.js';
+import type { StaticOpening } from '../../domain/mapping.js';
 import { familyOf, type IpAddress } from '../../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 

@@ -4,7 +4,7 @@
 import type { IpAddress } from '../../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 import type { MappingService } from '../../service/mapping-service.js';
-import type { Refusal } from '../../service/types.js';
+import type { Refusal } from '../../domain/requests.js';
 import {
   NATPMP_OP_EXTERNAL_ADDRESS,
   NATPMP_OP_MAP_UDP,
@@ -44,7 +44,7 @@ export class NatPmpHandler {
 
   /** Handles one version-0 datagram from an IPv4 LAN host. */
   async handle(buf: Buffer, source: IpAddress): Promise<NatPmpOutcome> {
-    const epoch = this.service.epoch.seconds();
+    const epoch = this.service.epochSeconds();
     const decoded = decodeNatPmpRequest(buf);
     if (!decoded.ok) {
       if (decoded.silent) return { reply: undefined, result: 'dropped', detail: decoded.detail };
@@ -62,7 +62,7 @@ export class NatPmpHandler {
     // Every answer below but one follows a MappingService decision (which logged it).
     const answer = (result: NatPmpResult, internalPort: number, externalPort = 0, lifetime = 0, detail?: string, decided = true) => ({
       ...this.reply(
-        encodeMapResponse({ op: req.op, result, epoch: this.service.epoch.seconds(), internalPort, externalPort, lifetime }),
+        encodeMapResponse({ op: req.op, result, epoch: this.service.epochSeconds(), internalPort, externalPort, lifetime }),
         result,
         detail,
       ),
@@ -73,12 +73,12 @@ export class NatPmpHandler {
       if (req.internalPort === 0) {
         // §3.4: delete all of this client's mappings of the protocol; any that
         // cannot go (static ones) turn the result non-zero after the rest went.
-        const out = await this.service.unmapAll({ via: 'natpmp', client: source, protocol });
+        const out = await this.service.removeAll({ via: 'natpmp', client: source, protocol });
         return answer(out.ok ? NatPmpResult.SUCCESS : out.kept > 0 ? NatPmpResult.NOT_AUTHORIZED : NatPmpResult.OUT_OF_RESOURCES, 0);
       }
       // §3.4: the suggested external port of a delete is ignored; deleting
       // what does not exist succeeds.
-      const out = await this.service.unmap({ via: 'natpmp', client: source, internalAddress: source, protocol, internalPort: req.internalPort });
+      const out = await this.service.remove({ via: 'natpmp', client: source, internalAddress: source, protocol, internalPort: req.internalPort });
       if (!out.ok) return answer(REFUSAL_TO_RESULT[out.refusal], req.internalPort, 0, 0, out.detail);
       return answer(NatPmpResult.SUCCESS, req.internalPort);
     }

@@ -2,8 +2,9 @@
 // wire request → MappingService call → wire response. Knows PCP rules, not nftables.
 
 import { familyOf, normalizePrefix, toWire16, type IpAddress } from '../../net/address.js';
-import type { FilterStep, MapOutcome, MappingService } from '../../service/mapping-service.js';
-import type { Mapping, Refusal } from '../../service/types.js';
+import type { MappingService } from '../../service/mapping-service.js';
+import type { Mapping } from '../../domain/mapping.js';
+import type { FilterStep, MapOutcome, Refusal } from '../../domain/requests.js';
 import {
   LONG_ERROR_LIFETIME,
   Opcode,
@@ -89,7 +90,7 @@ export class PcpHandler {
       if (opts.preferFailure) return this.error(req.raw, 'MALFORMED_OPTION', 'PREFER_FAILURE in a delete', true);
       if (opts.filters.length > 0) return this.error(req.raw, 'MALFORMED_OPTION', 'FILTER in a delete', true);
       if (map.internalPort !== 0) {
-        const out = await this.service.unmap({
+        const out = await this.service.remove({
           via: 'pcp',
           client: source,
           internalAddress: internal.address,
@@ -190,7 +191,7 @@ export class PcpHandler {
   }
 
   private epoch(): number {
-    return this.service.epoch.seconds();
+    return this.service.epochSeconds();
   }
 
   private ok(reply: Buffer, result: string, detail?: string): PcpOutcome {
@@ -266,5 +267,5 @@ function updateData(m: Mapping): MapData {
 }
 
 function updateOptions(m: Mapping): PcpOption[] {
-  return m.owner !== m.internalAddress ? [{ code: OptionCode.THIRD_PARTY, address: m.internalAddress, v4: m.family === 4 }] : [];
+  return m.client !== m.internalAddress ? [{ code: OptionCode.THIRD_PARTY, address: m.internalAddress, v4: m.family === 4 }] : [];
 }

@@ -11,8 +11,9 @@
 
 import { familyOf, isLinkLocal, isMulticast, isUnspecified, parseIp, type IpAddress } from '../../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
-import type { MappingService, MapOutcome, Refused } from '../../service/mapping-service.js';
-import { keyOf, mappingKey, type Mapping, type Refusal } from '../../service/types.js';
+import type { MappingService } from '../../service/mapping-service.js';
+import { keyOf, mappingKey, type Mapping } from '../../domain/mapping.js';
+import type { MapOutcome, Refusal, Refused } from '../../domain/requests.js';
 import { ACTIONS, checkInArguments, serviceKeyFor, type ActionEntry, type ServiceKey } from './description.js';
 import { UpnpError, WanIpConnectionError as W, WanIpv6FirewallControlError as F, portListing, type PortListingEntry, type UpnpErrorDef } from './soap.js';
 
@@ -217,14 +218,14 @@ export class IgdControl {
         return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by a ${holder.origin} mapping to port ${holder.internalPort}`);
       }
       if (holder && holder.internalPort !== int.value) {
-        const gone = await this.service.unmap({ via: 'upnp', client, internalAddress: holder.internalAddress, protocol: holder.protocol, internalPort: holder.internalPort });
+        const gone = await this.service.remove({ via: 'upnp', client, internalAddress: holder.internalAddress, protocol: holder.protocol, internalPort: holder.internalPort });
         if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
       }
-      const same = this.service.table.get(mappingKey('map', host.value, proto.value, int.value));
+      const same = this.service.mappingOf(host.value, proto.value, int.value);
       if (same && same.externalPort !== ext.value) {
         if (same.origin !== 'upnp') return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `${host.value}:${int.value} is mapped by ${same.origin} on external port ${same.externalPort}`);
         // UPnP moves its own mapping to the asked-for port.
-        const gone = await this.service.unmap({ via: 'upnp', client, internalAddress: same.internalAddress, protocol: same.protocol, internalPort: same.internalPort });
+        const gone = await this.service.remove({ via: 'upnp', client, internalAddress: same.internalAddress, protocol: same.protocol, internalPort: same.internalPort });
         if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
       }
     }
@@ -265,10 +266,10 @@ export class IgdControl {
     if (!remote.ok) return remote.result;
     const found = (lenient ? [IPPROTO_TCP, IPPROTO_UDP] : [proto.value])
       .map((p) => this.mapOnExternalPort(p, ext.value))
-      .filter((m): m is Mapping => m !== undefined && sameRemote(m, remote.value) && (!lenient || m.internalAddress === client || m.owner === client));
+      .filter((m): m is Mapping => m !== undefined && sameRemote(m, remote.value) && (!lenient || m.internalAddress === client || m.client === client));
     if (!found.length) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
     for (const m of found) {
-      const out = await this.service.unmap({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
+      const out = await this.service.remove({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
       if (!out.ok) return fail(refusalError(out.refusal, false), out.detail);
     }
     return ok();
@@ -292,10 +293,10 @@ export class IgdControl {
     if (!selected.ok) return selected.result;
     // Without DeviceProtection every control point manages only its own
     // mappings, whatever NewManage says (IGD:2 security, Public role).
-    const victims = selected.value.mappings.filter((m) => m.origin !== 'static' && (m.internalAddress === client || m.owner === client));
+    const victims = selected.value.mappings.filter((m) => m.origin !== 'static' && (m.internalAddress === client || m.client === client));
     if (!victims.length) return fail(W.PORT_MAPPING_NOT_FOUND, 'nothing of yours in that range');
     for (const m of victims) {
-      const out = await this.service.unmap({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
+      const out = await this.service.remove({ via: 'upnp', client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
       if (!out.ok) return fail(refusalError(out.refusal, false), out.detail);
     }
     return ok();
@@ -347,7 +348,7 @@ export class IgdControl {
     // NewManage 0: the caller's own mappings; 1: every mapping it may see
     // (all: listings are not secret on the LAN, GetGeneric shows them too).
     const entries = selected.value.mappings
-      .filter((m) => selected.value.manage || m.internalAddress === client || m.owner === client)
+      .filter((m) => selected.value.manage || m.internalAddress === client || m.client === client)
       .slice(0, limit)
       .map((m) => this.entryOf(m));
     if (!entries.length) return fail(W.PORT_MAPPING_NOT_FOUND, 'no mapping in that range');
@@ -356,9 +357,9 @@ export class IgdControl {
 
   /** IPv4 port mappings in a stable order (protocol, external port): GetGeneric's index space. */
   private portMappings(): Mapping[] {
-    const version = this.service.table.version;
+    const version = this.service.changes();
     if (this.listing?.version !== version) {
-      const entries = [...this.service.table.values()].filter((m) => m.kind === 'map' && m.family === 4);
+      const entries = this.service.mappings((m) => m.kind === 'map' && m.family === 4);
       entries.sort((x, y) => x.protocol - y.protocol || x.externalPort - y.externalPort);
       this.listing = { version, entries };
     }
@@ -366,8 +367,7 @@ export class IgdControl {
   }
 
   private mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
-    const b = this.service.table.holderOfExternalPort(protocol, port);
-    return b ? this.service.table.get(`map|${b.internal}`) : undefined;
+    return this.service.holderOf(protocol, port);
   }
 
   private entryOf(m: Mapping): PortListingEntry {
@@ -451,7 +451,7 @@ export class IgdControl {
       this.nextPinholeId = (this.nextPinholeId % this.pinholeIdSpace) + 1;
       if (this.pendingPinholeIds.has(id)) continue;
       const held = this.pinholeIds.get(id);
-      if (held !== undefined && this.service.table.get(held)) continue;
+      if (held !== undefined && this.service.byKey(held)) continue;
       if (held !== undefined) {
         this.pinholeIds.delete(id);
         this.pinholeIdOf.delete(held);
@@ -471,7 +471,7 @@ export class IgdControl {
     if (this.indexed) return;
     this.indexed = true;
     let highest = 0;
-    for (const m of this.service.table.values()) {
+    for (const m of this.service.mappings()) {
       const id = pinholeIdOfTag(m.doorTag);
       if (id === undefined || id > this.pinholeIdSpace || this.pinholeIds.has(id)) continue;
       this.pinholeIds.set(id, keyOf(m));
@@ -485,7 +485,7 @@ export class IgdControl {
     const id = a.uint('UniqueID');
     if (!id.ok) return { ok: false, result: id.result };
     const key = this.pinholeIds.get(id.value);
-    const m = key !== undefined ? this.service.table.get(key) : undefined;
+    const m = key !== undefined ? this.service.byKey(key) : undefined;
     if (!m || this.service.remaining(m) <= 0) {
       if (key !== undefined) {
         this.pinholeIds.delete(id.value);
@@ -493,7 +493,7 @@ export class IgdControl {
       }
       return { ok: false, result: fail(F.NO_SUCH_ENTRY, `no pinhole ${id.value}`) };
     }
-    const mine = m.internalAddress === client || m.owner === client || (familyOf(client) === 6 && (await this.env.sameHost(client, m.internalAddress)));
+    const mine = m.internalAddress === client || m.client === client || (familyOf(client) === 6 && (await this.env.sameHost(client, m.internalAddress)));
     if (!mine) return { ok: false, result: fail(UpnpError.ACTION_NOT_AUTHORIZED, `pinhole ${id.value} is not yours`) };
     return { ok: true, mapping: m };
   }
@@ -507,7 +507,7 @@ export class IgdControl {
     const m = found.mapping;
     const out: MapOutcome = await this.service.map({
       via: 'upnp',
-      client: m.owner,
+      client: m.client,
       internalAddress: m.internalAddress,
       protocol: m.protocol,
       internalPort: m.internalPort,
@@ -521,7 +521,7 @@ export class IgdControl {
     const found = await this.ownedPinhole(a, client);
     if (!found.ok) return found.result;
     const m = found.mapping;
-    const out = await this.service.unmap({ via: 'upnp', client: m.owner, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
+    const out = await this.service.remove({ via: 'upnp', client: m.client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
     if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
     const key = keyOf(m);
     const id = this.pinholeIdOf.get(key);

@@ -16,7 +16,7 @@
 // 7xx range is per-service: 704 is ConnectionSetupFailed in WANIPConnection
 // and NoSuchEntry in WANIPv6FirewallControl.
 
-import { parseUpnpUrn } from './model.js';
+import { parseUpnpUrn } from './device-tree.js';
 import { childElements, escapeXml, isNcName, parseXml, textOf, type XmlElement } from './xml.js';
 
 export const SOAP_ENVELOPE_NS = 'http://schemas.xmlsoap.org/soap/envelope/';

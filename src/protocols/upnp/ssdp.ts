@@ -20,7 +20,7 @@
 // server answers a datagram with at most one reply per advertisement.
 
 import { formatHeaders, trimOws } from './http.js';
-import { allDevices, formatUrn, parseUpnpUrn, type DeviceNode } from './model.js';
+import { allDevices, formatUrn, parseUpnpUrn, type DeviceNode } from './device-tree.js';
 
 export const SSDP_PORT = 1900;
 export const SSDP_MULTICAST_V4 = '239.255.255.250';

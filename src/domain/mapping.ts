@@ -1,7 +1,7 @@
 // The domain: what a mapping is, whichever protocol asked for it.
 
 import type { Family, IpAddress, Prefix } from '../net/address.js';
-import type { AddressPattern } from '../policy/match.js';
+import type { AddressPattern } from './patterns.js';
 
 /** Which front door a request came through. */
 export type Via = 'pcp' | 'natpmp' | 'upnp';
@@ -35,10 +35,10 @@ export interface Mapping {
   readonly nonce?: Buffer;
   readonly origin: Origin;
   /** The address that asked (differs from internalAddress for third-party mappings). */
-  readonly owner: IpAddress;
+  readonly client: IpAddress;
   readonly description: string;
   /**
-   * A front door's own name for the mapping, opaque to the engine: kept,
+   * A front door's own name for the mapping, opaque to the service: kept,
    * stored and restored with it (UPnP: a pinhole's UniqueID, which clients
    * renew and delete by after a restart). Absent when the door set none.
    */
@@ -62,25 +62,22 @@ export function keyOf(m: Mapping): string {
   return mappingKey(m.kind, m.internalAddress, m.protocol, m.internalPort, m.remotePeer);
 }
 
-/**
- * Why the engine refused. PCP's result vocabulary is the richest of the three
- * protocols, so it is the engine's; NAT-PMP and UPnP translate from it.
- */
-export type Refusal =
-  | 'NOT_AUTHORIZED'
-  | 'MALFORMED_REQUEST'
-  | 'NETWORK_FAILURE'
-  | 'NO_RESOURCES'
-  /** The kernel rejected the change (PCP: NO_RESOURCES; NAT-PMP: 3, the box cannot do its job). */
-  | 'FIREWALL_FAILED'
-  | 'UNSUPP_PROTOCOL'
-  | 'USER_EX_QUOTA'
-  | 'CANNOT_PROVIDE_EXTERNAL'
-  | 'EXCESSIVE_REMOTE_PEERS'
-  /** A mapping for another host that policy does not allow (PCP: UNSUPP_OPTION, §13.1). */
-  | 'THIRD_PARTY_NOT_ALLOWED'
-  /** Over the per-client request rate of the policy rule that allowed it. */
-  | 'RATE_LIMITED';
+/** An "infinite" lifetime on the wire (RFC 6887 §11.3 for static mappings). */
+export const STATIC_LIFETIME = 0xffffffff;
+
+/** Whole seconds a mapping has left at monotonic `now` (0 once it ended). */
+export function remaining(m: Mapping, now: number): number {
+  return Math.max(0, Math.ceil((m.expiresAt - now) / 1000));
+}
+
+/** Two filter lists admit the same remotes, in the same order. */
+export function sameFilters(a: readonly RemoteFilter[], b: readonly RemoteFilter[]): boolean {
+  return a.length === b.length && a.every((f, i) => sameFilter(f, b[i] as RemoteFilter));
+}
+
+export function sameFilter(a: RemoteFilter, b: RemoteFilter): boolean {
+  return a.port === b.port && a.prefix.address === b.prefix.address && a.prefix.length === b.prefix.length;
+}
 
 /**
  * An opening the admin made in the policy file: installed at start, never

@@ -13,11 +13,11 @@ import { Neighbours } from '../net/neighbours.js';
 import { IPPROTO_TCP } from '../net/ipproto.js';
 import { SERVICE_SPECS, configIdOf, rootDescription, scpd, upnpPaths, type ServiceKey } from '../protocols/upnp/description.js';
 import { IgdControl, type IgdEnvironment } from '../protocols/upnp/igd.js';
-import { igdTree, type IgdVersion, type ServiceName } from '../protocols/upnp/model.js';
+import { igdTree, type IgdVersion, type ServiceName } from '../protocols/upnp/device-tree.js';
 import { serverHeader } from '../protocols/upnp/ssdp.js';
 import type { MappingService } from '../service/mapping-service.js';
-import { GenaManager } from './gena.js';
-import { SsdpServer, locationHost } from './ssdp.js';
+import { GenaManager } from './gena-publisher.js';
+import { SsdpServer, locationHost } from './ssdp-responder.js';
 import { UpnpHttpServer } from './upnp-http.js';
 
 export interface Upnp {
@@ -72,13 +72,13 @@ export async function startUpnp(opts: {
   const evented = (s: ServiceName): [string, string][] => {
     if (s === 'WANIPConnection') {
       const up = env.linkUp() && service.externalIPv4() !== undefined;
-      const entries = [...service.table.values()].filter((m) => m.kind === 'map' && m.family === 4).length;
+      const entries = service.count((m) => m.kind === 'map' && m.family === 4);
       return [
         ['PossibleConnectionTypes', 'IP_Routed'],
         ['ConnectionStatus', up ? 'Connected' : 'Disconnected'],
         ['ExternalIPAddress', service.externalIPv4() ?? ''],
         ['PortMappingNumberOfEntries', String(Math.min(entries, 0xffff))],
-        ['SystemUpdateID', String(service.table.version % 0x100000000)],
+        ['SystemUpdateID', String(service.changes() % 0x100000000)],
       ];
     }
     if (s === 'WANIPv6FirewallControl') return [['FirewallEnabled', '1'], ['InboundPinholeAllowed', '1']];

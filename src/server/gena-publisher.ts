@@ -15,7 +15,7 @@ import { request } from 'node:http';
 import type { Logger } from '../log.js';
 import { GENA_NT, GENA_NTS_PROPCHANGE, propertySet, type CallbackUrl, type GenaRequest } from '../protocols/upnp/gena.js';
 import { CONTENT_TYPE_XML } from '../protocols/upnp/http.js';
-import type { ServiceName } from '../protocols/upnp/model.js';
+import type { ServiceName } from '../protocols/upnp/device-tree.js';
 import { FairShare, shareOf, type Requester } from './fair-share.js';
 
 export interface GenaLimits {

@@ -13,7 +13,7 @@
 // addresses could refill its own buckets that way; it cannot refill its
 // host's, which every one of its requests touches and so keeps fresh.
 
-import { hostUnit, type HostOf } from '../net/hosts.js';
+import { hostUnit, type HostOf } from './hosts.js';
 
 /** A host's bucket: this many addresses' worth of rate and burst (a device has a few addresses). */
 export const PREFIX_SHARE = 4;

@@ -17,7 +17,7 @@ import { isLinkLocal, prefixContains, type IpAddress } from '../net/address.js';
 import type { LocalAddress } from '../net/interfaces.js';
 import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
-import type { DeviceNode } from '../protocols/upnp/model.js';
+import type { DeviceNode } from '../protocols/upnp/device-tree.js';
 import {
   SSDP_MULTICAST_V4,
   SSDP_MULTICAST_V6_LINK,
@@ -30,7 +30,7 @@ import {
   validateSearch,
 } from '../protocols/upnp/ssdp.js';
 import { FairShare, requesterOf, shareOf } from './fair-share.js';
-import { RateLimiter } from './rate-limit.js';
+import { RateLimiter } from '../net/rate-limit.js';
 
 export interface SsdpConfig {
   port: number;

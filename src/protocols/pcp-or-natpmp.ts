@@ -4,10 +4,10 @@
 
 import { familyOf, type IpAddress } from '../net/address.js';
 import type { MappingService } from '../service/mapping-service.js';
-import { PcpHandler } from '../protocols/pcp/handler.js';
-import { NatPmpHandler } from '../protocols/natpmp/handler.js';
-import { encodePcpErrorEcho } from '../protocols/pcp/codec.js';
-import { LONG_ERROR_LIFETIME, ResultCode } from '../protocols/pcp/constants.js';
+import { PcpHandler } from './pcp/handler.js';
+import { NatPmpHandler } from './natpmp/handler.js';
+import { encodePcpErrorEcho } from './pcp/codec.js';
+import { LONG_ERROR_LIFETIME, ResultCode } from './pcp/constants.js';
 
 export interface DatagramOutcome {
   reply: Buffer | undefined;
@@ -37,7 +37,7 @@ export class PortControlProtocol {
       if (msg.length < 2) return { reply: undefined, protocol: 'pcp', result: 'dropped', detail: 'short datagram', decided: false };
       // NAT-PMP is IPv4-only (RFC 6886 §3): over IPv6 the closest version we
       // speak is PCP's, so say so (RFC 6887 §9).
-      const reply = encodePcpErrorEcho(msg, ResultCode.UNSUPP_VERSION, LONG_ERROR_LIFETIME, this.service.epoch.seconds(), false);
+      const reply = encodePcpErrorEcho(msg, ResultCode.UNSUPP_VERSION, LONG_ERROR_LIFETIME, this.service.epochSeconds(), false);
       return { reply, protocol: 'pcp', result: 'UNSUPP_VERSION', detail: 'NAT-PMP over IPv6', decided: false };
     }
     const r = await this.pcp.handle(msg, source, sourcePort);

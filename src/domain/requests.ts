@@ -1,0 +1,92 @@
+// What a door asks the mapping service, and what it hears back: the one
+// vocabulary PCP, NAT-PMP and UPnP translate their wire formats into.
+
+import type { IpAddress } from '../net/address.js';
+import type { Mapping, RemoteFilter, Via } from './mapping.js';
+
+/**
+ * Why the service refused. PCP's result vocabulary is the richest of the three
+ * protocols, so it is the service's; NAT-PMP and UPnP translate from it.
+ */
+export type Refusal =
+  | 'NOT_AUTHORIZED'
+  | 'MALFORMED_REQUEST'
+  | 'NETWORK_FAILURE'
+  | 'NO_RESOURCES'
+  /** The kernel rejected the change (PCP: NO_RESOURCES; NAT-PMP: 3, the box cannot do its job). */
+  | 'FIREWALL_FAILED'
+  | 'UNSUPP_PROTOCOL'
+  | 'USER_EX_QUOTA'
+  | 'CANNOT_PROVIDE_EXTERNAL'
+  | 'EXCESSIVE_REMOTE_PEERS'
+  /** A mapping for another host that policy does not allow (PCP: UNSUPP_OPTION, §13.1). */
+  | 'THIRD_PARTY_NOT_ALLOWED'
+  /** Over the per-client request rate of the policy rule that allowed it. */
+  | 'RATE_LIMITED';
+
+/** A filter step as PCP FILTER options list them: add a remote, or clear all (prefix length 0). */
+export type FilterStep = RemoteFilter | 'clear';
+
+export interface MapRequest {
+  via: Via;
+  /** Source address of the request (already checked to be on the LAN). */
+  client: IpAddress;
+  /** The host the mapping is for: the client, or a THIRD_PARTY/UPnP NewInternalClient address. */
+  internalAddress: IpAddress;
+  protocol: number;
+  internalPort: number;
+  /** 0 = no preference. */
+  suggestedExternalPort: number;
+  /** Requested lifetime in seconds (> 0). */
+  lifetime: number;
+  nonce?: Buffer;
+  /** Only the suggested external port will do (PCP PREFER_FAILURE, UPnP AddPortMapping). */
+  preferFailure?: boolean;
+  /** PCP FILTER options in wire order; undefined = leave existing filters alone. */
+  filters?: readonly FilterStep[];
+  /** undefined = leave the existing description alone. */
+  description?: string;
+  /** UDP source port of the request (for PCP mapping updates). */
+  clientPort?: number;
+  /** Mapping.doorTag; undefined = leave the existing one alone. */
+  doorTag?: string;
+}
+
+export interface PeerRequest {
+  via: Via;
+  client: IpAddress;
+  internalAddress: IpAddress;
+  protocol: number;
+  internalPort: number;
+  suggestedExternalPort: number;
+  remotePeerAddress: IpAddress;
+  remotePeerPort: number;
+  lifetime: number;
+  nonce: Buffer;
+  description?: string;
+  clientPort?: number;
+}
+
+export interface RemoveRequest {
+  via: Via;
+  client: IpAddress;
+  internalAddress: IpAddress;
+  protocol: number;
+  internalPort: number;
+  nonce?: Buffer;
+}
+
+export type Refused = {
+  ok: false;
+  refusal: Refusal;
+  detail: string;
+  /** Set where the protocol wants a specific error lifetime (e.g. the existing mapping's remaining time). */
+  lifetime?: number;
+};
+export type Granted = { ok: true; mapping: Mapping; lifetime: number };
+export type MapOutcome = Granted | Refused;
+export type RemoveOutcome = { ok: true; deleted?: Mapping } | Refused;
+
+export function refuse(refusal: Refusal, detail: string): Refused {
+  return { ok: false, refusal, detail };
+}
