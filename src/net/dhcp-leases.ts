@@ -51,14 +51,14 @@ export interface ParsedLeases {
 }
 
 /** dnsmasq's default lease limit is 1 000; a line is at most a few hundred octets. */
-export const MAX_FILE_BYTES = 1024 * 1024;
-export const MAX_LINES = 20_000;
+const MAX_FILE_BYTES = 1024 * 1024;
+const MAX_LINES = 20_000;
 /** A client-id is at most 255 octets (765 characters of hex and colons). */
 const MAX_LINE_CHARS = 1024;
 /** How often the daemon looks at the file. */
 export const CHECK_EVERY_MS = 5000;
 /** The least time between two looks, however often `refresh` is called. */
-export const MIN_CHECK_MS = 2000;
+const MIN_CHECK_MS = 2000;
 
 const EXPIRES = /^\d{1,12}$/;
 const HWADDR = /^(?:[0-9a-f]{2}-(?:[0-9a-f]{2}(?::[0-9a-f]{2})*)?|[0-9a-f]{2}(?::[0-9a-f]{2})*)$/;

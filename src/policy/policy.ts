@@ -90,7 +90,7 @@ export const BASE_LIMITS: Limits = {
 
 const PROTOCOL_NAMES: Record<number, string> = { [IPPROTO_TCP]: 'tcp', [IPPROTO_UDP]: 'udp' };
 
-export function operationsOf(req: Pick<PolicyRequest, 'operation' | 'client' | 'internalAddress'>): RuleOperation[] {
+function operationsOf(req: Pick<PolicyRequest, 'operation' | 'client' | 'internalAddress'>): RuleOperation[] {
   const primary: RuleOperation = req.operation === 'peer' ? 'peer' : familyOf(req.internalAddress) === 6 ? 'pinhole' : 'map';
   return req.internalAddress !== req.client ? [primary, 'third-party'] : [primary];
 }
