@@ -1,8 +1,7 @@
 // dnsmasq's DHCP lease file (`--dhcp-leasefile`; OpenWrt keeps it at
 // /tmp/dhcp.leases): which host holds which address, until when, under which
-// link-layer address and name. The mapping engine caps lifetimes at a host's
-// lease and drops the mappings of a host whose lease ended (RFC 6887 §15);
-// the admin page names devices from it.
+// link-layer address and name. The mapping service caps lifetimes at a host's
+// lease and revokes the mappings of a host whose lease ended (RFC 6887 §15).
 //
 // One lease a line, five fields separated by single spaces, as dnsmasq's
 // lease.c writes them:
