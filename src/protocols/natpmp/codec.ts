@@ -16,7 +16,8 @@
 import { ipv4FromBytes, ipv4ToBytes, type IpAddress } from '../../net/address.js';
 import { PCP_MAX_MESSAGE } from '../pcp/constants.js';
 
-const NATPMP_VERSION = 0;
+/** Octet 0 of every NAT-PMP message; PCP puts its version 2 there, which is how the shared port tells them apart. */
+export const NATPMP_VERSION = 0;
 export const NATPMP_OP_EXTERNAL_ADDRESS = 0;
 export const NATPMP_OP_MAP_UDP = 1;
 export const NATPMP_OP_MAP_TCP = 2;
