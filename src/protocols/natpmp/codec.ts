@@ -27,11 +27,6 @@ const NATPMP_RESPONSE_HEADER_SIZE = 8;
 const NATPMP_EXTERNAL_ADDRESS_RESPONSE_SIZE = 12;
 const NATPMP_MAP_REQUEST_SIZE = 12;
 const NATPMP_MAP_RESPONSE_SIZE = 16;
-/**
- * RFC 6886 sets no maximum; NAT-PMP shares its port with PCP, whose messages
- * "MUST NOT exceed 1100 octets" (RFC 6887 §7), and an echo is never longer.
- */
-const NATPMP_MAX_ECHO = PCP_MAX_MESSAGE;
 /** §3.2.1: "The NAT gateway MUST ... send ... to 224.0.0.1:5350". */
 export const NATPMP_ANNOUNCE_GROUP = '224.0.0.1';
 
@@ -122,6 +117,12 @@ export function encodeMapResponse(r: {
   out.writeUInt32BE(r.lifetime >>> 0, 12);
   return out;
 }
+
+/**
+ * RFC 6886 sets no maximum; NAT-PMP shares its port with PCP, whose messages
+ * "MUST NOT exceed 1100 octets" (RFC 6887 §7), and an echo is never longer.
+ */
+const NATPMP_MAX_ECHO = PCP_MAX_MESSAGE;
 
 /**
  * §3.5: "the entire request MUST be returned to the sender, with the top bit
