@@ -41,7 +41,7 @@ const DECODER_RANDOM_RUNS = 40_000;
 const DECODER_MUTATED_RUNS = 60_000;
 const DECODER_STRUCTURED_RUNS = 10_000;
 const MIN_DECODER_RUNS = 100_000;
-/** Full path: sequences of 1..8 datagrams against a fresh engine each. */
+/** Full path: sequences of 1..8 datagrams against a fresh service each. */
 const PATH_RUNS = 10_000;
 const PATH_DATAGRAMS_PER_RUN = { min: 1, max: 8 };
 const MIN_PATH_DATAGRAMS = 20_000;
@@ -548,7 +548,7 @@ function describeDecode(job: JobName, b: Buffer): string {
 type PathRun = { noExternal: boolean; datagrams: Datagram[] };
 
 /**
- * One property run of the full path: a fresh engine, then each datagram in
+ * One property run of the full path: a fresh service, then each datagram in
  * turn. `trace`, when given, receives one line per datagram (the replay of a
  * counterexample uses it to show which datagram broke and what came back).
  */

@@ -1,7 +1,7 @@
 // The policy language: matching (CIDR, interface-identifier masks, ranges,
 // first match, default deny), limits (defaults, rates, third party, remote
 // peers, external ports), every kind of file error with its exact message,
-// and the engine obeying a policy (refusals per protocol, swaps).
+// and the service obeying a policy (refusals per protocol, swaps).
 
 import t from 'tap';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
@@ -281,7 +281,7 @@ t.test('explain walks the rules like the engine', async (t) => {
   t.match(low.text, /verdict: DENY by rule 4 "upnp-no-low-ports"/);
 });
 
-// --- the engine obeying a policy ----------------------------------------
+// --- the service obeying a policy ---------------------------------------
 
 const NONCE = Buffer.from('0102030405060708090a0b0c', 'hex');
 const mapReq = (o: Partial<MapRequest> = {}): MapRequest => ({ via: 'pcp', client: A, internalAddress: A, protocol: 17, internalPort: 40000, suggestedExternalPort: 0, lifetime: 3600, nonce: NONCE, ...o });

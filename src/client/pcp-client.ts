@@ -6,7 +6,7 @@ import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { familyOf, mustParseIp, parsePrefix, type IpAddress } from '../net/address.js';
 import { decodePcpResponse, encodePcpRequest, type PcpResponse } from '../protocols/pcp/codec.js';
-import { OptionCode, PCP_SERVER_PORT, resultName } from '../protocols/pcp/constants.js';
+import { Opcode, OptionCode, PCP_SERVER_PORT, resultName } from '../protocols/pcp/constants.js';
 import type { PcpOption } from '../protocols/pcp/options.js';
 
 export interface MapArgs {
@@ -39,7 +39,7 @@ export function mapRequestBytes(a: MapArgs): Buffer {
   }
   if (a.description !== undefined) options.push({ code: OptionCode.DESCRIPTION, text: a.description });
   return encodePcpRequest({
-    opcode: 1,
+    opcode: Opcode.MAP,
     lifetime: a.lifetime,
     clientAddress: a.client,
     map: {
@@ -53,8 +53,10 @@ export function mapRequestBytes(a: MapArgs): Buffer {
   });
 }
 
-/** Sends one request, retransmitting until a matching response or the tries run out. */
-/** `server` may carry a zone (fe80::1%eth0): a router's link-local address is a fine PCP server address. */
+/**
+ * Sends one request, retransmitting until a matching response or the tries run out.
+ * `serverText` may carry a zone (fe80::1%eth0): a router's link-local address is a fine PCP server address.
+ */
 export async function exchange(serverText: string, request: Buffer, opts: { port?: number; timeoutMs?: number; tries?: number; bind?: string } = {}): Promise<PcpResponse | undefined> {
   const server = mustParseIp(serverText);
   const sock = createSocket(familyOf(server) === 4 ? 'udp4' : 'udp6');

@@ -140,7 +140,7 @@ export function prefixContains(p: Prefix, addr: IpAddress): boolean {
   return bitsEqual(addressBytes(p.address), addressBytes(addr), p.length);
 }
 
-export function bitsEqual(a: Buffer, b: Buffer, bits: number): boolean {
+function bitsEqual(a: Buffer, b: Buffer, bits: number): boolean {
   const whole = bits >> 3;
   for (let i = 0; i < whole; i++) if (a[i] !== b[i]) return false;
   const rem = bits & 7;

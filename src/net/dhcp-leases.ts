@@ -1,8 +1,7 @@
 // dnsmasq's DHCP lease file (`--dhcp-leasefile`; OpenWrt keeps it at
 // /tmp/dhcp.leases): which host holds which address, until when, under which
-// link-layer address and name. The mapping engine caps lifetimes at a host's
-// lease and drops the mappings of a host whose lease ended (RFC 6887 §15);
-// the admin page names devices from it.
+// link-layer address and name. The mapping service caps lifetimes at a host's
+// lease and revokes the mappings of a host whose lease ended (RFC 6887 §15).
 //
 // One lease a line, five fields separated by single spaces, as dnsmasq's
 // lease.c writes them:
@@ -51,14 +50,14 @@ export interface ParsedLeases {
 }
 
 /** dnsmasq's default lease limit is 1 000; a line is at most a few hundred octets. */
-export const MAX_FILE_BYTES = 1024 * 1024;
-export const MAX_LINES = 20_000;
+const MAX_FILE_BYTES = 1024 * 1024;
+const MAX_LINES = 20_000;
 /** A client-id is at most 255 octets (765 characters of hex and colons). */
 const MAX_LINE_CHARS = 1024;
 /** How often the daemon looks at the file. */
 export const CHECK_EVERY_MS = 5000;
 /** The least time between two looks, however often `refresh` is called. */
-export const MIN_CHECK_MS = 2000;
+const MIN_CHECK_MS = 2000;
 
 const EXPIRES = /^\d{1,12}$/;
 const HWADDR = /^(?:[0-9a-f]{2}-(?:[0-9a-f]{2}(?::[0-9a-f]{2})*)?|[0-9a-f]{2}(?::[0-9a-f]{2})*)$/;

@@ -1,6 +1,6 @@
 // Is this request from the LAN? One rule for every door (PCP/NAT-PMP, SSDP,
-// UPnP HTTP, later the admin page), because a door with its own weaker rule
-// is the one an attacker uses.
+// UPnP HTTP), because a door with its own weaker rule is the one an attacker
+// uses.
 //
 // The arrival interface decides, not the source address: a WAN host can put
 // any LAN address in its packets and route them to the router's LAN address

@@ -49,7 +49,7 @@ export function parseNeighbours(json: string): Neighbour[] {
   return out;
 }
 
-export const readIpNeigh: NeighbourReader = () =>
+const readIpNeigh: NeighbourReader = () =>
   new Promise((resolve) => {
     execFile('ip', ['-j', 'neigh', 'show'], { timeout: READ_TIMEOUT_MS, maxBuffer: MAX_OUTPUT_BYTES, killSignal: 'SIGKILL' }, (err, stdout) => {
       resolve(err ? [] : parseNeighbours(stdout));

@@ -1,5 +1,5 @@
 // `portcullis policy explain`: walks the rules for one request the way the
-// engine does, and says why each one before the deciding rule did not match.
+// service does, and says why each one before the deciding rule did not match.
 
 import { describeLimits, describeRule, type LoadedPolicy } from './load.js';
 import { mismatch, type PolicyRequest } from './policy.js';

@@ -11,7 +11,7 @@ import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
 import { familyOf, isMulticast, isUnspecified, parseIp } from '../net/address.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../net/ipproto.js';
+import { IPPROTO_TCP, IPPROTO_UDP, protocolByName, protocolName } from '../net/ipproto.js';
 import type { StaticOpening } from '../domain/mapping.js';
 import type { Via } from '../domain/mapping.js';
 import { BASE_LIMITS, RulePolicy, type Limits, type Rule, type RuleOperation } from './policy.js';
@@ -208,7 +208,8 @@ class Compiler {
       match: {
         client: m.client !== undefined ? this.patterns(m.client, [...path, 'match', 'client']) : undefined,
         interface: list(m.interface),
-        protocol: m.protocol === 'udp' ? IPPROTO_UDP : m.protocol === 'tcp' ? IPPROTO_TCP : undefined,
+        // 'any' has no number: the rule then matches every protocol.
+        protocol: m.protocol === undefined ? undefined : protocolByName(m.protocol),
         internalPorts: m.internalPorts !== undefined ? this.ports(m.internalPorts, [...path, 'match', 'internalPorts']) : undefined,
         externalPorts,
         via: list(m.via),
@@ -227,7 +228,8 @@ class Compiler {
       const ports = this.ports(p.ports, [...path, 'pinhole', 'ports']);
       if (ports.some((r) => r.min === 0)) this.fail([...path, 'pinhole', 'ports'], 'ports from 1 to 65535', p.ports);
       if (!to) return undefined;
-      const protocols = p.protocol === 'udp' ? [IPPROTO_UDP] : p.protocol === 'tcp' ? [IPPROTO_TCP] : [IPPROTO_TCP, IPPROTO_UDP];
+      const one = protocolByName(p.protocol);
+      const protocols = one === undefined ? [IPPROTO_TCP, IPPROTO_UDP] : [one];
       return { kind: 'pinhole', name: s.name, to, protocols, ports, from };
     }
     const f = s.forward;
@@ -238,7 +240,7 @@ class Compiler {
       return undefined;
     }
     const from = f.from !== undefined ? this.patterns(f.from, [...path, 'forward', 'from'], 4, true) : undefined;
-    return { kind: 'forward', name: s.name, protocol: f.protocol === 'udp' ? IPPROTO_UDP : IPPROTO_TCP, port: f.port, to, toPort: f.toPort ?? f.port, from };
+    return { kind: 'forward', name: s.name, protocol: protocolByName(f.protocol) ?? IPPROTO_TCP, port: f.port, to, toPort: f.toPort ?? f.port, from };
   }
 
   unique(items: [string, (string | number)[]][], what: string): void {
@@ -382,7 +384,7 @@ export function describeRule(r: Rule): string {
   const parts: string[] = [];
   if (m.client) parts.push(`client ${m.client.map((p) => p.text).join(', ')}`);
   if (m.interface) parts.push(`interface ${m.interface.join(', ')}`);
-  parts.push(m.protocol === IPPROTO_UDP ? 'udp' : m.protocol === IPPROTO_TCP ? 'tcp' : 'any protocol');
+  parts.push(m.protocol === undefined ? 'any protocol' : protocolName(m.protocol));
   if (m.internalPorts) parts.push(`internal ports ${m.internalPorts.map(formatRange).join(', ')}`);
   if (m.externalPorts) parts.push(`external ports ${m.externalPorts.map(formatRange).join(', ')}`);
   if (m.via) parts.push(`via ${m.via.join(', ')}`);
@@ -393,10 +395,10 @@ export function describeRule(r: Rule): string {
 export function describeStatic(s: StaticOpening): string {
   const from = s.from ? ` from ${s.from.map((p) => p.text).join(', ')}` : '';
   if (s.kind === 'pinhole') {
-    const proto = s.protocols.length === 2 ? 'tcp+udp' : s.protocols[0] === IPPROTO_UDP ? 'udp' : 'tcp';
+    const proto = s.protocols.length === 2 ? 'tcp+udp' : s.protocols.map(protocolName).join('+');
     return `pinhole ${proto} ${s.ports.map(formatRange).join(', ')} → ${s.to.text}${from}`;
   }
-  return `forward ${s.protocol === IPPROTO_UDP ? 'udp' : 'tcp'} ${s.port} → ${s.to}:${s.toPort}${from}`;
+  return `forward ${protocolName(s.protocol)} ${s.port} → ${s.to}:${s.toPort}${from}`;
 }
 
 export function summarize(p: LoadedPolicy): string {

@@ -1,14 +1,14 @@
 // Policy: who may open what. Rules are tried in order and the first whose
-// match fits decides; what no rule matches is denied. The engine only ever
+// match fits decides; what no rule matches is denied. The service only ever
 // sees the `Policy` interface; `load.ts` turns the admin's file into one.
 
 import { familyOf, formatPrefix, type IpAddress, type Prefix } from '../net/address.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../net/ipproto.js';
+import { protocolName } from '../net/ipproto.js';
 import { RateLimiter } from '../net/rate-limit.js';
 import type { RemoteFilter, Via } from '../domain/mapping.js';
 import { formatRange, inRanges, intersectRanges, parseAddressPattern, patternCovers, patternMatches, type AddressPattern, type PortRange } from '../domain/patterns.js';
 
-/** The request's kind as the engine sees it ('peer' = PCP PEER). */
+/** The request's kind as the service sees it ('peer' = PCP PEER). */
 export type Operation = 'map' | 'peer';
 /** What a rule can match on: an IPv4 mapping, an IPv6 pinhole, a PEER flow, or any request for another host. */
 export type RuleOperation = 'map' | 'pinhole' | 'peer' | 'third-party';
@@ -32,7 +32,7 @@ export interface PolicyRequest {
 }
 
 export interface Limits {
-  /** Seconds; the engine also clamps to its configured [min, max]. */
+  /** Seconds; the service also clamps to its configured [min, max]. */
   maxLifetime: number;
   maxMappingsPerClient: number;
   /** Disjoint inclusive ranges, in order, external ports may be allocated from: a gap is never allocated. */
@@ -88,9 +88,7 @@ export const BASE_LIMITS: Limits = {
   externalPortMayDiffer: true,
 };
 
-const PROTOCOL_NAMES: Record<number, string> = { [IPPROTO_TCP]: 'tcp', [IPPROTO_UDP]: 'udp' };
-
-export function operationsOf(req: Pick<PolicyRequest, 'operation' | 'client' | 'internalAddress'>): RuleOperation[] {
+function operationsOf(req: Pick<PolicyRequest, 'operation' | 'client' | 'internalAddress'>): RuleOperation[] {
   const primary: RuleOperation = req.operation === 'peer' ? 'peer' : familyOf(req.internalAddress) === 6 ? 'pinhole' : 'map';
   return req.internalAddress !== req.client ? [primary, 'third-party'] : [primary];
 }
@@ -100,7 +98,7 @@ export function mismatch(rule: Rule, req: PolicyRequest): string | undefined {
   const m = rule.match;
   if (m.client && !m.client.some((p) => patternMatches(p, req.client))) return `client ${req.client} is not in ${m.client.map((p) => p.text).join(', ')}`;
   if (m.interface && (req.interface === undefined || !m.interface.includes(req.interface))) return `interface ${req.interface ?? '(unknown)'} is not ${m.interface.join(', ')}`;
-  if (m.protocol !== undefined && req.protocol !== m.protocol) return `protocol is not ${PROTOCOL_NAMES[m.protocol]}`;
+  if (m.protocol !== undefined && req.protocol !== m.protocol) return `protocol is not ${protocolName(m.protocol)}`;
   if (m.internalPorts && !inRanges(m.internalPorts, req.internalPort)) return `internal port ${req.internalPort} is not in ${m.internalPorts.map(formatRange).join(', ')}`;
   if (m.externalPorts) {
     // An insisted-on port must be inside. A hint matches an allow rule (which

@@ -14,18 +14,21 @@
 //                                     [12..15] Lifetime
 
 import { ipv4FromBytes, ipv4ToBytes, type IpAddress } from '../../net/address.js';
+import { PCP_MAX_MESSAGE } from '../pcp/constants.js';
 
+/** Octet 0 of every NAT-PMP message; PCP puts its version 2 there, which is how the shared port tells them apart. */
 export const NATPMP_VERSION = 0;
 export const NATPMP_OP_EXTERNAL_ADDRESS = 0;
 export const NATPMP_OP_MAP_UDP = 1;
 export const NATPMP_OP_MAP_TCP = 2;
-export const NATPMP_RESPONSE_BIT = 0x80;
-export const NATPMP_EXTERNAL_ADDRESS_RESPONSE_SIZE = 12;
-export const NATPMP_MAP_REQUEST_SIZE = 12;
-export const NATPMP_MAP_RESPONSE_SIZE = 16;
+const NATPMP_RESPONSE_BIT = 0x80;
+/** Vers, OP, Result Code and Seconds Since Start of Epoch: what every response begins with. */
+const NATPMP_RESPONSE_HEADER_SIZE = 8;
+const NATPMP_EXTERNAL_ADDRESS_RESPONSE_SIZE = 12;
+const NATPMP_MAP_REQUEST_SIZE = 12;
+const NATPMP_MAP_RESPONSE_SIZE = 16;
 /** §3.2.1: "The NAT gateway MUST ... send ... to 224.0.0.1:5350". */
 export const NATPMP_ANNOUNCE_GROUP = '224.0.0.1';
-export const NATPMP_CLIENT_PORT = 5350;
 
 /** §3.5 result codes. */
 export const NatPmpResult = {
@@ -116,14 +119,20 @@ export function encodeMapResponse(r: {
 }
 
 /**
+ * RFC 6886 sets no maximum; NAT-PMP shares its port with PCP, whose messages
+ * "MUST NOT exceed 1100 octets" (RFC 6887 §7), and an echo is never longer.
+ */
+const NATPMP_MAX_ECHO = PCP_MAX_MESSAGE;
+
+/**
  * §3.5: "the entire request MUST be returned to the sender, with the top bit
  * of the opcode set ... and the result code set to 5". Where the request is
  * long enough, the epoch goes in its usual place (every response carries it);
- * the reply is never shorter than 8 octets nor longer than the request's 1100
- * octets cap.
+ * the reply is never shorter than a response header (8 octets) nor longer
+ * than NATPMP_MAX_ECHO.
  */
 export function encodeUnsupportedOpcodeResponse(request: Buffer, epoch: number): Buffer {
-  const out = Buffer.alloc(Math.min(Math.max(8, request.length), 1100));
+  const out = Buffer.alloc(Math.min(Math.max(NATPMP_RESPONSE_HEADER_SIZE, request.length), NATPMP_MAX_ECHO));
   request.copy(out, 0, 0, out.length);
   out[1] = (request[1] ?? 0) | NATPMP_RESPONSE_BIT;
   out.writeUInt16BE(NatPmpResult.UNSUPPORTED_OPCODE, 2);
@@ -143,13 +152,15 @@ export interface NatPmpResponse {
 
 /** Decodes a response (tests and tools). */
 export function decodeNatPmpResponse(buf: Buffer): { ok: true; msg: NatPmpResponse } | { ok: false; detail: string } {
-  if (buf.length < 8 || buf[0] !== 0 || !((buf[1] ?? 0) & NATPMP_RESPONSE_BIT)) {
+  if (buf.length < NATPMP_RESPONSE_HEADER_SIZE || buf[0] !== NATPMP_VERSION || !((buf[1] ?? 0) & NATPMP_RESPONSE_BIT)) {
     return { ok: false, detail: 'not a NAT-PMP response' };
   }
-  const op = (buf[1] ?? 0) & 0x7f;
+  const op = (buf[1] ?? 0) & ~NATPMP_RESPONSE_BIT;
   const msg: NatPmpResponse = { op, result: buf.readUInt16BE(2), epoch: buf.readUInt32BE(4) };
-  if (op === 0 && buf.length >= 12) msg.externalAddress = ipv4FromBytes(buf.subarray(8, 12));
-  if ((op === 1 || op === 2) && buf.length >= 16) {
+  if (op === NATPMP_OP_EXTERNAL_ADDRESS && buf.length >= NATPMP_EXTERNAL_ADDRESS_RESPONSE_SIZE) {
+    msg.externalAddress = ipv4FromBytes(buf.subarray(8, 12));
+  }
+  if ((op === NATPMP_OP_MAP_UDP || op === NATPMP_OP_MAP_TCP) && buf.length >= NATPMP_MAP_RESPONSE_SIZE) {
     msg.internalPort = buf.readUInt16BE(8);
     msg.externalPort = buf.readUInt16BE(10);
     msg.lifetime = buf.readUInt32BE(12);
@@ -158,7 +169,8 @@ export function decodeNatPmpResponse(buf: Buffer): { ok: true; msg: NatPmpRespon
 }
 
 export function encodeNatPmpMapRequest(op: number, internalPort: number, suggestedExternalPort: number, lifetime: number): Buffer {
-  const b = Buffer.alloc(12);
+  const b = Buffer.alloc(NATPMP_MAP_REQUEST_SIZE);
+  b[0] = NATPMP_VERSION;
   b[1] = op;
   b.writeUInt16BE(internalPort, 4);
   b.writeUInt16BE(suggestedExternalPort, 6);

@@ -24,13 +24,13 @@ import {
   PCP_HEADER_SIZE,
   PCP_MAX_MESSAGE,
   PCP_MAP_BODY_SIZE,
+  PCP_OPCODE_MASK,
   PCP_PEER_BODY_SIZE,
   PCP_R_BIT,
   PCP_VERSION,
-  ResultCode,
   type ResultName,
 } from './constants.js';
-import { OPTION_CODECS, encodeOption, optionName, type PcpOption } from './options.js';
+import { OPTION_CODECS, encodeOption, optionName, optionSlots, type PcpOption } from './options.js';
 
 export interface MapData {
   nonce: Buffer;
@@ -70,6 +70,12 @@ export type PcpDecodeResult = { ok: true; msg: PcpRequest } | PcpDecodeError;
 const silent = (detail: string): PcpDecodeError => ({ ok: false, silent: true, detail });
 const fail = (code: ResultName, detail: string): PcpDecodeError => ({ ok: false, silent: false, code, detail });
 
+const opcodeOf = (buf: Buffer): number => (buf[1] ?? 0) & PCP_OPCODE_MASK;
+
+/** Where each opcode's data ends and its options begin. */
+const MAP_END = PCP_HEADER_SIZE + PCP_MAP_BODY_SIZE;
+const PEER_END = PCP_HEADER_SIZE + PCP_PEER_BODY_SIZE;
+
 function decodeMapData(buf: Buffer): MapData {
   return {
     nonce: Buffer.from(buf.subarray(24, 36)),
@@ -103,7 +109,7 @@ export function decodePcpRequest(buf: Buffer): PcpDecodeResult {
   if (buf.length > PCP_MAX_MESSAGE) return fail('MALFORMED_REQUEST', `${buf.length} octets > ${PCP_MAX_MESSAGE}`);
   if (buf.length % 4 !== 0) return fail('MALFORMED_REQUEST', `${buf.length} octets, not a multiple of 4`);
 
-  const opcode = (buf[1] ?? 0) & 0x7f;
+  const opcode = opcodeOf(buf);
   let bodySize: number;
   switch (opcode) {
     case Opcode.ANNOUNCE:
@@ -149,18 +155,12 @@ function decodeOptions(
   // option list parsed: a framing error anywhere (MALFORMED_OPTION) means the
   // list cannot be trusted, so it outranks an unknown code seen before it.
   let unsupported: PcpDecodeError | undefined;
-  let off = start;
-  while (off < buf.length) {
-    // The message length is a multiple of 4, so at least a whole header remains.
-    const code = buf[off] ?? 0;
-    const len = buf.readUInt16BE(off + 2);
-    const padded = (len + 3) & ~3;
-    if (off + 4 + padded > buf.length) {
-      return fail('MALFORMED_OPTION', `option ${optionName(code)} length ${len} runs past the message end`);
+  // The message length is a multiple of 4, so no octets are left over after the last option.
+  for (const slot of optionSlots(buf, start)) {
+    const code = slot.code;
+    if ('overrunLength' in slot) {
+      return fail('MALFORMED_OPTION', `option ${optionName(code)} length ${slot.overrunLength} runs past the message end`);
     }
-    const data = buf.subarray(off + 4, off + 4 + len);
-    off += 4 + padded;
-
     const codec = OPTION_CODECS.get(code);
     if (!codec) {
       // §7.3: unknown mandatory → UNSUPP_OPTION; unknown optional → skip.
@@ -181,7 +181,7 @@ function decodeOptions(
     const n = (counts.get(code) ?? 0) + 1;
     counts.set(code, n);
     if (n > codec.maxCount) return fail('MALFORMED_OPTION', `${codec.name} appears ${n} times`);
-    const d = codec.decode(Buffer.from(data));
+    const d = codec.decode(Buffer.from(slot.data));
     if (!d.ok) return fail('MALFORMED_OPTION', d.detail);
     if (d.option) options.push(d.option);
   }
@@ -201,7 +201,7 @@ export interface PcpResponse {
 
 function writeHeader(out: Buffer, opcode: number, result: number, lifetime: number, epoch: number): void {
   out[0] = PCP_VERSION;
-  out[1] = PCP_R_BIT | (opcode & 0x7f);
+  out[1] = PCP_R_BIT | (opcode & PCP_OPCODE_MASK);
   out[2] = 0;
   out[3] = result;
   out.writeUInt32BE(lifetime >>> 0, 4);
@@ -217,16 +217,21 @@ function writeMapData(out: Buffer, d: MapData): void {
   toWire16(d.externalAddress).copy(out, 44);
 }
 
-export function encodePcpResponse(r: PcpResponse): Buffer {
-  const bodySize = r.peer ? PCP_PEER_BODY_SIZE : r.map ? PCP_MAP_BODY_SIZE : 0;
-  const head = Buffer.alloc(PCP_HEADER_SIZE + bodySize);
-  writeHeader(head, r.opcode, r.result, r.lifetime, r.epoch);
+/** A header's room (left zero for the caller) followed by the MAP or PEER opcode data, if any. */
+function headAndOpcodeData(r: { map?: MapData; peer?: PeerData }): Buffer {
+  const head = Buffer.alloc(r.peer ? PEER_END : r.map ? MAP_END : PCP_HEADER_SIZE);
   const data = r.peer ?? r.map;
   if (data) writeMapData(head, data);
   if (r.peer) {
     head.writeUInt16BE(r.peer.remotePeerPort, 60);
     toWire16(r.peer.remotePeerAddress).copy(head, 64);
   }
+  return head;
+}
+
+export function encodePcpResponse(r: PcpResponse): Buffer {
+  const head = headAndOpcodeData(r);
+  writeHeader(head, r.opcode, r.result, r.lifetime, r.epoch);
   const opts = (r.options ?? []).map(encodeOption);
   const out = Buffer.concat([head, ...opts]);
   // Options are chosen by the server from what the request carried, which
@@ -254,7 +259,7 @@ export function encodePcpErrorEcho(
   parsed: boolean,
 ): Buffer {
   const copied = Math.min(request.length, PCP_MAX_MESSAGE);
-  const opcode = (request[1] ?? 0) & 0x7f;
+  const opcode = opcodeOf(request);
   const len = Math.max(PCP_HEADER_SIZE, (copied + 3) & ~3);
   const out = Buffer.alloc(len);
   request.copy(out, 0, 0, copied);
@@ -268,7 +273,7 @@ export function encodePcpErrorEcho(
 export function decodePcpResponse(buf: Buffer): { ok: true; msg: PcpResponse } | { ok: false; detail: string } {
   if (buf.length < PCP_HEADER_SIZE) return { ok: false, detail: `${buf.length} octets` };
   if (!((buf[1] ?? 0) & PCP_R_BIT)) return { ok: false, detail: 'R bit clear' };
-  const opcode = (buf[1] ?? 0) & 0x7f;
+  const opcode = opcodeOf(buf);
   const msg: PcpResponse = {
     opcode,
     result: buf[3] ?? 0,
@@ -277,25 +282,21 @@ export function decodePcpResponse(buf: Buffer): { ok: true; msg: PcpResponse } |
     options: [],
   };
   let off = PCP_HEADER_SIZE;
-  if (opcode === Opcode.MAP && buf.length >= 60) {
+  if (opcode === Opcode.MAP && buf.length >= MAP_END) {
     msg.map = decodeMapData(buf);
-    off = 60;
-  } else if (opcode === Opcode.PEER && buf.length >= 80) {
+    off = MAP_END;
+  } else if (opcode === Opcode.PEER && buf.length >= PEER_END) {
     msg.peer = decodePeerData(buf);
-    off = 80;
+    off = PEER_END;
   }
-  while (off + 4 <= buf.length) {
-    const code = buf[off] ?? 0;
-    const len = buf.readUInt16BE(off + 2);
-    const padded = (len + 3) & ~3;
-    if (off + 4 + padded > buf.length) return { ok: false, detail: `option ${code} overruns` };
-    const codec = OPTION_CODECS.get(code);
+  for (const slot of optionSlots(buf, off)) {
+    if ('overrunLength' in slot) return { ok: false, detail: `option ${slot.code} overruns` };
+    const codec = OPTION_CODECS.get(slot.code);
     if (codec) {
-      const d = codec.decode(Buffer.from(buf.subarray(off + 4, off + 4 + len)));
+      const d = codec.decode(Buffer.from(slot.data));
       if (!d.ok) return { ok: false, detail: d.detail };
       if (d.option) msg.options?.push(d.option);
     }
-    off += 4 + padded;
   }
   return { ok: true, msg };
 }
@@ -309,19 +310,11 @@ export function encodePcpRequest(r: {
   peer?: PeerData;
   options?: PcpOption[];
 }): Buffer {
-  const bodySize = r.peer ? PCP_PEER_BODY_SIZE : r.map ? PCP_MAP_BODY_SIZE : 0;
-  const head = Buffer.alloc(PCP_HEADER_SIZE + bodySize);
+  const head = headAndOpcodeData(r);
   head[0] = PCP_VERSION;
-  head[1] = r.opcode & 0x7f;
+  head[1] = r.opcode & PCP_OPCODE_MASK;
   head.writeUInt32BE(r.lifetime >>> 0, 4);
   toWire16(r.clientAddress).copy(head, 8);
-  const data = r.peer ?? r.map;
-  if (data) writeMapData(head, data);
-  if (r.peer) {
-    head.writeUInt16BE(r.peer.remotePeerPort, 60);
-    toWire16(r.peer.remotePeerAddress).copy(head, 64);
-  }
   return Buffer.concat([head, ...(r.options ?? []).map(encodeOption)]);
 }
 
-export { OptionCode, ResultCode };

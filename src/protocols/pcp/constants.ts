@@ -11,6 +11,8 @@ export const PCP_MAP_BODY_SIZE = 36;
 export const PCP_PEER_BODY_SIZE = 56;
 /** The R bit of octet 1: 0 = request, 1 = response. */
 export const PCP_R_BIT = 0x80;
+/** The other seven bits of octet 1: the Opcode. */
+export const PCP_OPCODE_MASK = 0x7f;
 
 export const Opcode = {
   ANNOUNCE: 0,
@@ -55,7 +57,7 @@ export const OPTION_OPTIONAL_FROM = 128;
  * soon) or "short lifetime"; the RFC recommends 30 minutes and 30 seconds.
  */
 export const LONG_ERROR_LIFETIME = 1800;
-export const SHORT_ERROR_LIFETIME = 30;
+const SHORT_ERROR_LIFETIME = 30;
 
 const SHORT_ERRORS: ReadonlySet<number> = new Set([
   ResultCode.NETWORK_FAILURE,

@@ -33,7 +33,7 @@ export interface DescriptionOption {
 export type PcpOption = ThirdPartyOption | PreferFailureOption | FilterOption | DescriptionOption;
 
 /** `option: undefined` = understood, valid, and deliberately not processed. */
-export type OptionDecode<T> = { ok: true; option: T | undefined } | { ok: false; detail: string };
+type OptionDecode<T> = { ok: true; option: T | undefined } | { ok: false; detail: string };
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -136,15 +136,44 @@ export function optionName(code: number): string {
   return OPTION_CODECS.get(code)?.name ?? `OPTION_${code}`;
 }
 
+/** Option Code, Reserved, Option Length. */
+const OPTION_HEADER_SIZE = 4;
+
+/** §7.3: "padded with zeros ... to a multiple of 4 octets". */
+const padded4 = (n: number): number => (n + 3) & ~3;
+
 /** One option on the wire: 4-octet header, data, zero padding to a multiple of 4. */
 export function encodeOption(o: PcpOption): Buffer {
   const codec = OPTION_CODECS.get(o.code);
   if (!codec) throw new Error(`no codec for option ${o.code}`);
   const data = codec.encode(o);
-  const padded = (data.length + 3) & ~3;
-  const out = Buffer.alloc(4 + padded);
+  const out = Buffer.alloc(OPTION_HEADER_SIZE + padded4(data.length));
   out[0] = o.code;
   out.writeUInt16BE(data.length, 2);
-  data.copy(out, 4);
+  data.copy(out, OPTION_HEADER_SIZE);
   return out;
+}
+
+/** One option as framed on the wire, or the one whose Option Length runs past the message end. */
+export type OptionSlot = { code: number; data: Buffer } | { code: number; overrunLength: number };
+
+/**
+ * The options of a message from `start` on, in wire order, framed but not
+ * decoded. Stops after an overrun; octets too few for another option header
+ * are left alone. Lazy, so a caller that stops at an earlier error never
+ * sees a later overrun.
+ */
+export function* optionSlots(buf: Buffer, start: number): Generator<OptionSlot> {
+  let off = start;
+  while (off + OPTION_HEADER_SIZE <= buf.length) {
+    const code = buf[off] ?? 0;
+    const len = buf.readUInt16BE(off + 2);
+    const end = off + OPTION_HEADER_SIZE + padded4(len);
+    if (end > buf.length) {
+      yield { code, overrunLength: len };
+      return;
+    }
+    yield { code, data: buf.subarray(off + OPTION_HEADER_SIZE, off + OPTION_HEADER_SIZE + len) };
+    off = end;
+  }
 }

@@ -12,7 +12,7 @@
 
 import { createHash } from 'node:crypto';
 
-export const UPNP_DOMAIN = 'schemas-upnp-org';
+const UPNP_DOMAIN = 'schemas-upnp-org';
 export type UrnKind = 'device' | 'service';
 
 export interface UpnpUrn {
@@ -44,7 +44,7 @@ export function formatUrn(u: UpnpUrn): string {
   return `urn:${UPNP_DOMAIN}:${u.kind}:${u.name}:${u.version}`;
 }
 
-export const DeviceName = {
+const DeviceName = {
   IGD: 'InternetGatewayDevice',
   WAN_DEVICE: 'WANDevice',
   WAN_CONNECTION_DEVICE: 'WANConnectionDevice',
@@ -76,7 +76,7 @@ export interface DeviceNode {
 /** RFC 9562 §4 string form, which is what UDA 1.1 §1.1.4 asks UDNs to use. */
 const UUID_TEXT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-export function isUuid(text: string): boolean {
+function isUuid(text: string): boolean {
   return UUID_TEXT.test(text);
 }
 

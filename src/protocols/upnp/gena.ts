@@ -18,13 +18,13 @@ import { parseIp, type IpAddress } from '../../net/address.js';
 import { escapeXml, isNcName } from './xml.js';
 
 /** UDA 1.1 §4.2.1: the event namespace of the property set. */
-export const GENA_EVENT_NS = 'urn:schemas-upnp-org:event-1-0';
+const GENA_EVENT_NS = 'urn:schemas-upnp-org:event-1-0';
 export const GENA_NT = 'upnp:event';
 export const GENA_NTS_PROPCHANGE = 'upnp:propchange';
 /** Delivery URLs beyond this are refused, not truncated: the request is odd. */
 export const GENA_MAX_CALLBACKS = 4;
 export const GENA_MAX_CALLBACK_URL = 256;
-export const GENA_MAX_CALLBACK_FIELD = 1024;
+const GENA_MAX_CALLBACK_FIELD = 1024;
 const MAX_SID_LENGTH = 128;
 /** TIMEOUT seconds beyond this are clamped by the server anyway; bounds parsing. */
 const MAX_TIMEOUT_DIGITS = 9;

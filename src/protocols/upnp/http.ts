@@ -30,7 +30,7 @@
 //   `leftover`, so a caller may start a new parser on them (keep-alive) or
 //   simply close the connection.
 
-export const HTTP_MAX_HEAD = 8 * 1024;
+const HTTP_MAX_HEAD = 8 * 1024;
 export const HTTP_MAX_HEADERS = 64;
 export const HTTP_MAX_BODY = 64 * 1024;
 
@@ -44,7 +44,7 @@ export interface HttpLimits {
   maxBody: number;
 }
 
-export const DEFAULT_HTTP_LIMITS: Readonly<HttpLimits> = {
+const DEFAULT_HTTP_LIMITS: Readonly<HttpLimits> = {
   maxHead: HTTP_MAX_HEAD,
   maxHeaders: HTTP_MAX_HEADERS,
   maxBody: HTTP_MAX_BODY,
@@ -70,7 +70,7 @@ export type HttpParseStep =
 
 export type HttpErrorStatus = 400 | 411 | 413 | 414 | 431 | 501 | 505;
 
-export const HTTP_STATUS_TEXT: Readonly<Record<number, string>> = {
+const HTTP_STATUS_TEXT: Readonly<Record<number, string>> = {
   200: 'OK',
   400: 'Bad Request',
   403: 'Forbidden',

@@ -19,14 +19,12 @@
 import { parseUpnpUrn } from './device-tree.js';
 import { childElements, escapeXml, isNcName, parseXml, textOf, type XmlElement } from './xml.js';
 
-export const SOAP_ENVELOPE_NS = 'http://schemas.xmlsoap.org/soap/envelope/';
-export const SOAP_ENCODING_STYLE = 'http://schemas.xmlsoap.org/soap/encoding/';
+const SOAP_ENVELOPE_NS = 'http://schemas.xmlsoap.org/soap/envelope/';
+const SOAP_ENCODING_STYLE = 'http://schemas.xmlsoap.org/soap/encoding/';
 /** UDA 1.1 §3.2.2: the namespace of the UPnPError fault detail. */
-export const UPNP_CONTROL_NS = 'urn:schemas-upnp-org:control-1-0';
-/** UDA 1.1 §3.2.2: "HTTP/1.1 500 Internal Server Error" carries every fault. */
-export const SOAP_FAULT_HTTP_STATUS = 500;
+const UPNP_CONTROL_NS = 'urn:schemas-upnp-org:control-1-0';
 /** CVE-2013-0230 was a long SOAPAction; nothing legitimate is longer than this. */
-export const SOAP_ACTION_MAX_LENGTH = 256;
+const SOAP_ACTION_MAX_LENGTH = 256;
 
 export interface UpnpErrorDef {
   code: number;
@@ -263,7 +261,7 @@ function assertName(kind: string, name: string): void {
  * entities, and an entity-escaped listing reads to it as no entries at all.
  * A strict parser reads the same text either way.
  */
-export const DOCUMENT_ARGUMENTS: ReadonlySet<string> = new Set(['NewPortListing']);
+const DOCUMENT_ARGUMENTS: ReadonlySet<string> = new Set(['NewPortListing']);
 
 /** XML 1.0 §2.2 Char without CR: what a CDATA section carries unchanged. */
 const CDATA_SAFE = /^[\t\n\u0020-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]*$/u;
@@ -316,7 +314,7 @@ export function soapFaultFor(error: UpnpErrorDef): string {
 // ------------------------------------------------- GetListOfPortMappings
 
 /** WANIPConnection:2 A_ARG_TYPE_PortListing: the PortMappingList schema namespace. */
-export const PORT_LISTING_NS = 'urn:schemas-upnp-org:gw:WANIPConnection';
+const PORT_LISTING_NS = 'urn:schemas-upnp-org:gw:WANIPConnection';
 
 export interface PortListingEntry {
   remoteHost: string;

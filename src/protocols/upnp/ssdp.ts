@@ -26,18 +26,15 @@ export const SSDP_PORT = 1900;
 export const SSDP_MULTICAST_V4 = '239.255.255.250';
 /** UDA 1.1 §1 (and UDA 2.0 Annex A): the link-local IPv6 group; ff05::c is site-local. */
 export const SSDP_MULTICAST_V6_LINK = 'FF02::C';
-export const SSDP_MULTICAST_V6_SITE = 'FF05::C';
 /** Larger datagrams are not considered at all; a real M-SEARCH is a few hundred octets. */
 export const SSDP_MAX_DATAGRAM = 2048;
 export const SSDP_MAX_HEADERS = 32;
 /** §1.3.2: "If the MX header field specifies a field value greater than 5, the device SHOULD assume that it contained the value 5". */
-export const SSDP_MAX_MX = 5;
-/** §1.2.2: CACHE-CONTROL max-age "SHOULD be greater than or equal to 1800 seconds". */
-export const SSDP_DEFAULT_MAX_AGE = 1800;
-export const SSDP_ALL = 'ssdp:all';
-export const UPNP_ROOTDEVICE = 'upnp:rootdevice';
+const SSDP_MAX_MX = 5;
+const SSDP_ALL = 'ssdp:all';
+const UPNP_ROOTDEVICE = 'upnp:rootdevice';
 /** §1.3.2: MAN "MUST be ... "ssdp:discover"" — the quotes are part of the value. */
-export const SSDP_DISCOVER = '"ssdp:discover"';
+const SSDP_DISCOVER = '"ssdp:discover"';
 /** UDA 1.1 §1.2.2: BOOTID is a non-negative 31-bit integer. */
 export const MAX_BOOT_ID = 0x7fffffff;
 /** UDA 1.1 §1.2.2: CONFIGID values 0 to 16777215 (2^24 - 1). */

@@ -17,7 +17,7 @@
 //
 // Errors are values; nothing here throws on any input.
 
-export const XML_NAMESPACE = 'http://www.w3.org/XML/1998/namespace';
+const XML_NAMESPACE = 'http://www.w3.org/XML/1998/namespace';
 const XMLNS_NAMESPACE = 'http://www.w3.org/2000/xmlns/';
 
 export interface XmlLimits {
@@ -28,7 +28,7 @@ export interface XmlLimits {
   maxAttributes: number;
 }
 
-export const DEFAULT_XML_LIMITS: Readonly<XmlLimits> = {
+const DEFAULT_XML_LIMITS: Readonly<XmlLimits> = {
   maxLength: 64 * 1024,
   maxDepth: 32,
   maxElements: 1024,
