@@ -279,14 +279,11 @@ export function serviceKeyFor(serviceName: string, version: number): ServiceKey 
 
 /**
  * SEC-11: every in argument of the action must be present (missing → 402).
- * Unexpected ones are reported separately: UDA 1.1 §3.2.2 counts "too many
- * in args" under 402 too, and the server decides whether to be that strict.
+ * Extra ones are ignored: UDA 1.1 §3.2.2 lets the server choose, and real
+ * control points send arguments of other IGD versions.
  */
-export function checkInArguments(entry: ActionEntry, args: ReadonlyMap<string, string>): { missing: string[]; unexpected: string[] } {
-  return {
-    missing: entry.in.filter((n) => !args.has(n)),
-    unexpected: [...args.keys()].filter((n) => !entry.in.includes(n)),
-  };
+export function checkInArguments(entry: ActionEntry, args: ReadonlyMap<string, string>): { missing: string[] } {
+  return { missing: entry.in.filter((n) => !args.has(n)) };
 }
 
 // -------------------------------------------------------------------- URLs
