@@ -1,0 +1,56 @@
+// What the WAN's IPv4 address says about the line: an address of its own, or
+// one behind the ISP's NAT. Behind another NAT an IPv4 mapping made here is
+// not reachable from the internet (issue 14's PCP proxy is the way through).
+
+import { parsePrefix, prefixContains, type IpAddress, type Prefix } from './address.js';
+
+export type WanKind =
+  /** An address of its own (documentation ranges count: they stand in for one in labs and tests). */
+  | 'public'
+  /** RFC 1918: the router sits behind another router's NAT. */
+  | 'private'
+  /** RFC 6598 100.64.0.0/10: the ISP's carrier-grade NAT. */
+  | 'shared'
+  /** RFC 6333 192.0.0.0/29 (the B4 element's address), or no IPv4 at all: DS-Lite, the ISP's AFTR does the NAT. */
+  | 'ds-lite'
+  /** 169.254.0.0/16: no address was handed out (DHCP failed). */
+  | 'link-local';
+
+export interface WanVerdict {
+  kind: WanKind;
+  /** Whether inbound IPv4 mappings made here reach the internet. */
+  reachable: boolean;
+  /** One sentence for an admin. */
+  detail: string;
+}
+
+const RANGES: readonly { prefix: Prefix; kind: Exclude<WanKind, 'public'> }[] = [
+  { prefix: parsePrefix('10.0.0.0/8') as Prefix, kind: 'private' },
+  { prefix: parsePrefix('172.16.0.0/12') as Prefix, kind: 'private' },
+  { prefix: parsePrefix('192.168.0.0/16') as Prefix, kind: 'private' },
+  { prefix: parsePrefix('100.64.0.0/10') as Prefix, kind: 'shared' },
+  { prefix: parsePrefix('192.0.0.0/29') as Prefix, kind: 'ds-lite' },
+  { prefix: parsePrefix('169.254.0.0/16') as Prefix, kind: 'link-local' },
+];
+
+const BEHIND = 'IPv4 mappings made here are NOT reachable from the internet; IPv6 pinholes are not affected';
+
+/** Classifies the WAN's IPv4 address (undefined: the WAN has none). */
+export function classifyWanIPv4(address: IpAddress | undefined): WanVerdict {
+  if (address === undefined) {
+    return { kind: 'ds-lite', reachable: false, detail: `the WAN has no IPv4 address (DS-Lite or IPv6-only line): ${BEHIND}` };
+  }
+  const kind = RANGES.find((r) => prefixContains(r.prefix, address))?.kind;
+  switch (kind) {
+    case undefined:
+      return { kind: 'public', reachable: true, detail: `${address} is an address of the router's own` };
+    case 'private':
+      return { kind, reachable: false, detail: `${address} is a private address (RFC 1918): the router is behind another NAT, and ${BEHIND}` };
+    case 'shared':
+      return { kind, reachable: false, detail: `${address} is in the ISP's shared space (100.64.0.0/10, RFC 6598): the line is behind carrier-grade NAT, and ${BEHIND}` };
+    case 'ds-lite':
+      return { kind, reachable: false, detail: `${address} is a DS-Lite address (192.0.0.0/29, RFC 6333): the ISP's AFTR does the NAT, and ${BEHIND}` };
+    case 'link-local':
+      return { kind, reachable: false, detail: `${address} is link-local: the WAN got no address from the ISP, and ${BEHIND}` };
+  }
+}
