@@ -1,27 +1,82 @@
-// JSON log lines, one object per line: one per decision (who asked what,
-// verdict, granted lifetime), so an admin can grep and a machine can parse.
+// Log lines through pino, the ecosystem's JSON logger: one object per line,
+// one per decision (who asked what, the verdict, the granted lifetime), so an
+// admin can grep and a machine can parse. Levels: debug < info < warn < error.
+// On a terminal (or with format 'pretty') the same fields read as one line of
+// text instead.
+
+import { pino, stdTimeFunctions, type DestinationStream } from 'pino';
 
 export type LogFields = Record<string, unknown>;
 
 export interface Logger {
+  debug(fields: LogFields): void;
   info(fields: LogFields): void;
   warn(fields: LogFields): void;
   error(fields: LogFields): void;
 }
 
-export function jsonLogger(write: (line: string) => void = (l) => process.stdout.write(l)): Logger {
-  const emit = (level: string, fields: LogFields) =>
-    write(JSON.stringify({ time: new Date().toISOString(), level, ...fields }, replacer) + '\n');
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+export type LogFormat = 'json' | 'pretty';
+
+export interface LogOptions {
+  level?: LogLevel;
+  /** Default: pretty on a terminal, JSON otherwise. */
+  format?: LogFormat;
+  /** Where lines go (default: standard output, written synchronously so none is lost at exit). */
+  write?: (line: string) => void;
+}
+
+export function createLogger(opts: LogOptions = {}): Logger {
+  const format = opts.format ?? (process.stdout.isTTY ? 'pretty' : 'json');
+  const write = opts.write ?? ((line: string) => void process.stdout.write(line));
+  const destination: DestinationStream = { write: format === 'pretty' ? (line) => write(prettyLine(line)) : write };
+  const p = pino(
+    {
+      level: opts.level ?? 'info',
+      base: null,
+      timestamp: stdTimeFunctions.isoTime,
+      formatters: {
+        level: (label) => ({ level: label }),
+        // Nonces and other bytes as hex, not as pino's {type, data} arrays.
+        log: (fields) => hexBuffers(fields),
+      },
+    },
+    destination,
+  );
   return {
-    info: (f) => emit('info', f),
-    warn: (f) => emit('warn', f),
-    error: (f) => emit('error', f),
+    debug: (f) => p.debug(f),
+    info: (f) => p.info(f),
+    warn: (f) => p.warn(f),
+    error: (f) => p.error(f),
   };
 }
 
-function replacer(_k: string, v: unknown): unknown {
-  if (v && typeof v === 'object' && (v as { type?: string }).type === 'Buffer') {
-    return Buffer.from((v as { data: number[] }).data).toString('hex');
+function hexBuffers(fields: LogFields): LogFields {
+  let out: LogFields | undefined;
+  for (const [k, v] of Object.entries(fields)) {
+    if (!Buffer.isBuffer(v)) continue;
+    out ??= { ...fields };
+    out[k] = v.toString('hex');
   }
-  return v;
+  return out ?? fields;
+}
+
+/** `07:25:57 WARN  lan-guard status=MISSING detail="…"`: the JSON line for a person. */
+export function prettyLine(json: string): string {
+  let o: LogFields;
+  try {
+    o = JSON.parse(json) as LogFields;
+  } catch {
+    return json;
+  }
+  const { time, level, event, ...rest } = o;
+  const clock = typeof time === 'string' ? time.slice(11, 19) : '';
+  const fields = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' && !/[\s"=]/.test(v) && v !== '' ? v : JSON.stringify(v)}`);
+  return `${clock} ${String(level ?? '').toUpperCase().padEnd(5)} ${String(event ?? '')}${fields.length ? ` ${fields.join(' ')}` : ''}\n`;
+}
+
+/** @deprecated by createLogger; kept while callers move. */
+export function jsonLogger(write?: (line: string) => void): Logger {
+  return createLogger({ format: 'json', ...(write ? { write } : {}) });
 }

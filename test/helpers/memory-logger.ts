@@ -6,5 +6,5 @@ import type { LogFields, Logger } from '../../src/log.js';
 export function memoryLogger(): Logger & { lines: LogFields[] } {
   const lines: LogFields[] = [];
   const push = (level: string) => (f: LogFields) => lines.push({ level, ...f });
-  return { lines, info: push('info'), warn: push('warn'), error: push('error') };
+  return { lines, debug: push('debug'), info: push('info'), warn: push('warn'), error: push('error') };
 }
