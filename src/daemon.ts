@@ -23,7 +23,6 @@ import { DEFAULT_SERVICE_CONFIG, MappingService } from './service/mapping-servic
 import { monotonicClock, type Clock } from './state/clock.js';
 import { Epoch } from './state/epoch.js';
 import { DurableStore, StateLockedError, epochStartMono } from './state/store.js';
-import { encodeMappingUpdate } from './protocols/pcp/handler.js';
 import { networkInterfaces } from 'node:os';
 
 export interface DaemonDeps {
@@ -231,7 +230,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     } else {
       // The kernel is made to match the restored table: missing entries
       // added with what they have left, entries no mapping owns removed.
-      await reconcile(service, firewall, log, 'start');
+      await reconcileNft(service, firewall, log, 'start');
       if (cfg.reconcileSeconds > 0) {
         let busy = false;
         reconciler = setInterval(() => {
@@ -243,7 +242,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
               if (!ok) {
                 // Closed from the moment the damage is seen until it is repaired.
                 await checkGuard();
-                await reconcile(service, firewall, log, 'objects or elements missing');
+                await reconcileNft(service, firewall, log, 'objects or elements missing');
               }
               await checkGuard();
             })
@@ -287,11 +286,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     const moved = await service.moveExternalAddress(to);
     epoch.reset();
     await service.recordEpoch();
-    server.sendMappingUpdates(
-      moved
-        .filter((m) => m.origin === 'pcp' && m.clientPort !== undefined)
-        .map((m) => ({ to: m.client, port: m.clientPort as number, message: () => encodeMappingUpdate(m, service.remaining(m), service.epochSeconds()) })),
-    );
+    server.mappingsMoved(moved);
     if (cfg.announce) server.announce();
   };
   // Addresses added to the LAN after start (SLAAC, a new prefix) are served
@@ -411,7 +406,7 @@ function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {
  * OpenWrt firewall reload (or an admin's `nft flush`) empties our chains and
  * sets behind our back, and the incumbent never notices.
  */
-async function reconcile(service: MappingService, nft: NftBackend, log: Logger, why: string): Promise<void> {
+async function reconcileNft(service: MappingService, nft: NftBackend, log: Logger, why: string): Promise<void> {
   const r = await service.withDesiredEntries((desired) => nft.reconcile(desired));
   if (r.added || r.removed || r.recreated) log.warn({ event: 'nft-repaired', why, ...r });
 }
