@@ -176,6 +176,11 @@ export class SsdpServer {
     await this.joinAndAnnounce(await this.sockets.update(lan));
   }
 
+  /** Addresses still waiting to be bound. */
+  waiting(): string[] {
+    return this.sockets.waiting();
+  }
+
   /**
    * Joins the group on every interface and family that has no group socket
    * (new, or whose socket went with its address), then says ssdp:alive

@@ -87,6 +87,11 @@ export class UpnpHttpServer {
     await this.sockets.update(lan);
   }
 
+  /** Addresses still waiting to be bound. */
+  waiting(): string[] {
+    return this.sockets.waiting();
+  }
+
   private async listen(local: LocalAddress): Promise<{ local: LocalAddress; server: Server }> {
     // A client may half-close after its request (legal HTTP): still answer it.
     const server = createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
