@@ -9,7 +9,7 @@ import type { IpAddress } from './address.js';
 import { lanAddresses, routerAddresses, wanIPv4, type InterfaceReader, type LocalAddress } from './interfaces.js';
 
 /** How often the interface list is read again. */
-export const ADDRESS_POLL_MS = 2000;
+const ADDRESS_POLL_MS = 2000;
 
 export interface AddressWatchConfig {
   lan: readonly string[];

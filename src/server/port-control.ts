@@ -45,7 +45,7 @@ interface Bound {
 
 export class PortControlServer {
   private readonly sockets: LanSockets<Bound>;
-  private readonly protocol: PortControlProtocol;
+  private readonly doors: PortControlProtocol;
   private readonly limiter: RateLimiter;
   private inFlight = 0;
   /** Pending announcement and mapping-update sends; each leaves the set when it fires. */
@@ -59,7 +59,7 @@ export class PortControlServer {
     private readonly service: MappingService,
     private readonly log: Logger,
   ) {
-    this.protocol = new PortControlProtocol(service);
+    this.doors = new PortControlProtocol(service);
     this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst, undefined, undefined, (s) => sources.hostOf(s));
     this.sockets = new LanSockets({
       protocol: 'pcp+natpmp',
@@ -146,7 +146,7 @@ export class PortControlServer {
     if (!this.limiter.take(isLinkLocal(source) ? from : source)) return;
     this.inFlight++;
     try {
-      const outcome = await this.protocol.handle(msg, source, fromPort);
+      const outcome = await this.doors.handle(msg, source, fromPort);
       if (outcome.reply && !this.closed) await b.socket.send(outcome.reply, fromPort, from);
       if (!outcome.decided && outcome.result !== 'SUCCESS') {
         this.log.info({ event: 'request', protocol: outcome.via, source, result: outcome.result, detail: outcome.detail });
@@ -165,7 +165,7 @@ export class PortControlServer {
    * from the announcement and their next renewal.
    */
   mappingsMoved(moved: readonly Mapping[]): void {
-    this.sendMappingUpdates(this.protocol.mappingUpdates(moved));
+    this.sendMappingUpdates(this.doors.mappingUpdates(moved));
   }
 
   /**

@@ -35,7 +35,7 @@ export interface UpnpHttpConfig {
   server: string;
 }
 
-export const HTTP_LIMITS = {
+const HTTP_LIMITS = {
   /** Whole request, first byte to last (slow-loris). */
   deadlineMs: 10_000,
   perSource: 8,

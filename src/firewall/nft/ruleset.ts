@@ -119,7 +119,7 @@ const CHAIN = {
 export const STATIC_CHAINS = [CHAIN.staticPre, CHAIN.staticFwd, CHAIN.staticPost] as const;
 
 /** Explicit priorities: just before the usual dstnat (-100), filter (0) and srcnat (100) chains. */
-export const PRIORITY = { prerouting: -105, forward: -5, input: -5, postrouting: 95 } as const;
+const PRIORITY = { prerouting: -105, forward: -5, input: -5, postrouting: 95 } as const;
 
 /** The source ports a flow from a held port is masqueraded into (ports no mapping holds). */
 export interface PortRun {
@@ -146,7 +146,7 @@ export function objectName(p: Placement, base: string): string {
  * queue, where the daemon's per-device fairness would come too late for the
  * devices queued behind it.
  */
-export const DEVICE_UDP_RATE = { perSecond: 200, burst: 400 } as const;
+const DEVICE_UDP_RATE = { perSecond: 200, burst: 400 } as const;
 /** The kernel's per-device counters for DEVICE_UDP_RATE (a dynamic set; entries expire on their own). */
 const FLOOD_SET = 'flood_devices';
 
@@ -174,7 +174,7 @@ export function isMap(key: SetKey): boolean {
 }
 
 /** Interface and table names go into nft scripts: only plain names pass. */
-export const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /**
  * The objects, created idempotently, and our chains' rules replaced, as one
