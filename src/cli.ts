@@ -3,15 +3,18 @@
 
 import { parseArgs } from 'node:util';
 import { ConfigError, DEFAULTS, loadConfigFile, resolveConfig } from './config.js';
-import { packageVersion, startDaemon, type ListedMapping, type ReloadReport, type listing } from './daemon.js';
+import { startDaemon, type ReloadReport } from './daemon.js';
 import { PolicyError, loadPolicyFile, summarize } from './policy/load.js';
 import { explain } from './policy/explain.js';
 import { controlRequest, controlSocketPath } from './server/control-socket.js';
+import { listedMapping, type ListedMapping, type Listing } from './server/listing.js';
+import { packageVersion } from './version.js';
 import { jsonLogger } from './log.js';
 import { describe, exchange, localAddressFor, mapRequestBytes } from './client/pcp-client.js';
 import { parseIp, parsePrefix } from './net/address.js';
-import { IPPROTO_TCP, IPPROTO_UDP, protocolName } from './net/ipproto.js';
+import { protocolByName, protocolName } from './net/ipproto.js';
 import { encodePcpRequest } from './protocols/pcp/codec.js';
+import { Opcode } from './protocols/pcp/constants.js';
 import { monotonicClock } from './state/clock.js';
 import { DurableStore, remainingMs, type LoadedState } from './state/store.js';
 
@@ -80,6 +83,13 @@ function intFlag(name: string, v: string | undefined): number | undefined {
   const n = Number(v);
   if (!Number.isInteger(n) || n < 0) throw new ConfigError(`--${name}: '${v}' is not a whole number`);
   return n;
+}
+
+/** `--proto udp|tcp`, required. */
+function protoFlag(v: string | undefined): number {
+  const protocol = v === undefined ? undefined : protocolByName(v);
+  if (protocol === undefined) throw new ConfigError('--proto udp|tcp is required');
+  return protocol;
 }
 
 async function serve(argv: string[]): Promise<void> {
@@ -195,10 +205,9 @@ async function pcp(argv: string[]): Promise<void> {
   const client = bound ?? (await localAddressFor(server, serverPort));
   let request: Buffer;
   if (op === 'announce') {
-    request = encodePcpRequest({ opcode: 0, lifetime: 0, clientAddress: client });
+    request = encodePcpRequest({ opcode: Opcode.ANNOUNCE, lifetime: 0, clientAddress: client });
   } else if (op === 'map') {
-    const protocol = values.proto === 'udp' ? IPPROTO_UDP : values.proto === 'tcp' ? IPPROTO_TCP : undefined;
-    if (!protocol) throw new ConfigError('--proto udp|tcp is required');
+    const protocol = protoFlag(values.proto);
     const internalPort = intFlag('port', values.port);
     if (internalPort === undefined || internalPort > 65535) throw new ConfigError('--port N (1-65535) is required');
     if (values.nonce !== undefined && !/^[0-9a-fA-F]{24}$/.test(values.nonce)) throw new ConfigError('--nonce takes 24 hex digits');
@@ -273,8 +282,7 @@ async function policyCommand(argv: string[]): Promise<void> {
   });
   const client = values.client !== undefined ? parseIp(values.client) : undefined;
   if (!client) throw new ConfigError('--client ADDR is required (an IPv4 or IPv6 address)');
-  const protocol = values.proto === 'udp' ? IPPROTO_UDP : values.proto === 'tcp' ? IPPROTO_TCP : undefined;
-  if (!protocol) throw new ConfigError('--proto udp|tcp is required');
+  const protocol = protoFlag(values.proto);
   const internalPort = intFlag('port', values.port);
   if (internalPort === undefined || internalPort > 65535) throw new ConfigError('--port N (0-65535) is required');
   const via = values.via ?? 'pcp';
@@ -309,7 +317,7 @@ class UnlistableError extends Error {}
  * its lock and without changing it (DurableStore.inspect), lifetimes counted
  * to now by the rules a restart would apply; expired mappings are left out.
  */
-function storedListing(dir: string): { r: ReturnType<typeof listing>; state: LoadedState; expired: number } {
+function storedListing(dir: string): { r: Listing; state: LoadedState; expired: number } {
   let state: LoadedState;
   try {
     state = DurableStore.inspect(dir);
@@ -321,7 +329,6 @@ function storedListing(dir: string): { r: ReturnType<typeof listing>; state: Loa
   if (state.status === 'corrupt') throw new UnlistableError(`the store in ${dir} is damaged (${state.detail ?? 'unreadable'}); the daemon moves it aside at its next start`);
   if (state.status === 'fresh') throw new UnlistableError(`${dir} holds no store (no daemon has kept state there)`);
   const now = { mono: monotonicClock.now(), wall: monotonicClock.wall(), bootId: monotonicClock.bootId() };
-  const bracket = (a: string) => (a.includes(':') ? `[${a}]` : a);
   const mappings: ListedMapping[] = [];
   let expired = 0;
   for (const m of state.mappings) {
@@ -330,17 +337,8 @@ function storedListing(dir: string): { r: ReturnType<typeof listing>; state: Loa
       expired++;
       continue;
     }
-    mappings.push({
-      origin: m.origin,
-      kind: m.kind,
-      protocol: protocolName(m.protocol),
-      internal: `${bracket(m.internalAddress)}:${m.internalPort}`,
-      external: `${bracket(m.externalAddress)}:${m.externalPort}`,
-      lifetime: left,
-      filters: m.filters.map(([address, length, port]) => `${address}/${length}${port ? `:${port}` : ''}`),
-      client: m.owner,
-      description: m.description,
-    });
+    const filters = m.filters.map(([address, length, port]) => ({ address, length, port }));
+    mappings.push(listedMapping({ ...m, filters, client: m.owner }, left));
   }
   return { r: { mappings, staticPinholes: [] }, state, expired };
 }
@@ -348,11 +346,11 @@ function storedListing(dir: string): { r: ReturnType<typeof listing>; state: Loa
 async function list(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, strict: true });
   const dir = values['state-dir'] ?? DEFAULTS.stateDir;
-  let r: ReturnType<typeof listing>;
+  let r: Listing;
   try {
     const reply = await controlRequest(controlSocketPath(dir), { op: 'list' });
     if (!reply.ok) throw new ConfigError(reply.error);
-    r = reply.result as ReturnType<typeof listing>;
+    r = reply.result as Listing;
   } catch (err) {
     if (err instanceof ConfigError) throw err;
     // No daemon answers: what its store holds is the next best answer.

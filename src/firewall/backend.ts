@@ -1,5 +1,5 @@
-// The firewall back door: what the engine asks of nftables (or of the
-// in-memory stand-in used by fast tests). Protocol code never imports a backend.
+// The firewall back door: what the mapping service asks of nftables (or of
+// the in-memory stand-in used by fast tests). Protocol code never imports a backend.
 
 import type { Family, IpAddress } from '../net/address.js';
 import type { RemoteFilter, StaticOpening } from '../domain/mapping.js';
@@ -22,6 +22,12 @@ export type FirewallChange =
   | { op: 'put'; entry: FirewallEntry; timeoutSeconds: number }
   /** Remove an entry; one that is already gone (expired in the kernel) is not an error. */
   | { op: 'remove'; entry: FirewallEntry };
+
+/** An entry the kernel should hold now, with the seconds it has left. */
+export interface DesiredEntry {
+  entry: FirewallEntry;
+  timeoutSeconds: number;
+}
 
 export interface FirewallBackend {
   readonly name: string;
@@ -48,6 +54,15 @@ export interface FirewallBackend {
   guard?(): Promise<{ ok: boolean; detail: string }>;
   /** Packets an entry has admitted, where the firewall counts them (IPv6 pinholes); undefined otherwise. */
   packets?(entry: FirewallEntry): Promise<number | undefined>;
+  /**
+   * A firewall others can change behind our back (an OpenWrt firewall
+   * reload, an admin's `nft flush`) says cheaply whether its objects are all
+   * still there, and makes itself match `desired` (missing objects and
+   * entries back, entries no mapping owns gone). A firewall without them
+   * starts from an empty state and is given the entries with apply().
+   */
+  intact?(): Promise<boolean>;
+  reconcile?(desired: readonly DesiredEntry[]): Promise<{ added: number; removed: number; recreated: boolean }>;
 }
 
 export function entryKey(e: FirewallEntry): string {

@@ -13,7 +13,7 @@
 
 import { spawn } from 'node:child_process';
 import type { Logger } from '../log.js';
-import { IPPROTO_TCP } from '../net/ipproto.js';
+import { protocolName } from '../net/ipproto.js';
 import type { IpAddress } from '../net/address.js';
 
 /** Flows to forget: by their original source, or by the external address and port they were translated to. */
@@ -92,7 +92,7 @@ export class ConntrackFlusher {
 }
 
 function argsOf(s: FlowSelector): string[] {
-  const proto = s.protocol === IPPROTO_TCP ? 'tcp' : 'udp';
+  const proto = protocolName(s.protocol);
   return s.by === 'source'
     ? ['-D', '-f', 'ipv4', '-p', proto, '--orig-src', s.address, '--orig-port-src', String(s.port)]
     : ['-D', '-f', 'ipv4', '-p', proto, '--reply-dst', s.address, '--reply-port-dst', String(s.port)];

@@ -4,17 +4,17 @@
 
 import { familyOf, type IpAddress } from '../net/address.js';
 import type { MappingService } from '../service/mapping-service.js';
-import { PcpHandler } from './pcp/handler.js';
+import type { Mapping } from '../domain/mapping.js';
+import type { DoorReply } from './door-reply.js';
+import { PcpHandler, type MappingUpdate } from './pcp/handler.js';
 import { NatPmpHandler } from './natpmp/handler.js';
+import { NATPMP_VERSION } from './natpmp/codec.js';
 import { encodePcpErrorEcho } from './pcp/codec.js';
 import { LONG_ERROR_LIFETIME, ResultCode } from './pcp/constants.js';
 
-export interface DatagramOutcome {
-  reply: Buffer | undefined;
-  protocol: 'pcp' | 'natpmp';
-  result: string;
-  detail?: string;
-  /** The mapping service made (and logged) the decision. */
+export interface DatagramOutcome extends DoorReply {
+  /** The door that answered. */
+  via: 'pcp' | 'natpmp';
   decided: boolean;
 }
 
@@ -29,18 +29,23 @@ export class PortControlProtocol {
 
   /** `source` must already be known to be a LAN host. */
   async handle(msg: Buffer, source: IpAddress, sourcePort?: number): Promise<DatagramOutcome> {
-    if (msg[0] === 0 && msg.length >= 1) {
+    if (msg.length >= 1 && msg[0] === NATPMP_VERSION) {
       if (familyOf(source) === 4) {
         const r = await this.natpmp.handle(msg, source);
-        return { ...r, protocol: 'natpmp', decided: r.decided === true };
+        return { ...r, via: 'natpmp', decided: r.decided === true };
       }
-      if (msg.length < 2) return { reply: undefined, protocol: 'pcp', result: 'dropped', detail: 'short datagram', decided: false };
+      if (msg.length < 2) return { reply: undefined, via: 'pcp', result: 'dropped', detail: 'short datagram', decided: false };
       // NAT-PMP is IPv4-only (RFC 6886 §3): over IPv6 the closest version we
       // speak is PCP's, so say so (RFC 6887 §9).
       const reply = encodePcpErrorEcho(msg, ResultCode.UNSUPP_VERSION, LONG_ERROR_LIFETIME, this.service.epochSeconds(), false);
-      return { reply, protocol: 'pcp', result: 'UNSUPP_VERSION', detail: 'NAT-PMP over IPv6', decided: false };
+      return { reply, via: 'pcp', result: 'UNSUPP_VERSION', detail: 'NAT-PMP over IPv6', decided: false };
     }
     const r = await this.pcp.handle(msg, source, sourcePort);
-    return { ...r, protocol: 'pcp', decided: r.decided === true };
+    return { ...r, via: 'pcp', decided: r.decided === true };
+  }
+
+  /** RFC 6887 §14.2: the mapping updates owed to PCP clients for mappings that changed under them. */
+  mappingUpdates(changed: readonly Mapping[]): MappingUpdate[] {
+    return this.pcp.mappingUpdates(changed);
   }
 }

@@ -9,7 +9,7 @@ import { chmodSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 
-export const CONTROL_SOCKET = 'control.sock';
+const CONTROL_SOCKET = 'control.sock';
 const MAX_LINE = 4096;
 const DEADLINE_MS = 30_000;
 const MAX_CONNECTIONS = 8;

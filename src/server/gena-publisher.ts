@@ -196,7 +196,7 @@ export class GenaManager {
 }
 
 /** NOTIFY over HTTP: no agent, no redirects, the whole exchange cut at the deadline. */
-export const httpNotify: NotifySender = (callback, headers, body, deadlineMs) =>
+const httpNotify: NotifySender = (callback, headers, body, deadlineMs) =>
   new Promise((resolve) => {
     let settled = false;
     const settle = (ok: boolean) => {

@@ -5,7 +5,7 @@
 // bound on the WAN side.
 
 import DgramAsPromised, { type SocketAsPromised } from 'dgram-as-promised';
-import { familyOf, isLinkLocal, type IpAddress } from '../net/address.js';
+import { familyOf, isLinkLocal } from '../net/address.js';
 import { inAnyPrefix, type LocalAddress } from '../net/interfaces.js';
 import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
@@ -13,6 +13,9 @@ import type { MappingService } from '../service/mapping-service.js';
 import { encodePcpResponse } from '../protocols/pcp/codec.js';
 import { Opcode, PCP_CLIENT_PORT } from '../protocols/pcp/constants.js';
 import { PortControlProtocol } from '../protocols/pcp-or-natpmp.js';
+import type { MappingUpdate } from '../protocols/pcp/handler.js';
+import type { Mapping } from '../domain/mapping.js';
+import { LanSockets } from './lan-sockets.js';
 import { NATPMP_ANNOUNCE_GROUP, NatPmpResult, encodeExternalAddressResponse } from '../protocols/natpmp/codec.js';
 import { RateLimiter } from '../net/rate-limit.js';
 
@@ -41,52 +44,48 @@ interface Bound {
 }
 
 export class PortControlServer {
-  private readonly bound: Bound[] = [];
-  private readonly protocol: PortControlProtocol;
+  private readonly sockets: LanSockets<Bound>;
+  private readonly doors: PortControlProtocol;
   private readonly limiter: RateLimiter;
   private inFlight = 0;
   /** Pending announcement and mapping-update sends; each leaves the set when it fires. */
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
-  /** LAN addresses that could not be bound yet (still tentative), retried on every address update. */
-  private unbound = new Map<string, string>();
 
   constructor(
     private readonly cfg: PortControlConfig,
-    private lan: readonly LocalAddress[],
+    private readonly lan: readonly LocalAddress[],
     private readonly sources: LanSources,
     private readonly service: MappingService,
     private readonly log: Logger,
   ) {
-    this.protocol = new PortControlProtocol(service);
+    this.doors = new PortControlProtocol(service);
     this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst, undefined, undefined, (s) => sources.hostOf(s));
+    this.sockets = new LanSockets({
+      protocol: 'pcp+natpmp',
+      port: cfg.port,
+      open: (local) => this.bind(local),
+      close: (b) => b.socket.close(),
+      failedEvent: 'bind-failed',
+      log,
+    });
   }
 
   /**
-   * Binds every LAN address. An address the kernel does not let us bind yet
-   * (EADDRNOTAVAIL: still in duplicate address detection, as at boot, or
-   * already gone) is retried at the next address update; any other failure
-   * (the port is taken) stops the start with the reason.
+   * Binds every LAN address. One not usable yet waits for the next address
+   * update (src/server/lan-sockets.ts); any other failure (the port is
+   * taken) stops the start with the reason.
    */
   async start(): Promise<void> {
-    for (const local of this.lan) await this.bind(local).catch((err: NodeJS.ErrnoException) => this.deferOrThrow(local, err));
-    this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: this.bound.map((b) => b.local.bindAddress), waiting: [...this.unbound.keys()] });
-  }
-
-  private deferOrThrow(local: LocalAddress, err: NodeJS.ErrnoException): void {
-    const message = `cannot bind UDP ${local.bindAddress} port ${this.cfg.port}: ${err.message}`;
-    if (err.code !== 'EADDRNOTAVAIL') throw new Error(message);
-    // Said once per address, not at every retry.
-    if (!this.unbound.has(local.bindAddress)) this.log.warn({ event: 'bind-deferred', address: local.bindAddress, detail: `${err.message}: the address is not usable yet (duplicate address detection?); retrying` });
-    this.unbound.set(local.bindAddress, message);
+    await this.sockets.start(this.lan, { fatal: true });
   }
 
   /** Addresses still waiting to be bound. */
   waiting(): string[] {
-    return [...this.unbound.keys()];
+    return this.sockets.waiting();
   }
 
-  private async bind(local: LocalAddress): Promise<void> {
+  private async bind(local: LocalAddress): Promise<Bound> {
     const socket = DgramAsPromised.createSocket(local.family === 4 ? { type: 'udp4' } : { type: 'udp6', ipv6Only: true });
     try {
       await socket.bind(this.cfg.port, local.bindAddress);
@@ -94,7 +93,6 @@ export class PortControlServer {
       await socket.close().catch(() => undefined);
       throw err;
     }
-    this.unbound.delete(local.bindAddress);
     // A burst from many clients must queue, not be dropped by the kernel
     // (the default ~200 KiB holds a few hundred datagrams); the kernel caps
     // this at net.core.rmem_max.
@@ -104,44 +102,24 @@ export class PortControlServer {
       // Not fatal: the default buffer only drops more under bursts.
     }
     const b = { local, socket };
-    this.bound.push(b);
     this.receive(b);
+    return b;
   }
 
   /**
-   * The LAN's addresses changed (SLAAC, a new prefix, an admin): serve the
-   * new ones, stop serving the gone ones. Failures to bind are logged, and
-   * the other addresses keep being served.
+   * The LAN's addresses changed (SLAAC, a new prefix, an admin), or one is
+   * still waiting: serve the new ones, stop serving the gone ones. Failures
+   * to bind are logged, and the other addresses keep being served.
    */
   async updateAddresses(lan: readonly LocalAddress[]): Promise<void> {
-    this.lan = lan;
-    const want = new Set(lan.map((l) => l.bindAddress));
-    for (const a of [...this.unbound.keys()]) if (!want.has(a)) this.unbound.delete(a);
-    for (const b of [...this.bound]) {
-      if (want.has(b.local.bindAddress)) continue;
-      this.bound.splice(this.bound.indexOf(b), 1);
-      await b.socket.close().catch(() => undefined);
-      this.log.info({ event: 'stopped-listening', address: b.local.bindAddress });
-    }
-    const have = new Set(this.bound.map((b) => b.local.bindAddress));
-    for (const l of lan) {
-      if (have.has(l.bindAddress) || this.closed) continue;
-      try {
-        await this.bind(l);
-        this.log.info({ event: 'listening', protocol: 'pcp+natpmp', port: this.cfg.port, addresses: [l.bindAddress] });
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        if (e.code === 'EADDRNOTAVAIL') this.deferOrThrow(l, e);
-        else this.log.warn({ event: 'bind-failed', address: l.bindAddress, error: e.message });
-      }
-    }
+    await this.sockets.update(lan);
   }
 
   async stop(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearTimeout(t);
     this.timers.clear();
-    await Promise.all(this.bound.map((b) => b.socket.close().catch(() => undefined)));
+    await this.sockets.stop();
   }
 
   private receive(b: Bound): void {
@@ -168,10 +146,10 @@ export class PortControlServer {
     if (!this.limiter.take(isLinkLocal(source) ? from : source)) return;
     this.inFlight++;
     try {
-      const outcome = await this.protocol.handle(msg, source, fromPort);
+      const outcome = await this.doors.handle(msg, source, fromPort);
       if (outcome.reply && !this.closed) await b.socket.send(outcome.reply, fromPort, from);
       if (!outcome.decided && outcome.result !== 'SUCCESS') {
-        this.log.info({ event: 'request', protocol: outcome.protocol, source, result: outcome.result, detail: outcome.detail });
+        this.log.info({ event: 'request', protocol: outcome.via, source, result: outcome.result, detail: outcome.detail });
       }
     } catch (err) {
       // A bug, not bad input: log it and keep serving everyone else.
@@ -182,15 +160,24 @@ export class PortControlServer {
   }
 
   /**
+   * Mappings moved under their clients (a new external address): PCP
+   * clients are told (RFC 6887 §14.2); NAT-PMP and UPnP clients learn it
+   * from the announcement and their next renewal.
+   */
+  mappingsMoved(moved: readonly Mapping[]): void {
+    this.sendMappingUpdates(this.doors.mappingUpdates(moved));
+  }
+
+  /**
    * RFC 6887 §14.2 mapping update: the MAP response a client would get now,
    * sent unasked to the address and port its last request came from, three
    * times (0, 250 and 750 ms), from the LAN address serving that client.
    */
-  sendMappingUpdates(updates: readonly { to: IpAddress; port: number; message: () => Buffer }[]): void {
+  sendMappingUpdates(updates: readonly MappingUpdate[]): void {
     for (const delay of [0, 250, 750]) {
       this.later(delay, () => {
         for (const u of updates) {
-          const b = this.bound.find((x) => x.local.family === familyOf(u.to) && !x.local.bindAddress.includes('%') && inAnyPrefix([x.local.prefix], u.to));
+          const b = this.sockets.bound.find((x) => x.local.family === familyOf(u.to) && !x.local.bindAddress.includes('%') && inAnyPrefix([x.local.prefix], u.to));
           if (!b || this.closed) continue;
           b.socket.send(u.message(), u.port, u.to).catch((err: unknown) => this.log.warn({ event: 'mapping-update-failed', to: u.to, error: (err as Error).message }));
         }
@@ -231,7 +218,7 @@ export class PortControlServer {
     const epoch = this.service.epochSeconds();
     const pcpAnnounce = encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: 0, lifetime: 0, epoch });
     const ext = this.service.externalIPv4();
-    for (const b of this.bound) {
+    for (const b of this.sockets.bound) {
       try {
         if (b.local.family === 4) {
           b.socket.setMulticastTTL(1);

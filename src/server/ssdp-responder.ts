@@ -30,6 +30,7 @@ import {
   validateSearch,
 } from '../protocols/upnp/ssdp.js';
 import { FairShare, requesterOf, shareOf } from './fair-share.js';
+import { LanSockets } from './lan-sockets.js';
 import { RateLimiter } from '../net/rate-limit.js';
 
 export interface SsdpConfig {
@@ -76,7 +77,7 @@ interface Bound {
 }
 
 export class SsdpServer {
-  private readonly bound: Bound[] = [];
+  private readonly sockets: LanSockets<Bound>;
   private readonly budget: RateLimiter;
   private readonly arrivals: RateLimiter;
   private timers = new Set<NodeJS.Timeout>();
@@ -95,10 +96,26 @@ export class SsdpServer {
     // One token per byte.
     this.budget = new RateLimiter(REPLY_BYTES_PER_SECOND, REPLY_BYTES_PER_SECOND * 2, undefined, undefined, hostOf);
     this.arrivals = new RateLimiter(SEARCHES_PER_SECOND, SEARCHES_PER_SECOND * 2, undefined, undefined, hostOf);
+    this.sockets = new LanSockets({
+      protocol: 'ssdp',
+      port: cfg.port,
+      select: servedAddresses,
+      open: (local) => this.bind(local),
+      close: async (b) => {
+        b.unicast.close();
+        b.multicast?.close();
+      },
+      failedEvent: 'ssdp-bind-failed',
+      log,
+    });
+  }
+
+  private get bound(): readonly Bound[] {
+    return this.sockets.bound;
   }
 
   async start(): Promise<void> {
-    await this.updateAddresses(this.lan);
+    await this.joinAndAnnounce(await this.sockets.start(this.lan, { fatal: false }));
     // Re-advertise before half of max-age is over, with jitter (UDA 1.1 §1.2.2).
     const again = () => {
       const t = setTimeout(() => {
@@ -150,32 +167,26 @@ export class SsdpServer {
   }
 
   /**
-   * Serves every LAN address (IPv6 link-local ones only on an interface
-   * without a routable IPv6 address) by unicast, and each interface and
-   * family's group: binds what is new, lets go of what is gone, and
-   * announces the new ones.
+   * Serves every LAN address by unicast (see servedAddresses), and each
+   * interface and family's group: binds what is new, lets go of what is
+   * gone, and announces the new ones.
    */
   async updateAddresses(lan: readonly LocalAddress[]): Promise<void> {
     this.lan = lan;
-    const routable6 = new Set(lan.filter((l) => l.family === 6 && !isLinkLocal(l.address)).map((l) => l.interface));
-    const want = lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address) && routable6.has(l.interface)));
-    for (const b of [...this.bound]) {
-      if (want.some((l) => l.bindAddress === b.local.bindAddress)) continue;
-      this.bound.splice(this.bound.indexOf(b), 1);
-      b.unicast.close();
-      b.multicast?.close();
-    }
-    const added: Bound[] = [];
-    for (const local of want) {
-      if (this.closed || this.bound.some((b) => b.local.bindAddress === local.bindAddress)) continue;
-      try {
-        const b = await this.bind(local);
-        this.bound.push(b);
-        added.push(b);
-      } catch (err) {
-        this.log.warn({ event: 'ssdp-bind-failed', address: local.bindAddress, error: (err as Error).message });
-      }
-    }
+    await this.joinAndAnnounce(await this.sockets.update(lan));
+  }
+
+  /** Addresses still waiting to be bound. */
+  waiting(): string[] {
+    return this.sockets.waiting();
+  }
+
+  /**
+   * Joins the group on every interface and family that has no group socket
+   * (new, or whose socket went with its address), then says ssdp:alive
+   * from the addresses just bound.
+   */
+  private async joinAndAnnounce(added: readonly Bound[]): Promise<void> {
     const joined = new Set(this.bound.filter((b) => b.multicast).map((b) => `${b.local.interface}|${b.local.family}`));
     for (const b of this.bound) {
       const key = `${b.local.interface}|${b.local.family}`;
@@ -183,10 +194,7 @@ export class SsdpServer {
       joined.add(key);
       await this.join(b);
     }
-    if (added.length) {
-      this.log.info({ event: 'listening', protocol: 'ssdp', port: this.cfg.port, addresses: added.map((b) => b.local.bindAddress) });
-      void this.advertise('ssdp:alive', added);
-    }
+    if (added.length) void this.advertise('ssdp:alive', added);
   }
 
   async stop(): Promise<void> {
@@ -201,10 +209,7 @@ export class SsdpServer {
     // UDA 1.1 §1.2.3: byebye for everything advertised.
     await this.advertise('ssdp:byebye');
     await new Promise((r) => setTimeout(r, 50));
-    for (const b of this.bound) {
-      b.unicast.close();
-      b.multicast?.close();
-    }
+    await this.sockets.stop();
   }
 
   private async advertise(nts: 'ssdp:alive' | 'ssdp:byebye', on: readonly Bound[] = this.bound): Promise<void> {
@@ -284,6 +289,12 @@ export class SsdpServer {
       this.replyTimers.set(t, release);
     });
   }
+}
+
+/** Every LAN address, but IPv6 link-local ones only on an interface without a routable IPv6 address. */
+function servedAddresses(lan: readonly LocalAddress[]): LocalAddress[] {
+  const routable6 = new Set(lan.filter((l) => l.family === 6 && !isLinkLocal(l.address)).map((l) => l.interface));
+  return lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address) && routable6.has(l.interface)));
 }
 
 /** The address a LOCATION should name for clients of `local`'s link. */

@@ -1,5 +1,5 @@
 // UPnP IGD:2 on the LAN, put together: the documents (rendered once; their
-// hash is CONFIGID), the control actions over the mapping engine, GENA, the
+// hash is CONFIGID), the control actions over the mapping service, GENA, the
 // HTTP listener and SSDP.
 
 import { randomBytes } from 'node:crypto';
@@ -31,6 +31,8 @@ export interface Upnp {
    * updates it.)
    */
   updateAddresses(lan: readonly LocalAddress[]): Promise<void>;
+  /** Addresses still waiting to be bound (tentative), by either listener. */
+  waiting(): string[];
   stop(): Promise<void>;
 }
 
@@ -120,6 +122,7 @@ export async function startUpnp(opts: {
       await http.updateAddresses(lan);
       await ssdp.updateAddresses(lan);
     },
+    waiting: () => [...new Set([...http.waiting(), ...ssdp.waiting()])],
     async stop() {
       gena.stop();
       await ssdp.stop();

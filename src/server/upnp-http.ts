@@ -21,6 +21,7 @@ import type { ServiceKey, UpnpPaths } from '../protocols/upnp/description.js';
 import type { IgdVersion, ServiceName } from '../protocols/upnp/device-tree.js';
 import type { IgdControl } from '../protocols/upnp/igd.js';
 import { FairShare, requesterOf, shareOf, type Requester } from './fair-share.js';
+import { LanSockets } from './lan-sockets.js';
 import type { GenaManager } from './gena-publisher.js';
 
 export interface UpnpHttpConfig {
@@ -34,7 +35,7 @@ export interface UpnpHttpConfig {
   server: string;
 }
 
-export const HTTP_LIMITS = {
+const HTTP_LIMITS = {
   /** Whole request, first byte to last (slow-loris). */
   deadlineMs: 10_000,
   perSource: 8,
@@ -44,7 +45,7 @@ export const HTTP_LIMITS = {
 export const HTTP_SLOTS = shareOf(HTTP_LIMITS.total, HTTP_LIMITS.perSource);
 
 export class UpnpHttpServer {
-  private readonly servers: { local: LocalAddress; server: Server }[] = [];
+  private readonly sockets: LanSockets<{ local: LocalAddress; server: Server }>;
   private readonly slots = new FairShare(HTTP_SLOTS);
   private readonly routes = new Map<string, { kind: 'doc'; body: () => string } | { kind: 'description'; version: IgdVersion } | { kind: 'control'; service: ServiceName } | { kind: 'event'; service: ServiceName }>();
 
@@ -63,43 +64,47 @@ export class UpnpHttpServer {
     for (const [key, path] of Object.entries(p.scpd) as [ServiceKey, string][]) this.routes.set(path, { kind: 'doc', body: () => cfg.scpd[key] });
     for (const [service, path] of Object.entries(p.control) as [ServiceName, string][]) this.routes.set(path, { kind: 'control', service });
     for (const [service, path] of Object.entries(p.event) as [ServiceName, string][]) this.routes.set(path, { kind: 'event', service });
+    this.sockets = new LanSockets({
+      protocol: 'upnp-http',
+      port: cfg.port,
+      // LOCATION names routable addresses: link-local ones are not served.
+      select: (lan) => lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address))),
+      open: (local) => this.listen(local),
+      // Resolves once the connections still open have ended (each within its deadline).
+      close: (b) => new Promise<void>((r) => b.server.close(() => r())),
+      failedEvent: 'upnp-http-bind-failed',
+      log,
+    });
   }
 
   async start(): Promise<void> {
-    await this.updateAddresses(this.lan);
+    await this.sockets.start(this.lan, { fatal: false });
   }
 
-  /** Listens on each LAN address except link-local ones (LOCATION names routable addresses); follows changes. */
+  /** Listens on each LAN address except link-local ones; follows changes. */
   async updateAddresses(lan: readonly LocalAddress[]): Promise<void> {
     this.lan = lan;
-    const want = lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address)));
-    for (const s of [...this.servers]) {
-      if (want.some((l) => l.bindAddress === s.local.bindAddress)) continue;
-      this.servers.splice(this.servers.indexOf(s), 1);
-      s.server.close();
-    }
-    const added: string[] = [];
-    for (const local of want) {
-      if (this.servers.some((s) => s.local.bindAddress === local.bindAddress)) continue;
-      // A client may half-close after its request (legal HTTP): still answer it.
-      const server = createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
-      server.maxConnections = HTTP_LIMITS.total;
-      try {
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen({ port: this.cfg.port, host: local.bindAddress, exclusive: true }, () => resolve());
-        });
-        this.servers.push({ local, server });
-        added.push(local.bindAddress);
-      } catch (err) {
-        this.log.warn({ event: 'upnp-http-bind-failed', address: local.bindAddress, port: this.cfg.port, error: (err as Error).message });
-      }
-    }
-    if (added.length) this.log.info({ event: 'listening', protocol: 'upnp-http', port: this.cfg.port, addresses: added });
+    await this.sockets.update(lan);
+  }
+
+  /** Addresses still waiting to be bound. */
+  waiting(): string[] {
+    return this.sockets.waiting();
+  }
+
+  private async listen(local: LocalAddress): Promise<{ local: LocalAddress; server: Server }> {
+    // A client may half-close after its request (legal HTTP): still answer it.
+    const server = createServer({ allowHalfOpen: true }, (sock) => this.accept(sock));
+    server.maxConnections = HTTP_LIMITS.total;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: this.cfg.port, host: local.bindAddress, exclusive: true }, () => resolve());
+    });
+    return { local, server };
   }
 
   async stop(): Promise<void> {
-    await Promise.all(this.servers.map((s) => new Promise<void>((r) => s.server.close(() => r()))));
+    await this.sockets.stop();
   }
 
   private accept(sock: Socket): void {

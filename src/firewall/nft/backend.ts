@@ -2,7 +2,7 @@
 // objects; this file owns their lifecycle, batches and reconciliation.
 
 import type { Logger } from '../../log.js';
-import type { FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
+import type { DesiredEntry, FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
 import { ALL_PORTS, SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology } from './ruleset.js';
 import { OutboundElements, largestFreeRun, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
@@ -27,11 +27,6 @@ const SWEEP_LAG_MS = 500;
 
 /** A removal that cannot fail on an element the kernel already expired: add (1 s) then delete, atomically. */
 const VANISH_TIMEOUT = 1;
-
-export interface DesiredEntry {
-  entry: FirewallEntry;
-  timeoutSeconds: number;
-}
 
 export class NftBackend implements FirewallBackend {
   readonly name = 'nft';

@@ -7,7 +7,8 @@
 
 import { entryKey, type FirewallEntry } from '../backend.js';
 import type { IpAddress } from '../../net/address.js';
-import { protoName, type PortRun } from './ruleset.js';
+import { protocolName } from '../../net/ipproto.js';
+import type { PortRun } from './ruleset.js';
 
 export type OutboundSet = 'snat4' | 'held4';
 
@@ -43,7 +44,7 @@ interface Slot {
 
 function slotsOf(e: FirewallEntry): { set: OutboundSet; key: (string | number)[]; value: (string | number)[] }[] {
   if (e.family !== 4) return [];
-  const proto = protoName(e.protocol);
+  const proto = protocolName(e.protocol);
   return [
     { set: 'snat4', key: [e.internalAddress, proto, e.internalPort], value: [e.externalAddress, e.externalPort] },
     { set: 'held4', key: [proto, e.externalPort], value: [] },
@@ -148,7 +149,7 @@ export class OutboundElements {
   }
 
   /**
-   * The engine drops an expired mapping without telling the firewall (the
+   * The service drops an expired mapping without telling the firewall (the
    * kernel expires its elements alone), so holders are forgotten here when
    * their time is up; the endpoints whose SNAT element went with them are
    * returned, for their live flows to be re-translated.

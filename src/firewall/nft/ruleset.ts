@@ -72,7 +72,7 @@ import type { FirewallEntry } from '../backend.js';
 import type { AddressPattern } from '../../domain/patterns.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 import { familyOf, type IpAddress } from '../../net/address.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
+import { protocolName } from '../../net/ipproto.js';
 
 export interface Placement {
   family: 'inet';
@@ -119,7 +119,7 @@ const CHAIN = {
 export const STATIC_CHAINS = [CHAIN.staticPre, CHAIN.staticFwd, CHAIN.staticPost] as const;
 
 /** Explicit priorities: just before the usual dstnat (-100), filter (0) and srcnat (100) chains. */
-export const PRIORITY = { prerouting: -105, forward: -5, input: -5, postrouting: 95 } as const;
+const PRIORITY = { prerouting: -105, forward: -5, input: -5, postrouting: 95 } as const;
 
 /** The source ports a flow from a held port is masqueraded into (ports no mapping holds). */
 export interface PortRun {
@@ -146,7 +146,7 @@ export function objectName(p: Placement, base: string): string {
  * queue, where the daemon's per-device fairness would come too late for the
  * devices queued behind it.
  */
-export const DEVICE_UDP_RATE = { perSecond: 200, burst: 400 } as const;
+const DEVICE_UDP_RATE = { perSecond: 200, burst: 400 } as const;
 /** The kernel's per-device counters for DEVICE_UDP_RATE (a dynamic set; entries expire on their own). */
 const FLOOD_SET = 'flood_devices';
 
@@ -174,7 +174,7 @@ export function isMap(key: SetKey): boolean {
 }
 
 /** Interface and table names go into nft scripts: only plain names pass. */
-export const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /**
  * The objects, created idempotently, and our chains' rules replaced, as one
@@ -299,9 +299,6 @@ export function setFor(e: FirewallEntry): SetKey {
   return e.filters.length ? 'dnat4Filtered' : 'dnat4';
 }
 
-/** A protocol as nft JSON writes it in set elements. */
-export const protoName = (p: number) => (p === IPPROTO_TCP ? 'tcp' : p === IPPROTO_UDP ? 'udp' : p);
-
 function prefixExpr(address: IpAddress, length: number): unknown {
   const max = familyOf(address) === 4 ? 32 : 128;
   return length === max ? address : { prefix: { addr: address, len: length } };
@@ -309,7 +306,7 @@ function prefixExpr(address: IpAddress, length: number): unknown {
 
 /** One element per filter (or one for an unfiltered entry), as nft JSON `elem` items. */
 export function elementsOf(e: FirewallEntry, timeoutSeconds: number | undefined): unknown[] {
-  const key = [e.family === 6 ? e.internalAddress : e.externalAddress, protoName(e.protocol), e.externalPort];
+  const key = [e.family === 6 ? e.internalAddress : e.externalAddress, protocolName(e.protocol), e.externalPort];
   const keys = e.filters.length
     ? e.filters.map((f) => [...key, prefixExpr(f.prefix.address, f.prefix.length), f.port === 0 ? { range: [0, 65535] } : f.port])
     : [key];
@@ -319,7 +316,7 @@ export function elementsOf(e: FirewallEntry, timeoutSeconds: number | undefined)
   });
 }
 
-/** A stable text key for one element (to diff the kernel against the engine). */
+/** A stable text key for one element (to diff the kernel against the service's table). */
 export function elementKey(set: SetKey, concat: unknown[]): string {
   return `${set}|${concat.map((v) => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v))).join('|')}`;
 }
@@ -338,7 +335,7 @@ export function staticRules(p: Placement, t: Topology, statics: readonly StaticO
     let chain: string;
     let body: string;
     if (s.kind === 'pinhole') {
-      const protos = s.protocols.map(protoName);
+      const protos = s.protocols.map((p) => protocolName(p));
       const ports = s.ports.map((r) => (r.min === r.max ? `${r.min}` : `${r.min}-${r.max}`));
       chain = name(CHAIN.staticFwd);
       body = [
@@ -352,14 +349,14 @@ export function staticRules(p: Placement, t: Topology, statics: readonly StaticO
       chain = name(CHAIN.staticPre);
       // Any of the router's own addresses: the forward survives a new WAN address untouched.
       body = [
-        `meta l4proto ${protoName(s.protocol)} th dport ${s.port}`,
+        `meta l4proto ${protocolName(s.protocol)} th dport ${s.port}`,
         s.from ? `ip saddr { ${s.from.map(setItem).join(', ')} }` : '',
         `fib daddr type local dnat ip to ${s.to}:${s.toPort}`,
       ].filter(Boolean).join(' ');
       // Bidirectional: the forward's endpoint leaves as the external port
       // (on the WAN's address, like the DNAT above it follows renumbering),
       // and another host's flow from that port is kept off it.
-      const proto = `meta l4proto ${protoName(s.protocol)}`;
+      const proto = `meta l4proto ${protocolName(s.protocol)}`;
       add(name(CHAIN.staticPost), `ip saddr ${s.to} ${proto} th sport ${s.toPort} masquerade to :${s.port}`);
       add(name(CHAIN.staticPost), `${proto} th sport ${s.port} jump ${name(CHAIN.heldNat)}`);
     }
@@ -384,7 +381,7 @@ function setItem(a: AddressPattern): string {
 
 /** An entry's elements in nft's own syntax (for `nft get element`). */
 export function elementTexts(e: FirewallEntry): string[] {
-  const key = `${e.family === 6 ? e.internalAddress : e.externalAddress} . ${protoName(e.protocol)} . ${e.externalPort}`;
+  const key = `${e.family === 6 ? e.internalAddress : e.externalAddress} . ${protocolName(e.protocol)} . ${e.externalPort}`;
   if (!e.filters.length) return [key];
   return e.filters.map((f) => {
     const max = familyOf(f.prefix.address) === 4 ? 32 : 128;

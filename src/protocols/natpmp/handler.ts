@@ -14,14 +14,7 @@ import {
   encodeMapResponse,
   encodeUnsupportedOpcodeResponse,
 } from './codec.js';
-
-export interface NatPmpOutcome {
-  reply: Buffer | undefined;
-  result: string;
-  detail?: string;
-  /** The mapping service made (and logged) the decision. */
-  decided?: boolean;
-}
+import type { DoorReply } from '../door-reply.js';
 
 const REFUSAL_TO_RESULT: Record<Refusal, NatPmpResult> = {
   NOT_AUTHORIZED: NatPmpResult.NOT_AUTHORIZED,
@@ -43,7 +36,7 @@ export class NatPmpHandler {
   constructor(private readonly service: MappingService) {}
 
   /** Handles one version-0 datagram from an IPv4 LAN host. */
-  async handle(buf: Buffer, source: IpAddress): Promise<NatPmpOutcome> {
+  async handle(buf: Buffer, source: IpAddress): Promise<DoorReply> {
     const epoch = this.service.epochSeconds();
     const decoded = decodeNatPmpRequest(buf);
     if (!decoded.ok) {
@@ -98,7 +91,7 @@ export class NatPmpHandler {
     return answer(NatPmpResult.SUCCESS, req.internalPort, out.mapping.externalPort, out.lifetime);
   }
 
-  private reply(reply: Buffer, result: NatPmpResult, detail?: string): NatPmpOutcome {
+  private reply(reply: Buffer, result: NatPmpResult, detail?: string): DoorReply {
     return { reply, result: RESULT_NAMES[result] ?? String(result), detail };
   }
 }

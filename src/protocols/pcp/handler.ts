@@ -16,16 +16,7 @@ import {
 } from './constants.js';
 import { decodePcpRequest, encodePcpErrorEcho, encodePcpResponse, type MapData, type PcpRequest } from './codec.js';
 import type { DescriptionOption, FilterOption, PcpOption, ThirdPartyOption } from './options.js';
-
-export interface PcpOutcome {
-  /** undefined: stay silent (§8.2). */
-  reply: Buffer | undefined;
-  /** For the log line: what happened, in RFC words. */
-  result: string;
-  detail?: string;
-  /** The mapping service made (and logged) the decision. */
-  decided?: boolean;
-}
+import type { DoorReply } from '../door-reply.js';
 
 const REFUSAL_TO_RESULT: Record<Refusal, ResultName> = {
   NOT_AUTHORIZED: 'NOT_AUTHORIZED',
@@ -45,11 +36,18 @@ const REFUSAL_TO_RESULT: Record<Refusal, ResultName> = {
   RATE_LIMITED: 'NO_RESOURCES',
 };
 
+/** An unasked response for a client: where it goes, and its bytes. */
+export interface MappingUpdate {
+  to: IpAddress;
+  port: number;
+  message: () => Buffer;
+}
+
 export class PcpHandler {
   constructor(private readonly service: MappingService) {}
 
   /** Handles one datagram from `source` (already known to be a LAN host). */
-  async handle(buf: Buffer, source: IpAddress, sourcePort?: number): Promise<PcpOutcome> {
+  async handle(buf: Buffer, source: IpAddress, sourcePort?: number): Promise<DoorReply> {
     const decoded = decodePcpRequest(buf);
     if (!decoded.ok) {
       if (decoded.silent) return { reply: undefined, result: 'dropped', detail: decoded.detail };
@@ -64,7 +62,7 @@ export class PcpHandler {
     switch (req.opcode) {
       case Opcode.ANNOUNCE:
         // §14.1.2: SUCCESS with lifetime 0; no state is touched.
-        return this.ok(encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: 0, lifetime: 0, epoch: this.epoch() }), 'SUCCESS');
+        return this.ok(encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: this.epoch() }), 'SUCCESS');
       case Opcode.MAP:
         return this.map(req, source, sourcePort);
       default:
@@ -72,7 +70,7 @@ export class PcpHandler {
     }
   }
 
-  private async map(req: PcpRequest, source: IpAddress, sourcePort: number | undefined): Promise<PcpOutcome> {
+  private async map(req: PcpRequest, source: IpAddress, sourcePort: number | undefined): Promise<DoorReply> {
     const map = req.map as MapData;
     const opts = sortOptions(req.options);
     const internal = this.internalAddress(opts.thirdParty, source);
@@ -104,7 +102,7 @@ export class PcpHandler {
       // creates, so there is nothing to delete). Erratum 3621: the suggested
       // external address and port are copied into the response.
       const echoed: PcpOption[] = opts.thirdParty ? [opts.thirdParty] : [];
-      const reply = encodePcpResponse({ opcode: Opcode.MAP, result: 0, lifetime: 0, epoch: this.epoch(), map, options: echoed });
+      const reply = encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 0, epoch: this.epoch(), map, options: echoed });
       return { ...this.ok(reply, 'SUCCESS', 'deleted'), decided: true };
     }
 
@@ -129,7 +127,7 @@ export class PcpHandler {
     return this.mapReply(req, map, opts, out, Opcode.MAP);
   }
 
-  private async peer(req: PcpRequest, source: IpAddress, sourcePort: number | undefined): Promise<PcpOutcome> {
+  private async peer(req: PcpRequest, source: IpAddress, sourcePort: number | undefined): Promise<DoorReply> {
     const peer = req.peer as NonNullable<PcpRequest['peer']>;
     const opts = sortOptions(req.options);
     const internal = this.internalAddress(opts.thirdParty, source);
@@ -155,7 +153,7 @@ export class PcpHandler {
     return this.mapReply(req, peer, opts, out, Opcode.PEER);
   }
 
-  private mapReply(req: PcpRequest, data: MapData, opts: SortedOptions, out: MapOutcome, opcode: number): PcpOutcome {
+  private mapReply(req: PcpRequest, data: MapData, opts: SortedOptions, out: MapOutcome, opcode: number): DoorReply {
     if (!out.ok) return { ...this.error(req.raw, REFUSAL_TO_RESULT[out.refusal], out.detail, true, out.lifetime), decided: true };
     const assigned = { ...data, externalPort: out.mapping.externalPort, externalAddress: out.mapping.externalAddress };
     // §7.3: a success reply carries the options that were processed, each as
@@ -167,7 +165,7 @@ export class PcpHandler {
     if (opts.description) echoed.push({ code: OptionCode.DESCRIPTION, text: out.mapping.description });
     const reply = encodePcpResponse({
       opcode,
-      result: 0,
+      result: ResultCode.SUCCESS,
       lifetime: out.lifetime,
       epoch: this.epoch(),
       map: opcode === Opcode.MAP ? assigned : undefined,
@@ -190,15 +188,26 @@ export class PcpHandler {
     return { ok: true, address: tp.address };
   }
 
+  /**
+   * §14.2: the updates owed for mappings that changed under their clients
+   * (a new external address): one per PCP mapping whose client's port is
+   * known, the message built when it is sent (the lifetime counts down).
+   */
+  mappingUpdates(changed: readonly Mapping[]): MappingUpdate[] {
+    return changed
+      .filter((m) => m.origin === 'pcp' && m.clientPort !== undefined)
+      .map((m) => ({ to: m.client, port: m.clientPort as number, message: () => encodeMappingUpdate(m, this.service.remaining(m), this.epoch()) }));
+  }
+
   private epoch(): number {
     return this.service.epochSeconds();
   }
 
-  private ok(reply: Buffer, result: string, detail?: string): PcpOutcome {
+  private ok(reply: Buffer, result: string, detail?: string): DoorReply {
     return { reply, result, detail };
   }
 
-  private error(raw: Buffer, code: ResultName, detail: string, parsed: boolean, lifetime?: number): PcpOutcome {
+  private error(raw: Buffer, code: ResultName, detail: string, parsed: boolean, lifetime?: number): DoorReply {
     const value = ResultCode[code] as ResultCodeValue;
     const lt = lifetime ?? (code === 'UNSUPP_VERSION' ? LONG_ERROR_LIFETIME : errorLifetime(value));
     return { reply: encodePcpErrorEcho(raw, value, lt, this.epoch(), parsed), result: code, detail };
@@ -244,14 +253,14 @@ function toFilterSteps(filters: readonly FilterOption[], family: 4 | 6): { ok: t
  * mapping". THIRD_PARTY "MUST also appear" if the mapping was made for
  * another host; non-mandatory options "SHOULD NOT be sent".
  */
-export function encodeMappingUpdate(m: Mapping, lifetime: number, epoch: number): Buffer {
+function encodeMappingUpdate(m: Mapping, lifetime: number, epoch: number): Buffer {
   // Every PEER mapping has its remote peer (mapping-service.ts makes it with one).
   if (m.kind === 'peer' && m.remotePeer) return encodePeerUpdate(m, m.remotePeer, lifetime, epoch);
   return encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime, epoch, map: updateData(m), options: updateOptions(m) });
 }
 
 /** §14.2 for a PEER mapping: a PEER response, with the remote peer it was made for (§12.2). */
-export function encodePeerUpdate(m: Mapping, remote: { address: IpAddress; port: number }, lifetime: number, epoch: number): Buffer {
+function encodePeerUpdate(m: Mapping, remote: { address: IpAddress; port: number }, lifetime: number, epoch: number): Buffer {
   return encodePcpResponse({
     opcode: Opcode.PEER,
     result: ResultCode.SUCCESS,

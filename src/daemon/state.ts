@@ -1,0 +1,41 @@
+// The daemon's durable state: the state directory opened first (opening it
+// takes its lock, so a second daemon on the same directory stops here,
+// before it touches nftables or the files), then the mappings and the epoch
+// it kept brought back into the service.
+
+import { ConfigError } from '../config.js';
+import type { Logger } from '../log.js';
+import type { MappingService } from '../service/mapping-service.js';
+import type { Clock } from '../state/clock.js';
+import type { Epoch } from '../state/epoch.js';
+import { DurableStore, StateLockedError, epochStartMono, type LoadedState } from '../state/store.js';
+
+export async function openState(dir: string, clock: Clock): Promise<{ store: DurableStore; state: LoadedState }> {
+  try {
+    return await DurableStore.open(dir, clock.wall());
+  } catch (err) {
+    throw new ConfigError(err instanceof StateLockedError ? err.message : `state directory ${dir}: ${(err as Error).message} (give a writable --state-dir)`);
+  }
+}
+
+/**
+ * Mappings come back with what they have left, and the epoch continues;
+ * lost or damaged state starts a new epoch. From here on every change is
+ * written to the store.
+ */
+export function restoreState(service: MappingService, epoch: Epoch, opened: { store: DurableStore; state: LoadedState }, clock: Clock, stateDir: string, log: Logger): void {
+  const { store, state } = opened;
+  const now = { mono: clock.now(), wall: clock.wall(), bootId: clock.bootId() };
+  if (state.status === 'loaded' && state.epoch) epoch.restore(epochStartMono(state.epoch, now, state.lastWriteWall));
+  const recovered = service.restore(state.mappings, state.lastWriteWall);
+  log[state.status === 'corrupt' ? 'warn' : 'info']({
+    event: 'state',
+    status: state.status,
+    detail: state.detail,
+    movedAside: state.movedAside,
+    ...recovered,
+    epoch: epoch.seconds(),
+    stateDir,
+  });
+  service.attachStore(store);
+}
