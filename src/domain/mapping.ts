@@ -52,6 +52,39 @@ export interface Mapping {
   readonly expiresAt: number;
 }
 
+/** What a mapping is, less what the service stamps on it as it enters the table: its id and its times. */
+export type MappingTerms = Omit<Mapping, 'id' | 'grantedAt' | 'expiresAt'>;
+
+/**
+ * The one way a Mapping is made (a door's grant, a static forward, a restored
+ * record): its terms, its id, and when its lifetime was granted and ends, in
+ * monotonic milliseconds (by default `lifetime` seconds after `grantedAt`).
+ * Every mapping has the same fields in the same order.
+ */
+export function makeMapping(t: MappingTerms, id: number, grantedAt: number, expiresAt = grantedAt + t.lifetime * 1000): Mapping {
+  return {
+    id,
+    kind: t.kind,
+    family: t.family,
+    internalAddress: t.internalAddress,
+    protocol: t.protocol,
+    internalPort: t.internalPort,
+    externalAddress: t.externalAddress,
+    externalPort: t.externalPort,
+    filters: t.filters,
+    remotePeer: t.remotePeer,
+    nonce: t.nonce,
+    origin: t.origin,
+    client: t.client,
+    description: t.description,
+    doorTag: t.doorTag,
+    lifetime: t.lifetime,
+    clientPort: t.clientPort,
+    grantedAt,
+    expiresAt,
+  };
+}
+
 /** Identity of a mapping: RFC 6887 §11.3 keys MAP by internal address, protocol and port. */
 export function mappingKey(kind: 'map' | 'peer', internalAddress: IpAddress, protocol: number, internalPort: number, remote?: { address: IpAddress; port: number }): string {
   const base = `${kind}|${internalAddress}|${protocol}|${internalPort}`;
@@ -77,6 +110,11 @@ export function sameFilters(a: readonly RemoteFilter[], b: readonly RemoteFilter
 
 export function sameFilter(a: RemoteFilter, b: RemoteFilter): boolean {
   return a.port === b.port && a.prefix.address === b.prefix.address && a.prefix.length === b.prefix.length;
+}
+
+/** A filter as a string, for where equality needs a map key: equal keys, `sameFilter`. */
+export function filterKey(f: RemoteFilter): string {
+  return `${f.prefix.address}/${f.prefix.length}:${f.port}`;
 }
 
 /**

@@ -50,6 +50,17 @@ export interface MapRequest {
   clientPort?: number;
   /** Mapping.doorTag; undefined = leave the existing one alone. */
   doorTag?: string;
+  /**
+   * 'own' (UPnP AddPortMapping): the suggested external port is required
+   * (as with preferFailure), and what stands in the way is replaced if it is
+   * the client's own: a mapping of the same internal address made through the
+   * same door that holds that external port for another internal port, and
+   * this internal endpoint's mapping by the same door on another external
+   * port. Replaced and new go in one table change and one firewall commit,
+   * undone together if it fails. Anything else in the way is a refusal that
+   * names its holder.
+   */
+  replace?: 'own';
 }
 
 export interface PeerRequest {
@@ -82,6 +93,12 @@ export type Refused = {
   detail: string;
   /** Set where the protocol wants a specific error lifetime (e.g. the existing mapping's remaining time). */
   lifetime?: number;
+  /**
+   * CANNOT_PROVIDE_EXTERNAL because another mapping is in the way: the one
+   * that holds the external port (or, for `replace`, the endpoint's own
+   * mapping by another door), so a door can tell whose it is.
+   */
+  holder?: Mapping;
 };
 export type Granted = { ok: true; mapping: Mapping; lifetime: number };
 export type MapOutcome = Granted | Refused;
@@ -89,4 +106,9 @@ export type RemoveOutcome = { ok: true; deleted?: Mapping } | Refused;
 
 export function refuse(refusal: Refusal, detail: string): Refused {
   return { ok: false, refusal, detail };
+}
+
+/** CANNOT_PROVIDE_EXTERNAL, naming the mapping in the way. */
+export function heldBy(holder: Mapping, detail: string): Refused {
+  return { ...refuse('CANNOT_PROVIDE_EXTERNAL', detail), holder };
 }

@@ -211,6 +211,12 @@ export class MappingTable {
     return this.bindingsByExternal.get(externalSlot(protocol, port));
   }
 
+  /** The MAP-kind mapping of the internal endpoint that holds an external port, if it has one (a PEER alone holds none that a door names). */
+  mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
+    const b = this.holderOfExternalPort(protocol, port);
+    return b ? this.byKey.get(`map|${b.internal}`) : undefined;
+  }
+
   /** The mappings (a MAP and its PEERs) of the internal endpoint that holds an external port. */
   *onExternalPort(protocol: number, port: number): Generator<Mapping> {
     const b = this.holderOfExternalPort(protocol, port);
