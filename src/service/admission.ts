@@ -236,3 +236,10 @@ export function nonceRefusal(m: Mapping | undefined, nonce: Buffer | undefined, 
   if (!m?.nonce || !nonce || m.nonce.equals(nonce)) return undefined;
   return { ...refuse('NOT_AUTHORIZED', 'nonce does not match the existing mapping'), lifetime: remaining(m, now) };
 }
+
+/** Whether `client` (showing `nonce`) may remove `m`: its own, not the admin's, with the nonce it was made with. */
+export function mayRemove(m: Mapping, client: IpAddress, nonce: Buffer | undefined, now: number): Refused | undefined {
+  if (m.origin === 'static') return refuse('NOT_AUTHORIZED', 'a static mapping cannot be removed by a client');
+  if (m.internalAddress !== client && m.client !== client) return refuse('NOT_AUTHORIZED', `${client} does not own this mapping`);
+  return nonceRefusal(m, nonce, now);
+}

@@ -26,16 +26,19 @@ import { MappingTable, internalEndpoint } from '../state/table.js';
 import type { DurableStore } from '../state/store.js';
 import { fromStored, putRecord, remainingMs, removalRecord, toStored, type StoredMapping } from '../state/records.js';
 import { STATIC_LIFETIME, keyOf, makeMapping, mappingKey, remaining, type Mapping, type RemoteFilter, type StaticOpening, type Via } from '../domain/mapping.js';
-import { heldBy, refuse, type MapOutcome, type MapRequest, type PeerRequest, type Refused, type RemoveOutcome, type RemoveRequest } from '../domain/requests.js';
-import { CommitQueue, type CommitOutcome, type Undo } from './commit-queue.js';
-import { Admission, applyFilterSteps, nonceRefusal, type Admitted, type Asked } from './admission.js';
+import { refuse, type MapOutcome, type MapRequest, type PeerRequest, type Refused, type RemoveOutcome, type RemoveRequest } from '../domain/requests.js';
+import { CommitQueue } from './commit-queue.js';
+import { Admission, applyFilterSteps, mayRemove, nonceRefusal, type Admitted, type Asked } from './admission.js';
+import { ownInTheWay } from './replace-own.js';
 import { chooseExternalPort } from './allocation.js';
 import { diffStaticForwards, forwardTerms, type StaticForward } from './static-forwards.js';
 import { entryOf, removals, replacement } from './firewall-entries.js';
 import { StoreLink } from './store-link.js';
 import { ExpiryTimer } from './expiry.js';
+import { TableChanges } from './table-changes.js';
 import { logDecision, logEnded } from './decision-log.js';
 import type { LeaseView, Network, ServiceConfig } from './service-config.js';
+import { LeaseEnds } from './lease-ends.js';
 
 export { DEFAULT_SERVICE_CONFIG, type LeaseView, type Network, type ServiceConfig } from './service-config.js';
 export { entryOf } from './firewall-entries.js';
@@ -50,23 +53,17 @@ export interface PolicySwapReport {
   evicted: Mapping[];
 }
 
-/** One mapping's part in a change: `mine` takes the place of `previous` (undefined on either side: none). */
-interface Step {
-  mine?: Mapping;
-  previous?: Mapping;
-}
-
 export class MappingService {
   private readonly commits: CommitQueue;
   private readonly admission: Admission;
   private readonly stores: StoreLink;
   private readonly expiry: ExpiryTimer;
+  private readonly edit: TableChanges;
   private nextId = 1;
-  /** Addresses whose lease left the lease file, while their mappings could not be removed yet. */
-  private readonly leasesLost = new Set<IpAddress>();
+  private readonly leaseEnds = new LeaseEnds();
 
   constructor(
-    private readonly cfg: ServiceConfig,
+    cfg: ServiceConfig,
     policy: Policy,
     private readonly firewall: FirewallBackend,
     private readonly network: Network,
@@ -80,6 +77,7 @@ export class MappingService {
     this.admission = new Admission(cfg, policy, network, table, clock);
     this.stores = new StoreLink(clock, log);
     this.expiry = new ExpiryTimer(clock, () => this.expireDue());
+    this.edit = new TableChanges(table, this.commits, this.stores, this.expiry, clock, log, cfg.portReuseSeconds);
   }
 
   // --- questions: the service's face for the doors, listings and the daemon ---
@@ -152,7 +150,7 @@ export class MappingService {
     const key = mappingKey('map', req.internalAddress, req.protocol, req.internalPort);
     const existing = this.table.get(key);
     const now = this.clock.now();
-    const way = req.replace === 'own' ? this.inTheWay(req, existing, now) : { ok: true as const, displaced: [], moving: false };
+    const way = req.replace === 'own' ? ownInTheWay(this.table, req, existing, now) : { ok: true as const, displaced: [], moving: false };
     if (!way.ok) return way;
     // A mapping that moves to another external port is replaced, not renewed: the new one keeps nothing of it.
     const renewed = way.moving ? undefined : existing;
@@ -179,44 +177,17 @@ export class MappingService {
 
     // What is replaced leaves the table first: its ports and its quota are the new mapping's to take.
     const replaced = way.moving && existing ? [...way.displaced, existing] : way.displaced;
-    for (const m of replaced) this.leave(m);
+    for (const m of replaced) this.edit.leave(m);
     const replacing = new Set(replaced.map((m) => internalEndpoint(m.internalAddress, m.protocol, m.internalPort)));
     const port = renewed ? { ok: true as const, port: renewed.externalPort } : this.newPort(req, pre, replacing);
     if (!port.ok) {
-      for (const m of replaced) this.reinstate(m);
+      for (const m of replaced) this.edit.reinstate(m);
       return port;
     }
     const terms = this.admission.terms(req, renewed, { kind: 'map', family: pre.family, externalAddress: pre.externalAddress, externalPort: port.port, filters, lifetime });
-    const out = await this.commitGrant(makeMapping(terms, renewed?.id ?? this.nextId++, now), existing, way.displaced);
-    if (out.ok) for (const m of replaced) logEnded(this.log, 'mapping-replaced', m, { by: out.mapping.internalPort, to: out.mapping.externalPort });
+    const out = await this.edit.grant(makeMapping(terms, renewed?.id ?? this.nextId++, now), existing, way.displaced);
+    if (out.ok) for (const m of replaced) logEnded(this.log, 'mapping-replaced', m, { newInternalPort: out.mapping.internalPort, newExternalPort: out.mapping.externalPort });
     return out;
-  }
-
-  /**
-   * `replace: 'own'`: what stands between a request and its suggested
-   * external port. The client's own (the same internal address, made through
-   * the same door) is replaced: the mapping that holds the port for another
-   * internal port (`displaced`), and this endpoint's mapping on another port
-   * (`moving`). Anything else is a refusal that names it, in that order.
-   */
-  private inTheWay(req: MapRequest, existing: Mapping | undefined, now: number): { ok: true; displaced: Mapping[]; moving: boolean } | Refused {
-    // An IPv6 pinhole's external port is its internal one: nothing can stand in the way.
-    if (familyOf(req.internalAddress) === 6) return { ok: true, displaced: [], moving: false };
-    const port = req.suggestedExternalPort;
-    const holder = this.table.mapOnExternalPort(req.protocol, port);
-    const displaced = holder && holder !== existing ? [holder] : [];
-    if (holder && holder !== existing && (holder.internalAddress !== req.internalAddress || holder.origin !== req.via)) {
-      return heldBy(holder, `external port ${port} is held by ${holder.internalAddress}:${holder.internalPort} (${holder.origin})`);
-    }
-    const moving = existing !== undefined && existing.externalPort !== port;
-    if (existing && moving && existing.origin !== req.via) {
-      return heldBy(existing, `${req.internalAddress}:${req.internalPort} is mapped by ${existing.origin} on external port ${existing.externalPort}`);
-    }
-    for (const m of moving && existing ? [...displaced, existing] : displaced) {
-      const denied = this.mayRemove(m, req.client, req.nonce, now);
-      if (denied) return denied;
-    }
-    return { ok: true, displaced, moving };
   }
 
   /** PCP PEER (RFC 6887 §12): an outbound flow's mapping, opened only to that remote peer. */
@@ -245,7 +216,7 @@ export class MappingService {
     const port = existing ? { ok: true as const, port: existing.externalPort } : this.newPort({ ...req, preferFailure: req.suggestedExternalPort !== 0 }, pre);
     if (!port.ok) return port;
     const terms = this.admission.terms(req, existing, { kind: 'peer', family: pre.family, externalAddress: pre.externalAddress, externalPort: port.port, filters: [peerFilter], remotePeer, lifetime });
-    return this.commitGrant(makeMapping(terms, existing?.id ?? this.nextId++, now), existing, []);
+    return this.edit.grant(makeMapping(terms, existing?.id ?? this.nextId++, now), existing, []);
   }
 
   /** A new mapping's external port, within its host's quota. */
@@ -272,19 +243,12 @@ export class MappingService {
       }
       return { ok: true };
     }
-    const denied = this.mayRemove(existing, req.client, req.nonce, this.clock.now());
+    const denied = mayRemove(existing, req.client, req.nonce, this.clock.now());
     if (denied) return denied;
-    const out = await this.commitRemoval([existing]);
+    const out = await this.edit.removal([existing]);
     if (out?.result === 'committed') return { ok: true, deleted: existing };
     if (out?.result === 'unrecorded') return this.stores.unrecorded(out.error);
     return out ? refuse('FIREWALL_FAILED', 'firewall commit failed') : this.stores.refusal();
-  }
-
-  /** Whether `client` (showing `nonce`) may remove `m`. */
-  private mayRemove(m: Mapping, client: IpAddress, nonce: Buffer | undefined, now: number): Refused | undefined {
-    if (m.origin === 'static') return refuse('NOT_AUTHORIZED', 'a static mapping cannot be removed by a client');
-    if (m.internalAddress !== client && m.client !== client) return refuse('NOT_AUTHORIZED', `${client} does not own this mapping`);
-    return nonceRefusal(m, nonce, now);
   }
 
   /**
@@ -298,10 +262,10 @@ export class MappingService {
     let kept = 0;
     for (const m of [...this.table.of(req.client)]) {
       if (m.kind !== 'map' || m.protocol !== req.protocol) continue;
-      if (this.mayRemove(m, req.client, undefined, now)) kept++;
+      if (mayRemove(m, req.client, undefined, now)) kept++;
       else victims.push(m);
     }
-    const ok = await this.removeEnded(victims);
+    const ok = await this.edit.removeEnded(victims);
     this.log.info({ event: 'remove-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
     return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
   }
@@ -331,7 +295,7 @@ export class MappingService {
       }
       const m = fromStored(s, this.nextId++, now.mono + left);
       if (this.table.get(keyOf(m))) continue;
-      this.enter(m);
+      this.edit.enter(m);
       restored++;
     }
     return { restored, expired };
@@ -343,14 +307,14 @@ export class MappingService {
    */
   async flushAll(): Promise<number> {
     const victims = [...this.table.values()].filter((m) => m.origin !== 'static');
-    for (const m of victims) this.leave(m);
+    for (const m of victims) this.edit.leave(m);
     // No undo if only the journal fails: at exit, closing is the safe way to
     // be wrong. The store may bring them back at the next start for what is
     // left of the lifetimes their clients were granted.
     const out = await this.commits.commit(removals(victims), victims.map((m) => removalRecord(m, this.clock)));
     if (out.result === 'refused') {
       // The kernel still has them: so must we.
-      for (const m of victims) this.reinstate(m);
+      for (const m of victims) this.edit.reinstate(m);
       this.log.error({ event: 'flush-failed', mappings: victims.length, detail: 'firewall commit failed' });
       return 0;
     }
@@ -408,8 +372,8 @@ export class MappingService {
     const forwards = statics.filter((s): s is StaticForward => s.kind === 'forward');
     const diff = diffStaticForwards(forwards.map((f) => makeMapping(forwardTerms(f, external), this.nextId++, now, Number.POSITIVE_INFINITY)), this.table);
     const victims = [...removed.map((r) => r.mapping), ...diff.evicted];
-    for (const m of [...victims, ...diff.remove]) this.leave(m);
-    for (const m of diff.add) this.enter(m);
+    for (const m of [...victims, ...diff.remove]) this.edit.leave(m);
+    for (const m of diff.add) this.edit.enter(m);
     const ok = await this.commits.submit(removals(victims), victims.map((m) => removalRecord(m, this.clock)));
     if (!ok) this.log.error({ event: 'policy-swap-commit-failed', mappings: victims.length });
     for (const r of removed) logEnded(this.log, 'mapping-revoked', r.mapping, { rule: r.rule, reason: r.reason });
@@ -449,21 +413,11 @@ export class MappingService {
   async revokeEndedLeases(lost: readonly IpAddress[] = []): Promise<Mapping[]> {
     const view = this.admission.leases;
     if (!view) return [];
-    const wall = this.clock.wall();
-    const ended = new Set<IpAddress>();
-    for (const a of this.table.addresses()) {
-      const end = view.leaseEnd(a);
-      if (end !== undefined && end <= wall) ended.add(a);
-    }
-    // Lost leases are remembered until their mappings are gone: the file
-    // reports a loss once.
-    for (const a of lost) this.leasesLost.add(a);
-    for (const a of this.leasesLost) if (view.leaseEnd(a) === undefined) ended.add(a);
-    this.leasesLost.clear();
+    const ended = this.leaseEnds.due(view, this.table.addresses(), lost, this.clock.wall());
     const victims = [...ended].flatMap((a) => [...this.table.of(a)]).filter((m) => m.origin !== 'static');
     if (victims.length === 0) return [];
-    if (!(await this.removeEnded(victims))) {
-      for (const m of victims) this.leasesLost.add(m.internalAddress);
+    if (!(await this.edit.removeEnded(victims))) {
+      this.leaseEnds.retry(victims.map((m) => m.internalAddress));
       this.log.error({ event: 'lease-revoke-failed', mappings: victims.length, detail: 'tried again at the next check' });
       return [];
     }
@@ -490,154 +444,13 @@ export class MappingService {
   expireDue(): void {
     this.expiry.reset();
     for (const m of [...this.table.dueBy(this.clock.now())]) {
-      this.leave(m);
+      this.edit.leave(m);
       logEnded(this.log, 'expired', m);
     }
-    this.armExpiry();
+    this.edit.armExpiry();
   }
 
   stop(): void {
     this.expiry.stop();
-  }
-
-  // --- changing the table, and putting it back ---------------------------
-
-  private armExpiry(): void {
-    this.expiry.arm(this.table.nextExpiry());
-  }
-
-  /** A mapping enters the table, holding its IPv4 external port. */
-  private enter(m: Mapping): void {
-    if (m.family === 4) this.table.acquireBinding(internalEndpoint(m.internalAddress, m.protocol, m.internalPort), m.protocol, m.externalPort);
-    this.table.put(m);
-    this.armExpiry();
-  }
-
-  /**
-   * A mapping leaves the table. One that ended (removed, expired, revoked,
-   * replaced) leaves its external port held back for its endpoint for the
-   * reuse time (§15); a reservation rolled back (`ended` false) was never
-   * anyone's, and frees it at once.
-   */
-  private leave(m: Mapping, ended = true): void {
-    if (!this.table.remove(keyOf(m))) return;
-    if (m.family !== 4) return;
-    const now = this.clock.now();
-    const hold = ended && m.origin !== 'static' ? { nonce: m.nonce, origin: m.origin, now, until: now + this.cfg.portReuseSeconds * 1000 } : undefined;
-    this.table.releaseBinding(internalEndpoint(m.internalAddress, m.protocol, m.internalPort), m.protocol, hold);
-  }
-
-  /** Puts back a mapping that left, unless its identity or its external port was taken meanwhile. */
-  private reinstate(m: Mapping): void {
-    if (this.table.get(keyOf(m))) return;
-    const holder = m.family === 4 ? this.table.holderOfExternalPort(m.protocol, m.externalPort) : undefined;
-    if (holder && holder.internal !== internalEndpoint(m.internalAddress, m.protocol, m.internalPort)) return;
-    this.enter(m);
-  }
-
-  /** Puts `mine` in the table: in its previous mapping's place if that is still there (a renewal keeps its binding), else it enters. */
-  private place(mine: Mapping): void {
-    if (!this.table.get(keyOf(mine))) return this.enter(mine);
-    this.table.put(mine);
-    this.armExpiry();
-  }
-
-  /** Puts `previous` back in place of `mine` (or takes `mine` out), unless something newer replaced `mine` meanwhile. */
-  private rollBack(mine: Mapping, previous: Mapping | undefined): void {
-    if (this.table.get(keyOf(mine)) !== mine) return;
-    if (previous?.externalPort === mine.externalPort) {
-      this.table.put(previous);
-      this.armExpiry();
-      return;
-    }
-    this.leave(mine, false);
-    if (previous) this.reinstate(previous);
-  }
-
-  /** The table as it was before `steps`. */
-  private putBack(steps: readonly Step[]): void {
-    for (const { mine, previous } of steps) {
-      if (mine) this.rollBack(mine, previous);
-      else if (previous) this.reinstate(previous);
-    }
-  }
-
-  /**
-   * Commits a grant: `mine` takes the place of `previous` (the mapping of its
-   * identity before: renewed, moved, or none) while `displaced` (already out
-   * of the table) leave the kernel and the store, in one firewall commit and
-   * one journal write. Whatever fails, the table goes back as it was.
-   */
-  private async commitGrant(mine: Mapping, previous: Mapping | undefined, displaced: readonly Mapping[]): Promise<MapOutcome> {
-    const now = this.clock.now();
-    this.place(mine);
-    const steps: Step[] = [{ mine, previous }, ...displaced.map((m) => ({ previous: m }))];
-    // The reservation above is held while a store that failed is probed.
-    if (!(await this.stores.writable())) {
-      this.putBack(steps);
-      return this.stores.refusal();
-    }
-    const changes = [...removals(displaced), ...replacement(previous, mine, now)];
-    const records = [...displaced.map((m) => removalRecord(m, this.clock)), putRecord(mine, this.clock)];
-    const out = await this.commits.commit(changes, records, this.undoTo(steps));
-    if (out.result === 'committed') {
-      this.stores.committed();
-      return { ok: true, mapping: mine, lifetime: mine.lifetime };
-    }
-    // Unrecorded: the undo has already put table and kernel back.
-    if (out.result === 'unrecorded') return this.stores.unrecorded(out.error);
-    this.putBack(steps);
-    return refuse('FIREWALL_FAILED', 'firewall commit failed');
-  }
-
-  /**
-   * Takes mappings out of table, kernel and store in one commit. If the
-   * firewall refuses or the store cannot be written (undefined), they stay,
-   * as they do in the kernel; if only the journal write fails, the undo puts
-   * the kernel back.
-   */
-  private async commitRemoval(victims: readonly Mapping[]): Promise<CommitOutcome | undefined> {
-    for (const m of victims) this.leave(m);
-    const unrecordable = victims.length > 0 && !(await this.stores.writable());
-    const out = unrecordable
-      ? undefined
-      : await this.commits.commit(removals(victims), victims.map((m) => removalRecord(m, this.clock)), this.undoTo(victims.map((m) => ({ previous: m }))));
-    if (out?.result === 'committed') this.stores.committed();
-    // The kernel still has them: so must we (an undo already put back what it could).
-    else if (out?.result !== 'unrecorded') for (const m of victims) this.reinstate(m);
-    return out;
-  }
-
-  /** Mappings that ended (remove-all, revoked leases) leave table, kernel and store; whether that committed. */
-  private async removeEnded(victims: readonly Mapping[]): Promise<boolean> {
-    const out = await this.commitRemoval(victims);
-    if (out?.result === 'unrecorded') this.stores.writeFailed(out.error, 'the kernel change was undone');
-    return out?.result === 'committed';
-  }
-
-  /**
-   * The undo of a change the kernel took but the journal did not record:
-   * kernel and table go back to each step's `previous` (what the journal
-   * still holds), in place of its `mine`. A renewal goes back to its old
-   * lifetime too, rather than keep one no record backs: the client was told
-   * it failed and renews again, and a crash meanwhile would restore the old
-   * one anyway. A key that a newer change took meanwhile is left to that
-   * change. If the firewall refuses the undo, the table keeps `mine`, as the
-   * kernel does: it expires on its own, and a restart's reconciliation drops
-   * it from the kernel, since the store never had it.
-   */
-  private undoTo(steps: readonly Step[]): Undo {
-    return async (apply) => {
-      const now = this.clock.now();
-      const due = steps
-        .filter((s) => this.table.get(keyOf((s.mine ?? s.previous) as Mapping)) === s.mine)
-        .map((s) => ({ mine: s.mine, previous: s.previous && s.previous.expiresAt > now ? s.previous : undefined }));
-      const changes = due.flatMap(({ mine, previous }) => (previous ? replacement(mine, previous, now) : mine ? removals([mine]) : []));
-      if (!(await apply(changes))) {
-        this.log.error({ event: 'store-undo-failed', mappings: due.length, detail: 'the firewall refused to undo changes the store could not record; the table keeps what the kernel holds' });
-        return;
-      }
-      this.putBack(due);
-    };
   }
 }

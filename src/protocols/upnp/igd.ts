@@ -1,4 +1,4 @@
-// The IGD:2 control actions over the mapping engine: WANIPConnection:1/2,
+// The IGD:2 control actions over the mapping service: WANIPConnection:1/2,
 // WANIPv6FirewallControl:1 and WANCommonInterfaceConfig:1. One request in
 // (already a parsed SOAP action from a LAN host), out arguments or a UPnP
 // error out. Everything UPnP-specific about mappings lives here: leases,
@@ -10,7 +10,7 @@
 // WANIPConnection URL, and expect an answer.
 
 import { familyOf, isLinkLocal, isMulticast, isUnspecified, parseIp, type IpAddress } from '../../net/address.js';
-import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
+import { IPPROTO_TCP, IPPROTO_UDP, protocolByName } from '../../net/ipproto.js';
 import type { MappingService } from '../../service/mapping-service.js';
 import { keyOf, mappingKey, type Mapping } from '../../domain/mapping.js';
 import type { MapOutcome, Refusal, Refused } from '../../domain/requests.js';
@@ -69,13 +69,13 @@ export function findAction(serviceName: string, version: number, action: string)
 }
 
 /**
- * A pinhole's UniqueID rides on its mapping as the engine's opaque doorTag,
+ * A pinhole's UniqueID rides on its mapping as the service's opaque doorTag,
  * so it is journaled in the same record as the pinhole and comes back with
  * it after a restart (a client renews or deletes by the ID it was given).
  * Why there and not in a file of the UPnP door's own: one record cannot be
  * half-written, where a second file could hold a pinhole without its ID or
  * an ID without its pinhole after a crash; and this code stays free of I/O
- * and of the store, which only the engine talks to.
+ * and of the store, which only the service talks to.
  */
 const PINHOLE_TAG = 'pinhole:';
 const pinholeTag = (id: number): string => `${PINHOLE_TAG}${id}`;
@@ -206,29 +206,6 @@ export class IgdControl {
     // IGD:2: 0 is no longer "forever" but the longest lease; longer asks are cut to it.
     const lifetime = lease.value === 0 ? MAX_UPNP_LEASE : Math.min(lease.value, MAX_UPNP_LEASE);
 
-    if (!any) {
-      // The exact external port: held by someone else is a conflict (718 for
-      // another UPnP client, 729 for PCP, NAT-PMP or a static forward); held by
-      // this same host for another internal port, it moves.
-      const holder = this.mapOnExternalPort(proto.value, ext.value);
-      if (holder && holder.internalAddress !== host.value) {
-        return fail(holder.origin === 'upnp' ? W.CONFLICT_IN_MAPPING_ENTRY : W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by ${holder.internalAddress} (${holder.origin})`);
-      }
-      if (holder && holder.origin !== 'upnp' && holder.internalPort !== int.value) {
-        return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by a ${holder.origin} mapping to port ${holder.internalPort}`);
-      }
-      if (holder && holder.internalPort !== int.value) {
-        const gone = await this.service.remove({ via: 'upnp', client, internalAddress: holder.internalAddress, protocol: holder.protocol, internalPort: holder.internalPort });
-        if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
-      }
-      const same = this.service.mappingOf(host.value, proto.value, int.value);
-      if (same && same.externalPort !== ext.value) {
-        if (same.origin !== 'upnp') return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `${host.value}:${int.value} is mapped by ${same.origin} on external port ${same.externalPort}`);
-        // UPnP moves its own mapping to the asked-for port.
-        const gone = await this.service.remove({ via: 'upnp', client, internalAddress: same.internalAddress, protocol: same.protocol, internalPort: same.internalPort });
-        if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
-      }
-    }
     const out = await this.service.map({
       via: 'upnp',
       client,
@@ -237,20 +214,18 @@ export class IgdControl {
       internalPort: int.value,
       suggestedExternalPort: ext.value,
       preferFailure: !any,
+      // The exact external port: the client's own mappings in its way are
+      // replaced in the same change (this host's mapping of it for another
+      // internal port, this endpoint's on another external port); anyone
+      // else's is a conflict: 718 for another UPnP mapping, 729 for PCP,
+      // NAT-PMP or a static forward.
+      replace: any ? undefined : 'own',
       lifetime,
       filters: remote.value ? ['clear', { prefix: { address: remote.value, length: 32 }, port: 0 }] : ['clear'],
       description: a.get('NewPortMappingDescription'),
     });
-    if (!out.ok) return fail(this.mapRefusal(out, proto.value, ext.value, any), out.detail);
+    if (!out.ok) return fail(mapRefusal(out, any), out.detail);
     return any ? ok(['NewReservedPort', String(out.mapping.externalPort)]) : ok();
-  }
-
-  private mapRefusal(out: Refused, protocol: number, port: number, any: boolean): UpnpErrorDef {
-    if (out.refusal === 'CANNOT_PROVIDE_EXTERNAL' && !any) {
-      const holder = this.mapOnExternalPort(protocol, port);
-      return holder?.origin === 'upnp' ? W.CONFLICT_IN_MAPPING_ENTRY : holder ? W.CONFLICT_WITH_OTHER_MECHANISMS : W.CONFLICT_IN_MAPPING_ENTRY;
-    }
-    return refusalError(out.refusal, false);
   }
 
   private async deletePortMapping(a: Args, client: IpAddress): Promise<ActionResult> {
@@ -265,7 +240,7 @@ export class IgdControl {
     const remote = a.remoteHost('NewRemoteHost', 4);
     if (!remote.ok) return remote.result;
     const found = (lenient ? [IPPROTO_TCP, IPPROTO_UDP] : [proto.value])
-      .map((p) => this.mapOnExternalPort(p, ext.value))
+      .map((p) => this.service.holderOf(p, ext.value))
       .filter((m): m is Mapping => m !== undefined && sameRemote(m, remote.value) && (!lenient || m.internalAddress === client || m.client === client));
     if (!found.length) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
     for (const m of found) {
@@ -327,7 +302,7 @@ export class IgdControl {
     if (!proto.ok) return proto.result;
     const remote = a.remoteHost('NewRemoteHost', 4);
     if (!remote.ok) return remote.result;
-    const m = this.mapOnExternalPort(proto.value, ext.value);
+    const m = this.service.holderOf(proto.value, ext.value);
     if (!m || !sameRemote(m, remote.value)) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
     const e = this.entryOf(m);
     return ok(
@@ -366,14 +341,11 @@ export class IgdControl {
     return this.listing.entries;
   }
 
-  private mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
-    return this.service.holderOf(protocol, port);
-  }
-
   private entryOf(m: Mapping): PortListingEntry {
     return {
-      remoteHost: m.filters.length === 1 && m.filters[0]?.prefix.length === 32 ? m.filters[0].prefix.address : '',
+      remoteHost: remoteHostOf(m),
       externalPort: m.externalPort,
+      // PortMappingProtocol allows TCP and UDP alone.
       protocol: m.protocol === IPPROTO_TCP ? 'TCP' : 'UDP',
       internalPort: m.internalPort,
       internalClient: m.internalAddress,
@@ -405,7 +377,7 @@ export class IgdControl {
     // A host's other addresses (its ULA and its global address) count as the
     // host itself, not as a third party.
     const asker = host.value !== client && familyOf(client) === 6 && (await this.env.sameHost(client, host.value)) ? host.value : client;
-    // A new pinhole needs an id, chosen before the engine records it (the id
+    // A new pinhole needs an id, chosen before the service records it (the id
     // is stored with it): refuse before anything opens that the client could
     // never name (and so never renew or delete).
     const key = mappingKey('map', host.value, proto.value, port.value);
@@ -531,7 +503,13 @@ export class IgdControl {
   }
 }
 
-/** The engine's refusal as the UPnP error a client understands. */
+/** A refused AddPortMapping or AddAnyPortMapping as its UPnP error: a conflict is told by the mapping in the way. */
+function mapRefusal(out: Refused, any: boolean): UpnpErrorDef {
+  if (out.refusal !== 'CANNOT_PROVIDE_EXTERNAL' || any) return refusalError(out.refusal, false);
+  return out.holder && out.holder.origin !== 'upnp' ? W.CONFLICT_WITH_OTHER_MECHANISMS : W.CONFLICT_IN_MAPPING_ENTRY;
+}
+
+/** The service's refusal as the UPnP error a client understands. */
 function refusalError(r: Refusal, pinhole: boolean): UpnpErrorDef {
   switch (r) {
     case 'NOT_AUTHORIZED':
@@ -562,9 +540,16 @@ function ui4(n: number): string {
   return String(Math.floor(n) % 0x100000000);
 }
 
+/** NewRemoteHost: the one IPv4 host a mapping admits, or '' (any, or a filter UPnP cannot name). */
+function remoteHostOf(m: Mapping): string {
+  const f = m.filters[0];
+  return m.filters.length === 1 && f?.prefix.length === 32 ? f.prefix.address : '';
+}
+
+/** Whether a mapping is the one NewRemoteHost names (none: a mapping open to any remote, or one UPnP did not make). */
 function sameRemote(m: Mapping, remote: IpAddress | undefined): boolean {
   if (!remote) return m.filters.length === 0 || m.origin !== 'upnp';
-  return m.filters.length === 1 && m.filters[0]?.prefix.address === remote && m.filters[0].prefix.length === 32;
+  return remoteHostOf(m) === remote;
 }
 
 type Parsed<T> = { ok: true; value: T } | { ok: false; result: ActionResult };
@@ -599,10 +584,8 @@ class Args {
 
   /** TCP or UDP; case is forgiven (some clients send "udp"). */
   protocol(name: string): Parsed<number> {
-    const v = this.get(name).trim().toUpperCase();
-    if (v === 'TCP') return { ok: true, value: IPPROTO_TCP };
-    if (v === 'UDP') return { ok: true, value: IPPROTO_UDP };
-    return { ok: false, result: invalid(`${name} must be TCP or UDP`) };
+    const p = protocolByName(this.get(name).trim());
+    return p !== undefined ? { ok: true, value: p } : { ok: false, result: invalid(`${name} must be TCP or UDP`) };
   }
 
   /** WANIPv6FirewallControl protocol numbers; 65535 = any (returned as 0). */
