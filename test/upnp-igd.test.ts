@@ -1,4 +1,4 @@
-// The IGD control actions over the engine (memory firewall, hand-moved
+// The IGD control actions over the mapping service (memory firewall, hand-moved
 // clock): IGD:2 lease rules, conflicts as 718/729, AddAnyPortMapping
 // idempotence, listings shared with PCP/NAT-PMP, ranges, pinhole IDs and
 // ownership, dispatch by action name whatever service was named.

@@ -40,7 +40,7 @@ export interface Mapping {
   /**
    * A front door's own name for the mapping, opaque to the service: kept,
    * stored and restored with it (UPnP: a pinhole's UniqueID, which clients
-   * renew and delete by after a restart). Absent when the door set none.
+   * renew and remove by after a restart). Absent when the door set none.
    */
   readonly doorTag?: string;
   /** Granted lifetime in seconds, counted from `grantedAt`. */
@@ -118,8 +118,8 @@ export function filterKey(f: RemoteFilter): string {
 }
 
 /**
- * An opening the admin made in the policy file: installed at start, never
- * expires, never deletable by a client.
+ * An opening the admin made in the policy file: opened at start, never
+ * expires, never removable by a client.
  */
 export type StaticOpening =
   /** IPv6: inbound to every address the pattern matches (an interface identifier survives renumbering). */

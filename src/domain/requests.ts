@@ -27,7 +27,8 @@ export type Refusal =
 /** A filter step as PCP FILTER options list them: add a remote, or clear all (prefix length 0). */
 export type FilterStep = RemoteFilter | 'clear';
 
-export interface MapRequest {
+/** What every request names: its door, its client, and the internal endpoint it is about. */
+export interface EndpointRequest {
   via: Via;
   /** Source address of the request (already checked to be on the LAN). */
   client: IpAddress;
@@ -35,6 +36,9 @@ export interface MapRequest {
   internalAddress: IpAddress;
   protocol: number;
   internalPort: number;
+}
+
+export interface MapRequest extends EndpointRequest {
   /** 0 = no preference. */
   suggestedExternalPort: number;
   /** Requested lifetime in seconds (> 0). */
@@ -63,12 +67,7 @@ export interface MapRequest {
   replace?: 'own';
 }
 
-export interface PeerRequest {
-  via: Via;
-  client: IpAddress;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
+export interface PeerRequest extends EndpointRequest {
   suggestedExternalPort: number;
   remotePeerAddress: IpAddress;
   remotePeerPort: number;
@@ -78,12 +77,7 @@ export interface PeerRequest {
   clientPort?: number;
 }
 
-export interface RemoveRequest {
-  via: Via;
-  client: IpAddress;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
+export interface RemoveRequest extends EndpointRequest {
   nonce?: Buffer;
 }
 

@@ -11,27 +11,17 @@ import { THIRD_PARTY_REASON, type Limits, type Policy, type PolicyRequest, type 
 import type { Clock } from '../state/clock.js';
 import type { MappingTable } from '../state/table.js';
 import { remaining, sameFilter, type Mapping, type MappingTerms, type RemoteFilter, type Via } from '../domain/mapping.js';
-import { refuse, type FilterStep, type Refused } from '../domain/requests.js';
+import { refuse, type FilterStep, type MapRequest, type Refused } from '../domain/requests.js';
 import type { LeaseView, Network, ServiceConfig } from './service-config.js';
 
 /** RFC 6887 §7.4's short error lifetime: the client may ask again soon. */
 const SHORT_ERROR_SECONDS = 30;
 
-/** What a MAP or PEER request says, as far as the shared rules read it. */
-export interface Asked {
-  via: Via;
-  client: IpAddress;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
-  suggestedExternalPort: number;
-  /** The suggested external port is required. */
-  preferFailure?: boolean;
-  nonce?: Buffer;
-  description?: string;
-  clientPort?: number;
-  doorTag?: string;
-}
+/** What a MAP or PEER request says, as far as the shared rules read it (a PeerRequest is one too). */
+export type Asked = Pick<
+  MapRequest,
+  'via' | 'client' | 'internalAddress' | 'protocol' | 'internalPort' | 'suggestedExternalPort' | 'preferFailure' | 'nonce' | 'description' | 'clientPort' | 'doorTag'
+>;
 
 /** What admit() learned on the way: the rule's limits, the family, and the external address a mapping gets. */
 export type Admitted = { ok: true; limits: Limits; family: 4 | 6; externalAddress: IpAddress };

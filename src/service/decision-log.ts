@@ -2,21 +2,12 @@
 // asked what, and the verdict), and one per mapping that ends or moves
 // without its client asking (expired, revoked, evicted, replaced).
 
-import type { IpAddress } from '../net/address.js';
 import type { Logger } from '../log.js';
-import type { Mapping, Via } from '../domain/mapping.js';
-import type { MapOutcome, RemoveOutcome } from '../domain/requests.js';
+import type { Mapping } from '../domain/mapping.js';
+import type { EndpointRequest, MapOutcome, RemoveOutcome } from '../domain/requests.js';
 
-/** What a request named, as its decision line repeats it. */
-interface Named {
-  via: Via;
-  client: IpAddress;
-  internalAddress?: IpAddress;
-  protocol: number;
-  internalPort?: number;
-}
-
-export function logDecision(log: Logger, op: 'map' | 'peer' | 'remove', req: Named, out: MapOutcome | RemoveOutcome): void {
+/** The decision on a request: who asked what, and the verdict. */
+export function logDecision(log: Logger, op: 'map' | 'peer' | 'remove', req: EndpointRequest, out: MapOutcome | RemoveOutcome): void {
   const base = { event: op, via: req.via, client: req.client, internal: req.internalAddress, protocol: req.protocol, internalPort: req.internalPort };
   if (!out.ok) log.info({ ...base, verdict: 'refused', refusal: out.refusal, detail: out.detail });
   else if ('mapping' in out) {

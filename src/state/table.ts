@@ -93,7 +93,7 @@ class FreedPorts {
 
 export class MappingTable {
   private readonly byKey = new Map<string, Mapping>();
-  /** Keys of each internal address's mappings: its quota count and its delete-all. */
+  /** Keys of each internal address's mappings: its quota count and its remove-all. */
   private readonly perClient = new Map<IpAddress, Set<string>>();
   private readonly bindingsByInternal = new Map<string, Binding>();
   private readonly bindingsByExternal = new Map<string, Binding>();

@@ -71,7 +71,7 @@ export function findAction(serviceName: string, version: number, action: string)
 /**
  * A pinhole's UniqueID rides on its mapping as the service's opaque doorTag,
  * so it is journaled in the same record as the pinhole and comes back with
- * it after a restart (a client renews or deletes by the ID it was given).
+ * it after a restart (a client renews or removes it by the ID it was given).
  * Why there and not in a file of the UPnP door's own: one record cannot be
  * half-written, where a second file could hold a pinhole without its ID or
  * an ID without its pinhole after a crash; and this code stays free of I/O
@@ -379,7 +379,7 @@ export class IgdControl {
     const asker = host.value !== client && familyOf(client) === 6 && (await this.env.sameHost(client, host.value)) ? host.value : client;
     // A new pinhole needs an id, chosen before the service records it (the id
     // is stored with it): refuse before anything opens that the client could
-    // never name (and so never renew or delete).
+    // never name (and so never renew or remove).
     const key = mappingKey('map', host.value, proto.value, port.value);
     const have = this.pinholeIdOf.get(key);
     const id = have ?? this.reservePinholeId();
