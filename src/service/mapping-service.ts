@@ -11,9 +11,12 @@
 //
 // This file is the face and the order of things; each rule lives in a room
 // of its own: admission.ts (the checks MAP and PEER share), allocation.ts
-// (external ports), static-forwards.ts, firewall-entries.ts (a mapping as
-// the kernel holds it), store-link.ts, expiry.ts, decision-log.ts, and
-// state/records.ts (a mapping as the journal records it).
+// (external ports), replace-own.ts (UPnP's replacement of its own),
+// table-changes.ts (table, kernel and journal changed together, or put
+// back), static-forwards.ts, lease-ends.ts, firewall-entries.ts (a mapping
+// as the kernel holds it), store-link.ts, expiry.ts, decision-log.ts,
+// service-config.ts, and state/records.ts (a mapping as the journal
+// records it).
 
 import { familyOf, isUnspecified, type IpAddress } from '../net/address.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
@@ -388,7 +391,7 @@ export class MappingService {
     await this.commits.exclusive(() => {
       const mono = this.clock.now();
       const wall = this.clock.wall();
-      const live = [...this.table.values()].filter((m) => m.origin !== 'static' && m.expiresAt > mono).map((m) => toStored(m, wall, mono, this.clock.bootId()));
+      const live = this.clientMappings(mono).map((m) => toStored(m, wall, mono, this.clock.bootId()));
       return store.compact(live, this.epoch.start(), wall);
     });
   }
@@ -433,11 +436,13 @@ export class MappingService {
   withDesiredEntries<T>(fn: (desired: { entry: FirewallEntry; timeoutSeconds: number }[]) => Promise<T>): Promise<T> {
     return this.commits.exclusive(() => {
       const now = this.clock.now();
-      const desired = [...this.table.values()]
-        .filter((m) => m.origin !== 'static' && m.expiresAt > now)
-        .map((m) => ({ entry: entryOf(m), timeoutSeconds: remaining(m, now) }));
-      return fn(desired);
+      return fn(this.clientMappings(now).map((m) => ({ entry: entryOf(m), timeoutSeconds: remaining(m, now) })));
     });
+  }
+
+  /** What kernel entries and store records there must be: the clients' mappings alive at `now` (static forwards are rules of their own). */
+  private clientMappings(now: number): Mapping[] {
+    return [...this.table.values()].filter((m) => m.origin !== 'static' && m.expiresAt > now);
   }
 
   /** Drops mappings whose lifetime ended; the kernel expires their entries by itself. */

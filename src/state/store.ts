@@ -5,6 +5,9 @@
 //   journal    `put` / `del` / `epoch` lines appended since the snapshot
 //   lock       who holds the directory (lock.ts): one daemon per directory
 //
+// What a record holds, and a mapping as one, is records.ts; this file is the
+// files: how records reach the disk and come back.
+//
 // Every line is `CRC32 JSON`. The journal is appended once per commit batch
 // and fdatasync'ed before any reply of that batch leaves; a renewal costs one
 // line, never a rewrite (routers write to flash). A write that fails (a full
@@ -28,7 +31,6 @@ import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { lockStateDir, type StateLock } from './lock.js';
-
 import type { EpochStart, JournalRecord, StoredMapping } from './records.js';
 
 export { StateLockedError } from './lock.js';
