@@ -174,16 +174,22 @@ export class Admission {
    */
   terms(req: Asked, existing: Mapping | undefined, chosen: Chosen): MappingTerms {
     return {
-      ...chosen,
+      kind: chosen.kind,
+      family: chosen.family,
       internalAddress: req.internalAddress,
       protocol: req.protocol,
       internalPort: req.internalPort,
+      externalAddress: chosen.externalAddress,
+      externalPort: chosen.externalPort,
+      filters: chosen.filters,
+      remotePeer: chosen.remotePeer,
       nonce: existing?.nonce ?? req.nonce,
       // A mapping keeps the door that made it; a client may renew it through another.
       origin: existing?.origin ?? req.via,
       client: existing?.client ?? req.client,
       description: req.description !== undefined ? this.clipDescription(req.description) : existing?.description ?? '',
       doorTag: req.doorTag ?? existing?.doorTag,
+      lifetime: chosen.lifetime,
       clientPort: req.clientPort ?? existing?.clientPort,
     };
   }
