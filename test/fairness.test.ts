@@ -1,5 +1,5 @@
 // One host must not starve the others (issue 10, item 5). Over IPv6 a host
-// has as many addresses as it likes, so the engine counts mappings per
+// has as many addresses as it likes, so the service counts mappings per
 // address, per /64 and per LAN interface, and request rates per address and
 // per /64; a flood from 2 000 addresses of one /64 leaves room and rate for
 // a host in another /64 and on another interface.
@@ -29,7 +29,7 @@ const ifaceOf = (a: IpAddress) => LAN.find(([p]) => prefixContains(p, a))?.[1];
 const HOG = Array.from({ length: 2000 }, (_, i) => mustParseIp(`2001:db8:77::${(0x1000 + i).toString(16)}`));
 const OTHER = mustParseIp('2001:db8:78::10');
 
-function engine(config: Partial<ServiceConfig>, limits: NonNullable<PolicyDocument['rules'][number]['limits']>) {
+function serviceWith(config: Partial<ServiceConfig>, limits: NonNullable<PolicyDocument['rules'][number]['limits']>) {
   const clock = new ManualClock();
   const firewall = new MemoryFirewall(clock);
   const doc: PolicyDocument = { version: 1, rules: [{ name: 'all', action: 'allow', match: { internalPorts: '1024-65535' }, limits }] };
@@ -67,7 +67,7 @@ async function flood(map: (a: IpAddress) => Promise<MapOutcome>, from: readonly 
 }
 
 t.test('the per-client quota counts the whole /64: 2 000 addresses hold what one may', async (t) => {
-  const e = engine({}, { maxMappingsPerClient: 128, requestsPerSecond: 0 });
+  const e = serviceWith({}, { maxMappingsPerClient: 128, requestsPerSecond: 0 });
   const r = await flood(e.map, HOG);
   t.equal(r.granted, 128, 'the /64 holds 128, not 2 000 × 128');
   t.same(r.refused, { USER_EX_QUOTA: 2000 - 128 });
@@ -77,7 +77,7 @@ t.test('the per-client quota counts the whole /64: 2 000 addresses hold what one
 });
 
 t.test('no /64 fills the table, whatever the policy allows one client: its share is a quarter', async (t) => {
-  const e = engine({ maxMappings: 1000 }, { maxMappingsPerClient: 100_000, requestsPerSecond: 0 });
+  const e = serviceWith({ maxMappings: 1000 }, { maxMappingsPerClient: 100_000, requestsPerSecond: 0 });
   const r = await flood(e.map, HOG);
   t.equal(r.granted, 250, 'a quarter of the table');
   t.same(r.refused, { NO_RESOURCES: 1750 });
@@ -88,7 +88,7 @@ t.test('no /64 fills the table, whatever the policy allows one client: its share
 });
 
 t.test('no interface fills the table: another LAN keeps its share', async (t) => {
-  const e = engine({ maxMappings: 100 }, { maxMappingsPerClient: 100_000, requestsPerSecond: 0 });
+  const e = serviceWith({ maxMappings: 100 }, { maxMappingsPerClient: 100_000, requestsPerSecond: 0 });
   // The guest LAN floods from four of its /64s, 25 (a host's share) each.
   const guests = [0, 1, 2, 3].flatMap((net) => Array.from({ length: 25 }, (_, i) => mustParseIp(`2001:db8:99:${net}::${(i + 1).toString(16)}`)));
   const r = await flood(e.map, guests);
@@ -100,7 +100,7 @@ t.test('no interface fills the table: another LAN keeps its share', async (t) =>
 });
 
 t.test('request rate: 2 000 addresses of one /64 get the /64 rate; another /64 is still served', async (t) => {
-  const e = engine({}, { maxMappingsPerClient: 100_000, requestsPerSecond: 10, burst: 20 });
+  const e = serviceWith({}, { maxMappingsPerClient: 100_000, requestsPerSecond: 10, burst: 20 });
   const r = await flood(e.map, HOG);
   t.equal(r.granted, 20 * PREFIX_SHARE, `the /64's burst (${20 * PREFIX_SHARE}), not 2 000 bursts`);
   t.same(r.refused, { RATE_LIMITED: 2000 - 20 * PREFIX_SHARE });

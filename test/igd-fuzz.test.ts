@@ -1,5 +1,5 @@
 // Property-based fuzzing (fast-check) of the UPnP action handler, IgdControl,
-// over the real engine (MappingService, shipped default policy, memory
+// over the real mapping service (MappingService, shipped default policy, memory
 // firewall): the parsers have their own fuzzer (upnp-fuzz.test.ts); this one
 // starts where they hand over, with a parsed action from a LAN host.
 //
@@ -15,7 +15,7 @@
 //   - the result is the action's out arguments, in SCPD order, or an error
 //     from the error table of the service the action belongs to (401 when
 //     there is no such action);
-// and after the sequence the engine's invariants hold: every mapping points
+// and after the sequence the service's invariants hold: every mapping points
 // at a LAN host that is not the router, IPv4 ones from the external
 // address and an allowed port; no address or /64 over the policy's quota;
 // the memory kernel holds exactly the table's entries; the expiry heap
@@ -365,12 +365,12 @@ if (isMainThread) {
   const { default: t } = await import('tap');
   const seed = resolveSeed(DEFAULT_SEED);
   const runs = resolveRuns(DEFAULT_RUNS);
-  t.test('IgdControl over the engine: hostile action sequences', async (t) => {
+  t.test('IgdControl over the mapping service: hostile action sequences', async (t) => {
     t.comment(`fuzz seed ${seed}, ${runs} sequences (FUZZ_SEED=<int>, FUZZ_RUNS=<int> to override)`);
     const started = Date.now();
     const r = await supervise(seed, runs);
     t.comment(`${r.runs} sequences, ${r.actions} actions in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    t.notOk(r.failure, 'every action answered from its tables; the engine intact after every sequence', r.failure ? { failure: r.failure } : {});
+    t.notOk(r.failure, 'every action answered from its tables; the service intact after every sequence', r.failure ? { failure: r.failure } : {});
     t.equal(r.runs, runs, 'every sequence ran');
   });
 } else {

@@ -1,4 +1,4 @@
-// The IGD control actions over the engine (memory firewall, hand-moved
+// The IGD control actions over the mapping service (memory firewall, hand-moved
 // clock): IGD:2 lease rules, conflicts as 718/729, AddAnyPortMapping
 // idempotence, listings shared with PCP/NAT-PMP, ranges, pinhole IDs and
 // ownership, dispatch by action name whatever service was named.
@@ -6,6 +6,7 @@
 import t from 'tap';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
 import type { Mapping } from '../src/domain/mapping.js';
+import type { FirewallChange } from '../src/firewall/backend.js';
 import { Neighbours, parseNeighbours, type Neighbour } from '../src/net/neighbours.js';
 import { IgdControl, type ActionResult, type IgdEnvironment } from '../src/protocols/upnp/igd.js';
 import { sameHostBy } from '../src/server/upnp-door.js';
@@ -95,6 +96,44 @@ t.test('conflicts: 718 for another UPnP client, 729 for PCP/NAT-PMP; the same ho
   t.equal(h.service.byKey('map|192.168.77.10|17|40000'), undefined, 'the old mapping moved');
   t.equal(h.service.byKey('map|192.168.77.10|17|40100')?.externalPort, 40000);
   t.same(h.firewall.list().filter((e) => e.protocol === 17).map((e) => [e.externalPort, e.internalPort]), [[40000, 40100]], 'one kernel entry');
+});
+
+t.test("moving a client's own mapping is one change: if the kernel refuses the new entry, the old mapping stays in table and kernel", async (t) => {
+  const { h, call } = setup();
+  const apply = h.firewall.apply.bind(h.firewall);
+  /** The kernel refuses to put the entry from external port `ext` to internal port `int`; the rest of each batch goes through. */
+  const refusePut = (ext: number, int: number) => {
+    const refused = (c: FirewallChange) => c.op === 'put' && c.entry.externalPort === ext && c.entry.internalPort === int;
+    h.firewall.apply = async (batch: readonly FirewallChange[]) => {
+      const taken = await apply(batch.filter((c) => !refused(c)));
+      let i = 0;
+      return batch.map((c) => (refused(c) ? false : (taken[i++] ?? false)));
+    };
+  };
+  const kernel = () => h.firewall.list().map((e) => [e.externalPort, e.internalPort]);
+  t.same(out(await call(A, 'AddPortMapping', add(A, 40000, 40000))), {});
+
+  // The same external port to another internal port: the mapping on it would be replaced.
+  refusePut(40000, 40100);
+  t.match(out(await call(A, 'AddPortMapping', add(A, 40000, 40100))), { error: 501 }, 'the commit failed');
+  t.equal(h.service.byKey('map|192.168.77.10|17|40000')?.externalPort, 40000, 'the old mapping is still in the table');
+  t.equal(h.service.byKey('map|192.168.77.10|17|40100'), undefined, 'the new one is not');
+  t.same(kernel(), [[40000, 40000]], 'and the kernel still has the old entry');
+
+  // The same internal endpoint to another external port: it would move.
+  refusePut(40001, 40000);
+  t.match(out(await call(A, 'AddPortMapping', add(A, 40001, 40000))), { error: 501 }, 'the commit failed');
+  t.equal(h.service.byKey('map|192.168.77.10|17|40000')?.externalPort, 40000, 'the mapping is still on its old port');
+  t.same(kernel(), [[40000, 40000]], 'and so is its kernel entry');
+
+  // With the kernel willing, both moves go through, each as one entry.
+  h.firewall.apply = apply;
+  t.same(out(await call(A, 'AddPortMapping', add(A, 40001, 40000))), {});
+  t.same(kernel(), [[40001, 40000]]);
+  t.same(out(await call(A, 'AddPortMapping', add(A, 40001, 40100))), {});
+  t.equal(h.service.byKey('map|192.168.77.10|17|40000'), undefined);
+  t.same(kernel(), [[40001, 40100]]);
+  t.equal(h.service.count(), 1);
 });
 
 t.test('AddAnyPortMapping: the asked port if free, another otherwise; asking again returns the same', async (t) => {

@@ -40,7 +40,7 @@ export interface Mapping {
   /**
    * A front door's own name for the mapping, opaque to the service: kept,
    * stored and restored with it (UPnP: a pinhole's UniqueID, which clients
-   * renew and delete by after a restart). Absent when the door set none.
+   * renew and remove by after a restart). Absent when the door set none.
    */
   readonly doorTag?: string;
   /** Granted lifetime in seconds, counted from `grantedAt`. */
@@ -50,6 +50,39 @@ export interface Mapping {
   /** Monotonic milliseconds. */
   readonly grantedAt: number;
   readonly expiresAt: number;
+}
+
+/** What a mapping is, less what the service stamps on it as it enters the table: its id and its times. */
+export type MappingTerms = Omit<Mapping, 'id' | 'grantedAt' | 'expiresAt'>;
+
+/**
+ * The one way a Mapping is made (a door's grant, a static forward, a restored
+ * record): its terms, its id, and when its lifetime was granted and ends, in
+ * monotonic milliseconds (by default `lifetime` seconds after `grantedAt`).
+ * Every mapping has the same fields in the same order.
+ */
+export function makeMapping(t: MappingTerms, id: number, grantedAt: number, expiresAt = grantedAt + t.lifetime * 1000): Mapping {
+  return {
+    id,
+    kind: t.kind,
+    family: t.family,
+    internalAddress: t.internalAddress,
+    protocol: t.protocol,
+    internalPort: t.internalPort,
+    externalAddress: t.externalAddress,
+    externalPort: t.externalPort,
+    filters: t.filters,
+    remotePeer: t.remotePeer,
+    nonce: t.nonce,
+    origin: t.origin,
+    client: t.client,
+    description: t.description,
+    doorTag: t.doorTag,
+    lifetime: t.lifetime,
+    clientPort: t.clientPort,
+    grantedAt,
+    expiresAt,
+  };
 }
 
 /** Identity of a mapping: RFC 6887 §11.3 keys MAP by internal address, protocol and port. */
@@ -79,9 +112,14 @@ export function sameFilter(a: RemoteFilter, b: RemoteFilter): boolean {
   return a.port === b.port && a.prefix.address === b.prefix.address && a.prefix.length === b.prefix.length;
 }
 
+/** A filter as a string, for where equality needs a map key: equal keys, `sameFilter`. */
+export function filterKey(f: RemoteFilter): string {
+  return `${f.prefix.address}/${f.prefix.length}:${f.port}`;
+}
+
 /**
- * An opening the admin made in the policy file: installed at start, never
- * expires, never deletable by a client.
+ * An opening the admin made in the policy file: opened at start, never
+ * expires, never removable by a client.
  */
 export type StaticOpening =
   /** IPv6: inbound to every address the pattern matches (an interface identifier survives renumbering). */

@@ -27,7 +27,8 @@ export type Refusal =
 /** A filter step as PCP FILTER options list them: add a remote, or clear all (prefix length 0). */
 export type FilterStep = RemoteFilter | 'clear';
 
-export interface MapRequest {
+/** What every request names: its door, its client, and the internal endpoint it is about. */
+export interface EndpointRequest {
   via: Via;
   /** Source address of the request (already checked to be on the LAN). */
   client: IpAddress;
@@ -35,6 +36,9 @@ export interface MapRequest {
   internalAddress: IpAddress;
   protocol: number;
   internalPort: number;
+}
+
+export interface MapRequest extends EndpointRequest {
   /** 0 = no preference. */
   suggestedExternalPort: number;
   /** Requested lifetime in seconds (> 0). */
@@ -50,14 +54,20 @@ export interface MapRequest {
   clientPort?: number;
   /** Mapping.doorTag; undefined = leave the existing one alone. */
   doorTag?: string;
+  /**
+   * 'own' (UPnP AddPortMapping): the suggested external port is required
+   * (as with preferFailure), and what stands in the way is replaced if it is
+   * the client's own: a mapping of the same internal address made through the
+   * same door that holds that external port for another internal port, and
+   * this internal endpoint's mapping by the same door on another external
+   * port. Replaced and new go in one table change and one firewall commit,
+   * undone together if it fails. Anything else in the way is a refusal that
+   * names its holder.
+   */
+  replace?: 'own';
 }
 
-export interface PeerRequest {
-  via: Via;
-  client: IpAddress;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
+export interface PeerRequest extends EndpointRequest {
   suggestedExternalPort: number;
   remotePeerAddress: IpAddress;
   remotePeerPort: number;
@@ -67,12 +77,7 @@ export interface PeerRequest {
   clientPort?: number;
 }
 
-export interface RemoveRequest {
-  via: Via;
-  client: IpAddress;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
+export interface RemoveRequest extends EndpointRequest {
   nonce?: Buffer;
 }
 
@@ -82,6 +87,12 @@ export type Refused = {
   detail: string;
   /** Set where the protocol wants a specific error lifetime (e.g. the existing mapping's remaining time). */
   lifetime?: number;
+  /**
+   * CANNOT_PROVIDE_EXTERNAL because another mapping is in the way: the one
+   * that holds the external port (or, for `replace`, the endpoint's own
+   * mapping by another door), so a door can tell whose it is.
+   */
+  holder?: Mapping;
 };
 export type Granted = { ok: true; mapping: Mapping; lifetime: number };
 export type MapOutcome = Granted | Refused;
@@ -89,4 +100,9 @@ export type RemoveOutcome = { ok: true; deleted?: Mapping } | Refused;
 
 export function refuse(refusal: Refusal, detail: string): Refused {
   return { ok: false, refusal, detail };
+}
+
+/** CANNOT_PROVIDE_EXTERNAL, naming the mapping in the way. */
+export function heldBy(holder: Mapping, detail: string): Refused {
+  return { ...refuse('CANNOT_PROVIDE_EXTERNAL', detail), holder };
 }

@@ -1,12 +1,12 @@
-// Group commit (DESIGN.md): changes that arrive while a batch is in flight
-// join the next batch, so the firewall sees one transaction per batch, not
-// one per request, and the durable store one fdatasync. A submission learns
-// whether its own changes took — and were recorded — before its reply leaves,
-// and a refusal by the kernel is told apart from a record the disk could not
-// take after the kernel did.
+// Group commit (docs/ARCHITECTURE.md): changes that arrive while a batch is
+// in flight join the next batch, so the firewall sees one transaction per
+// batch, not one per request, and the durable store one fdatasync. A
+// submission learns whether its own changes took — and were recorded —
+// before its reply leaves, and a refusal by the kernel is told apart from a
+// record the disk could not take after the kernel did.
 
 import type { FirewallBackend, FirewallChange } from '../firewall/backend.js';
-import type { JournalRecord } from '../state/store.js';
+import type { JournalRecord } from '../state/records.js';
 
 /** Where committed changes are recorded (the durable store, when there is one). */
 export interface Journal {

@@ -4,7 +4,7 @@
 // checks the epoch sees no reset when its mappings were kept.
 
 import type { Clock } from './clock.js';
-import type { EpochStart } from './store.js';
+import type { EpochStart } from './records.js';
 
 export class Epoch {
   private startMono: number;

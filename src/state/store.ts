@@ -5,6 +5,9 @@
 //   journal    `put` / `del` / `epoch` lines appended since the snapshot
 //   lock       who holds the directory (lock.ts): one daemon per directory
 //
+// What a record holds, and a mapping as one, is records.ts; this file is the
+// files: how records reach the disk and come back.
+//
 // Every line is `CRC32 JSON`. The journal is appended once per commit batch
 // and fdatasync'ed before any reply of that batch leaves; a renewal costs one
 // line, never a rewrite (routers write to flash). A write that fails (a full
@@ -27,51 +30,14 @@ import { open, type FileHandle } from 'node:fs/promises';
 import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { IpAddress } from '../net/address.js';
-import { keyOf, type Mapping, type Origin } from '../domain/mapping.js';
 import { lockStateDir, type StateLock } from './lock.js';
+import type { EpochStart, JournalRecord, StoredMapping } from './records.js';
 
 export { StateLockedError } from './lock.js';
+// The record formats live in records.ts; who opens the store finds them here too.
+export { epochStartMono, remainingMs, type EpochStart, type JournalRecord, type StoredMapping } from './records.js';
 
 export const STORE_VERSION = 1;
-
-/** A mapping as stored: absolute expiry on both clocks, and the boot the monotonic one belongs to. */
-export interface StoredMapping {
-  key: string;
-  kind: 'map' | 'peer';
-  family: 4 | 6;
-  internalAddress: IpAddress;
-  protocol: number;
-  internalPort: number;
-  externalAddress: IpAddress;
-  externalPort: number;
-  filters: [IpAddress, number, number][];
-  remotePeer?: [IpAddress, number];
-  nonce?: string;
-  origin: Origin;
-  /** The mapping's client (Mapping.client); the key keeps the name stores were first written with. */
-  owner: IpAddress;
-  description: string;
-  /** Mapping.doorTag: stored with the mapping, in the same record, so it is durable exactly when the mapping is. */
-  doorTag?: string;
-  lifetime: number;
-  /** Where the last request came from (PCP mapping updates go there, RFC 6887 §14.2). */
-  clientPort?: number;
-  expiresWall: number;
-  expiresMono: number;
-  bootId: string;
-}
-
-export interface EpochStart {
-  wall: number;
-  mono: number;
-  bootId: string;
-}
-
-export type JournalRecord =
-  | { op: 'put'; at: number; m: StoredMapping }
-  | { op: 'del'; at: number; key: string }
-  | { op: 'epoch'; at: number; epoch: EpochStart };
 
 type SnapshotLine =
   | { op: 'header'; version: number; at: number; deviceUuid: string; epoch: EpochStart }
@@ -540,49 +506,4 @@ export class DurableStore {
     this.lock?.release();
     this.lock = undefined;
   }
-}
-
-export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: string): StoredMapping {
-  return {
-    key: keyOf(m),
-    kind: m.kind,
-    family: m.family,
-    internalAddress: m.internalAddress,
-    protocol: m.protocol,
-    internalPort: m.internalPort,
-    externalAddress: m.externalAddress,
-    externalPort: m.externalPort,
-    filters: m.filters.map((f) => [f.prefix.address, f.prefix.length, f.port]),
-    remotePeer: m.remotePeer ? [m.remotePeer.address, m.remotePeer.port] : undefined,
-    nonce: m.nonce?.toString('hex'),
-    origin: m.origin,
-    owner: m.client,
-    description: m.description,
-    doorTag: m.doorTag,
-    lifetime: m.lifetime,
-    clientPort: m.clientPort,
-    expiresWall: wallNow + (m.expiresAt - monoNow),
-    expiresMono: m.expiresAt,
-    bootId,
-  };
-}
-
-/**
- * Milliseconds a stored mapping has left now. Same boot: the monotonic clock
- * is exact whatever the wall clock did. After a reboot only the wall clock
- * carries over; if it is behind the newest record (no RTC yet, or stepped
- * back) it cannot be trusted, and the mapping keeps what it had left when
- * last written, counted from now — never more than its granted lifetime.
- */
-export function remainingMs(s: StoredMapping, now: { mono: number; wall: number; bootId: string }, lastWriteWall: number): number {
-  if (s.bootId === now.bootId) return s.expiresMono - now.mono;
-  if (now.wall >= lastWriteWall) return s.expiresWall - now.wall;
-  return Math.min(s.lifetime * 1000, s.expiresWall - lastWriteWall);
-}
-
-/** The epoch start on this boot's monotonic clock, by the same rules. */
-export function epochStartMono(e: EpochStart, now: { mono: number; wall: number; bootId: string }, lastWriteWall: number): number {
-  if (e.bootId === now.bootId) return e.mono;
-  const elapsed = now.wall >= lastWriteWall ? now.wall - e.wall : lastWriteWall - e.wall;
-  return now.mono - Math.max(0, elapsed);
 }

@@ -93,7 +93,7 @@ class FreedPorts {
 
 export class MappingTable {
   private readonly byKey = new Map<string, Mapping>();
-  /** Keys of each internal address's mappings: its quota count and its delete-all. */
+  /** Keys of each internal address's mappings: its quota count and its remove-all. */
   private readonly perClient = new Map<IpAddress, Set<string>>();
   private readonly bindingsByInternal = new Map<string, Binding>();
   private readonly bindingsByExternal = new Map<string, Binding>();
@@ -209,6 +209,12 @@ export class MappingTable {
 
   holderOfExternalPort(protocol: number, port: number): Binding | undefined {
     return this.bindingsByExternal.get(externalSlot(protocol, port));
+  }
+
+  /** The MAP-kind mapping of the internal endpoint that holds an external port, if it has one (a PEER alone holds none that a door names). */
+  mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
+    const b = this.holderOfExternalPort(protocol, port);
+    return b ? this.byKey.get(`map|${b.internal}`) : undefined;
   }
 
   /** The mappings (a MAP and its PEERs) of the internal endpoint that holds an external port. */

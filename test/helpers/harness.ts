@@ -1,4 +1,4 @@
-// An engine with a hand-moved clock and the memory firewall, on a LAN of
+// A mapping service with a hand-moved clock and the memory firewall, on a LAN of
 // documentation/private addresses: 192.168.77.0/24 and 2001:db8:77::/64,
 // router 192.168.77.1 / 2001:db8:77::1, external 198.51.100.1.
 

@@ -1,21 +1,27 @@
-// The IGD:2 control actions over the mapping engine: WANIPConnection:1/2,
+// The IGD:2 control actions over the mapping service: WANIPConnection:1/2,
 // WANIPv6FirewallControl:1 and WANCommonInterfaceConfig:1. One request in
 // (already a parsed SOAP action from a LAN host), out arguments or a UPnP
 // error out. Everything UPnP-specific about mappings lives here: leases,
-// external-port conflicts as 718/729, pinhole UniqueIDs, listings.
+// external-port conflicts as 718/729, pinholes, listings; beside it,
+// igd-args.ts reads the in arguments and pinhole-ids.ts keeps the pinholes'
+// UniqueIDs.
 //
 // Actions are found by name in whichever service defines them, whatever
 // control URL or service version the client used: clients send
 // `WANIPConnection:1#AddAnyPortMapping`, or AddPinhole to the
 // WANIPConnection URL, and expect an answer.
 
-import { familyOf, isLinkLocal, isMulticast, isUnspecified, parseIp, type IpAddress } from '../../net/address.js';
+import { familyOf, type IpAddress } from '../../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 import type { MappingService } from '../../service/mapping-service.js';
 import { keyOf, mappingKey, type Mapping } from '../../domain/mapping.js';
 import type { MapOutcome, Refusal, Refused } from '../../domain/requests.js';
 import { ACTIONS, checkInArguments, serviceKeyFor, type ActionEntry, type ServiceKey } from './description.js';
+import { Args, fail, invalid, type ActionResult, type Parsed } from './igd-args.js';
+import { PinholeIds, pinholeTag } from './pinhole-ids.js';
 import { UpnpError, WanIpConnectionError as W, WanIpv6FirewallControlError as F, portListing, type PortListingEntry, type UpnpErrorDef } from './soap.js';
+
+export type { ActionResult } from './igd-args.js';
 
 /** IGD:2 WANIPConnection: PortMappingLeaseDuration is 0..604800; 0 asks for the maximum (no infinite leases). */
 export const MAX_UPNP_LEASE = 604800;
@@ -23,8 +29,6 @@ export const MAX_UPNP_LEASE = 604800;
 export const MAX_PINHOLE_LEASE = 86400;
 /** GetListOfPortMappings answers at most this many entries. */
 const MAX_LISTING = 1000;
-
-export type ActionResult = { ok: true; out: [string, string][] } | { ok: false; error: UpnpErrorDef; detail: string };
 
 export interface IgdEnvironment {
   /** Seconds since the connection (the daemon) came up. */
@@ -51,9 +55,6 @@ export interface IgdRequest {
   client: IpAddress;
 }
 
-const fail = (error: UpnpErrorDef, detail: string): ActionResult => ({ ok: false, error, detail });
-const invalid = (detail: string) => fail(UpnpError.INVALID_ARGS, detail);
-
 /** Where each action is found when the named service does not have it. */
 const SEARCH_ORDER: readonly ServiceKey[] = ['WANIPConnection:2', 'WANIPv6FirewallControl:1', 'WANCommonInterfaceConfig:1'];
 
@@ -68,43 +69,21 @@ export function findAction(serviceName: string, version: number, action: string)
   return undefined;
 }
 
-/**
- * A pinhole's UniqueID rides on its mapping as the engine's opaque doorTag,
- * so it is journaled in the same record as the pinhole and comes back with
- * it after a restart (a client renews or deletes by the ID it was given).
- * Why there and not in a file of the UPnP door's own: one record cannot be
- * half-written, where a second file could hold a pinhole without its ID or
- * an ID without its pinhole after a crash; and this code stays free of I/O
- * and of the store, which only the engine talks to.
- */
-const PINHOLE_TAG = 'pinhole:';
-const pinholeTag = (id: number): string => `${PINHOLE_TAG}${id}`;
-function pinholeIdOfTag(tag: string | undefined): number | undefined {
-  if (!tag?.startsWith(PINHOLE_TAG)) return undefined;
-  const id = Number(tag.slice(PINHOLE_TAG.length));
-  return Number.isInteger(id) && id > 0 ? id : undefined;
-}
-
 export class IgdControl {
-  /** Pinhole UniqueIDs (16-bit) ↔ mapping keys; kept while the mapping lives. */
-  private readonly pinholeIds = new Map<number, string>();
-  private readonly pinholeIdOf = new Map<string, number>();
-  /** Ids handed to an AddPinhole whose mapping is not committed yet. */
-  private readonly pendingPinholeIds = new Set<number>();
-  private nextPinholeId = 1;
-  /** Whether the ids of pinholes already in the table (restored from the store) are indexed. */
-  private indexed = false;
+  private readonly pinholeIds: PinholeIds;
   private listing: { version: number; entries: Mapping[] } | undefined;
 
   constructor(
     private readonly service: MappingService,
     private readonly env: IgdEnvironment,
     /** UniqueIDs are 16-bit (WANIPv6FirewallControl): 1..this. Smaller only in tests. */
-    private readonly pinholeIdSpace = 0xffff,
-  ) {}
+    pinholeIdSpace = 0xffff,
+  ) {
+    this.pinholeIds = new PinholeIds(service, pinholeIdSpace);
+  }
 
   async handle(req: IgdRequest): Promise<ActionResult> {
-    this.indexRestoredPinholes();
+    this.pinholeIds.indexRestored();
     const entry = findAction(req.serviceName, req.serviceVersion, req.action);
     if (!entry) return fail(UpnpError.INVALID_ACTION, `no action ${req.action}`);
     const { missing } = checkInArguments(entry, req.args);
@@ -206,29 +185,6 @@ export class IgdControl {
     // IGD:2: 0 is no longer "forever" but the longest lease; longer asks are cut to it.
     const lifetime = lease.value === 0 ? MAX_UPNP_LEASE : Math.min(lease.value, MAX_UPNP_LEASE);
 
-    if (!any) {
-      // The exact external port: held by someone else is a conflict (718 for
-      // another UPnP client, 729 for PCP, NAT-PMP or a static forward); held by
-      // this same host for another internal port, it moves.
-      const holder = this.mapOnExternalPort(proto.value, ext.value);
-      if (holder && holder.internalAddress !== host.value) {
-        return fail(holder.origin === 'upnp' ? W.CONFLICT_IN_MAPPING_ENTRY : W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by ${holder.internalAddress} (${holder.origin})`);
-      }
-      if (holder && holder.origin !== 'upnp' && holder.internalPort !== int.value) {
-        return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `external port ${ext.value} is held by a ${holder.origin} mapping to port ${holder.internalPort}`);
-      }
-      if (holder && holder.internalPort !== int.value) {
-        const gone = await this.service.remove({ via: 'upnp', client, internalAddress: holder.internalAddress, protocol: holder.protocol, internalPort: holder.internalPort });
-        if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
-      }
-      const same = this.service.mappingOf(host.value, proto.value, int.value);
-      if (same && same.externalPort !== ext.value) {
-        if (same.origin !== 'upnp') return fail(W.CONFLICT_WITH_OTHER_MECHANISMS, `${host.value}:${int.value} is mapped by ${same.origin} on external port ${same.externalPort}`);
-        // UPnP moves its own mapping to the asked-for port.
-        const gone = await this.service.remove({ via: 'upnp', client, internalAddress: same.internalAddress, protocol: same.protocol, internalPort: same.internalPort });
-        if (!gone.ok) return fail(refusalError(gone.refusal, false), gone.detail);
-      }
-    }
     const out = await this.service.map({
       via: 'upnp',
       client,
@@ -237,20 +193,18 @@ export class IgdControl {
       internalPort: int.value,
       suggestedExternalPort: ext.value,
       preferFailure: !any,
+      // The exact external port: the client's own mappings in its way are
+      // replaced in the same change (this host's mapping of it for another
+      // internal port, this endpoint's on another external port); anyone
+      // else's is a conflict: 718 for another UPnP mapping, 729 for PCP,
+      // NAT-PMP or a static forward.
+      replace: any ? undefined : 'own',
       lifetime,
       filters: remote.value ? ['clear', { prefix: { address: remote.value, length: 32 }, port: 0 }] : ['clear'],
       description: a.get('NewPortMappingDescription'),
     });
-    if (!out.ok) return fail(this.mapRefusal(out, proto.value, ext.value, any), out.detail);
+    if (!out.ok) return fail(mapRefusal(out, any), out.detail);
     return any ? ok(['NewReservedPort', String(out.mapping.externalPort)]) : ok();
-  }
-
-  private mapRefusal(out: Refused, protocol: number, port: number, any: boolean): UpnpErrorDef {
-    if (out.refusal === 'CANNOT_PROVIDE_EXTERNAL' && !any) {
-      const holder = this.mapOnExternalPort(protocol, port);
-      return holder?.origin === 'upnp' ? W.CONFLICT_IN_MAPPING_ENTRY : holder ? W.CONFLICT_WITH_OTHER_MECHANISMS : W.CONFLICT_IN_MAPPING_ENTRY;
-    }
-    return refusalError(out.refusal, false);
   }
 
   private async deletePortMapping(a: Args, client: IpAddress): Promise<ActionResult> {
@@ -265,7 +219,7 @@ export class IgdControl {
     const remote = a.remoteHost('NewRemoteHost', 4);
     if (!remote.ok) return remote.result;
     const found = (lenient ? [IPPROTO_TCP, IPPROTO_UDP] : [proto.value])
-      .map((p) => this.mapOnExternalPort(p, ext.value))
+      .map((p) => this.service.holderOf(p, ext.value))
       .filter((m): m is Mapping => m !== undefined && sameRemote(m, remote.value) && (!lenient || m.internalAddress === client || m.client === client));
     if (!found.length) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
     for (const m of found) {
@@ -327,7 +281,7 @@ export class IgdControl {
     if (!proto.ok) return proto.result;
     const remote = a.remoteHost('NewRemoteHost', 4);
     if (!remote.ok) return remote.result;
-    const m = this.mapOnExternalPort(proto.value, ext.value);
+    const m = this.service.holderOf(proto.value, ext.value);
     if (!m || !sameRemote(m, remote.value)) return fail(W.NO_SUCH_ENTRY_IN_ARRAY, `no mapping on external port ${ext.value}`);
     const e = this.entryOf(m);
     return ok(
@@ -366,14 +320,11 @@ export class IgdControl {
     return this.listing.entries;
   }
 
-  private mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
-    return this.service.holderOf(protocol, port);
-  }
-
   private entryOf(m: Mapping): PortListingEntry {
     return {
-      remoteHost: m.filters.length === 1 && m.filters[0]?.prefix.length === 32 ? m.filters[0].prefix.address : '',
+      remoteHost: remoteHostOf(m),
       externalPort: m.externalPort,
+      // PortMappingProtocol allows TCP and UDP alone.
       protocol: m.protocol === IPPROTO_TCP ? 'TCP' : 'UDP',
       internalPort: m.internalPort,
       internalClient: m.internalAddress,
@@ -405,25 +356,20 @@ export class IgdControl {
     // A host's other addresses (its ULA and its global address) count as the
     // host itself, not as a third party.
     const asker = host.value !== client && familyOf(client) === 6 && (await this.env.sameHost(client, host.value)) ? host.value : client;
-    // A new pinhole needs an id, chosen before the engine records it (the id
+    // A new pinhole needs an id, chosen before the service records it (the id
     // is stored with it): refuse before anything opens that the client could
-    // never name (and so never renew or delete).
+    // never name (and so never renew or remove).
     const key = mappingKey('map', host.value, proto.value, port.value);
-    const have = this.pinholeIdOf.get(key);
-    const id = have ?? this.reservePinholeId();
-    if (id === undefined) return fail(F.PINHOLE_SPACE_EXHAUSTED, `all ${this.pinholeIdSpace} pinhole ids are in use`);
+    const have = this.pinholeIds.idOf(key);
+    const id = have ?? this.pinholeIds.reserve();
+    if (id === undefined) return fail(F.PINHOLE_SPACE_EXHAUSTED, `all ${this.pinholeIds.space} pinhole ids are in use`);
     try {
       const out = await this.service.map({ ...this.pinholeRequest(asker, host.value, proto.value, port.value, lease.value, remote.value, remotePort.value), doorTag: pinholeTag(id) });
       if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
-      // Two AddPinholes of one new pinhole at once: the later tag is the one
-      // stored, so it is the one the index keeps.
-      const earlier = this.pinholeIdOf.get(key);
-      if (earlier !== undefined && earlier !== id) this.pinholeIds.delete(earlier);
-      this.pinholeIds.set(id, key);
-      this.pinholeIdOf.set(key, id);
+      this.pinholeIds.name(key, id);
       return ok(['UniqueID', String(id)]);
     } finally {
-      if (have === undefined) this.pendingPinholeIds.delete(id);
+      if (have === undefined) this.pinholeIds.settle(id);
     }
   }
 
@@ -440,57 +386,13 @@ export class IgdControl {
     };
   }
 
-  /**
-   * A free id, held as pending until its AddPinhole settles; undefined when
-   * every id names a live pinhole or a pending one. 16-bit, unique among
-   * live pinholes, and not reused at once: a counter.
-   */
-  private reservePinholeId(): number | undefined {
-    for (let i = 0; i < this.pinholeIdSpace; i++) {
-      const id = this.nextPinholeId;
-      this.nextPinholeId = (this.nextPinholeId % this.pinholeIdSpace) + 1;
-      if (this.pendingPinholeIds.has(id)) continue;
-      const held = this.pinholeIds.get(id);
-      if (held !== undefined && this.service.byKey(held)) continue;
-      if (held !== undefined) {
-        this.pinholeIds.delete(id);
-        this.pinholeIdOf.delete(held);
-      }
-      this.pendingPinholeIds.add(id);
-      return id;
-    }
-    return undefined;
-  }
-
-  /**
-   * Once, before the first action: the ids of pinholes already in the table
-   * (restored from the store at start) are indexed, and the counter moves
-   * past them, so a new pinhole never gets a restored one's id.
-   */
-  private indexRestoredPinholes(): void {
-    if (this.indexed) return;
-    this.indexed = true;
-    let highest = 0;
-    for (const m of this.service.mappings()) {
-      const id = pinholeIdOfTag(m.doorTag);
-      if (id === undefined || id > this.pinholeIdSpace || this.pinholeIds.has(id)) continue;
-      this.pinholeIds.set(id, keyOf(m));
-      this.pinholeIdOf.set(keyOf(m), id);
-      highest = Math.max(highest, id);
-    }
-    this.nextPinholeId = (highest % this.pinholeIdSpace) + 1;
-  }
-
   private async ownedPinhole(a: Args, client: IpAddress): Promise<{ ok: true; mapping: Mapping } | { ok: false; result: ActionResult }> {
     const id = a.uint('UniqueID');
     if (!id.ok) return { ok: false, result: id.result };
-    const key = this.pinholeIds.get(id.value);
+    const key = this.pinholeIds.keyOf(id.value);
     const m = key !== undefined ? this.service.byKey(key) : undefined;
     if (!m || this.service.remaining(m) <= 0) {
-      if (key !== undefined) {
-        this.pinholeIds.delete(id.value);
-        this.pinholeIdOf.delete(key);
-      }
+      if (key !== undefined) this.pinholeIds.forget(key);
       return { ok: false, result: fail(F.NO_SUCH_ENTRY, `no pinhole ${id.value}`) };
     }
     const mine = m.internalAddress === client || m.client === client || (familyOf(client) === 6 && (await this.env.sameHost(client, m.internalAddress)));
@@ -523,15 +425,18 @@ export class IgdControl {
     const m = found.mapping;
     const out = await this.service.remove({ via: 'upnp', client: m.client, internalAddress: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort });
     if (!out.ok) return fail(refusalError(out.refusal, true), out.detail);
-    const key = keyOf(m);
-    const id = this.pinholeIdOf.get(key);
-    this.pinholeIdOf.delete(key);
-    if (id !== undefined) this.pinholeIds.delete(id);
+    this.pinholeIds.forget(keyOf(m));
     return ok();
   }
 }
 
-/** The engine's refusal as the UPnP error a client understands. */
+/** A refused AddPortMapping or AddAnyPortMapping as its UPnP error: a conflict is told by the mapping in the way. */
+function mapRefusal(out: Refused, any: boolean): UpnpErrorDef {
+  if (out.refusal !== 'CANNOT_PROVIDE_EXTERNAL' || any) return refusalError(out.refusal, false);
+  return out.holder && out.holder.origin !== 'upnp' ? W.CONFLICT_WITH_OTHER_MECHANISMS : W.CONFLICT_IN_MAPPING_ENTRY;
+}
+
+/** The service's refusal as the UPnP error a client understands. */
 function refusalError(r: Refusal, pinhole: boolean): UpnpErrorDef {
   switch (r) {
     case 'NOT_AUTHORIZED':
@@ -562,84 +467,14 @@ function ui4(n: number): string {
   return String(Math.floor(n) % 0x100000000);
 }
 
-function sameRemote(m: Mapping, remote: IpAddress | undefined): boolean {
-  if (!remote) return m.filters.length === 0 || m.origin !== 'upnp';
-  return m.filters.length === 1 && m.filters[0]?.prefix.address === remote && m.filters[0].prefix.length === 32;
+/** NewRemoteHost: the one IPv4 host a mapping admits, or '' (any, or a filter UPnP cannot name). */
+function remoteHostOf(m: Mapping): string {
+  const f = m.filters[0];
+  return m.filters.length === 1 && f?.prefix.length === 32 ? f.prefix.address : '';
 }
 
-type Parsed<T> = { ok: true; value: T } | { ok: false; result: ActionResult };
-
-/** Typed readers over the in arguments; every failure is a 402 (or the action's own code). */
-class Args {
-  constructor(private readonly args: ReadonlyMap<string, string>) {}
-
-  get(name: string): string {
-    return this.args.get(name) ?? '';
-  }
-
-  uint(name: string): Parsed<number> {
-    const v = this.get(name).trim();
-    if (!/^\d{1,10}$/.test(v) || Number(v) > 0xffffffff) return { ok: false, result: invalid(`${name} ${JSON.stringify(v.slice(0, 32))} is not an unsigned number`) };
-    return { ok: true, value: Number(v) };
-  }
-
-  port(name: string, zeroOk: boolean): Parsed<number> {
-    const n = this.uint(name);
-    if (!n.ok) return n;
-    if (n.value > 65535 || (!zeroOk && n.value === 0)) return { ok: false, result: invalid(`${name} ${n.value} is not a port`) };
-    return n;
-  }
-
-  boolean(name: string): Parsed<boolean> {
-    const v = this.get(name).trim().toLowerCase();
-    if (v === '1' || v === 'true' || v === 'yes') return { ok: true, value: true };
-    if (v === '0' || v === 'false' || v === 'no') return { ok: true, value: false };
-    return { ok: false, result: invalid(`${name} is not a boolean`) };
-  }
-
-  /** TCP or UDP; case is forgiven (some clients send "udp"). */
-  protocol(name: string): Parsed<number> {
-    const v = this.get(name).trim().toUpperCase();
-    if (v === 'TCP') return { ok: true, value: IPPROTO_TCP };
-    if (v === 'UDP') return { ok: true, value: IPPROTO_UDP };
-    return { ok: false, result: invalid(`${name} must be TCP or UDP`) };
-  }
-
-  /** WANIPv6FirewallControl protocol numbers; 65535 = any (returned as 0). */
-  pinholeProtocol(name: string): Parsed<number> {
-    const n = this.uint(name);
-    if (!n.ok) return n;
-    if (n.value === 65535) return { ok: true, value: 0 };
-    if (n.value !== IPPROTO_TCP && n.value !== IPPROTO_UDP) return { ok: false, result: fail(F.PROTOCOL_NOT_SUPPORTED, `protocol ${n.value}`) };
-    return n;
-  }
-
-  /** A literal address of the family; names are never resolved. */
-  address(name: string, family: 4 | 6): Parsed<IpAddress> {
-    const text = this.get(name).trim();
-    const a = text.length <= 64 ? parseIp(text) : undefined;
-    if (!a || familyOf(a) !== family) return { ok: false, result: invalid(`${name} ${JSON.stringify(text.slice(0, 64))} is not an IPv${family} address`) };
-    if (isUnspecified(a) || isMulticast(a) || (family === 6 && isLinkLocal(a)) || (family === 4 && (a.startsWith('127.') || a.endsWith('.255')))) {
-      return { ok: false, result: fail(UpnpError.ACTION_NOT_AUTHORIZED, `${name} ${a} cannot receive a mapping`) };
-    }
-    return { ok: true, value: a };
-  }
-
-  /** Empty (or a wildcard spelling) = any remote; otherwise a literal address. */
-  remoteHost(name: string, family: 4 | 6): Parsed<IpAddress | undefined> {
-    const text = this.get(name).trim();
-    if (text === '' || text === '*' || (family === 4 && text === '0.0.0.0') || (family === 6 && text === '::')) return { ok: true, value: undefined };
-    const a = text.length <= 64 ? parseIp(text) : undefined;
-    if (!a || familyOf(a) !== family) return { ok: false, result: invalid(`${name} ${JSON.stringify(text.slice(0, 64))} is not an IPv${family} address`) };
-    return { ok: true, value: a };
-  }
-
-  range(): Parsed<{ start: number; end: number }> {
-    const start = this.port('NewStartPort', true);
-    if (!start.ok) return start;
-    const end = this.port('NewEndPort', true);
-    if (!end.ok) return end;
-    if (start.value > end.value) return { ok: false, result: fail(W.INCONSISTENT_PARAMETERS, `start ${start.value} > end ${end.value}`) };
-    return { ok: true, value: { start: start.value, end: end.value } };
-  }
+/** Whether a mapping is the one NewRemoteHost names (none: a mapping open to any remote, or one UPnP did not make). */
+function sameRemote(m: Mapping, remote: IpAddress | undefined): boolean {
+  if (!remote) return m.filters.length === 0 || m.origin !== 'upnp';
+  return remoteHostOf(m) === remote;
 }

@@ -1,0 +1,126 @@
+// What the durable store (store.ts) writes: a mapping and the epoch start as
+// records, with their times on both clocks; a mapping both ways (`toStored`
+// for the journal and the snapshot, `fromStored` when a restart brings it
+// back); the journal record each change of the table writes; and how much
+// time a record has left on this boot.
+
+import { normalizePrefix, type IpAddress } from '../net/address.js';
+import { keyOf, makeMapping, type Mapping, type Origin } from '../domain/mapping.js';
+import type { Clock } from './clock.js';
+
+/** A mapping as stored: absolute expiry on both clocks, and the boot the monotonic one belongs to. */
+export interface StoredMapping {
+  key: string;
+  kind: 'map' | 'peer';
+  family: 4 | 6;
+  internalAddress: IpAddress;
+  protocol: number;
+  internalPort: number;
+  externalAddress: IpAddress;
+  externalPort: number;
+  filters: [IpAddress, number, number][];
+  remotePeer?: [IpAddress, number];
+  nonce?: string;
+  origin: Origin;
+  /** The mapping's client (Mapping.client); the key keeps the name stores were first written with. */
+  owner: IpAddress;
+  description: string;
+  /** Mapping.doorTag: stored with the mapping, in the same record, so it is durable exactly when the mapping is. */
+  doorTag?: string;
+  lifetime: number;
+  /** Where the last request came from (PCP mapping updates go there, RFC 6887 §14.2). */
+  clientPort?: number;
+  expiresWall: number;
+  expiresMono: number;
+  bootId: string;
+}
+
+export interface EpochStart {
+  wall: number;
+  mono: number;
+  bootId: string;
+}
+
+export type JournalRecord =
+  | { op: 'put'; at: number; m: StoredMapping }
+  | { op: 'del'; at: number; key: string }
+  | { op: 'epoch'; at: number; epoch: EpochStart };
+
+export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: string): StoredMapping {
+  return {
+    key: keyOf(m),
+    kind: m.kind,
+    family: m.family,
+    internalAddress: m.internalAddress,
+    protocol: m.protocol,
+    internalPort: m.internalPort,
+    externalAddress: m.externalAddress,
+    externalPort: m.externalPort,
+    filters: m.filters.map((f) => [f.prefix.address, f.prefix.length, f.port]),
+    remotePeer: m.remotePeer ? [m.remotePeer.address, m.remotePeer.port] : undefined,
+    nonce: m.nonce?.toString('hex'),
+    origin: m.origin,
+    owner: m.client,
+    description: m.description,
+    doorTag: m.doorTag,
+    lifetime: m.lifetime,
+    clientPort: m.clientPort,
+    expiresWall: wallNow + (m.expiresAt - monoNow),
+    expiresMono: m.expiresAt,
+    bootId,
+  };
+}
+
+/** The mapping a stored record describes, as `id`, ending at monotonic `expiresAt` (what it has left, counted on this boot's clock). */
+export function fromStored(s: StoredMapping, id: number, expiresAt: number): Mapping {
+  const terms = {
+    kind: s.kind,
+    family: s.family,
+    internalAddress: s.internalAddress,
+    protocol: s.protocol,
+    internalPort: s.internalPort,
+    externalAddress: s.externalAddress,
+    externalPort: s.externalPort,
+    filters: s.filters.map(([address, length, port]) => ({ prefix: normalizePrefix(address, length), port })),
+    remotePeer: s.remotePeer ? { address: s.remotePeer[0], port: s.remotePeer[1] } : undefined,
+    nonce: s.nonce !== undefined ? Buffer.from(s.nonce, 'hex') : undefined,
+    origin: s.origin,
+    client: s.owner,
+    description: s.description,
+    doorTag: s.doorTag,
+    lifetime: s.lifetime,
+    clientPort: s.clientPort,
+  };
+  return makeMapping(terms, id, expiresAt - s.lifetime * 1000, expiresAt);
+}
+
+/** The record of a mapping granted, renewed or moved. */
+export function putRecord(m: Mapping, clock: Clock): JournalRecord {
+  const wall = clock.wall();
+  return { op: 'put', at: wall, m: toStored(m, wall, clock.now(), clock.bootId()) };
+}
+
+/** The record of a mapping that left the table (the on-disk op keeps its first name, 'del'). */
+export function removalRecord(m: Mapping, clock: Clock): JournalRecord {
+  return { op: 'del', at: clock.wall(), key: keyOf(m) };
+}
+
+/**
+ * Milliseconds a stored mapping has left now. Same boot: the monotonic clock
+ * is exact whatever the wall clock did. After a reboot only the wall clock
+ * carries over; if it is behind the newest record (no RTC yet, or stepped
+ * back) it cannot be trusted, and the mapping keeps what it had left when
+ * last written, counted from now — never more than its granted lifetime.
+ */
+export function remainingMs(s: StoredMapping, now: { mono: number; wall: number; bootId: string }, lastWriteWall: number): number {
+  if (s.bootId === now.bootId) return s.expiresMono - now.mono;
+  if (now.wall >= lastWriteWall) return s.expiresWall - now.wall;
+  return Math.min(s.lifetime * 1000, s.expiresWall - lastWriteWall);
+}
+
+/** The epoch start on this boot's monotonic clock, by the same rules. */
+export function epochStartMono(e: EpochStart, now: { mono: number; wall: number; bootId: string }, lastWriteWall: number): number {
+  if (e.bootId === now.bootId) return e.mono;
+  const elapsed = now.wall >= lastWriteWall ? now.wall - e.wall : lastWriteWall - e.wall;
+  return now.mono - Math.max(0, elapsed);
+}
