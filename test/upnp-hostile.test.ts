@@ -184,7 +184,10 @@ t.test('SSDP: a flood of multicast searches with MX 5 keeps the waiting replies 
     await sleep(20);
     most = Math.max(most, upnp.ssdp.pendingReplies);
   }
-  t.equal(most, 20, 'the replies waiting for one source stay at its cap of 20 (two ssdp:all), not 10 per search');
+  // A reply may leave before a sample is taken (its delay is random within
+  // MX), so the peak seen is 20 or just under: never above the cap, and more
+  // than one search's 10.
+  t.ok(most > 10 && most <= 20, `the replies waiting for one source stay at its cap of 20 (two ssdp:all), not 10 per search: at most ${most} seen`);
 
   const other = createSocket('udp4');
   const got: string[] = [];
