@@ -14,7 +14,7 @@ import { describe, exchange, localAddressFor, mapRequestBytes } from './client/p
 import { parseIp, parsePrefix } from './net/address.js';
 import { protocolByName, protocolName } from './net/ipproto.js';
 import { encodePcpRequest } from './protocols/pcp/codec.js';
-import { Opcode } from './protocols/pcp/constants.js';
+import { Opcode, PCP_SERVER_PORT } from './protocols/pcp/constants.js';
 import { monotonicClock } from './state/clock.js';
 import { DurableStore, remainingMs, type LoadedState } from './state/store.js';
 
@@ -199,7 +199,7 @@ async function pcp(argv: string[]): Promise<void> {
   });
   const server = values.server;
   if (!server || !parseIp(server)) throw new ConfigError('--server ADDR is required (the router\'s LAN address; fe80::…%IFACE works)');
-  const serverPort = intFlag('server-port', values['server-port']) ?? 5351;
+  const serverPort = intFlag('server-port', values['server-port']) ?? PCP_SERVER_PORT;
   const bound = values.bind !== undefined ? parseIp(values.bind) : undefined;
   if (values.bind !== undefined && !bound) throw new ConfigError(`--bind '${values.bind}' is not an address`);
   const client = bound ?? (await localAddressFor(server, serverPort));

@@ -1,4 +1,4 @@
-// dnsmasq's lease file (src/net/dhcp-leases.ts) and what the engine does
+// dnsmasq's lease file (src/net/dhcp-leases.ts) and what the service does
 // with it (RFC 6887 §15): no lifetime beyond the host's lease, and a host
 // whose lease ended loses its mappings.
 
@@ -124,7 +124,7 @@ const B = mustParseIp('192.168.77.11');
 const A6 = mustParseIp('2001:db8:77::10');
 const req = mapRequests({ client: A, nonce: Buffer.alloc(12, 1) });
 
-t.test('engine: a lifetime never exceeds the lease of its internal address; no lease, no cap', async (t) => {
+t.test('service: a lifetime never exceeds the lease of its internal address; no lease, no cap', async (t) => {
   const h = harness();
   const leases = view();
   h.service.useLeases(leases);
@@ -146,7 +146,7 @@ t.test('engine: a lifetime never exceeds the lease of its internal address; no l
   t.match(await h.service.map(req({ internalPort: 40005 })), { ok: false, refusal: 'NOT_AUTHORIZED', lifetime: 30 }, 'an ended lease: refused, with a short error');
 });
 
-t.test('engine: a lease that ends or leaves the file takes its host\'s mappings out of the kernel', async (t) => {
+t.test('service: a lease that ends or leaves the file takes its host\'s mappings out of the kernel', async (t) => {
   const h = harness();
   const leases = view();
   h.service.useLeases(leases);

@@ -620,7 +620,7 @@ async function runWorker(job: JobName, seed: number, slot: Slot, post: (m: Worke
       { seed, numRuns: PATH_RUNS },
     );
     const phase: PhaseReport = {
-      name: `${PATH_RUNS} engine runs of ${PATH_DATAGRAMS_PER_RUN.min}..${PATH_DATAGRAMS_PER_RUN.max} datagrams`,
+      name: `${PATH_RUNS} service runs of ${PATH_DATAGRAMS_PER_RUN.min}..${PATH_DATAGRAMS_PER_RUN.max} datagrams`,
       numRuns: details.numRuns,
       failed: details.failed,
       ms: performance.now() - started,
@@ -715,7 +715,7 @@ async function main(): Promise<void> {
     if (passed(outcome)) t.ok(ab >= MIN_DECODER_RUNS, `${ab} random + mutated runs ≥ ${MIN_DECODER_RUNS}`);
   });
 
-  t.test(`full path (dispatch → handlers → engine → memory firewall): ≥ ${MIN_PATH_DATAGRAMS} mutated datagrams (seed ${seed})`, async (t) => {
+  t.test(`full path (dispatch → handlers → service → memory firewall): ≥ ${MIN_PATH_DATAGRAMS} mutated datagrams (seed ${seed})`, async (t) => {
     const outcome = await jobs.path;
     report(t, outcome);
     const sent = outcome.phases.reduce((n, p) => n + (p.datagrams ?? 0), 0);

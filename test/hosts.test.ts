@@ -1,5 +1,5 @@
-// A host is a device (DESIGN: "same device = same link-layer address in the
-// kernel's neighbour table"): on a home LAN every device shares one /64, so a
+// A host is a device (docs/ARCHITECTURE.md, glossary: one link-layer address in
+// the kernel's neighbour table, with all its addresses): on a home LAN every device shares one /64, so a
 // device flooding from 2 000 addresses of that /64 must be one host for
 // quotas and rates, and another device in the same /64 must not pay for it.
 

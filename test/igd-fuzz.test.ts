@@ -222,7 +222,7 @@ function checkResult(c: Call, r: ActionResult): string | undefined {
 
 const isLan = (a: IpAddress) => LAN_PREFIXES.some((p) => prefixContains(p, a));
 
-function checkEngine(h: Harness, victims: readonly Mapping[]): string | undefined {
+function checkService(h: Harness, victims: readonly Mapping[]): string | undefined {
   const table = h.table;
   const now = h.clock.now();
   for (const m of table.values()) {
@@ -294,7 +294,7 @@ async function runSequence(seq: readonly Call[]): Promise<void> {
     if (bad) throw new Error(`step ${i}: ${bad}`);
   }
   // The victims' lifetimes are a day; the sequence moves the clock at most MAX_STEPS × 700 s.
-  const broken = checkEngine(h, victims);
+  const broken = checkService(h, victims);
   if (broken) throw new Error(broken);
 }
 

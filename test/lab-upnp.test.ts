@@ -129,7 +129,7 @@ t.test('an address added to the LAN after start is served (HTTP and SSDP) within
   t.ok(desc, 'the description URL');
   lab.exec('rtr', ['ip', 'addr', 'add', '192.168.78.1/24', 'dev', 'br-lan']);
   lab.exec('lan', ['ip', 'addr', 'add', '192.168.78.2/24', 'dev', 'eth0']);
-  await waitForLine(daemon, (l) => l.includes('"protocol":"upnp-http"') && l.includes('192.168.78.1'), 10_000);
+  await waitForLine(daemon, (l) => l.includes('"server":"upnp-http"') && l.includes('192.168.78.1'), 10_000);
   const path = new URL(desc ?? 'http://x/').pathname;
   const get = `GET ${path} HTTP/1.1\r\nHost: 192.168.78.1:5000\r\n\r\n`;
   const r = lab.exec('lan', ['socat', '-T', '3', '-', 'TCP4:192.168.78.1:5000,bind=192.168.78.2'], { input: get, allowFail: true, timeoutMs: 5000 });

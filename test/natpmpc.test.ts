@@ -109,7 +109,7 @@ t.test('natpmpc delete-all (private port 0) removes all of the client\'s UDP map
   const all = natpmpc('-a', '0', '0', 'udp', '0');
   t.match(all.all, /Mapped public port 0 protocol UDP to local port 0 liftime 0/);
   await settle();
-  t.ok(lines.some((l) => l.includes('"event":"remove-all"') && l.includes('"deleted":2')), 'two mappings deleted');
+  t.ok(lines.some((l) => l.includes('"event":"remove-all"') && l.includes('"removed":2')), 'two mappings removed');
 });
 
 t.test('SIGTERM stops the daemon cleanly', async (t) => {

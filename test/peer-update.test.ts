@@ -1,7 +1,7 @@
 // The whole daemon in-process (memory backend, real UDP on loopback) whose
 // WAN address changes: RFC 6887 §14.2 mapping updates go to MAP and PEER
 // clients alike, each as the response its own request got. Also: the lease
-// file of --dhcp-leases reaches the engine.
+// file of --dhcp-leases reaches the service.
 
 import { createSocket, type Socket } from 'node:dgram';
 import { once } from 'node:events';

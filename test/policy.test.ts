@@ -270,7 +270,7 @@ t.test('the shipped files: examples/default-policy.yaml is the built-in default;
   t.same(DEFAULT_POLICY.rules.length, 1);
 });
 
-t.test('explain walks the rules like the engine', async (t) => {
+t.test('explain walks the rules like the service', async (t) => {
   const p = loadPolicyFile(join(ROOT, 'examples/policy.yaml'));
   const console = explain(p, ask({ client: ip('2001:db8:9::1a2b:3cff:fe4d:5e6f'), internalAddress: ip('2001:db8:9::1a2b:3cff:fe4d:5e6f'), internalPort: 3074 }));
   t.ok(console.allowed);
@@ -288,7 +288,7 @@ const mapReq = (o: Partial<MapRequest> = {}): MapRequest => ({ via: 'pcp', clien
 const pcpMap = (client: IpAddress, port: number, proto = 17, options: PcpOption[] = []) =>
   encodePcpRequest({ opcode: 1, lifetime: 3600, clientAddress: client, map: { nonce: NONCE, protocol: proto, internalPort: port, externalPort: 0, externalAddress: ip('0.0.0.0') }, options });
 
-t.test('the engine: denials and rates on the wire of each protocol', async (t) => {
+t.test('the service: denials and rates on the wire of each protocol', async (t) => {
   let now = 0;
   const p = policyFromDocument(
     doc([
@@ -314,7 +314,7 @@ t.test('the engine: denials and rates on the wire of each protocol', async (t) =
   t.equal(h.firewall.list().length, 3, 'only granted requests reached the firewall');
 });
 
-t.test('the engine: a third-party request is UNSUPP_OPTION only when the third party is the problem', async (t) => {
+t.test('the service: a third-party request is UNSUPP_OPTION only when the third party is the problem', async (t) => {
   const p = policyFromDocument(doc([{ name: 'high', action: 'allow', match: { internalPorts: '1024-65535' } }]), 't').policy;
   const h = harness({ policy: p });
   const forB: PcpOption[] = [{ code: OptionCode.THIRD_PARTY, address: B, v4: true }];
@@ -322,7 +322,7 @@ t.test('the engine: a third-party request is UNSUPP_OPTION only when the third p
   t.match(decodePcpResponse(await h.send(A, pcpMap(A, 80, 17, forB)) as Buffer), { ok: true, msg: { result: ResultCode.NOT_AUTHORIZED } }, 'not even for itself → NOT_AUTHORIZED');
 });
 
-t.test('the engine: a policy swap revokes what the new policy denies, and static forwards win their port', async (t) => {
+t.test('the service: a policy swap revokes what the new policy denies, and static forwards win their port', async (t) => {
   const h = harness();
   t.match(await h.service.map(mapReq({ internalPort: 40000, suggestedExternalPort: 40000 })), { ok: true });
   t.match(await h.service.map(mapReq({ client: B, internalAddress: B, internalPort: 5000, suggestedExternalPort: 5000 })), { ok: true, mapping: { externalPort: 5000 } });

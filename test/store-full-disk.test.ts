@@ -1,5 +1,5 @@
 // A full disk under the durable store (a small tmpfs as the state directory),
-// with the real store, engine and the memory firewall: nothing acknowledged is
+// with the real store, service and the memory firewall: nothing acknowledged is
 // lost, nothing is granted (or left in the kernel) that could not be recorded,
 // and service resumes when space comes back. Also: the commit queue tells a
 // firewall refusal from a record the journal could not take.

@@ -1,7 +1,7 @@
 // Requests captured from real UPnP clients (rfc-vectors/captures: upnpc,
 // upnpc -6, @achingbrain/nat-port-mapper), read out of the pcapng by tshark
 // and replayed in order through our parsers and the IGD actions over the
-// engine. Real clients' requests must all be understood (no 401/402), and
+// service. Real clients' requests must all be understood (no 401/402), and
 // what they ask for must happen.
 
 import t from 'tap';

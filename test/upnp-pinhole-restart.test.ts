@@ -1,7 +1,7 @@
 // Pinhole UniqueIDs survive a restart with their pinholes: a client that
 // renews or deletes by ID after the router restarted is not told 704. The
-// engine (memory firewall, hand-moved clock) journals to a real durable
-// store; a second engine restores from it, as the daemon does at start.
+// service (memory firewall, hand-moved clock) journals to a real durable
+// store; a second service restores from it, as the daemon does at start.
 
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -37,10 +37,10 @@ function door(h: Harness, idSpace?: number) {
 
 const code = (r: ActionResult): number | 'ok' => (r.ok ? 'ok' : r.error.code);
 
-/** A daemon's life on a state directory: an engine that journals to it. */
+/** A daemon's life on a state directory: an service that journals to it. */
 async function running(dir: string, after?: Harness): Promise<{ h: Harness; close: () => Promise<void> }> {
   const h = harness();
-  // Same boot, a little later than the engine before it.
+  // Same boot, a little later than the service before it.
   if (after) h.clock.advance(after.clock.now() - h.clock.now() + 5_000);
   const { store, state } = await DurableStore.open(dir, h.clock.wall());
   if (state.epoch) h.epoch.restore(epochStartMono(state.epoch, { mono: h.clock.now(), wall: h.clock.wall(), bootId: h.clock.bootId() }, state.lastWriteWall));

@@ -7,7 +7,7 @@
 // per source can be checked against a second host. Loopback can never be a
 // NewInternalClient (igd.ts refuses 127/8), so AddPortMapping's success path
 // is out of reach here; mappings for listing and eventing are made through
-// the engine as NAT-PMP would make them.
+// the service as NAT-PMP would make them.
 
 import { createConnection, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
@@ -497,7 +497,7 @@ t.test('HTTP: every SCPD named by the description is served and parses', async (
 
 // ------------------------------------------------------------------ SOAP, well formed
 
-t.test('SOAP: the read-only actions answer from the engine and the environment', async (t) => {
+t.test('SOAP: the read-only actions answer from the service and the environment', async (t) => {
   const ip = await soap('WANIPConnection', 'GetExternalIPAddress');
   t.equal(ip.status, 200);
   t.match(ip.headers.get('content-type'), /^text\/xml/);

@@ -96,7 +96,7 @@ export type Refused = {
 };
 export type Granted = { ok: true; mapping: Mapping; lifetime: number };
 export type MapOutcome = Granted | Refused;
-export type RemoveOutcome = { ok: true; deleted?: Mapping } | Refused;
+export type RemoveOutcome = { ok: true; removed?: Mapping } | Refused;
 
 export function refuse(refusal: Refusal, detail: string): Refused {
   return { ok: false, refusal, detail };

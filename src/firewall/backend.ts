@@ -2,7 +2,7 @@
 // the in-memory stand-in used by fast tests). Protocol code never imports a backend.
 
 import type { Family, IpAddress } from '../net/address.js';
-import type { RemoteFilter, StaticOpening } from '../domain/mapping.js';
+import { filterKey, type RemoteFilter, type StaticOpening } from '../domain/mapping.js';
 
 /** One opening, as the kernel must see it. */
 export interface FirewallEntry {
@@ -66,6 +66,6 @@ export interface FirewallBackend {
 }
 
 export function entryKey(e: FirewallEntry): string {
-  const f = e.filters.map((x) => `${x.prefix.address}/${x.prefix.length}:${x.port}`).sort().join(',');
+  const f = e.filters.map(filterKey).sort().join(',');
   return `${e.family}|${e.protocol}|${e.externalAddress}|${e.externalPort}|${e.internalAddress}|${e.internalPort}|${f}`;
 }

@@ -11,8 +11,8 @@ import type { LocalAddress } from '../net/interfaces.js';
 import type { Logger } from '../log.js';
 
 export interface LanSocketsConfig<B extends { readonly local: LocalAddress }> {
-  /** For the log lines: 'pcp+natpmp', 'ssdp', 'upnp-http'. */
-  protocol: string;
+  /** Which server, for the log lines: 'pcp+natpmp', 'ssdp', 'upnp-http'. */
+  server: string;
   port: number;
   /** Which of the LAN's addresses this server serves (default: every one). */
   select?(lan: readonly LocalAddress[]): readonly LocalAddress[];
@@ -50,7 +50,7 @@ export class LanSockets<B extends { readonly local: LocalAddress }> {
    */
   async start(lan: readonly LocalAddress[], { fatal }: { fatal: boolean }): Promise<B[]> {
     const added = await this.follow(lan, fatal);
-    this.cfg.log.info({ event: 'listening', protocol: this.cfg.protocol, port: this.cfg.port, addresses: added.map((b) => b.local.bindAddress), waiting: this.waiting() });
+    this.cfg.log.info({ event: 'listening', server: this.cfg.server, port: this.cfg.port, addresses: added.map((b) => b.local.bindAddress), waiting: this.waiting() });
     return added;
   }
 
@@ -61,7 +61,7 @@ export class LanSockets<B extends { readonly local: LocalAddress }> {
    */
   async update(lan: readonly LocalAddress[]): Promise<B[]> {
     const added = await this.follow(lan, false);
-    if (added.length) this.cfg.log.info({ event: 'listening', protocol: this.cfg.protocol, port: this.cfg.port, addresses: added.map((b) => b.local.bindAddress) });
+    if (added.length) this.cfg.log.info({ event: 'listening', server: this.cfg.server, port: this.cfg.port, addresses: added.map((b) => b.local.bindAddress) });
     return added;
   }
 
@@ -80,7 +80,7 @@ export class LanSockets<B extends { readonly local: LocalAddress }> {
       this.held.splice(this.held.indexOf(b), 1);
       // Not waited for: a listener's close waits for its connections to end.
       void this.cfg.close(b).catch(() => undefined);
-      this.cfg.log.info({ event: 'stopped-listening', protocol: this.cfg.protocol, address: b.local.bindAddress });
+      this.cfg.log.info({ event: 'stopped-listening', server: this.cfg.server, address: b.local.bindAddress });
     }
     const added: B[] = [];
     for (const local of want) {
@@ -105,12 +105,12 @@ export class LanSockets<B extends { readonly local: LocalAddress }> {
     if (err.code === 'EADDRNOTAVAIL') {
       // Said once per address, not at every retry.
       if (!this.unbound.has(local.bindAddress)) {
-        this.cfg.log.warn({ event: 'bind-deferred', protocol: this.cfg.protocol, address: local.bindAddress, detail: `${err.message}: the address is not usable yet (duplicate address detection?); retrying` });
+        this.cfg.log.warn({ event: 'bind-deferred', server: this.cfg.server, address: local.bindAddress, detail: `${err.message}: the address is not usable yet (duplicate address detection?); retrying` });
       }
       this.unbound.add(local.bindAddress);
       return;
     }
-    if (fatal) throw new Error(`cannot bind ${this.cfg.protocol} on ${local.bindAddress} port ${this.cfg.port}: ${err.message}`);
-    this.cfg.log.warn({ event: this.cfg.failedEvent, protocol: this.cfg.protocol, address: local.bindAddress, port: this.cfg.port, error: err.message });
+    if (fatal) throw new Error(`cannot bind ${this.cfg.server} on ${local.bindAddress} port ${this.cfg.port}: ${err.message}`);
+    this.cfg.log.warn({ event: this.cfg.failedEvent, server: this.cfg.server, address: local.bindAddress, port: this.cfg.port, error: err.message });
   }
 }

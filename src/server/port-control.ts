@@ -11,7 +11,7 @@ import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { encodePcpResponse } from '../protocols/pcp/codec.js';
-import { Opcode, PCP_CLIENT_PORT } from '../protocols/pcp/constants.js';
+import { Opcode, PCP_CLIENT_PORT, PCP_SERVER_PORT } from '../protocols/pcp/constants.js';
 import { PortControlProtocol } from '../protocols/pcp-or-natpmp.js';
 import type { MappingUpdate } from '../protocols/pcp/handler.js';
 import type { Mapping } from '../domain/mapping.js';
@@ -30,7 +30,7 @@ export interface PortControlConfig {
 }
 
 export const DEFAULT_PORT_CONTROL: PortControlConfig = {
-  port: 5351,
+  port: PCP_SERVER_PORT,
   announcePort: PCP_CLIENT_PORT,
   rate: { perSecond: 20, burst: 40 },
   maxInFlight: 20_000,
@@ -62,7 +62,7 @@ export class PortControlServer {
     this.doors = new PortControlProtocol(service);
     this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst, undefined, undefined, (s) => sources.hostOf(s));
     this.sockets = new LanSockets({
-      protocol: 'pcp+natpmp',
+      server: 'pcp+natpmp',
       port: cfg.port,
       open: (local) => this.bind(local),
       close: (b) => b.socket.close(),
@@ -149,7 +149,7 @@ export class PortControlServer {
       const outcome = await this.doors.handle(msg, source, fromPort);
       if (outcome.reply && !this.closed) await b.socket.send(outcome.reply, fromPort, from);
       if (!outcome.decided && outcome.result !== 'SUCCESS') {
-        this.log.info({ event: 'request', protocol: outcome.via, source, result: outcome.result, detail: outcome.detail });
+        this.log.info({ event: 'request', via: outcome.via, source, result: outcome.result, detail: outcome.detail });
       }
     } catch (err) {
       // A bug, not bad input: log it and keep serving everyone else.

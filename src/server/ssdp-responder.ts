@@ -97,7 +97,7 @@ export class SsdpServer {
     this.budget = new RateLimiter(REPLY_BYTES_PER_SECOND, REPLY_BYTES_PER_SECOND * 2, undefined, undefined, hostOf);
     this.arrivals = new RateLimiter(SEARCHES_PER_SECOND, SEARCHES_PER_SECOND * 2, undefined, undefined, hostOf);
     this.sockets = new LanSockets({
-      protocol: 'ssdp',
+      server: 'ssdp',
       port: cfg.port,
       select: servedAddresses,
       open: (local) => this.bind(local),

@@ -14,7 +14,7 @@ import { IPPROTO_TCP } from '../net/ipproto.js';
 import { SERVICE_SPECS, configIdOf, rootDescription, scpd, upnpPaths, type ServiceKey } from '../protocols/upnp/description.js';
 import { IgdControl, type IgdEnvironment } from '../protocols/upnp/igd.js';
 import { igdTree, type IgdVersion, type ServiceName } from '../protocols/upnp/device-tree.js';
-import { serverHeader } from '../protocols/upnp/ssdp.js';
+import { MAX_BOOT_ID, serverHeader } from '../protocols/upnp/ssdp.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { GenaManager } from './gena-publisher.js';
 import { SsdpServer, locationHost } from './ssdp-responder.js';
@@ -96,7 +96,7 @@ export async function startUpnp(opts: {
       maxAge: cfg.maxAge,
       server,
       // UDA 1.1 §1.2.2: BOOTID grows with every start; seconds of wall clock do.
-      bootId: Math.floor(Date.now() / 1000) & 0x7fffffff,
+      bootId: Math.floor(Date.now() / 1000) & MAX_BOOT_ID,
       configId,
       location: (local) => `http://${locationHost(local, currentLan)}:${cfg.httpPort}${paths.description[2]}`,
       tree: igdTree(opts.deviceUuid, 2),

@@ -65,7 +65,7 @@ export class UpnpHttpServer {
     for (const [service, path] of Object.entries(p.control) as [ServiceName, string][]) this.routes.set(path, { kind: 'control', service });
     for (const [service, path] of Object.entries(p.event) as [ServiceName, string][]) this.routes.set(path, { kind: 'event', service });
     this.sockets = new LanSockets({
-      protocol: 'upnp-http',
+      server: 'upnp-http',
       port: cfg.port,
       // LOCATION names routable addresses: link-local ones are not served.
       select: (lan) => lan.filter((l) => !(l.family === 6 && isLinkLocal(l.address))),

@@ -12,7 +12,7 @@ export function logDecision(log: Logger, op: 'map' | 'peer' | 'remove', req: End
   if (!out.ok) log.info({ ...base, verdict: 'refused', refusal: out.refusal, detail: out.detail });
   else if ('mapping' in out) {
     log.info({ ...base, verdict: 'granted', externalAddress: out.mapping.externalAddress, externalPort: out.mapping.externalPort, lifetime: out.lifetime, filters: out.mapping.filters.length });
-  } else log.info({ ...base, verdict: 'deleted', existed: out.deleted !== undefined });
+  } else log.info({ ...base, verdict: 'removed', existed: out.removed !== undefined });
 }
 
 /** A mapping the client did not end: `event` says how it went, `why` adds the rule or reason. */

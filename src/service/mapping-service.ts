@@ -249,7 +249,7 @@ export class MappingService {
     const denied = mayRemove(existing, req.client, req.nonce, this.clock.now());
     if (denied) return denied;
     const out = await this.edit.removal([existing]);
-    if (out?.result === 'committed') return { ok: true, deleted: existing };
+    if (out?.result === 'committed') return { ok: true, removed: existing };
     if (out?.result === 'unrecorded') return this.stores.unrecorded(out.error);
     return out ? refuse('FIREWALL_FAILED', 'firewall commit failed') : this.stores.refusal();
   }
@@ -259,7 +259,7 @@ export class MappingService {
    * protocol that a client may remove; static ones stay and make the result
    * NOT_AUTHORIZED after the rest are gone.
    */
-  async removeAll(req: { via: Via; client: IpAddress; protocol: number }): Promise<{ ok: boolean; deleted: number; kept: number }> {
+  async removeAll(req: { via: Via; client: IpAddress; protocol: number }): Promise<{ ok: boolean; removed: number; kept: number }> {
     const now = this.clock.now();
     const victims: Mapping[] = [];
     let kept = 0;
@@ -269,8 +269,24 @@ export class MappingService {
       else victims.push(m);
     }
     const ok = await this.edit.removeEnded(victims);
-    this.log.info({ event: 'remove-all', via: req.via, client: req.client, protocol: req.protocol, deleted: ok ? victims.length : 0, kept });
-    return { ok: ok && kept === 0, deleted: ok ? victims.length : 0, kept };
+    this.log.info({ event: 'remove-all', via: req.via, client: req.client, protocol: req.protocol, removed: ok ? victims.length : 0, kept });
+    return { ok: ok && kept === 0, removed: ok ? victims.length : 0, kept };
+  }
+
+  /**
+   * The admin removes client mappings (`portcullis rm`), whoever made them
+   * and whatever their nonce; the client's next renewal finds them gone.
+   * Static forwards are the policy file's and stay. Returns what was taken
+   * out of table, kernel and store (nothing, if the firewall refused).
+   */
+  async removeAsAdmin(match: (m: Mapping) => boolean): Promise<{ ok: boolean; removed: Mapping[] }> {
+    const victims = this.mappings((m) => m.origin !== 'static' && match(m));
+    if (victims.length === 0) return { ok: true, removed: [] };
+    const ok = await this.edit.removeEnded(victims);
+    for (const m of ok ? victims : []) {
+      this.log.warn({ event: 'mapping-removed', by: 'admin', via: m.origin, internal: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort });
+    }
+    return { ok, removed: ok ? victims : [] };
   }
 
   // --- what the daemon tells it ------------------------------------------

@@ -103,7 +103,7 @@ export class PcpHandler {
       // external address and port are copied into the response.
       const echoed: PcpOption[] = opts.thirdParty ? [opts.thirdParty] : [];
       const reply = encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 0, epoch: this.epoch(), map, options: echoed });
-      return { ...this.ok(reply, 'SUCCESS', 'deleted'), decided: true };
+      return { ...this.ok(reply, 'SUCCESS', 'removed'), decided: true };
     }
 
     // §13.2: PREFER_FAILURE needs something to prefer.
