@@ -36,6 +36,16 @@ export interface Config {
    * ends (RFC 6887 §15). Unset: leases are not looked at.
    */
   dhcpLeases?: string;
+  /**
+   * Prometheus metrics at http://ADDR:PORT/metrics ("ADDR:PORT" or
+   * "[ADDR]:PORT"): loopback or one of the LAN's own addresses, checked at
+   * start. Unset: no metrics.
+   */
+  metrics?: string;
+  /** The least severe log line written. */
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** JSON lines, or pretty text for a person; unset, the CLI chooses. */
+  logFormat?: 'json' | 'pretty';
 }
 
 export interface UpnpConfig {
@@ -66,6 +76,7 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   deviceRateLimit: { perSecond: 200, burst: 400 },
   nft: { table: 'portcullis', embed: false, mark: 0x10000000 },
   reconcileSeconds: 10,
+  logLevel: 'info',
   upnp: {
     enabled: true,
     httpPort: 5000,

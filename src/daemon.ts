@@ -27,8 +27,10 @@ import { followLan } from './daemon/follow-lan.js';
 import { LanGuard } from './daemon/lan-guard.js';
 import { checkLeases } from './daemon/lease-check.js';
 import { PolicyKeeper, type ReloadReport } from './daemon/policy-keeper.js';
+import { guardedMetricsPorts, prepareMetrics, serveMetricsOf, warnIfBehindNat } from './daemon/metrics.js';
 import { openState, restoreState } from './daemon/state.js';
 import { Teardown } from './daemon/teardown.js';
+import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
 
 export type { ReloadReport } from './daemon/policy-keeper.js';
@@ -78,10 +80,13 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     sources.hostOf = hostsBy(neighbours);
     watch.onLanChange((lan) => sources.update(lan));
     const policy = new PolicyKeeper(cfg.policy, clock, log, deps.policy);
+    // Checked before anything starts: a WAN or wildcard address stops here.
+    const metrics = prepareMetrics(cfg.metrics, watch.lan());
+    const telemetry = metrics?.prometheus ?? NO_TELEMETRY;
 
-    const opened = await openState(cfg.stateDir, clock);
+    const opened = await openState(cfg.stateDir, clock, telemetry);
     teardown.push(() => opened.store.close());
-    const firewall = deps.firewall ?? makeBackend(cfg, clock, log);
+    const firewall = deps.firewall ?? makeBackend(cfg, clock, log, guardedMetricsPorts(metrics));
     await startFirewall(firewall, policy.current().statics);
     teardown.push(() => firewall.stop());
 
@@ -100,28 +105,30 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       clock,
       epoch,
       log,
+      undefined,
+      telemetry,
     );
     teardown.push(async (why) => {
       if (why === 'stop' && cfg.flushOnExit) log.info({ event: 'flushed-on-exit', removed: await service.flushAll() });
       service.stop();
     });
-    restoreState(service, epoch, opened, clock, cfg.stateDir, log);
+    restoreState(service, epoch, opened, clock, cfg.stateDir, telemetry, log);
     // Restored mappings are judged by the policy in force now (it may have
     // changed while the daemon was down), and the static forwards enter the table.
     const initial = await service.swapPolicy(policy.current().policy, policy.current().statics);
     if (cfg.dhcpLeases) teardown.push(await checkLeases(cfg.dhcpLeases, service, log));
 
-    const server = new PortControlServer({ ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit }, watch.lan(), sources, service, log);
+    const server = new PortControlServer({ ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit }, watch.lan(), sources, service, log, telemetry);
     teardown.push(() => server.stop());
     const guard = new LanGuard(firewall, sources, log);
-    await syncFirewall(service, firewall, log);
-    const intactCheck = keepIntact(service, firewall, guard, cfg.reconcileSeconds, log);
+    await syncFirewall(service, firewall, telemetry, log);
+    const intactCheck = keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
     if (intactCheck) teardown.push(intactCheck);
     await guard.check();
     await service.compactStore();
     await server.start();
     const upnp = cfg.upnp.enabled
-      ? await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log })
+      ? await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log, telemetry })
       : undefined;
     if (upnp) teardown.push(() => upnp.stop());
     // Every start is announced (RFC 6886 §3.2.1: boot, reboot "or any other
@@ -134,8 +141,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // move to it, PCP clients get mapping updates (§14.2), and everyone gets
     // the announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
     const moveTo = async (to: IpAddress): Promise<void> => {
+      warnIfBehindNat(to, log);
       const moved = await service.moveExternalAddress(to);
       epoch.reset();
+      telemetry.epochReset();
       await service.recordEpoch();
       server.mappingsMoved(moved);
       if (cfg.announce) server.announce();
@@ -150,8 +159,9 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (external && service.count((m) => m.family === 4 && m.origin !== 'static' && m.externalAddress !== external) > 0) {
       log.warn({ event: 'external-address', detail: 'changed while the daemon was down', to: external });
       await moveTo(external);
-    }
+    } else warnIfBehindNat(external, log);
     if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
+    if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
 
     const reloadPolicy = () => policy.reload(service, firewall);
     const control = new ControlServer(

@@ -12,9 +12,11 @@ import type { Logger } from '../log.js';
 import type { StaticOpening } from '../domain/mapping.js';
 import type { MappingService } from '../service/mapping-service.js';
 import type { Clock } from '../state/clock.js';
+import type { Telemetry } from '../telemetry.js';
 import type { LanGuard } from './lan-guard.js';
 
-export function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBackend {
+/** `moreTcp`: further TCP ports of ours the kernel keeps to the LAN (metrics on a LAN address). */
+export function makeBackend(cfg: Config, clock: Clock, log: Logger, moreTcp: readonly number[] = []): FirewallBackend {
   if (cfg.backend === 'memory') {
     log.warn({ event: 'backend', backend: 'memory', detail: 'nothing is enforced in the kernel: for tests and dry runs only' });
     return new MemoryFirewall(clock);
@@ -27,7 +29,7 @@ export function makeBackend(cfg: Config, clock: Clock, log: Logger): FirewallBac
       lan: cfg.lan,
       mark: cfg.nft.mark,
       deviceUdpRate: cfg.deviceRateLimit,
-      guarded: cfg.upnp.enabled ? { udp: [cfg.port, cfg.upnp.ssdpPort], tcp: [cfg.upnp.httpPort] } : { udp: [cfg.port], tcp: [] },
+      guarded: cfg.upnp.enabled ? { udp: [cfg.port, cfg.upnp.ssdpPort], tcp: [cfg.upnp.httpPort, ...moreTcp] } : { udp: [cfg.port], tcp: [...moreTcp] },
     },
     log,
   );
@@ -50,8 +52,8 @@ export async function startFirewall(firewall: FirewallBackend, statics: readonly
  * with what they have left, entries no mapping owns removed); any other
  * starts empty and is given every entry.
  */
-export async function syncFirewall(service: MappingService, firewall: FirewallBackend, log: Logger): Promise<void> {
-  if (firewall.reconcile) await repair(service, firewall.reconcile.bind(firewall), log, 'start');
+export async function syncFirewall(service: MappingService, firewall: FirewallBackend, telemetry: Telemetry, log: Logger): Promise<void> {
+  if (firewall.reconcile) await repair(service, firewall.reconcile.bind(firewall), telemetry, log, 'start');
   else await service.withDesiredEntries((desired) => firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds }))));
 }
 
@@ -60,7 +62,7 @@ export async function syncFirewall(service: MappingService, firewall: FirewallBa
  * may be gone with it) until it is repaired. Returns the stop, or undefined
  * for a firewall that cannot be checked.
  */
-export function keepIntact(service: MappingService, firewall: FirewallBackend, guard: LanGuard, seconds: number, log: Logger): (() => void) | undefined {
+export function keepIntact(service: MappingService, firewall: FirewallBackend, guard: LanGuard, seconds: number, telemetry: Telemetry, log: Logger): (() => void) | undefined {
   if (!firewall.intact || !firewall.reconcile || seconds <= 0) return undefined;
   const intact = firewall.intact.bind(firewall);
   const reconcile = firewall.reconcile.bind(firewall);
@@ -73,7 +75,7 @@ export function keepIntact(service: MappingService, firewall: FirewallBackend, g
         if (!ok) {
           // Closed from the moment the damage is seen until it is repaired.
           await guard.check();
-          await repair(service, reconcile, log, 'objects or elements missing');
+          await repair(service, reconcile, telemetry, log, 'objects or elements missing');
         }
         await guard.check();
       })
@@ -84,7 +86,10 @@ export function keepIntact(service: MappingService, firewall: FirewallBackend, g
   return () => clearInterval(timer);
 }
 
-async function repair(service: MappingService, reconcile: NonNullable<FirewallBackend['reconcile']>, log: Logger, why: string): Promise<void> {
+async function repair(service: MappingService, reconcile: NonNullable<FirewallBackend['reconcile']>, telemetry: Telemetry, log: Logger, why: string): Promise<void> {
   const r = await service.withDesiredEntries((desired) => reconcile(desired));
-  if (r.added || r.removed || r.recreated) log.warn({ event: 'nft-repaired', why, ...r });
+  if (r.added || r.removed || r.recreated) {
+    log.warn({ event: 'nft-repaired', why, ...r });
+    telemetry.repaired();
+  }
 }

@@ -5,14 +5,17 @@
 
 import { ConfigError } from '../config.js';
 import type { Logger } from '../log.js';
+import type { Telemetry } from '../telemetry.js';
 import type { MappingService } from '../service/mapping-service.js';
 import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
 import { DurableStore, StateLockedError, epochStartMono, type LoadedState } from '../state/store.js';
 
-export async function openState(dir: string, clock: Clock): Promise<{ store: DurableStore; state: LoadedState }> {
+export async function openState(dir: string, clock: Clock, telemetry: Telemetry): Promise<{ store: DurableStore; state: LoadedState }> {
   try {
-    return await DurableStore.open(dir, clock.wall());
+    const opened = await DurableStore.open(dir, clock.wall());
+    opened.store.telemetry = telemetry;
+    return opened;
   } catch (err) {
     throw new ConfigError(err instanceof StateLockedError ? err.message : `state directory ${dir}: ${(err as Error).message} (give a writable --state-dir)`);
   }
@@ -20,13 +23,15 @@ export async function openState(dir: string, clock: Clock): Promise<{ store: Dur
 
 /**
  * Mappings come back with what they have left, and the epoch continues;
- * lost or damaged state starts a new epoch. From here on every change is
+ * lost or damaged state starts a new epoch (told to the metrics as a reset:
+ * clients see their epoch start again). From here on every change is
  * written to the store.
  */
-export function restoreState(service: MappingService, epoch: Epoch, opened: { store: DurableStore; state: LoadedState }, clock: Clock, stateDir: string, log: Logger): void {
+export function restoreState(service: MappingService, epoch: Epoch, opened: { store: DurableStore; state: LoadedState }, clock: Clock, stateDir: string, telemetry: Telemetry, log: Logger): void {
   const { store, state } = opened;
   const now = { mono: clock.now(), wall: clock.wall(), bootId: clock.bootId() };
   if (state.status === 'loaded' && state.epoch) epoch.restore(epochStartMono(state.epoch, now, state.lastWriteWall));
+  else telemetry.epochReset();
   const recovered = service.restore(state.mappings, state.lastWriteWall);
   log[state.status === 'corrupt' ? 'warn' : 'info']({
     event: 'state',

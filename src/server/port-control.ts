@@ -11,13 +11,14 @@ import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { encodePcpResponse } from '../protocols/pcp/codec.js';
-import { Opcode, PCP_CLIENT_PORT, PCP_SERVER_PORT } from '../protocols/pcp/constants.js';
+import { Opcode, PCP_CLIENT_PORT, PCP_OPCODE_MASK, PCP_SERVER_PORT } from '../protocols/pcp/constants.js';
 import { PortControlProtocol } from '../protocols/pcp-or-natpmp.js';
 import type { MappingUpdate } from '../protocols/pcp/handler.js';
 import type { Mapping } from '../domain/mapping.js';
 import { LanSockets } from './lan-sockets.js';
-import { NATPMP_ANNOUNCE_GROUP, NatPmpResult, encodeExternalAddressResponse } from '../protocols/natpmp/codec.js';
+import { NATPMP_ANNOUNCE_GROUP, NATPMP_OP_EXTERNAL_ADDRESS, NATPMP_OP_MAP_TCP, NATPMP_OP_MAP_UDP, NATPMP_VERSION, NatPmpResult, encodeExternalAddressResponse } from '../protocols/natpmp/codec.js';
 import { RateLimiter } from '../net/rate-limit.js';
+import { NO_TELEMETRY, type Door, type Telemetry } from '../telemetry.js';
 
 export interface PortControlConfig {
   port: number;
@@ -58,6 +59,8 @@ export class PortControlServer {
     private readonly sources: LanSources,
     private readonly service: MappingService,
     private readonly log: Logger,
+    /** Told of every datagram answered or dropped: door, operation, result, seconds. */
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     this.doors = new PortControlProtocol(service);
     this.limiter = new RateLimiter(cfg.rate.perSecond, cfg.rate.burst, undefined, undefined, (s) => sources.hostOf(s));
@@ -136,22 +139,28 @@ export class PortControlServer {
   }
 
   private async onPacket(b: Bound, msg: Buffer, from: string, fromPort: number): Promise<void> {
+    const started = performance.now();
+    const asked = requestOp(msg);
+    const report = (result: string, door: Door = asked.door) => this.telemetry.request(door, asked.op, result, (performance.now() - started) / 1000);
     // RFC 6887 §8.2: requests from anywhere but this LAN are silently ignored
     // (the kernel drops what did not arrive on a LAN interface; see
     // src/net/lan-source.ts for what is left to check here).
     const source = this.sources.check(from, b.local.bindAddress.includes('%') ? b.local.interface : undefined);
-    if (!source || familyOf(source) !== b.local.family) return;
-    if (msg.length === 0 || this.inFlight >= this.cfg.maxInFlight) return;
+    if (!source || familyOf(source) !== b.local.family) return report('not-lan');
+    if (msg.length === 0) return report('dropped');
+    if (this.inFlight >= this.cfg.maxInFlight) return report('busy');
     // A link-local source is charged per link (every link has its own fe80::/64).
-    if (!this.limiter.take(isLinkLocal(source) ? from : source)) return;
+    if (!this.limiter.take(isLinkLocal(source) ? from : source)) return report('rate-limited');
     this.inFlight++;
     try {
       const outcome = await this.doors.handle(msg, source, fromPort);
       if (outcome.reply && !this.closed) await b.socket.send(outcome.reply, fromPort, from);
+      report(outcome.result, outcome.via);
       if (!outcome.decided && outcome.result !== 'SUCCESS') {
         this.log.info({ event: 'request', via: outcome.via, source, result: outcome.result, detail: outcome.detail });
       }
     } catch (err) {
+      report('error');
       // A bug, not bad input: log it and keep serving everyone else.
       this.log.error({ event: 'handler-error', source, error: (err as Error).stack ?? String(err) });
     } finally {
@@ -236,4 +245,21 @@ export class PortControlServer {
       }
     }
   }
+}
+
+const PCP_OPS = new Map<number, string>(Object.entries(Opcode).map(([name, code]) => [code, name.toLowerCase()]));
+const NATPMP_OPS = new Map<number, string>([
+  [NATPMP_OP_EXTERNAL_ADDRESS, 'external-address'],
+  [NATPMP_OP_MAP_UDP, 'map-udp'],
+  [NATPMP_OP_MAP_TCP, 'map-tcp'],
+]);
+
+/**
+ * The door and operation a datagram asks for, from its first two octets
+ * (version, opcode), for the metrics: a small fixed set, 'other' for the rest.
+ */
+function requestOp(msg: Buffer): { door: Door; op: string } {
+  const opcode = msg[1];
+  if (msg[0] === NATPMP_VERSION) return { door: 'natpmp', op: (opcode !== undefined && NATPMP_OPS.get(opcode)) || 'other' };
+  return { door: 'pcp', op: (opcode !== undefined && PCP_OPS.get(opcode & PCP_OPCODE_MASK)) || 'other' };
 }

@@ -16,6 +16,7 @@ import { IgdControl, type IgdEnvironment } from '../protocols/upnp/igd.js';
 import { igdTree, type IgdVersion, type ServiceName } from '../protocols/upnp/device-tree.js';
 import { MAX_BOOT_ID, serverHeader } from '../protocols/upnp/ssdp.js';
 import type { MappingService } from '../service/mapping-service.js';
+import type { Telemetry } from '../telemetry.js';
 import { GenaManager } from './gena-publisher.js';
 import { SsdpServer, locationHost } from './ssdp-responder.js';
 import { UpnpHttpServer } from './upnp-http.js';
@@ -48,6 +49,8 @@ export async function startUpnp(opts: {
   deviceUuid: string;
   version: string;
   log: Logger;
+  /** Told of every HTTP request answered (the metrics). */
+  telemetry?: Telemetry;
 }): Promise<Upnp> {
   const { cfg, service, log } = opts;
   let currentLan = opts.lan;
@@ -87,7 +90,7 @@ export async function startUpnp(opts: {
     return [['PhysicalLinkStatus', env.linkUp() ? 'Up' : 'Down']];
   };
   const gena = new GenaManager(evented, log);
-  const http = new UpnpHttpServer({ port: cfg.httpPort, paths, description, scpd: scpds, igdVersionFor, server }, opts.lan, sources, control, gena, log);
+  const http = new UpnpHttpServer({ port: cfg.httpPort, paths, description, scpd: scpds, igdVersionFor, server }, opts.lan, sources, control, gena, log, opts.telemetry);
   await http.start();
   gena.start();
   const ssdp = new SsdpServer(

@@ -19,7 +19,8 @@ import { parseSoapAction, parseSoapRequest, soapFaultFor, soapResponse, UpnpErro
 import { parseGenaRequest } from '../protocols/upnp/gena.js';
 import type { ServiceKey, UpnpPaths } from '../protocols/upnp/description.js';
 import type { IgdVersion, ServiceName } from '../protocols/upnp/device-tree.js';
-import type { IgdControl } from '../protocols/upnp/igd.js';
+import { findAction, type IgdControl } from '../protocols/upnp/igd.js';
+import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 import { FairShare, requesterOf, shareOf, type Requester } from './fair-share.js';
 import { LanSockets } from './lan-sockets.js';
 import type { GenaManager } from './gena-publisher.js';
@@ -56,6 +57,8 @@ export class UpnpHttpServer {
     private readonly control: IgdControl,
     private readonly gena: GenaManager,
     private readonly log: Logger,
+    /** Told of every request answered: its operation (the SOAP action, 'description', 'subscribe' …), result and seconds. */
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
     const p = cfg.paths;
     this.routes.set(p.description[1], { kind: 'description', version: 1 });
@@ -110,9 +113,13 @@ export class UpnpHttpServer {
   private accept(sock: Socket): void {
     // Node names a link-local peer with its zone: the interface it came in on.
     const peer = sock.remoteAddress ?? '';
+    // From the whole request's arrival (a slow sender's wait is not ours) to the answer.
+    let started = performance.now();
+    const report = (op: string, result: string) => this.telemetry.request('upnp', op, result, (performance.now() - started) / 1000);
     const source = this.sources.check(peer);
     if (!source) {
       sock.destroy();
+      report('http', 'not-lan');
       return;
     }
     const who = requesterOf(source, zoneOf(peer), this.lan, this.sources.hostOf);
@@ -120,6 +127,7 @@ export class UpnpHttpServer {
     if (!release) {
       sock.end(buildResponse(503, [['Connection', 'close']]));
       sock.destroy();
+      report('http', '503');
       return;
     }
     sock.once('close', release);
@@ -138,16 +146,22 @@ export class UpnpHttpServer {
       const step = parser.feed(chunk);
       if (step.state === 'need-more') return;
       handled = true;
+      started = performance.now();
       sock.pause();
       if (step.state === 'error') {
         this.reply(sock, step.status, [], '');
+        report('http', String(step.status));
         return;
       }
       this.route(step.request, who).then(
-        (r) => this.reply(sock, r.status, r.headers, r.body, step.request.method === 'HEAD'),
+        (r) => {
+          this.reply(sock, r.status, r.headers, r.body, step.request.method === 'HEAD');
+          report(r.op, r.result ?? String(r.status));
+        },
         (err: unknown) => {
           this.log.error({ event: 'upnp-http-failed', error: (err as Error).message });
           this.reply(sock, 500, [], '');
+          report('http', 'error');
         },
       );
     });
@@ -161,44 +175,57 @@ export class UpnpHttpServer {
     sock.resume();
   }
 
-  private async route(req: HttpRequest, who: Requester): Promise<{ status: number; headers: [string, string][]; body: string }> {
+  private async route(req: HttpRequest, who: Requester): Promise<Answer> {
     const source: IpAddress = who.address;
     const none = { headers: [] as [string, string][], body: '' };
     // A browser's request carries an Origin; a UPnP control point never does.
-    if (req.headers.has('origin')) return { status: 403, ...none };
+    if (req.headers.has('origin')) return { op: 'http', status: 403, ...none };
     // DNS rebinding: a page served from a name that resolves to us sends that name as Host.
     const host = req.headers.get('host');
-    if (host !== undefined && !isIpHost(host)) return { status: 403, ...none };
+    if (host !== undefined && !isIpHost(host)) return { op: 'http', status: 403, ...none };
     const route = this.routes.get(req.path);
-    if (!route) return { status: 404, ...none };
+    if (!route) return { op: 'http', status: 404, ...none };
     if (route.kind === 'doc' || route.kind === 'description') {
-      if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, headers: [['Allow', 'GET, HEAD']], body: '' };
+      const op = route.kind === 'doc' ? 'scpd' : 'description';
+      if (req.method !== 'GET' && req.method !== 'HEAD') return { op, status: 405, headers: [['Allow', 'GET, HEAD']], body: '' };
       const body = route.kind === 'doc' ? route.body() : this.cfg.description[route.version === 1 ? 1 : this.cfg.igdVersionFor(req.headers.get('user-agent'))];
-      return { status: 200, headers: [['Content-Type', CONTENT_TYPE_XML]], body };
+      return { op, status: 200, headers: [['Content-Type', CONTENT_TYPE_XML]], body };
     }
     if (route.kind === 'event') {
-      if (req.method !== 'SUBSCRIBE' && req.method !== 'UNSUBSCRIBE') return { status: 405, headers: [['Allow', 'SUBSCRIBE, UNSUBSCRIBE']], body: '' };
+      if (req.method !== 'SUBSCRIBE' && req.method !== 'UNSUBSCRIBE') return { op: 'event', status: 405, headers: [['Allow', 'SUBSCRIBE, UNSUBSCRIBE']], body: '' };
+      const op = req.method.toLowerCase();
       const parsed = parseGenaRequest(req.method, req.headers);
-      if (!parsed.ok) return { status: parsed.status, ...none };
+      if (!parsed.ok) return { op, status: parsed.status, ...none };
       const answer = this.gena.handle(route.service, parsed, who);
-      return { status: answer.status, headers: [['Date', new Date().toUTCString()], ...answer.headers], body: '' };
+      return { op, status: answer.status, headers: [['Date', new Date().toUTCString()], ...answer.headers], body: '' };
     }
-    if (req.method !== 'POST') return { status: 405, headers: [['Allow', 'POST']], body: '' };
+    if (req.method !== 'POST') return { op: 'control', status: 405, headers: [['Allow', 'POST']], body: '' };
     const type = req.headers.get('content-type') ?? '';
-    if (!/^text\/xml\b/i.test(type) && !/^application\/(soap\+)?xml\b/i.test(type)) return { status: 415, ...none };
+    if (!/^text\/xml\b/i.test(type) && !/^application\/(soap\+)?xml\b/i.test(type)) return { op: 'control', status: 415, ...none };
     const header = parseSoapAction(req.headers.get('soapaction'));
-    const fault = (def: typeof UpnpError.INVALID_ACTION, detail: string) => {
+    const fault = (op: string, def: typeof UpnpError.INVALID_ACTION, detail: string): Answer => {
       this.log.info({ event: 'upnp', client: source, verdict: 'fault', code: def.code, detail });
-      return { status: 500, headers: [['Content-Type', CONTENT_TYPE_XML], ['EXT', '']] as [string, string][], body: soapFaultFor(def) };
+      return { op, result: String(def.code), status: 500, headers: [['Content-Type', CONTENT_TYPE_XML], ['EXT', '']], body: soapFaultFor(def) };
     };
-    if (!header.ok) return fault(UpnpError.INVALID_ACTION, `SOAPACTION: ${header.detail}`);
+    if (!header.ok) return fault('control', UpnpError.INVALID_ACTION, `SOAPACTION: ${header.detail}`);
     const soap = parseSoapRequest(req.body.toString('utf8'), header);
-    if (!soap.ok) return fault(soap.code === 401 ? UpnpError.INVALID_ACTION : UpnpError.INVALID_ARGS, soap.detail);
+    if (!soap.ok) return fault('control', soap.code === 401 ? UpnpError.INVALID_ACTION : UpnpError.INVALID_ARGS, soap.detail);
+    // The action's name from the action table, never the client's string: an unknown one is 'control'.
+    const op = findAction(soap.serviceName, soap.serviceVersion, soap.action) ? soap.action : 'control';
     const result = await this.control.handle({ serviceName: soap.serviceName, serviceVersion: soap.serviceVersion, action: soap.action, args: soap.args, client: source });
-    if (!result.ok) return fault(result.error, `${soap.action}: ${result.detail}`);
+    if (!result.ok) return fault(op, result.error, `${soap.action}: ${result.detail}`);
     this.log.info({ event: 'upnp', client: source, action: soap.action, verdict: 'ok' });
-    return { status: 200, headers: [['Content-Type', CONTENT_TYPE_XML], ['EXT', '']], body: soapResponse(soap.serviceType, soap.action, result.out) };
+    return { op, result: 'ok', status: 200, headers: [['Content-Type', CONTENT_TYPE_XML], ['EXT', '']], body: soapResponse(soap.serviceType, soap.action, result.out) };
   }
+}
+
+/** One HTTP answer, and what the metrics count it as: the operation, and the result (the status code unless said). */
+interface Answer {
+  op: string;
+  result?: string;
+  status: number;
+  headers: [string, string][];
+  body: string;
 }
 
 /** `192.168.1.1`, `192.168.1.1:5000`, `[2001:db8::1]:5000`: no names. */

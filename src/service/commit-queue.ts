@@ -7,6 +7,7 @@
 
 import type { FirewallBackend, FirewallChange } from '../firewall/backend.js';
 import type { JournalRecord } from '../state/records.js';
+import { NO_TELEMETRY, type CommitResult, type Telemetry } from '../telemetry.js';
 
 /** Where committed changes are recorded (the durable store, when there is one). */
 export interface Journal {
@@ -49,6 +50,8 @@ export class CommitQueue {
     private readonly backend: FirewallBackend,
     /** Largest number of changes one batch may carry. */
     private readonly maxBatch = 4096,
+    /** Told each batch's outcome and how long firewall and journal took. */
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {}
 
   /** Resolves true once every change of this submission is committed and recorded; nothing is undone otherwise. */
@@ -85,12 +88,21 @@ export class CommitQueue {
           batch.push(p);
           size += p.changes.length;
         }
+        const started = performance.now();
         const { ok, durable } = await this.exclusive(() => this.commitBatch(batch));
+        // Only a batch with firewall changes is an nft commit (an epoch record alone is not).
+        const report = batch.some((p) => p.changes.length > 0) ? (result: CommitResult) => this.telemetry.commit(result, (performance.now() - started) / 1000) : () => undefined;
         // The next batch's firewall commit overlaps this batch's fdatasync;
         // replies wait for both (the journal keeps batch order).
         durable.then(
-          () => batch.forEach((p, i) => p.resolve(ok[i] ? { result: 'committed' } : { result: 'refused' })),
-          (err: unknown) => void this.unrecorded(batch, ok, err as Error),
+          () => {
+            report(ok.every(Boolean) ? 'committed' : 'refused');
+            batch.forEach((p, i) => p.resolve(ok[i] ? { result: 'committed' } : { result: 'refused' }));
+          },
+          (err: unknown) => {
+            report(ok.some(Boolean) ? 'unrecorded' : 'refused');
+            void this.unrecorded(batch, ok, err as Error);
+          },
         );
       }
     } finally {

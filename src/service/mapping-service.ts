@@ -42,6 +42,7 @@ import { TableChanges } from './table-changes.js';
 import { logDecision, logEnded } from './decision-log.js';
 import type { LeaseView, Network, ServiceConfig } from './service-config.js';
 import { LeaseEnds } from './lease-ends.js';
+import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 
 export { DEFAULT_SERVICE_CONFIG, type LeaseView, type Network, type ServiceConfig } from './service-config.js';
 export { entryOf } from './firewall-entries.js';
@@ -75,8 +76,10 @@ export class MappingService {
     private readonly log: Logger,
     /** The live mappings; given by a test that looks at its indexes. Counts each mapping under its host's LAN interface. */
     private readonly table: MappingTable = new MappingTable((addr) => network.interfaceOf?.(addr), (addr) => network.hostOf?.(addr) ?? hostUnit(addr)),
+    /** Told of every mapping that ends (and why), every commit, and an epoch started again by a flush. */
+    private readonly telemetry: Telemetry = NO_TELEMETRY,
   ) {
-    this.commits = new CommitQueue(firewall);
+    this.commits = new CommitQueue(firewall, undefined, telemetry);
     this.admission = new Admission(cfg, policy, network, table, clock);
     this.stores = new StoreLink(clock, log);
     this.expiry = new ExpiryTimer(clock, () => this.expireDue());
@@ -189,7 +192,11 @@ export class MappingService {
     }
     const terms = this.admission.terms(req, renewed, { kind: 'map', family: pre.family, externalAddress: pre.externalAddress, externalPort: port.port, filters, lifetime });
     const out = await this.edit.grant(makeMapping(terms, renewed?.id ?? this.nextId++, now), existing, way.displaced);
-    if (out.ok) for (const m of replaced) logEnded(this.log, 'mapping-replaced', m, { newInternalPort: out.mapping.internalPort, newExternalPort: out.mapping.externalPort });
+    if (out.ok) {
+      for (const m of replaced) logEnded(this.log, 'mapping-replaced', m, { newInternalPort: out.mapping.internalPort, newExternalPort: out.mapping.externalPort });
+      // The client's own request ended them (UPnP's "replace my own", a mapping moved to another port).
+      this.telemetry.removed('client', replaced.length);
+    }
     return out;
   }
 
@@ -249,7 +256,10 @@ export class MappingService {
     const denied = mayRemove(existing, req.client, req.nonce, this.clock.now());
     if (denied) return denied;
     const out = await this.edit.removal([existing]);
-    if (out?.result === 'committed') return { ok: true, removed: existing };
+    if (out?.result === 'committed') {
+      this.telemetry.removed('client', 1);
+      return { ok: true, removed: existing };
+    }
     if (out?.result === 'unrecorded') return this.stores.unrecorded(out.error);
     return out ? refuse('FIREWALL_FAILED', 'firewall commit failed') : this.stores.refusal();
   }
@@ -269,6 +279,7 @@ export class MappingService {
       else victims.push(m);
     }
     const ok = await this.edit.removeEnded(victims);
+    if (ok) this.telemetry.removed('client', victims.length);
     this.log.info({ event: 'remove-all', via: req.via, client: req.client, protocol: req.protocol, removed: ok ? victims.length : 0, kept });
     return { ok: ok && kept === 0, removed: ok ? victims.length : 0, kept };
   }
@@ -283,6 +294,7 @@ export class MappingService {
     const victims = this.mappings((m) => m.origin !== 'static' && match(m));
     if (victims.length === 0) return { ok: true, removed: [] };
     const ok = await this.edit.removeEnded(victims);
+    if (ok) this.telemetry.removed('admin', victims.length);
     for (const m of ok ? victims : []) {
       this.log.warn({ event: 'mapping-removed', by: 'admin', via: m.origin, internal: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort });
     }
@@ -338,7 +350,9 @@ export class MappingService {
       return 0;
     }
     if (out.result === 'unrecorded') this.stores.writeFailed(out.error, 'the mappings are gone from the kernel; the store still lists them');
+    this.telemetry.removed('admin', victims.length);
     this.epoch.reset();
+    this.telemetry.epochReset();
     await this.compactStore();
     return victims.length;
   }
@@ -368,6 +382,7 @@ export class MappingService {
     // the restored mappings again.
     const out = await this.commits.commit(changes, moved.map((m) => putRecord(m, this.clock)));
     if (out.result === 'unrecorded') this.stores.writeFailed(out.error, 'the mappings moved in the kernel; the store still has the old address');
+    if (out.result !== 'refused') this.telemetry.removed('wan-change', moved.length);
     this.log.warn({ event: 'external-address-moved', to, mappings: moved.length, committed: out.result === 'committed' });
     return moved;
   }
@@ -395,6 +410,7 @@ export class MappingService {
     for (const m of diff.add) this.edit.enter(m);
     const ok = await this.commits.submit(removals(victims), victims.map((m) => removalRecord(m, this.clock)));
     if (!ok) this.log.error({ event: 'policy-swap-commit-failed', mappings: victims.length });
+    else this.telemetry.removed('policy', victims.length);
     for (const r of removed) logEnded(this.log, 'mapping-revoked', r.mapping, { rule: r.rule, reason: r.reason });
     for (const m of diff.evicted) logEnded(this.log, 'mapping-evicted', m, { reason: 'a static forward now holds its external port' });
     return { removed, staticsAdded: diff.add.length, staticsRemoved: diff.remove.length, evicted: diff.evicted };
@@ -441,6 +457,7 @@ export class MappingService {
       return [];
     }
     for (const m of victims) logEnded(this.log, 'mapping-revoked', m, { reason: 'DHCP lease ended' });
+    this.telemetry.removed('lease', victims.length);
     return victims;
   }
 
@@ -464,10 +481,12 @@ export class MappingService {
   /** Drops mappings whose lifetime ended; the kernel expires their entries by itself. */
   expireDue(): void {
     this.expiry.reset();
-    for (const m of [...this.table.dueBy(this.clock.now())]) {
+    const due = [...this.table.dueBy(this.clock.now())];
+    for (const m of due) {
       this.edit.leave(m);
       logEnded(this.log, 'expired', m);
     }
+    this.telemetry.removed('expired', due.length);
     this.edit.armExpiry();
   }
 

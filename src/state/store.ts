@@ -35,6 +35,7 @@ import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { lockStateDir, type StateLock } from './lock.js';
 import type { EpochStart, JournalRecord, StoredMapping } from './records.js';
+import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 
 export { StateLockedError } from './lock.js';
 // The record formats live in records.ts; who opens the store finds them here too.
@@ -163,6 +164,8 @@ export class DurableStore {
   failure: Error | undefined;
   /** Bytes written to disk since open (for the benchmark's write-amplification figure). */
   bytesWritten = 0;
+  /** Told how long each journal write and fdatasync took. */
+  telemetry: Telemetry = NO_TELEMETRY;
   deviceUuid = '';
 
   private constructor(readonly dir: string) {}
@@ -321,8 +324,10 @@ export class DurableStore {
       await this.cutBack(this.journal);
       const chunk = Buffer.from(batch.map((p) => p.line).join(''));
       this.dirty = true;
+      const started = performance.now();
       await writeAt(this.journal, chunk, this.journalBytes);
       await this.journal.datasync();
+      this.telemetry.storeSync((performance.now() - started) / 1000);
       this.dirty = false;
       this.journalBytes += chunk.length;
       this.bytesWritten += chunk.length;
