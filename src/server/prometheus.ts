@@ -50,7 +50,7 @@ export class Prometheus implements Telemetry {
     for (const result of ['committed', 'refused', 'unrecorded'] as const) this.commits.inc({ result }, 0);
     this.commitDuration = new Histogram({ name: 'portcullis_nft_commit_duration_seconds', help: 'One batch: firewall transaction and journal sync', buckets: REQUEST_BUCKETS, registers });
     this.repairs = new Counter({ name: 'portcullis_firewall_repairs_total', help: 'Times reconciliation found the kernel damaged (a flush, fw4 reload) and repaired it', registers });
-    this.epochResets = new Counter({ name: 'portcullis_epoch_resets_total', help: 'Times the epoch started again (state lost, external address changed)', registers });
+    this.epochResets = new Counter({ name: 'portcullis_epoch_resets_total', help: 'Times the epoch started again (a start without kept state, the external address changed, --flush-on-exit)', registers });
     this.storeSyncs = new Histogram({ name: 'portcullis_store_sync_duration_seconds', help: 'One journal sync (fdatasync) of the state directory', buckets: REQUEST_BUCKETS, registers });
     new Gauge({ name: 'portcullis_build_info', help: 'The running version', labelNames: ['version', 'node'], registers }).set({ version, node: process.versions.node }, 1);
     collectDefaultMetrics({ register: this.registry });
