@@ -9,6 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { sample } from './helpers/prometheus-text.js';
 
 const lab: Lab = labUp(`pm${process.pid % 10000}`);
 t.teardown(() => lab.down());
@@ -21,18 +22,6 @@ function configFile(extra: Record<string, unknown>): string {
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify({ lan: ['br-lan'], wan: 'wan0', stateDir: join(dir, 'state'), ...extra }));
   return file;
-}
-
-/** The sum of a metric's samples whose labels include `labels`. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const has = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => has[k] === v)) sum += Number(m[3]);
-  }
-  return sum;
 }
 
 /**

@@ -14,6 +14,7 @@ import t from 'tap';
 import { ConfigError, DEFAULTS, type Config } from '../src/config.js';
 import { startDaemon, type Daemon } from '../src/daemon.js';
 import { memoryLogger } from './helpers/memory-logger.js';
+import { sample } from './helpers/prometheus-text.js';
 import { mustParseIp } from '../src/net/address.js';
 import { classifyWanIPv4 } from '../src/net/wan-address.js';
 import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
@@ -55,18 +56,6 @@ function get(port: number, path: string, host = '127.0.0.1', headers: Record<str
     req.on('error', reject);
     req.end(body);
   });
-}
-
-/** The sum of a metric's samples whose labels include `labels`. */
-function sample(text: string, name: string, labels: Record<string, string> = {}): number {
-  let sum = 0;
-  for (const line of text.split('\n')) {
-    const m = /^([a-z_]+)(?:\{(.*)\})? (\S+)$/.exec(line);
-    if (!m || m[1] !== name) continue;
-    const has = Object.fromEntries([...(m[2] ?? '').matchAll(/(\w+)="([^"]*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => has[k] === v)) sum += Number(m[3]);
-  }
-  return sum;
 }
 
 const log = memoryLogger();
