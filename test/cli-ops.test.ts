@@ -18,6 +18,7 @@ import { mustParseIp } from '../src/net/address.js';
 import { parsePolicyText } from '../src/policy/load.js';
 import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
 import { Opcode, OptionCode, ResultCode } from '../src/protocols/pcp/constants.js';
+import { controlRequest, controlSocketPath, type ControlRequest } from '../src/server/control-socket.js';
 import type { Listing } from '../src/server/listing.js';
 import { CLI } from './helpers/lab.js';
 import { memoryLogger } from './helpers/memory-logger.js';
@@ -196,6 +197,26 @@ t.test('rm: by ID, by client and port, by client; static forwards and nothing ma
     t.equal(b.code, 2, `${bad.join(' ')}: a usage error, exit 2`);
   }
   t.equal(daemon?.service.count(), 3, 'what is left: 127.0.0.2:40000, 127.0.0.5:40004 and the forward');
+});
+
+t.test('remove requests the CLI would never send are refused by the daemon, nothing removed', async (t) => {
+  const path = controlSocketPath(STATE);
+  const before = daemon?.service.count();
+  for (const [req, says] of [
+    [{ op: 'remove' }, /an ID or a client address is needed/],
+    [{ op: 'remove', id: -1 }, /an ID \(a whole number\) alone/],
+    [{ op: 'remove', id: 1.5 }, /an ID \(a whole number\) alone/],
+    [{ op: 'remove', id: '1' }, /an ID \(a whole number\) alone/],
+    [{ op: 'remove', id: 1, client: '127.0.0.2' }, /an ID \(a whole number\) alone/],
+    [{ op: 'remove', client: 'x'.repeat(3000) }, /'x{64}' is not an address/],
+    [{ op: 'remove', client: 12 }, /'12' is not an address/],
+    [{ op: 'remove', client: '127.0.0.2', port: 70000 }, /the port is a whole number from 1 to 65535/],
+    [{ op: 'remove', client: '127.0.0.2', port: 0 }, /the port is a whole number from 1 to 65535/],
+  ] as const) {
+    const r = await controlRequest(path, req as unknown as ControlRequest);
+    t.match(r, { ok: false, error: says }, JSON.stringify(req).slice(0, 80));
+  }
+  t.equal(daemon?.service.count(), before, 'nothing removed');
 });
 
 t.test('the daemon gone: status says so (exit 3) with the store\'s counts, ls lists the store, rm fails plainly', async (t) => {
