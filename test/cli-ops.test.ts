@@ -1,11 +1,10 @@
 // The admin's commands against a running daemon: `portcullis status`, `ls`
 // and `rm` (the real CLI binary, over the real control socket) with the
-// daemon in-process (memory backend, PCP over loopback), then the same
+// daemon in-process (memory backend), mappings made by `portcullis pcp map` over loopback, then the same
 // commands once the daemon is gone. The remembering logger behind status is
 // checked on its own at the end.
 
 import { execFile } from 'node:child_process';
-import { createSocket, type Socket } from 'node:dgram';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir, type NetworkInterfaceInfo } from 'node:os';
 import { join } from 'node:path';
@@ -16,8 +15,6 @@ import { RecentEvents } from '../src/daemon/recent.js';
 import type { MemoryFirewall } from '../src/firewall/memory.js';
 import { mustParseIp } from '../src/net/address.js';
 import { parsePolicyText } from '../src/policy/load.js';
-import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
-import { Opcode, OptionCode, ResultCode } from '../src/protocols/pcp/constants.js';
 import { controlRequest, controlSocketPath, type ControlRequest } from '../src/server/control-socket.js';
 import type { Listing } from '../src/server/listing.js';
 import { CLI } from './helpers/lab.js';
@@ -47,10 +44,10 @@ const cfg: Config = {
 const policy = parsePolicyText(
   `version: 1
 rules:
-  - name: anyone-for-anyone
+  - name: anyone
     action: allow
-    match: { operation: [map, pinhole, third-party] }
-    limits: { thirdParty: true, requestsPerSecond: 0 }
+    match: { internalPorts: 1024-65535 }
+    limits: { requestsPerSecond: 0 }
 static:
   - name: game
     forward: { protocol: udp, port: 3074, to: 127.0.0.6, toPort: 3075 }
@@ -59,35 +56,20 @@ static:
 );
 const log = memoryLogger();
 let daemon: Daemon | undefined;
-let sock: Socket;
 
-/** The CLI as the admin runs it; asynchronous, so the in-process daemon can answer meanwhile. */
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+/** The CLI binary; asynchronous, so the in-process daemon can answer meanwhile. */
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args, '--state-dir', STATE], { timeout: 15_000 }, (err, stdout, stderr) =>
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
-    );
+    execFile(process.execPath, [CLI, ...args], { timeout: 15_000 }, (err, stdout, stderr) => resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }));
   });
 }
+/** An admin's command on this test's state directory. */
+const cli = (args: string[]) => run([...args, '--state-dir', STATE]);
 
-/** A PCP MAP from 127.0.0.1 for `target` (THIRD_PARTY): the result code. */
-function map(target: string, protocol: number, internalPort: number): Promise<number | undefined> {
-  return new Promise((resolve) => {
-    const req = encodePcpRequest({
-      opcode: Opcode.MAP,
-      lifetime: 600,
-      clientAddress: mustParseIp('127.0.0.1'),
-      map: { nonce: Buffer.alloc(12, internalPort % 256), protocol, internalPort, externalPort: 0, externalAddress: mustParseIp('0.0.0.0') },
-      options: [{ code: OptionCode.THIRD_PARTY, address: mustParseIp(target), v4: true }],
-    });
-    const timer = setTimeout(() => resolve(undefined), 1500);
-    sock.once('message', (m) => {
-      clearTimeout(timer);
-      const d = decodePcpResponse(m);
-      resolve(d.ok ? d.msg.result : undefined);
-    });
-    sock.send(req, port, '127.0.0.1');
-  });
+/** `portcullis pcp map` from `client` (any 127/8 address is this host's): the result. */
+async function map(client: string, proto: 'udp' | 'tcp', internalPort: number): Promise<string | undefined> {
+  const r = await run(['pcp', 'map', '--server', '127.0.0.1', '--server-port', String(port), '--bind', client, '--proto', proto, '--port', String(internalPort), '--lifetime', '600']);
+  return r.stdout ? (JSON.parse(r.stdout) as { result: string }).result : undefined;
 }
 
 t.before(async () => {
@@ -96,17 +78,12 @@ t.before(async () => {
     policy,
     neighbours: async () => [{ address: mustParseIp('127.0.0.4'), interface: 'lo', lladdr: '02:00:00:00:00:04' }],
   });
-  sock = createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
 });
-t.teardown(async () => {
-  sock.close();
-  await daemon?.stop();
-});
+t.teardown(() => daemon?.stop());
 
 t.test('mappings made over PCP show up in ls with their IDs and devices', async (t) => {
-  for (const [target, protocol, p] of [['127.0.0.2', 17, 40000], ['127.0.0.2', 6, 40001], ['127.0.0.3', 17, 40002], ['127.0.0.4', 17, 40003], ['127.0.0.5', 17, 40004]] as const) {
-    t.equal(await map(target, protocol, p), ResultCode.SUCCESS, `${target} ${p} granted`);
+  for (const [client, proto, p] of [['127.0.0.2', 'udp', 40000], ['127.0.0.2', 'tcp', 40001], ['127.0.0.3', 'udp', 40002], ['127.0.0.4', 'udp', 40003], ['127.0.0.5', 'udp', 40004]] as const) {
+    t.equal(await map(client, proto, p), 'SUCCESS', `${client} ${p} granted`);
   }
   const r = await cli(['ls']);
   t.equal(r.code, 0, r.stderr);
