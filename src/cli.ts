@@ -2,14 +2,17 @@
 // portcullis command line.
 
 import { parseArgs } from 'node:util';
-import { ConfigError, DEFAULTS, loadConfigFile, resolveConfig } from './config.js';
+import { ConfigError, DEFAULTS, loadConfigFile, resolveConfig, type Config } from './config.js';
 import { startDaemon, type ReloadReport } from './daemon.js';
 import { PolicyError, loadPolicyFile, summarize } from './policy/load.js';
 import { explain } from './policy/explain.js';
-import { controlRequest, controlSocketPath } from './server/control-socket.js';
-import { listedMapping, type ListedMapping, type Listing } from './server/listing.js';
+import { controlRequest, controlSocketPath, type ControlReply, type ControlRequest } from './server/control-socket.js';
+import { listedMapping, mappingCounts, type Listing, type MappingCounts } from './server/listing.js';
+import { storeSize, type RemoveReport, type StatusReport } from './daemon/control.js';
+import { formatChecks, runChecks } from './doctor/checks.js';
+import { systemView } from './doctor/system.js';
 import { packageVersion } from './version.js';
-import { jsonLogger } from './log.js';
+import { createLogger, LOG_LEVELS, type LogLevel } from './log.js';
 import { describe, exchange, localAddressFor, mapRequestBytes } from './client/pcp-client.js';
 import { parseIp, parsePrefix } from './net/address.js';
 import { protocolByName, protocolName } from './net/ipproto.js';
@@ -17,14 +20,20 @@ import { encodePcpRequest } from './protocols/pcp/codec.js';
 import { Opcode, PCP_SERVER_PORT } from './protocols/pcp/constants.js';
 import { monotonicClock } from './state/clock.js';
 import { DurableStore, remainingMs, type LoadedState } from './state/store.js';
+import type { StoredMapping } from './state/records.js';
 
 const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wan IFACE [options]
+       portcullis status [--state-dir DIR] [--json]
+       portcullis ls [--state-dir DIR] [--json]            (or: portcullis list)
+       portcullis rm ID [--state-dir DIR]
+       portcullis rm --client ADDR [--port N] [--state-dir DIR]
+       portcullis doctor [--config FILE] [--lan IFACE ...] [--wan IFACE] [--external-ip ADDR]
+                         [--nft-table NAME] [--nft-embed]
        portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
        portcullis pcp announce --server ADDR
        portcullis policy check FILE
        portcullis policy explain FILE --client ADDR --proto udp|tcp --port N [explain options]
        portcullis policy reload [--state-dir DIR]
-       portcullis list [--state-dir DIR] [--json]
 
 Serves PCP (RFC 6887) and NAT-PMP (RFC 6886) on the LAN interfaces' addresses
 and installs the mappings it grants in the firewall.
@@ -48,7 +57,11 @@ options:
   --no-upnp              do not serve UPnP IGD (SSDP on UDP 1900, HTTP on --upnp-port)
   --upnp-port N          TCP port of UPnP descriptions and control (default 5000)
   --dhcp-leases FILE     dnsmasq's lease file (OpenWrt: /tmp/dhcp.leases): mappings end
-                         with their host's DHCP lease
+                         with their host's DHCP lease, and ls names devices by it
+  --metrics ADDR:PORT    serve Prometheus metrics at http://ADDR:PORT/metrics
+                         (a loopback or LAN address)
+  --log-level LEVEL      debug, info (default), warn or error
+  --log-format FORMAT    json or pretty (default: pretty on a terminal, JSON otherwise)
   -h, --help             this text
   --version              print the version
 
@@ -74,8 +87,20 @@ explain options (what the daemon would decide for one request):
   --peer                 a PCP PEER request instead of MAP
   --remote PREFIX        a remote peer the mapping is restricted to (repeatable)
 
-policy reload / list talk to the running daemon through DIR/control.sock
-(default /var/lib/portcullis); SIGHUP also reloads the policy.
+status, ls, rm and policy reload talk to the running daemon through
+DIR/control.sock (default /var/lib/portcullis); SIGHUP also reloads the policy.
+
+  status   version, uptime, epoch, mappings by origin and family, the LAN guard,
+           the last firewall repair, the store's size, recent errors. No daemon:
+           says so, counts what the store holds, exit 3.
+  ls       one row per mapping: ID (for rm), DEVICE (DHCP host name or link-layer
+           address, - when unknown), PROTO, EXTERNAL → INTERNAL, ORIGIN, LEFT,
+           DESCRIPTION. No daemon: the store as last written, without IDs or devices.
+  rm       removes as the admin: one mapping by ID, or a client's (on internal
+           port N). Static forwards are the policy file's and stay. Nothing
+           matched: exit 1; no daemon: exit 3.
+  doctor   checks the system for what serve needs, with the settings serve would
+           use (config file and flags); exit 1 if a check failed.
 `;
 
 function intFlag(name: string, v: string | undefined): number | undefined {
@@ -92,15 +117,35 @@ function protoFlag(v: string | undefined): number {
   return protocol;
 }
 
+/** The flags that name the router's parts: `serve` runs with them, `doctor` checks them. */
+const ROUTER_OPTIONS = {
+  lan: { type: 'string', multiple: true },
+  wan: { type: 'string' },
+  'external-ip': { type: 'string' },
+  config: { type: 'string' },
+  'nft-table': { type: 'string' },
+  'nft-embed': { type: 'boolean' },
+} as const;
+
+function routerFlags(values: { lan?: string[]; wan?: string; 'external-ip'?: string; 'nft-table'?: string; 'nft-embed'?: boolean }) {
+  return { lan: values.lan, wan: values.wan, externalIp: values['external-ip'], nft: { table: values['nft-table'], embed: values['nft-embed'] } };
+}
+
+/** --metrics, --log-level, --log-format as config keys (a bad level or format is refused here, with its flag's name). */
+function logFlags(values: { metrics?: string; 'log-level'?: string; 'log-format'?: string }): Partial<Pick<Config, 'metrics' | 'logLevel' | 'logFormat'>> {
+  const level = values['log-level'];
+  if (level !== undefined && !(LOG_LEVELS as readonly string[]).includes(level)) throw new ConfigError(`--log-level: '${level}' is not one of ${LOG_LEVELS.join(', ')}`);
+  const format = values['log-format'];
+  if (format !== undefined && format !== 'json' && format !== 'pretty') throw new ConfigError(`--log-format: '${format}' is not one of json, pretty`);
+  return { metrics: values.metrics, logLevel: level as LogLevel | undefined, logFormat: format };
+}
+
 async function serve(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      lan: { type: 'string', multiple: true },
-      wan: { type: 'string' },
-      'external-ip': { type: 'string' },
+      ...ROUTER_OPTIONS,
       'state-dir': { type: 'string' },
-      config: { type: 'string' },
       policy: { type: 'string' },
       backend: { type: 'string' },
       port: { type: 'string' },
@@ -110,9 +155,10 @@ async function serve(argv: string[]): Promise<void> {
       'no-upnp': { type: 'boolean' },
       'upnp-port': { type: 'string' },
       'flush-on-exit': { type: 'boolean' },
-      'nft-table': { type: 'string' },
-      'nft-embed': { type: 'boolean' },
       'dhcp-leases': { type: 'string' },
+      metrics: { type: 'string' },
+      'log-level': { type: 'string' },
+      'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -126,10 +172,9 @@ async function serve(argv: string[]): Promise<void> {
   }
   const file = values.config ? loadConfigFile(values.config) : {};
   const lifetime = { min: intFlag('min-lifetime', values['min-lifetime']), max: intFlag('max-lifetime', values['max-lifetime']) };
-  const cfg = resolveConfig(file, {
-    lan: values.lan,
-    wan: values.wan,
-    externalIp: values['external-ip'],
+  const cfg: Config = resolveConfig(file, {
+    ...routerFlags(values),
+    ...logFlags(values),
     stateDir: values['state-dir'],
     policy: values.policy,
     backend: values.backend as 'nft' | 'memory' | undefined,
@@ -138,10 +183,9 @@ async function serve(argv: string[]): Promise<void> {
     upnp: { enabled: values['no-upnp'] ? false : undefined, httpPort: intFlag('upnp-port', values['upnp-port']) },
     flushOnExit: values['flush-on-exit'] ? true : undefined,
     dhcpLeases: values['dhcp-leases'],
-    nft: { table: values['nft-table'], embed: values['nft-embed'] },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },
   });
-  const log = jsonLogger();
+  const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
   const daemon = await startDaemon(cfg, log);
   let stopping = false;
   const shutdown = (signal: string) => {
@@ -312,12 +356,19 @@ async function policyCommand(argv: string[]): Promise<void> {
 /** Why a state directory cannot be listed, in one line. */
 class UnlistableError extends Error {}
 
+interface StoredView {
+  /** The mappings that have time left, with the seconds they have. */
+  live: { m: StoredMapping; left: number }[];
+  state: LoadedState;
+  expired: number;
+}
+
 /**
  * What the store of a directory no daemon answers for holds: read without
  * its lock and without changing it (DurableStore.inspect), lifetimes counted
  * to now by the rules a restart would apply; expired mappings are left out.
  */
-function storedListing(dir: string): { r: Listing; state: LoadedState; expired: number } {
+function readStore(dir: string): StoredView {
   let state: LoadedState;
   try {
     state = DurableStore.inspect(dir);
@@ -329,58 +380,189 @@ function storedListing(dir: string): { r: Listing; state: LoadedState; expired: 
   if (state.status === 'corrupt') throw new UnlistableError(`the store in ${dir} is damaged (${state.detail ?? 'unreadable'}); the daemon moves it aside at its next start`);
   if (state.status === 'fresh') throw new UnlistableError(`${dir} holds no store (no daemon has kept state there)`);
   const now = { mono: monotonicClock.now(), wall: monotonicClock.wall(), bootId: monotonicClock.bootId() };
-  const mappings: ListedMapping[] = [];
+  const live: StoredView['live'] = [];
   let expired = 0;
   for (const m of state.mappings) {
     const left = Math.floor(remainingMs(m, now, state.lastWriteWall) / 1000);
-    if (left <= 0) {
-      expired++;
-      continue;
-    }
-    const filters = m.filters.map(([address, length, port]) => ({ address, length, port }));
-    mappings.push(listedMapping({ ...m, filters, client: m.owner }, left));
+    if (left <= 0) expired++;
+    else live.push({ m, left });
   }
-  return { r: { mappings, staticPinholes: [] }, state, expired };
+  return { live, state, expired };
 }
 
-async function list(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { 'state-dir': { type: 'string' }, json: { type: 'boolean' } }, strict: true });
+function storedListing(stored: StoredView): Listing {
+  const mappings = stored.live.map(({ m, left }) => listedMapping({ ...m, filters: m.filters.map(([address, length, port]) => ({ address, length, port })), client: m.owner }, left));
+  return { mappings, staticPinholes: [] };
+}
+
+/** The daemon's reply, or why no daemon answers. */
+async function ask(dir: string, req: ControlRequest): Promise<ControlReply | { down: string }> {
+  try {
+    return await controlRequest(controlSocketPath(dir), req);
+  } catch (err) {
+    return { down: (err as Error).message };
+  }
+}
+
+const stateDirOption = { 'state-dir': { type: 'string' }, json: { type: 'boolean' } } as const;
+
+/** `1h02m`, `9m58s`, `45s`: time left at a glance. */
+function duration(s: number): string {
+  const two = (n: number) => String(Math.floor(n)).padStart(2, '0');
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return `${Math.floor(s / 60)}m${two(s % 60)}s`;
+  if (s < 86400) return `${Math.floor(s / 3600)}h${two((s % 3600) / 60)}m`;
+  return `${Math.floor(s / 86400)}d${two((s % 86400) / 3600)}h`;
+}
+
+/** A client's description on the admin's terminal: control characters (escape sequences) shown as '?'. */
+const printable = (text: string) => text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+
+function printTable(rows: string[][]): void {
+  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
+  for (const row of rows) process.stdout.write(row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd() + '\n');
+}
+
+const countsLine = (c: MappingCounts) =>
+  `${c.total} (pcp ${c.byOrigin.pcp}, natpmp ${c.byOrigin.natpmp}, upnp ${c.byOrigin.upnp}, static ${c.byOrigin.static}; IPv4 ${c.byFamily.ipv4}, IPv6 ${c.byFamily.ipv6})`;
+
+async function ls(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: stateDirOption, strict: true });
   const dir = values['state-dir'] ?? DEFAULTS.stateDir;
   let r: Listing;
-  try {
-    const reply = await controlRequest(controlSocketPath(dir), { op: 'list' });
+  const reply = await ask(dir, { op: 'list' });
+  if (!('down' in reply)) {
     if (!reply.ok) throw new ConfigError(reply.error);
     r = reply.result as Listing;
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
+  } else {
     // No daemon answers: what its store holds is the next best answer.
     let stored;
     try {
-      stored = storedListing(dir);
+      stored = readStore(dir);
     } catch (why) {
       if (!(why instanceof UnlistableError)) throw why;
-      process.stderr.write(`portcullis: cannot list: ${(err as Error).message}, and ${why.message}\n`);
+      process.stderr.write(`portcullis: cannot list: ${reply.down}, and ${why.message}\n`);
       process.exitCode = 1;
       return;
     }
-    r = stored.r;
+    r = storedListing(stored);
     const at = new Date(stored.state.lastWriteWall).toISOString();
     process.stderr.write(
       `portcullis: no daemon answers for ${dir}; listing its store as last written (${at})` +
-        `${stored.expired ? `, ${stored.expired} expired since left out` : ''}; static openings are in the policy file\n`,
+        `${stored.expired ? `, ${stored.expired} expired since left out` : ''}; no IDs or devices without a daemon; static openings are in the policy file\n`,
     );
   }
   if (values.json) {
     process.stdout.write(JSON.stringify(r) + '\n');
     return;
   }
-  const rows = [['ORIGIN', 'PROTO', 'EXTERNAL', 'INTERNAL', 'LIFETIME', 'REMOTES', 'DESCRIPTION']];
+  const rows = [['ID', 'DEVICE', 'PROTO', 'EXTERNAL → INTERNAL', 'ORIGIN', 'LEFT', 'DESCRIPTION']];
   for (const m of r.mappings) {
-    rows.push([m.origin + (m.kind === 'peer' ? '/peer' : ''), m.protocol, m.external, m.internal, String(m.lifetime), m.filters.join(',') || 'any', m.description]);
+    const left = m.lifetime === 'static' ? 'static' : duration(m.lifetime);
+    rows.push([m.id === undefined ? '-' : String(m.id), m.device ?? '-', m.protocol, `${m.external} → ${m.internal}`, m.origin + (m.kind === 'peer' ? '/peer' : ''), left, printable(m.description)]);
   }
-  for (const s of r.staticPinholes) rows.push(['static', '', '', '', 'static', '', `${s.name}: ${s.rule}`]);
-  const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
-  for (const row of rows) process.stdout.write(row.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd() + '\n');
+  for (const s of r.staticPinholes) rows.push(['-', '-', '', '', 'static', 'static', `${s.name}: ${s.rule}`]);
+  printTable(rows);
+}
+
+async function status(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: stateDirOption, strict: true });
+  const dir = values['state-dir'] ?? DEFAULTS.stateDir;
+  const reply = await ask(dir, { op: 'status' });
+  if ('down' in reply) return statusDown(dir, reply.down, values.json === true);
+  if (!reply.ok) throw new ConfigError(reply.error);
+  const r = reply.result as StatusReport;
+  if (values.json) {
+    process.stdout.write(JSON.stringify({ running: true, ...r }) + '\n');
+    return;
+  }
+  const fw = r.firewall;
+  const guard = fw.guard ? (fw.guard.status === 'in place' ? `in place since ${fw.guard.since}` : `MISSING since ${fw.guard.since}: ${fw.guard.detail}; NOT answering any request`) : 'not checked yet';
+  const repair = fw.lastRepair
+    ? `last repair ${fw.lastRepair.at} (${fw.lastRepair.why}): ${fw.lastRepair.added} added, ${fw.lastRepair.removed} removed${fw.lastRepair.recreated ? ', recreated' : ''}`
+    : 'no repair since start';
+  const out = [
+    `portcullis ${r.version}: running for ${duration(r.uptimeSeconds)} (since ${r.startedAt}), epoch ${r.epochSeconds} s`,
+    `mappings: ${countsLine(r.mappings)}`,
+    `firewall: ${fw.backend} backend; LAN guard ${guard}`,
+    `  ${fw.reconcileSeconds > 0 ? `checked every ${fw.reconcileSeconds} s; ${repair}` : 'not checked (this backend cannot be)'}`,
+    `store: ${r.store.dir}: ${r.store.bytes} bytes in ${r.store.files} files`,
+    r.errors.length ? 'recent errors:' : 'recent errors: none',
+    ...r.errors.map((e) => `  ${e.at} ${e.event}: ${printable(e.detail)}`),
+  ];
+  process.stdout.write(out.join('\n') + '\n');
+}
+
+/** No daemon: said plainly (exit 3), with what the store holds if it can be read. */
+function statusDown(dir: string, why: string, json: boolean): void {
+  process.exitCode = 3;
+  let store: { lastWritten: string; mappings: MappingCounts; expired: number; bytes: number; files: number } | { error: string };
+  try {
+    const s = readStore(dir);
+    store = { lastWritten: new Date(s.state.lastWriteWall).toISOString(), mappings: mappingCounts(s.live.map((l) => l.m)), expired: s.expired, ...storeSize(dir) };
+  } catch (err) {
+    if (!(err instanceof UnlistableError)) throw err;
+    store = { error: err.message };
+  }
+  if (json) {
+    process.stdout.write(JSON.stringify({ running: false, reason: why, store: { dir, ...store } }) + '\n');
+    return;
+  }
+  const held =
+    'error' in store
+      ? `store: ${store.error}`
+      : `store: ${dir}, last written ${store.lastWritten}: mappings ${countsLine(store.mappings)}${store.expired ? `, ${store.expired} expired since` : ''}; ${store.bytes} bytes in ${store.files} files`;
+  process.stdout.write(`portcullis is not running: ${why}\n${held}\n`);
+}
+
+async function rm(argv: string[]): Promise<void> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    options: { 'state-dir': { type: 'string' }, client: { type: 'string' }, port: { type: 'string' } },
+    allowPositionals: true,
+    strict: true,
+  });
+  const dir = values['state-dir'] ?? DEFAULTS.stateDir;
+  let req: ControlRequest;
+  if (positionals.length === 1 && values.client === undefined && values.port === undefined) {
+    const id = positionals[0] ?? '';
+    if (!/^\d{1,15}$/.test(id)) throw new ConfigError(`rm: '${id}' is not a mapping ID (portcullis ls shows them)`);
+    req = { op: 'remove', id: Number(id) };
+  } else if (positionals.length === 0 && values.client !== undefined) {
+    const client = parseIp(values.client);
+    if (!client) throw new ConfigError(`--client '${values.client}' is not an address`);
+    const port = intFlag('port', values.port);
+    if (port !== undefined && (port < 1 || port > 65535)) throw new ConfigError('--port N: 1-65535');
+    req = { op: 'remove', client, port };
+  } else {
+    throw new ConfigError('usage: portcullis rm ID | portcullis rm --client ADDR [--port N]');
+  }
+  const reply = await ask(dir, req);
+  if ('down' in reply) {
+    process.stderr.write(`portcullis: nothing removed: ${reply.down}\n`);
+    process.exitCode = 3;
+    return;
+  }
+  if (!reply.ok) {
+    process.stderr.write(`portcullis: nothing removed: ${reply.error}\n`);
+    process.exitCode = 1;
+    return;
+  }
+  const r = reply.result as RemoveReport;
+  for (const m of r.removed) {
+    const left = m.lifetime === 'static' ? '' : `, ${duration(m.lifetime)} left`;
+    process.stdout.write(`removed ${m.id ?? '-'}: ${m.origin} ${m.protocol} ${m.external} → ${m.internal} (${m.device ?? 'device unknown'}${left})${m.description ? ` ${printable(m.description)}` : ''}\n`);
+  }
+  if (r.keptStatic) process.stdout.write(`kept ${r.keptStatic} static forward${r.keptStatic > 1 ? 's' : ''}: the policy file's\n`);
+}
+
+async function doctor(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: ROUTER_OPTIONS, strict: true });
+  const file = values.config ? loadConfigFile(values.config) : {};
+  const cfg = resolveConfig(file, routerFlags(values));
+  const checks = await runChecks({ lan: cfg.lan, wan: cfg.wan, externalIp: cfg.externalIp, nft: cfg.nft }, systemView());
+  process.stdout.write(formatChecks(checks));
+  if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
 }
 
 async function main(): Promise<void> {
@@ -392,7 +574,10 @@ async function main(): Promise<void> {
   if (cmd === 'serve') return serve(rest);
   if (cmd === 'pcp') return pcp(rest);
   if (cmd === 'policy') return policyCommand(rest);
-  if (cmd === 'list') return list(rest);
+  if (cmd === 'ls' || cmd === 'list') return ls(rest);
+  if (cmd === 'status') return status(rest);
+  if (cmd === 'rm') return rm(rest);
+  if (cmd === 'doctor') return doctor(rest);
   process.stdout.write(USAGE);
   if (cmd !== '-h' && cmd !== '--help') process.exitCode = 2;
 }

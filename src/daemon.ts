@@ -14,9 +14,8 @@ import { hostsBy } from './net/hosts.js';
 import { interfaceExists, type InterfaceReader } from './net/interfaces.js';
 import { LanSources } from './net/lan-source.js';
 import { Neighbours, type NeighbourReader } from './net/neighbours.js';
-import { summarize, type LoadedPolicy } from './policy/load.js';
+import type { LoadedPolicy } from './policy/load.js';
 import { ControlServer, controlSocketPath } from './server/control-socket.js';
-import { listing } from './server/listing.js';
 import { DEFAULT_PORT_CONTROL, PortControlServer } from './server/port-control.js';
 import { startUpnp, type Upnp } from './server/upnp-door.js';
 import { DEFAULT_SERVICE_CONFIG, MappingService, type ServiceConfig } from './service/mapping-service.js';
@@ -26,6 +25,8 @@ import { keepIntact, makeBackend, startFirewall, syncFirewall } from './daemon/f
 import { followLan } from './daemon/follow-lan.js';
 import { LanGuard } from './daemon/lan-guard.js';
 import { checkLeases } from './daemon/lease-check.js';
+import { controlHandler } from './daemon/control.js';
+import { RecentEvents } from './daemon/recent.js';
 import { PolicyKeeper, type ReloadReport } from './daemon/policy-keeper.js';
 import { guardedMetricsPorts, prepareMetrics, serveMetricsOf, warnIfBehindNat } from './daemon/metrics.js';
 import { openState, restoreState } from './daemon/state.js';
@@ -65,6 +66,9 @@ export interface Daemon {
 export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {}): Promise<Daemon> {
   const read = deps.interfaces ?? networkInterfaces;
   const clock = deps.clock ?? monotonicClock;
+  // Every part logs through it, so `portcullis status` can tell the recent errors, repairs and guard state.
+  const recent = new RecentEvents(log);
+  log = recent.logger;
   for (const name of [...cfg.lan, cfg.wan]) {
     if (!interfaceExists(name, read)) throw new ConfigError(`interface ${name} does not exist`);
   }
@@ -164,11 +168,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
 
     const reloadPolicy = () => policy.reload(service, firewall);
-    const control = new ControlServer(
-      controlSocketPath(cfg.stateDir),
-      async (req) => (req.op === 'reload' ? reloadPolicy() : req.op === 'policy' ? summarize(policy.current()) : listing(service, policy.current())),
-      log,
-    );
+    const handler = controlHandler({ service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, dhcpLeases: cfg.dhcpLeases });
+    const control = new ControlServer(controlSocketPath(cfg.stateDir), handler, log);
     await control.start().then(
       () => teardown.push(() => control.stop()),
       // The daemon still works; only the CLI's reload/list do not.

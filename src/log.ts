@@ -75,8 +75,3 @@ export function prettyLine(json: string): string {
   const fields = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' && !/[\s"=]/.test(v) && v !== '' ? v : JSON.stringify(v)}`);
   return `${clock} ${String(level ?? '').toUpperCase().padEnd(5)} ${String(event ?? '')}${fields.length ? ` ${fields.join(' ')}` : ''}\n`;
 }
-
-/** @deprecated by createLogger; kept while callers move. */
-export function jsonLogger(write?: (line: string) => void): Logger {
-  return createLogger({ format: 'json', ...(write ? { write } : {}) });
-}

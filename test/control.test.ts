@@ -50,11 +50,18 @@ t.test('a request gets its answer; a failing one its error', async (t) => {
   t.same(await controlRequest(path, { op: 'reload' }), { ok: false, error: "policy.yaml:3: /rules/0: missing required key 'action'" });
 });
 
+t.test('status and remove reach the handler with their fields', async (t) => {
+  t.same(await controlRequest(path, { op: 'status' }), { ok: true, result: { op: 'status' } });
+  t.same(await controlRequest(path, { op: 'remove', id: 7 }), { ok: true, result: { op: 'remove' } });
+  t.same(asked.slice(-2), ['status', 'remove']);
+});
+
 t.test('hostile input is refused without reaching the handler', async (t) => {
   const before = asked.length;
   t.same(JSON.parse(await raw('not json\n')), { ok: false, error: 'not JSON' });
   t.same(JSON.parse(await raw('{"op":"rm -rf /"}\n')), { ok: false, error: 'unknown op' });
   t.same(JSON.parse(await raw('null\n')), { ok: false, error: 'unknown op' });
+  t.same(JSON.parse(await raw('"status"\n')), { ok: false, error: 'unknown op' }, 'a string, not a request');
   t.same(JSON.parse(await raw(Buffer.alloc(10_000, 0x41))), { ok: false, error: 'request too long' }, 'a line over 4 KiB');
   t.same(JSON.parse(await raw(Buffer.from([0xff, 0xfe, 0x00, 0x0a]))), { ok: false, error: 'not JSON' });
   t.equal(asked.length, before, 'the handler saw none of it');

@@ -115,7 +115,7 @@ t.test('static IPv4 port forward: WAN udp/3074 → 192.168.77.2:3075', async (t)
 t.test('portcullis list shows the static openings as static', async (t) => {
   const r = cli(['list']);
   t.equal(r.code, 0, r.stderr);
-  t.match(r.stdout, /static\s+udp\s+11\.22\.33\.1:3074\s+192\.168\.77\.2:3075\s+static/, 'the forward');
+  t.match(r.stdout, /udp\s+11\.22\.33\.1:3074 → 192\.168\.77\.2:3075\s+static\s+static/, 'the forward');
   t.match(r.stdout, /https-server: pinhole tcp 443 → ::2\/::ffff:ffff:ffff:ffff/, 'the IPv6 opening');
 });
 

@@ -89,7 +89,8 @@ export class Neighbours {
     return n ? `${n.interface}/${n.lladdr}` : undefined;
   }
 
-  private refresh(): Promise<void> {
+  /** Reads the table again unless it is fresh (a caller that can wait, before many deviceOf). */
+  refresh(): Promise<void> {
     if (this.now() - this.readAt < this.freshMs) return Promise.resolve();
     this.reading ??= this.read()
       .catch(() => [])

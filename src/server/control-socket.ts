@@ -1,5 +1,5 @@
 // The admin's side door: a Unix socket in the state directory (mode 0600, so
-// root only) for `portcullis policy reload` and `portcullis list`. One JSON
+// root only) for `portcullis policy reload`, `status`, `ls` and `rm`. One JSON
 // line in, one JSON line out, one request per connection, handled once:
 // whatever follows the first line is read and dropped. Bounded like
 // everything else: bytes per connection, deadline, connections at once.
@@ -14,7 +14,12 @@ const MAX_LINE = 4096;
 const DEADLINE_MS = 30_000;
 const MAX_CONNECTIONS = 8;
 
-export type ControlRequest = { op: 'reload' } | { op: 'list' } | { op: 'policy' };
+/**
+ * `remove`: the admin removes by ID, or a client's mappings (on one internal
+ * port); the fields are checked by the handler, which names what is wrong.
+ */
+export type ControlRequest = { op: 'reload' } | { op: 'list' } | { op: 'policy' } | { op: 'status' } | { op: 'remove'; id?: number; client?: string; port?: number };
+const OPS: readonly string[] = ['reload', 'list', 'policy', 'status', 'remove'] satisfies ControlRequest['op'][];
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
 export type ControlHandler = (req: ControlRequest) => Promise<unknown>;
 
@@ -93,7 +98,7 @@ export class ControlServer {
       } catch {
         return reply({ ok: false, error: 'not JSON' });
       }
-      if (!req || !['reload', 'list', 'policy'].includes((req as { op?: string }).op ?? '')) return reply({ ok: false, error: 'unknown op' });
+      if (!req || typeof req !== 'object' || !OPS.includes((req as { op?: string }).op ?? '')) return reply({ ok: false, error: 'unknown op' });
       this.handle(req).then(
         (result) => reply({ ok: true, result }),
         (err: unknown) => {

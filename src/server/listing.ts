@@ -1,13 +1,19 @@
-// What `portcullis list` shows: every opening, one row each. The control
-// socket serves it from the running daemon; the CLI builds the same rows from
-// a store no daemon answers for.
+// What `portcullis ls` (alias `list`) shows: every opening, one row each. The
+// control socket serves it from the running daemon, with each mapping's ID and
+// device; the CLI builds the same rows from a store no daemon answers for
+// (no ID or device there: IDs live only while a daemon runs).
 
-import type { Mapping } from '../domain/mapping.js';
+import type { Mapping, Origin } from '../domain/mapping.js';
+import type { Family } from '../net/address.js';
 import { protocolName } from '../net/ipproto.js';
 import { describeStatic, type LoadedPolicy } from '../policy/load.js';
 import type { MappingService } from '../service/mapping-service.js';
 
 export interface ListedMapping {
+  /** The mapping's ID in the running daemon (`portcullis rm ID`); absent when read from the store. */
+  id?: number;
+  /** Its device: the DHCP lease's host name, else the link-layer address; absent when unknown. */
+  device?: string;
   origin: string;
   kind: string;
   protocol: string;
@@ -40,10 +46,33 @@ export interface ListedFields {
 }
 
 /** Every opening: client mappings, static forwards and static pinholes. */
-export function listing(service: MappingService, policy: LoadedPolicy): Listing {
-  const mappings = service.mappings().map((m) => listedMapping(fieldsOf(m), m.origin === 'static' ? 'static' : service.remaining(m)));
+export function listing(service: MappingService, policy: LoadedPolicy, deviceOf: (m: Mapping) => string | undefined = () => undefined): Listing {
+  const mappings = service.mappings().map((m) => rowOf(service, m, deviceOf(m)));
   const staticPinholes = policy.statics.filter((s) => s.kind === 'pinhole').map((s) => ({ name: s.name, rule: describeStatic(s) }));
   return { mappings, staticPinholes };
+}
+
+/** One mapping of the running daemon as a row: with its ID, and its device where known. */
+export function rowOf(service: MappingService, m: Mapping, device?: string): ListedMapping {
+  const row = listedMapping(fieldsOf(m), m.origin === 'static' ? 'static' : service.remaining(m));
+  return { id: m.id, ...(device !== undefined ? { device } : {}), ...row };
+}
+
+export interface MappingCounts {
+  total: number;
+  byOrigin: Record<Origin, number>;
+  byFamily: { ipv4: number; ipv6: number };
+}
+
+/** How many mappings by origin and by family: of the running daemon's table, or of a store. */
+export function mappingCounts(mappings: Iterable<{ origin: Origin; family: Family }>): MappingCounts {
+  const c: MappingCounts = { total: 0, byOrigin: { pcp: 0, natpmp: 0, upnp: 0, static: 0 }, byFamily: { ipv4: 0, ipv6: 0 } };
+  for (const m of mappings) {
+    c.total++;
+    c.byOrigin[m.origin]++;
+    c.byFamily[m.family === 4 ? 'ipv4' : 'ipv6']++;
+  }
+  return c;
 }
 
 export function listedMapping(m: ListedFields, lifetime: number | 'static'): ListedMapping {
