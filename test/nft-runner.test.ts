@@ -137,23 +137,26 @@ t.test('nft.path: auto takes the library when it loads and answers', async (t) =
   t.same(await runner.list(['list', 'tables']), { ok: true, items: [] });
   t.equal(runner.kind, 'library');
   t.same(lib.calls.map((c) => c.text), ['list tables', 'list tables'], 'the probe, then the call');
-  t.same(proc.calls, []);
+  t.same(proc.calls, ['list tables'], 'nft, the fallback, was probed once');
   t.same(log.lines, [], 'nothing to say when the fast path works');
 });
 
 t.test('nft.path: auto falls back to nft processes, saying why', async (t) => {
-  for (const [what, open] of [
-    ['the library does not load', async () => Promise.reject(new Error('libnftables.so.1: cannot open shared object file'))],
-    ['the probe fails', async () => fakeContext(() => ({ rc: 1, output: '', error: 'Error: Operation not permitted\n' })).ctx],
-  ] as [string, ChooseDeps['open']][]) {
+  const answers = async () => fakeContext(() => ({ rc: 0, output: '', error: '' })).ctx;
+  for (const [what, open, why] of [
+    ['the library does not load', async () => Promise.reject(new Error('libnftables.so.1: cannot open shared object file')), /^libnftables does not load: libnftables.so.1: cannot open shared object file$/],
+    ['the probe fails', async () => fakeContext(() => ({ rc: 1, output: '', error: 'Error: Operation not permitted\n' })).ctx, /^libnftables: 'list tables' failed: Error: Operation not permitted$/],
+    ['nft, the fallback, is missing', answers, /^libnftables answers but nft, its fallback, does not: spawn nft ENOENT$/],
+  ] as [string, ChooseDeps['open'], RegExp][]) {
     const log = memoryLogger();
     const proc = processRunner();
-    const runner = chooseRunner('auto', log, { open, process: () => proc });
+    const noNft = what.startsWith('nft');
+    const runner = chooseRunner('auto', log, { open, process: () => (noNft ? { ...proc, list: async (args) => (proc.calls.push(args.join(' ')), { ok: false, error: 'spawn nft ENOENT' }) } : proc) });
     const [a, b] = await Promise.all([runner.list(['list', 'tables']), runner.script('x')]);
-    t.same([a, b.ok], [{ ok: true, items: [] }, true], `${what}: calls go to the process path`);
-    t.same(proc.calls, ['list tables', 'script']);
+    t.same([a.ok, b.ok], [!noNft, true], `${what}: calls go to the process path`);
+    t.same(proc.calls, noNft ? ['list tables', 'list tables', 'script'] : ['list tables', 'script']);
     t.equal(runner.kind, 'process');
-    t.match(log.lines, [{ level: 'warn', event: 'nft-path', path: 'process', why: what === 'the probe fails' ? /'list tables' failed: Error: Operation not permitted/ : /cannot open shared object file/ }]);
+    t.match(log.lines, [{ level: 'warn', event: 'nft-path', path: 'process', why }]);
     t.equal(log.lines.length, 1, `${what}: one line, once`);
   }
 });
@@ -169,5 +172,5 @@ t.test('nft.path: process never opens the library; library that cannot load fail
   const log = memoryLogger();
   const libraryOnly = chooseRunner('library', log, { open: async () => Promise.reject(new Error('Cannot find package koffi')), process: processRunner });
   const backend = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wan: 'wan0', lan: ['lan0'], mark: 1, deviceUdpRate: { perSecond: 0, burst: 1 }, guarded: { udp: [5351], tcp: [] } }, log, libraryOnly);
-  await t.rejects(backend.start(), new NftSetupError("nft.path is 'library' but libnftables is unusable: Cannot find package koffi"));
+  await t.rejects(backend.start(), new NftSetupError("nft.path is 'library' but libnftables does not load: Cannot find package koffi"));
 });

@@ -1,6 +1,7 @@
 // Which path reaches the kernel (config `nft.path`): in-process libnftables,
 // or an `nft` process per call. `auto` takes the library when it loads and
-// answers `list tables`, else the process path with one log line saying why.
+// answers `list tables` (and nft, its fallback, answers too), else the process
+// path with one log line saying why.
 // The choice is made on the first call — the backend's start — so building a
 // backend stays synchronous and a `library` that cannot load fails start.
 
@@ -32,13 +33,18 @@ export function chooseRunner(path: NftPath, log: Logger, deps: ChooseDeps = REAL
         onWedged: (ms) => log.error({ event: 'nft-path', path: 'process', why: `a libnftables call did not return within ${ms} ms` }),
       });
       const probe = await runner.list(['list', 'tables']);
-      if (probe.ok) return runner;
-      why = `'list tables' failed: ${probe.error}`;
+      if (probe.ok && path === 'library') return runner;
+      // auto promises the process path behind the library (a wedged call
+      // falls back to it): without a working nft, auto is the process path
+      // and start fails as it always did, naming the missing package.
+      const nft = probe.ok ? await proc.list(['list', 'tables']) : undefined;
+      if (nft?.ok) return runner;
+      why = probe.ok ? `libnftables answers but nft, its fallback, does not: ${nft && !nft.ok ? nft.error : ''}` : `libnftables: 'list tables' failed: ${probe.error}`;
     } catch (err) {
-      why = (err as Error).message;
+      why = `libnftables does not load: ${(err as Error).message}`;
     }
-    if (path === 'library') return unusable(`nft.path is 'library' but libnftables is unusable: ${why}`);
-    log.warn({ event: 'nft-path', path: 'process', why: `libnftables is unusable: ${why}` });
+    if (path === 'library') return unusable(`nft.path is 'library' but ${why}`);
+    log.warn({ event: 'nft-path', path: 'process', why });
     return proc;
   }
   const runner = async (): Promise<NftRunner> => chosen ?? (chosen = await (choosing ??= choose()));
