@@ -48,6 +48,30 @@ t.test('the same sequence through libnftables and through nft processes', async 
   t.same(lib.result, proc.result, 'both paths give the same results');
 });
 
+t.test('the daemon’s backend takes the library by default, nft processes when told, and says which', async (t) => {
+  requireRoot();
+  const ns = `pnftb${process.pid % 10000}`;
+  spawnSync('ip', ['netns', 'add', ns]);
+  t.teardown(() => void spawnSync('ip', ['netns', 'del', ns]));
+  const start = (path: string, env: string[] = []) => {
+    spawnSync('ip', ['netns', 'exec', ns, 'nft', 'flush', 'ruleset']);
+    const r = spawnSync('ip', ['netns', 'exec', ns, 'env', ...env, process.execPath, SEQUENCE, 'backend', path], { encoding: 'utf8', timeout: 60_000 });
+    t.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { started: string; lines: Record<string, unknown>[] };
+  };
+  const auto = start('auto');
+  t.equal(auto.started, 'started');
+  t.match(auto.lines, [{ event: 'nft-ready', path: 'library' }]);
+  t.equal(auto.lines.length, 1, 'no fallback line');
+  t.match(start('process').lines, [{ event: 'nft-ready', path: 'process' }]);
+  // Without nft on PATH: auto will not run on the library alone; library does.
+  const noNft = ['PATH=/nonexistent'];
+  const autoNoNft = start('auto', noNft);
+  t.match(autoNoNft.started, /nft binary was not found.*install the Debian package nftables/);
+  t.match(autoNoNft.lines, [{ event: 'nft-path', path: 'process', why: /^libnftables answers but nft, its fallback, does not: ENOENT/ }]);
+  t.match(start('library', noNft).lines, [{ event: 'nft-ready', path: 'library' }]);
+});
+
 /** A context that records what it was asked and answers from `answer` (or never, when it returns undefined). */
 function fakeContext(answer: (text: string, flags: number) => NftCall | undefined = () => ({ rc: 0, output: '', error: '' })) {
   const calls: { text: string; flags: number }[] = [];

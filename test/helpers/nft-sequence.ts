@@ -1,8 +1,14 @@
 // One sequence of nftables operations through one runner, printed as JSON:
 // run as `ip netns exec NS node nft-sequence.js library|process`, because an
 // in-process libnftables talks to the namespace of the process it is in.
+// `backend PATH`: the daemon's backend with nft.path PATH started, and what
+// its log said.
 
+import { resolveConfig } from '../../src/config.js';
+import { makeBackend } from '../../src/daemon/firewall.js';
 import { libraryRunner, openLibnftables } from '../../src/firewall/nft/libnftables.js';
+import { monotonicClock } from '../../src/state/clock.js';
+import { memoryLogger } from './memory-logger.js';
 import { nftRunner, type NftResult, type NftRunner } from '../../src/firewall/nft/run.js';
 
 const SET = { family: 'inet', table: 't', name: 's' };
@@ -42,5 +48,14 @@ async function sequence(runner: NftRunner) {
 }
 
 const which = process.argv[2];
-const runner = which === 'library' ? libraryRunner(await openLibnftables()) : nftRunner();
-process.stdout.write(JSON.stringify({ kind: runner.kind, result: await sequence(runner) }));
+if (which === 'backend') {
+  const log = memoryLogger();
+  const cfg = resolveConfig({}, { lan: ['lan0'], wan: 'wan0', nft: { path: process.argv[3] as 'auto' } });
+  const started = await makeBackend(cfg, monotonicClock, log)
+    .start()
+    .then(() => 'started', (err: Error) => err.message);
+  process.stdout.write(JSON.stringify({ started, lines: log.lines.filter((l) => String(l.event).startsWith('nft-')) }));
+} else {
+  const runner = which === 'library' ? libraryRunner(await openLibnftables()) : nftRunner();
+  process.stdout.write(JSON.stringify({ kind: runner.kind, result: await sequence(runner) }));
+}
