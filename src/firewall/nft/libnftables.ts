@@ -36,9 +36,11 @@ export interface NftContext {
 const CALL_TIMEOUT_MS = 30_000;
 
 /**
- * libnftables' C stack on koffi's worker is 128 KiB by default; nft's parser
- * and evaluator want more on big batches (a reconciliation of 100 000
- * elements). Calls are serialized, so only one such stack is ever in use.
+ * koffi gives an asynchronous call a 128 KiB stack by default. A 100 000-
+ * element JSON batch and a 20 000-element script ran within it here, but
+ * libnftables is written for a process's 8 MiB (bison, glibc name lookups in
+ * rules that name hosts): a margin, paid once, since calls are serialized
+ * and only one such stack is ever in use.
  */
 const ASYNC_STACK_BYTES = 4 << 20;
 
