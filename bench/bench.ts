@@ -5,7 +5,9 @@
 // `--only SECTION[,SECTION]` runs part of it: pcp (portcullis' PCP/NAT-PMP
 // rows, store, recovery), flood (one device flooding from 2 000 IPv6
 // addresses while another maps ports, the daemon at its defaults), upnp
-// (portcullis' UPnP rows), miniupnpd.
+// (portcullis' UPnP rows), miniupnpd. `--nft-path auto|library|process`
+// sets the daemon's nft.path (how it reaches the kernel); the table's notes
+// say which path ran.
 //
 // Everything stays inside the namespaces this script creates. miniupnpd
 // refuses private and documentation external addresses, so for the UPnP rows
@@ -118,14 +120,18 @@ const pidOf = (c: ChildProcess) => c.pid as number;
  */
 type Settings = 'bench' | 'defaults';
 
+/** `--nft-path X`: the daemon's nft.path; unset, its default. */
+const NFT_PATH = ((i) => (i < 0 ? undefined : process.argv[i + 1]))(process.argv.indexOf('--nft-path'));
+const nftSetting = NFT_PATH ? { nft: { path: NFT_PATH } } : {};
+
 function writeConfig(name: string, settings: Settings): string {
   const cfg = join(work, `${name}.json`);
   const stateDir = join(work, name === 'portcullis' ? 'state' : `${name}-state`);
   if (settings === 'defaults') {
-    writeFileSync(cfg, JSON.stringify({ stateDir }));
+    writeFileSync(cfg, JSON.stringify({ stateDir, ...nftSetting }));
     return cfg;
   }
-  writeFileSync(cfg, JSON.stringify({ announce: false, stateDir, maxMappings: 1_000_000, policy: join(work, 'policy.json'), rateLimit: { perSecond: 1_000_000, burst: 1_000_000 },
+  writeFileSync(cfg, JSON.stringify({ announce: false, stateDir, ...nftSetting, maxMappings: 1_000_000, policy: join(work, 'policy.json'), rateLimit: { perSecond: 1_000_000, burst: 1_000_000 },
     // The load generator is one device with many addresses: no kernel per-device limit either.
     deviceRateLimit: { perSecond: 0, burst: 1 } }));
   writeFileSync(
@@ -173,9 +179,17 @@ function record(server: string, loadName: string, existing: string, r: LoadResul
   return r;
 }
 
-async function benchPortcullis(): Promise<{ rssPer1000KiB: number; renewalBytes: number; recoveryMs: number; restored: number; kernelRepopulated: boolean }> {
+/** Which path the daemon took to the kernel, from its nft-ready line. */
+function nftPathOf(logFile: string): string {
+  const line = readFileSync(logFile, 'utf8').split('\n').find((l) => l.includes('"event":"nft-ready"'));
+  return line ? String((JSON.parse(line) as { path?: string }).path) : 'unknown';
+}
+
+async function benchPortcullis(): Promise<{ nftPath: string; rssPer1000KiB: number; renewalBytes: number; recoveryMs: number; restored: number; kernelRepopulated: boolean }> {
   const d = await startPortcullis();
   try {
+    const nftPath = nftPathOf(join(work, 'portcullis.log'));
+    process.stderr.write(`portcullis nft path: ${nftPath}\n`);
     const pid = pidOf(d);
     const rss0 = rssKiB(pid);
     record('portcullis', `PCP MAP IPv4 ${SEQ_NAME}`, '0', load({ ...SEQ, count: 500, startPort: 30_000 }));
@@ -215,7 +229,7 @@ async function benchPortcullis(): Promise<{ rssPer1000KiB: number; renewalBytes:
     const state = JSON.parse(readFileSync(join(work, 'portcullis.log'), 'utf8').split('\n').find((l) => l.includes('"event":"state"')) ?? '{}') as { restored?: number };
     const kernel = inNs('rtr', ['nft', '-j', 'list', 'set', 'inet', 'portcullis', 'pinholes6']).split('"elem"').length > 1;
     await stop(again);
-    return { rssPer1000KiB: ((rss1 - rss0) / mappings) * 1000, renewalBytes, recoveryMs, restored: state.restored ?? 0, kernelRepopulated: kernel };
+    return { nftPath, rssPer1000KiB: ((rss1 - rss0) / mappings) * 1000, renewalBytes, recoveryMs, restored: state.restored ?? 0, kernelRepopulated: kernel };
   } finally {
     await stop(d);
   }
@@ -649,6 +663,7 @@ async function main(): Promise<void> {
     if (pcp) {
       const r0 = at('portcullis', 'PCP MAP IPv6', '0');
       const r100k = at('portcullis', 'PCP MAP IPv6', '100 000');
+      out.push(`portcullis nft path (nft.path ${NFT_PATH ?? 'default'}): ${pcp.nftPath}`);
       out.push(`portcullis creation rate at 100 000 mappings / at 0: ${fmt((r100k / r0) * 100)} % (target ≥ 80 %)`);
       out.push(`portcullis RSS per 1 000 mappings: ${fmt(pcp.rssPer1000KiB)} KiB`);
       out.push(`durable store: ${fmt(pcp.renewalBytes)} bytes written per 1 000 renewals`);

@@ -27,7 +27,8 @@ export interface Config {
   rateLimit: { perSecond: number; burst: number };
   /** Datagrams/s one device (source link-layer address) may send our UDP ports, dropped in the kernel beyond; perSecond 0 turns it off. */
   deviceRateLimit: { perSecond: number; burst: number };
-  nft: { table: string; embed: boolean; mark: number };
+  /** `path`: how commands reach the kernel — in-process libnftables, an `nft` process per call, or the library when it works (auto). */
+  nft: { table: string; embed: boolean; mark: number; path: 'auto' | 'library' | 'process' };
   reconcileSeconds: number;
   upnp: UpnpConfig;
   /**
@@ -74,7 +75,7 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   maxFiltersPerMapping: 16,
   rateLimit: { perSecond: 20, burst: 40 },
   deviceRateLimit: { perSecond: 200, burst: 400 },
-  nft: { table: 'portcullis', embed: false, mark: 0x10000000 },
+  nft: { table: 'portcullis', embed: false, mark: 0x10000000, path: 'auto' },
   reconcileSeconds: 10,
   logLevel: 'info',
   upnp: {

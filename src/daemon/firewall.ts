@@ -8,6 +8,7 @@ import { ConfigError, type Config } from '../config.js';
 import type { FirewallBackend } from '../firewall/backend.js';
 import { MemoryFirewall } from '../firewall/memory.js';
 import { NftBackend, NftSetupError } from '../firewall/nft/backend.js';
+import { chooseRunner } from '../firewall/nft/choose.js';
 import type { Logger } from '../log.js';
 import type { StaticOpening } from '../domain/mapping.js';
 import type { MappingService } from '../service/mapping-service.js';
@@ -32,6 +33,7 @@ export function makeBackend(cfg: Config, clock: Clock, log: Logger, moreTcp: rea
       guarded: cfg.upnp.enabled ? { udp: [cfg.port, cfg.upnp.ssdpPort], tcp: [cfg.upnp.httpPort, ...moreTcp] } : { udp: [cfg.port], tcp: [...moreTcp] },
     },
     log,
+    chooseRunner(cfg.nft.path, log),
   );
 }
 

@@ -75,7 +75,7 @@ export class NftBackend implements FirewallBackend {
     await this.setup(where);
     this.started = true;
     this.renewInPlace = await this.probeRenewal();
-    this.log.info({ event: 'nft-ready', table: where, embedded: p.embedded, renewal: this.renewInPlace ? 'in place' : 'delete+add' });
+    this.log.info({ event: 'nft-ready', table: where, embedded: p.embedded, path: this.runner.kind, renewal: this.renewInPlace ? 'in place' : 'delete+add' });
   }
 
   private async setup(where: string): Promise<void> {

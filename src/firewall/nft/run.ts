@@ -1,5 +1,7 @@
-// Talking to nftables: `nft -j -f FILE` with one JSON document per batch, one
-// process per batch; the kernel applies a batch as one transaction.
+// Talking to nftables: the interface every path to the kernel implements, and
+// the process path — `nft -j -f FILE` with one JSON document per batch, one
+// process per batch; the kernel applies a batch as one transaction. The
+// in-process path is libnftables.ts; choose.ts picks between them.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,13 +19,17 @@ export interface NftResult {
 }
 
 export interface NftRunner {
+  /** Which path reaches the kernel: in-process libnftables or an `nft` process per call. */
+  readonly kind?: 'library' | 'process';
   /** Runs one atomic batch. */
   batch(commands: readonly NftCommand[]): Promise<NftResult>;
   /** Runs one atomic batch written in nft's own language. */
   script(text: string): Promise<NftResult>;
   /** Runs `nft -j <args…>` (listing) and parses its JSON. */
-  list(args: readonly string[]): Promise<{ ok: true; items: Record<string, unknown>[] } | { ok: false; error: string }>;
+  list(args: readonly string[]): Promise<ListResult>;
 }
+
+export type ListResult = { ok: true; items: Record<string, unknown>[] } | { ok: false; error: string };
 
 /** Bounds every nft call: a wedged netlink socket must not wedge the daemon. */
 const NFT_TIMEOUT_MS = 30_000;
@@ -67,17 +73,23 @@ export function nftRunner(binary = 'nft'): NftRunner {
     }
   };
   return {
+    kind: 'process',
     batch: (commands) => viaFile(JSON.stringify({ nftables: commands }), true),
     script: (text) => viaFile(text, false),
     async list(args) {
       const r = await run(binary, ['-j', ...args]);
       if (!r.ok) return { ok: false, error: r.spawnError ?? r.stderr.trim() };
-      try {
-        const doc = JSON.parse(r.stdout || '{"nftables":[]}') as { nftables: Record<string, unknown>[] };
-        return { ok: true, items: doc.nftables };
-      } catch (err) {
-        return { ok: false, error: `unparseable nft output: ${(err as Error).message}` };
-      }
+      return parseListing(r.stdout);
     },
   };
+}
+
+/** nft's JSON listing (`{"nftables": [...]}`; nothing at all for an empty one) as its items. */
+export function parseListing(text: string): ListResult {
+  try {
+    const doc = JSON.parse(text || '{"nftables":[]}') as { nftables: Record<string, unknown>[] };
+    return { ok: true, items: doc.nftables };
+  } catch (err) {
+    return { ok: false, error: `unparseable nft output: ${(err as Error).message}` };
+  }
 }
