@@ -60,6 +60,8 @@ options:
                          with their host's DHCP lease, and ls names devices by it
   --metrics ADDR:PORT    serve Prometheus metrics at http://ADDR:PORT/metrics
                          (a loopback or LAN address)
+  --admin ADDR:PORT      serve the admin API at http://ADDR:PORT/api (a LAN or loopback
+                         address; its bearer token is in STATE/admin.token)
   --log-level LEVEL      debug, info (default), warn or error
   --log-format FORMAT    json or pretty (default: pretty on a terminal, JSON otherwise)
   -h, --help             this text
@@ -157,6 +159,7 @@ async function serve(argv: string[]): Promise<void> {
       'flush-on-exit': { type: 'boolean' },
       'dhcp-leases': { type: 'string' },
       metrics: { type: 'string' },
+      admin: { type: 'string' },
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -183,6 +186,7 @@ async function serve(argv: string[]): Promise<void> {
     upnp: { enabled: values['no-upnp'] ? false : undefined, httpPort: intFlag('upnp-port', values['upnp-port']) },
     flushOnExit: values['flush-on-exit'] ? true : undefined,
     dhcpLeases: values['dhcp-leases'],
+    admin: { listen: values.admin },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },
   });
   const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });
