@@ -26,6 +26,7 @@ import { parseAdminListen } from '../src/server/admin/listen.js';
 import { LOGIN_RATE, MAX_BODY_BYTES } from '../src/server/admin/server.js';
 import type { DeviceView, MappingOpening, Opening } from '../src/server/admin/views.js';
 import { memoryLogger } from './helpers/memory-logger.js';
+import { parse as parseYaml } from 'yaml';
 
 const nic = (address: string, cidr: string, internal: boolean, family: 'IPv4' | 'IPv6' = 'IPv4'): NetworkInterfaceInfo =>
   ({ address, cidr, internal, netmask: '', family, mac: '02:00:00:00:00:01', ...(family === 'IPv6' ? { scopeid: 0 } : {}) }) as NetworkInterfaceInfo;
@@ -386,4 +387,19 @@ t.test('password hashes: made and checked; a hash asking too much memory is refu
   t.equal(await checkPassword('pW', parsePasswordHash(h)), false);
   t.throws(() => parsePasswordHash(h.replace('$1024$', '$1048576$')), /not usable/);
   t.throws(() => parsePasswordHash(h.replace('$1024$', '$1000$')), /not usable/);
+});
+
+t.test('docs/admin-api.yaml names every route the server answers, and the server answers every route it names', async (t) => {
+  const doc = parseYaml(readFileSync(new URL('../../docs/admin-api.yaml', import.meta.url), 'utf8')) as { openapi: string; paths: Record<string, Record<string, unknown>> };
+  t.equal(doc.openapi, '3.1.0');
+  const methods = ['get', 'post', 'put', 'patch', 'delete'];
+  const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).filter((m) => methods.includes(m)).map((m) => `${m.toUpperCase()} ${path}`));
+  t.same(documented.sort(), ['DELETE /api/openings/{id}', 'DELETE /api/statics/{name}', 'GET /api/devices', 'GET /api/events', 'GET /api/openings', 'GET /api/openings/{id}', 'GET /api/session', 'POST /api/login', 'POST /api/logout', 'POST /api/statics'].sort());
+  for (const route of documented) {
+    const [method, path] = route.split(' ') as [string, string];
+    if (path === '/api/events' || path === '/api/logout') continue;
+    const r = await http(method, path.replace('{id}', 'static-web').replace('{name}', 'web'), { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: method === 'POST' ? '{}' : undefined, from: '127.0.0.10' });
+    t.not(r.status, 405, `${route} is answered`);
+    t.notMatch(r.json, { error: /no such resource/ }, `${route} is routed`);
+  }
 });

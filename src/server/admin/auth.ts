@@ -105,7 +105,7 @@ function scryptOf(password: string, h: Pick<ScryptHash, 'N' | 'r' | 'p' | 'salt'
   });
 }
 
-/** The `admin.passwordHash` of a password: `node -e "import('portcullis/dist/src/server/admin/auth.js').then(async (a) => console.log(await a.hashPassword('…')))"`. */
+/** The `admin.passwordHash` of a password (README, Admin API, has the one-line command). */
 export async function hashPassword(password: string, cost = DEFAULT_SCRYPT): Promise<string> {
   const salt = randomBytes(16);
   const hash = await scryptOf(password, { ...cost, salt }, 32);
