@@ -10,7 +10,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { request, type IncomingMessage } from 'node:http';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import { tmpdir, type NetworkInterfaceInfo } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -402,4 +402,18 @@ t.test('docs/admin-api.yaml names every route the server answers, and the server
     t.not(r.status, 405, `${route} is answered`);
     t.notMatch(r.json, { error: /no such resource/ }, `${route} is routed`);
   }
+});
+
+t.test('a sender that never finishes its headers is cut off within seconds (slow-loris)', async (t) => {
+  const started = Date.now();
+  const sock = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.11' });
+  sock.on('data', () => undefined);
+  sock.write(`GET /api/openings HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: `);
+  const closed = await new Promise<boolean>((resolve) => {
+    sock.once('close', () => resolve(true));
+    setTimeout(() => resolve(false), 9000);
+  });
+  sock.destroy();
+  t.ok(closed, 'closed');
+  t.ok(Date.now() - started < 8000, `within 8 s (${Date.now() - started} ms)`);
 });

@@ -7,7 +7,8 @@
 //   a fair pool (src/server/fair-share.ts) per address, device and interface.
 // - Size and time: headers MAX_HEADER_BYTES, a body MAX_BODY_BYTES (413
 //   beyond, from Content-Length or as it streams), HEADERS_TIMEOUT_MS and
-//   REQUEST_TIMEOUT_MS to send them.
+//   REQUEST_TIMEOUT_MS to send them (checked every second, not Node's
+//   default 30). An event stream, once asked for, is not cut by them.
 // - Paths: exact routes only; percent-encoding and `.`/`..`/empty segments
 //   are refused (400) before any route is looked at, so no spelling of a
 //   path reaches a route it does not name.
@@ -89,7 +90,7 @@ export class AdminServer {
     this.failures = new RateLimiter(LOGIN_RATE.perSecond, LOGIN_RATE.burst, 1024, undefined, p.sources.hostOf);
     this.events = new EventHub(() => p.service.changes());
     this.leases = p.dhcpLeases !== undefined ? new DhcpLeases(p.dhcpLeases) : undefined;
-    this.server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_MS }, (req, res) => this.handle(req, res));
+    this.server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_MS, connectionsCheckingInterval: 1000 }, (req, res) => this.handle(req, res));
     this.server.maxConnections = SLOTS.total;
     this.server.on('connection', (sock: Socket) => this.admit(sock));
   }
