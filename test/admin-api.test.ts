@@ -7,7 +7,8 @@
 // paths and bodies get a clear error, and the listing, removal, devices and
 // the live event stream tell the truth.
 
-import { createSocket, type Socket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
+import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
@@ -35,38 +36,30 @@ const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({
   wan0: [nic('198.51.100.1', '198.51.100.1/24', false)],
 });
 
-async function freePort(kind: 'tcp' | 'udp'): Promise<number> {
-  if (kind === 'udp') {
-    const s = createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-    const { port } = s.address();
-    await new Promise<void>((r) => s.close(() => r()));
-    return port;
-  }
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const { port } = srv.address() as AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
+/** A TCP and a UDP port nothing uses now: bound to port 0, noted, let go. */
+async function freePorts(): Promise<{ tcp: number; udp: number }> {
+  const tcp = createServer().listen(0, '127.0.0.1');
+  const udp = createSocket('udp4').bind(0, '127.0.0.1');
+  await Promise.all([once(tcp, 'listening'), once(udp, 'listening')]);
+  const ports = { tcp: (tcp.address() as AddressInfo).port, udp: udp.address().port };
+  tcp.close();
+  udp.close();
+  return ports;
 }
 
 const STATE = mkdtempSync(join(tmpdir(), 'portcullis-admin-'));
 const LEASES = join(STATE, 'dhcp.leases');
 writeFileSync(LEASES, '0 02:00:00:00:00:02 127.0.0.2 laptop *\n');
 const PASSWORD = 'correct horse battery staple';
+// Anyone may map a high port; one static forward and one static pinhole.
 const policy = parsePolicyText(
-  `version: 1
-rules:
-  - name: anyone
-    action: allow
-    match: { internalPorts: 1024-65535 }
-    limits: { requestsPerSecond: 0 }
-static:
-  - name: game
-    forward: { protocol: udp, port: 3074, to: 127.0.0.6, toPort: 3075 }
-  - name: web
-    pinhole: { to: "::1/128", protocol: tcp, ports: 443 }
-`,
+  [
+    'version: 1',
+    'rules: [{ name: lan, action: allow, match: { internalPorts: 1024-65535 }, limits: { requestsPerSecond: 0 } }]',
+    'static:',
+    '  - { name: game, forward: { protocol: udp, port: 3074, to: 127.0.0.6, toPort: 3075 } }',
+    '  - { name: web, pinhole: { to: "::1/128", protocol: tcp, ports: 443 } }',
+  ].join('\n'),
   'test',
 );
 const log = memoryLogger();
@@ -117,43 +110,35 @@ async function login(from = '127.0.0.1'): Promise<{ cookie: string; csrf: string
   return { cookie: setCookie.split(';')[0] as string, csrf: r.json.csrf as string, setCookie };
 }
 
-async function udp(source: string): Promise<Socket> {
-  const s = createSocket('udp4');
-  await new Promise<void>((r) => s.bind(0, source, () => r()));
-  await new Promise<void>((r) => s.connect(cfg.port, '127.0.0.1', () => r()));
-  return s;
-}
-function ask(s: Socket, msg: Buffer): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no reply')), 2000);
-    s.once('message', (m) => {
-      clearTimeout(timer);
-      resolve(m);
-    });
-    s.send(msg);
-  });
-}
-/** A PCP MAP from `client` (a 127/8 address of this host) for UDP `internalPort`. */
-async function pcpMap(client: string, internalPort: number): Promise<void> {
-  const s = await udp(client);
+/** One datagram from `source` to the daemon's PCP/NAT-PMP port, and its answer (2 s at most). */
+async function ask(source: string, msg: Buffer): Promise<Buffer> {
+  const s = createSocket('udp4').bind(0, source);
   try {
-    const msg = encodePcpRequest({ opcode: 1, lifetime: 600, clientAddress: mustParseIp(client), map: { nonce: Buffer.alloc(12, 7), protocol: 17, internalPort, externalPort: 0, externalAddress: mustParseIp('::') } });
-    const r = decodePcpResponse(await ask(s, msg));
-    if (!r.ok || r.msg.result !== 0) throw new Error(`PCP map refused: ${JSON.stringify(r)}`);
+    await once(s, 'listening');
+    s.send(msg, cfg.port, '127.0.0.1');
+    const [answer] = (await once(s, 'message', { signal: AbortSignal.timeout(2000) })) as [Buffer];
+    return answer;
   } finally {
     s.close();
   }
 }
+/** A PCP MAP from `client` (a 127/8 address of this host) for UDP `internalPort`. */
+async function pcpMap(client: string, internalPort: number): Promise<void> {
+  const msg = encodePcpRequest({ opcode: 1, lifetime: 600, clientAddress: mustParseIp(client), map: { nonce: Buffer.alloc(12, 7), protocol: 17, internalPort, externalPort: 0, externalAddress: mustParseIp('::') } });
+  const r = decodePcpResponse(await ask(client, msg));
+  if (!r.ok || r.msg.result !== 0) throw new Error(`PCP map refused: ${JSON.stringify(r)}`);
+}
 
 t.before(async () => {
-  port = await freePort('tcp');
+  const free = await freePorts();
+  port = free.tcp;
   cfg = {
     ...DEFAULTS,
     stateDir: STATE,
     lan: ['lo'],
     wan: 'wan0',
     backend: 'memory',
-    port: await freePort('udp'),
+    port: free.udp,
     announce: false,
     dhcpLeases: LEASES,
     upnp: { ...DEFAULTS.upnp, enabled: false },
@@ -263,9 +248,7 @@ t.test('changes with a cookie need the session\'s X-CSRF-Token and a matching Or
 
 t.test('openings: a real PCP and NAT-PMP mapping with ids and devices, the statics; DELETE removes from service and firewall', async (t) => {
   await pcpMap('127.0.0.4', 41001);
-  const s = await udp('127.0.0.1');
-  t.match(decodeNatPmpResponse(await ask(s, encodeNatPmpMapRequest(2, 41002, 41002, 600))), { ok: true, msg: { result: 0 } });
-  s.close();
+  t.match(decodeNatPmpResponse(await ask('127.0.0.1', encodeNatPmpMapRequest(2, 41002, 41002, 600))), { ok: true, msg: { result: 0 } });
   const r = await http('GET', '/api/openings', { headers: bearer() });
   t.equal(r.status, 200);
   const openings = r.json.openings as Opening[];
@@ -372,9 +355,9 @@ t.test('--admin refuses the WAN, a wildcard and a malformed address before anyth
   t.throws(() => parseAdminListen('192.168.1.1', lan), /expected ADDR:PORT/);
   t.throws(() => parseAdminListen('192.168.1.1:0', lan), /expected ADDR:PORT/);
 
-  const wanPort = await freePort('tcp');
+  const { tcp: wanPort, udp: pcpPort } = await freePorts();
   const state = mkdtempSync(join(tmpdir(), 'portcullis-admin-wan-'));
-  const bad = { ...cfg, stateDir: state, port: await freePort('udp'), admin: { listen: `198.51.100.1:${wanPort}` } };
+  const bad = { ...cfg, stateDir: state, port: pcpPort, admin: { listen: `198.51.100.1:${wanPort}` } };
   await t.rejects(startDaemon(bad, memoryLogger(), { interfaces, policy }), new ConfigError(`--admin "198.51.100.1:${wanPort}": 198.51.100.1 is not one of the LAN's addresses; the admin page never faces the WAN (192.168.1.1:8080, or 127.0.0.1:8080 behind an SSH tunnel)`));
   await t.rejects(startDaemon({ ...bad, admin: { listen: `0.0.0.0:${wanPort}` } }, memoryLogger(), { interfaces, policy }), { message: /listens on every address/ });
   await t.rejects(startDaemon({ ...bad, admin: { listen: `127.0.0.1:${wanPort}`, passwordHash: 'plain' } }, memoryLogger(), { interfaces, policy }), /admin.passwordHash: not in the expected format/);
