@@ -43,6 +43,13 @@ export interface Config {
    * start. Unset: no metrics.
    */
   metrics?: string;
+  /**
+   * The admin API (src/server/admin/, docs/admin-api.yaml): `listen` is
+   * "ADDR:PORT" or "[ADDR]:PORT", loopback or one of the LAN's own
+   * addresses, checked at start; `passwordHash` lets the page log in with a
+   * password too (scrypt, see README). Unset listen: no admin API.
+   */
+  admin?: { listen?: string; passwordHash?: string };
   /** The least severe log line written. */
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** JSON lines, or pretty text for a person; unset, the CLI chooses. */
@@ -130,6 +137,7 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
   merged.lifetime = { ...DEFAULTS.lifetime, ...file.lifetime, ...flags.lifetime };
   merged.rateLimit = { ...DEFAULTS.rateLimit, ...file.rateLimit, ...flags.rateLimit };
   merged.deviceRateLimit = { ...DEFAULTS.deviceRateLimit, ...file.deviceRateLimit };
+  merged.admin = { ...file.admin, ...definedOnly(flags.admin ?? {}) };
   merged.nft = { ...DEFAULTS.nft, ...file.nft, ...definedOnly(flags.nft ?? {}) };
   const upnp = { ...DEFAULTS.upnp, ...file.upnp, ...definedOnly(flags.upnp ?? {}) } as UpnpConfig;
   merged.upnp = upnp;

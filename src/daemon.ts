@@ -30,6 +30,7 @@ import { RecentEvents } from './daemon/recent.js';
 import { PolicyKeeper, type ReloadReport } from './daemon/policy-keeper.js';
 import { guardedMetricsPorts, prepareMetrics, serveMetricsOf, warnIfBehindNat } from './daemon/metrics.js';
 import { openState, restoreState } from './daemon/state.js';
+import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
 import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
@@ -87,10 +88,11 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // Checked before anything starts: a WAN or wildcard address stops here.
     const metrics = prepareMetrics(cfg.metrics, watch.lan());
     const telemetry = metrics?.prometheus ?? NO_TELEMETRY;
+    const admin = prepareAdmin(cfg.admin, watch.lan());
 
     const opened = await openState(cfg.stateDir, clock, telemetry);
     teardown.push(() => opened.store.close());
-    const firewall = deps.firewall ?? makeBackend(cfg, clock, log, guardedMetricsPorts(metrics));
+    const firewall = deps.firewall ?? makeBackend(cfg, clock, log, [...guardedMetricsPorts(metrics), ...adminGuardedPorts(admin)]);
     await startFirewall(firewall, policy.current().statics);
     teardown.push(() => firewall.stop());
 
@@ -166,6 +168,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     } else warnIfBehindNat(external, log);
     if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
+    if (admin) {
+      const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), neighbours, dhcpLeases: cfg.dhcpLeases, log };
+      teardown.push(await startAdmin(admin, cfg.stateDir, parts));
+    }
 
     const reloadPolicy = () => policy.reload(service, firewall);
     const handler = controlHandler({ service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, dhcpLeases: cfg.dhcpLeases });

@@ -27,6 +27,7 @@ export async function serve(argv: string[]): Promise<void> {
       'flush-on-exit': { type: 'boolean' },
       'dhcp-leases': { type: 'string' },
       metrics: { type: 'string' },
+      admin: { type: 'string' },
       'log-level': { type: 'string' },
       'log-format': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -53,6 +54,7 @@ export async function serve(argv: string[]): Promise<void> {
     upnp: { enabled: values['no-upnp'] ? false : undefined, httpPort: intFlag('upnp-port', values['upnp-port']) },
     flushOnExit: values['flush-on-exit'] ? true : undefined,
     dhcpLeases: values['dhcp-leases'],
+    admin: { listen: values.admin },
     lifetime: Object.fromEntries(Object.entries(lifetime).filter(([, v]) => v !== undefined)) as { min: number; max: number },
   });
   const log = createLogger({ level: cfg.logLevel, format: cfg.logFormat });

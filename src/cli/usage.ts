@@ -38,6 +38,8 @@ options:
                          with their host's DHCP lease, and ls names devices by it
   --metrics ADDR:PORT    serve Prometheus metrics at http://ADDR:PORT/metrics
                          (a loopback or LAN address)
+  --admin ADDR:PORT      serve the admin API at http://ADDR:PORT/api (a LAN or loopback
+                         address; its bearer token is in STATE/admin.token)
   --log-level LEVEL      debug, info (default), warn or error
   --log-format FORMAT    json or pretty (default: pretty on a terminal, JSON otherwise)
   -h, --help             this text

@@ -89,6 +89,11 @@ export class Neighbours {
     return n ? `${n.interface}/${n.lladdr}` : undefined;
   }
 
+  /** Every entry of the table as last read (the admin's device list; `refresh` first for a current one). */
+  entries(): Neighbour[] {
+    return [...this.table.values()].flat();
+  }
+
   /** Reads the table again unless it is fresh (a caller that can wait, before many deviceOf). */
   refresh(): Promise<void> {
     if (this.now() - this.readAt < this.freshMs) return Promise.resolve();

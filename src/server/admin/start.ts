@@ -1,0 +1,36 @@
+// The daemon's two calls for the admin API: `prepareAdmin` before anything
+// starts (a WAN or wildcard address, or a bad password hash, stops the start
+// there, and the port joins the kernel guard), `startAdmin` once the service
+// and the LAN guard are up (the token file is made then, in the state
+// directory the store has made).
+
+import { ConfigError, type Config } from '../../config.js';
+import type { LocalAddress } from '../../net/interfaces.js';
+import { adminToken, parsePasswordHash, type ScryptHash } from './auth.js';
+import { guardedAdminPorts, parseAdminListen, type AdminListen } from './listen.js';
+import { AdminServer, type AdminParts } from './server.js';
+
+export interface PreparedAdmin {
+  readonly at: AdminListen;
+  readonly password: ScryptHash | undefined;
+}
+
+/** undefined when the admin API is off (no admin.listen). */
+export function prepareAdmin(cfg: Config['admin'], lan: readonly LocalAddress[]): PreparedAdmin | undefined {
+  if (cfg?.listen === undefined) return undefined;
+  const at = parseAdminListen(cfg.listen, lan.map((l) => l.address));
+  return { at, password: cfg.passwordHash !== undefined ? parsePasswordHash(cfg.passwordHash) : undefined };
+}
+
+export const adminGuardedPorts = (a: PreparedAdmin | undefined): number[] => guardedAdminPorts(a?.at);
+
+/** Listens; returns the stop. */
+export async function startAdmin(a: PreparedAdmin, stateDir: string, parts: Omit<AdminParts, 'at' | 'token' | 'password'>): Promise<() => Promise<void>> {
+  const server = new AdminServer({ ...parts, at: a.at, token: adminToken(stateDir), password: a.password });
+  try {
+    await server.start();
+  } catch (err) {
+    throw new ConfigError(`--admin ${a.at.address}:${a.at.port}: cannot listen: ${(err as Error).message}`);
+  }
+  return () => server.stop();
+}

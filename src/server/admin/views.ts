@@ -1,0 +1,225 @@
+// What the admin API shows, built from the service's face, the policy in
+// force, the kernel's neighbour table and the DHCP leases: every opening with
+// an id, and every device (one link-layer address with all its addresses,
+// named by its lease) with the ids of its openings — devices with nothing
+// open too. docs/admin-api.yaml describes the shapes.
+//
+// Bounds: a listing holds at most MAX_OPENINGS openings and MAX_DEVICES
+// devices (`truncated` says when more exist); packet counts cost the
+// firewall a query each, so at most MAX_PACKET_LOOKUPS per listing, a few at
+// a time.
+
+import type { Mapping, StaticOpening } from '../../domain/mapping.js';
+import { patternMatches } from '../../domain/patterns.js';
+import { familyOf, type IpAddress } from '../../net/address.js';
+import type { DhcpLeases } from '../../net/dhcp-leases.js';
+import { hostUnit } from '../../net/hosts.js';
+import { protocolName } from '../../net/ipproto.js';
+import type { Neighbour } from '../../net/neighbours.js';
+import { describeStatic } from '../../policy/load.js';
+import type { MappingService } from '../../service/mapping-service.js';
+
+export const MAX_OPENINGS = 5000;
+export const MAX_DEVICES = 4096;
+const MAX_PACKET_LOOKUPS = 32;
+const PACKET_LOOKUPS_AT_ONCE = 4;
+
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+export interface MappingOpening {
+  id: string;
+  kind: 'map' | 'peer' | 'static-forward';
+  origin: Mapping['origin'];
+  family: 4 | 6;
+  protocol: string;
+  /** The device's id (see DeviceView), or null when nobody can tell. */
+  device: string | null;
+  internal: Endpoint;
+  external: Endpoint;
+  remotePeer: Endpoint | null;
+  filters: string[];
+  client: string;
+  description: string;
+  /** null: a static forward, which never expires. */
+  secondsLeft: number | null;
+  /** Inbound packets admitted, where the firewall counts them (IPv6 pinholes on nftables); else null. */
+  packets: number | null;
+  /** A static forward's name in the policy file. */
+  name?: string;
+}
+
+export interface PinholeOpening {
+  id: string;
+  kind: 'static-pinhole';
+  origin: 'static';
+  family: 6;
+  name: string;
+  protocols: string[];
+  ports: { min: number; max: number }[];
+  to: string;
+  from: string[] | null;
+  rule: string;
+  /** The devices an address of which the pinhole admits. */
+  devices: string[];
+}
+
+export type Opening = MappingOpening | PinholeOpening;
+
+export interface DeviceView {
+  /** The link-layer address, or (not known) the address itself (IPv4) or its /64 (IPv6). */
+  id: string;
+  lladdr: string | null;
+  name: string | null;
+  interfaces: string[];
+  addresses: string[];
+  openings: string[];
+}
+
+/** What a listing needs, read once per request. */
+export interface Sources {
+  service: MappingService;
+  statics: readonly StaticOpening[];
+  /** The neighbour table's entries on LAN interfaces. */
+  neighbours: readonly Neighbour[];
+  leases: DhcpLeases | undefined;
+  /** Wall-clock milliseconds (for lease ends). */
+  now: number;
+}
+
+/** The id of a static pinhole, which the policy file names. */
+export const pinholeId = (name: string) => `static-${name}`;
+
+/** Which device each address belongs to, and what is known of each device. */
+class DeviceIndex {
+  readonly devices = new Map<string, DeviceView>();
+  private readonly byAddress = new Map<string, string>();
+
+  constructor(s: Sources) {
+    for (const n of s.neighbours) this.add(n.lladdr, n.lladdr, n.address, n.interface);
+    for (const l of s.leases?.leases() ?? []) {
+      const live = l.expires === 0 || l.expires * 1000 > s.now;
+      const known = this.byAddress.get(l.address);
+      // An IPv4 lease names its hardware address; an IPv6 one only its address, which the neighbour table ties to a device.
+      const id = known ?? (live && l.mac !== undefined && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(l.mac) ? l.mac : undefined);
+      if (id === undefined) continue;
+      const d = this.add(id, id, l.address);
+      if (d && d.name === null && l.hostname !== undefined) d.name = l.hostname;
+    }
+  }
+
+  /** The device of an address, made up from its unit when nothing knows it. */
+  of(address: IpAddress): string {
+    const known = this.byAddress.get(address);
+    if (known !== undefined) return known;
+    const unit = hostUnit(address);
+    this.add(unit, null, address);
+    return unit;
+  }
+
+  private add(id: string, lladdr: string | null, address: string, iface?: string): DeviceView | undefined {
+    let d = this.devices.get(id);
+    if (!d) {
+      if (this.devices.size >= MAX_DEVICES) return undefined;
+      d = { id, lladdr, name: null, interfaces: [], addresses: [], openings: [] };
+      this.devices.set(id, d);
+    }
+    if (!d.addresses.includes(address)) d.addresses.push(address);
+    if (iface !== undefined && !d.interfaces.includes(iface)) d.interfaces.push(iface);
+    if (!this.byAddress.has(address)) this.byAddress.set(address, id);
+    return d;
+  }
+}
+
+function mappingOpening(service: MappingService, m: Mapping, device: string, packets: number | undefined): MappingOpening {
+  const isStatic = m.origin === 'static';
+  return {
+    id: String(m.id),
+    kind: isStatic ? 'static-forward' : m.kind,
+    origin: m.origin,
+    family: m.family,
+    protocol: protocolName(m.protocol),
+    device,
+    internal: { address: m.internalAddress, port: m.internalPort },
+    external: { address: m.externalAddress, port: m.externalPort },
+    remotePeer: m.remotePeer ? { address: m.remotePeer.address, port: m.remotePeer.port } : null,
+    filters: m.filters.map((f) => `${f.prefix.address}/${f.prefix.length}${f.port ? `:${f.port}` : ''}`),
+    client: m.client,
+    description: isStatic ? m.description.replace(/^static:/, '') : m.description,
+    secondsLeft: isStatic ? null : service.remaining(m),
+    packets: packets ?? null,
+    ...(isStatic ? { name: m.description.replace(/^static:/, '') } : {}),
+  };
+}
+
+function pinholeOpening(s: Extract<StaticOpening, { kind: 'pinhole' }>, devices: readonly DeviceView[]): PinholeOpening {
+  return {
+    id: pinholeId(s.name),
+    kind: 'static-pinhole',
+    origin: 'static',
+    family: 6,
+    name: s.name,
+    protocols: s.protocols.map(protocolName),
+    ports: s.ports.map((r) => ({ min: r.min, max: r.max })),
+    to: s.to.text,
+    from: s.from ? s.from.map((p) => p.text) : null,
+    rule: describeStatic(s),
+    devices: devices.filter((d) => d.addresses.some((a) => familyOf(a as IpAddress) === 6 && patternMatches(s.to, a as IpAddress))).map((d) => d.id),
+  };
+}
+
+/** Packet counts of the first MAX_PACKET_LOOKUPS IPv6 mappings (the only ones a firewall counts), a few queries at a time. */
+async function packetCounts(service: MappingService, mappings: readonly Mapping[]): Promise<Map<number, number>> {
+  const asked = mappings.filter((m) => m.family === 6 && m.kind === 'map').slice(0, MAX_PACKET_LOOKUPS);
+  const out = new Map<number, number>();
+  for (let i = 0; i < asked.length; i += PACKET_LOOKUPS_AT_ONCE) {
+    const batch = asked.slice(i, i + PACKET_LOOKUPS_AT_ONCE);
+    const counts = await Promise.all(batch.map((m) => service.packets(m).catch(() => undefined)));
+    batch.forEach((m, j) => counts[j] !== undefined && out.set(m.id, counts[j] as number));
+  }
+  return out;
+}
+
+export interface Picture {
+  openings: Opening[];
+  devices: DeviceView[];
+  /** More openings or devices existed than a listing holds. */
+  truncated: boolean;
+}
+
+/** Every opening and every device, each pointing at the other. */
+export async function picture(s: Sources, withPackets: boolean): Promise<Picture> {
+  const all = s.service.mappings().sort((a, b) => a.id - b.id);
+  const mappings = all.slice(0, MAX_OPENINGS);
+  const index = new DeviceIndex(s);
+  const packets = withPackets ? await packetCounts(s.service, mappings) : new Map<number, number>();
+  const openings: Opening[] = mappings.map((m) => {
+    const device = index.of(m.internalAddress);
+    index.devices.get(device)?.openings.push(String(m.id));
+    return mappingOpening(s.service, m, device, packets.get(m.id));
+  });
+  const devices = [...index.devices.values()];
+  for (const st of s.statics) {
+    if (st.kind !== 'pinhole' || openings.length >= MAX_OPENINGS) continue;
+    const p = pinholeOpening(st, devices);
+    for (const id of p.devices) index.devices.get(id)?.openings.push(p.id);
+    openings.push(p);
+  }
+  const truncated = all.length > mappings.length || openings.length >= MAX_OPENINGS || devices.length >= MAX_DEVICES;
+  return { openings, devices, truncated };
+}
+
+/** One opening by its id, as the listing shows it (with its packet count), or undefined. */
+export async function openingById(s: Sources, id: string): Promise<Opening | undefined> {
+  if (/^\d{1,15}$/.test(id)) {
+    const m = s.service.mappings((x) => x.id === Number(id))[0];
+    if (!m) return undefined;
+    const packets = await packetCounts(s.service, [m]);
+    return mappingOpening(s.service, m, new DeviceIndex(s).of(m.internalAddress), packets.get(m.id));
+  }
+  const st = s.statics.find((x) => x.kind === 'pinhole' && pinholeId(x.name) === id);
+  if (!st || st.kind !== 'pinhole') return undefined;
+  return pinholeOpening(st, [...new DeviceIndex(s).devices.values()]);
+}

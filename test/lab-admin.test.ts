@@ -1,0 +1,88 @@
+// --admin on a router: the daemon in the lab's router (real nftables) with
+// the admin API on its LAN address. The LAN host reads and closes a mapping
+// natpmpc made (and the kernel's element goes with it); a WAN host that
+// routes to the LAN address gets nothing from the admin port, because the
+// kernel guard keeps that port to the LAN interfaces; an admin address on
+// the WAN stops the start.
+
+import t from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
+import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+
+const lab: Lab = labUp(`pa${process.pid % 10000}`);
+t.teardown(() => lab.down());
+
+const ADMIN = 'http://192.168.77.1:9352';
+let daemon: ChildProcess;
+let state: string;
+
+function configFile(extra: Record<string, unknown>): { file: string; state: string } {
+  const dir = stateDir();
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify({ lan: ['br-lan'], wan: 'wan0', stateDir: join(dir, 'state'), ...extra }));
+  return { file, state: join(dir, 'state') };
+}
+
+/** curl from a lab host: the status code and the body. */
+function curl(node: 'lan' | 'wan', method: string, path: string, headers: string[] = []): { code: number; status: number; body: string } {
+  const args = ['curl', '-sS', '--max-time', '3', '-X', method, '-w', '\n%{http_code}', ...headers.flatMap((h) => ['-H', h]), `${ADMIN}${path}`];
+  const r = lab.exec(node, args, { allowFail: true });
+  const at = r.stdout.lastIndexOf('\n');
+  return { code: r.code, status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, Math.max(0, at)) };
+}
+
+/** Mapping elements with a timeout in the kernel's IPv4 DNAT map. */
+function dnatElements(): number {
+  const out = JSON.parse(lab.exec('rtr', ['nft', '-j', 'list', 'map', 'inet', 'portcullis', 'dnat4']).stdout) as { nftables: Record<string, { elem?: unknown[] }>[] };
+  return out.nftables.flatMap((o) => o.map?.elem ?? []).filter((e) => JSON.stringify(e).includes('"timeout":')).length;
+}
+
+t.before(async () => {
+  const c = configFile({ admin: { listen: '192.168.77.1:9352' }, reconcileSeconds: 1 });
+  state = c.state;
+  daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--config', c.file]);
+  await waitForLine(daemon, (l) => l.includes('"event":"started"'), 15_000);
+});
+t.teardown(() => void daemon.kill('SIGTERM'));
+
+t.test('from the LAN host: 401 without the token; with it, natpmpc\'s mapping is listed and closed, in the kernel too', async (t) => {
+  const token = readFileSync(join(state, 'admin.token'), 'utf8').trim();
+  t.match(token, /^[0-9a-f]{64}$/);
+  t.equal(curl('lan', 'GET', '/api/openings').status, 401);
+  t.match(lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', '-a', '40001', '40001', 'udp', '600'], { allowFail: true }).stdout, /Mapped public port 40001 protocol UDP/);
+  const auth = [`Authorization: Bearer ${token}`];
+  const list = curl('lan', 'GET', '/api/openings', auth);
+  t.equal(list.status, 200, list.body);
+  const opening = (JSON.parse(list.body) as { openings: { id: string; origin: string; internal: { address: string; port: number } }[] }).openings.find((o) => o.internal.port === 40001);
+  t.match(opening, { origin: 'natpmp', internal: { address: '192.168.77.2', port: 40001 } });
+  t.equal(dnatElements(), 1, 'the kernel holds it');
+  // The neighbour table is read at most every 1.5 s; the last read may be older than the LAN host's first packet.
+  await new Promise((r) => setTimeout(r, 1600));
+  const devices = JSON.parse(curl('lan', 'GET', '/api/devices', auth).body) as { devices: { addresses: string[]; lladdr: string | null; openings: string[] }[] };
+  t.match(devices.devices.find((d) => d.addresses.includes('192.168.77.2')), { lladdr: /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/, openings: [opening?.id] }, 'the LAN host is a device by its link-layer address');
+  t.equal(curl('lan', 'DELETE', `/api/openings/${opening?.id}`, auth).status, 200);
+  t.equal(dnatElements(), 0, 'closed in the kernel');
+});
+
+t.test('the WAN host gets nothing from the admin port, even routed to the LAN address', async (t) => {
+  t.match(lab.exec('rtr', ['nft', 'list', 'table', 'inet', 'portcullis']).stdout, /9352/, 'the port is in the kernel guard');
+  lab.exec('wan', ['ip', 'route', 'replace', '192.168.77.0/24', 'via', '198.51.100.1']);
+  t.teardown(() => void lab.exec('wan', ['ip', 'route', 'del', '192.168.77.0/24'], { allowFail: true }));
+  const r = curl('wan', 'GET', '/api/openings');
+  t.not(r.code, 0, 'no answer at all (not even a 401)');
+  t.equal(r.status, 0);
+  t.equal(curl('lan', 'GET', '/api/openings').status, 401, 'the LAN host is still answered');
+});
+
+t.test('an admin address on the WAN stops the start, with the reason, before the kernel is touched', async (t) => {
+  const c = configFile({ admin: { listen: '198.51.100.1:9352' }, port: 5398, nft: { table: 'pcl_admin' } });
+  const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--config', c.file, '--no-upnp'], { allowFail: true, timeoutMs: 15_000 });
+  t.equal(r.code, 2, 'exit code 2 (configuration)');
+  t.match(r.stderr, /--admin "198\.51\.100\.1:9352": 198\.51\.100\.1 is not one of the LAN's addresses; the admin page never faces the WAN/);
+  t.notMatch(lab.exec('rtr', ['nft', 'list', 'tables']).stdout, /pcl_admin/, 'nothing was set up in the kernel');
+  const flag = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', c.state, '--admin', '0.0.0.0:9353', '--port', '5398', '--nft-table', 'pcl_admin', '--no-upnp'], { allowFail: true, timeoutMs: 15_000 });
+  t.equal(flag.code, 2);
+  t.match(flag.stderr, /--admin "0\.0\.0\.0:9353": 0\.0\.0\.0 listens on every address, the WAN's too/);
+});
