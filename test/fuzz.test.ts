@@ -31,16 +31,18 @@ import type { PcpOption } from '../src/protocols/pcp/options.js';
 import { NatPmpResult, decodeNatPmpRequest, type NatPmpDecodeResult } from '../src/protocols/natpmp/codec.js';
 import { harness } from './helpers/harness.js';
 import { loadVectors } from './helpers/vectors.js';
-import { resolveSeed, watchProgress } from './helpers/fuzz.js';
+import { resolveSeed, scaledRuns, watchProgress } from './helpers/fuzz.js';
 
 // ---------------------------------------------------------------- parameters
 
 const DEFAULT_SEED = 0x5eed6887;
 /** Per decoder: (a) random + (b) mutated + (c) structured; (a)+(b) alone reach 100,000. */
-const DECODER_RANDOM_RUNS = 40_000;
-const DECODER_MUTATED_RUNS = 60_000;
-const DECODER_STRUCTURED_RUNS = 10_000;
-const MIN_DECODER_RUNS = 100_000;
+const DECODER_RUNS = scaledRuns({ random: 40_000, mutated: 60_000, structured: 10_000 });
+const DECODER_RANDOM_RUNS = DECODER_RUNS.random;
+const DECODER_MUTATED_RUNS = DECODER_RUNS.mutated;
+const DECODER_STRUCTURED_RUNS = DECODER_RUNS.structured;
+/** 100 000 by default; `npm run fuzz -- --runs N` asks for more (or fewer). */
+const MIN_DECODER_RUNS = DECODER_RANDOM_RUNS + DECODER_MUTATED_RUNS;
 /** Full path: sequences of 1..8 datagrams against a fresh service each. */
 const PATH_RUNS = 10_000;
 const PATH_DATAGRAMS_PER_RUN = { min: 1, max: 8 };

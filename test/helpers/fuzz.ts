@@ -34,3 +34,15 @@ export function watchProgress(progress: () => number, stallMs: number, onStall: 
   }, 250);
   return () => clearInterval(timer);
 }
+
+/**
+ * A fuzzer's phases, scaled so that they add up to FUZZ_RUNS when it is set
+ * (`npm run fuzz -- --runs N`: N inputs per decoder); the defaults otherwise.
+ */
+export function scaledRuns<K extends string>(phases: Readonly<Record<K, number>>): Record<K, number> {
+  const defaults = Object.values<number>(phases).reduce((a, b) => a + b, 0);
+  const total = process.env['FUZZ_RUNS'] ? resolveRuns(defaults) : defaults;
+  const out = {} as Record<K, number>;
+  for (const k of Object.keys(phases) as K[]) out[k] = Math.ceil((phases[k] * total) / defaults);
+  return out;
+}
