@@ -11,6 +11,7 @@ import { ConfigError } from '../config.js';
 import type { Logger } from '../log.js';
 import type { IpAddress } from '../net/address.js';
 import type { LocalAddress } from '../net/interfaces.js';
+import { guardedPorts, type LanListen } from '../net/lan-listen.js';
 import { classifyWanIPv4 } from '../net/wan-address.js';
 import { Prometheus, parseMetricsListen, serveMetrics } from '../server/prometheus.js';
 import type { MappingService } from '../service/mapping-service.js';
@@ -18,7 +19,7 @@ import { packageVersion } from '../version.js';
 
 export interface Metrics {
   readonly prometheus: Prometheus;
-  readonly at: { address: string; port: number; loopback: boolean };
+  readonly at: LanListen;
 }
 
 /** --metrics checked against the LAN's addresses now; undefined when metrics are off. */
@@ -31,7 +32,7 @@ export function prepareMetrics(listen: string | undefined, lan: readonly LocalAd
 
 /** The TCP ports the kernel guard keeps to the LAN: the metrics port when it is on a LAN address (loopback needs no guard). */
 export function guardedMetricsPorts(m: Metrics | undefined): number[] {
-  return m && !m.at.loopback ? [m.at.port] : [];
+  return guardedPorts(m?.at);
 }
 
 /** Counts the service's live mappings at each scrape and listens; returns the stop. */

@@ -8,9 +8,9 @@ import type { Mapping } from '../domain/mapping.js';
 import type { DoorReply } from './door-reply.js';
 import { PcpHandler, type MappingUpdate } from './pcp/handler.js';
 import { NatPmpHandler } from './natpmp/handler.js';
-import { NATPMP_VERSION } from './natpmp/codec.js';
+import { NATPMP_OP_EXTERNAL_ADDRESS, NATPMP_OP_MAP_TCP, NATPMP_OP_MAP_UDP, NATPMP_VERSION } from './natpmp/codec.js';
 import { encodePcpErrorEcho } from './pcp/codec.js';
-import { LONG_ERROR_LIFETIME, ResultCode } from './pcp/constants.js';
+import { LONG_ERROR_LIFETIME, Opcode, PCP_OPCODE_MASK, ResultCode } from './pcp/constants.js';
 
 export interface DatagramOutcome extends DoorReply {
   /** The door that answered. */
@@ -25,6 +25,17 @@ export class PortControlProtocol {
   constructor(private readonly service: MappingService) {
     this.pcp = new PcpHandler(service);
     this.natpmp = new NatPmpHandler(service);
+  }
+
+  /**
+   * The door and operation a datagram asks for, from its first two octets
+   * (version, opcode), by the same rule `handle` dispatches on: for the
+   * metrics, a small fixed set, 'other' for the rest.
+   */
+  static requestOp(msg: Buffer): { door: 'pcp' | 'natpmp'; op: string } {
+    const opcode = msg[1];
+    if (msg[0] === NATPMP_VERSION) return { door: 'natpmp', op: (opcode !== undefined && NATPMP_OPS.get(opcode)) || 'other' };
+    return { door: 'pcp', op: (opcode !== undefined && PCP_OPS.get(opcode & PCP_OPCODE_MASK)) || 'other' };
   }
 
   /** `source` must already be known to be a LAN host. */
@@ -49,3 +60,10 @@ export class PortControlProtocol {
     return this.pcp.mappingUpdates(changed);
   }
 }
+
+const PCP_OPS = new Map<number, string>(Object.entries(Opcode).map(([name, code]) => [code, name.toLowerCase()]));
+const NATPMP_OPS = new Map<number, string>([
+  [NATPMP_OP_EXTERNAL_ADDRESS, 'external-address'],
+  [NATPMP_OP_MAP_UDP, 'map-udp'],
+  [NATPMP_OP_MAP_TCP, 'map-tcp'],
+]);

@@ -11,12 +11,12 @@ import type { LanSources } from '../net/lan-source.js';
 import type { Logger } from '../log.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { encodePcpResponse } from '../protocols/pcp/codec.js';
-import { Opcode, PCP_CLIENT_PORT, PCP_OPCODE_MASK, PCP_SERVER_PORT } from '../protocols/pcp/constants.js';
+import { Opcode, PCP_CLIENT_PORT, PCP_SERVER_PORT } from '../protocols/pcp/constants.js';
 import { PortControlProtocol } from '../protocols/pcp-or-natpmp.js';
 import type { MappingUpdate } from '../protocols/pcp/handler.js';
 import type { Mapping } from '../domain/mapping.js';
 import { LanSockets } from './lan-sockets.js';
-import { NATPMP_ANNOUNCE_GROUP, NATPMP_OP_EXTERNAL_ADDRESS, NATPMP_OP_MAP_TCP, NATPMP_OP_MAP_UDP, NATPMP_VERSION, NatPmpResult, encodeExternalAddressResponse } from '../protocols/natpmp/codec.js';
+import { NATPMP_ANNOUNCE_GROUP, NatPmpResult, encodeExternalAddressResponse } from '../protocols/natpmp/codec.js';
 import { RateLimiter } from '../net/rate-limit.js';
 import { NO_TELEMETRY, type Door, type Telemetry } from '../telemetry.js';
 
@@ -140,7 +140,7 @@ export class PortControlServer {
 
   private async onPacket(b: Bound, msg: Buffer, from: string, fromPort: number): Promise<void> {
     const started = performance.now();
-    const asked = requestOp(msg);
+    const asked = PortControlProtocol.requestOp(msg);
     const report = (result: string, door: Door = asked.door) => this.telemetry.request(door, asked.op, result, (performance.now() - started) / 1000);
     // RFC 6887 §8.2: requests from anywhere but this LAN are silently ignored
     // (the kernel drops what did not arrive on a LAN interface; see
@@ -245,21 +245,4 @@ export class PortControlServer {
       }
     }
   }
-}
-
-const PCP_OPS = new Map<number, string>(Object.entries(Opcode).map(([name, code]) => [code, name.toLowerCase()]));
-const NATPMP_OPS = new Map<number, string>([
-  [NATPMP_OP_EXTERNAL_ADDRESS, 'external-address'],
-  [NATPMP_OP_MAP_UDP, 'map-udp'],
-  [NATPMP_OP_MAP_TCP, 'map-tcp'],
-]);
-
-/**
- * The door and operation a datagram asks for, from its first two octets
- * (version, opcode), for the metrics: a small fixed set, 'other' for the rest.
- */
-function requestOp(msg: Buffer): { door: Door; op: string } {
-  const opcode = msg[1];
-  if (msg[0] === NATPMP_VERSION) return { door: 'natpmp', op: (opcode !== undefined && NATPMP_OPS.get(opcode)) || 'other' };
-  return { door: 'pcp', op: (opcode !== undefined && PCP_OPS.get(opcode & PCP_OPCODE_MASK)) || 'other' };
 }

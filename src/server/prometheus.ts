@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Mapping } from '../domain/mapping.js';
 import type { Logger } from '../log.js';
-import { isUnspecified, parseIp, type IpAddress } from '../net/address.js';
+import { parseLanListen, type LanListen } from '../net/lan-listen.js';
 import { protocolName } from '../net/ipproto.js';
 import { REMOVAL_REASONS, type CommitResult, type Door, type RemovalReason, type Telemetry } from '../telemetry.js';
 
@@ -92,18 +92,12 @@ function bounded(label: string): string {
  * --metrics ADDR:PORT ([ADDR]:PORT for IPv6): loopback or one of the LAN's
  * own addresses, never the WAN side or a wildcard (which includes it).
  */
-export function parseMetricsListen(text: string, lanAddresses: readonly string[]): { ok: true; address: IpAddress; port: number; loopback: boolean } | { ok: false; error: string } {
-  const shown = JSON.stringify(text.slice(0, 64));
-  const m = /^\[([0-9A-Fa-f:.]{2,45})\]:(\d{1,5})$/.exec(text) ?? /^([0-9.]{7,15}):(\d{1,5})$/.exec(text);
-  const address = m ? parseIp(m[1] as string) : undefined;
-  const port = Number(m?.[2]);
-  if (!address || !(port >= 1 && port <= 65535)) return { ok: false, error: `--metrics ${shown}: expected ADDR:PORT, e.g. 127.0.0.1:9351 or [::1]:9351` };
-  if (isUnspecified(address)) return { ok: false, error: `--metrics ${text}: ${address} listens on every address, the WAN's too; give loopback or a LAN address (127.0.0.1:9351 is the usual choice)` };
-  const loopback = address === '::1' || /^127\./.test(address);
-  if (!loopback && !lanAddresses.includes(address)) {
-    return { ok: false, error: `--metrics ${text}: ${address} is neither loopback nor a LAN address; metrics never face the WAN (127.0.0.1:9351 is the usual choice)` };
-  }
-  return { ok: true, address, port, loopback };
+export function parseMetricsListen(text: string, lanAddresses: readonly string[]): ({ ok: true } & LanListen) | { ok: false; error: string } {
+  const r = parseLanListen(text, lanAddresses);
+  if (r.ok) return { ok: true, ...r.listen };
+  if (r.why === 'syntax') return { ok: false, error: `--metrics ${JSON.stringify(text.slice(0, 64))}: expected ADDR:PORT, e.g. 127.0.0.1:9351 or [::1]:9351` };
+  if (r.why === 'wildcard') return { ok: false, error: `--metrics ${text}: ${r.address} listens on every address, the WAN's too; give loopback or a LAN address (127.0.0.1:9351 is the usual choice)` };
+  return { ok: false, error: `--metrics ${text}: ${r.address} is neither loopback nor a LAN address; metrics never face the WAN (127.0.0.1:9351 is the usual choice)` };
 }
 
 /** Serves GET /metrics; everything else is 404 (405 for other methods). Resolves once listening. */
