@@ -25,6 +25,7 @@ import { keepIntact, makeBackend, startFirewall, syncFirewall } from './daemon/f
 import { followLan } from './daemon/follow-lan.js';
 import { LanGuard } from './daemon/lan-guard.js';
 import { checkLeases } from './daemon/lease-check.js';
+import { DhcpLeases } from './net/dhcp-leases.js';
 import { controlHandler } from './daemon/control.js';
 import { RecentEvents } from './daemon/recent.js';
 import { PolicyKeeper, type ReloadReport } from './daemon/policy-keeper.js';
@@ -122,7 +123,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // Restored mappings are judged by the policy in force now (it may have
     // changed while the daemon was down), and the static forwards enter the table.
     const initial = await service.swapPolicy(policy.current().policy, policy.current().statics);
-    if (cfg.dhcpLeases) teardown.push(await checkLeases(cfg.dhcpLeases, service, log));
+    const leases = cfg.dhcpLeases ? new DhcpLeases(cfg.dhcpLeases) : undefined;
+    if (leases) teardown.push(await checkLeases(leases, service, log));
 
     const server = new PortControlServer({ ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit }, watch.lan(), sources, service, log, telemetry);
     teardown.push(() => server.stop());
@@ -169,12 +171,12 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
     if (admin) {
-      const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), neighbours, dhcpLeases: cfg.dhcpLeases, log };
+      const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), neighbours, leases, log };
       teardown.push(await startAdmin(admin, cfg.stateDir, parts));
     }
 
     const reloadPolicy = () => policy.reload(service, firewall);
-    const handler = controlHandler({ service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, dhcpLeases: cfg.dhcpLeases });
+    const handler = controlHandler({ service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, leases });
     const control = new ControlServer(controlSocketPath(cfg.stateDir), handler, log);
     await control.start().then(
       () => teardown.push(() => control.stop()),

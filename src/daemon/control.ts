@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Mapping } from '../domain/mapping.js';
 import type { FirewallBackend } from '../firewall/backend.js';
 import { parseIp } from '../net/address.js';
-import { DhcpLeases } from '../net/dhcp-leases.js';
+import type { DhcpLeases } from '../net/dhcp-leases.js';
 import type { Neighbours } from '../net/neighbours.js';
 import { summarize, type LoadedPolicy } from '../policy/load.js';
 import type { ControlHandler, ControlRequest } from '../server/control-socket.js';
@@ -57,12 +57,12 @@ export interface ControlParts {
   recent: RecentEvents;
   stateDir: string;
   reconcileSeconds: number;
-  /** dnsmasq's lease file, for naming devices by their lease. */
-  dhcpLeases?: string;
+  /** The daemon's DHCP leases (read by its lease check), for naming devices. */
+  leases?: DhcpLeases;
 }
 
 export function controlHandler(p: ControlParts): ControlHandler {
-  const leases = p.dhcpLeases !== undefined ? new DhcpLeases(p.dhcpLeases) : undefined;
+  const leases = p.leases;
   /** The lease's host name, else the link-layer address the neighbour table (or the lease) gives. */
   const deviceOf = (m: Mapping): string | undefined => {
     const lease = leases?.leaseOf(m.internalAddress);
@@ -77,8 +77,8 @@ export function controlHandler(p: ControlParts): ControlHandler {
       case 'policy':
         return summarize(p.policy());
       case 'list':
-        // Both bounded and throttled by their owners; a failed read names nobody.
-        await Promise.all([p.neighbours.refresh(), leases?.refresh()]);
+        // Bounded and throttled by its owner; a failed read names nobody.
+        await p.neighbours.refresh();
         return listing(p.service, p.policy(), deviceOf);
       case 'status':
         return status(p);

@@ -3,12 +3,16 @@
 // CHECK_EVERY_MS; the mappings of hosts whose lease ended are revoked.
 
 import type { Logger } from '../log.js';
-import { DhcpLeases, CHECK_EVERY_MS } from '../net/dhcp-leases.js';
+import { CHECK_EVERY_MS, type DhcpLeases } from '../net/dhcp-leases.js';
 import type { MappingService } from '../service/mapping-service.js';
 
-/** Hands the leases to the service, checks them once, and returns the stop of the check loop. */
-export async function checkLeases(file: string, service: MappingService, log: Logger): Promise<() => void> {
-  const leases = new DhcpLeases(file);
+/**
+ * Hands the leases to the service, checks them once, and returns the stop of
+ * the check loop. This loop is the file's only reader: the listings read the
+ * table it keeps (a second reader's refresh would take the lost leases the
+ * revocation relies on).
+ */
+export async function checkLeases(leases: DhcpLeases, service: MappingService, log: Logger): Promise<() => void> {
   /** The last error said, so that one that persists is said once. */
   let said: string | undefined;
   const check = async (): Promise<void> => {

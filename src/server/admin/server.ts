@@ -23,7 +23,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import type { Logger } from '../../log.js';
 import { parseIp, zoneOf } from '../../net/address.js';
-import { DhcpLeases } from '../../net/dhcp-leases.js';
+import type { DhcpLeases } from '../../net/dhcp-leases.js';
 import type { LocalAddress } from '../../net/interfaces.js';
 import type { LanSources } from '../../net/lan-source.js';
 import type { Neighbours } from '../../net/neighbours.js';
@@ -58,7 +58,8 @@ export interface AdminParts {
   service: MappingService;
   policy: () => LoadedPolicy;
   neighbours: Neighbours;
-  dhcpLeases?: string;
+  /** The daemon's DHCP leases (read by its lease check), for naming devices. */
+  leases?: DhcpLeases;
   token: string;
   password?: ScryptHash;
   log: Logger;
@@ -83,13 +84,11 @@ export class AdminServer {
   private readonly sessions = new Sessions();
   private readonly failures: RateLimiter;
   private readonly events: EventHub;
-  private readonly leases: DhcpLeases | undefined;
   private passwordChecks = 0;
 
   constructor(private readonly p: AdminParts) {
     this.failures = new RateLimiter(LOGIN_RATE.perSecond, LOGIN_RATE.burst, 1024, undefined, p.sources.hostOf);
     this.events = new EventHub(() => p.service.changes());
-    this.leases = p.dhcpLeases !== undefined ? new DhcpLeases(p.dhcpLeases) : undefined;
     this.server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_MS, connectionsCheckingInterval: 1000 }, (req, res) => this.handle(req, res));
     this.server.maxConnections = SLOTS.total;
     this.server.on('connection', (sock: Socket) => this.admit(sock));
@@ -304,15 +303,15 @@ export class AdminServer {
     return { kind: 'session', id, csrf: s.csrf };
   }
 
-  /** What a listing is built from, read now (the neighbour table and leases are throttled by their owners). */
+  /** What a listing is built from, read now (the neighbour table is throttled by its owner; the leases are the daemon's lease check's). */
   private async sources(): Promise<Sources> {
-    await Promise.all([this.p.neighbours.refresh(), this.leases?.refresh()]);
+    await this.p.neighbours.refresh();
     const lan = new Set(this.p.lanInterfaces);
     return {
       service: this.p.service,
       statics: this.p.policy().statics,
       neighbours: this.p.neighbours.entries().filter((n) => lan.has(n.interface)),
-      leases: this.leases,
+      leases: this.p.leases,
       now: Date.now(),
     };
   }
