@@ -194,6 +194,9 @@ t.test('remove requests the CLI would never send are refused by the daemon, noth
     t.match(r, { ok: false, error: says }, JSON.stringify(req).slice(0, 80));
   }
   t.equal(daemon?.service.count(), before, 'nothing removed');
+  // The asker's mistakes (these, and the rm of a gone ID above) are not the daemon's failures.
+  t.same(log.lines.filter((l) => l.event === 'control-failed'), [], 'no control-failed warning for a refused request');
+  t.ok(log.lines.filter((l) => l.event === 'control-refused' && l.op === 'remove').length >= 10, 'each refusal noted as control-refused');
 });
 
 t.test('the daemon gone: status says so (exit 3) with the store\'s counts, ls lists the store, rm fails plainly', async (t) => {

@@ -13,7 +13,7 @@ import { parseIp } from '../net/address.js';
 import type { DhcpLeases } from '../net/dhcp-leases.js';
 import type { Neighbours } from '../net/neighbours.js';
 import { summarize, type LoadedPolicy } from '../policy/load.js';
-import type { ControlHandler, ControlRequest } from '../server/control-socket.js';
+import { ControlRefusal, type ControlHandler, type ControlRequest } from '../server/control-socket.js';
 import { listing, mappingCounts, rowOf, type ListedMapping, type MappingCounts } from '../server/listing.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { packageVersion } from '../version.js';
@@ -130,22 +130,22 @@ async function remove(p: ControlParts, req: Extract<ControlRequest, { op: 'remov
   let match: (m: Mapping) => boolean;
   let what: string;
   if (id !== undefined) {
-    if (!Number.isSafeInteger(id) || id < 0 || client !== undefined || port !== undefined) throw new Error('remove: an ID (a whole number) alone, or a client address with an optional port');
+    if (!Number.isSafeInteger(id) || id < 0 || client !== undefined || port !== undefined) throw new ControlRefusal('remove: an ID (a whole number) alone, or a client address with an optional port');
     match = (m) => m.id === id;
     what = `mapping ${id}`;
   } else {
     const address = typeof client === 'string' ? parseIp(client) : undefined;
-    if (!address) throw new Error(`remove: ${client === undefined ? 'an ID or a client address is needed' : `'${String(client).slice(0, 64)}' is not an address`}`);
-    if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new Error('remove: the port is a whole number from 1 to 65535');
+    if (!address) throw new ControlRefusal(`remove: ${client === undefined ? 'an ID or a client address is needed' : `'${String(client).slice(0, 64)}' is not an address`}`);
+    if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) throw new ControlRefusal('remove: the port is a whole number from 1 to 65535');
     // The client that asked, or the host a third party asked for: either way that device's opening.
     match = (m) => (m.client === address || m.internalAddress === address) && (port === undefined || m.internalPort === port);
     what = `mapping of ${address}${port !== undefined ? ` on port ${port}` : ''}`;
   }
   const matching = p.service.mappings(match);
-  if (matching.length === 0) throw new Error(`no ${what} (portcullis ls shows the mappings and their IDs)`);
+  if (matching.length === 0) throw new ControlRefusal(`no ${what} (portcullis ls shows the mappings and their IDs)`);
   if (matching.every((m) => m.origin === 'static')) {
     const names = matching.map((m) => m.description.replace(/^static:/, '')).join(', ');
-    throw new Error(`${what} is the static forward '${names}': it is the policy file's; remove it there and run portcullis policy reload`);
+    throw new ControlRefusal(`${what} is the static forward '${names}': it is the policy file's; remove it there and run portcullis policy reload`);
   }
   const r = await p.service.removeAsAdmin(match);
   if (!r.ok) throw new Error('the firewall refused the change: nothing was removed (the daemon log says why)');

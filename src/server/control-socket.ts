@@ -18,6 +18,10 @@ const MAX_CONNECTIONS = 8;
  * `remove`: the admin removes by ID, or a client's mappings (on one internal
  * port); the fields are checked by the handler, which names what is wrong.
  */
+
+/** A request the daemon understood and turned down (a bad ID, nothing matched): the asker's error, not the daemon's. */
+export class ControlRefusal extends Error {}
+
 export type ControlRequest = { op: 'reload' } | { op: 'list' } | { op: 'policy' } | { op: 'status' } | { op: 'remove'; id?: number; client?: string; port?: number };
 const OPS: readonly string[] = ['reload', 'list', 'policy', 'status', 'remove'] satisfies ControlRequest['op'][];
 export type ControlReply = { ok: true; result: unknown } | { ok: false; error: string };
@@ -102,7 +106,9 @@ export class ControlServer {
       this.handle(req).then(
         (result) => reply({ ok: true, result }),
         (err: unknown) => {
-          this.log.warn({ event: 'control-failed', op: req.op, error: (err as Error).message });
+          // The asker's mistake is answered and noted; only the daemon's own failure warns.
+          if (err instanceof ControlRefusal) this.log.info({ event: 'control-refused', op: req.op, error: err.message });
+          else this.log.warn({ event: 'control-failed', op: req.op, error: (err as Error).message });
           reply({ ok: false, error: (err as Error).message });
         },
       );
