@@ -6,6 +6,7 @@
 // local, link), because the lab's kernel may be built without ip6tnl.
 
 import t from 'tap';
+import fc from 'fast-check';
 import { AFTR_ADDRESS, defaultRouters, parseDefaultRoutes, parseLinkFacts, type IpRunner } from '../src/net/default-router.js';
 
 const ROUTES4 = JSON.stringify([
@@ -115,4 +116,23 @@ t.test('ip failing or printing something else: notes, and no routers from it', a
   const r = await defaultRouters(['wan0'], ip);
   t.same(r.routers, []);
   t.same(r.notes, ['ip -j -d addr show dev wan0: Device does not exist', 'ip -j -6 route show default: not the JSON expected']);
+});
+
+t.test('fuzz: any JSON, or any text, parses without a throw', async (t) => {
+  fc.assert(
+    fc.property(fc.oneof(fc.json(), fc.string()), (text) => {
+      const routes = parseDefaultRoutes(text);
+      parseLinkFacts(text);
+      return routes === undefined || routes.length <= 16;
+    }),
+    { numRuns: 2000 },
+  );
+  t.pass('2000 runs');
+});
+
+t.test('interface look-ups are capped, so a table full of gateway-less routes cannot make discovery slow', async (t) => {
+  const routes = JSON.stringify(Array.from({ length: 16 }, (_, i) => ({ dst: 'default', dev: `tun${i}`, metric: i, flags: [] })));
+  const ip = fakeIp({ '-j -4 route show default': routes, '-j -6 route show default': '[]' });
+  await defaultRouters(['wan0'], ip);
+  t.equal(ip.asked.filter((a) => a.includes('addr show')).length, 4);
 });

@@ -6,6 +6,8 @@ import { chmodSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
+import fc from 'fast-check';
+import { spawnSync } from 'node:child_process';
 import {
   learnedServers,
   MAX_FILE_BYTES,
@@ -156,4 +158,28 @@ t.test('reader: a directory others may write is not read at all; at most MAX_FIL
   const r = await readOptionTexts(full);
   t.equal(r.texts.length, MAX_FILES);
   t.same(r.notes, [`${full}: ${MAX_FILES + 2} files, only the first ${MAX_FILES} are read`]);
+});
+
+t.test('reader: a FIFO at the path (nobody writing) does not hang discovery; it is refused', async (t) => {
+  const d = dir();
+  const fifo = join(d, 'pcp-servers');
+  t.equal(spawnSync('mkfifo', ['-m', '0644', fifo]).status, 0, 'mkfifo');
+  t.same(await readOptionTexts(fifo), { texts: [], notes: [`${fifo} is not read: not a regular file`] });
+});
+
+t.test('fuzz: any text parses without a throw, within the bounds', async (t) => {
+  const line = fc.oneof(
+    fc.string({ maxLength: 80 }),
+    fc.tuple(fc.constantFrom('dhcpv4', 'dhcpv6'), fc.constantFrom('wan0', 'lan0'), fc.constantFrom('hex', 'addr'), fc.string({ maxLength: 60 }))
+      .map((f) => f.join(' ')),
+    fc.tuple(fc.constantFrom('dhcpv4 wan0 hex ', 'dhcpv6 wan0 hex '), fc.uint8Array({ maxLength: 80 })).map(([p, b]) => p + Buffer.from(b).toString('hex')),
+  );
+  fc.assert(
+    fc.property(fc.array(line, { maxLength: 40 }), (lines) => {
+      const r = parseOptionTexts([{ name: 'f', text: lines.join('\n') }], ['wan0']);
+      return r.servers.length <= 16 && r.servers.every((s) => s.interface === 'wan0' && s.addresses.length >= 1 && s.addresses.length <= 8);
+    }),
+    { numRuns: 1000 },
+  );
+  t.pass('1000 runs');
 });

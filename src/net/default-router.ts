@@ -17,8 +17,8 @@
 // and the admin names the WAN).
 //
 // Bounds: each `ip` run is cut after IP_TIMEOUT_MS and at IP_MAX_BYTES of
-// output; at most MAX_ROUTES routes and as many interface look-ups are
-// used. A failed or unreadable run is a note, never a throw.
+// output; at most MAX_ROUTES routes and MAX_LINK_LOOKUPS interface look-ups
+// are used, so one discovery runs `ip` at most six times. A failed or unreadable run is a note, never a throw.
 
 import { execFile } from 'node:child_process';
 import { familyOf, mustParseIp, parseIp, type IpAddress } from './address.js';
@@ -59,6 +59,8 @@ export type IpRunner = (args: readonly string[]) => Promise<{ stdout?: string; e
 export const IP_TIMEOUT_MS = 2000;
 export const IP_MAX_BYTES = 256 * 1024;
 export const MAX_ROUTES = 16;
+/** Interfaces looked at (`ip … addr show dev`) in one discovery: each run may take IP_TIMEOUT_MS. */
+export const MAX_LINK_LOOKUPS = 4;
 const INTERFACE = /^[A-Za-z0-9_.@-]{1,15}$/;
 
 export const runIp: IpRunner = (args) =>
@@ -141,7 +143,7 @@ export async function defaultRouters(
   const links = new Map<string, LinkFacts | undefined>();
   const linkOf = async (dev: string): Promise<LinkFacts | undefined> => {
     if (!links.has(dev)) {
-      if (links.size >= MAX_ROUTES) return undefined;
+      if (links.size >= MAX_LINK_LOOKUPS) return undefined;
       const r = await run(['-j', '-d', 'addr', 'show', 'dev', dev]);
       const facts = r.stdout === undefined ? undefined : parseLinkFacts(r.stdout);
       if (!facts) notes.push(r.error ?? `ip -j -d addr show dev ${dev}: not the JSON expected`);

@@ -182,8 +182,9 @@ async function readCapped(path: string, follow: boolean, notes: string[]): Promi
   const name = path;
   let handle;
   try {
-    // O_NOFOLLOW: a name that became a link since it was listed is not followed.
-    handle = await open(path, constants.O_RDONLY | (follow ? 0 : constants.O_NOFOLLOW));
+    // O_NOFOLLOW: a name that became a link since it was listed is not followed;
+    // O_NONBLOCK: a name that became a FIFO does not hang the open (the type is checked next).
+    handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | (follow ? 0 : constants.O_NOFOLLOW));
     const st = await handle.stat();
     if (!st.isFile()) {
       notes.push(`${name} is not read: not a regular file`);
