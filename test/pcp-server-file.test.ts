@@ -54,6 +54,20 @@ t.test('dhcpv4 hex lines of one interface are the instances of one option, joine
   t.same(r.notes, []);
 });
 
+t.test('instances are joined within one file (one DHCP message), never across two clients\' files', async (t) => {
+  const r = parseOptionTexts(
+    [
+      { name: 'udhcpc-wan0', text: 'dhcpv4 wan0 hex 04c6336401\n' },
+      { name: 'dhclient-wan0', text: 'dhcpv4 wan0 hex 04cb007109\n' },
+    ],
+    WAN,
+  );
+  t.same(r.servers.map((s) => s.addresses), [['198.51.100.1'], ['203.0.113.9']]);
+  const cut = parseOptionTexts([{ name: 'a', text: 'dhcpv4 wan0 hex 08c6336401\n' }, { name: 'b', text: 'dhcpv4 wan0 hex c6336402\n' }], WAN);
+  t.same(cut.servers, [], 'a list cut short in one file is not completed from another');
+  t.equal(cut.notes.length, 2);
+});
+
 t.test('addr lines: one server a line, the same rules (discard, dedupe) as decoded options', async (t) => {
   const r = parse('dhcpv6 wan0 addr 2001:DB8::1 192.0.2.1 2001:db8::1\ndhcpv6 wan0 addr ff02::1\n');
   t.same(r.servers, [{ source: 'dhcpv6', interface: 'wan0', addresses: ['2001:db8::1', '192.0.2.1'] }]);

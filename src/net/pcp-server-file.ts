@@ -17,8 +17,8 @@
 // the client ran on. `hex` DATA is continuous hex or octets separated by
 // colons with one or two digits each (ISC dhclient prints `4:c0:0:2:1`).
 // A dhcpv6 hex line is one option instance, so one server; the dhcpv4 hex
-// lines of an interface are the instances of one option, joined in order
-// (RFC 3396). `#` starts a comment line; blank lines are skipped.
+// lines of an interface in one file are the instances of one option,
+// joined in order (RFC 3396). `#` starts a comment line; blank lines are skipped.
 //
 // Stale-safe: a line names its interface, and only lines of the WAN
 // interfaces count (a lease on an interface that is no longer the WAN, or a
@@ -73,9 +73,10 @@ export interface OptionText {
   readonly text: string;
 }
 
-type Line =
-  | { source: DhcpSource; interface: string; kind: 'hex'; data: Buffer; where: string }
-  | { source: DhcpSource; interface: string; kind: 'addr'; addresses: IpAddress[]; where: string };
+type Line = { file: string; source: DhcpSource; interface: string; where: string } & (
+  | { kind: 'hex'; data: Buffer }
+  | { kind: 'addr'; addresses: IpAddress[] }
+);
 
 /** `hex` DATA → octets; undefined when it is not hex of either form. */
 export function parseHexData(text: string): Buffer | undefined {
@@ -84,12 +85,12 @@ export function parseHexData(text: string): Buffer | undefined {
   return undefined;
 }
 
-function parseLine(raw: string, where: string): { line?: Line; note?: string } {
+function parseLine(raw: string, file: string, where: string): { line?: Line; note?: string } {
   const fields = raw.trim().split(/\s+/);
   const [source, iface, kind, ...values] = fields;
   if (!SOURCES.includes(source as DhcpSource)) return { note: `${where}: '${(source ?? '').slice(0, 20)}' is not dhcpv6 or dhcpv4` };
   if (!iface || !INTERFACE.test(iface)) return { note: `${where}: '${(iface ?? '').slice(0, 20)}' is not an interface name` };
-  const base = { source: source as DhcpSource, interface: iface, where };
+  const base = { file, source: source as DhcpSource, interface: iface, where };
   if (kind === 'hex') {
     if (values.length !== 1) return { note: `${where}: hex takes one DATA field, not ${values.length}` };
     const data = parseHexData(values[0] ?? '');
@@ -142,7 +143,7 @@ export function parseOptionTexts(texts: readonly OptionText[], wanInterfaces: re
         notes.push(`${where}: longer than ${MAX_LINE_CHARS} characters`);
         continue;
       }
-      const { line, note } = parseLine(trimmed, where);
+      const { line, note } = parseLine(trimmed, name, where);
       if (note) notes.push(note);
       if (!line) continue;
       if (wanInterfaces.includes(line.interface)) lines.push(line);
@@ -152,18 +153,21 @@ export function parseOptionTexts(texts: readonly OptionText[], wanInterfaces: re
   }
   for (const iface of elsewhere) notes.push(`servers learned on ${iface} are not used: it is not a WAN interface`);
   const servers: LearnedServer[] = [];
+  // One file is one DHCP client's one message: instances are joined within it, never across files.
   for (const source of SOURCES) {
     for (const iface of wanInterfaces) {
-      const group = lines.filter((l) => l.source === source && l.interface === iface);
-      if (group.length === 0) continue;
-      const decoded = decodeGroup(source, group);
-      if (!decoded.ok) {
-        const where = group.length <= 3 ? group.map((l) => l.where).join(', ') : `${group[0]?.where} and ${group.length - 1} more lines`;
-        notes.push(`${source} on ${iface} (${where}): ${decoded.detail}; not used`);
-        continue;
+      for (const name of new Set(texts.map((x) => x.name))) {
+        const group = lines.filter((l) => l.file === name && l.source === source && l.interface === iface);
+        if (group.length === 0) continue;
+        const decoded = decodeGroup(source, group);
+        if (!decoded.ok) {
+          const where = group.length <= 3 ? group.map((l) => l.where).join(', ') : `${group[0]?.where} and ${group.length - 1} more lines`;
+          notes.push(`${source} on ${iface} (${where}): ${decoded.detail}; not used`);
+          continue;
+        }
+        for (const d of decoded.discarded) notes.push(`${source} on ${iface}: ${d.address} discarded (${d.why})`);
+        for (const s of decoded.servers) servers.push({ source, interface: iface, addresses: s.addresses });
       }
-      for (const d of decoded.discarded) notes.push(`${source} on ${iface}: ${d.address} discarded (${d.why})`);
-      for (const s of decoded.servers) servers.push({ source, interface: iface, addresses: s.addresses });
     }
   }
   return { servers, notes };
