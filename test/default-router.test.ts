@@ -115,7 +115,11 @@ t.test('ip failing or printing something else: notes, and no routers from it', a
   const ip = fakeIp({ '-j -6 route show default': 'garbage', '-j -4 route show default': '[{"dst":"default","dev":"wan0","flags":[]}]' });
   const r = await defaultRouters(['wan0'], ip);
   t.same(r.routers, []);
-  t.same(r.notes, ['ip -j -d addr show dev wan0: Device does not exist', 'ip -j -6 route show default: not the JSON expected']);
+  t.same(r.notes, [
+    'ip -j -d addr show dev wan0: Device does not exist',
+    'the IPv4 default route on wan0 has no gateway, no peer and is no softwire: no default router to ask',
+    'ip -j -6 route show default: not the JSON expected',
+  ]);
 });
 
 t.test('fuzz: any JSON, or any text, parses without a throw', async (t) => {

@@ -174,6 +174,7 @@ export async function defaultRouters(
         const want = family === '-4' ? 4 : 6;
         const peer = link?.peers.find((p) => familyOf(p) === want);
         if (peer) add({ address: peer, interface: route.dev, kind: 'router' });
+        else notes.push(`the IPv${want} default route on ${route.dev} has no gateway, no peer and is no softwire: no default router to ask`);
       }
     }
   }
