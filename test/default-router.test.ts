@@ -7,6 +7,7 @@
 
 import t from 'tap';
 import fc from 'fast-check';
+import { resolveRuns, resolveSeed } from './helpers/fuzz.js';
 import { AFTR_ADDRESS, defaultRouters, parseDefaultRoutes, parseLinkFacts, type IpRunner } from '../src/net/default-router.js';
 
 const ROUTES4 = JSON.stringify([
@@ -122,6 +123,9 @@ t.test('ip failing or printing something else: notes, and no routers from it', a
   ]);
 });
 
+const SEED = resolveSeed(6887);
+const RUNS = resolveRuns(2000);
+
 t.test('fuzz: any JSON, or any text, parses without a throw', async (t) => {
   fc.assert(
     fc.property(fc.oneof(fc.json(), fc.string()), (text) => {
@@ -129,9 +133,9 @@ t.test('fuzz: any JSON, or any text, parses without a throw', async (t) => {
       parseLinkFacts(text);
       return routes === undefined || routes.length <= 16;
     }),
-    { numRuns: 2000 },
+    { numRuns: RUNS, seed: SEED },
   );
-  t.pass('2000 runs');
+  t.pass(`${RUNS} runs, FUZZ_SEED=${SEED}`);
 });
 
 t.test('interface look-ups are capped, so a table full of gateway-less routes cannot make discovery slow', async (t) => {

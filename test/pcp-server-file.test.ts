@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import fc from 'fast-check';
+import { resolveRuns, resolveSeed } from './helpers/fuzz.js';
 import { spawnSync } from 'node:child_process';
 import {
   learnedServers,
@@ -181,6 +182,9 @@ t.test('reader: a FIFO at the path (nobody writing) does not hang discovery; it 
   t.same(await readOptionTexts(fifo), { texts: [], notes: [`${fifo} is not read: not a regular file`] });
 });
 
+const SEED = resolveSeed(7292);
+const RUNS = resolveRuns(1000);
+
 t.test('fuzz: any text parses without a throw, within the bounds', async (t) => {
   const line = fc.oneof(
     fc.string({ maxLength: 80 }),
@@ -193,7 +197,7 @@ t.test('fuzz: any text parses without a throw, within the bounds', async (t) => 
       const r = parseOptionTexts([{ name: 'f', text: lines.join('\n') }], ['wan0']);
       return r.servers.length <= 16 && r.servers.every((s) => s.interface === 'wan0' && s.addresses.length >= 1 && s.addresses.length <= 8);
     }),
-    { numRuns: 1000 },
+    { numRuns: RUNS, seed: SEED },
   );
-  t.pass('1000 runs');
+  t.pass(`${RUNS} runs, FUZZ_SEED=${SEED}`);
 });
