@@ -95,3 +95,18 @@ t.test('the writer refuses what is not a name, hex or an address, and writes not
   }
   t.same(visible(dir), []);
 });
+
+t.test('a hook whose writer fails does not fail the DHCP client\'s script, even under set -e', async (t) => {
+  for (const [hook, args, vars] of [
+    ['udhcpc.user', ['bound'], { interface: 'wan0', opt158: '04c6336401' }],
+    ['odhcp6c.user', ['wan0', 'bound'], { OPTION_86: '20010db8000200000000000000000001' }],
+    ['dhclient-exit-hook', [], { reason: 'BOUND', interface: 'eth1', new_pcp_server_v4: '4 198 51 100 1' }],
+  ] as const) {
+    const r = spawnSync('sh', ['-e', '-c', `. "${join(HOOKS, hook)}"; echo the script goes on`, 'sh', ...args], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH ?? '', PORTCULLIS_PCP_WRITER: '/nonexistent/portcullis-pcp-servers', ...vars },
+    });
+    t.equal(r.status, 0, hook);
+    t.equal(r.stdout, 'the script goes on\n', hook);
+  }
+});
