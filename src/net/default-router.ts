@@ -8,7 +8,7 @@
 // - no gateway, on a DS-Lite softwire (an ip6tnl tunnel in ipip6 mode, or
 //   `any`, which carries IPv4 too): the AFTR, at its well-known address
 //   192.0.0.1 inside the tunnel (RFC 6333: 192.0.0.0/29 is the softwire's,
-//   .1 the AFTR's, .2 the B4's);
+//   .1 the AFTR's, the B4's usually .2);
 // - no gateway on another point-to-point link (PPPoE): the peer address of
 //   the link, if it has one.
 //
