@@ -233,7 +233,7 @@ t.test('file errors: file, line, JSON path and what was expected', async (t) => 
   t.same(problems('version: 1\nrules:\n  - { name: a, action: allow }\n  - { name: a, action: deny }\n'), [
     'p.yaml:4: /rules/1/name: rule name "a" is already used at /rules/0/name',
   ]);
-  t.same(problems('version: 1\nrules: []\nstatic:\n  - name: s\n'), ["p.yaml:4: /static/0: give exactly one of 'pinhole' or 'forward'"]);
+  t.same(problems('version: 1\nrules: []\nstatic:\n  - name: s\n'), ["p.yaml:4: /static/0: give exactly one of 'pinhole', 'forward' or 'device'"]);
   t.same(problems('version: 1\nrules: []\nstatic:\n  - name: s\n    forward: { protocol: udp, port: 80, to: "2001:db8::1" }\n'), [
     'p.yaml:5: /static/0/forward/to: expected an IPv4 unicast address of a LAN host; got "2001:db8::1"',
   ]);
