@@ -262,7 +262,8 @@ t.test('the shipped files: examples/default-policy.yaml is the built-in default;
   t.same(file.statics, []);
   const example = loadPolicyFile(join(ROOT, 'examples/policy.yaml'));
   t.equal(example.rules.length, 5);
-  t.equal(example.statics.length, 2);
+  t.equal(example.statics.length, 3);
+  t.match(summarize(example), /static "nas-https": device tcp 443 → 52:54:00:12:34:56 \(its current IPv6 addresses; IPv4 forwarded from the same ports\)/);
   t.match(summarize(example), /static "home-server-https": pinhole tcp 443 → ::1234:5678:abcd:ef01\/::ffff:ffff:ffff:ffff/);
   // The schema is a plain JSON Schema an editor can use.
   const schema = JSON.parse(readFileSync(join(ROOT, 'schema/policy.schema.json'), 'utf8')) as { $schema: string };
