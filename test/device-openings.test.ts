@@ -110,6 +110,9 @@ t.test('nft: one rule per address, and a new address leaves the others\' ids as 
   t.match([...one.values()].map((r) => r.rule).join('\n'), /fib daddr type local dnat ip to 192\.168\.77\.2:443/, 'the IPv4 forward, as an address forward makes it');
   t.match([...one.values()].map((r) => r.rule).join('\n'), /ip saddr 192\.168\.77\.2 meta l4proto tcp th sport 443 masquerade to :443/, 'with its SNAT');
   t.same(staticRules(placement, topo, [d]).size, 0, 'an unresolved device opening makes no rule');
+  const embedded = staticRules({ ...placement, table: 'fw4', embedded: true }, topo, resolveDevice(d, { ipv6: [mustParseIp('2001:db8:77::2')], ipv4: mustParseIp('192.168.77.2'), eui64: false }));
+  t.match([...embedded.values()].find((r) => r.rule.includes('ip6 daddr')), { chain: 'portcullis_static_fwd', rule: /ip6 daddr 2001:db8:77::2 .* accept comment/ }, 'embedded: in our prefixed chain, admitted packets accepted');
+  t.match([...embedded.values()].find((r) => r.rule.includes('dnat')), { chain: 'portcullis_static_pre' });
 });
 
 t.test('the loader: a device entry checked like the rest', async (t) => {

@@ -150,6 +150,16 @@ t.test('an EUI-64 address adds the identifier\'s mask: a new prefix reaches the 
   lab.exec('lan', ['ip', 'addr', 'del', `${renumbered}/64`, 'dev', 'eth0']);
 });
 
+t.test('the WAN side gets no answer from the statics route, even routed to the LAN address', async (t) => {
+  lab.exec('wan', ['ip', 'route', 'replace', '192.168.77.0/24', 'via', '198.51.100.1']);
+  t.teardown(() => void lab.exec('wan', ['ip', 'route', 'del', '192.168.77.0/24'], { allowFail: true }));
+  const body = JSON.stringify({ device: MAC, protocol: 'tcp', port: 2222 });
+  const r = lab.exec('wan', ['curl', '-sS', '--max-time', '3', '-X', 'POST', '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/json', '--data-binary', body, '-w', '%{http_code}', `${ADMIN}/api/statics`], { allowFail: true });
+  t.not(r.code, 0, 'no connection at all');
+  t.equal(r.stdout.trim(), '000', 'not even an error status');
+  t.notMatch(readFileSync(POLICY, 'utf8'), /2222/, 'nothing written');
+});
+
 t.test('DELETE /api/statics/{name}: the traffic stops and the file is as it was', async (t) => {
   t.equal(api('DELETE', `/api/statics/${name}`).status, 204);
   t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 8443, to: '2001:db8:77::2' }), 'IPv6 closed');
