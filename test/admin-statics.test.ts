@@ -214,6 +214,29 @@ t.test('a read-only file or one broken by hand: refused, said clearly, nothing w
   writeFileSync(POLICY, before);
 });
 
+t.test('the firewall refuses the edited policy: 500, and the previous file is put back and in force', async (t) => {
+  const fw = daemon.firewall as MemoryFirewall;
+  const before = policyText();
+  const inForce = fw.statics;
+  const real = fw.setStatics.bind(fw);
+  let refused = 0;
+  fw.setStatics = async (s) => {
+    if (s.some((x) => x.name === 'refused-by-kernel')) {
+      refused++;
+      throw new Error('the kernel said no');
+    }
+    return real(s);
+  };
+  t.teardown(() => void (fw.setStatics = real));
+  const r = await open({ device: MAC, protocol: 'udp', port: 5001, name: 'refused-by-kernel' });
+  t.match(r, { status: 500, json: { error: /could not be put in force \(the kernel said no\); the previous file was put back/ } });
+  t.equal(refused, 1);
+  t.equal(policyText(), before, 'the file as it was');
+  t.same(fw.statics, inForce, 'the firewall as it was');
+  t.notOk(daemon.policy().statics.some((s) => s.name === 'refused-by-kernel'), 'the policy in force as it was');
+  t.equal(daemon.service.count((m) => m.externalPort === 5001), 0, 'and the service holds no forward of it');
+});
+
 t.test('204: removed from the file, the service and the firewall; any kind of static opening', async (t) => {
   t.equal((await http('DELETE', `/api/statics/${name}`)).status, 204);
   t.notMatch(policyText(), /nas-tcp-8443/);

@@ -121,7 +121,7 @@ export class PolicyKeeper {
         return await this.swapIn(this.read(), service, firewall);
       } catch (err) {
         await writePolicyFile(f.target, f.text, f);
-        await this.swapIn(this.read(), service, firewall).catch(() => undefined);
+        await this.swapIn(this.read(), service, firewall).catch((again: unknown) => this.log.error({ event: 'policy-restore-failed', file: this.file, error: (again as Error).message }));
         throw new PolicyEditError('io', `the edited policy could not be put in force (${(err as Error).message}); the previous file was put back`);
       }
     });
