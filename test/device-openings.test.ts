@@ -7,7 +7,8 @@
 import t from 'tap';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
 import type { DhcpLease } from '../src/net/dhcp-leases.js';
-import { parseNeighbours, type Neighbour } from '../src/net/neighbours.js';
+import { Neighbours, parseNeighbours, type Neighbour } from '../src/net/neighbours.js';
+import { DeviceLocator } from '../src/daemon/device-statics.js';
 import { MAX_DEVICE_ADDRESSES, eui64Identifier, eui64Pattern, resolveDevice, resolveStatics, sightingOf, usesEui64 } from '../src/policy/device-openings.js';
 import { PolicyError, parsePolicyText, summarize } from '../src/policy/load.js';
 import { staticRules } from '../src/firewall/nft/ruleset.js';
@@ -126,4 +127,17 @@ t.test('the loader: a device entry checked like the rest', async (t) => {
   const ok = parsePolicyText(`version: 1\nrules: []\nstatic:\n  - name: nas\n    description: the NAS\n    device: { mac: "${MAC}", protocol: udp, ports: [53, 5353] }\n`, 'p.yaml');
   t.match(ok.statics[0], { kind: 'device', mac: MAC, protocols: [17], ports: [{ min: 53, max: 53 }, { min: 5353, max: 5353 }], description: 'the NAS' });
   t.match(summarize(ok), /static "nas": device udp 53, 5353 → 52:54:00:12:34:56/);
+});
+
+t.test('the daemon\'s locator: LAN interfaces only, and an EUI-64 identifier once seen is remembered', async (t) => {
+  let rows: Neighbour[] = [n(EUI), n('2001:db8:77::2'), n('2001:db8:ff::5', MAC, 1, 'wan0')];
+  const neighbours = new Neighbours(async () => rows, () => performance.now(), 0);
+  const locator = new DeviceLocator(neighbours, ['br-lan'], undefined);
+  await neighbours.refresh();
+  t.match(locator.sighting(MAC), { ipv6: [mustParseIp(EUI), '2001:db8:77::2'], eui64: true }, 'the WAN interface\'s entry is no address of the LAN device');
+  rows = [n('2001:db8:78::2')];
+  await new Promise((r) => setTimeout(r, 150));
+  await neighbours.refresh();
+  t.match(locator.sighting(MAC), { ipv6: ['2001:db8:78::2'], eui64: true }, 'renumbered, the EUI-64 address gone: its mask stays');
+  t.match(locator.sighting('02:00:00:00:00:07'), { ipv6: [], eui64: false }, 'a device never seen with it: no mask');
 });

@@ -16,13 +16,22 @@
 
 import type { FirewallBackend } from '../firewall/backend.js';
 import type { Logger } from '../log.js';
-import type { DhcpLeases } from '../net/dhcp-leases.js';
-import type { Neighbours } from '../net/neighbours.js';
+import type { DhcpLease, DhcpLeases } from '../net/dhcp-leases.js';
+import type { Neighbour, Neighbours } from '../net/neighbours.js';
 import { sightingOf, type DeviceSighting } from '../policy/device-openings.js';
 import type { MappingService } from '../service/mapping-service.js';
 import type { PolicyKeeper } from './policy-keeper.js';
 
 export const FOLLOW_EVERY_MS = 3000;
+
+/** MACs remembered as using their EUI-64 identifier: the policy file holds at most 1000 static openings. */
+const MAX_REMEMBERED = 1024;
+/**
+ * How long one grouping of the neighbour table and the leases by MAC serves:
+ * one resolution of every device opening, well under the table's own
+ * freshness, so a new read is never missed.
+ */
+const INDEX_MS = 100;
 
 /** What the neighbour table and the DHCP leases say of each device now. */
 export class DeviceLocator {
@@ -33,6 +42,7 @@ export class DeviceLocator {
    * only thing that reaches the device before it is seen at its new address.
    */
   private readonly stableIdentifier = new Set<string>();
+  private index: { at: number; neighbours: Map<string, Neighbour[]>; leases: Map<string, DhcpLease[]> } | undefined;
 
   constructor(
     private readonly neighbours: Neighbours,
@@ -42,12 +52,28 @@ export class DeviceLocator {
 
   /** As the neighbour table was last read (refresh it first for a current answer). */
   sighting(mac: string): DeviceSighting {
-    const lan = new Set(this.lan);
-    const rows = this.neighbours.entries().filter((n) => lan.has(n.interface));
-    const seen = sightingOf(mac, rows, [...(this.leases?.leases() ?? [])], Date.now() / 1000);
-    // Bounded by the policy's device openings (the schema caps the static list).
-    if (seen.eui64) this.stableIdentifier.add(mac);
+    const index = this.grouped();
+    const seen = sightingOf(mac, index.neighbours.get(mac) ?? [], index.leases.get(mac) ?? [], Date.now() / 1000);
+    if (seen.eui64) {
+      this.stableIdentifier.delete(mac);
+      this.stableIdentifier.add(mac);
+      if (this.stableIdentifier.size > MAX_REMEMBERED) this.stableIdentifier.delete(this.stableIdentifier.values().next().value as string);
+    }
     return this.stableIdentifier.has(mac) ? { ...seen, eui64: true } : seen;
+  }
+
+  /** The table and the leases by MAC: every device opening is resolved at once, each from its own few rows. */
+  private grouped(): NonNullable<DeviceLocator['index']> {
+    const now = performance.now();
+    if (this.index && now - this.index.at < INDEX_MS) return this.index;
+    const lan = new Set(this.lan);
+    const neighbours = new Map<string, Neighbour[]>();
+    const put = <T>(m: Map<string, T[]>, k: string, v: T) => (m.get(k) ?? m.set(k, []).get(k))?.push(v);
+    for (const n of this.neighbours.entries()) if (lan.has(n.interface)) put(neighbours, n.lladdr, n);
+    const leases = new Map<string, DhcpLease[]>();
+    for (const l of this.leases?.leases() ?? []) if (l.mac !== undefined) put(leases, l.mac, l);
+    this.index = { at: now, neighbours, leases };
+    return this.index;
   }
 }
 
