@@ -37,7 +37,7 @@ import type { AdminListen } from './listen.js';
 import { openingById, picture, pinholeId, type Sources } from './views.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 import type { StaticEdit } from '../../policy/edit.js';
-import { deviceEntry, editRefused, removal } from './statics.js';
+import { addition, editRefused, removal } from './statics.js';
 
 const MAX_HEADER_BYTES = 8 * 1024;
 export const MAX_BODY_BYTES = 4 * 1024;
@@ -237,14 +237,9 @@ export class AdminServer {
 
   /** POST /api/statics (a device opening, 201 with it as listed) and DELETE /api/statics/{name} (any static opening, 204). */
   private async statics(method: string, name: string | undefined, body: Buffer, source: string): Promise<Reply> {
-    if (name === undefined && method !== 'POST') return notAllowed('POST');
-    if (name !== undefined && method !== 'DELETE') return notAllowed('DELETE');
-    const change = name === undefined
-      ? (() => {
-          const entry = deviceEntry(body, (n) => this.p.policy().statics.some((s) => s.name === n), this.p.leases);
-          return 'status' in entry ? entry : ({ op: 'add', entry } as const);
-        })()
-      : removal(name);
+    const allowed = name === undefined ? 'POST' : 'DELETE';
+    if (method !== allowed) return notAllowed(allowed);
+    const change = name === undefined ? addition(body, (n) => this.p.policy().statics.some((s) => s.name === n), this.p.leases) : removal(name);
     if ('status' in change) return new Reply(change.status, change.body);
     try {
       await this.p.editStatics(change);

@@ -22,8 +22,14 @@ export interface Answer {
 }
 const bad = (message: string): Answer => ({ status: 400, body: { error: message } });
 
+/** The edit POST /api/statics asks for, or the 400 that says what is wrong with its body. */
+export function addition(body: Buffer, taken: (name: string) => boolean, leases: DhcpLeases | undefined): StaticEdit | Answer {
+  const entry = deviceEntry(body, taken, leases);
+  return 'status' in entry ? entry : { op: 'add', entry };
+}
+
 /** The body of POST /api/statics as a policy-file entry, or the 400 that says what is wrong. */
-export function deviceEntry(body: Buffer, taken: (name: string) => boolean, leases: DhcpLeases | undefined): FileStatic | Answer {
+function deviceEntry(body: Buffer, taken: (name: string) => boolean, leases: DhcpLeases | undefined): FileStatic | Answer {
   let asked: unknown;
   try {
     asked = JSON.parse(body.toString('utf8'));
