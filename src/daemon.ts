@@ -29,6 +29,8 @@ import { DhcpLeases } from './net/dhcp-leases.js';
 import { controlHandler } from './daemon/control.js';
 import { RecentEvents } from './daemon/recent.js';
 import { PolicyKeeper, type ReloadReport } from './daemon/policy-keeper.js';
+import { DeviceLocator, followDevices } from './daemon/device-statics.js';
+import type { StaticEdit } from './policy/edit.js';
 import { guardedMetricsPorts, prepareMetrics, serveMetricsOf, warnIfBehindNat } from './daemon/metrics.js';
 import { openState, restoreState } from './daemon/state.js';
 import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
@@ -62,6 +64,8 @@ export interface Daemon {
    * changes nothing.
    */
   reloadPolicy(): Promise<ReloadReport>;
+  /** Adds or removes a static opening in the policy file, then reloads it (PolicyEditError when it cannot). */
+  editStatics(change: StaticEdit): Promise<ReloadReport>;
   stop(): Promise<void>;
 }
 
@@ -94,7 +98,12 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     const opened = await openState(cfg.stateDir, clock, telemetry);
     teardown.push(() => opened.store.close());
     const firewall = deps.firewall ?? makeBackend(cfg, clock, log, [...guardedMetricsPorts(metrics), ...adminGuardedPorts(admin)]);
-    await startFirewall(firewall, policy.current().statics);
+    // Device openings start at the addresses their devices have now.
+    const leases = cfg.dhcpLeases ? new DhcpLeases(cfg.dhcpLeases) : undefined;
+    const locator = new DeviceLocator(neighbours, cfg.lan, leases);
+    if (policy.followsDevices()) await neighbours.refresh();
+    policy.locateDevicesWith((mac) => locator.sighting(mac));
+    await startFirewall(firewall, policy.inForce());
     teardown.push(() => firewall.stop());
 
     const epoch = new Epoch(clock);
@@ -122,9 +131,9 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     restoreState(service, epoch, opened, clock, cfg.stateDir, telemetry, log);
     // Restored mappings are judged by the policy in force now (it may have
     // changed while the daemon was down), and the static forwards enter the table.
-    const initial = await service.swapPolicy(policy.current().policy, policy.current().statics);
-    const leases = cfg.dhcpLeases ? new DhcpLeases(cfg.dhcpLeases) : undefined;
+    const initial = await service.swapPolicy(policy.current().policy, policy.inForce());
     if (leases) teardown.push(await checkLeases(leases, service, log));
+    teardown.push(followDevices(policy, neighbours, service, firewall, log));
 
     const server = new PortControlServer({ ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit }, watch.lan(), sources, service, log, telemetry);
     teardown.push(() => server.stop());
@@ -170,8 +179,9 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     } else warnIfBehindNat(external, log);
     if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
+    const editStatics = (change: StaticEdit) => policy.edit(change, service, firewall);
     if (admin) {
-      const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), neighbours, leases, log };
+      const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), inForce: () => policy.inForce(), editStatics, neighbours, leases, log };
       teardown.push(await startAdmin(admin, cfg.stateDir, parts));
     }
 
@@ -192,6 +202,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       upnp,
       policy: () => policy.current(),
       reloadPolicy,
+      editStatics,
       async stop() {
         await teardown.unwind('stop');
         log.info({ event: 'stopped' });

@@ -272,8 +272,8 @@ t.test('openings: a real PCP and NAT-PMP mapping with ids and devices, the stati
   t.match(await http('DELETE', `/api/openings/${pcp?.id}`, { headers: bearer() }), { status: 404, json: { error: /no opening/ } }, 'twice: 404');
 
   const forward = openings.find((o) => o.kind === 'static-forward');
-  t.match(await http('DELETE', `/api/openings/${forward?.id}`, { headers: bearer() }), { status: 409, json: { error: /static forward 'game' of the policy file: edit the policy file/ } });
-  t.match(await http('DELETE', '/api/openings/static-web', { headers: bearer() }), { status: 409, json: { error: /static pinhole 'web'.*edit the policy file/ } });
+  t.match(await http('DELETE', `/api/openings/${forward?.id}`, { headers: bearer() }), { status: 409, json: { error: /static opening 'game' of the policy file: remove it with DELETE \/api\/statics\/game/ } });
+  t.match(await http('DELETE', '/api/openings/static-web', { headers: bearer() }), { status: 409, json: { error: /static opening 'web'.*DELETE \/api\/statics\/web/ } });
   t.equal(daemon.service.count((m) => m.origin === 'static'), 1, 'the static forward stays');
 });
 
@@ -319,7 +319,7 @@ t.test('events: a stream that hears of a new mapping without asking again', asyn
   t.match(events.join(''), /event: openings\ndata: \{"changes":\d+\}/);
 });
 
-t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknown 404, statics 501 — each with a JSON error', async (t) => {
+t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknown 404, statics without a policy file 409 — each with a JSON error', async (t) => {
   const big = JSON.stringify({ token: 'a'.repeat(MAX_BODY_BYTES) });
   t.match(await http('POST', '/api/login', { headers: { 'Content-Type': 'application/json' }, body: big, from: '127.0.0.8' }), { status: 413, json: { error: /at most 4096 bytes/ } }, 'Content-Length over the limit');
   t.match(await http('POST', '/api/login', { headers: { 'Content-Type': 'application/json' }, body: big, from: '127.0.0.8', chunked: true }), { status: 413, json: { error: /at most/ } }, 'chunked, over the limit as it streams');
@@ -338,8 +338,10 @@ t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknow
   t.match(await http('GET', '/api/nothing', h), { status: 404 });
   t.match(await http('GET', '/', h), { status: 404, json: { error: /under \/api/ } });
   t.match(await http('PUT', '/api/openings', h), { status: 405, headers: { allow: 'GET' } });
-  t.match(await http('POST', '/api/statics', { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: '{}' }), { status: 501, json: { error: /not built yet/ } });
-  t.match(await http('DELETE', '/api/statics/web', h), { status: 501 });
+  t.match(await http('POST', '/api/statics', { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: '{}' }), { status: 400, json: { error: /device: expected/ } });
+  const noFile = await http('POST', '/api/statics', { ...json({ device: '52:54:00:12:34:56', protocol: 'tcp', port: 443 }), headers: { ...bearer(), 'Content-Type': 'application/json' } });
+  t.match(noFile, { status: 409, json: { error: /built-in default policy \(no --policy file\).*start it with --policy FILE/ } }, 'no policy file: said, nothing done');
+  t.match(await http('DELETE', '/api/statics/web', h), { status: 409, json: { error: /no --policy file/ } });
   t.match(await http('GET', `/api/openings?${'x'.repeat(2000)}`, h), { status: 414 });
   const huge = await http('GET', '/api/openings', { headers: { ...bearer(), 'X-Filler': 'y'.repeat(16 * 1024) } });
   t.equal(huge.status, 431, 'headers over the limit');

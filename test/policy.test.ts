@@ -233,7 +233,7 @@ t.test('file errors: file, line, JSON path and what was expected', async (t) => 
   t.same(problems('version: 1\nrules:\n  - { name: a, action: allow }\n  - { name: a, action: deny }\n'), [
     'p.yaml:4: /rules/1/name: rule name "a" is already used at /rules/0/name',
   ]);
-  t.same(problems('version: 1\nrules: []\nstatic:\n  - name: s\n'), ["p.yaml:4: /static/0: give exactly one of 'pinhole' or 'forward'"]);
+  t.same(problems('version: 1\nrules: []\nstatic:\n  - name: s\n'), ["p.yaml:4: /static/0: give exactly one of 'pinhole', 'forward' or 'device'"]);
   t.same(problems('version: 1\nrules: []\nstatic:\n  - name: s\n    forward: { protocol: udp, port: 80, to: "2001:db8::1" }\n'), [
     'p.yaml:5: /static/0/forward/to: expected an IPv4 unicast address of a LAN host; got "2001:db8::1"',
   ]);
@@ -262,7 +262,8 @@ t.test('the shipped files: examples/default-policy.yaml is the built-in default;
   t.same(file.statics, []);
   const example = loadPolicyFile(join(ROOT, 'examples/policy.yaml'));
   t.equal(example.rules.length, 5);
-  t.equal(example.statics.length, 2);
+  t.equal(example.statics.length, 3);
+  t.match(summarize(example), /static "nas-https": device tcp 443 → 52:54:00:12:34:56 \(its current IPv6 addresses; IPv4 forwarded from the same ports\)/);
   t.match(summarize(example), /static "home-server-https": pinhole tcp 443 → ::1234:5678:abcd:ef01\/::ffff:ffff:ffff:ffff/);
   // The schema is a plain JSON Schema an editor can use.
   const schema = JSON.parse(readFileSync(join(ROOT, 'schema/policy.schema.json'), 'utf8')) as { $schema: string };

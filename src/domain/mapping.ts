@@ -130,6 +130,8 @@ export type StaticOpening =
       readonly protocols: readonly number[];
       readonly ports: readonly { readonly min: number; readonly max: number }[];
       readonly from?: readonly AddressPattern[];
+      /** Set when the pinhole is one address of a device opening (its link-layer address). */
+      readonly device?: string;
     }
   /** IPv4 port forward: external port on the WAN → internal address and port. */
   | {
@@ -140,4 +142,29 @@ export type StaticOpening =
       readonly to: IpAddress;
       readonly toPort: number;
       readonly from?: readonly AddressPattern[];
-    };
+      /** Set when the forward is one port of a device opening (its link-layer address). */
+      readonly device?: string;
+    }
+  | DeviceOpening;
+
+/**
+ * An opening for a device, known by its link-layer address: whatever
+ * addresses it has now. The firewall never sees this kind; it sees the
+ * pinholes and forwards it resolves to (src/policy/device-openings.ts),
+ * which follow the neighbour table.
+ */
+export interface DeviceOpening {
+  readonly kind: 'device';
+  readonly name: string;
+  /** Lowercase, colon-separated. */
+  readonly mac: string;
+  readonly protocols: readonly number[];
+  readonly ports: readonly { readonly min: number; readonly max: number }[];
+  /** Remote sources allowed, both families mixed (absent: any). */
+  readonly from?: readonly AddressPattern[];
+  /** The admin's words for it (the file's `description`). */
+  readonly description?: string;
+}
+
+/** A static opening the firewall and the service can install as it is (a device opening resolved). */
+export type ConcreteStatic = Exclude<StaticOpening, DeviceOpening>;

@@ -1,4 +1,4 @@
-// The kernel's neighbour table (`ip -j neigh show`): which link-layer
+// The kernel's neighbour table (`ip -j -s neigh show`): which link-layer
 // address answers for each on-link IP address. It is the one proof that two
 // IPv6 addresses belong to one device: an interface identifier proves
 // nothing, since any LAN host can configure another's identifier under
@@ -17,6 +17,8 @@ export interface Neighbour {
   readonly interface: string;
   /** Link-layer address, lowercase. */
   readonly lladdr: string;
+  /** Seconds since the kernel last changed the entry (`ip -s`), when it said. */
+  readonly updated?: number;
 }
 
 /** Reads the whole table; injectable for tests. */
@@ -44,14 +46,15 @@ export function parseNeighbours(json: string): Neighbour[] {
     const states = Array.isArray(row.state) ? (row.state as unknown[]) : [];
     if (!address || typeof row.dev !== 'string' || typeof row.lladdr !== 'string' || row.lladdr === '') continue;
     if (states.some((s) => typeof s === 'string' && UNRESOLVED.has(s))) continue;
-    out.push({ address, interface: row.dev, lladdr: row.lladdr.toLowerCase() });
+    const n = { address, interface: row.dev, lladdr: row.lladdr.toLowerCase() };
+    out.push(typeof row.updated === 'number' && Number.isFinite(row.updated) && row.updated >= 0 ? { ...n, updated: row.updated } : n);
   }
   return out;
 }
 
 const readIpNeigh: NeighbourReader = () =>
   new Promise((resolve) => {
-    execFile('ip', ['-j', 'neigh', 'show'], { timeout: READ_TIMEOUT_MS, maxBuffer: MAX_OUTPUT_BYTES, killSignal: 'SIGKILL' }, (err, stdout) => {
+    execFile('ip', ['-j', '-s', 'neigh', 'show'], { timeout: READ_TIMEOUT_MS, maxBuffer: MAX_OUTPUT_BYTES, killSignal: 'SIGKILL' }, (err, stdout) => {
       resolve(err ? [] : parseNeighbours(stdout));
     });
   });

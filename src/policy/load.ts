@@ -12,16 +12,21 @@ import { Ajv, type ErrorObject } from 'ajv';
 import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
 import { familyOf, isMulticast, isUnspecified, parseIp } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, protocolByName, protocolName } from '../net/ipproto.js';
-import type { StaticOpening } from '../domain/mapping.js';
+import type { DeviceOpening, StaticOpening } from '../domain/mapping.js';
 import type { Via } from '../domain/mapping.js';
 import { BASE_LIMITS, RulePolicy, type Limits, type Rule, type RuleOperation } from './policy.js';
-import { formatRange, parseAddressPattern, parsePortRange, type AddressPattern, type PortRange } from '../domain/patterns.js';
+import { formatRange, parseAddressPattern, parsePortRange, rangesSize, type AddressPattern, type PortRange } from '../domain/patterns.js';
 
 const require = createRequire(import.meta.url);
 const schema = require('../../../schema/policy.schema.json') as object;
 
 /** Largest policy file read (a policy is a few KiB; this bounds a mistake like pointing at a log). */
-const MAX_FILE_BYTES = 1 << 20;
+export const MAX_FILE_BYTES = 1 << 20;
+/**
+ * Ports one device opening may name: each is an IPv4 forward of its own (a
+ * rule, a held port and a mapping), so a range like 1-65535 is refused.
+ */
+export const MAX_DEVICE_PORTS = 64;
 
 export class PolicyError extends Error {
   constructor(readonly problems: readonly string[]) {
@@ -64,11 +69,12 @@ interface FileRule {
   };
   limits?: FileLimits;
 }
-interface FileStatic {
+export interface FileStatic {
   name: string;
   description?: string;
   pinhole?: { to: string; protocol: 'udp' | 'tcp' | 'any'; ports: FilePorts; from?: OneOrMany<string> };
   forward?: { protocol: 'udp' | 'tcp'; port: number; to: string; toPort?: number; from?: OneOrMany<string> };
+  device?: { mac: string; protocol: 'udp' | 'tcp' | 'any'; ports: FilePorts; from?: OneOrMany<string> };
 }
 export interface PolicyDocument {
   version: 1;
@@ -140,7 +146,7 @@ function compile(data: unknown, source: string, at: (path: readonly (string | nu
   const statics = (data.static ?? []).map((s, i) => c.static(s, i)).filter((s): s is StaticOpening => s !== undefined);
   c.unique(rules.map((r, i) => [r.name, ['rules', i, 'name']]), 'rule');
   c.unique(statics.map((s, i) => [s.name, ['static', i, 'name']]), 'static opening');
-  c.forwardClashes(data.static ?? []);
+  c.forwardClashes(data.static ?? [], statics);
   if (problems.length) throw new PolicyError(problems);
   return { source, policy: new RulePolicy(rules, now), rules, statics };
 }
@@ -232,6 +238,7 @@ class Compiler {
       const protocols = one === undefined ? [IPPROTO_TCP, IPPROTO_UDP] : [one];
       return { kind: 'pinhole', name: s.name, to, protocols, ports, from };
     }
+    if (s.device) return this.device(s.name, s.description, s.device, [...path, 'device']);
     const f = s.forward;
     if (!f) return undefined;
     const to = parseIp(f.to);
@@ -243,6 +250,21 @@ class Compiler {
     return { kind: 'forward', name: s.name, protocol: protocolByName(f.protocol) ?? IPPROTO_TCP, port: f.port, to, toPort: f.toPort ?? f.port, from };
   }
 
+  device(name: string, description: string | undefined, d: NonNullable<FileStatic['device']>, path: (string | number)[]): DeviceOpening | undefined {
+    const mac = d.mac.toLowerCase();
+    // The I/G bit: a group address is no one device.
+    if ((parseInt(mac.slice(0, 2), 16) & 1) !== 0 || mac === '00:00:00:00:00:00') {
+      this.fail([...path, 'mac'], "a device's own (unicast) link-layer address", d.mac);
+      return undefined;
+    }
+    const ports = this.ports(d.ports, [...path, 'ports']);
+    if (ports.some((r) => r.min === 0)) this.fail([...path, 'ports'], 'ports from 1 to 65535', d.ports);
+    else if (rangesSize(ports) > MAX_DEVICE_PORTS) this.fail([...path, 'ports'], `at most ${MAX_DEVICE_PORTS} ports (each is an IPv4 forward of its own)`, d.ports);
+    const from = d.from !== undefined ? this.patterns(d.from, [...path, 'from'], undefined, true) : undefined;
+    const one = protocolByName(d.protocol);
+    return { kind: 'device', name, mac, protocols: one === undefined ? [IPPROTO_TCP, IPPROTO_UDP] : [one], ports, from, ...(description !== undefined ? { description } : {}) };
+  }
+
   unique(items: [string, (string | number)[]][], what: string): void {
     const seen = new Map<string, (string | number)[]>();
     for (const [name, path] of items) {
@@ -252,14 +274,20 @@ class Compiler {
     }
   }
 
-  forwardClashes(statics: readonly FileStatic[]): void {
+  /** One WAN port, one forward: a port forward or a device opening's IPv4 side. */
+  forwardClashes(statics: readonly FileStatic[], compiled: readonly StaticOpening[]): void {
     const seen = new Map<string, number>();
-    statics.forEach((s, i) => {
-      if (!s.forward) return;
-      const key = `${s.forward.protocol}/${s.forward.port}`;
+    const claim = (key: string, i: number, path: (string | number)[]) => {
       const first = seen.get(key);
-      if (first !== undefined) this.problems.push(`${this.at(['static', i, 'forward', 'port'])}: ${key} is already forwarded by /static/${first}`);
+      if (first !== undefined && first !== i) this.problems.push(`${this.at(path)}: ${key} is already forwarded by /static/${first}`);
       else seen.set(key, i);
+    };
+    statics.forEach((s, i) => {
+      if (s.forward) claim(`${s.forward.protocol}/${s.forward.port}`, i, ['static', i, 'forward', 'port']);
+      const d = compiled.find((c) => c.name === s.name);
+      if (s.device && d?.kind === 'device') {
+        for (const p of d.protocols) for (const r of d.ports) for (let port = r.min; port <= r.max && port > 0; port++) claim(`${protocolName(p)}/${port}`, i, ['static', i, 'device', 'ports']);
+      }
     });
   }
 }
@@ -304,7 +332,7 @@ function schemaProblems(errors: readonly ErrorObject[], data: unknown, at: (path
         msg = `expected ${JSON.stringify((e.params as { allowedValue: unknown }).allowedValue)}; got ${JSON.stringify(got)}`;
         break;
       case 'oneOf':
-        msg = `give exactly one of 'pinhole' or 'forward'`;
+        msg = `give exactly one of 'pinhole', 'forward' or 'device'`;
         break;
       case 'type':
         msg = `expected ${expectedByDef ?? (e.params as { type: string | string[] }).type.toString().replace(/,/g, ' or ')}; got ${describeType(got)}`;
@@ -394,9 +422,10 @@ export function describeRule(r: Rule): string {
 
 export function describeStatic(s: StaticOpening): string {
   const from = s.from ? ` from ${s.from.map((p) => p.text).join(', ')}` : '';
-  if (s.kind === 'pinhole') {
-    const proto = s.protocols.length === 2 ? 'tcp+udp' : s.protocols.map(protocolName).join('+');
-    return `pinhole ${proto} ${s.ports.map(formatRange).join(', ')} → ${s.to.text}${from}`;
+  const protos = (list: readonly number[]) => (list.length === 2 ? 'tcp+udp' : list.map(protocolName).join('+'));
+  if (s.kind === 'pinhole') return `pinhole ${protos(s.protocols)} ${s.ports.map(formatRange).join(', ')} → ${s.to.text}${from}`;
+  if (s.kind === 'device') {
+    return `device ${protos(s.protocols)} ${s.ports.map(formatRange).join(', ')} → ${s.mac} (its current IPv6 addresses; IPv4 forwarded from the same ports)${from}`;
   }
   return `forward ${protocolName(s.protocol)} ${s.port} → ${s.to}:${s.toPort}${from}`;
 }

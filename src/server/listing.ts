@@ -48,7 +48,8 @@ export interface ListedFields {
 /** Every opening: client mappings, static forwards and static pinholes. */
 export function listing(service: MappingService, policy: LoadedPolicy, deviceOf: (m: Mapping) => string | undefined = () => undefined): Listing {
   const mappings = service.mappings().map((m) => rowOf(service, m, deviceOf(m)));
-  const staticPinholes = policy.statics.filter((s) => s.kind === 'pinhole').map((s) => ({ name: s.name, rule: describeStatic(s) }));
+  // Device openings are listed here too: they are rules like the pinholes (their IPv4 forwards are rows above).
+  const staticPinholes = policy.statics.filter((s) => s.kind === 'pinhole' || s.kind === 'device').map((s) => ({ name: s.name, rule: describeStatic(s) }));
   return { mappings, staticPinholes };
 }
 

@@ -328,6 +328,15 @@ export function staticRules(p: Placement, t: Topology, statics: readonly StaticO
   const admit = `meta mark set meta mark | 0x${t.mark.toString(16)} ${p.embedded ? 'accept' : 'return'}`;
   const out = new Map<string, { chain: string; rule: string }>();
   for (const s of statics) {
+    // A device opening reaches the firewall as the pinholes and forwards its
+    // current addresses resolve to (src/policy/device-openings.ts), each an
+    // ordinary rule here: the rule ids below hash the address in, so when a
+    // device gains or loses an address exactly that rule comes or goes and
+    // the others keep their handles. Named sets per device would spare those
+    // rule swaps, but addresses move seldom, and the rules need no objects of
+    // their own to create, own, check for intactness and repair, in either
+    // placement.
+    if (s.kind === 'device') continue;
     const add = (chain: string, body: string) => {
       const id = `static ${s.name} ${createHash('sha256').update(`${chain} ${body}`).digest('hex').slice(0, 12)}`;
       out.set(id, { chain, rule: `${body} comment "${id}"` });

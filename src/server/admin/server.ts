@@ -35,6 +35,9 @@ import { checkPassword, clearCookie, sameSecret, sessionCookie, Sessions, setCoo
 import { EventHub } from './events.js';
 import type { AdminListen } from './listen.js';
 import { openingById, picture, pinholeId, type Sources } from './views.js';
+import type { StaticOpening } from '../../domain/mapping.js';
+import type { StaticEdit } from '../../policy/edit.js';
+import { addition, editRefused, removal } from './statics.js';
 
 const MAX_HEADER_BYTES = 8 * 1024;
 export const MAX_BODY_BYTES = 4 * 1024;
@@ -57,6 +60,10 @@ export interface AdminParts {
   sources: LanSources;
   service: MappingService;
   policy: () => LoadedPolicy;
+  /** The static openings as installed (device openings resolved to their addresses now). */
+  inForce: () => readonly StaticOpening[];
+  /** Adds or removes a static opening in the policy file and reloads it (PolicyEditError when it cannot). */
+  editStatics: (change: StaticEdit) => Promise<unknown>;
   neighbours: Neighbours;
   /** The daemon's DHCP leases (read by its lease check), for naming devices. */
   leases?: DhcpLeases;
@@ -182,10 +189,10 @@ export class AdminServer {
       const csrf = req.headers['x-csrf-token'];
       if (typeof csrf !== 'string' || !sameSecret(csrf, caller.csrf)) return error(403, 'missing or wrong X-CSRF-Token (POST /api/login and GET /api/session give it)');
     }
-    return this.route(method, path, caller, source, req, res);
+    return this.route(method, path, caller, source, req, res, body);
   }
 
-  private async route(method: string, path: string, caller: Caller, source: string, req: IncomingMessage, res: ServerResponse): Promise<Reply | undefined> {
+  private async route(method: string, path: string, caller: Caller, source: string, req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<Reply | undefined> {
     const segments = path.split('/').slice(2);
     const [head, id, ...rest] = segments;
     switch (head) {
@@ -223,10 +230,27 @@ export class AdminServer {
       }
       case 'statics':
         if (rest.length > 0) break;
-        if (method !== 'POST' && method !== 'DELETE') return notAllowed('POST, DELETE');
-        return error(501, 'adding and removing static openings from the API is not built yet: edit the policy file and run portcullis policy reload');
+        return this.statics(method, id, body, source);
     }
     return error(404, `no such resource: ${path.slice(0, 100)} (docs/admin-api.yaml lists them)`);
+  }
+
+  /** POST /api/statics (a device opening, 201 with it as listed) and DELETE /api/statics/{name} (any static opening, 204). */
+  private async statics(method: string, name: string | undefined, body: Buffer, source: string): Promise<Reply> {
+    const allowed = name === undefined ? 'POST' : 'DELETE';
+    if (method !== allowed) return notAllowed(allowed);
+    const change = name === undefined ? addition(body, (n) => this.p.policy().statics.some((s) => s.name === n), this.p.leases) : removal(name);
+    if ('status' in change) return new Reply(change.status, change.body);
+    try {
+      await this.p.editStatics(change);
+    } catch (err) {
+      const r = editRefused(err);
+      return new Reply(r.status, r.body);
+    }
+    this.p.log.info({ event: 'admin-api', op: change.op === 'add' ? 'add-static' : 'remove-static', name: change.op === 'add' ? change.entry.name : change.name, source });
+    if (change.op === 'remove') return new Reply(204, undefined);
+    const added = await openingById(await this.sources(), pinholeId(change.entry.name));
+    return new Reply(201, { openings: added ? [added] : [] });
   }
 
   /** GET or DELETE /api/openings/{id}. */
@@ -240,7 +264,7 @@ export class AdminServer {
     if (!found) return error(404, `no opening ${id} (it may have expired or been removed)`);
     if (method === 'GET') return new Reply(200, found);
     if (found.origin === 'static') {
-      return error(409, `opening ${id} is the static ${found.kind === 'static-pinhole' ? 'pinhole' : 'forward'} '${found.name ?? ''}' of the policy file: edit the policy file and run portcullis policy reload`);
+      return error(409, `opening ${id} is the static opening '${found.name ?? ''}' of the policy file: remove it with DELETE /api/statics/${found.name ?? ''}`);
     }
     const n = Number(id);
     const r = await this.p.service.removeAsAdmin((m) => m.id === n);
@@ -310,6 +334,7 @@ export class AdminServer {
     return {
       service: this.p.service,
       statics: this.p.policy().statics,
+      inForce: this.p.inForce(),
       neighbours: this.p.neighbours.entries().filter((n) => lan.has(n.interface)),
       leases: this.p.leases,
       now: Date.now(),

@@ -9,7 +9,7 @@
 // firewall a query each, so at most MAX_PACKET_LOOKUPS per listing, a few at
 // a time.
 
-import type { Mapping, StaticOpening } from '../../domain/mapping.js';
+import type { DeviceOpening, Mapping, StaticOpening } from '../../domain/mapping.js';
 import { patternMatches } from '../../domain/patterns.js';
 import { familyOf, type IpAddress } from '../../net/address.js';
 import type { DhcpLeases } from '../../net/dhcp-leases.js';
@@ -49,6 +49,8 @@ export interface MappingOpening {
   packets: number | null;
   /** A static forward's name in the policy file. */
   name?: string;
+  /** The same: the name DELETE /api/statics/{name} removes it by. */
+  static?: string;
 }
 
 export interface PinholeOpening {
@@ -64,9 +66,30 @@ export interface PinholeOpening {
   rule: string;
   /** The devices an address of which the pinhole admits. */
   devices: string[];
+  static: string;
 }
 
-export type Opening = MappingOpening | PinholeOpening;
+/** A device opening: the device's link-layer address, and the addresses it opens now. */
+export interface DeviceStaticOpening {
+  id: string;
+  kind: 'static-device';
+  origin: 'static';
+  name: string;
+  static: string;
+  /** The device's link-layer address (its id in GET /api/devices). */
+  device: string;
+  description: string;
+  protocols: string[];
+  ports: { min: number; max: number }[];
+  from: string[] | null;
+  /** What is open for it now: its IPv6 addresses (and its EUI-64 identifier's mask, where it uses one). */
+  ipv6: string[];
+  /** Its IPv4 address the same ports are forwarded to from the WAN, or null while none is known. */
+  ipv4: string | null;
+  rule: string;
+}
+
+export type Opening = MappingOpening | PinholeOpening | DeviceStaticOpening;
 
 export interface DeviceView {
   /** The link-layer address, or (not known) the address itself (IPv4) or its /64 (IPv6). */
@@ -76,12 +99,17 @@ export interface DeviceView {
   interfaces: string[];
   addresses: string[];
   openings: string[];
+  /** The names of the policy file's static openings that reach it (DELETE /api/statics/{name}). */
+  statics: string[];
 }
 
 /** What a listing needs, read once per request. */
 export interface Sources {
   service: MappingService;
+  /** The policy file's static openings. */
   statics: readonly StaticOpening[];
+  /** The same as installed: device openings resolved to their addresses now. */
+  inForce: readonly StaticOpening[];
   /** The neighbour table's entries on LAN interfaces. */
   neighbours: readonly Neighbour[];
   leases: DhcpLeases | undefined;
@@ -89,7 +117,7 @@ export interface Sources {
   now: number;
 }
 
-/** The id of a static pinhole, which the policy file names. */
+/** The id of a static pinhole or device opening, which the policy file names. */
 export const pinholeId = (name: string) => `static-${name}`;
 
 /** Which device each address belongs to, and what is known of each device. */
@@ -110,6 +138,11 @@ class DeviceIndex {
     }
   }
 
+  /** A device by its link-layer address, known or not (a device opening names it before it is seen). */
+  byMac(mac: string): DeviceView | undefined {
+    return this.devices.get(mac) ?? this.add(mac, mac);
+  }
+
   /** The device of an address, made up from its unit when nothing knows it. */
   of(address: IpAddress): string {
     const known = this.byAddress.get(address);
@@ -119,15 +152,16 @@ class DeviceIndex {
     return unit;
   }
 
-  private add(id: string, lladdr: string | null, address: string, iface?: string): DeviceView | undefined {
+  private add(id: string, lladdr: string | null, address?: string, iface?: string): DeviceView | undefined {
     let d = this.devices.get(id);
     if (!d) {
       if (this.devices.size >= MAX_DEVICES) return undefined;
-      d = { id, lladdr, name: null, interfaces: [], addresses: [], openings: [] };
+      d = { id, lladdr, name: null, interfaces: [], addresses: [], openings: [], statics: [] };
       this.devices.set(id, d);
     }
-    if (!d.addresses.includes(address)) d.addresses.push(address);
     if (iface !== undefined && !d.interfaces.includes(iface)) d.interfaces.push(iface);
+    if (address === undefined) return d;
+    if (!d.addresses.includes(address)) d.addresses.push(address);
     if (!this.byAddress.has(address)) this.byAddress.set(address, id);
     return d;
   }
@@ -150,7 +184,26 @@ function mappingOpening(service: MappingService, m: Mapping, device: string, pac
     description: isStatic ? m.description.replace(/^static:/, '') : m.description,
     secondsLeft: isStatic ? null : service.remaining(m),
     packets: packets ?? null,
-    ...(isStatic ? { name: m.description.replace(/^static:/, '') } : {}),
+    ...(isStatic ? { name: m.description.replace(/^static:/, ''), static: m.description.replace(/^static:/, '') } : {}),
+  };
+}
+
+function deviceOpening(s: DeviceOpening, inForce: readonly StaticOpening[]): DeviceStaticOpening {
+  const parts = inForce.filter((x) => x.kind !== 'device' && x.device === s.mac && x.name === s.name);
+  return {
+    id: pinholeId(s.name),
+    kind: 'static-device',
+    origin: 'static',
+    name: s.name,
+    static: s.name,
+    device: s.mac,
+    description: s.description ?? '',
+    protocols: s.protocols.map(protocolName),
+    ports: s.ports.map((r) => ({ min: r.min, max: r.max })),
+    from: s.from ? s.from.map((p) => p.text) : null,
+    ipv6: parts.flatMap((x) => (x.kind === 'pinhole' ? [x.to.text] : [])),
+    ipv4: parts.flatMap((x) => (x.kind === 'forward' ? [x.to] : []))[0] ?? null,
+    rule: describeStatic(s),
   };
 }
 
@@ -167,6 +220,7 @@ function pinholeOpening(s: Extract<StaticOpening, { kind: 'pinhole' }>, devices:
     from: s.from ? s.from.map((p) => p.text) : null,
     rule: describeStatic(s),
     devices: devices.filter((d) => d.addresses.some((a) => familyOf(a as IpAddress) === 6 && patternMatches(s.to, a as IpAddress))).map((d) => d.id),
+    static: s.name,
   };
 }
 
@@ -191,20 +245,35 @@ export interface Picture {
 
 /** Every opening and every device, each pointing at the other. */
 export async function picture(s: Sources, withPackets: boolean): Promise<Picture> {
-  const all = s.service.mappings().sort((a, b) => a.id - b.id);
+  // A device opening's IPv4 forwards are listed as the device opening they belong to.
+  const ofDevices = new Set(s.statics.flatMap((st) => (st.kind === 'device' ? [`static:${st.name}`] : [])));
+  const all = s.service.mappings((m) => m.origin !== 'static' || !ofDevices.has(m.description)).sort((a, b) => a.id - b.id);
   const mappings = all.slice(0, MAX_OPENINGS);
   const index = new DeviceIndex(s);
   const packets = withPackets ? await packetCounts(s.service, mappings) : new Map<number, number>();
   const openings: Opening[] = mappings.map((m) => {
     const device = index.of(m.internalAddress);
-    index.devices.get(device)?.openings.push(String(m.id));
+    const d = index.devices.get(device);
+    d?.openings.push(String(m.id));
+    if (m.origin === 'static') d?.statics.push(m.description.replace(/^static:/, ''));
     return mappingOpening(s.service, m, device, packets.get(m.id));
   });
+  for (const st of s.statics) {
+    if (st.kind !== 'device' || openings.length >= MAX_OPENINGS) continue;
+    const o = deviceOpening(st, s.inForce);
+    const d = index.byMac(st.mac);
+    d?.openings.push(o.id);
+    d?.statics.push(st.name);
+    openings.push(o);
+  }
   const devices = [...index.devices.values()];
   for (const st of s.statics) {
     if (st.kind !== 'pinhole' || openings.length >= MAX_OPENINGS) continue;
     const p = pinholeOpening(st, devices);
-    for (const id of p.devices) index.devices.get(id)?.openings.push(p.id);
+    for (const id of p.devices) {
+      index.devices.get(id)?.openings.push(p.id);
+      index.devices.get(id)?.statics.push(st.name);
+    }
     openings.push(p);
   }
   const truncated = all.length > mappings.length || openings.length >= MAX_OPENINGS || devices.length >= MAX_DEVICES;
@@ -219,7 +288,8 @@ export async function openingById(s: Sources, id: string): Promise<Opening | und
     const packets = await packetCounts(s.service, [m]);
     return mappingOpening(s.service, m, new DeviceIndex(s).of(m.internalAddress), packets.get(m.id));
   }
-  const st = s.statics.find((x) => x.kind === 'pinhole' && pinholeId(x.name) === id);
-  if (!st || st.kind !== 'pinhole') return undefined;
+  const st = s.statics.find((x) => (x.kind === 'pinhole' || x.kind === 'device') && pinholeId(x.name) === id);
+  if (st?.kind === 'device') return deviceOpening(st, s.inForce);
+  if (st?.kind !== 'pinhole') return undefined;
   return pinholeOpening(st, [...new DeviceIndex(s).devices.values()]);
 }
