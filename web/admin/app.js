@@ -362,14 +362,19 @@ function createRow() {
 
 /** "TCP 198.51.100.1:40001 → 192.168.77.2:40001": what the internet reaches, and where it lands. */
 function describe(o) {
-  if (o.kind === 'static-pinhole') {
-    const ports = o.ports.map((p) => (p.min === p.max ? `${p.min}` : `${p.min}–${p.max}`)).join(', ');
-    return `${o.protocols.join('/').toUpperCase()} port ${ports} → ${o.to}${o.from ? ` (from ${o.from.join(', ')})` : ''}`;
+  if (o.external && o.internal) {
+    const outside = `${bracket(o.external.address)}:${o.external.port}`;
+    const inside = `${bracket(o.internal.address)}:${o.internal.port}`;
+    // An IPv6 pinhole is reached at the device's own address and port: nothing is translated.
+    let s = `${o.protocol.toUpperCase()} ${outside === inside ? `${inside} (no translation)` : `${outside} → ${inside}`}`;
+    if (o.remotePeer) s += ` (only with ${bracket(o.remotePeer.address)}:${o.remotePeer.port})`;
+    else if (o.filters?.length > 0) s += ` (only from ${o.filters.join(', ')})`;
+    return s;
   }
-  let s = `${o.protocol.toUpperCase()} ${bracket(o.external.address)}:${o.external.port} → ${bracket(o.internal.address)}:${o.internal.port}`;
-  if (o.remotePeer) s += ` (only with ${bracket(o.remotePeer.address)}:${o.remotePeer.port})`;
-  else if (o.filters.length > 0) s += ` (only from ${o.filters.join(', ')})`;
-  return s;
+  // A static opening without one external endpoint (a pinhole: ports, to an address pattern).
+  const protocols = (o.protocols ?? (o.protocol ? [o.protocol] : [])).join('/').toUpperCase();
+  const ports = Array.isArray(o.ports) ? o.ports.map((p) => (p.min === p.max ? `${p.min}` : `${p.min}–${p.max}`)).join(', ') : String(o.port ?? '');
+  return `${protocols} port ${ports}${o.to ? ` → ${o.to}` : ''}${o.from ? ` (only from ${o.from.join(', ')})` : ''}`;
 }
 
 function updateRow(row, o) {
@@ -429,12 +434,15 @@ function openForm(device, refs) {
   const form = el('form', { class: 'open' },
     el('fieldset', {},
       refs.legend = el('legend', { text: 'Open a port' }),
-      el('label', { for: id('protocol') }, 'Protocol'),
-      el('select', { id: id('protocol'), name: 'protocol' }, el('option', { value: 'tcp', text: 'TCP' }), el('option', { value: 'udp', text: 'UDP' })),
-      el('label', { for: id('port') }, 'Port'),
-      el('input', { id: id('port'), name: 'port', type: 'number', min: '1', max: '65535', required: true, inputmode: 'numeric' }),
-      el('label', { for: id('description') }, 'Description'),
-      el('input', { id: id('description'), name: 'description', type: 'text', maxlength: '64', placeholder: 'optional' }),
+      el('span', { class: 'field' },
+        el('label', { for: id('protocol') }, 'Protocol'),
+        el('select', { id: id('protocol'), name: 'protocol' }, el('option', { value: 'tcp', text: 'TCP' }), el('option', { value: 'udp', text: 'UDP' }))),
+      el('span', { class: 'field' },
+        el('label', { for: id('port') }, 'Port'),
+        el('input', { id: id('port'), name: 'port', type: 'number', min: '1', max: '65535', required: true, inputmode: 'numeric' })),
+      el('span', { class: 'field grow' },
+        el('label', { for: id('description') }, 'Description'),
+        el('input', { id: id('description'), name: 'description', type: 'text', maxlength: '64', placeholder: 'optional' })),
       el('button', { type: 'submit' }, 'Open')));
   form.addEventListener('submit', async (ev) => {
     ev.preventDefault();
