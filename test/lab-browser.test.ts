@@ -62,7 +62,8 @@ const policyFile = join(dir, 'policy.yaml');
 writeFileSync(policyFile, POLICY);
 // dnsmasq's lease format: the two LAN hosts are named by their leases.
 const leases = join(dir, 'dhcp.leases');
-writeFileSync(leases, `0 ${LAPTOP} 192.168.77.2 laptop *\n0 ${TV} 192.168.77.3 living-room-tv *\n`);
+// The phone has a lease but is not on the LAN now: known from its lease alone.
+writeFileSync(leases, `0 ${LAPTOP} 192.168.77.2 laptop *\n0 ${TV} 192.168.77.3 living-room-tv *\n0 02:5e:10:00:00:50 192.168.77.50 phone *\n`);
 const config = join(dir, 'config.json');
 const state = join(dir, 'state');
 writeFileSync(config, JSON.stringify({ lan: ['br-lan'], wan: 'wan0', stateDir: state, policy: policyFile, dhcpLeases: leases, admin: { listen: '192.168.77.1:9352' }, reconcileSeconds: 1 }));
@@ -206,16 +207,20 @@ t.test('a static opening made with clicks: the WAN host gets through and the pol
   t.equal(await samePage(), 'loaded once', 'no reload');
 });
 
-t.test('three doors on one card, the TV closed: the picture (SCREENSHOT=FILE keeps it)', async (t) => {
+t.test('every door on one card, the TV and the phone closed: the picture (SCREENSHOT=FILE keeps it)', async (t) => {
   const pcp = JSON.parse(lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '2001:db8:77::1', '--proto', 'tcp', '--port', '8443', '--lifetime', '7200', '--description', 'home assistant']).stdout) as { result: string };
   t.match(pcp, { result: 'SUCCESS' }, 'PCP: an IPv6 pinhole');
   lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', '-a', '51413', '51413', 'tcp', '3600']);
+  // -i: miniupnpc calls an IGD with a documentation-space external address "not connected".
+  const upnp = lab.exec('lan', ['upnpc', '-i', '-e', 'game streaming', '-a', '192.168.77.2', '27036', '27036', 'UDP', '1800'], { allowFail: true, timeoutMs: 20_000 });
+  t.match(upnp.stdout, /external 198\.51\.100\.1:27036 UDP is redirected to internal 192\.168\.77\.2:27036/, 'UPnP: upnpc maps UDP 27036');
   const laptop = card('laptop');
-  await rows('laptop', /8443/).waitFor();
-  await rows('laptop', /51413/).waitFor();
+  for (const port of [/8443/, /51413/, /27036/]) await rows('laptop', port).waitFor();
   const origins = await laptop.locator('.origin').allInnerTexts();
-  t.same([...new Set(origins.map((o) => o.toUpperCase()))].sort(), ['NAT-PMP', 'PCP', 'STATIC'], 'PCP, NAT-PMP and static on one card');
+  t.same([...new Set(origins.map((o) => o.toUpperCase()))].sort(), ['NAT-PMP', 'PCP', 'STATIC', 'UPNP'], 'PCP, NAT-PMP, UPnP and static on one card');
   t.match(await rows('laptop', /8443/).innerText(), /home assistant/, 'the client\'s description');
+  t.match(await rows('laptop', /27036/).innerText(), /game streaming/);
+  t.match(await card('phone').innerText(), /192\.168\.77\.50[\s\S]*Closed/, 'a device known from its lease alone, closed');
   t.match(await laptop.locator('.addresses').innerText(), /2001:db8:77::2/, 'the laptop\'s IPv6 address joined its card');
   t.match(await card('living-room-tv').getAttribute('class'), /\bclosed\b/);
 
