@@ -8,7 +8,7 @@
 
 import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir, type NetworkInterfaceInfo } from 'node:os';
 import { join } from 'node:path';
@@ -79,6 +79,8 @@ t.teardown(() => daemon?.stop());
 const FILES: [string, RegExp, string][] = [
   ['/', /^text\/html; charset=utf-8$/, 'index.html'],
   ['/app.js', /^text\/javascript; charset=utf-8$/, 'app.js'],
+  ['/client.js', /^text\/javascript; charset=utf-8$/, 'client.js'],
+  ['/draw.js', /^text\/javascript; charset=utf-8$/, 'draw.js'],
   ['/app.css', /^text\/css; charset=utf-8$/, 'app.css'],
   ['/favicon.svg', /^image\/svg\+xml$/, 'favicon.svg'],
 ];
@@ -144,21 +146,24 @@ t.test('the page needs no credential; the API behind it still does', async (t) =
 });
 
 t.test('the files: small enough for a router, nothing from elsewhere, no markup made from strings', async (t) => {
-  const files = ['index.html', 'app.js', 'app.css', 'favicon.svg'].map((f) => [f, readFileSync(join(PAGE_DIR, f), 'utf8')] as const);
+  const files = FILES.map(([, , f]) => [f, readFileSync(join(PAGE_DIR, f), 'utf8')] as const);
+  t.same(readdirSync(PAGE_DIR).sort(), files.map(([f]) => f).sort(), 'every file in web/admin/ is served, and nothing else is there');
   const total = files.reduce((n, [, text]) => n + Buffer.byteLength(text), 0);
   t.ok(total < 40 * 1024, `${total} bytes in all (under 40 KiB)`);
   for (const [f, text] of files) {
     t.notMatch(text.replace(/http:\/\/www\.w3\.org\/2000\/svg/g, ''), /https?:\/\//, `${f}: no absolute URL (nothing from a CDN)`);
   }
-  const js = files.find(([f]) => f === 'app.js')?.[1] ?? '';
-  t.notMatch(js, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function/, 'app.js builds the DOM with text nodes only');
+  for (const [f, js] of files.filter(([f]) => f.endsWith('.js'))) {
+    t.notMatch(js, /innerHTML|outerHTML|insertAdjacentHTML|document\.write|\beval\(|new Function/, `${f} builds the DOM with text nodes only`);
+    const check = spawnSync(process.execPath, ['--check', join(PAGE_DIR, f)], { encoding: 'utf8' });
+    t.equal(check.status, 0, `${f} parses as a module: ${check.stderr}`);
+    for (const [, imported] of js.matchAll(/^import .* from '(.*)';$/gm)) t.ok(FILES.some(([path]) => `.${path}` === imported), `${f} imports ${imported}, which is served`);
+  }
   const html = files.find(([f]) => f === 'index.html')?.[1] ?? '';
   t.notMatch(html, /<script(?![^>]*\bsrc=)/, 'no inline script (the CSP would refuse it)');
   t.notMatch(html, /\sstyle=|<style/, 'no inline style (the CSP would refuse it)');
   t.match(html, /<script type="module" src="\/app\.js">/);
   t.match(html, /aria-live="polite"/, 'a polite message area');
-  const check = spawnSync(process.execPath, ['--check', join(PAGE_DIR, 'app.js')], { encoding: 'utf8' });
-  t.equal(check.status, 0, `app.js parses as a module: ${check.stderr}`);
 });
 
 t.test('files missing at start: the daemon still serves the API, the page says what is wrong', async (t) => {

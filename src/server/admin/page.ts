@@ -24,6 +24,8 @@ export const PAGE_DIR = fileURLToPath(new URL('../../../../web/admin/', import.m
 const PAGE_FILES: Record<string, { file: string; type: string }> = {
   '/': { file: 'index.html', type: 'text/html; charset=utf-8' },
   '/app.js': { file: 'app.js', type: 'text/javascript; charset=utf-8' },
+  '/client.js': { file: 'client.js', type: 'text/javascript; charset=utf-8' },
+  '/draw.js': { file: 'draw.js', type: 'text/javascript; charset=utf-8' },
   '/app.css': { file: 'app.css', type: 'text/css; charset=utf-8' },
   '/favicon.svg': { file: 'favicon.svg', type: 'image/svg+xml' },
 };
