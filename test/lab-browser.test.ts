@@ -171,6 +171,13 @@ t.test('natpmpc maps a port: the card shows it without a reload; the WAN host re
   lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', '-a', '40002', '40002', 'udp', '0']);
   await other.waitFor({ state: 'detached' });
   t.pass('a removal the page did not make is shown without a reload');
+  // And one that runs out (NAT-PMP may ask for a few seconds): the expiry takes it off the card.
+  lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', '-a', '40003', '40003', 'udp', '3']);
+  const brief = rows('laptop', /:40003/);
+  await brief.waitFor();
+  t.match(await brief.locator('.left').innerText(), /^[1-3] s left$|^ending…$/, 'seconds left');
+  await brief.waitFor({ state: 'detached' });
+  t.pass('an expiry is shown without a reload');
   t.equal(await samePage(), 'loaded once', 'still no reload');
   t.same(broken, []);
 });
@@ -261,4 +268,34 @@ t.test('on a phone: one column, nothing wider than the screen, the forms within 
   t.equal(fit.columns, 1, 'one column of cards');
   t.ok(fit.widest <= fit.width, `nothing sticks out (${fit.widest} ≤ ${fit.width})`);
   t.equal(await p.evaluate(() => getComputedStyle(document.body).backgroundColor), 'rgb(21, 23, 27)', 'dark, as the phone prefers');
+});
+
+t.test('with the keyboard alone: Tab walks the controls in reading order with a visible ring; Enter on Close closes', async (t) => {
+  await page.setViewportSize({ width: 1200, height: 900 });
+  await page.locator('#logout').focus();
+  const seen: string[] = [];
+  let ring = '';
+  for (let i = 0; i < 40; i++) {
+    const now = await page.evaluate(() => {
+      const e = document.activeElement as HTMLElement | null;
+      if (!e || e === document.body) return { name: '', ring: '' };
+      const s = getComputedStyle(e);
+      return { name: e.getAttribute('aria-label') ?? ((e as HTMLInputElement).labels?.[0]?.textContent || e.textContent || '').trim(), ring: `${s.outlineStyle} ${s.outlineWidth}` };
+    });
+    seen.push(now.name);
+    if (/^Close UDP 198\.51\.100\.1:27036/.test(now.name)) {
+      ring = now.ring;
+      break;
+    }
+    await page.keyboard.press('Tab');
+  }
+  t.equal(seen[0], 'Log out');
+  t.match(seen.slice(1), [/^Remove UDP 198\.51\.100\.1:3074/, /^Close TCP \[2001:db8:77::2\]:8443/, /^Close UDP 198\.51\.100\.1:27036/], `the laptop's rows in order (${seen.join(' | ')})`);
+  t.equal(ring, 'solid 3px', 'the focused button shows the ring');
+  await page.keyboard.press('Enter');
+  await rows('laptop', /27036/).waitFor({ state: 'detached' });
+  t.equal(await page.evaluate(() => document.activeElement?.textContent), 'laptop', 'then the focus is on the laptop\'s heading');
+  await page.keyboard.press('Tab');
+  t.match(await page.evaluate(() => document.activeElement?.getAttribute('aria-label')), /^Remove UDP 198\.51\.100\.1:3074/, 'and Tab goes on from there');
+  t.same(broken, []);
 });
