@@ -11,8 +11,7 @@
 // is made that way).
 
 import t from 'tap';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import type { BrowserContext, Locator, Page } from 'playwright-core';
@@ -21,7 +20,14 @@ import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
 const lab: Lab = labUp(`pw${process.pid % 10000}`);
-t.teardown(() => lab.down());
+let daemon: ChildProcess | undefined;
+let chromium: LabBrowser | undefined;
+// One teardown, in order: the browser out of the LAN host, the daemon, then the namespaces.
+t.teardown(async () => {
+  await chromium?.close();
+  daemon?.kill('SIGTERM');
+  lab.down();
+});
 
 const ADMIN = 'http://192.168.77.1:9352/';
 const EXT = '198.51.100.1';
@@ -68,8 +74,6 @@ const config = join(dir, 'config.json');
 const state = join(dir, 'state');
 writeFileSync(config, JSON.stringify({ lan: ['br-lan'], wan: 'wan0', stateDir: state, policy: policyFile, dhcpLeases: leases, admin: { listen: '192.168.77.1:9352' }, reconcileSeconds: 1 }));
 
-let daemon: ChildProcess;
-let chromium: LabBrowser;
 let context: BrowserContext;
 let page: Page;
 /** What the page said on its console that a person would call broken (CSP refusals, script errors). */
@@ -88,11 +92,6 @@ t.before(async () => {
   // The browser reports every 4xx as a failed load; those are the API's answers, shown by the page.
   page.on('console', (m) => m.type() === 'error' && !/Failed to load resource/.test(m.text()) && broken.push(m.text()));
 });
-t.teardown(async () => {
-  await chromium?.close();
-  daemon?.kill('SIGTERM');
-});
-
 /** The card of the device the page names `name`. */
 const card = (name: string): Locator => page.locator('article.device').filter({ has: page.getByRole('heading', { level: 3, name, exact: true }) });
 /** The rows of a card whose text matches. */
@@ -239,10 +238,9 @@ t.test('every door on one card, the TV and the phone closed: the picture (SCREEN
   t.ok(await page.locator('#login').isHidden(), 'still logged in after a reload');
   t.equal(await message(), '');
   await page.locator('#live.on').waitFor();
-  const file = process.env.SCREENSHOT ?? join(tmpdir(), `portcullis-admin-${process.pid}.png`);
   await page.setViewportSize({ width: 1200, height: 640 });
-  await page.screenshot({ path: file, fullPage: true });
-  t.ok(statSync(file).size > 20_000, `a screenshot at ${file}`);
+  const png = await page.screenshot({ fullPage: true, ...(process.env.SCREENSHOT ? { path: process.env.SCREENSHOT } : {}) });
+  t.ok(png.subarray(0, 8).equals(Buffer.from('89504e470d0a1a0a', 'hex')) && png.length > 20_000, `a screenshot${process.env.SCREENSHOT ? ` in ${process.env.SCREENSHOT}` : ''} (${png.length} bytes)`);
 
   // The reloaded page asked for its CSRF token again: a change still works.
   await rows('laptop', /51413/).getByRole('button', { name: /^Close / }).click();
