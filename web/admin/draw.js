@@ -38,10 +38,12 @@ export function describe(o) {
     else if (o.filters?.length > 0) s += ` (only from ${o.filters.join(', ')})`;
     return s;
   }
-  // A static opening without one external endpoint (a pinhole: ports, to an address pattern).
+  // A static opening without one external endpoint: a pinhole (ports, to an address pattern), or
+  // a device's opening, which says what it opens now (its IPv4 address, forwarded, and its IPv6 ones).
   const protocols = (o.protocols ?? (o.protocol ? [o.protocol] : [])).join('/').toUpperCase();
   const ports = Array.isArray(o.ports) ? o.ports.map((p) => (p.min === p.max ? `${p.min}` : `${p.min}–${p.max}`)).join(', ') : String(o.port ?? '');
-  return `${protocols} port ${ports}${o.to ? ` → ${o.to}` : ''}${o.from ? ` (only from ${o.from.join(', ')})` : ''}`;
+  const to = o.kind === 'static-device' ? [o.ipv4, ...(o.ipv6 ?? [])].filter(Boolean).join(', ') || 'none of its addresses is known now' : o.to;
+  return `${protocols} port ${ports}${to ? ` → ${to}` : ''}${o.from ? ` (only from ${o.from.join(', ')})` : ''}`;
 }
 
 function timeLeft(seconds) {
