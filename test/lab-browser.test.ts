@@ -187,6 +187,19 @@ t.test('natpmpc maps a port: the card shows it without a reload; the WAN host re
   t.same(broken, []);
 });
 
+t.test('a hostile description is only text: markup shown as written, a direction override as ?', async (t) => {
+  const hostile = '<img src=x onerror=alert(1)>\u202egnp.exe';
+  const r = JSON.parse(lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '192.168.77.1', '--proto', 'tcp', '--port', '40100', '--description', hostile]).stdout) as { result: string };
+  t.match(r, { result: 'SUCCESS' }, 'PCP maps TCP 40100 with that description');
+  const row = rows('laptop', /:40100/);
+  await row.waitFor();
+  t.equal(await row.locator('.about').innerText(), '“<img src=x onerror=alert(1)>?gnp.exe”', 'the text as sent, the override made visible');
+  t.equal(await page.locator('#devices img').count(), 0, 'no element was made from it');
+  await row.getByRole('button', { name: /^Close / }).click();
+  await row.waitFor({ state: 'detached' });
+  t.same(broken, [], 'nothing ran');
+});
+
 // Needs POST /api/statics and DELETE /api/statics/{name} (the statics branch);
 // before they exist the page shows the API's 501 and this fails here.
 t.test('a static opening made with clicks: the WAN host gets through and the policy file holds it, comments kept; Remove undoes it', async (t) => {

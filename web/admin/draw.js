@@ -22,8 +22,21 @@ export function el(tag, attributes = {}, ...children) {
   return e;
 }
 
+/** Longest piece of a client's text shown (the API bounds it too; a card should not be a page). */
+const MAX_SHOWN = 120;
+
+/**
+ * A name or description from the network, fit to show: control characters and the
+ * bidirectional overrides that could make it read as something else are shown as '?'
+ * (as `portcullis ls` does on a terminal), and a long one is cut.
+ */
+export function shown(text) {
+  const plain = String(text).replace(/[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, '?');
+  return plain.length > MAX_SHOWN ? `${plain.slice(0, MAX_SHOWN)}…` : plain;
+}
+
 const bracket = (address) => (address.includes(':') ? `[${address}]` : address);
-export const deviceName = (d) => d.name || d.lladdr || d.id;
+export const deviceName = (d) => shown(d.name || d.lladdr || d.id);
 /** The policy file's name of a static opening. */
 export const staticName = (o) => o.static ?? o.name;
 
@@ -192,7 +205,7 @@ export class Picture {
     r.what.textContent = describe(o);
     r.origin.textContent = ORIGINS[o.origin] ?? o.origin;
     r.origin.className = `origin ${o.origin}`;
-    const about = [o.description && o.description !== name ? `“${o.description}”` : null, isStatic && name ? `policy: ${name}` : null];
+    const about = [o.description && o.description !== name ? `“${shown(o.description)}”` : null, isStatic && name ? `policy: ${shown(name)}` : null];
     if (typeof o.packets === 'number') about.push(`${o.packets} ${o.packets === 1 ? 'packet' : 'packets'}`);
     r.about.textContent = about.filter(Boolean).join(' · ');
     if (typeof o.secondsLeft === 'number') {
