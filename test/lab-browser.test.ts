@@ -20,7 +20,7 @@ import { browserIn, type LabBrowser } from './helpers/browser.js';
 import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
-const lab: Lab = labUp(`pw${process.pid % 10000}`);
+const lab: Lab = labUp(`pg${process.pid % 10000}`);
 let daemon: ChildProcess | undefined;
 let chromium: LabBrowser | undefined;
 // One teardown, in order: the browser out of the LAN host, the daemon, then the namespaces.
