@@ -317,6 +317,27 @@ t.test('with the keyboard alone: Tab walks the controls in reading order with a 
   t.same(broken, []);
 });
 
+t.test('the daemon restarts: the page notices, asks for a new login (sessions live in memory), and is live again after it', async (t) => {
+  const old = daemon as ChildProcess;
+  const exited = new Promise((resolve) => old.once('exit', resolve));
+  old.kill('SIGTERM');
+  await Promise.race([exited, new Promise((_, reject) => setTimeout(() => reject(new Error('the daemon did not stop in 10 s')), STEP_MS))]);
+  await page.locator('#live.off').waitFor();
+  t.equal(await page.locator('#live').innerText(), 'reconnecting…', 'the stream is down, and the page says so');
+
+  daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--config', config]);
+  await waitForLine(daemon, (l) => l.includes('"event":"started"'), 15_000);
+  await page.locator('#login').waitFor({ state: 'visible', timeout: 20_000 });
+  t.equal(await message(), 'Your session has ended: log in again.');
+  t.equal(await page.evaluate(() => document.activeElement?.id), 'secret', 'the focus is in the field');
+  await page.keyboard.type(readFileSync(join(state, 'admin.token'), 'utf8').trim());
+  await page.keyboard.press('Enter');
+  await page.locator('#live.on').waitFor();
+  await rows('laptop', /3074/).waitFor();
+  t.pass('logged in again, live, the picture back');
+  t.same(broken, []);
+});
+
 t.test('Log out: the session ends, the cookie goes, the login is back with the focus in its field', async (t) => {
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.locator('#login').waitFor({ state: 'visible' });
