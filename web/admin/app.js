@@ -22,7 +22,7 @@ const ui = {
   app: $('app'), message: $('message'), live: $('live'), logout: $('logout'),
 };
 
-const picture = new Picture({ devices: $('devices'), summary: $('summary'), heading: $('app-title') }, { close, open });
+const picture = new Picture({ devices: $('devices'), summary: $('summary'), heading: $('app-title') }, { close: closeOpening, open: openPort });
 
 /** The message area (a polite live region): what happened, or what went wrong. */
 function say(text, kind = 'ok') {
@@ -186,7 +186,7 @@ async function load() {
 // ---- what the buttons and forms do ---------------------------------------------
 
 /** Close a live mapping, or remove a static opening from the policy file. */
-async function close(o, row) {
+async function closeOpening(o, row) {
   const button = row.refs.button;
   const card = row.closest('.device');
   button.disabled = true;
@@ -209,7 +209,7 @@ async function close(o, row) {
 }
 
 /** "Allow TCP 443 from the internet to this device": POST /api/statics. */
-async function open(device, { protocol, port, description }, form) {
+async function openPort(device, { protocol, port, description }, form) {
   if (!Number.isInteger(port) || port < 1 || port > 65535) return say('A port is a whole number from 1 to 65535.', 'error');
   const what = `${protocol.toUpperCase()} port ${port}`;
   const button = form.querySelector('button[type="submit"]');
