@@ -3,7 +3,7 @@
 # present; installs the missing ones (as root, with apt-get) and says so.
 # Does nothing when everything is there.
 set -euo pipefail
-declare -A pkg=([nft]=nftables [ip]=iproute2 [natpmpc]=natpmpc [upnpc]=miniupnpc [tshark]=tshark [socat]=socat [conntrack]=conntrack [systemd-analyze]=systemd)
+declare -A pkg=([nft]=nftables [ip]=iproute2 [natpmpc]=natpmpc [upnpc]=miniupnpc [tshark]=tshark [socat]=socat [conntrack]=conntrack [systemd-analyze]=systemd [chromium]=chromium)
 missing=()
 for tool in "${!pkg[@]}"; do command -v "$tool" >/dev/null 2>&1 || missing+=("${pkg[$tool]}"); done
 [ ${#missing[@]} -eq 0 ] && exit 0

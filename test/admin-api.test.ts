@@ -336,7 +336,7 @@ t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknow
   t.match(await http('DELETE', '/api/openings/static-../x', h), { status: 404, json: { error: /no such resource/ } });
   t.match(await http('GET', '/api/openings/1/x', h), { status: 404, json: { error: /no such resource/ } });
   t.match(await http('GET', '/api/nothing', h), { status: 404 });
-  t.match(await http('GET', '/', h), { status: 404, json: { error: /under \/api/ } });
+  t.match(await http('GET', '/index.html', h), { status: 404, json: { error: /under \/api/ } });
   t.match(await http('PUT', '/api/openings', h), { status: 405, headers: { allow: 'GET' } });
   t.match(await http('POST', '/api/statics', { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: '{}' }), { status: 400, json: { error: /device: expected/ } });
   const noFile = await http('POST', '/api/statics', { ...json({ device: '52:54:00:12:34:56', protocol: 'tcp', port: 443 }), headers: { ...bearer(), 'Content-Type': 'application/json' } });

@@ -2,7 +2,8 @@
 // tree, `npm install -g` the tarball into a fresh prefix, and run what was
 // installed — not this checkout: its version, a policy check on the shipped
 // example, `systemd-analyze verify` on the shipped unit, and a short `serve`
-// in the lab's router namespace on real nftables.
+// in the lab's router namespace on real nftables that serves the admin page
+// from the installed files.
 
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
@@ -26,7 +27,7 @@ function run(cmd: string, args: string[], opts: { cwd?: string; timeoutMs?: numb
 // The copy keeps `npm pack` (whose prepare step compiles) away from the dist/
 // that the other test files run from.
 const copy = join(work, 'src-tree');
-for (const p of ['src', 'schema', 'examples', 'packaging', 'docs', 'package.json', 'package-lock.json', 'tsconfig.json', 'README.md']) {
+for (const p of ['src', 'schema', 'examples', 'packaging', 'docs', 'web', 'package.json', 'package-lock.json', 'tsconfig.json', 'README.md']) {
   if (existsSync(join(ROOT, p))) cpSync(join(ROOT, p), join(copy, p), { recursive: true });
 }
 symlinkSync(join(ROOT, 'node_modules'), join(copy, 'node_modules'), 'dir');
@@ -37,11 +38,11 @@ const prefix = join(work, 'prefix');
 const installed = join(prefix, 'lib', 'node_modules', 'portcullis');
 const bin = join(prefix, 'bin', 'portcullis');
 
-t.test('npm pack: compiled code, schemas, examples and service files; no tests, no TypeScript sources', async (t) => {
+t.test('npm pack: compiled code, schemas, examples, service files and the admin page; no tests, no TypeScript sources', async (t) => {
   t.equal(packed.code, 0, `npm pack ran: ${packed.out.slice(-500)}`);
   t.ok(tarball, 'a tarball was written');
   const list = run('tar', ['tzf', join(work, tarball ?? 'missing.tgz')]).out.split('\n').filter(Boolean);
-  for (const f of ['package/dist/src/cli.js', 'package/schema/policy.schema.json', 'package/schema/config.schema.json', 'package/examples/policy.yaml', 'package/packaging/systemd/portcullis.service', 'package/packaging/openwrt/portcullis.init', 'package/packaging/openwrt/nftables.d/chain-pre/input/30-portcullis.nft']) {
+  for (const f of ['package/dist/src/cli.js', 'package/schema/policy.schema.json', 'package/schema/config.schema.json', 'package/examples/policy.yaml', 'package/packaging/systemd/portcullis.service', 'package/packaging/openwrt/portcullis.init', 'package/packaging/openwrt/nftables.d/chain-pre/input/30-portcullis.nft', 'package/web/admin/index.html', 'package/web/admin/app.js', 'package/web/admin/app.css']) {
     t.ok(list.includes(f), `${f} is in the tarball`);
   }
   t.notOk(list.some((f) => f.startsWith('package/dist/test/') || f.startsWith('package/test/')), 'no tests');
@@ -54,7 +55,7 @@ t.test('npm install -g into a fresh prefix: the command on PATH, runtime depende
   t.ok(existsSync(bin), `${bin} exists`);
   const deps = readdirSync(join(installed, 'node_modules'));
   for (const d of ['ajv', 'yaml', 'dgram-as-promised']) t.ok(deps.includes(d), `runtime dependency ${d} installed`);
-  for (const d of ['tap', 'typescript', 'fast-check']) t.notOk(deps.includes(d), `development dependency ${d} left out`);
+  for (const d of ['tap', 'typescript', 'fast-check', 'playwright-core']) t.notOk(deps.includes(d), `development dependency ${d} left out`);
 
   const v = run(bin, ['--version']);
   t.equal(v.code, 0);
@@ -84,15 +85,27 @@ t.test('systemd-analyze verify passes on the shipped unit (pointed at the instal
   t.notMatch(r.out, /portcullis\.service/, 'no warning about the unit');
 });
 
-t.test('the installed command serves in a namespace on real nftables, and stops cleanly', async (t) => {
+t.test('the installed command serves in a namespace on real nftables, with its admin page, and stops cleanly', async (t) => {
   const lab: Lab = labUp(`pk${process.pid % 10000}`);
   t.teardown(() => lab.down());
-  const d = lab.spawn('rtr', [bin, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', stateDir(), '--nft-table', 'pcl_pack']);
+  const d = lab.spawn('rtr', [bin, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', stateDir(), '--nft-table', 'pcl_pack', '--admin', '192.168.77.1:9353']);
+  const lines: string[] = [];
+  d.stdout?.on('data', (b: Buffer) => lines.push(...b.toString().split('\n')));
   const started = await waitForLine(d, (l) => l.includes('"event":"started"'), 20_000);
   t.match(started, /"backend":"nft"/, 'started on the nft backend');
   t.match(lab.exec('rtr', ['nft', 'list', 'table', 'inet', 'pcl_pack']).stdout, /chain lan_only/, 'its table is in the kernel');
   const mapped = lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', '-a', '8080', '8080', 'tcp', '600']);
   t.match(mapped.stdout, /Mapped public port 8080 protocol TCP to local port 8080/, 'a real client maps a port through it');
+
+  // The page comes from the installed package's web/admin/, not from this checkout.
+  const page = lab.exec('lan', ['curl', '-sS', '--max-time', '3', '-D', '-', 'http://192.168.77.1:9353/'], { allowFail: true });
+  t.match(page.stdout, /^HTTP\/1\.1 200 /, 'GET / from the LAN host: 200');
+  t.match(page.stdout, /^content-type: text\/html; charset=utf-8\r$/im);
+  t.match(page.stdout, /^content-security-policy: default-src 'none'; script-src 'self';/im);
+  t.ok(page.stdout.endsWith(readFileSync(join(installed, 'web', 'admin', 'index.html'), 'utf8')), 'the body is the installed index.html');
+  const script = lab.exec('lan', ['curl', '-sS', '--max-time', '3', 'http://192.168.77.1:9353/app.js'], { allowFail: true });
+  t.equal(script.stdout, readFileSync(join(installed, 'web', 'admin', 'app.js'), 'utf8'), 'and /app.js the installed app.js');
+  t.notOk(lines.some((l) => l.includes('admin-page-missing')), 'the daemon found its page files');
   const exited = new Promise<number | null>((resolve) => d.on('exit', (code) => resolve(code)));
   d.kill('SIGTERM');
   t.equal(await exited, 0, 'SIGTERM: exit 0');

@@ -1,5 +1,6 @@
 // The admin API over HTTP (--admin ADDR:PORT): JSON under /api, described in
-// docs/admin-api.yaml. Every request is hostile until it proves otherwise:
+// docs/admin-api.yaml, and the admin page at / (page.ts). Every request is
+// hostile until it proves otherwise:
 //
 // - Arrival: a loopback source, or a LAN source by the daemon's one rule
 //   (src/net/lan-source.ts: nothing while the kernel guard is unconfirmed);
@@ -34,6 +35,7 @@ import { FairShare, requesterOf, shareOf } from '../fair-share.js';
 import { checkPassword, clearCookie, sameSecret, sessionCookie, Sessions, setCookie, type ScryptHash } from './auth.js';
 import { EventHub } from './events.js';
 import type { AdminListen } from './listen.js';
+import { AdminPage } from './page.js';
 import { openingById, picture, pinholeId, type Sources } from './views.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 import type { StaticEdit } from '../../policy/edit.js';
@@ -91,6 +93,8 @@ export class AdminServer {
   private readonly sessions = new Sessions();
   private readonly failures: RateLimiter;
   private readonly events: EventHub;
+  /** The admin page's files, read once (src/server/admin/page.ts). */
+  private readonly page = new AdminPage();
   private passwordChecks = 0;
 
   constructor(private readonly p: AdminParts) {
@@ -111,6 +115,7 @@ export class AdminServer {
       });
     });
     this.p.log.info({ event: 'admin-listening', address: this.p.at.address, port: this.p.at.port, auth: this.p.password ? 'token or password' : 'token' });
+    if (this.page.missing) this.p.log.warn({ event: 'admin-page-missing', error: this.page.missing });
   }
 
   async stop(): Promise<void> {
@@ -173,7 +178,11 @@ export class AdminServer {
       // The rest of an oversized body is not read: the connection ends with the answer.
       return new Reply(body.status, body.body, { ...body.headers, Connection: 'close' });
     }
-    if (!path.startsWith('/api/')) return error(404, 'not found: the admin API is under /api (docs/admin-api.yaml)');
+    if (!path.startsWith('/api/')) {
+      // The page's few exact paths (page.ts); they need no credential, the API they call does.
+      if (this.page.serve(req, res, path)) return undefined;
+      return error(404, 'not found: the admin page is at /, the admin API under /api (docs/admin-api.yaml)');
+    }
     const method = req.method ?? '';
     const changes = method !== 'GET' && method !== 'HEAD';
     if (changes) {
