@@ -108,6 +108,6 @@ t.test('the installed command serves in a namespace on real nftables, with its a
   t.notOk(lines.some((l) => l.includes('admin-page-missing')), 'the daemon found its page files');
   const exited = new Promise<number | null>((resolve) => d.on('exit', (code) => resolve(code)));
   d.kill('SIGTERM');
-  t.equal(await exited, 0, 'SIGTERM: exit 0');
+  t.equal(await exited, 0, `SIGTERM: exit 0 ${lines.filter((l) => /"level":"(error|warn)"/.test(l)).join(' ').slice(-800)}`);
   lab.exec('rtr', ['nft', 'delete', 'table', 'inet', 'pcl_pack'], { allowFail: true });
 });
