@@ -34,7 +34,7 @@ import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { lockStateDir, type StateLock } from './lock.js';
-import type { EpochStart, JournalRecord, StoredMapping } from './records.js';
+import { remainingMs, type EpochStart, type JournalRecord, type StoredMapping } from './records.js';
 import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 
 export { StateLockedError } from './lock.js';
@@ -159,6 +159,8 @@ export class DurableStore {
   /** Byte length of the valid records of each journal file, found by `read`. */
   private readonly validBytes = new Map<string, number>();
   private lock: StateLock | undefined;
+  /** The newest record's wall time when the files were read: judges an earlier boot's records (remainingMs). */
+  private loadedWall = 0;
   private compaction: Promise<void> | undefined;
   /** Why the last journal write failed; cleared when one succeeds again. */
   failure: Error | undefined;
@@ -204,6 +206,7 @@ export class DurableStore {
         store.validBytes.clear();
       }
       store.deviceUuid = state.deviceUuid;
+      store.loadedWall = state.lastWriteWall;
       store.committedEpoch = state.epoch;
       for (const m of state.mappings) store.committed.set(m.key, m);
       // Appends continue in the newest journal: `journal.next` if a
@@ -418,7 +421,10 @@ export class DurableStore {
   compactInBackground(now: StoreNow): Promise<void> {
     if (this.compaction) return this.compaction;
     const take = () => {
-      const live = [...this.committed.values()].filter((m) => m.bootId !== now.bootId || m.expiresMono > now.mono);
+      // The rule a restart restores by (records.ts): records of an earlier
+      // boot that ran out while the router was down go too, now that the
+      // start no longer rewrites the snapshot when the state loaded.
+      const live = [...this.committed.values()].filter((m) => remainingMs(m, now, this.loadedWall) > 0);
       return { live, epoch: this.committedEpoch };
     };
     this.compaction = this.rewrite(take, now.wall, true).finally(() => (this.compaction = undefined));
