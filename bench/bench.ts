@@ -43,6 +43,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const LAB = join(ROOT, 'scripts/lab.sh');
 // BENCH_DAEMON_CLI: another build's dist/src/cli.js as the daemon under test (an A/B against an older tree).
 const CLI = process.env.BENCH_DAEMON_CLI ?? join(ROOT, 'dist/src/cli.js');
+// BENCH_DAEMON_NODE_ARGS: node options for the daemon, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+const DAEMON_NODE_ARGS = (process.env.BENCH_DAEMON_NODE_ARGS ?? '').split(' ').filter(Boolean);
 const LOAD = join(ROOT, 'dist/bench/load.js');
 const UPNP_LOAD = join(ROOT, 'dist/bench/upnp-load.js');
 const FLOOD_GEN = join(ROOT, 'dist/bench/flood.js');
@@ -171,7 +173,7 @@ function writeConfig(name: string, settings: Settings): string {
 function spawnPortcullis(name = 'portcullis', settings: Settings = 'bench'): ChildProcess {
   const cfg = writeConfig(name, settings);
   const out = openSync(join(work, `${name}.log`), 'w');
-  const child = spawn('ip', ['netns', 'exec', `${P}-rtr`, process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--config', cfg], { stdio: ['ignore', out, out] });
+  const child = spawn('ip', ['netns', 'exec', `${P}-rtr`, process.execPath, ...DAEMON_NODE_ARGS, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--config', cfg], { stdio: ['ignore', out, out] });
   closeSync(out);
   return child;
 }
@@ -254,8 +256,13 @@ function kernelMappings(): number {
  * (portcullis_store_written_bytes_total on the daemon's metrics).
  */
 function storeWrittenBytes(): number {
+  return metric('portcullis_store_written_bytes_total');
+}
+
+/** One unlabelled sample of the bench daemon's metrics (NaN if it has none such). */
+function metric(name: string): number {
   const text = inNs('rtr', [process.execPath, '-e', `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
-  const m = /^portcullis_store_written_bytes_total (\S+)$/m.exec(text);
+  const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   // NaN from a daemon without the counter (an older build under BENCH_DAEMON_CLI).
   return m ? Number(m[1]) : NaN;
 }
@@ -392,8 +399,10 @@ interface Restart {
   /** …and the end of the count that confirmed it (an upper bound, counted). */
   countedMs: number;
   kernelCount: number;
-  /** The daemon's RSS once the kernel was complete. */
+  /** The daemon's RSS once the kernel was complete… */
   rssKiB: number;
+  /** …and V8's heap then (MiB, from its metrics). */
+  heapMiB: { used: number; total: number };
   /** The daemon's nft-reinstalled line. */
   reinstall: Record<string, unknown>;
 }
@@ -429,12 +438,13 @@ async function measureRestart(before: number): Promise<Restart> {
       const l = readFileSync(logFile, 'utf8').split('\n').find((x) => x.includes(`"event":"${event}"`));
       return l ? (JSON.parse(l) as Record<string, unknown>) : undefined;
     };
-    // A daemon from before the reinstall in batches (BENCH_DAEMON_CLI) logs
-    // no nft-reinstalled: it completed its kernel before "started".
+    // A daemon from before the reinstall in batches (an older build under
+    // BENCH_DAEMON_CLI) logs no nft-reinstalled: it completed its kernel
+    // before "started", which it logs within 2 s of it.
     let reinstall: Record<string, unknown> | undefined;
     let startedSeen = NaN;
     for (let i = 0; i < 12_000 && !(reinstall = line('nft-reinstalled')); i++) {
-      if (Number.isNaN(startedSeen) && line('started')) startedSeen = Date.now();
+      if (process.env.BENCH_DAEMON_CLI && Number.isNaN(startedSeen) && line('started')) startedSeen = Date.now();
       if (Date.now() - startedSeen > 2_000) {
         reinstall = { ...line('started'), entries: 'before "started" (an older daemon)' };
         break;
@@ -443,6 +453,8 @@ async function measureRestart(before: number): Promise<Restart> {
     }
     if (!reinstall) throw new Error(`no nft-reinstalled line within 120 s: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
     const rss = rssKiB(pidOf(d));
+    // Where the RSS is: V8's heap (used of total), and the rest (native: libnftables, buffers, code).
+    const heap = { used: metric('nodejs_heap_size_used_bytes') / 1048576, total: metric('nodejs_heap_size_total_bytes') / 1048576 };
     const answer = await probe;
     const want = before + (answer ? 1 : 0);
     const kernelCount = kernelMappings();
@@ -458,6 +470,7 @@ async function measureRestart(before: number): Promise<Restart> {
       countedMs,
       kernelCount,
       rssKiB: rss,
+      heapMiB: heap,
       reinstall,
     };
   } finally {
@@ -938,7 +951,7 @@ async function main(): Promise<void> {
       out.push(
         `restart with ${thousands(r.before)} mappings counted in the kernel (${thousands(r.restored)} restored; table deleted first, as after a reboot): first client answered ${fmt(r.firstAnswerMs)} ms after the spawn (target ≤ 1 000 at 100 000), ` +
           `"started" at ${fmt(r.startedMs)} ms, kernel complete at ${fmt(r.kernelMs)} ms by the daemon's log (target ≤ 3 000 at 100 000), ${thousands(r.kernelCount)} counted there by ${fmt(r.countedMs)} ms (the restored and the client's new one); ` +
-          `RSS then ${fmt(r.rssKiB / 1024, 1)} MiB (target ≤ 150 MB at 100 000); the daemon's reinstall: ${JSON.stringify({ entries: r.reinstall.entries, batches: r.reinstall.batches, seconds: r.reinstall.seconds })}`,
+          `RSS then ${fmt(r.rssKiB / 1024, 1)} MiB (target ≤ 150 MB at 100 000; V8 heap ${fmt(r.heapMiB.used)} MiB used of ${fmt(r.heapMiB.total)}); the daemon's reinstall: ${JSON.stringify({ entries: r.reinstall.entries, batches: r.reinstall.batches, seconds: r.reinstall.seconds })}`,
       );
     }
     const same = (server: string) => rows.filter((r) => r.server.startsWith(server) && r.load === `PCP MAP IPv4 ${SEQ_NAME}`);
