@@ -32,7 +32,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FirstAnswer, FirstAnswerSpec } from './first-answer.js';
 import type { FloodResult, FloodSpec } from './flood.js';
@@ -438,20 +438,15 @@ async function measureRestart(before: number): Promise<Restart> {
       const l = readFileSync(logFile, 'utf8').split('\n').find((x) => x.includes(`"event":"${event}"`));
       return l ? (JSON.parse(l) as Record<string, unknown>) : undefined;
     };
-    // A daemon from before the reinstall in batches (an older build under
+    // A build from before the reinstall in batches (an older tree under
     // BENCH_DAEMON_CLI) logs no nft-reinstalled: it completed its kernel
-    // before "started", which it logs within 2 s of it.
+    // before "started".
+    const batched = readFileSync(join(dirname(CLI), 'daemon/firewall.js'), 'utf8').includes('nft-reinstalled');
+    const cue = batched ? 'nft-reinstalled' : 'started';
     let reinstall: Record<string, unknown> | undefined;
-    let startedSeen = NaN;
-    for (let i = 0; i < 12_000 && !(reinstall = line('nft-reinstalled')); i++) {
-      if (process.env.BENCH_DAEMON_CLI && Number.isNaN(startedSeen) && line('started')) startedSeen = Date.now();
-      if (Date.now() - startedSeen > 2_000) {
-        reinstall = { ...line('started'), entries: 'before "started" (an older daemon)' };
-        break;
-      }
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    if (!reinstall) throw new Error(`no nft-reinstalled line within 120 s: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
+    for (let i = 0; i < 12_000 && !(reinstall = line(cue)); i++) await new Promise((r) => setTimeout(r, 10));
+    if (reinstall && !batched) reinstall = { ...reinstall, entries: 'before "started" (an older daemon)' };
+    if (!reinstall) throw new Error(`no ${cue} line within 120 s: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
     const rss = rssKiB(pidOf(d));
     // Where the RSS is: V8's heap (used of total), and the rest (native: libnftables, buffers, code).
     const heap = { used: metric('nodejs_heap_size_used_bytes') / 1048576, total: metric('nodejs_heap_size_total_bytes') / 1048576 };
