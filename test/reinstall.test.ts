@@ -42,7 +42,8 @@ t.test('a restart reinstalls in batches of REINSTALL_BATCH, reading the table at
 
   const kernel = rebootedKernel(h);
   const log = memoryLogger();
-  const reinstall = await syncFirewall(h.service, kernel.fw, NO_TELEMETRY, log);
+  let repairs = 0;
+  const reinstall = await syncFirewall(h.service, kernel.fw, { ...NO_TELEMETRY, repaired: () => repairs++ }, log);
   t.equal(reinstall.entries, count, 'every restored mapping is left to reinstall');
   t.equal(kernel.batches.length, 0, 'nothing is put back before run()');
 
@@ -72,6 +73,19 @@ t.test('a restart reinstalls in batches of REINSTALL_BATCH, reading the table at
   t.equal(second?.op === 'put' && second.timeoutSeconds, 3600 - 1000, 'a later batch carries the lifetime left at its own time');
   const line = log.lines.find((l) => l.event === 'nft-reinstalled');
   t.match(line, { entries: count - 1, batches: 3, refused: 0, stopped: false });
+  t.equal(repairs, 1, 'the start counts one repair');
+});
+
+t.test('a start with nothing missing logs the reinstall and counts no repair', async (t) => {
+  const h = harness();
+  const kernel = rebootedKernel(h);
+  const log = memoryLogger();
+  let repairs = 0;
+  const reinstall = await syncFirewall(h.service, kernel.fw, { ...NO_TELEMETRY, repaired: () => repairs++ }, log);
+  await reinstall.run(() => false);
+  t.equal(reinstall.entries, 0);
+  t.match(log.lines.find((l) => l.event === 'nft-reinstalled'), { entries: 0, batches: 0 });
+  t.equal(repairs, 0, 'a start with nothing to put back is no repair (the metric counts damage)');
 });
 
 t.test('a stop ends the reinstall between batches', async (t) => {

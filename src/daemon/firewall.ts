@@ -87,10 +87,9 @@ export async function syncFirewall(service: MappingService, firewall: FirewallBa
     for (const d of desired) keyOf.set(d.entry, d.key);
     return reconcile(desired, { defer: true });
   });
-  if (r.removed || r.recreated || r.added) {
-    log.warn({ event: 'nft-repaired', why: 'start', added: r.added, removed: r.removed, recreated: r.recreated });
-    telemetry.repaired();
-  }
+  // One repair counted for the whole start: this step's, the batches', or both.
+  const repairedNow = r.removed > 0 || r.recreated || r.added > 0;
+  if (repairedNow) log.warn({ event: 'nft-repaired', why: 'start', added: r.added, removed: r.removed, recreated: r.recreated });
   const keys = (r.deferred ?? []).flatMap((e) => keyOf.get(e) ?? []);
   // The nft-reinstalled line comes even when nothing was missing: whoever
   // waits for the kernel to be complete (tests, the benchmark) waits for it.
@@ -114,7 +113,7 @@ export async function syncFirewall(service: MappingService, firewall: FirewallBa
       const line = { event: 'nft-reinstalled', entries: put, refused, batches, batchSize: REINSTALL_BATCH, seconds, stopped: stopped() };
       if (refused) log.error({ ...line, detail: 'the kernel refused some entries: the next reconciliation tries again' });
       else log.info(line);
-      telemetry.repaired();
+      if (repairedNow || put > 0) telemetry.repaired();
     },
   };
 }
