@@ -128,7 +128,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       if (why === 'stop' && cfg.flushOnExit) log.info({ event: 'flushed-on-exit', removed: await service.flushAll() });
       service.stop();
     });
-    restoreState(service, epoch, opened, clock, cfg.stateDir, telemetry, log);
+    const restored = restoreState(service, epoch, opened, clock, cfg.stateDir, telemetry, log);
     // Restored mappings are judged by the policy in force now (it may have
     // changed while the daemon was down), and the static forwards enter the table.
     const initial = await service.swapPolicy(policy.current().policy, policy.inForce());
@@ -138,11 +138,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     const server = new PortControlServer({ ...DEFAULT_PORT_CONTROL, port: cfg.port, announcePort: cfg.announcePort, rate: cfg.rateLimit }, watch.lan(), sources, service, log, telemetry);
     teardown.push(() => server.stop());
     const guard = new LanGuard(firewall, sources, log);
-    await syncFirewall(service, firewall, telemetry, log);
-    const intactCheck = keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
-    if (intactCheck) teardown.push(intactCheck);
+    // Removes what no mapping owns; what is missing comes back after start (below).
+    const reinstall = await syncFirewall(service, firewall, telemetry, log);
     await guard.check();
-    await service.compactStore();
+    if (restored.snapshotFirst) await service.compactStore();
     await server.start();
     const upnp = cfg.upnp.enabled
       ? await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log, telemetry })
@@ -195,6 +194,20 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     );
 
     log.info({ event: 'started', backend: firewall.name, externalIPv4: watch.externalIPv4() ?? null, lan: cfg.lan, wan: cfg.wan });
+    // The kernel's missing entries come back in bounded batches while the
+    // doors answer (daemon/firewall.ts); the periodic check starts after.
+    let stopping = false;
+    const reinstalled = reinstall
+      .run(() => stopping)
+      .then(() => {
+        const intactCheck = stopping ? undefined : keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
+        if (intactCheck) teardown.push(intactCheck);
+      })
+      .catch((err: unknown) => log.error({ event: 'nft-reinstall-failed', error: (err as Error).message, detail: 'the periodic reconciliation is not running' }));
+    teardown.push(async () => {
+      stopping = true;
+      await reinstalled;
+    });
     return {
       service,
       firewall,

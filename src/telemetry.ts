@@ -35,6 +35,8 @@ export interface Telemetry {
   commit(result: CommitResult, seconds: number): void;
   /** One journal sync (fdatasync) took this long. */
   storeSync(seconds: number): void;
+  /** The durable store wrote this many bytes (journal records, a compaction's snapshot, a disk probe). */
+  storeWritten(bytes: number): void;
   /** Reconciliation found the kernel damaged and repaired it. */
   repaired(): void;
   /** The epoch started again (state lost, or the external address changed). */
@@ -46,6 +48,7 @@ export const NO_TELEMETRY: Telemetry = {
   removed: () => undefined,
   commit: () => undefined,
   storeSync: () => undefined,
+  storeWritten: () => undefined,
   repaired: () => undefined,
   epochReset: () => undefined,
 };

@@ -94,3 +94,16 @@ t.test('slot pools (HTTP, GENA, SSDP): one device holds at most its share, anoth
   t.equal(hog, 32, 'a quarter of the pool');
   t.ok(pool.take(requesterOf(VICTIM, undefined, [], hostOf)), 'the other device is admitted');
 });
+
+t.test('hostUnit keeps its answers: the same across more sources than it keeps, zones apart', async (t) => {
+  const sources = Array.from({ length: 10_000 }, (_, i) => `2001:db8:${(i % 7).toString(16)}::${i.toString(16)}`);
+  for (let round = 0; round < 2; round++) {
+    t.ok(
+      sources.every((s, i) => hostUnit(s) === (i % 7 === 0 ? '2001:db8::/64' : `2001:db8:${(i % 7).toString(16)}::/64`)),
+      `round ${round + 1}: every address counted under its /64`,
+    );
+  }
+  t.equal(hostUnit('fe80::1%br-lan'), 'fe80::/64%br-lan');
+  t.equal(hostUnit('fe80::1%br-guest'), 'fe80::/64%br-guest', 'a kept answer for one zone is not given to another');
+  t.equal(hostUnit('192.168.77.10'), '192.168.77.10');
+});

@@ -31,7 +31,9 @@ async function start(): Promise<ChildProcess> {
   logs = [];
   const d = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', STATE, '--config', CONFIG]);
   d.stdout?.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
-  await waitForLine(d, (l) => l.includes('"event":"started"'), 20_000);
+  // The daemon answers from "started" on; its missing kernel entries come
+  // back in batches after it (nft-reinstalled), which the checks here wait for.
+  await waitForLine(d, (l) => l.includes('"event":"nft-reinstalled"'), 20_000);
   daemon = d;
   return d;
 }

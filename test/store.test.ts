@@ -1,7 +1,7 @@
 // The durable store: what survives, what is detected as damage, what a
 // renewal costs on disk, and how lifetimes carry over restarts and reboots.
 
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
@@ -9,6 +9,7 @@ import { mustParseIp } from '../src/net/address.js';
 import { DurableStore, encodeLine as encodeLineForTest, epochStartMono, remainingMs, type JournalRecord, type StoredMapping } from '../src/state/store.js';
 import type { MapRequest } from '../src/domain/requests.js';
 import { harness } from './helpers/harness.js';
+import { NO_TELEMETRY } from '../src/telemetry.js';
 import { EPOCH, storedMapping } from './helpers/stored.js';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'portcullis-store-'));
@@ -105,6 +106,28 @@ t.test('a renewal appends one line: bytes per 1000 renewals do not grow with the
   const large = await perThousand(20_000);
   t.ok(small < 600_000, `${small} bytes per 1000 renewals with 10 mappings`);
   t.equal(large, small, `${large} bytes with 20 000 mappings: the same`);
+});
+
+t.test("the store's byte counter is every byte it put in the state directory, compaction included", async (t) => {
+  const d = dir();
+  const { store: s } = await DurableStore.open(d, EPOCH.wall);
+  let told = 0;
+  s.telemetry = { ...NO_TELEMETRY, storeWritten: (bytes) => (told += bytes) };
+  const size = (name: string) => (existsSync(join(d, name)) ? statSync(join(d, name)).size : 0);
+  await s.compact([], EPOCH, EPOCH.wall);
+  t.equal(s.bytesWritten, size('snapshot'), 'the first snapshot');
+  const live = Array.from({ length: 300 }, (_, i) => mapping(20000 + i));
+  s.append(live.map(put));
+  await s.flush();
+  const journal = size('journal');
+  t.ok(journal > 0);
+  t.equal(s.bytesWritten, size('snapshot') + journal, 'snapshot and journal');
+  const before = s.bytesWritten;
+  await s.compact(live, EPOCH, EPOCH.wall);
+  t.equal(s.bytesWritten - before, size('snapshot'), 'a compaction counts its whole new snapshot');
+  t.ok(size('snapshot') > journal / 2, 'the new snapshot holds the 300 mappings');
+  t.equal(told, s.bytesWritten, 'telemetry hears every byte (the benchmark reads it there)');
+  await s.close();
 });
 
 t.test('remaining lifetime after a restart and after a reboot', async (t) => {

@@ -5,7 +5,7 @@
 // the incumbent never notices).
 
 import { ConfigError, type Config } from '../config.js';
-import type { FirewallBackend } from '../firewall/backend.js';
+import type { FirewallBackend, FirewallEntry } from '../firewall/backend.js';
 import { MemoryFirewall } from '../firewall/memory.js';
 import { NftBackend, NftSetupError } from '../firewall/nft/backend.js';
 import { chooseRunner } from '../firewall/nft/choose.js';
@@ -49,14 +49,73 @@ export async function startFirewall(firewall: FirewallBackend, statics: readonly
 }
 
 /**
- * Makes the firewall hold what the restored table holds: a firewall that
- * reconciles keeps what is right and repairs the rest (missing entries added
- * with what they have left, entries no mapping owns removed); any other
- * starts empty and is given every entry.
+ * Entries put back per kernel transaction while the daemon already serves:
+ * a request's commit waits for at most one such batch (a few milliseconds),
+ * not for one transaction of 100 000.
  */
-export async function syncFirewall(service: MappingService, firewall: FirewallBackend, telemetry: Telemetry, log: Logger): Promise<void> {
-  if (firewall.reconcile) await repair(service, firewall.reconcile.bind(firewall), telemetry, log, 'start');
-  else await service.withDesiredEntries((desired) => firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds }))));
+export const REINSTALL_BATCH = 2048;
+
+/** What is left to put back after start, in bounded batches while serving. */
+export interface Reinstall {
+  readonly entries: number;
+  /** Puts them back; `stopped` ends it early (the daemon is stopping). */
+  run(stopped: () => boolean): Promise<void>;
+}
+
+const NOTHING_LEFT: Reinstall = { entries: 0, run: async () => undefined };
+
+/**
+ * Makes the firewall hold what the restored table holds. A firewall that
+ * reconciles removes at once what no mapping owns and recreates missing
+ * objects; the entries it lacks are returned to be put back by `run`, in
+ * batches of REINSTALL_BATCH, each read afresh from the table under the
+ * commit queue's lock: a mapping removed, renewed or moved meanwhile is put
+ * back as it is then or not at all, never as it was at start. Requests are
+ * answered meanwhile; each goes to the kernel on its own (a renewal of a
+ * mapping not yet back puts it back), so nothing is answered that the kernel
+ * will not hold. A firewall without reconcile starts empty and is given
+ * every entry at once.
+ */
+export async function syncFirewall(service: MappingService, firewall: FirewallBackend, telemetry: Telemetry, log: Logger): Promise<Reinstall> {
+  if (!firewall.reconcile) {
+    await service.withDesiredEntries((desired) => firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds }))));
+    return NOTHING_LEFT;
+  }
+  const reconcile = firewall.reconcile.bind(firewall);
+  const keyOf = new Map<FirewallEntry, string>();
+  const r = await service.withDesiredEntries((desired) => {
+    for (const d of desired) keyOf.set(d.entry, d.key);
+    return reconcile(desired, { defer: true });
+  });
+  // One repair counted for the whole start: this step's, the batches', or both.
+  const repairedNow = r.removed > 0 || r.recreated || r.added > 0;
+  if (repairedNow) log.warn({ event: 'nft-repaired', why: 'start', added: r.added, removed: r.removed, recreated: r.recreated });
+  const keys = (r.deferred ?? []).flatMap((e) => keyOf.get(e) ?? []);
+  // The nft-reinstalled line comes even when nothing was missing: whoever
+  // waits for the kernel to be complete (tests, the benchmark) waits for it.
+  return {
+    entries: keys.length,
+    async run(stopped) {
+      const started = performance.now();
+      let batches = 0;
+      let put = 0;
+      let refused = 0;
+      for (let i = 0; i < keys.length && !stopped(); i += REINSTALL_BATCH) {
+        const took = await service.withDesiredEntries(async (desired) => {
+          if (desired.length === 0) return [];
+          return firewall.apply(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds })));
+        }, keys.slice(i, i + REINSTALL_BATCH));
+        batches++;
+        put += took.filter(Boolean).length;
+        refused += took.filter((ok) => !ok).length;
+      }
+      const seconds = Math.round(performance.now() - started) / 1000;
+      const line = { event: 'nft-reinstalled', entries: put, refused, batches, batchSize: REINSTALL_BATCH, seconds, stopped: stopped() };
+      if (refused) log.error({ ...line, detail: 'the kernel refused some entries: the next reconciliation tries again' });
+      else log.info(line);
+      if (repairedNow || put > 0) telemetry.repaired();
+    },
+  };
 }
 
 /**

@@ -26,11 +26,22 @@ export async function openState(dir: string, clock: Clock, telemetry: Telemetry)
  * lost or damaged state starts a new epoch (told to the metrics as a reset:
  * clients see their epoch start again). From here on every change is
  * written to the store.
+ *
+ * `snapshotFirst`: the store must be given a snapshot before anyone is
+ * answered — there is none (fresh, or moved aside as corrupt); the epoch
+ * started again and must be recorded before a client hears it; or the wall
+ * clock is behind the last record after a reboot (no RTC), so the earlier
+ * boot's records must be rewritten on this boot's clock, or the next start
+ * would count their lifetimes from scratch again. A store that loaded with
+ * its epoch continuing needs none: rewriting 100 000 mappings (~50 MB)
+ * would only delay the first answer, and its journal is folded in by the
+ * usual compaction later.
  */
-export function restoreState(service: MappingService, epoch: Epoch, opened: { store: DurableStore; state: LoadedState }, clock: Clock, stateDir: string, telemetry: Telemetry, log: Logger): void {
+export function restoreState(service: MappingService, epoch: Epoch, opened: { store: DurableStore; state: LoadedState }, clock: Clock, stateDir: string, telemetry: Telemetry, log: Logger): { snapshotFirst: boolean } {
   const { store, state } = opened;
   const now = { mono: clock.now(), wall: clock.wall(), bootId: clock.bootId() };
-  if (state.status === 'loaded' && state.epoch) epoch.restore(epochStartMono(state.epoch, now, state.lastWriteWall));
+  const continues = state.status === 'loaded' && state.epoch !== undefined;
+  if (continues && state.epoch) epoch.restore(epochStartMono(state.epoch, now, state.lastWriteWall));
   else telemetry.epochReset();
   const recovered = service.restore(state.mappings, state.lastWriteWall);
   log[state.status === 'corrupt' ? 'warn' : 'info']({
@@ -43,4 +54,6 @@ export function restoreState(service: MappingService, epoch: Epoch, opened: { st
     stateDir,
   });
   service.attachStore(store);
+  const clockBehind = now.wall < state.lastWriteWall && state.mappings.some((m) => m.bootId !== now.bootId);
+  return { snapshotFirst: !continues || clockBehind };
 }

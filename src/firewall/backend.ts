@@ -62,7 +62,25 @@ export interface FirewallBackend {
    * starts from an empty state and is given the entries with apply().
    */
   intact?(): Promise<boolean>;
-  reconcile?(desired: readonly DesiredEntry[]): Promise<{ added: number; removed: number; recreated: boolean }>;
+  reconcile?(desired: readonly DesiredEntry[], opts?: ReconcileOptions): Promise<Reconciled>;
+}
+
+export interface ReconcileOptions {
+  /**
+   * Add nothing: list the entries whose elements are missing in `deferred`,
+   * for the caller to put back in bounded batches (apply) while it serves —
+   * a restart with 100 000 mappings need not wait for one huge transaction.
+   * Removals and recreated objects are done at once all the same.
+   */
+  defer?: boolean;
+}
+
+export interface Reconciled {
+  added: number;
+  removed: number;
+  recreated: boolean;
+  /** With `defer`: the entries a put must bring back (an element of each is missing). */
+  deferred?: FirewallEntry[];
 }
 
 export function entryKey(e: FirewallEntry): string {

@@ -137,7 +137,26 @@ export interface Prefix {
 
 export function prefixContains(p: Prefix, addr: IpAddress): boolean {
   if (familyOf(p.address) !== familyOf(addr)) return false;
-  return bitsEqual(addressBytes(p.address), addressBytes(addr), p.length);
+  return bitsEqual(bytesToCompare(p.address), bytesToCompare(addr), p.length);
+}
+
+/**
+ * Address bytes for the comparisons every request makes (from the LAN?
+ * which interface? link-local?), kept: parsing the same IPv6 text five
+ * times a request was ~5 % of the daemon's time under load. Never handed
+ * out (a caller could change them); cleared when full.
+ */
+const compared = new Map<IpAddress, Buffer>();
+const COMPARED_MAX = 4096;
+
+function bytesToCompare(addr: IpAddress): Buffer {
+  let b = compared.get(addr);
+  if (!b) {
+    if (compared.size >= COMPARED_MAX) compared.clear();
+    b = addressBytes(addr);
+    compared.set(addr, b);
+  }
+  return b;
 }
 
 function bitsEqual(a: Buffer, b: Buffer, bits: number): boolean {
@@ -180,7 +199,7 @@ export function isUnspecified(addr: IpAddress): boolean {
 
 export function isLinkLocal(addr: IpAddress): boolean {
   if (familyOf(addr) === 4) return addr.startsWith('169.254.');
-  const b = addressBytes(addr);
+  const b = bytesToCompare(addr);
   return b[0] === 0xfe && ((b[1] ?? 0) & 0xc0) === 0x80;
 }
 

@@ -462,14 +462,17 @@ export class MappingService {
   }
 
   /**
-   * Runs `fn` with the firewall entries the table says must exist (and their
-   * remaining seconds), while no commit is in flight: reconciliation compares
-   * the kernel with this, and nothing moves under it.
+   * Runs `fn` with the firewall entries the table says must exist (their
+   * remaining seconds, and the key of the mapping each is), while no commit
+   * is in flight: reconciliation compares the kernel with this, and nothing
+   * moves under it. `only`: just the mappings of these keys that are still
+   * there and alive (a reinstall in steps pays per step for what it carries).
    */
-  withDesiredEntries<T>(fn: (desired: { entry: FirewallEntry; timeoutSeconds: number }[]) => Promise<T>): Promise<T> {
+  withDesiredEntries<T>(fn: (desired: { key: string; entry: FirewallEntry; timeoutSeconds: number }[]) => Promise<T>, only?: readonly string[]): Promise<T> {
     return this.commits.exclusive(() => {
       const now = this.clock.now();
-      return fn(this.clientMappings(now).map((m) => ({ entry: entryOf(m), timeoutSeconds: remaining(m, now) })));
+      const live = only ? only.flatMap((k) => this.table.get(k) ?? []).filter((m) => m.origin !== 'static' && m.expiresAt > now) : this.clientMappings(now);
+      return fn(live.map((m) => ({ key: keyOf(m), entry: entryOf(m), timeoutSeconds: remaining(m, now) })));
     });
   }
 

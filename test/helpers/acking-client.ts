@@ -8,7 +8,9 @@ import { mustParseIp } from '../../src/net/address.js';
 import { encodePcpRequest } from '../../src/protocols/pcp/codec.js';
 import { localAddressFor } from '../../src/client/pcp-client.js';
 
-const spec = JSON.parse(process.argv[2] ?? '{}') as { server: string; count: number; startPort: number; window: number; lifetime: number };
+// retransmitMs: how long an unanswered request waits before it is sent again (500 unless told).
+const spec = JSON.parse(process.argv[2] ?? '{}') as { server: string; count: number; startPort: number; window: number; lifetime: number; retransmitMs?: number };
+const retransmitMs = spec.retransmitMs ?? 500;
 const client = await localAddressFor(spec.server);
 const sock = createSocket(spec.server.includes(':') ? 'udp6' : 'udp4');
 await new Promise<void>((r) => sock.bind(0, () => r()));
@@ -35,8 +37,11 @@ sock.on('message', (m) => {
   refill();
 });
 // Retransmit what is unanswered (the daemon may be restarting).
-setInterval(() => {
-  const now = Date.now();
-  for (const [port, at] of inflight) if (now - at > 500) send(port);
-}, 100);
+setInterval(
+  () => {
+    const now = Date.now();
+    for (const [port, at] of inflight) if (now - at > retransmitMs) send(port);
+  },
+  Math.min(100, retransmitMs),
+);
 refill();

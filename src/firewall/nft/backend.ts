@@ -2,10 +2,10 @@
 // objects; this file owns their lifecycle, batches and reconciliation.
 
 import type { Logger } from '../../log.js';
-import type { DesiredEntry, FirewallBackend, FirewallChange, FirewallEntry } from '../backend.js';
+import { entryKey, type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
 import { ALL_PORTS, SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology } from './ruleset.js';
-import { OutboundElements, largestFreeRun, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
+import { OutboundElements, largestFreeRun, outboundElementsOf, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
 import { ConntrackFlusher, type FlowSelector } from '../conntrack.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 
@@ -375,17 +375,27 @@ export class NftBackend implements FirewallBackend {
   /**
    * Makes the kernel match `desired`: recreates missing objects, adds missing
    * elements with their remaining timeouts, removes elements no mapping owns.
-   * Returns what it repaired.
+   * Returns what it repaired. With `defer`, missing elements are not added
+   * but their entries returned (ReconcileOptions): the outbound holdings are
+   * already those of every desired entry, and a put of a deferred entry
+   * writes its shared elements again.
    */
-  async reconcile(desired: readonly DesiredEntry[]): Promise<{ added: number; removed: number; recreated: boolean }> {
+  async reconcile(desired: readonly DesiredEntry[], opts: ReconcileOptions = {}): Promise<Reconciled> {
     const recreated = !(await this.intact());
     if (recreated) {
       await this.setup(`table ${this.placement.family} ${this.placement.table}`);
     }
     const want = new Map<string, { set: SetKey; elem: unknown }>();
+    /** With defer: which entry's put brings each wanted element back. */
+    const owner = new Map<string, FirewallEntry>();
     for (const d of desired) {
       const set = setFor(d.entry);
-      for (const elem of elementsOf(d.entry, d.timeoutSeconds)) want.set(elementKey(set, concatOf(elem)), { set, elem });
+      for (const elem of elementsOf(d.entry, d.timeoutSeconds)) {
+        const key = elementKey(set, concatOf(elem));
+        want.set(key, { set, elem });
+        if (opts.defer) owner.set(key, d.entry);
+      }
+      if (opts.defer) for (const o of outboundElementsOf(d.entry)) if (!owner.has(elementKey(o.set, o.concat))) owner.set(elementKey(o.set, o.concat), d.entry);
     }
     for (const o of this.outbound.reset(desired)) want.set(elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]), o);
     const have = new Map<string, { set: SetKey; elem: unknown }>();
@@ -411,8 +421,15 @@ export class NftBackend implements FirewallBackend {
       cmds.push(...this.vanish(h.set, [stripListed(h.elem)]));
       removed++;
     }
+    const deferred = new Map<string, FirewallEntry>();
     for (const [k, w] of want) {
       if (have.has(k)) continue;
+      const later = opts.defer ? owner.get(k) : undefined;
+      if (later) {
+        deferred.set(entryKey(later), later);
+        continue;
+      }
+      // Not deferred, or a shared element whose data no entry of its own names (a moved endpoint): now.
       cmds.push({ add: { element: { ...this.ref(w.set), elem: [w.elem] } } });
       added++;
     }
@@ -422,7 +439,7 @@ export class NftBackend implements FirewallBackend {
     }
     await this.moveRemap(true);
     this.armSweep();
-    return { added, removed, recreated };
+    return opts.defer ? { added, removed, recreated, deferred: [...deferred.values()] } : { added, removed, recreated };
   }
 }
 

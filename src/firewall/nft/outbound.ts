@@ -51,6 +51,14 @@ function slotsOf(e: FirewallEntry): { set: OutboundSet; key: (string | number)[]
   ];
 }
 
+/**
+ * The shared elements an entry holds, as [set, key and data]: the form
+ * reconciliation compares the kernel's listing in.
+ */
+export function outboundElementsOf(e: FirewallEntry): { set: OutboundSet; concat: (string | number)[] }[] {
+  return slotsOf(e).map((s) => ({ set: s.set, concat: [...s.key, ...s.value] }));
+}
+
 const same = (a: readonly unknown[] | undefined, b: readonly unknown[] | undefined) =>
   a !== undefined && b !== undefined && a.length === b.length && a.every((v, i) => v === b[i]);
 
