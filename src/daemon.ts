@@ -33,6 +33,7 @@ import { guardedMetricsPorts, prepareMetrics, serveMetricsOf, warnIfBehindNat } 
 import { openState, restoreState } from './daemon/state.js';
 import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
+import { startUpstream } from './daemon/upstream.js';
 import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
 
@@ -46,6 +47,8 @@ export interface DaemonDeps {
   interfaces?: InterfaceReader;
   /** The kernel's neighbour table (`ip -j neigh` by default): who is one device. */
   neighbours?: NeighbourReader;
+  /** Shorter upstream waits (tests). */
+  upstreamTiming?: Parameters<typeof startUpstream>[0]['timing'];
 }
 
 export interface Daemon {
@@ -134,6 +137,24 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (intactCheck) teardown.push(intactCheck);
     await guard.check();
     await service.compactStore();
+    // Behind the ISP's NAT, IPv4 mappings are relayed to its PCP server (RFC 7648) before any client is served.
+    const upstream = await startUpstream({
+      setting: cfg.upstreamPcp,
+      wan: cfg.wan,
+      stateDir: cfg.stateDir,
+      service,
+      wanIPv4: () => watch.externalIPv4(),
+      newEpoch: async () => {
+        epoch.reset();
+        telemetry.epochReset();
+        await service.recordEpoch();
+        if (cfg.announce) server.announce();
+      },
+      tellMoved: (moved) => server.mappingsMoved(moved),
+      log,
+      timing: deps.upstreamTiming,
+    });
+    teardown.push(() => upstream.stop());
     await server.start();
     const upnp = cfg.upnp.enabled
       ? await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log, telemetry })
@@ -176,7 +197,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     }
 
     const reloadPolicy = () => policy.reload(service, firewall);
-    const handler = controlHandler({ service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, leases });
+    const handler = controlHandler({ upstream: () => upstream.status(), service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, leases });
     const control = new ControlServer(controlSocketPath(cfg.stateDir), handler, log);
     await control.start().then(
       () => teardown.push(() => control.stop()),

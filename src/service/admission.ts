@@ -191,6 +191,8 @@ export class Admission {
       doorTag: req.doorTag ?? existing?.doorTag,
       lifetime: chosen.lifetime,
       clientPort: req.clientPort ?? existing?.clientPort,
+      // Kept until upstream answers the renewal (service/upstream.ts).
+      upstream: existing?.upstream,
     };
   }
 

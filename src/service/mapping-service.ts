@@ -43,6 +43,7 @@ import { logDecision, logEnded } from './decision-log.js';
 import type { LeaseView, Network, ServiceConfig } from './service-config.js';
 import { LeaseEnds } from './lease-ends.js';
 import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
+import { UpstreamRelay, type UpstreamLine } from './upstream.js';
 
 export { DEFAULT_SERVICE_CONFIG, type LeaseView, type Network, type ServiceConfig } from './service-config.js';
 export { entryOf } from './firewall-entries.js';
@@ -65,6 +66,8 @@ export class MappingService {
   private readonly edit: TableChanges;
   private nextId = 1;
   private readonly leaseEnds = new LeaseEnds();
+  /** Behind the ISP's NAT: the RFC 7648 relay every IPv4 mapping also goes through (service/upstream.ts). */
+  private upstream?: { relay: UpstreamRelay; line: UpstreamLine };
 
   constructor(
     cfg: ServiceConfig,
@@ -88,8 +91,9 @@ export class MappingService {
 
   // --- questions: the service's face for the doors, listings and the daemon ---
 
+  /** Where the internet reaches this router's IPv4 mappings: upstream's address behind the ISP's NAT (undefined until learned). */
   externalIPv4(): IpAddress | undefined {
-    return this.network.externalIPv4();
+    return this.upstream ? this.upstream.line.publicAddress() : this.network.externalIPv4();
   }
 
   /** Seconds since the mapping state began (RFC 6887 §8.5, RFC 6886 §3.2.1). */
@@ -114,7 +118,8 @@ export class MappingService {
 
   /** The MAP-kind mapping that holds an IPv4 external port, if one does (a PEER alone holds none that a door names). */
   holderOf(protocol: number, externalPort: number): Mapping | undefined {
-    return this.table.mapOnExternalPort(protocol, externalPort);
+    // Behind the ISP's NAT a door names upstream's port.
+    return this.upstream ? this.upstream.relay.holderOf(protocol, externalPort) : this.table.mapOnExternalPort(protocol, externalPort);
   }
 
   /** Every live mapping (static forwards included) that `match` accepts, in no set order. */
@@ -145,7 +150,10 @@ export class MappingService {
 
   /** Creates or renews a MAP-kind mapping. */
   async map(req: MapRequest): Promise<MapOutcome> {
-    const out = await this.mapInner(req);
+    const before = this.upstream ? this.table.get(mappingKey('map', req.internalAddress, req.protocol, req.internalPort)) : undefined;
+    let out = await this.mapInner(req);
+    // RFC 7648: granted only when upstream granted too (service/upstream.ts).
+    if (this.upstream && out.ok && UpstreamRelay.concerns(out.mapping) && out.mapping.origin !== 'static') out = await this.upstream.relay.afterGrant(req, out, before);
     logDecision(this.log, 'map', req, out);
     return out;
   }
@@ -196,6 +204,7 @@ export class MappingService {
       for (const m of replaced) logEnded(this.log, 'mapping-replaced', m, { newInternalPort: out.mapping.internalPort, newExternalPort: out.mapping.externalPort });
       // The client's own request ended them (UPnP's "replace my own", a mapping moved to another port).
       this.telemetry.removed('client', replaced.length);
+      this.upstream?.relay.gone(replaced);
     }
     return out;
   }
@@ -258,6 +267,7 @@ export class MappingService {
     const out = await this.edit.removal([existing]);
     if (out?.result === 'committed') {
       this.telemetry.removed('client', 1);
+      this.upstream?.relay.gone([existing]);
       return { ok: true, removed: existing };
     }
     if (out?.result === 'unrecorded') return this.stores.unrecorded(out.error);
@@ -280,6 +290,7 @@ export class MappingService {
     }
     const ok = await this.edit.removeEnded(victims);
     if (ok) this.telemetry.removed('client', victims.length);
+    if (ok) this.upstream?.relay.gone(victims);
     this.log.info({ event: 'remove-all', via: req.via, client: req.client, protocol: req.protocol, removed: ok ? victims.length : 0, kept });
     return { ok: ok && kept === 0, removed: ok ? victims.length : 0, kept };
   }
@@ -295,6 +306,7 @@ export class MappingService {
     if (victims.length === 0) return { ok: true, removed: [] };
     const ok = await this.edit.removeEnded(victims);
     if (ok) this.telemetry.removed('admin', victims.length);
+    if (ok) this.upstream?.relay.gone(victims);
     for (const m of ok ? victims : []) {
       this.log.warn({ event: 'mapping-removed', by: 'admin', via: m.origin, internal: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort });
     }
@@ -384,6 +396,8 @@ export class MappingService {
     if (out.result === 'unrecorded') this.stores.writeFailed(out.error, 'the mappings moved in the kernel; the store still has the old address');
     if (out.result !== 'refused') this.telemetry.removed('wan-change', moved.length);
     this.log.warn({ event: 'external-address-moved', to, mappings: moved.length, committed: out.result === 'committed' });
+    // Upstream knew them by the old address (the PCP Client IP field): they are made again from the new one.
+    this.upstream?.relay.recreateAll();
     return moved;
   }
 
@@ -411,6 +425,7 @@ export class MappingService {
     const ok = await this.commits.submit(removals(victims), victims.map((m) => removalRecord(m, this.clock)));
     if (!ok) this.log.error({ event: 'policy-swap-commit-failed', mappings: victims.length });
     else this.telemetry.removed('policy', victims.length);
+    if (ok) this.upstream?.relay.gone([...victims, ...diff.remove]);
     for (const r of removed) logEnded(this.log, 'mapping-revoked', r.mapping, { rule: r.rule, reason: r.reason });
     for (const m of diff.evicted) logEnded(this.log, 'mapping-evicted', m, { reason: 'a static forward now holds its external port' });
     return { removed, staticsAdded: diff.add.length, staticsRemoved: diff.remove.length, evicted: diff.evicted };
@@ -431,6 +446,13 @@ export class MappingService {
   /** Records a new epoch start (after a reset) before clients hear of it. */
   async recordEpoch(): Promise<boolean> {
     return this.commits.submit([], [{ op: 'epoch', at: this.clock.wall(), epoch: this.epoch.start() }]);
+  }
+
+  /** Behind the ISP's NAT (RFC 7648): every IPv4 mapping also goes upstream (undefined: no more); the daemon runs the relay's `pass()`. */
+  useUpstream(line: UpstreamLine | undefined): UpstreamRelay | undefined {
+    const relay = line ? new UpstreamRelay(line, this.table, this.edit, this.clock, this.log) : undefined;
+    this.upstream = line && relay ? { relay, line } : undefined;
+    return relay;
   }
 
   /** Takes the DHCP server's leases into account from now on (undefined: no more). */
@@ -457,6 +479,7 @@ export class MappingService {
       return [];
     }
     for (const m of victims) logEnded(this.log, 'mapping-revoked', m, { reason: 'DHCP lease ended' });
+    this.upstream?.relay.gone(victims);
     this.telemetry.removed('lease', victims.length);
     return victims;
   }
@@ -487,6 +510,7 @@ export class MappingService {
       logEnded(this.log, 'expired', m);
     }
     this.telemetry.removed('expired', due.length);
+    this.upstream?.relay.gone(due);
     this.edit.armExpiry();
   }
 
