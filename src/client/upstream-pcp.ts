@@ -150,6 +150,11 @@ export class UpstreamPcpClient implements UpstreamServer {
     this.sock = undefined;
   }
 
+  /** The UDP port upstream's answers come to. */
+  localPort(): number {
+    return this.sock?.address().port ?? 0;
+  }
+
   spare(): number {
     return Math.max(0, this.maxInFlight - this.pending.size - this.waiting);
   }
@@ -175,8 +180,8 @@ export class UpstreamPcpClient implements UpstreamServer {
   async map(ask: UpstreamAsk): Promise<UpstreamAnswer> {
     const key = `${ask.protocol}|${ask.internalPort}`;
     let ahead = this.pending.get(key);
-    if (ahead && ahead.opcode === Opcode.MAP && ahead.nonce.equals(ask.nonce) && ahead.lifetime === ask.lifetime) {
-      // A retransmission from the LAN, or a renewal racing a client's: one request upstream.
+    if (ahead && ahead.opcode === Opcode.MAP && ahead.nonce.equals(ask.nonce) && (ahead.lifetime > 0) === (ask.lifetime > 0)) {
+      // A retransmission from the LAN, or a renewal racing a client's (their lifetimes a second apart): one request upstream.
       return this.answerOf(await ahead.done, ask);
     }
     if (this.spare() <= 0) return { ok: false, refusal: 'NO_RESOURCES', detail: `${this.maxInFlight} upstream requests in flight` };

@@ -59,8 +59,12 @@ export interface UpstreamPart {
   stop(): Promise<void>;
 }
 
-/** A LAN client's request waits at most this long for upstream (two sends at §8.1.1's IRT of 3 s). */
-const PATIENCE_MS = 5_000;
+/**
+ * A LAN client's request waits at most this long for upstream: two sends at
+ * §8.1.1's IRT of 3 s, and the refusal out before miniupnpc stops waiting
+ * for a SOAP answer (5 s).
+ */
+const PATIENCE_MS = 4_000;
 const PASS_MS = 2_000;
 const REPROBE_MS = 300_000;
 
@@ -118,18 +122,28 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     return true;
   };
 
-  /** RFC 6887 §11.6: a short mapping of the discard port tells the external address before any client asks. */
+  /**
+   * A short mapping tells upstream's external address before any client asks
+   * (NAT-PMP clients ask for it first): of the discard port, as RFC 6887
+   * §11.6 suggests, or, where upstream's policy keeps low ports, of this
+   * socket's own port (answers to it are source-checked). Removed at once.
+   */
   const learnPublicAddress = async (w: UpstreamPcpClient): Promise<void> => {
     const client = p.wanIPv4();
     if (!client) return;
-    const nonce = randomBytes(12);
-    const ask = { protocol: 17, internalPort: 9, suggestedExternalPort: 0, lifetime: 120, nonce, preferFailure: false, client, patienceMs: t.patienceMs ?? PATIENCE_MS };
-    const a = await w.map(ask);
-    if (!a.ok) {
-      p.log.warn({ event: 'upstream-unanswered', server: w.server, refusal: a.refusal, detail: a.detail });
-      return;
+    for (const internalPort of [9, w.localPort()]) {
+      const ask = { protocol: 17, internalPort, suggestedExternalPort: 0, lifetime: 120, nonce: randomBytes(12), preferFailure: false, client, patienceMs: t.patienceMs ?? PATIENCE_MS };
+      const a = await w.map(ask);
+      if (a.ok) {
+        void w.map({ ...ask, lifetime: 0 });
+        return;
+      }
+      if (a.refusal === 'NETWORK_FAILURE') {
+        p.log.warn({ event: 'upstream-unanswered', server: w.server, detail: a.detail });
+        return;
+      }
     }
-    void w.map({ ...ask, lifetime: 0 });
+    p.log.warn({ event: 'upstream-address-unknown', server: w.server, detail: 'upstream granted no mapping to learn its address from; the first client\'s mapping will tell' });
   };
 
   const pass = async (): Promise<void> => {

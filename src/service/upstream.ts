@@ -273,7 +273,8 @@ export class UpstreamRelay {
   /** Upstream said no: the local half goes — a new mapping leaves, a renewal goes back to what it was. */
   private async undo(m: Mapping, current: Mapping | undefined, before: Mapping | undefined): Promise<void> {
     if (!current || current.externalPort !== m.externalPort) return;
-    if (before && before.externalPort === m.externalPort && before.expiresAt > this.clock.now()) {
+    // Only what upstream had granted goes back: a mapping still waiting for its first answer (a retransmission's) does not.
+    if (before?.upstream && before.externalPort === m.externalPort && before.expiresAt > this.clock.now()) {
       await this.edit.grant(before, current, []);
       return;
     }
