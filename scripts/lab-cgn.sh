@@ -17,25 +17,7 @@ set -euo pipefail
 P=${LAB_PREFIX:-cgn}
 NODES="lan cpe isp wan"
 
-# A router's own firewall as a distribution ships it: replies come back, the
-# inside goes out masqueraded, nothing unsolicited comes in but what
-# portcullis marked (own-table mode).
-base_firewall() {
-  ip netns exec "$P-$1" nft -f - <<NFT
-table inet lab_base {
-  chain forward {
-    type filter hook forward priority filter; policy drop;
-    ct state established,related accept
-    iifname "$2" oifname "wan0" accept
-    meta mark & 0x10000000 == 0x10000000 accept
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "wan0" meta nfproto ipv4 masquerade
-  }
-}
-NFT
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lab-base-firewall.sh"
 
 link() { # NS_A IF_A ADDR_A NS_B IF_B ADDR_B
   ip -n "$P-$1" link add "$2" type veth peer name "$5" netns "$P-$4"
@@ -58,8 +40,8 @@ up() {
   ip -n "$P-lan" route add default via 192.168.77.1
   ip -n "$P-cpe" route add default via 100.64.0.1
   for r in cpe isp; do ip netns exec "$P-$r" sysctl -qw net.ipv4.ip_forward=1; done
-  base_firewall cpe lan0
-  base_firewall isp cpe0
+  lab_base_firewall "$P-cpe" lan0
+  lab_base_firewall "$P-isp" cpe0
 }
 
 down() {
