@@ -170,7 +170,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // move to it, PCP clients get mapping updates (§14.2), and everyone gets
     // the announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
     const moveTo = async (to: IpAddress): Promise<void> => {
-      warnIfBehindNat(to, log);
+      warnIfBehindNat(to, log, upstream.status());
       const moved = await service.moveExternalAddress(to);
       epoch.reset();
       telemetry.epochReset();
@@ -188,7 +188,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (external && service.count((m) => m.family === 4 && m.origin !== 'static' && m.externalAddress !== external) > 0) {
       log.warn({ event: 'external-address', detail: 'changed while the daemon was down', to: external });
       await moveTo(external);
-    } else warnIfBehindNat(external, log);
+    } else warnIfBehindNat(external, log, upstream.status());
     if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
     if (admin) {

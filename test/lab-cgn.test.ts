@@ -84,6 +84,14 @@ t.test('the CPE finds the ISP\'s PCP server (its default router) and relays to i
   await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 20_000);
 });
 
+t.test('doctor and status tell the upstream', async (t) => {
+  const doc = lab.exec('cpe', [process.execPath, CLI, 'doctor', '--lan', 'lan0', '--wan', 'wan0'], { allowFail: true }).stdout;
+  t.match(doc, /^ok +WAN address: 100\.64\.0\.2 is behind the ISP's NAT, and its PCP server 100\.64\.0\.1:5351 \(default-router\) answers/m);
+  const st = lab.exec('cpe', [process.execPath, CLI, 'status', '--state-dir', cpeDir]).stdout;
+  t.match(st, /upstream PCP \(auto\): 100\.64\.0\.1:5351 \(default-router\), external address 11\.22\.33\.1/);
+  t.match(st, /last answer 20\d\d-/);
+});
+
 t.test('natpmpc: the ISP\'s public address, a port, and the WAN host reaches the LAN host through both NATs', async (t) => {
   const a = natpmpc();
   t.equal(a.code, 0, a.all);
@@ -172,4 +180,21 @@ t.test('a silent upstream: failures within a bounded time', async (t) => {
   t.ok(desc, 'but it was found');
   const u = upnpc('-u', desc ?? '', '-a', '192.168.77.2', '40008', '40008', 'UDP', '3600');
   t.match(u.all, /failed with code 501/, 'UPnP AddPortMapping, asked anyway: 501 Action failed');
+});
+
+t.test('no upstream on a CGN line: said at start, in the log, in doctor and in status; mappings granted here only', async (t) => {
+  cpe.proc.kill('SIGTERM');
+  isp.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 1000));
+  cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir]);
+  await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
+  const none = cpe.lines.find((l) => l.includes('"event":"upstream-none"'));
+  t.match(none, /no upstream PCP server answered.*NOT reachable from the internet/);
+  t.ok(cpe.lines.some((l) => l.includes('"event":"wan-address"') && /NOT reachable/.test(l)), 'the WAN address\'s warning');
+  const doc = lab.exec('cpe', [process.execPath, CLI, 'doctor', '--lan', 'lan0', '--wan', 'wan0'], { allowFail: true }).stdout;
+  t.match(doc, /^WARN +WAN address: .*NOT reachable from the internet.*No upstream PCP server answered \(tried 100\.64\.0\.1:5351\)/m);
+  const st = lab.exec('cpe', [process.execPath, CLI, 'status', '--state-dir', cpeDir]).stdout;
+  t.match(st, /upstream PCP \(auto\): NONE: no upstream PCP server answered/);
+  const a = natpmpc();
+  t.match(a.all, /Public IP address : 100\.64\.0\.2/, 'granted here, with the address of this router');
 });

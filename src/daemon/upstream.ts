@@ -162,8 +162,10 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     for (const c of await discoverUpstreams({ wanInterfaces: [p.wan] })) {
       if (await use(c.address, 5351, c.source, true)) return;
     }
-    noneDetail = `no upstream PCP server answered: ${verdict.detail}`;
-    p.log.warn({ event: 'upstream-none', kind: verdict.kind, detail: noneDetail });
+    const fresh = noneDetail === '';
+    noneDetail = 'no upstream PCP server answered; IPv4 mappings are granted here only';
+    // Said once (the WAN address's warning says what it means); the re-probes stay quiet.
+    if (fresh) p.log.warn({ event: 'upstream-none', kind: verdict.kind, detail: `${noneDetail}: ${verdict.detail}` });
   };
 
   if (p.setting === 'off') {
@@ -184,7 +186,7 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
       const verdict = classifyWanIPv4(p.wanIPv4());
       if (p.setting === 'off') return { setting, state: 'off', publicAddress: null, detail: verdict.reachable ? 'not relayed' : `not relayed: ${verdict.detail}` };
       if (verdict.reachable) return { setting, state: 'not-needed', publicAddress: null, detail: verdict.detail };
-      return { setting, state: 'none', publicAddress: null, detail: noneDetail || verdict.detail };
+      return { setting, state: 'none', publicAddress: null, detail: `${noneDetail || 'not probed yet'}: ${verdict.detail}` };
     },
     async stop() {
       if (timer) clearInterval(timer);
