@@ -167,7 +167,7 @@ async function wanAddress(s: DoctorSettings, sys: SystemView): Promise<Check> {
     fix:
       v.kind === 'link-local'
         ? `check the WAN link and its DHCP client (${s.wan})`
-        : 'ask the ISP to run a PCP server on its CGN/AFTR (then --upstream-pcp ADDR, or auto finds it) or for a public IPv4 address, or use IPv6 (pinholes reach devices directly)',
+        : 'ask the ISP for a public IPv4 address, or use IPv6 (pinholes reach devices directly), or ask it for a PCP server on its CGN or AFTR (auto finds it where it is the default router; else --upstream-pcp ADDR)',
   };
 }
 
