@@ -6,7 +6,7 @@
 
 import t from 'tap';
 import { randomBytes } from 'node:crypto';
-import { harness } from './helpers/harness.js';
+import { harness, unthrottledDefault } from './helpers/harness.js';
 import { mapRequests } from './helpers/map-request.js';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
 import { reachedAt } from '../src/domain/mapping.js';
@@ -179,4 +179,23 @@ t.test('IPv6 pinholes and PEER do not go upstream', async (t) => {
   const out = await h.service.map({ via: 'pcp', client: v6, internalAddress: v6, protocol: 17, internalPort: 40010, suggestedExternalPort: 0, lifetime: 600 });
   t.ok(out.ok);
   t.equal(up.asks.length, 0);
+});
+
+t.test('a static forward goes upstream too, with a nonce of the daemon\'s own, and is found by upstream\'s port', async (t) => {
+  const { h, up, relay } = setup();
+  await h.service.swapPolicy(unthrottledDefault(h.clock), [{ kind: 'forward', name: 'web', protocol: 6, port: 8080, to: LAN, toPort: 80 }]);
+  t.equal(up.asks.length, 0, 'nothing asked while the policy is swapped');
+  await relay.pass();
+  t.match(up.asks, [{ protocol: 6, internalPort: 8080, suggestedExternalPort: 8080, lifetime: 86400 }], 'made upstream by the next pass');
+  t.equal(up.asks[0]?.nonce.length, 12);
+  const held = h.service.holderOf(6, 50080);
+  t.equal(held?.origin, 'static', 'upstream\'s port names it');
+  t.same(held && reachedAt(held), { address: PUBLIC, port: 50080 });
+  h.clock.advance(301_000);
+  await relay.pass();
+  t.equal(up.asks.length, 1, 'not renewed before half of upstream\'s 600 s... ');
+  h.clock.advance(80_000);
+  await relay.pass();
+  t.equal(up.asks.length, 2, '...renewed by 5/8, as it never ends here');
+  t.ok(up.asks[1]?.nonce.equals(up.asks[0]!.nonce), 'with the same nonce');
 });
