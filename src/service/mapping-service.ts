@@ -240,7 +240,7 @@ export class MappingService {
 
   /** A new mapping's external port, within its host's quota. */
   private newPort(req: Asked, admitted: Admitted, replacing?: ReadonlySet<string>): { ok: true; port: number } | Refused {
-    const full = this.admission.quotaReached(req.internalAddress, admitted.limits);
+    const full = this.admission.quotaReached(req.internalAddress, admitted.limits, req.client);
     if (full) return full;
     const who = { via: req.via, internal: internalEndpoint(req.internalAddress, req.protocol, req.internalPort), internalAddress: req.internalAddress, nonce: req.nonce, replacing };
     return chooseExternalPort(this.table, req, admitted.family, who, admitted.limits, this.clock.now());
