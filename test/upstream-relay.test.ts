@@ -10,6 +10,10 @@ import { harness, unthrottledDefault } from './helpers/harness.js';
 import { mapRequests } from './helpers/map-request.js';
 import { mustParseIp, type IpAddress } from '../src/net/address.js';
 import { reachedAt } from '../src/domain/mapping.js';
+import { mapRequestBytes } from '../src/client/pcp-client.js';
+import { decodePcpResponse } from '../src/protocols/pcp/codec.js';
+import { ResultCode } from '../src/protocols/pcp/constants.js';
+import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
 import { fromStored, toStored } from '../src/state/records.js';
 import type { UpstreamAnswer, UpstreamAsk, UpstreamServer } from '../src/service/upstream.js';
 
@@ -30,7 +34,7 @@ class ScriptedUpstream implements UpstreamServer {
   }
 }
 
-function setup() {
+function setup(thirdParty = false) {
   const h = harness();
   const up = new ScriptedUpstream();
   const relay = h.service.useUpstream({
@@ -38,7 +42,7 @@ function setup() {
     nonceKey: Buffer.alloc(32, 7),
     clientAddress: () => mustParseIp('100.64.0.2'),
     publicAddress: () => PUBLIC,
-    thirdParty: false,
+    thirdParty,
     patienceMs: 5000,
   });
   if (!relay) throw new Error('no relay');
@@ -198,4 +202,17 @@ t.test('a static forward goes upstream too, with a nonce of the daemon\'s own, a
   await relay.pass();
   t.equal(up.asks.length, 2, '...renewed by 5/8, as it never ends here');
   t.ok(up.asks[1]?.nonce.equals(up.asks[0]!.nonce), 'with the same nonce');
+});
+
+t.test('DS-Lite (no NAT44 here): THIRD_PARTY names the LAN host; an upstream that will not allow it is heard in each door\'s words', async (t) => {
+  const { h, up } = setup(true);
+  up.next = (a) => (a.thirdParty ? { ok: false, refusal: 'THIRD_PARTY_NOT_ALLOWED', detail: 'UNSUPP_OPTION' } : { ok: true, externalAddress: PUBLIC, externalPort: 1, lifetime: 1 });
+  const pcp = await h.send(LAN, mapRequestBytes({ client: LAN, protocol: 17, internalPort: 40020, lifetime: 600 }));
+  t.equal(up.asks[0]?.thirdParty, LAN, 'RFC 7648 §3.3: THIRD_PARTY carries the LAN host');
+  const d = pcp ? decodePcpResponse(pcp) : undefined;
+  t.equal(d?.ok && d.msg.result, ResultCode.UNSUPP_OPTION, 'PCP: UNSUPP_OPTION (RFC 6887 §13.1)');
+  const nat = await h.send(LAN, encodeNatPmpMapRequest(1, 40021, 40021, 600));
+  const n = nat ? decodeNatPmpResponse(nat) : undefined;
+  t.equal(n?.ok && n.msg.result, 2, 'NAT-PMP: 2, not authorized');
+  t.equal(h.service.count(), 0, 'nothing kept here');
 });
