@@ -168,6 +168,8 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     if (fresh) p.log.warn({ event: 'upstream-none', kind: verdict.kind, detail: `${noneDetail}: ${verdict.detail}` });
   };
 
+  // Until a server is in use, parts restored from an earlier run are not told (mapping-service.ts: useUpstream).
+  p.service.useUpstream(undefined);
   if (p.setting === 'off') {
     // Nothing relayed; the WAN address's own warning (daemon/metrics.ts) still says what it means.
   } else if (p.setting === 'auto') {

@@ -89,6 +89,21 @@ export class UpstreamRelay {
     private readonly log: Logger,
   ) {}
 
+  /**
+   * The relay over `line`, or none (undefined): then, not relayed (any more),
+   * what upstream once granted is not where clients are told they are reached.
+   */
+  static over(line: UpstreamLine | undefined, table: MappingTable, edit: TableChanges, clock: Clock, log: Logger): UpstreamRelay | undefined {
+    if (line) return new UpstreamRelay(line, table, edit, clock, log);
+    for (const m of [...table.values()]) if (m.upstream) table.put({ ...m, upstream: undefined });
+    return undefined;
+  }
+
+  /** Upstream's external address, as its last answer said (undefined until known). */
+  publicAddress(): IpAddress | undefined {
+    return this.line.publicAddress();
+  }
+
   /** Whether a mapping goes upstream: IPv4 MAP kind (PEER and IPv6 pinholes do not cross the ISP's NAT44). */
   static concerns(m: Mapping): boolean {
     return m.family === 4 && m.kind === 'map';
@@ -136,7 +151,12 @@ export class UpstreamRelay {
     const told = selfRenewing ? Math.min(granted.lifetime, answer.lifetime) : granted.lifetime;
     const next: Mapping = selfRenewing ? { ...current, upstream: part, lifetime: told, expiresAt: current.grantedAt + told * 1000 } : { ...current, upstream: part };
     const out = await this.edit.grant(next, current, []);
-    if (!out.ok) return out;
+    if (!out.ok) {
+      // Upstream has it, this router could not record it: neither keeps it.
+      this.gone([next]);
+      await this.undo(m, this.table.get(keyOf(m)), undefined);
+      return out;
+    }
     this.retry.delete(keyOf(m));
     this.stale.delete(keyOf(m));
     return { ok: true, mapping: next, lifetime: told };
@@ -230,7 +250,9 @@ export class UpstreamRelay {
       this.retry.delete(key);
       this.stale.delete(key);
       const next: Mapping = { ...current, upstream: this.partOf(answer, current, this.clock.now()) };
-      const moved = current.upstream !== undefined && (current.upstream.externalAddress !== answer.externalAddress || current.upstream.externalPort !== answer.externalPort);
+      // Where the internet reaches it changed (upstream moved it, or it was reached here before upstream made it): its client is told.
+      const was = reachedAt(current);
+      const moved = was.address !== answer.externalAddress || was.port !== answer.externalPort;
       if (current.origin === 'static') this.table.put(next);
       else if (!(await this.edit.grant(next, current, [])).ok) return;
       if (moved) this.onMoved([next]);
