@@ -13,7 +13,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, labUp, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, announcedEpoch, labUp, listenForAnnouncements, stateDir, waitForLine } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
 const lab = labUp(`cg${process.pid % 10000}`, 'lab-cgn.sh');
@@ -150,6 +150,7 @@ t.test('the ISP\'s daemon restarted with its state wiped: the CPE repairs withou
   t.match(r, { result: 'SUCCESS', externalAddress: PUBLIC });
   const port = r.externalPort as number;
   t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40005, to: PUBLIC, toPort: port }));
+  const heard = await listenForAnnouncements(lab, 15_000);
   isp.proc.kill('SIGKILL');
   await new Promise((r) => setTimeout(r, 300));
   // A fresh state directory: its reconciliation takes the old entries out of its kernel, its epoch starts at 0, and it announces.
@@ -159,6 +160,27 @@ t.test('the ISP\'s daemon restarted with its state wiped: the CPE repairs withou
   while (!back && Date.now() < deadline) back = await reaches(lab, { proto: 'udp', listen: 'lan', port: 40005, to: PUBLIC, toPort: port });
   t.ok(back, 'reachable again at the same public port');
   t.ok(cpe.lines.some((l) => l.includes('"event":"upstream-state-lost"')), 'the CPE saw the loss');
+  const pcpAnnounce = heard.heard().filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('02800000'));
+  t.ok(pcpAnnounce.length > 0, 'the CPE announced to its LAN');
+  t.ok(pcpAnnounce.some((h) => announcedEpoch(h) <= 2), `with its epoch started again (${pcpAnnounce.map(announcedEpoch).join(', ')})`);
+});
+
+t.test('the CPE restarted: a NAT-PMP mapping is renewed and removed upstream with the nonce it was made with', async (t) => {
+  const r = natpmpc('-a', '40010', '40010', 'udp', '3600');
+  const port = Number(/Mapped public port (\d+) protocol UDP/.exec(r.all)?.[1]);
+  t.ok(port > 0, r.all);
+  cpe.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 1000));
+  cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir]);
+  await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
+  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40010, to: PUBLIC, toPort: port }), 'still reachable after the restart');
+  const again = natpmpc('-a', '40010', '40010', 'udp', '3600');
+  t.match(again.all, new RegExp(`Mapped public port ${port} protocol UDP to local port 40010`), 'renewed upstream: the ISP saw the same nonce');
+  const del = natpmpc('-a', '0', '40010', 'udp', '0');
+  t.equal(del.code, 0, del.all);
+  await new Promise((r) => setTimeout(r, 500));
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40010, to: PUBLIC, toPort: port }), 'removed end to end');
+  t.notMatch(ispEntries(), new RegExp(`"${port}"|: ${port},`), 'gone from the ISP\'s kernel');
 });
 
 t.test('a silent upstream: failures within a bounded time', async (t) => {
