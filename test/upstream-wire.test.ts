@@ -179,3 +179,17 @@ t.test('the epoch check (§8.5) and an unsolicited ANNOUNCE tell of a loss', asy
   t.equal(losses, 2, 'the server\'s ANNOUNCE: make everything again');
   t.ok(await w.probe(mustParseIp('100.64.0.2'), 1000), 'a probe is answered');
 });
+
+t.test('one LAN client gets a quarter of the cap, not all of it', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port, { maxInFlight: 8 });
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  srv.answer = () => undefined;
+  const hog = [1, 2].map((p) => w.map(ask({ internalPort: p, patienceMs: 400, owner: '192.168.77.2' })));
+  t.match(await w.map(ask({ internalPort: 3, owner: '192.168.77.2' })), { ok: false, refusal: 'NO_RESOURCES', detail: /192\.168\.77\.2 has 2 upstream requests in flight/ }, 'its third is refused');
+  const other = w.map(ask({ internalPort: 4, patienceMs: 400, owner: '192.168.77.3' }));
+  t.equal(w.spare(), 5, 'another client still got its request out');
+  await Promise.all([...hog, other]);
+  srv.answer = (r) => encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 600, epoch: srv.epoch, map: { ...r.map!, externalAddress: PUBLIC, externalPort: 50005 } });
+  t.ok((await w.map(ask({ internalPort: 5, owner: '192.168.77.2' }))).ok, 'its share is back once they ended');
+});

@@ -6,7 +6,8 @@
 // - one request in flight per upstream mapping (protocol, internal port);
 //   the same request again joins it, another waits for it;
 // - at most `maxInFlight` requests in flight or waiting, beyond that an
-//   immediate NO_RESOURCES;
+//   immediate NO_RESOURCES; one LAN client at most a quarter of them, so a
+//   client stalling a slow upstream does not refuse everyone else;
 // - retransmissions per §8.1.1 (IRT 3 s, doubling with ±10 % jitter, at most
 //   MRT 1024 s apart) for no longer than the asker's patience.
 // Only the configured server's address and port count, only for a request
@@ -89,6 +90,8 @@ export class UpstreamPcpClient implements UpstreamServer {
   private readonly pending = new Map<string, Pending>();
   /** Requests waiting for their mapping's request in flight. */
   private waiting = 0;
+  /** Requests in flight or waiting, by the LAN client that caused them. */
+  private readonly byOwner = new Map<string, number>();
   private seen?: EpochSeen;
   private lastAnswerWall?: number;
   private stateLosses = 0;
@@ -185,6 +188,23 @@ export class UpstreamPcpClient implements UpstreamServer {
       return this.answerOf(await ahead.done, ask);
     }
     if (this.spare() <= 0) return { ok: false, refusal: 'NO_RESOURCES', detail: `${this.maxInFlight} upstream requests in flight` };
+    const owner = ask.owner;
+    const share = Math.max(1, Math.floor(this.maxInFlight / 4));
+    if (owner !== undefined && (this.byOwner.get(owner) ?? 0) >= share) return { ok: false, refusal: 'NO_RESOURCES', detail: `${owner} has ${share} upstream requests in flight` };
+    if (owner !== undefined) this.byOwner.set(owner, (this.byOwner.get(owner) ?? 0) + 1);
+    try {
+      return await this.send(ask, key, ahead);
+    } finally {
+      if (owner !== undefined) {
+        const n = (this.byOwner.get(owner) ?? 1) - 1;
+        if (n > 0) this.byOwner.set(owner, n);
+        else this.byOwner.delete(owner);
+      }
+    }
+  }
+
+  /** Waits for the mapping's request ahead, if any, then sends this one. */
+  private async send(ask: UpstreamAsk, key: string, ahead: Pending | undefined): Promise<UpstreamAnswer> {
     const deadline = Date.now() + ask.patienceMs;
     while (ahead) {
       this.waiting++;

@@ -38,6 +38,8 @@ export interface UpstreamAsk {
   thirdParty?: IpAddress;
   /** How long the asker can wait for the answer, retransmissions included (milliseconds). */
   patienceMs: number;
+  /** The LAN client whose request this is (none: the daemon's own work): one client gets a share of the cap, not all of it. */
+  owner?: string;
 }
 
 export type UpstreamAnswer =
@@ -132,7 +134,7 @@ export class UpstreamRelay {
     const m = granted.mapping;
     const client = this.line.clientAddress();
     const answer: UpstreamAnswer = client
-      ? await this.line.server.map(this.ask(m, client, req, this.line.patienceMs))
+      ? await this.line.server.map({ ...this.ask(m, client, req, this.line.patienceMs), owner: req.client })
       : { ok: false, refusal: 'NETWORK_FAILURE', detail: 'the WAN has no IPv4 address to ask upstream from' };
     const current = this.table.get(keyOf(m));
     if (!answer.ok) {
