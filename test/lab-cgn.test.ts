@@ -183,6 +183,29 @@ t.test('the CPE restarted: a NAT-PMP mapping is renewed and removed upstream wit
   t.notMatch(ispEntries(), new RegExp(`"${port}"|: ${port},`), 'gone from the ISP\'s kernel');
 });
 
+t.test('the ISP\'s external address changes: the CPE\'s epoch starts again, its clients hear the new address, the mappings follow', async (t) => {
+  const r = pcp('--proto', 'udp', '--port', '40011', '--lifetime', '3600');
+  t.match(r, { result: 'SUCCESS', externalAddress: PUBLIC });
+  const heard = await listenForAnnouncements(lab, 20_000);
+  // The new address stays when the old, primary one goes.
+  lab.exec('isp', ['sysctl', '-qw', 'net.ipv4.conf.wan0.promote_secondaries=1']);
+  lab.exec('isp', ['ip', 'addr', 'add', '11.22.33.5/24', 'dev', 'wan0']);
+  lab.exec('isp', ['ip', 'addr', 'del', '11.22.33.1/24', 'dev', 'wan0']);
+  const deadline = Date.now() + 20_000;
+  let now = '';
+  while (Date.now() < deadline && !now.includes('11.22.33.5')) {
+    await new Promise((r) => setTimeout(r, 1000));
+    now = natpmpc().all;
+  }
+  t.match(now, /Public IP address : 11\.22\.33\.5/, 'NAT-PMP tells the new address');
+  t.ok(cpe.lines.some((l) => l.includes('"event":"upstream-external-address"') && l.includes('"to":"11.22.33.5"')), 'the CPE logged the change');
+  await new Promise((r) => setTimeout(r, 2000));
+  const natpmpAnnounce = heard.heard().filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('0080') && h.hex.endsWith('0b162105'));
+  t.ok(natpmpAnnounce.length > 0, 'NAT-PMP announcements of 11.22.33.5 on the LAN');
+  t.ok(natpmpAnnounce.some((h) => announcedEpoch(h) <= 5), 'with the epoch started again');
+  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40011, to: '11.22.33.5', toPort: r.externalPort as number }), 'the mapping moved with it, no client asking');
+});
+
 t.test('a silent upstream: failures within a bounded time', async (t) => {
   cpe.proc.kill('SIGTERM');
   await new Promise((r) => setTimeout(r, 1000));
