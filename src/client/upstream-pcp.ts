@@ -285,14 +285,17 @@ export class UpstreamPcpClient implements UpstreamServer {
     const d = decodePcpResponse(buf);
     if (!d.ok) return;
     const r = d.msg;
+    const known = this.seen !== undefined;
     const lost = this.checkEpoch(r.epoch);
     if (r.opcode === Opcode.ANNOUNCE) {
       const p = this.pending.get('announce');
       if (p && r.result === ResultCode.SUCCESS) p.resolve(r);
       else if (r.result === ResultCode.SUCCESS) {
-        // §14.1.3: an unsolicited ANNOUNCE: the server restarted or lost state.
-        this.o.log.warn({ event: 'upstream-announce', server: this.o.server, epoch: r.epoch });
-        if (!lost) this.lost('announce');
+        // §14.1.3: an unsolicited ANNOUNCE asks for the epoch check (done
+        // above); its repeats (a server sends several) then pass it. One with
+        // nothing to check against is taken as a loss.
+        this.o.log.warn({ event: 'upstream-announce', server: this.o.server, epoch: r.epoch, lost: lost || !known });
+        if (!known) this.lost('announce');
       }
     } else if (r.opcode === Opcode.MAP && r.map) {
       const p = this.pending.get(`${r.map.protocol}|${r.map.internalPort}`);
