@@ -168,8 +168,6 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     if (fresh) p.log.warn({ event: 'upstream-none', kind: verdict.kind, detail: `${noneDetail}: ${verdict.detail}` });
   };
 
-  // Until a server is in use, parts restored from an earlier run are not told (mapping-service.ts: useUpstream).
-  p.service.useUpstream(undefined);
   if (p.setting === 'off') {
     // Nothing relayed; the WAN address's own warning (daemon/metrics.ts) still says what it means.
   } else if (p.setting === 'auto') {
@@ -179,6 +177,9 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   } else {
     await use(p.setting.address, p.setting.port, 'configured', false);
   }
+
+  // No server in use: parts restored from an earlier run are not told (UpstreamRelay.over). With one, they stand until renewed.
+  if (!wire) p.service.useUpstream(undefined);
 
   return {
     status(): UpstreamStatus {
