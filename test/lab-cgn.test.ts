@@ -174,6 +174,8 @@ t.test('the CPE restarted: a NAT-PMP mapping is renewed and removed upstream wit
   cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir]);
   await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
   t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40010, to: PUBLIC, toPort: port }), 'still reachable after the restart');
+  const ls = lab.exec('cpe', [process.execPath, CLI, 'ls', '--state-dir', cpeDir]).stdout;
+  t.match(ls, new RegExp(`11\\.22\\.33\\.1:${port} → 100\\.64\\.0\\.2:\\d+ → 192\\.168\\.77\\.2:40010`), 'ls shows upstream\'s part, kept in the store');
   const again = natpmpc('-a', '40010', '40010', 'udp', '3600');
   t.match(again.all, new RegExp(`Mapped public port ${port} protocol UDP to local port 40010`), 'renewed upstream: the ISP saw the same nonce');
   const del = natpmpc('-a', '0', '40010', 'udp', '0');

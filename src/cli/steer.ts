@@ -117,7 +117,7 @@ export async function ls(argv: string[]): Promise<void> {
   const rows = [['ID', 'DEVICE', 'PROTO', 'EXTERNAL → INTERNAL', 'ORIGIN', 'LEFT', 'DESCRIPTION']];
   for (const m of r.mappings) {
     const left = m.lifetime === 'static' ? 'static' : duration(m.lifetime);
-    rows.push([m.id === undefined ? '-' : String(m.id), m.device ?? '-', m.protocol, `${m.external} → ${m.internal}`, m.origin + (m.kind === 'peer' ? '/peer' : ''), left, printable(m.description)]);
+    rows.push([m.id === undefined ? '-' : String(m.id), m.device ?? '-', m.protocol, `${m.upstream ? `${m.upstream} → ` : ''}${m.external} → ${m.internal}`, m.origin + (m.kind === 'peer' ? '/peer' : ''), left, printable(m.description)]);
   }
   for (const s of r.staticPinholes) rows.push(['-', '-', '', '', 'static', 'static', `${s.name}: ${s.rule}`]);
   printTable(rows);
