@@ -216,3 +216,22 @@ t.test('DS-Lite (no NAT44 here): THIRD_PARTY names the LAN host; an upstream tha
   t.equal(n?.ok && n.msg.result, 2, 'NAT-PMP: 2, not authorized');
   t.equal(h.service.count(), 0, 'nothing kept here');
 });
+
+t.test('removed while upstream was still asked: the client hears a failure and upstream the removal', async (t) => {
+  const { h, up, req } = setup();
+  let release!: () => void;
+  const answered = new Promise<void>((r) => (release = r));
+  const slow = up.map.bind(up);
+  up.map = async (a) => {
+    if (a.lifetime > 0) await answered;
+    return slow(a);
+  };
+  const pending = h.service.map(req({ internalPort: 40030 }));
+  await new Promise((r) => setImmediate(r));
+  await h.service.removeAsAdmin((m) => m.internalPort === 40030);
+  release();
+  t.match(await pending, { ok: false, refusal: 'NETWORK_FAILURE' });
+  await new Promise((r) => setImmediate(r));
+  t.match(up.asks.at(-1), { lifetime: 0 }, 'the upstream mapping it made is removed');
+  t.equal(h.service.count(), 0);
+});

@@ -143,12 +143,13 @@ export class UpstreamRelay {
       return { ok: false, refusal: answer.refusal, detail: `upstream: ${answer.detail}`, lifetime: answer.lifetime };
     }
     this.stats.relayed++;
-    if (!current || current.externalPort !== m.externalPort) {
-      // Removed or moved while upstream was asked: its removal is relayed by whoever did it.
-      return refuse('NETWORK_FAILURE', 'the mapping changed while upstream was asked');
-    }
     const now = this.clock.now();
     const part = this.partOf(answer, m, now);
+    if (!current || current.externalPort !== m.externalPort) {
+      // Removed or moved while upstream was asked: its remover could not tell upstream (it had no part yet), this does.
+      if (!current?.upstream) this.gone([{ ...m, upstream: part }]);
+      return refuse('NETWORK_FAILURE', 'the mapping changed while upstream was asked');
+    }
     const selfRenewing = m.origin === 'pcp' || m.origin === 'natpmp';
     const told = selfRenewing ? Math.min(granted.lifetime, answer.lifetime) : granted.lifetime;
     const next: Mapping = selfRenewing ? { ...current, upstream: part, lifetime: told, expiresAt: current.grantedAt + told * 1000 } : { ...current, upstream: part };
