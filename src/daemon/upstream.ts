@@ -194,7 +194,7 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     async stop() {
       if (timer) clearInterval(timer);
       if (reprobe) clearInterval(reprobe);
-      p.service.useUpstream(undefined);
+      // The relay stays attached: the parts it recorded stay in the table for whatever writes the store last.
       wire?.stop();
     },
   };
