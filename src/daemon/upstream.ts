@@ -97,7 +97,7 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
       publicAddress: () => publicAddress,
       thirdParty: false,
       patienceMs: t.patienceMs ?? PATIENCE_MS,
-    }) as UpstreamRelay;
+    });
     relay = r;
     r.onMoved = (moved) => p.tellMoved(moved);
     w.onStateLost(() => {

@@ -441,6 +441,8 @@ export class MappingService {
   }
 
   /** Behind the ISP's NAT (RFC 7648): every IPv4 mapping also goes upstream (undefined: no more); the daemon runs the relay's `pass()`. */
+  useUpstream(line: UpstreamLine): UpstreamRelay;
+  useUpstream(line: undefined): undefined;
   useUpstream(line: UpstreamLine | undefined): UpstreamRelay | undefined {
     return (this.upstream = UpstreamRelay.over(line, this.table, this.edit, this.clock, this.log));
   }
