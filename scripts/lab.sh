@@ -14,6 +14,8 @@ set -euo pipefail
 P=${LAB_PREFIX:-pcl}
 NS_LAN=$P-lan NS_LAN2=$P-lan2 NS_RTR=$P-rtr NS_WAN=$P-wan
 
+. "$(dirname "${BASH_SOURCE[0]}")/lab-base-firewall.sh"
+
 need() { command -v "$1" >/dev/null || { echo "lab: '$1' not found: install the Debian package $2" >&2; exit 1; }; }
 
 up() {
@@ -50,25 +52,8 @@ up() {
   ip -n "$NS_WAN" addr add 2001:db8:ff::2/64 dev eth0 nodad
   ip -n "$NS_WAN" -6 route add 2001:db8:77::/64 via 2001:db8:ff::1
   ip netns exec "$NS_RTR" sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-  # The router's own firewall, as a distribution would ship it: replies to
-  # what the LAN started come back, the LAN goes out masqueraded, nothing
-  # unsolicited comes in. portcullis adds its openings beside it.
-  ip netns exec "$NS_RTR" nft -f - <<'NFT'
-table inet lab_base {
-  chain forward {
-    type filter hook forward priority filter; policy drop;
-    ct state established,related accept
-    iifname "br-lan" oifname "wan0" accept
-    # What portcullis (own-table mode) admitted from the WAN: the one line a
-    # drop-by-default firewall adds (see README, "nftables placement").
-    meta mark & 0x10000000 == 0x10000000 accept
-  }
-  chain postrouting {
-    type nat hook postrouting priority srcnat; policy accept;
-    oifname "wan0" meta nfproto ipv4 masquerade
-  }
-}
-NFT
+  # The router's own firewall, as a distribution would ship it (lab-base-firewall.sh).
+  lab_base_firewall "$NS_RTR" br-lan
   # Link-local addresses (which the daemon binds) appear asynchronously.
   for _ in $(seq 50); do
     ip -n "$NS_RTR" -6 addr show dev br-lan scope link | grep -q inet6 && break

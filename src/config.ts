@@ -50,11 +50,22 @@ export interface Config {
    * password too (scrypt, see README). Unset listen: no admin API.
    */
   admin?: { listen?: string; passwordHash?: string };
+  /**
+   * The ISP's PCP server this router relays its IPv4 mappings to (RFC 7648):
+   * an address (always relayed: upstream's refusal is the client's), 'off'
+   * (never), or 'auto': on a WAN address of the router's own nothing is
+   * relayed; behind the ISP's NAT, a discovered server that answers
+   * (src/net/upstream-discovery.ts), else mappings are granted here and said
+   * not to reach the internet.
+   */
+  upstreamPcp: UpstreamPcpSetting;
   /** The least severe log line written. */
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** JSON lines, or pretty text for a person; unset, the CLI chooses. */
   logFormat?: 'json' | 'pretty';
 }
+
+export type UpstreamPcpSetting = 'auto' | 'off' | { address: IpAddress; port: number };
 
 export interface UpnpConfig {
   enabled: boolean;
@@ -84,6 +95,7 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   deviceRateLimit: { perSecond: 200, burst: 400 },
   nft: { table: 'portcullis', embed: false, mark: 0x10000000, path: 'auto' },
   reconcileSeconds: 10,
+  upstreamPcp: 'auto',
   logLevel: 'info',
   upnp: {
     enabled: true,
@@ -99,7 +111,7 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
 
 export class ConfigError extends Error {}
 
-type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft' | 'upnp'>> & { externalIp?: string; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
+type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft' | 'upnp' | 'upstreamPcp'>> & { externalIp?: string; upstreamPcp?: string; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile<FileConfig>(schema);
@@ -163,7 +175,17 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
     externalIp = parseIp(merged.externalIp);
     if (!externalIp || familyOf(externalIp) !== 4) throw new ConfigError(`external IP ${merged.externalIp} is not an IPv4 address`);
   }
-  return { ...(merged as Config), externalIp };
+  return { ...(merged as unknown as Config), externalIp, upstreamPcp: typeof merged.upstreamPcp === 'string' ? parseUpstreamPcp(merged.upstreamPcp) : merged.upstreamPcp };
+}
+
+/** `auto`, `off`, `ADDR`, `ADDR:PORT` or `[ADDR]:PORT` (the PCP server port, 5351, by default). */
+export function parseUpstreamPcp(text: string): UpstreamPcpSetting {
+  if (text === 'auto' || text === 'off') return text;
+  const m = /^\[([^\]]+)\](?::(\d{1,5}))?$/.exec(text) ?? /^([^:]+)(?::(\d{1,5}))?$/.exec(text) ?? /^([^\[\]]+)()$/.exec(text);
+  const address = m?.[1] !== undefined ? parseIp(m[1]) : undefined;
+  const port = m?.[2] ? Number(m[2]) : 5351;
+  if (!address || port < 1 || port > 65535) throw new ConfigError(`upstream PCP server '${text}' is not auto, off, ADDR or ADDR:PORT`);
+  return { address, port };
 }
 
 function definedOnly<T extends object>(o: T): Partial<T> {

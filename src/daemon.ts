@@ -35,6 +35,7 @@ import { guardedMetricsPorts, prepareMetrics, serveMetricsOf, warnIfBehindNat } 
 import { openState, restoreState } from './daemon/state.js';
 import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
+import { startUpstream } from './daemon/upstream.js';
 import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
 
@@ -48,6 +49,8 @@ export interface DaemonDeps {
   interfaces?: InterfaceReader;
   /** The kernel's neighbour table (`ip -j neigh` by default): who is one device. */
   neighbours?: NeighbourReader;
+  /** Shorter upstream waits (tests). */
+  upstreamTiming?: Parameters<typeof startUpstream>[0]['timing'];
 }
 
 export interface Daemon {
@@ -142,6 +145,24 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     const reinstall = await syncFirewall(service, firewall, telemetry, log);
     await guard.check();
     if (restored.snapshotFirst) await service.compactStore();
+    // Behind the ISP's NAT, IPv4 mappings are relayed to its PCP server (RFC 7648) before any client is served.
+    const upstream = await startUpstream({
+      setting: cfg.upstreamPcp,
+      wan: cfg.wan,
+      stateDir: cfg.stateDir,
+      service,
+      wanIPv4: () => watch.externalIPv4(),
+      newEpoch: async () => {
+        epoch.reset();
+        telemetry.epochReset();
+        await service.recordEpoch();
+        if (cfg.announce) server.announce();
+      },
+      tellMoved: (moved) => server.mappingsMoved(moved),
+      log,
+      timing: deps.upstreamTiming,
+    });
+    teardown.push(() => upstream.stop());
     await server.start();
     const upnp = cfg.upnp.enabled
       ? await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log, telemetry })
@@ -157,7 +178,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // move to it, PCP clients get mapping updates (§14.2), and everyone gets
     // the announcements (RFC 6887 §14.1, RFC 6886 §3.2.1).
     const moveTo = async (to: IpAddress): Promise<void> => {
-      warnIfBehindNat(to, log);
+      warnIfBehindNat(to, log, upstream.status());
       const moved = await service.moveExternalAddress(to);
       epoch.reset();
       telemetry.epochReset();
@@ -175,7 +196,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (external && service.count((m) => m.family === 4 && m.origin !== 'static' && m.externalAddress !== external) > 0) {
       log.warn({ event: 'external-address', detail: 'changed while the daemon was down', to: external });
       await moveTo(external);
-    } else warnIfBehindNat(external, log);
+    } else warnIfBehindNat(external, log, upstream.status());
     if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
     const editStatics = (change: StaticEdit) => policy.edit(change, service, firewall);
@@ -185,7 +206,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     }
 
     const reloadPolicy = () => policy.reload(service, firewall);
-    const handler = controlHandler({ service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, leases });
+    const handler = controlHandler({ upstream: () => upstream.status(), service, firewall, policy: () => policy.current(), reloadPolicy, neighbours, recent, stateDir: cfg.stateDir, reconcileSeconds: cfg.reconcileSeconds, leases });
     const control = new ControlServer(controlSocketPath(cfg.stateDir), handler, log);
     await control.start().then(
       () => teardown.push(() => control.stop()),

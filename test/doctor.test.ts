@@ -172,3 +172,16 @@ t.test('behind another NAT: a warning that says IPv4 mappings are not reachable'
   const none = await runChecks(SETTINGS, view({ addresses: { lan0: ['192.168.1.1/24'] } }));
   t.match(byName(none, 'WAN address'), { status: 'warn', detail: /no IPv4 address/ }, 'no IPv4 on the WAN: DS-Lite or IPv6-only');
 });
+
+t.test('behind the ISP\'s NAT: relayed to a PCP server that answers is ok; none answering says so, with what was tried', async (t) => {
+  const cgn = { ...SETTINGS, externalIp: '100.64.1.2' as IpAddress };
+  const base = view({ addresses: { lan0: ['192.168.1.1/24'] } });
+  const asked: (IpAddress | undefined)[] = [];
+  const relayed = await runChecks(cgn, { ...base, upstreamPcp: async (a) => (asked.push(a), { found: { server: '100.64.0.1:5351', source: 'default-router' }, tried: ['100.64.0.1:5351'] }) });
+  t.same(asked, ['100.64.1.2'], 'probed from the WAN address');
+  t.match(byName(relayed, 'WAN address'), { status: 'ok', detail: /PCP server 100\.64\.0\.1:5351 \(default-router\) answers: IPv4 mappings are relayed/ });
+  const silent = await runChecks(cgn, { ...base, upstreamPcp: async () => ({ tried: ['100.64.0.1:5351'] }) });
+  t.match(byName(silent, 'WAN address'), { status: 'warn', detail: /NOT reachable from the internet.*No upstream PCP server answered \(tried 100\.64\.0\.1:5351\)/, fix: /--upstream-pcp/ });
+  const nothing = await runChecks(cgn, { ...base, upstreamPcp: async () => ({ tried: [] }) });
+  t.match(byName(nothing, 'WAN address'), { status: 'warn', detail: /none configured or discovered/ });
+});

@@ -8,6 +8,7 @@ import { ConfigError, loadConfigFile, resolveConfig, type Config } from '../conf
 import { startDaemon } from '../daemon.js';
 import { formatChecks, runChecks } from '../doctor/checks.js';
 import { systemView } from '../doctor/system.js';
+import { upstreamProber } from './upstream-probe.js';
 import { createLogger } from '../log.js';
 
 export async function serve(argv: string[]): Promise<void> {
@@ -89,7 +90,7 @@ export async function doctor(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: ROUTER_OPTIONS, strict: true });
   const file = values.config ? loadConfigFile(values.config) : {};
   const cfg = resolveConfig(file, routerFlags(values));
-  const checks = await runChecks({ lan: cfg.lan, wan: cfg.wan, externalIp: cfg.externalIp, nft: cfg.nft }, systemView());
+  const checks = await runChecks({ lan: cfg.lan, wan: cfg.wan, externalIp: cfg.externalIp, nft: cfg.nft }, { ...systemView(), upstreamPcp: upstreamProber(cfg.upstreamPcp, cfg.wan) });
   process.stdout.write(formatChecks(checks));
   if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
 }

@@ -117,7 +117,7 @@ export async function ls(argv: string[]): Promise<void> {
   const rows = [['ID', 'DEVICE', 'PROTO', 'EXTERNAL → INTERNAL', 'ORIGIN', 'LEFT', 'DESCRIPTION']];
   for (const m of r.mappings) {
     const left = m.lifetime === 'static' ? 'static' : duration(m.lifetime);
-    rows.push([m.id === undefined ? '-' : String(m.id), m.device ?? '-', m.protocol, `${m.external} → ${m.internal}`, m.origin + (m.kind === 'peer' ? '/peer' : ''), left, printable(m.description)]);
+    rows.push([m.id === undefined ? '-' : String(m.id), m.device ?? '-', m.protocol, `${m.upstream ? `${m.upstream} → ` : ''}${m.external} → ${m.internal}`, m.origin + (m.kind === 'peer' ? '/peer' : ''), left, printable(m.description)]);
   }
   for (const s of r.staticPinholes) rows.push(['-', '-', '', '', 'static', 'static', `${s.name}: ${s.rule}`]);
   printTable(rows);
@@ -145,10 +145,24 @@ export async function status(argv: string[]): Promise<void> {
     `firewall: ${fw.backend} backend; LAN guard ${guard}`,
     `  ${fw.reconcileSeconds > 0 ? `checked every ${fw.reconcileSeconds} s; ${repair}` : 'not checked (this backend cannot be)'}`,
     `store: ${r.store.dir}: ${r.store.bytes} bytes in ${r.store.files} files`,
+    ...upstreamLines(r.upstream),
     r.errors.length ? 'recent errors:' : 'recent errors: none',
     ...r.errors.map((e) => `  ${e.at} ${e.event}: ${printable(e.detail)}`),
   ];
   process.stdout.write(out.join('\n') + '\n');
+}
+
+/** The RFC 7648 proxy's lines of `status`. */
+function upstreamLines(u: StatusReport['upstream']): string[] {
+  if (!u) return [];
+  if (u.state !== 'proxying') return [`upstream PCP (${u.setting}): ${u.state === 'none' ? 'NONE: ' : ''}${u.detail}`];
+  const w = u.wire;
+  const c = u.counts;
+  return [
+    `upstream PCP (${u.setting}): ${w?.server ?? '?'} (${u.source ?? '?'}), external address ${u.publicAddress ?? 'not known yet'}`,
+    `  last answer ${w?.lastAnswer ?? 'never'}, epoch ${w?.epoch ?? '?'}, ${w?.inFlight ?? 0} in flight, state lost ${w?.stateLosses ?? 0} times`,
+    `  ${c?.relayed ?? 0} relayed, ${c?.refused ?? 0} refused, ${c?.unanswered ?? 0} unanswered, ${c?.removed ?? 0} removals relayed`,
+  ];
 }
 
 /** No daemon: said plainly (exit 3), with what the store holds if it can be read. */

@@ -6,6 +6,7 @@ export const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wa
        portcullis rm ID [--state-dir DIR]
        portcullis rm --client ADDR [--port N] [--state-dir DIR]
        portcullis doctor [--config FILE] [--lan IFACE ...] [--wan IFACE] [--external-ip ADDR]
+                         [--upstream-pcp ADDR|auto|off]
                          [--nft-table NAME] [--nft-embed]
        portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
        portcullis pcp announce --server ADDR
@@ -20,6 +21,10 @@ options:
   --lan IFACE            LAN interface to serve (repeatable)
   --wan IFACE            WAN interface (its first IPv4 address is the external address)
   --external-ip ADDR     external IPv4 address, instead of the WAN interface's
+  --upstream-pcp ADDR[:PORT]|auto|off
+                         the ISP's PCP server (CGN, DS-Lite AFTR) IPv4 mappings are relayed
+                         to (RFC 7648); auto (default): only behind the ISP's NAT, the
+                         discovered server if it answers
   --state-dir DIR        where state is kept (default /var/lib/portcullis)
   --flush-on-exit        remove granted entries from the kernel on exit (default: they expire)
   --config FILE          JSON configuration file (flags override it)

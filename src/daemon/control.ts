@@ -18,6 +18,7 @@ import { listing, mappingCounts, rowOf, type ListedMapping, type MappingCounts }
 import type { MappingService } from '../service/mapping-service.js';
 import { packageVersion } from '../version.js';
 import type { ReloadReport } from './policy-keeper.js';
+import type { UpstreamStatus } from './upstream.js';
 import type { GuardState, LastRepair, RecentError, RecentEvents } from './recent.js';
 
 /** A state directory holds a handful of files; more than this is not counted. */
@@ -40,6 +41,8 @@ export interface StatusReport {
   };
   store: { dir: string; bytes: number; files: number };
   errors: readonly RecentError[];
+  /** The RFC 7648 proxy: the ISP's PCP server, or why there is none. */
+  upstream?: UpstreamStatus;
 }
 
 export interface RemoveReport {
@@ -59,6 +62,7 @@ export interface ControlParts {
   reconcileSeconds: number;
   /** The daemon's DHCP leases (read by its lease check), for naming devices. */
   leases?: DhcpLeases;
+  upstream?: () => UpstreamStatus;
 }
 
 export function controlHandler(p: ControlParts): ControlHandler {
@@ -99,6 +103,7 @@ function status(p: ControlParts): StatusReport {
     firewall: { backend: p.firewall.name, guard: p.recent.guard(), reconcileSeconds: p.firewall.intact && p.firewall.reconcile ? p.reconcileSeconds : 0, lastRepair: p.recent.lastRepair() },
     store: { dir: p.stateDir, ...storeSize(p.stateDir) },
     errors: p.recent.errors(),
+    upstream: p.upstream?.(),
   };
 }
 

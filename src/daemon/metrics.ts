@@ -8,6 +8,7 @@
 
 import type { Server } from 'node:http';
 import { ConfigError } from '../config.js';
+import type { UpstreamStatus } from './upstream.js';
 import type { Logger } from '../log.js';
 import type { IpAddress } from '../net/address.js';
 import type { LocalAddress } from '../net/interfaces.js';
@@ -56,7 +57,10 @@ export async function serveMetricsOf(m: Metrics, service: MappingService, log: L
  * IPv4 mappings made here do not reach the internet: said at start and at
  * every change to such an address, in the words `portcullis doctor` uses.
  */
-export function warnIfBehindNat(address: IpAddress | undefined, log: Logger): void {
+export function warnIfBehindNat(address: IpAddress | undefined, log: Logger, upstream?: UpstreamStatus): void {
   const v = classifyWanIPv4(address);
-  if (!v.reachable) log.warn({ event: 'wan-address', kind: v.kind, address: address ?? null, detail: v.detail });
+  if (v.reachable) return;
+  // RFC 7648: relayed to the ISP's PCP server, they do reach it.
+  if (upstream?.state === 'proxying') log.info({ event: 'wan-address', kind: v.kind, address: address ?? null, detail: `behind the ISP's NAT; ${upstream.detail}` });
+  else log.warn({ event: 'wan-address', kind: v.kind, address: address ?? null, detail: upstream ? `${v.detail} (upstream PCP: ${upstream.detail})` : v.detail });
 }

@@ -33,6 +33,17 @@ export interface SystemView {
   /** Link state by interface name (`ip -j link`); absent: no such interface. */
   links(): Promise<Map<string, { up: boolean }>>;
   interfaces: InterfaceReader;
+  /**
+   * The ISP's PCP server this line would relay to (RFC 7648): the one
+   * configured or discovered that answered a probe, and what was tried.
+   * Absent: not asked (--upstream-pcp off, or a view without a network).
+   */
+  upstreamPcp?(wanIPv4: IpAddress | undefined): Promise<UpstreamProbe>;
+}
+
+export interface UpstreamProbe {
+  found?: { server: string; source: string };
+  tried: string[];
 }
 
 interface NftChain {
@@ -60,7 +71,7 @@ export async function runChecks(s: DoctorSettings, sys: SystemView): Promise<Che
   checks.push(forwarding(sys));
   if (ruleset.ok) checks.push(s.nft.embed ? embeddedJumps(s, ruleset.items) : forwardPolicy(s, ruleset.items));
   checks.push(...(await lanInterfaces(s, sys)));
-  checks.push(wanAddress(s, sys));
+  checks.push(await wanAddress(s, sys));
   return checks;
 }
 
@@ -138,15 +149,25 @@ async function lanInterfaces(s: DoctorSettings, sys: SystemView): Promise<Check[
   });
 }
 
-function wanAddress(s: DoctorSettings, sys: SystemView): Check {
+/** Behind another NAT, IPv4 mappings reach the internet only through the ISP's PCP server (RFC 7648): which one answers, or that none does. */
+async function wanAddress(s: DoctorSettings, sys: SystemView): Promise<Check> {
   const address = s.externalIp ?? wanIPv4(s.wan, sys.interfaces);
   const v = classifyWanIPv4(address);
   if (v.reachable) return { name: 'WAN address', status: 'ok', detail: v.detail };
+  const upstream = v.kind === 'link-local' ? undefined : await sys.upstreamPcp?.(address);
+  if (upstream?.found) {
+    const { server, source } = upstream.found;
+    return { name: 'WAN address', status: 'ok', detail: `${address ?? 'no IPv4 address'} is behind the ISP's NAT, and its PCP server ${server} (${source}) answers: IPv4 mappings are relayed to it (RFC 7648)` };
+  }
+  const tried = upstream ? ` No upstream PCP server answered${upstream.tried.length ? ` (tried ${upstream.tried.join(', ')})` : ' (none configured or discovered)'}.` : '';
   return {
     name: 'WAN address',
     status: 'warn',
-    detail: v.detail,
-    fix: v.kind === 'link-local' ? `check the WAN link and its DHCP client (${s.wan})` : 'ask the ISP for a public IPv4 address, or use IPv6 (pinholes reach devices directly)',
+    detail: `${v.detail}.${tried}`,
+    fix:
+      v.kind === 'link-local'
+        ? `check the WAN link and its DHCP client (${s.wan})`
+        : 'ask the ISP for a public IPv4 address, or use IPv6 (pinholes reach devices directly), or ask it for a PCP server on its CGN or AFTR (auto finds it where it is the default router; else --upstream-pcp ADDR)',
   };
 }
 

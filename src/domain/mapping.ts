@@ -47,9 +47,32 @@ export interface Mapping {
   readonly lifetime: Lifetime;
   /** UDP port the last request came from (PCP mapping updates go there, RFC 6887 §14.2). */
   readonly clientPort?: number;
+  /**
+   * Behind the ISP's NAT (RFC 7648 proxy): the upstream PCP server's mapping
+   * of this one's external address and port, where the internet reaches it.
+   * Absent on a line with an address of its own, or before upstream granted.
+   */
+  readonly upstream?: UpstreamPart;
   /** Monotonic milliseconds. */
   readonly grantedAt: number;
   readonly expiresAt: number;
+}
+
+/** The upstream PCP server's MAP of a mapping's external address and port (RFC 7648). */
+export interface UpstreamPart {
+  readonly externalAddress: IpAddress;
+  readonly externalPort: number;
+  /** The nonce the upstream mapping was made with: renewals and removals must show it (RFC 6887 §11.1). */
+  readonly nonce: Buffer;
+  /** Seconds upstream granted, counted from `expiresAt - lifetime`. */
+  readonly lifetime: Lifetime;
+  /** Monotonic milliseconds. */
+  readonly expiresAt: number;
+}
+
+/** Where the internet reaches a mapping: upstream's address and port behind the ISP's NAT, else its own. */
+export function reachedAt(m: Mapping): { address: IpAddress; port: number } {
+  return m.upstream ? { address: m.upstream.externalAddress, port: m.upstream.externalPort } : { address: m.externalAddress, port: m.externalPort };
 }
 
 /** What a mapping is, less what the service stamps on it as it enters the table: its id and its times. */
@@ -80,6 +103,7 @@ export function makeMapping(t: MappingTerms, id: number, grantedAt: number, expi
     doorTag: t.doorTag,
     lifetime: t.lifetime,
     clientPort: t.clientPort,
+    upstream: t.upstream,
     grantedAt,
     expiresAt,
   };

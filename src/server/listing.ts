@@ -19,6 +19,8 @@ export interface ListedMapping {
   protocol: string;
   internal: string;
   external: string;
+  /** Behind the ISP's NAT: where upstream's PCP server maps it (RFC 7648), the address and port its client was told. */
+  upstream?: string;
   /** Seconds left, or 'static'. */
   lifetime: number | 'static';
   filters: string[];
@@ -56,7 +58,8 @@ export function listing(service: MappingService, policy: LoadedPolicy, deviceOf:
 /** One mapping of the running daemon as a row: with its ID, and its device where known. */
 export function rowOf(service: MappingService, m: Mapping, device?: string): ListedMapping {
   const row = listedMapping(fieldsOf(m), m.origin === 'static' ? 'static' : service.remaining(m));
-  return { id: m.id, ...(device !== undefined ? { device } : {}), ...row };
+  const upstream = m.upstream ? { upstream: `${m.upstream.externalAddress}:${m.upstream.externalPort}` } : {};
+  return { id: m.id, ...(device !== undefined ? { device } : {}), ...row, ...upstream };
 }
 
 export interface MappingCounts {

@@ -46,7 +46,7 @@ export class Admission {
     /** Swapped whole by MappingService.swapPolicy. */
     public policy: Policy,
     private readonly network: Network,
-    private readonly table: Pick<MappingTable, 'countFor' | 'countForHost' | 'countForInterface' | 'size'>,
+    private readonly table: Pick<MappingTable, 'countFor' | 'countForHost' | 'countByRequester' | 'countForInterface' | 'size'>,
     private readonly clock: Clock,
   ) {}
 
@@ -135,9 +135,11 @@ export class Admission {
    * same quota summed over its host (one device, many addresses), a full
    * table, or its host's or its interface's share of the table.
    */
-  quotaReached(internalAddress: IpAddress, limits: Limits): Refused | undefined {
+  quotaReached(internalAddress: IpAddress, limits: Limits, client: IpAddress = internalAddress): Refused | undefined {
     const quota = limits.maxMappingsPerClient;
     if (this.table.countFor(internalAddress) >= quota) return refuse('USER_EX_QUOTA', `${internalAddress} holds ${quota} mappings`);
+    // THIRD_PARTY (e.g. the ISP's server for a subscriber's CPE): the mappings a client asked for, for all its hosts, count together.
+    if (client !== internalAddress && this.table.countByRequester(client) >= quota) return refuse('USER_EX_QUOTA', `${client} holds ${quota} mappings for its hosts`);
     const host = this.hostOf(internalAddress);
     const held = this.table.countForHost(internalAddress, host);
     if (host !== internalAddress && held >= quota) return refuse('USER_EX_QUOTA', `${host} holds ${quota} mappings`);
@@ -191,6 +193,8 @@ export class Admission {
       doorTag: req.doorTag ?? existing?.doorTag,
       lifetime: chosen.lifetime,
       clientPort: req.clientPort ?? existing?.clientPort,
+      // Kept until upstream answers the renewal (service/upstream.ts).
+      upstream: existing?.upstream,
     };
   }
 

@@ -15,8 +15,8 @@
 // table-changes.ts (table, kernel and journal changed together, or put
 // back), static-forwards.ts, lease-ends.ts, firewall-entries.ts (a mapping
 // as the kernel holds it), store-link.ts, expiry.ts, decision-log.ts,
-// service-config.ts, and state/records.ts (a mapping as the journal
-// records it).
+// service-config.ts, upstream.ts (the RFC 7648 relay behind the ISP's NAT),
+// and state/records.ts (a mapping as the journal records it).
 
 import { familyOf, isUnspecified, type IpAddress } from '../net/address.js';
 import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
@@ -34,7 +34,7 @@ import { CommitQueue } from './commit-queue.js';
 import { Admission, applyFilterSteps, mayRemove, nonceRefusal, type Admitted, type Asked } from './admission.js';
 import { ownInTheWay } from './replace-own.js';
 import { chooseExternalPort } from './allocation.js';
-import { diffStaticForwards, forwardTerms, type StaticForward } from './static-forwards.js';
+import { diffStaticForwards, forwardTerms, type PolicySwapReport, type StaticForward } from './static-forwards.js';
 import { entryOf, removals, replacement } from './firewall-entries.js';
 import { StoreLink } from './store-link.js';
 import { ExpiryTimer } from './expiry.js';
@@ -43,19 +43,12 @@ import { logDecision, logEnded } from './decision-log.js';
 import type { LeaseView, Network, ServiceConfig } from './service-config.js';
 import { LeaseEnds } from './lease-ends.js';
 import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
+import { UpstreamRelay, type UpstreamLine } from './upstream.js';
 
 export { DEFAULT_SERVICE_CONFIG, type LeaseView, type Network, type ServiceConfig } from './service-config.js';
 export { entryOf } from './firewall-entries.js';
 
-/** What a policy swap did to the live table. */
-export interface PolicySwapReport {
-  /** Mappings the new policy no longer allows, removed from the kernel. */
-  removed: { mapping: Mapping; rule: string; reason: string }[];
-  staticsAdded: number;
-  staticsRemoved: number;
-  /** Client mappings that held a port a new static forward now takes. */
-  evicted: Mapping[];
-}
+export type { PolicySwapReport } from './static-forwards.js';
 
 export class MappingService {
   private readonly commits: CommitQueue;
@@ -65,6 +58,8 @@ export class MappingService {
   private readonly edit: TableChanges;
   private nextId = 1;
   private readonly leaseEnds = new LeaseEnds();
+  /** Behind the ISP's NAT: the RFC 7648 relay every IPv4 mapping also goes through (service/upstream.ts). */
+  private upstream?: UpstreamRelay;
 
   constructor(
     cfg: ServiceConfig,
@@ -88,8 +83,9 @@ export class MappingService {
 
   // --- questions: the service's face for the doors, listings and the daemon ---
 
+  /** Where the internet reaches this router's IPv4 mappings: upstream's address behind the ISP's NAT (undefined until learned). */
   externalIPv4(): IpAddress | undefined {
-    return this.network.externalIPv4();
+    return this.upstream ? this.upstream.publicAddress() : this.network.externalIPv4();
   }
 
   /** Seconds since the mapping state began (RFC 6887 §8.5, RFC 6886 §3.2.1). */
@@ -114,7 +110,8 @@ export class MappingService {
 
   /** The MAP-kind mapping that holds an IPv4 external port, if one does (a PEER alone holds none that a door names). */
   holderOf(protocol: number, externalPort: number): Mapping | undefined {
-    return this.table.mapOnExternalPort(protocol, externalPort);
+    // Behind the ISP's NAT a door names upstream's port.
+    return this.upstream ? this.upstream.holderOf(protocol, externalPort) : this.table.mapOnExternalPort(protocol, externalPort);
   }
 
   /** Every live mapping (static forwards included) that `match` accepts, in no set order. */
@@ -145,7 +142,10 @@ export class MappingService {
 
   /** Creates or renews a MAP-kind mapping. */
   async map(req: MapRequest): Promise<MapOutcome> {
-    const out = await this.mapInner(req);
+    const before = this.upstream ? this.table.get(mappingKey('map', req.internalAddress, req.protocol, req.internalPort)) : undefined;
+    let out = await this.mapInner(req);
+    // RFC 7648: granted only when upstream granted too (service/upstream.ts).
+    if (this.upstream && out.ok && UpstreamRelay.concerns(out.mapping) && out.mapping.origin !== 'static') out = await this.upstream.afterGrant(req, out, before);
     logDecision(this.log, 'map', req, out);
     return out;
   }
@@ -196,6 +196,7 @@ export class MappingService {
       for (const m of replaced) logEnded(this.log, 'mapping-replaced', m, { newInternalPort: out.mapping.internalPort, newExternalPort: out.mapping.externalPort });
       // The client's own request ended them (UPnP's "replace my own", a mapping moved to another port).
       this.telemetry.removed('client', replaced.length);
+      this.upstream?.gone(replaced);
     }
     return out;
   }
@@ -231,7 +232,7 @@ export class MappingService {
 
   /** A new mapping's external port, within its host's quota. */
   private newPort(req: Asked, admitted: Admitted, replacing?: ReadonlySet<string>): { ok: true; port: number } | Refused {
-    const full = this.admission.quotaReached(req.internalAddress, admitted.limits);
+    const full = this.admission.quotaReached(req.internalAddress, admitted.limits, req.client);
     if (full) return full;
     const who = { via: req.via, internal: internalEndpoint(req.internalAddress, req.protocol, req.internalPort), internalAddress: req.internalAddress, nonce: req.nonce, replacing };
     return chooseExternalPort(this.table, req, admitted.family, who, admitted.limits, this.clock.now());
@@ -258,6 +259,7 @@ export class MappingService {
     const out = await this.edit.removal([existing]);
     if (out?.result === 'committed') {
       this.telemetry.removed('client', 1);
+      this.upstream?.gone([existing]);
       return { ok: true, removed: existing };
     }
     if (out?.result === 'unrecorded') return this.stores.unrecorded(out.error);
@@ -280,6 +282,7 @@ export class MappingService {
     }
     const ok = await this.edit.removeEnded(victims);
     if (ok) this.telemetry.removed('client', victims.length);
+    if (ok) this.upstream?.gone(victims);
     this.log.info({ event: 'remove-all', via: req.via, client: req.client, protocol: req.protocol, removed: ok ? victims.length : 0, kept });
     return { ok: ok && kept === 0, removed: ok ? victims.length : 0, kept };
   }
@@ -295,6 +298,7 @@ export class MappingService {
     if (victims.length === 0) return { ok: true, removed: [] };
     const ok = await this.edit.removeEnded(victims);
     if (ok) this.telemetry.removed('admin', victims.length);
+    if (ok) this.upstream?.gone(victims);
     for (const m of ok ? victims : []) {
       this.log.warn({ event: 'mapping-removed', by: 'admin', via: m.origin, internal: m.internalAddress, protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort });
     }
@@ -384,6 +388,8 @@ export class MappingService {
     if (out.result === 'unrecorded') this.stores.writeFailed(out.error, 'the mappings moved in the kernel; the store still has the old address');
     if (out.result !== 'refused') this.telemetry.removed('wan-change', moved.length);
     this.log.warn({ event: 'external-address-moved', to, mappings: moved.length, committed: out.result === 'committed' });
+    // Upstream knew them by the old address (the PCP Client IP field): they are made again from the new one.
+    this.upstream?.recreateAll();
     return moved;
   }
 
@@ -411,6 +417,7 @@ export class MappingService {
     const ok = await this.commits.submit(removals(victims), victims.map((m) => removalRecord(m, this.clock)));
     if (!ok) this.log.error({ event: 'policy-swap-commit-failed', mappings: victims.length });
     else this.telemetry.removed('policy', victims.length);
+    if (ok) this.upstream?.gone([...victims, ...diff.remove]);
     for (const r of removed) logEnded(this.log, 'mapping-revoked', r.mapping, { rule: r.rule, reason: r.reason });
     for (const m of diff.evicted) logEnded(this.log, 'mapping-evicted', m, { reason: 'a static forward now holds its external port' });
     return { removed, staticsAdded: diff.add.length, staticsRemoved: diff.remove.length, evicted: diff.evicted };
@@ -431,6 +438,13 @@ export class MappingService {
   /** Records a new epoch start (after a reset) before clients hear of it. */
   async recordEpoch(): Promise<boolean> {
     return this.commits.submit([], [{ op: 'epoch', at: this.clock.wall(), epoch: this.epoch.start() }]);
+  }
+
+  /** Behind the ISP's NAT (RFC 7648): every IPv4 mapping also goes upstream (undefined: no more); the daemon runs the relay's `pass()`. */
+  useUpstream(line: UpstreamLine): UpstreamRelay;
+  useUpstream(line: undefined): undefined;
+  useUpstream(line: UpstreamLine | undefined): UpstreamRelay | undefined {
+    return (this.upstream = UpstreamRelay.over(line, this.table, this.edit, this.clock, this.log));
   }
 
   /** Takes the DHCP server's leases into account from now on (undefined: no more). */
@@ -457,6 +471,7 @@ export class MappingService {
       return [];
     }
     for (const m of victims) logEnded(this.log, 'mapping-revoked', m, { reason: 'DHCP lease ended' });
+    this.upstream?.gone(victims);
     this.telemetry.removed('lease', victims.length);
     return victims;
   }
@@ -490,6 +505,7 @@ export class MappingService {
       logEnded(this.log, 'expired', m);
     }
     this.telemetry.removed('expired', due.length);
+    this.upstream?.gone(due);
     this.edit.armExpiry();
   }
 

@@ -28,6 +28,16 @@ export function forwardTerms(f: StaticForward, externalAddress: IpAddress | unde
   };
 }
 
+/** What a policy swap did to the live table. */
+export interface PolicySwapReport {
+  /** Mappings the new policy no longer allows, removed from the kernel. */
+  removed: { mapping: Mapping; rule: string; reason: string }[];
+  staticsAdded: number;
+  staticsRemoved: number;
+  /** Client mappings that held a port a new static forward now takes. */
+  evicted: Mapping[];
+}
+
 /** What tells two static forwards apart: equal strings, the same forward. */
 function forwardKey(m: Mapping): string {
   return `${keyOf(m)}|${m.externalPort}|${m.description}|${m.filters.map(filterKey).join(',')}`;

@@ -30,9 +30,20 @@ export interface StoredMapping {
   lifetime: number;
   /** Where the last request came from (PCP mapping updates go there, RFC 6887 §14.2). */
   clientPort?: number;
+  /** Mapping.upstream (RFC 7648 proxy); absent in stores written before it existed, and on lines with no upstream. */
+  upstream?: StoredUpstream;
   expiresWall: number;
   expiresMono: number;
   bootId: string;
+}
+
+/** The upstream part, its expiry on the wall clock; on load it keeps its distance to the mapping's own expiry. */
+export interface StoredUpstream {
+  address: IpAddress;
+  port: number;
+  nonce: string;
+  lifetime: number;
+  expiresWall: number;
 }
 
 export interface EpochStart {
@@ -65,6 +76,9 @@ export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: s
     doorTag: m.doorTag,
     lifetime: m.lifetime,
     clientPort: m.clientPort,
+    upstream: m.upstream
+      ? { address: m.upstream.externalAddress, port: m.upstream.externalPort, nonce: m.upstream.nonce.toString('hex'), lifetime: m.upstream.lifetime, expiresWall: wallNow + (m.upstream.expiresAt - monoNow) }
+      : undefined,
     expiresWall: wallNow + (m.expiresAt - monoNow),
     expiresMono: m.expiresAt,
     bootId,
@@ -90,6 +104,16 @@ export function fromStored(s: StoredMapping, id: number, expiresAt: number): Map
     doorTag: s.doorTag,
     lifetime: s.lifetime,
     clientPort: s.clientPort,
+    upstream: s.upstream
+      ? {
+          externalAddress: s.upstream.address,
+          externalPort: s.upstream.port,
+          nonce: Buffer.from(s.upstream.nonce, 'hex'),
+          lifetime: s.upstream.lifetime,
+          // Both expiries were written at once: their distance is the same on either clock.
+          expiresAt: expiresAt + (s.upstream.expiresWall - s.expiresWall),
+        }
+      : undefined,
   };
   return makeMapping(terms, id, expiresAt - s.lifetime * 1000, expiresAt);
 }

@@ -100,8 +100,10 @@ export class MappingTable {
   /** Mappings per host unit (an IPv4 address, an IPv6 /64): what one host can hold however many addresses it takes. */
   private readonly perHost = new Map<string, number>();
   private readonly perInterface = new Map<string, number>();
-  /** The host and interface each mapping was counted under (either may change later; its count must leave where it was added). */
-  private readonly countedAs = new Map<string, { host: string; iface: string | undefined }>();
+  /** Mappings per requesting client (Mapping.client): a subscriber's own and its third-party ones together. */
+  private readonly perRequester = new Map<string, number>();
+  /** The host, interface and client each mapping was counted under (host and interface may change later; its count must leave where it was added). */
+  private readonly countedAs = new Map<string, { host: string; iface: string | undefined; client: IpAddress }>();
   private readonly heap = new ExpiryHeap();
   private readonly freed = new FreedPorts();
   /** Bumped by every put and remove: listings cache on it. */
@@ -133,6 +135,11 @@ export class MappingTable {
   /** Mappings of the address's host unit: its /64 (IPv6) or the address itself (IPv4). */
   countForHost(internalAddress: IpAddress, host = this.hostOf(internalAddress)): number {
     return this.perHost.get(host) ?? 0;
+  }
+
+  /** Mappings `client` asked for, for itself and for other hosts (THIRD_PARTY): a subscriber's quota. */
+  countByRequester(client: IpAddress): number {
+    return this.perRequester.get(client) ?? 0;
   }
 
   countForInterface(name: string): number {
@@ -172,9 +179,10 @@ export class MappingTable {
       let keys = this.perClient.get(m.internalAddress);
       if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
       keys.add(k);
-      const counted = { host: this.hostOf(m.internalAddress), iface: this.interfaceOf(m.internalAddress) };
+      const counted = { host: this.hostOf(m.internalAddress), iface: this.interfaceOf(m.internalAddress), client: m.client };
       this.countedAs.set(k, counted);
       bump(this.perHost, counted.host, 1);
+      bump(this.perRequester, counted.client, 1);
       if (counted.iface !== undefined) bump(this.perInterface, counted.iface, 1);
     }
     this.heap.set(k, m.expiresAt);
@@ -193,6 +201,7 @@ export class MappingTable {
     this.countedAs.delete(key);
     if (counted) {
       bump(this.perHost, counted.host, -1);
+      bump(this.perRequester, counted.client, -1);
       if (counted.iface !== undefined) bump(this.perInterface, counted.iface, -1);
     }
     this.heap.delete(key);

@@ -8,10 +8,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-const LAB = `${ROOT}scripts/lab.sh`;
+
 export const CLI = `${ROOT}dist/src/cli.js`;
 
-export type Node = 'lan' | 'lan2' | 'rtr' | 'wan';
+/** lab.sh: lan, lan2, rtr, wan; lab-cgn.sh (double NAT): lan, cpe, isp, wan. */
+export type Node = 'lan' | 'lan2' | 'rtr' | 'wan' | 'cpe' | 'isp';
 
 /** A fresh state directory for one daemon run. */
 export function stateDir(): string {
@@ -33,7 +34,9 @@ export function requireRoot(): void {
   }
 }
 
-export function labUp(prefix: string): Lab {
+/** Builds the lab of `script` (scripts/lab.sh, or lab-cgn.sh for the double-NAT one). */
+export function labUp(prefix: string, script = 'lab.sh'): Lab {
+  const LAB = `${ROOT}scripts/${script}`;
   requireRoot();
   const env = { ...process.env, LAB_PREFIX: prefix };
   const up = spawnSync('bash', [LAB, 'up'], { env, encoding: 'utf8', timeout: 60_000 });

@@ -5,6 +5,7 @@ import type { IpAddress } from '../../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 import type { MappingService } from '../../service/mapping-service.js';
 import type { Refusal } from '../../domain/requests.js';
+import { reachedAt } from '../../domain/mapping.js';
 import {
   NATPMP_OP_EXTERNAL_ADDRESS,
   NATPMP_OP_MAP_UDP,
@@ -88,7 +89,7 @@ export class NatPmpHandler {
       lifetime: req.lifetime,
     });
     if (!out.ok) return answer(REFUSAL_TO_RESULT[out.refusal], req.internalPort, 0, 0, out.detail);
-    return answer(NatPmpResult.SUCCESS, req.internalPort, out.mapping.externalPort, out.lifetime);
+    return answer(NatPmpResult.SUCCESS, req.internalPort, reachedAt(out.mapping).port, out.lifetime);
   }
 
   private reply(reply: Buffer, result: NatPmpResult, detail?: string): DoorReply {

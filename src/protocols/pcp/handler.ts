@@ -3,7 +3,7 @@
 
 import { familyOf, normalizePrefix, toWire16, type IpAddress } from '../../net/address.js';
 import type { MappingService } from '../../service/mapping-service.js';
-import type { Mapping } from '../../domain/mapping.js';
+import { reachedAt, type Mapping } from '../../domain/mapping.js';
 import type { FilterStep, MapOutcome, Refusal } from '../../domain/requests.js';
 import {
   LONG_ERROR_LIFETIME,
@@ -155,7 +155,8 @@ export class PcpHandler {
 
   private mapReply(req: PcpRequest, data: MapData, opts: SortedOptions, out: MapOutcome, opcode: number): DoorReply {
     if (!out.ok) return { ...this.error(req.raw, REFUSAL_TO_RESULT[out.refusal], out.detail, true, out.lifetime), decided: true };
-    const assigned = { ...data, externalPort: out.mapping.externalPort, externalAddress: out.mapping.externalAddress };
+    const at = reachedAt(out.mapping);
+    const assigned = { ...data, externalPort: at.port, externalAddress: at.address };
     // §7.3: a success reply carries the options that were processed, each as
     // often as it was sent; the DESCRIPTION echoed is the one stored (RFC 7220 §3).
     const echoed: PcpOption[] = [];
@@ -272,7 +273,8 @@ function encodePeerUpdate(m: Mapping, remote: { address: IpAddress; port: number
 }
 
 function updateData(m: Mapping): MapData {
-  return { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: m.externalPort, externalAddress: m.externalAddress };
+  const at = reachedAt(m);
+  return { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: at.port, externalAddress: at.address };
 }
 
 function updateOptions(m: Mapping): PcpOption[] {

@@ -14,7 +14,7 @@
 import { familyOf, type IpAddress } from '../../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../net/ipproto.js';
 import type { MappingService } from '../../service/mapping-service.js';
-import { keyOf, mappingKey, type Mapping } from '../../domain/mapping.js';
+import { keyOf, mappingKey, reachedAt, type Mapping } from '../../domain/mapping.js';
 import type { MapOutcome, Refusal, Refused } from '../../domain/requests.js';
 import { ACTIONS, checkInArguments, serviceKeyFor, type ActionEntry, type ServiceKey } from './description.js';
 import { Args, fail, invalid, type ActionResult, type Parsed } from './igd-args.js';
@@ -204,7 +204,7 @@ export class IgdControl {
       description: a.get('NewPortMappingDescription'),
     });
     if (!out.ok) return fail(mapRefusal(out, any), out.detail);
-    return any ? ok(['NewReservedPort', String(out.mapping.externalPort)]) : ok();
+    return any ? ok(['NewReservedPort', String(reachedAt(out.mapping).port)]) : ok();
   }
 
   private async deletePortMapping(a: Args, client: IpAddress): Promise<ActionResult> {
@@ -238,7 +238,7 @@ export class IgdControl {
     const manage = a.boolean('NewManage');
     if (!manage.ok) return manage;
     const { start, end } = range.value;
-    const mappings = this.portMappings().filter((m) => m.protocol === proto.value && m.externalPort >= start && m.externalPort <= end);
+    const mappings = this.portMappings().filter((m) => m.protocol === proto.value && reachedAt(m).port >= start && reachedAt(m).port <= end);
     return { ok: true, value: { mappings, manage: manage.value } };
   }
 
@@ -314,7 +314,8 @@ export class IgdControl {
     const version = this.service.changes();
     if (this.listing?.version !== version) {
       const entries = this.service.mappings((m) => m.kind === 'map' && m.family === 4);
-      entries.sort((x, y) => x.protocol - y.protocol || x.externalPort - y.externalPort);
+      // Behind the ISP's NAT the port a client knows is upstream's (reachedAt).
+      entries.sort((x, y) => x.protocol - y.protocol || reachedAt(x).port - reachedAt(y).port);
       this.listing = { version, entries };
     }
     return this.listing.entries;
@@ -323,7 +324,7 @@ export class IgdControl {
   private entryOf(m: Mapping): PortListingEntry {
     return {
       remoteHost: remoteHostOf(m),
-      externalPort: m.externalPort,
+      externalPort: reachedAt(m).port,
       // PortMappingProtocol allows TCP and UDP alone.
       protocol: m.protocol === IPPROTO_TCP ? 'TCP' : 'UDP',
       internalPort: m.internalPort,

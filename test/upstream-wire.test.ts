@@ -1,0 +1,198 @@
+// The upstream PCP client on the wire (src/client/upstream-pcp.ts) against a
+// scripted PCP server on loopback: what it sends, which answers count (only
+// the server's address and port, only for an outstanding request), §8.1.1
+// retransmission within the asker's patience, one request per mapping, the
+// cap on requests in flight, the §8.5 epoch check and unsolicited ANNOUNCEs.
+
+import t from 'tap';
+import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { mustParseIp } from '../src/net/address.js';
+import { decodePcpRequest, encodePcpErrorEcho, encodePcpResponse, type PcpRequest } from '../src/protocols/pcp/codec.js';
+import { Opcode, OptionCode, ResultCode } from '../src/protocols/pcp/constants.js';
+import { UpstreamPcpClient } from '../src/client/upstream-pcp.js';
+import type { UpstreamAsk } from '../src/service/upstream.js';
+import { memoryLogger } from './helpers/memory-logger.js';
+
+const LOOP = mustParseIp('127.0.0.1');
+const PUBLIC = mustParseIp('203.0.113.9');
+
+interface Seen {
+  req: PcpRequest;
+  from: RemoteInfo;
+  at: number;
+}
+
+/** A PCP server that hands each request to `answer` (undefined: silence). */
+async function fakeServer(): Promise<{ sock: Socket; port: number; seen: Seen[]; epoch: number; answer: (r: PcpRequest) => Buffer | undefined; delayMs: number }> {
+  const sock = createSocket('udp4');
+  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+  const s = {
+    sock,
+    port: sock.address().port,
+    seen: [] as Seen[],
+    epoch: 1000,
+    delayMs: 0,
+    answer: (r: PcpRequest): Buffer | undefined =>
+      r.map
+        ? encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: Math.min(r.lifetime, 900), epoch: s.epoch, map: { ...r.map, externalAddress: PUBLIC, externalPort: r.map.internalPort + 10000 } })
+        : encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: s.epoch }),
+  };
+  sock.on('message', (buf, from) => {
+    const d = decodePcpRequest(buf);
+    if (!d.ok) return;
+    s.seen.push({ req: d.msg, from, at: Date.now() });
+    const out = s.answer(d.msg);
+    if (out) setTimeout(() => sock.send(out, from.port, from.address), s.delayMs);
+  });
+  return s;
+}
+
+async function wire(serverPort: number, o: { maxInFlight?: number; irtMs?: number } = {}) {
+  const log = memoryLogger();
+  const w = new UpstreamPcpClient({ server: LOOP, serverPort, bindAddress: '127.0.0.1', bindPort: 0, irtMs: o.irtMs ?? 100, maxInFlight: o.maxInFlight, log });
+  await w.start();
+  return { w, log };
+}
+
+const ask = (o: Partial<UpstreamAsk> = {}): UpstreamAsk => ({
+  protocol: 17,
+  internalPort: 40001,
+  suggestedExternalPort: 0,
+  lifetime: 3600,
+  nonce: randomBytes(12),
+  preferFailure: false,
+  client: mustParseIp('100.64.0.2'),
+  patienceMs: 2000,
+  ...o,
+});
+
+t.test('a MAP goes out as asked, and the answer is upstream\'s address, port and lifetime', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port);
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  const a = ask({ preferFailure: true, suggestedExternalPort: 50001, thirdParty: mustParseIp('192.168.77.2') });
+  const out = await w.map(a);
+  t.same(out, { ok: true, externalAddress: PUBLIC, externalPort: 50001, lifetime: 900 });
+  const req = srv.seen[0]!.req;
+  t.equal(req.opcode, Opcode.MAP);
+  t.ok(req.map?.nonce.equals(a.nonce), 'nonce');
+  t.equal(req.map?.internalPort, 40001);
+  t.equal(req.map?.externalPort, 50001, 'suggested port');
+  t.ok(req.options.some((o) => o.code === OptionCode.PREFER_FAILURE), 'PREFER_FAILURE');
+  t.ok(req.options.some((o) => o.code === OptionCode.THIRD_PARTY && 'address' in o && o.address === '192.168.77.2'), 'THIRD_PARTY');
+  t.equal(w.status().epoch, 1000, 'the server\'s epoch seen');
+});
+
+t.test('only the server\'s address and port, only for the outstanding request, count', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port);
+  const stranger = createSocket('udp4');
+  await new Promise<void>((r) => stranger.bind(0, '127.0.0.1', () => r()));
+  t.teardown(() => (w.stop(), srv.sock.close(), stranger.close()));
+  const a = ask();
+  srv.answer = (r) => {
+    if (!r.map) return undefined;
+    const forged = encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 100, epoch: 1, map: { ...r.map, externalAddress: mustParseIp('198.51.100.66'), externalPort: 666 } });
+    const from = srv.seen.at(-1)!.from;
+    // From another port of the same host: not the server.
+    stranger.send(forged, from.port, from.address);
+    // From the server, but another nonce: not ours.
+    srv.sock.send(encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 100, epoch: 1000, map: { ...r.map, nonce: randomBytes(12), externalPort: 667 } }), from.port, from.address);
+    return encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 300, epoch: 1000, map: { ...r.map, externalAddress: PUBLIC, externalPort: 50002 } });
+  };
+  srv.delayMs = 30;
+  const out = await w.map(a);
+  t.same(out, { ok: true, externalAddress: PUBLIC, externalPort: 50002, lifetime: 300 }, 'the forged answers were ignored');
+  t.equal(w.status().stateLosses, 0, 'and their epochs did not count');
+});
+
+t.test('silence: retransmitted per §8.1.1 (doubling), given up within the asker\'s patience', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port, { irtMs: 100 });
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  srv.answer = () => undefined;
+  const started = Date.now();
+  const out = await w.map(ask({ patienceMs: 1000 }));
+  const took = Date.now() - started;
+  t.match(out, { ok: false, refusal: 'NETWORK_FAILURE' });
+  t.ok(took >= 950 && took < 1400, `failed after ${took} ms (patience 1000)`);
+  t.ok(srv.seen.length >= 3 && srv.seen.length <= 5, `${srv.seen.length} sends (about 0, 100, 300, 700 ms)`);
+  const gaps = srv.seen.slice(1).map((s, i) => s.at - srv.seen[i]!.at);
+  t.ok(gaps.every((g, i) => i === 0 || g > (gaps[i - 1] ?? 0) * 1.4), `gaps grow: ${gaps.join(', ')} ms`);
+});
+
+t.test('the same request twice is one request upstream; a cap bounds what is in flight', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port, { maxInFlight: 2, irtMs: 1000 });
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  srv.delayMs = 150;
+  const a = ask();
+  const [x, y] = await Promise.all([w.map(a), w.map({ ...a })]);
+  t.same(x, y, 'both hear the same answer');
+  t.equal(srv.seen.length, 1, 'one request upstream');
+  srv.answer = () => undefined;
+  const slow = [w.map(ask({ internalPort: 1, patienceMs: 500 })), w.map(ask({ internalPort: 2, patienceMs: 500 }))];
+  const third = await w.map(ask({ internalPort: 3 }));
+  t.match(third, { ok: false, refusal: 'NO_RESOURCES' }, 'beyond the cap: refused at once');
+  t.equal(w.spare(), 0);
+  await Promise.all(slow);
+  t.equal(w.spare(), 2, 'room again once they ended');
+});
+
+t.test('upstream\'s refusals become the service\'s', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port);
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  let result: number = ResultCode.NOT_AUTHORIZED;
+  srv.answer = (r) => encodePcpErrorEcho(r.raw, result, 1800, srv.epoch, true);
+  t.match(await w.map(ask()), { ok: false, refusal: 'NOT_AUTHORIZED', lifetime: 1800 });
+  result = ResultCode.UNSUPP_OPTION;
+  t.match(await w.map(ask({ thirdParty: mustParseIp('192.168.77.2') })), { ok: false, refusal: 'THIRD_PARTY_NOT_ALLOWED' }, 'THIRD_PARTY refused (RFC 6887 §13.1)');
+  result = ResultCode.CANNOT_PROVIDE_EXTERNAL;
+  t.match(await w.map(ask({ preferFailure: true, suggestedExternalPort: 50003 })), { ok: false, refusal: 'CANNOT_PROVIDE_EXTERNAL' });
+  result = ResultCode.ADDRESS_MISMATCH;
+  t.match(await w.map(ask()), { ok: false, refusal: 'NETWORK_FAILURE' }, 'our own request\'s fault is not the client\'s');
+});
+
+t.test('the epoch check (§8.5) and an unsolicited ANNOUNCE tell of a loss', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port);
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  let losses = 0;
+  w.onStateLost(() => losses++);
+  t.ok((await w.map(ask())).ok);
+  t.equal(losses, 0, 'first answer proves nothing');
+  srv.epoch = 3;
+  t.ok((await w.map(ask({ internalPort: 40002 }))).ok);
+  t.equal(losses, 1, 'the epoch went back: state lost');
+  const from = srv.seen.at(-1)!.from;
+  const announce = encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: 0 });
+  const stranger = createSocket('udp4');
+  await new Promise<void>((r) => stranger.bind(0, '127.0.0.1', () => r()));
+  stranger.send(announce, from.port, from.address);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(losses, 1, 'an ANNOUNCE from another port is nobody\'s');
+  stranger.close();
+  srv.sock.send(announce, from.port, from.address);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(losses, 2, 'the server\'s ANNOUNCE, its epoch back at 0: make everything again');
+  srv.sock.send(encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: 0 }), from.port, from.address);
+  await new Promise((r) => setTimeout(r, 100));
+  t.equal(losses, 2, 'its repeat passes the epoch check: nothing more (no storm of resets from one restart)');
+  t.ok(await w.probe(mustParseIp('100.64.0.2'), 1000), 'a probe is answered');
+});
+
+t.test('one LAN client gets a quarter of the cap, not all of it', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port, { maxInFlight: 8 });
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  srv.answer = () => undefined;
+  const hog = [1, 2].map((p) => w.map(ask({ internalPort: p, patienceMs: 400, owner: '192.168.77.2' })));
+  t.match(await w.map(ask({ internalPort: 3, owner: '192.168.77.2' })), { ok: false, refusal: 'NO_RESOURCES', detail: /192\.168\.77\.2 has 2 upstream requests in flight/ }, 'its third is refused');
+  const other = w.map(ask({ internalPort: 4, patienceMs: 400, owner: '192.168.77.3' }));
+  t.equal(w.spare(), 5, 'another client still got its request out');
+  await Promise.all([...hog, other]);
+  srv.answer = (r) => encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 600, epoch: srv.epoch, map: { ...r.map!, externalAddress: PUBLIC, externalPort: 50005 } });
+  t.ok((await w.map(ask({ internalPort: 5, owner: '192.168.77.2' }))).ok, 'its share is back once they ended');
+});
