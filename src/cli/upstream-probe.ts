@@ -5,7 +5,7 @@
 import type { UpstreamPcpSetting } from '../config.js';
 import type { UpstreamProbe } from '../doctor/checks.js';
 import { createLogger } from '../log.js';
-import type { IpAddress } from '../net/address.js';
+import { familyOf, type IpAddress } from '../net/address.js';
 import { discoverUpstreams } from '../net/upstream-discovery.js';
 import { UpstreamPcpClient } from '../client/upstream-pcp.js';
 
@@ -17,7 +17,7 @@ export function upstreamProber(setting: UpstreamPcpSetting, wan: string): ((wanI
   return async (wanIPv4) => {
     const candidates =
       setting === 'auto'
-        ? (await discoverUpstreams({ wanInterfaces: [wan] })).map((c) => ({ address: c.address, port: 5351, source: c.source as string }))
+        ? (await discoverUpstreams({ wanInterfaces: [wan] })).filter((c) => familyOf(c.address) === 4).map((c) => ({ address: c.address, port: 5351, source: c.source as string }))
         : [{ address: setting.address, port: setting.port, source: 'configured' }];
     const tried: string[] = [];
     for (const c of candidates) {

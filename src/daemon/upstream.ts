@@ -19,7 +19,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { UpstreamPcpSetting } from '../config.js';
 import type { Logger } from '../log.js';
-import type { IpAddress } from '../net/address.js';
+import { familyOf, type IpAddress } from '../net/address.js';
 import { classifyWanIPv4 } from '../net/wan-address.js';
 import { discoverUpstreams, type UpstreamSource } from '../net/upstream-discovery.js';
 import { UpstreamPcpClient, type UpstreamWireStatus } from '../client/upstream-pcp.js';
@@ -159,7 +159,9 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   const lookForOne = async (): Promise<void> => {
     const verdict = classifyWanIPv4(p.wanIPv4());
     if (verdict.reachable || wire) return;
-    for (const c of await discoverUpstreams({ wanInterfaces: [p.wan] })) {
+    // IPv4 servers only: the relay speaks from the WAN's IPv4 address (the PCP Client IP field);
+    // an IPv6 server (a DHCPv6 option, an IPv6 default router) is for the DS-Lite mode, not built yet.
+    for (const c of (await discoverUpstreams({ wanInterfaces: [p.wan] })).filter((c) => familyOf(c.address) === 4)) {
       if (await use(c.address, 5351, c.source, true)) return;
     }
     const fresh = noneDetail === '';
