@@ -14,7 +14,12 @@ const TICK_MS = 1;
 
 type Event = { at: number; what: string; ms: number };
 const recent: Event[] = [];
+/** Per 5 s window: how many of each kind, and their summed ms on the loop. */
+let window = new Map<string, { n: number; ms: number }>();
 const note = (e: Event) => {
+  const kind = e.what.split(' ').slice(0, 2).join(' ');
+  const w = window.get(kind) ?? { n: 0, ms: 0 };
+  window.set(kind, { n: w.n + 1, ms: +(w.ms + e.ms).toFixed(2) });
   recent.push(e);
   if (recent.length > 256) recent.shift();
 };
@@ -52,6 +57,7 @@ const tick = () => {
 setTimeout(tick, TICK_MS).unref();
 // Every 5 s the loop's delay percentiles, reset after.
 setInterval(() => {
-  appendFileSync(FILE, `${JSON.stringify({ wall: Date.now(), p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6 })}\n`);
+  appendFileSync(FILE, `${JSON.stringify({ wall: Date.now(), p50: h.percentile(50) / 1e6, p99: h.percentile(99) / 1e6, max: h.max / 1e6, on: Object.fromEntries(window) })}\n`);
   h.reset();
+  window = new Map();
 }, 5000).unref();
