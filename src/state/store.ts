@@ -35,6 +35,7 @@ import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { lockStateDir, type StateLock } from './lock.js';
 import { remainingMs, type EpochStart, type JournalRecord, type StoredMapping } from './records.js';
+import { sharedStrings } from './shared-strings.js';
 import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 
 export { StateLockedError } from './lock.js';
@@ -123,31 +124,6 @@ async function writeAt(file: FileHandle, buf: Buffer, position: number): Promise
     const { bytesWritten } = await file.write(buf, done, buf.length - done, position + done);
     done += bytesWritten;
   }
-}
-
-/**
- * Read back, every record has its own copy of each text: the boot id, and an
- * address three times over (a pinhole's internal and external address and its
- * client are one). The store and the table (which takes a restored mapping's
- * addresses from its record) keep them all; one copy of each equal text for
- * the whole load is ~150 bytes less a mapping after a restart. Values only:
- * nothing a record says changes.
- */
-function sharedStrings(): (m: StoredMapping) => StoredMapping {
-  const seen = new Map<string, string>();
-  const one = <T extends string>(text: T): T => {
-    const had = seen.get(text);
-    if (had !== undefined) return had as T;
-    seen.set(text, text);
-    return text;
-  };
-  return (m) => {
-    m.internalAddress = one(m.internalAddress);
-    m.externalAddress = one(m.externalAddress);
-    m.owner = one(m.owner);
-    m.bootId = one(m.bootId);
-    return m;
-  };
 }
 
 /** Bytes written to probe whether the journal can grow again: one page, so it needs a fresh block. */
