@@ -90,6 +90,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // fairness accounting.
     const sources = new LanSources(cfg.lan, watch.lan());
     const neighbours = new Neighbours(deps.neighbours);
+    // Followed through `ip monitor neigh`: a request never forks to learn a device.
+    teardown.push(neighbours.follow({ onState: (running, why) => (running ? log.info({ event: 'neighbours-followed' }) : log.warn({ event: 'neighbours-polled', why })) }));
     sources.hostOf = hostsBy(neighbours);
     watch.onLanChange((lan) => sources.update(lan));
     const policy = new PolicyKeeper(cfg.policy, clock, log, deps.policy);

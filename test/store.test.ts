@@ -78,6 +78,35 @@ t.test('a truncated snapshot is corruption', async (t) => {
   t.ok(readdirSync(d).some((f) => f.startsWith('corrupt-')));
 });
 
+t.test('every kind of snapshot damage is told apart, and a sound one with the same records loads', async (t) => {
+  const d = dir();
+  const { store } = await DurableStore.open(d, EPOCH.wall);
+  await store.compact([mapping(40000), mapping(40001), mapping(40002)], EPOCH, EPOCH.wall);
+  await store.close();
+  const sound = readFileSync(join(d, 'snapshot'), 'utf8');
+  const lines = sound.split('\n');
+  const cases: [string, string, string][] = [
+    ['empty', '', 'snapshot is truncated or damaged'],
+    ['no newline after the end line', sound.slice(0, -1), 'snapshot is truncated or damaged'],
+    ['no end line', lines.slice(0, -2).join('\n') + '\n', 'snapshot is truncated or damaged'],
+    ['a record line damaged', [lines[0], lines[1], lines[2]?.replace('40001', '40009'), ...lines.slice(3)].join('\n'), 'snapshot has a damaged line'],
+    ['a record line missing', [lines[0], lines[1], ...lines.slice(3)].join('\n'), 'snapshot holds 2 mappings, its end line says 3'],
+  ];
+  for (const [what, text, detail] of cases) {
+    const c = dir();
+    writeFileSync(join(c, 'snapshot'), text);
+    const { store: s, state } = await DurableStore.open(c, EPOCH.wall);
+    await s.close();
+    t.same([state.status, state.detail], ['corrupt', detail], what);
+  }
+  const c = dir();
+  writeFileSync(join(c, 'snapshot'), sound);
+  const { store: s, state } = await DurableStore.open(c, EPOCH.wall);
+  await s.close();
+  t.same([state.status, state.mappings.map((m) => m.internalPort)], ['loaded', [40000, 40001, 40002]], 'the sound copy loads');
+  t.same(state.mappings[1], mapping(40001), 'a record comes back as written');
+});
+
 t.test('compaction folds the journal into a snapshot that loads the same', async (t) => {
   const d = dir();
   const s = await fresh(d);

@@ -1,18 +1,18 @@
-// Device openings follow their device: every FOLLOW_EVERY_MS the neighbour
-// table is read (the shared reader, which reads at most once per its
-// freshness period whoever asks) and the policy keeper resolves the device
-// openings again. Nothing is touched when no address moved; when one did,
-// only its rules change (the keeper diffs, the firewall diffs by rule id),
-// and the log says what opened and what closed.
+// Device openings follow their device: every FOLLOW_EVERY_MS the policy
+// keeper resolves the device openings again against the neighbour table as
+// the daemon keeps it (net/neighbours.ts: followed through `ip monitor neigh`
+// and read whole every minute as a safety net, or polled when the monitor
+// cannot run — then `refresh` reads it, at most once per its freshness
+// period whoever asks). Nothing is touched when no address moved; when one
+// did, only its rules change (the keeper diffs, the firewall diffs by rule
+// id), and the log says what opened and what closed.
 //
-// A poll, not `ip monitor neigh`: a monitor's stream is unbounded in what
-// a busy LAN can make it say, and a missed line would leave an address open
-// until something else happened; a poll is bounded in cost (one `ip` run
-// every few seconds, only while the policy has a device opening) and always
-// converges. An address a device gains is opened within one poll of the
-// router's first exchange with it; one it loses closes when the kernel
-// drops the neighbour entry, or the entry names another link-layer address
-// (another host took the address over: the opening does not go with it).
+// Still a tick, not one resolution per announcement: a busy LAN can announce
+// without end, and a tick is bounded in cost whatever it says. An address a
+// device gains is opened within one tick of the router's first exchange with
+// it; one it loses closes when the kernel drops the neighbour entry, or the
+// entry names another link-layer address (another host took the address
+// over: the opening does not go with it).
 
 import type { FirewallBackend } from '../firewall/backend.js';
 import type { Logger } from '../log.js';
