@@ -13,7 +13,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, announcedEpoch, labUp, listenForAnnouncements, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, announcedEpoch, labUp, lanClients, listenForAnnouncements, stateDir, waitForLine } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
 const lab = labUp(`cg${process.pid % 10000}`, 'lab-cgn.sh');
@@ -63,18 +63,7 @@ t.teardown(() => {
   isp.proc.kill('SIGTERM');
 });
 
-const natpmpc = (...args: string[]) => {
-  const r = lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', ...args], { allowFail: true, timeoutMs: 30_000 });
-  return { ...r, all: r.stdout + r.stderr };
-};
-const pcp = (...args: string[]): Record<string, unknown> => {
-  const r = lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '192.168.77.1', ...args], { allowFail: true, timeoutMs: 30_000 });
-  return r.stdout ? (JSON.parse(r.stdout) as Record<string, unknown>) : { error: r.stderr };
-};
-const upnpc = (...args: string[]) => {
-  const r = lab.exec('lan', ['upnpc', ...args], { allowFail: true, timeoutMs: 30_000 });
-  return { ...r, all: r.stdout + r.stderr };
-};
+const { natpmpc, pcp, upnpc } = lanClients(lab, '192.168.77.1');
 const ispEntries = () => lab.exec('isp', ['nft', '-j', 'list', 'map', 'inet', 'portcullis', 'dnat4']).stdout;
 
 t.test('the CPE finds the ISP\'s PCP server (its default router) and relays to it', async (t) => {
