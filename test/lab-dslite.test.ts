@@ -20,7 +20,7 @@ import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLI, labUp, lanClients, stateDir, waitForLine } from './helpers/lab.js';
-import { reaches } from './helpers/reach.js';
+import { reaches, shortMapping } from './helpers/reach.js';
 
 const prefix = `ds${process.pid % 10000}`;
 const lab = labUp(prefix, 'lab-dslite.sh');
@@ -65,8 +65,9 @@ const startAftr = async (thirdParty: boolean) => {
   await waitForLine(a.proc, (l) => l.includes('"event":"started"'), 20_000);
   return a;
 };
+const cpeDir = stateDir();
 const startCpe = async () => {
-  const c = serve('cpe', ['--lan', 'lan0', '--wan', 'ds0', '--no-nat44', '--upstream-pcp', '192.0.0.1', '--state-dir', stateDir()]);
+  const c = serve('cpe', ['--lan', 'lan0', '--wan', 'ds0', '--no-nat44', '--upstream-pcp', '192.0.0.1', '--state-dir', cpeDir]);
   await waitForLine(c.proc, (l) => l.includes('"event":"started"'), 30_000);
   return c;
 };
@@ -135,6 +136,19 @@ t.test('portcullis pcp: TCP through the softwire; delete closes it', async (t) =
   t.match(del, { result: 'SUCCESS' });
   await settle();
   t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 40002, to: PUBLIC, toPort: port }), 'deleted: closed');
+
+  const short = await shortMapping(lab, pcp, 40003, PUBLIC);
+  t.match(short.answer, { result: 'SUCCESS', externalAddress: PUBLIC });
+  t.ok((short.answer.lifetime as number) <= 6);
+  t.ok(short.openWhileItLives, 'open while it lives');
+  t.notOk(short.openAfter, 'expired: closed');
+  t.notMatch(cpeSet('admit4'), /40003/, 'the CPE\'s kernel let it go');
+});
+
+t.test('status tells the DS-Lite relay', async (t) => {
+  const st = lab.exec('cpe', [process.execPath, CLI, 'status', '--state-dir', cpeDir]).stdout;
+  t.match(st, /upstream PCP \(192\.0\.0\.1:5351\): 192\.0\.0\.1:5351 \(configured\), external address 11\.22\.33\.1/);
+  t.match(st, /IPv4 mappings are asked of 192\.0\.0\.1 for each LAN host \(DS-Lite, no NAT44 here\)/);
 });
 
 t.test('upnpc: the AFTR\'s address and the port asked; delete closes it', async (t) => {

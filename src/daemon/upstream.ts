@@ -191,7 +191,7 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   return {
     status(): UpstreamStatus {
       if (wire) {
-        return { setting, state: 'proxying', source, publicAddress: publicAddress ?? null, wire: wire.status(), counts: relay?.counts(), detail: `IPv4 mappings are relayed to ${wire.server}` };
+        return { setting, state: 'proxying', source, publicAddress: publicAddress ?? null, wire: wire.status(), counts: relay?.counts(), detail: p.nat44 === false ? `IPv4 mappings are asked of ${wire.server} for each LAN host (DS-Lite, no NAT44 here)` : `IPv4 mappings are relayed to ${wire.server}` };
       }
       const verdict = classifyWanIPv4(p.wanIPv4());
       if (p.setting === 'off') return { setting, state: 'off', publicAddress: null, detail: verdict.reachable ? 'not relayed' : `not relayed: ${verdict.detail}` };
