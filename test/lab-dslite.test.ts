@@ -31,7 +31,7 @@ const PUBLIC = '11.22.33.1';
 const B4 = '192.0.0.2';
 
 /** The AFTR's policy: the subscriber's B4 may map for the hosts behind it (or not, `thirdParty: false`). */
-function aftrPolicy(thirdParty: boolean): string {
+function aftrPolicy(thirdParty: boolean, perSubscriber = 64): string {
   const file = join(stateDir(), 'aftr-policy.yaml');
   writeFileSync(
     file,
@@ -45,7 +45,7 @@ rules:
       externalPorts: 1024-65535
     limits:
       maxLifetime: 86400
-      maxMappingsPerClient: 64
+      maxMappingsPerClient: ${perSubscriber}
       requestsPerSecond: 50
       thirdParty: ${thirdParty}
 `,
@@ -60,8 +60,8 @@ function serve(node: 'cpe' | 'aftr', args: string[]): { proc: ChildProcess; line
   return { proc, lines };
 }
 
-const startAftr = async (thirdParty: boolean) => {
-  const a = serve('aftr', ['--lan', 'ds0', '--wan', 'wan0', '--lan-route', '192.168.77.0/24', '--no-upnp', '--state-dir', stateDir(), '--policy', aftrPolicy(thirdParty)]);
+const startAftr = async (thirdParty: boolean, perSubscriber?: number) => {
+  const a = serve('aftr', ['--lan', 'ds0', '--wan', 'wan0', '--lan-route', '192.168.77.0/24', '--no-upnp', '--state-dir', stateDir(), '--policy', aftrPolicy(thirdParty, perSubscriber)]);
   await waitForLine(a.proc, (l) => l.includes('"event":"started"'), 20_000);
   return a;
 };
@@ -159,6 +159,18 @@ t.test('upnpc: the AFTR\'s address and the port asked; delete closes it', async 
   t.equal(del.code, 0, del.all);
   await settle();
   t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40004, to: PUBLIC, toPort: 40004 }), 'deleted: closed');
+});
+
+t.test('the AFTR bounds a subscriber: its mappings for all its hosts count against one quota', async (t) => {
+  aftr.proc.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 1000));
+  aftr = await startAftr(true, 2);
+  const ports = [40021, 40022, 40023].map((p) => natpmpc('-a', String(p), String(p), 'udp', '600'));
+  t.match(ports[0]!.all, /Mapped public port \d+ protocol UDP to local port 40021/, ports[0]!.all);
+  t.match(ports[1]!.all, /Mapped public port \d+ protocol UDP to local port 40022/, ports[1]!.all);
+  t.notMatch(ports[2]!.all, /Mapped public port/, 'the third is over the B4\'s quota of 2');
+  t.notMatch(cpeSet('admit4'), /40023/, 'and not admitted here');
+  for (const p of [40021, 40022]) natpmpc('-a', '0', String(p), 'udp', '0');
 });
 
 t.test('an AFTR that allows no third party: each client hears a failure, nothing stays open', async (t) => {
