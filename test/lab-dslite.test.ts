@@ -145,7 +145,9 @@ t.test('portcullis pcp: TCP through the softwire; delete closes it', async (t) =
   t.notMatch(cpeSet('admit4'), /40003/, 'the CPE\'s kernel let it go');
 });
 
-t.test('status tells the DS-Lite relay', async (t) => {
+t.test('status and doctor tell the DS-Lite relay', async (t) => {
+  const doc = lab.exec('cpe', [process.execPath, CLI, 'doctor', '--lan', 'lan0', '--wan', 'ds0', '--no-nat44', '--upstream-pcp', '192.0.0.1'], { allowFail: true }).stdout;
+  t.match(doc, /^ok +WAN address: 192\.0\.0\.2 .*192\.0\.0\.1:5351 \(configured\) answers: IPv4 mappings are asked of it for each LAN host \(DS-Lite, no NAT44 here/m, doc);
   const st = lab.exec('cpe', [process.execPath, CLI, 'status', '--state-dir', cpeDir]).stdout;
   t.match(st, /upstream PCP \(192\.0\.0\.1:5351\): 192\.0\.0\.1:5351 \(configured\), external address 11\.22\.33\.1/);
   t.match(st, /IPv4 mappings are asked of 192\.0\.0\.1 for each LAN host \(DS-Lite, no NAT44 here\)/);
