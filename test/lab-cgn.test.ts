@@ -13,7 +13,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, announcedEpoch, labUp, lanClients, listenForAnnouncements, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, announcedEpoch, labUp, lanClients, listenForAnnouncements, logLines, logged, stateDir, waitForLine } from './helpers/lab.js';
 import { reaches, shortMapping } from './helpers/reach.js';
 
 const lab = labUp(`cg${process.pid % 10000}`, 'lab-cgn.sh');
@@ -45,9 +45,7 @@ rules:
 /** A daemon in a namespace, its log lines collected. */
 function serve(node: 'cpe' | 'isp', args: string[]): { proc: ChildProcess; lines: string[] } {
   const proc = lab.spawn(node, [process.execPath, CLI, 'serve', '--min-lifetime', '5', ...args]);
-  const lines: string[] = [];
-  proc.stdout?.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
-  return { proc, lines };
+  return { proc, lines: logLines(proc) };
 }
 
 const startIsp = async (dir: string) => {
@@ -147,7 +145,7 @@ t.test('the ISP\'s daemon restarted with its state wiped: the CPE repairs withou
   let back = false;
   while (!back && Date.now() < deadline) back = await reaches(lab, { proto: 'udp', listen: 'lan', port: 40005, to: PUBLIC, toPort: port });
   t.ok(back, 'reachable again at the same public port');
-  t.ok(cpe.lines.some((l) => l.includes('"event":"upstream-state-lost"')), 'the CPE saw the loss');
+  t.ok(await logged(cpe.lines, (l) => l.includes('"event":"upstream-state-lost"')), 'the CPE saw the loss');
   const pcpAnnounce = heard.heard().filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('02800000'));
   t.ok(pcpAnnounce.length > 0, 'the CPE announced to its LAN');
   t.ok(pcpAnnounce.some((h) => announcedEpoch(h) <= 2), `with its epoch started again (${pcpAnnounce.map(announcedEpoch).join(', ')})`);
@@ -188,7 +186,7 @@ t.test('the ISP\'s external address changes: the CPE\'s epoch starts again, its 
     now = natpmpc().all;
   }
   t.match(now, /Public IP address : 11\.22\.33\.5/, 'NAT-PMP tells the new address');
-  t.ok(cpe.lines.some((l) => l.includes('"event":"upstream-external-address"') && l.includes('"to":"11.22.33.5"')), 'the CPE logged the change');
+  t.ok(await logged(cpe.lines, (l) => l.includes('"event":"upstream-external-address"') && l.includes('"to":"11.22.33.5"')), 'the CPE logged the change');
   await new Promise((r) => setTimeout(r, 2000));
   const natpmpAnnounce = heard.heard().filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('0080') && h.hex.endsWith('0b162105'));
   t.ok(natpmpAnnounce.length > 0, 'NAT-PMP announcements of 11.22.33.5 on the LAN');

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { CLI, labUp, lanClients, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, labUp, lanClients, logLines, stateDir, waitForLine } from './helpers/lab.js';
 import { reaches, shortMapping } from './helpers/reach.js';
 
 const prefix = `ds${process.pid % 10000}`;
@@ -55,9 +55,7 @@ rules:
 
 function serve(node: 'cpe' | 'aftr', args: string[]): { proc: ChildProcess; lines: string[] } {
   const proc = lab.spawn(node, [process.execPath, CLI, 'serve', '--min-lifetime', '5', ...args]);
-  const lines: string[] = [];
-  proc.stdout?.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
-  return { proc, lines };
+  return { proc, lines: logLines(proc) };
 }
 
 const startAftr = async (thirdParty: boolean, perSubscriber?: number) => {

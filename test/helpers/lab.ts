@@ -149,3 +149,25 @@ export function lanClients(lab: Lab, gateway: string) {
     },
   };
 }
+
+/** A child's stdout as whole lines (a line split across two chunks is joined), collected as they come. */
+export function logLines(child: ChildProcess): string[] {
+  const lines: string[] = [];
+  let partial = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts.filter(Boolean));
+  });
+  return lines;
+}
+
+/** Whether a line matching `match` is among `lines` within `ms` (log lines may trail the answers a client saw). */
+export async function logged(lines: readonly string[], match: (line: string) => boolean, ms = 3000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!lines.some(match)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
+}
