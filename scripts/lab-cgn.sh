@@ -17,6 +17,7 @@ set -euo pipefail
 P=${LAB_PREFIX:-cgn}
 NODES="lan cpe isp wan"
 
+. "$(dirname "${BASH_SOURCE[0]}")/lab-netns.sh"
 . "$(dirname "${BASH_SOURCE[0]}")/lab-base-firewall.sh"
 
 link() { # NS_A IF_A ADDR_A NS_B IF_B ADDR_B
@@ -28,12 +29,7 @@ link() { # NS_A IF_A ADDR_A NS_B IF_B ADDR_B
 }
 
 up() {
-  [ "$(id -u)" = 0 ] || { echo "lab: needs root (network namespaces)" >&2; exit 1; }
-  down 2>/dev/null || true
-  for n in $NODES; do
-    ip netns add "$P-$n"
-    ip -n "$P-$n" link set lo up
-  done
+  lab_netns_up
   link lan eth0 192.168.77.2/24 cpe lan0 192.168.77.1/24
   link cpe wan0 100.64.0.2/24 isp cpe0 100.64.0.1/24
   link isp wan0 11.22.33.1/24 wan eth0 11.22.33.2/24
@@ -45,10 +41,7 @@ up() {
 }
 
 down() {
-  for n in $NODES; do
-    ip netns pids "$P-$n" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
-    ip netns del "$P-$n" 2>/dev/null || true
-  done
+  lab_netns_down
 }
 
 case "${1:-}" in

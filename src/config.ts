@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { Ajv, type ErrorObject } from 'ajv';
-import { familyOf, parseIp, type IpAddress } from './net/address.js';
+import { familyOf, parseIp, parsePrefix, type IpAddress, type Prefix } from './net/address.js';
 
 const require = createRequire(import.meta.url);
 const schema = require('../../schema/config.schema.json') as object;
@@ -59,6 +59,22 @@ export interface Config {
    * not to reach the internet.
    */
   upstreamPcp: UpstreamPcpSetting;
+  /**
+   * Whether this router translates IPv4 itself (true, the default). false: a
+   * DS-Lite B4 with no NAT44 of its own (RFC 6333): IPv4 mappings are made
+   * by the AFTR's PCP server for the LAN host named in THIRD_PARTY (RFC 7648
+   * §3.3), and here the forward path only admits what reaches the LAN host's
+   * own endpoint — no DNAT. Needs an upstream PCP server (not 'off'); the
+   * WAN interface is then the softwire.
+   */
+  nat44: boolean;
+  /**
+   * Prefixes behind the LAN interfaces that are routed, not on-link, which a
+   * third-party mapping may point into: on an AFTR, its subscribers' IPv4
+   * networks reached through the softwire. Requests are still answered only
+   * from on-link LAN sources.
+   */
+  lanRoutes: Prefix[];
   /** The least severe log line written. */
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** JSON lines, or pretty text for a person; unset, the CLI chooses. */
@@ -96,6 +112,8 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
   nft: { table: 'portcullis', embed: false, mark: 0x10000000, path: 'auto' },
   reconcileSeconds: 10,
   upstreamPcp: 'auto',
+  nat44: true,
+  lanRoutes: [],
   logLevel: 'info',
   upnp: {
     enabled: true,
@@ -111,7 +129,7 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
 
 export class ConfigError extends Error {}
 
-type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft' | 'upnp' | 'upstreamPcp'>> & { externalIp?: string; upstreamPcp?: string; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
+type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft' | 'upnp' | 'upstreamPcp' | 'lanRoutes'>> & { externalIp?: string; upstreamPcp?: string; lanRoutes?: string[]; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile<FileConfig>(schema);
@@ -175,7 +193,17 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
     externalIp = parseIp(merged.externalIp);
     if (!externalIp || familyOf(externalIp) !== 4) throw new ConfigError(`external IP ${merged.externalIp} is not an IPv4 address`);
   }
-  return { ...(merged as unknown as Config), externalIp, upstreamPcp: typeof merged.upstreamPcp === 'string' ? parseUpstreamPcp(merged.upstreamPcp) : merged.upstreamPcp };
+  const upstreamPcp = typeof merged.upstreamPcp === 'string' ? parseUpstreamPcp(merged.upstreamPcp) : merged.upstreamPcp;
+  if (merged.nat44 === false && upstreamPcp === 'off') {
+    throw new ConfigError('no NAT44 (DS-Lite) needs the AFTR\'s PCP server: give --upstream-pcp ADDR or auto, not off');
+  }
+  const lanRoutes: Prefix[] = [];
+  for (const text of merged.lanRoutes ?? []) {
+    const p = typeof text === 'string' ? parsePrefix(text) : text;
+    if (!p) throw new ConfigError(`LAN route ${JSON.stringify(text)} is not a prefix (ADDR/LEN)`);
+    lanRoutes.push(p);
+  }
+  return { ...(merged as unknown as Config), externalIp, upstreamPcp, lanRoutes };
 }
 
 /** `auto`, `off`, `ADDR`, `ADDR:PORT` or `[ADDR]:PORT` (the PCP server port, 5351, by default). */

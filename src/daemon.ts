@@ -118,7 +118,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       firewall,
       {
         externalIPv4: () => watch.externalIPv4(),
-        isLanHost: (a) => sources.isLanHost(a),
+        // On-link LAN hosts, and the admin's routed LAN prefixes (an AFTR's subscribers behind the softwire).
+        isLanHost: (a) => sources.isLanHost(a) || cfg.lanRoutes.some((p) => prefixContains(p, a)),
         hostOf: (a) => sources.hostOf(a),
         isRouterAddress: (a) => watch.isRouterAddress(a),
         interfaceOf: (a) => watch.lan().find((l) => prefixContains(l.prefix, a))?.interface,
@@ -151,6 +152,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     const upstream = await startUpstream({
       setting: cfg.upstreamPcp,
       wan: cfg.wan,
+      nat44: cfg.nat44,
       stateDir: cfg.stateDir,
       service,
       wanIPv4: () => watch.externalIPv4(),

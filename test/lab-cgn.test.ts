@@ -13,8 +13,8 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, announcedEpoch, labUp, listenForAnnouncements, stateDir, waitForLine } from './helpers/lab.js';
-import { reaches } from './helpers/reach.js';
+import { CLI, announcedEpoch, labUp, lanClients, listenForAnnouncements, logLines, logged, stateDir, waitForLine } from './helpers/lab.js';
+import { reaches, shortMapping } from './helpers/reach.js';
 
 const lab = labUp(`cg${process.pid % 10000}`, 'lab-cgn.sh');
 t.teardown(() => lab.down());
@@ -45,9 +45,7 @@ rules:
 /** A daemon in a namespace, its log lines collected. */
 function serve(node: 'cpe' | 'isp', args: string[]): { proc: ChildProcess; lines: string[] } {
   const proc = lab.spawn(node, [process.execPath, CLI, 'serve', '--min-lifetime', '5', ...args]);
-  const lines: string[] = [];
-  proc.stdout?.on('data', (d: Buffer) => lines.push(...d.toString().split('\n').filter(Boolean)));
-  return { proc, lines };
+  return { proc, lines: logLines(proc) };
 }
 
 const startIsp = async (dir: string) => {
@@ -63,18 +61,7 @@ t.teardown(() => {
   isp.proc.kill('SIGTERM');
 });
 
-const natpmpc = (...args: string[]) => {
-  const r = lab.exec('lan', ['natpmpc', '-g', '192.168.77.1', ...args], { allowFail: true, timeoutMs: 30_000 });
-  return { ...r, all: r.stdout + r.stderr };
-};
-const pcp = (...args: string[]): Record<string, unknown> => {
-  const r = lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '192.168.77.1', ...args], { allowFail: true, timeoutMs: 30_000 });
-  return r.stdout ? (JSON.parse(r.stdout) as Record<string, unknown>) : { error: r.stderr };
-};
-const upnpc = (...args: string[]) => {
-  const r = lab.exec('lan', ['upnpc', ...args], { allowFail: true, timeoutMs: 30_000 });
-  return { ...r, all: r.stdout + r.stderr };
-};
+const { natpmpc, pcp, upnpc } = lanClients(lab, '192.168.77.1');
 const ispEntries = () => lab.exec('isp', ['nft', '-j', 'list', 'map', 'inet', 'portcullis', 'dnat4']).stdout;
 
 t.test('the CPE finds the ISP\'s PCP server (its default router) and relays to it', async (t) => {
@@ -114,12 +101,11 @@ t.test('portcullis pcp: upstream\'s address and port; expiry closes it end to en
   t.match(r, { result: 'SUCCESS', externalAddress: PUBLIC, lifetime: 600 });
   t.ok(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 40002, to: PUBLIC, toPort: r.externalPort as number }), 'TCP from the internet connects');
 
-  const short = pcp('--proto', 'udp', '--port', '40003', '--lifetime', '6');
-  t.match(short, { result: 'SUCCESS', externalAddress: PUBLIC });
-  t.ok((short.lifetime as number) <= 6);
-  t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40003, to: PUBLIC, toPort: short.externalPort as number }), 'open while it lives');
-  await new Promise((r) => setTimeout(r, 7000));
-  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40003, to: PUBLIC, toPort: short.externalPort as number }), 'expired: closed');
+  const short = await shortMapping(lab, pcp, 40003, PUBLIC);
+  t.match(short.answer, { result: 'SUCCESS', externalAddress: PUBLIC });
+  t.ok((short.answer.lifetime as number) <= 6);
+  t.ok(short.openWhileItLives, 'open while it lives');
+  t.notOk(short.openAfter, 'expired: closed');
 });
 
 t.test('upnpc: the ISP\'s address and the exact port asked', async (t) => {
@@ -159,7 +145,7 @@ t.test('the ISP\'s daemon restarted with its state wiped: the CPE repairs withou
   let back = false;
   while (!back && Date.now() < deadline) back = await reaches(lab, { proto: 'udp', listen: 'lan', port: 40005, to: PUBLIC, toPort: port });
   t.ok(back, 'reachable again at the same public port');
-  t.ok(cpe.lines.some((l) => l.includes('"event":"upstream-state-lost"')), 'the CPE saw the loss');
+  t.ok(await logged(cpe.lines, (l) => l.includes('"event":"upstream-state-lost"')), 'the CPE saw the loss');
   const pcpAnnounce = heard.heard().filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('02800000'));
   t.ok(pcpAnnounce.length > 0, 'the CPE announced to its LAN');
   t.ok(pcpAnnounce.some((h) => announcedEpoch(h) <= 2), `with its epoch started again (${pcpAnnounce.map(announcedEpoch).join(', ')})`);
@@ -200,7 +186,7 @@ t.test('the ISP\'s external address changes: the CPE\'s epoch starts again, its 
     now = natpmpc().all;
   }
   t.match(now, /Public IP address : 11\.22\.33\.5/, 'NAT-PMP tells the new address');
-  t.ok(cpe.lines.some((l) => l.includes('"event":"upstream-external-address"') && l.includes('"to":"11.22.33.5"')), 'the CPE logged the change');
+  t.ok(await logged(cpe.lines, (l) => l.includes('"event":"upstream-external-address"') && l.includes('"to":"11.22.33.5"')), 'the CPE logged the change');
   await new Promise((r) => setTimeout(r, 2000));
   const natpmpAnnounce = heard.heard().filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('0080') && h.hex.endsWith('0b162105'));
   t.ok(natpmpAnnounce.length > 0, 'NAT-PMP announcements of 11.22.33.5 on the LAN');

@@ -29,3 +29,18 @@ t.test('flags over the file; the file validated by the schema', async (t) => {
   writeFileSync(file, JSON.stringify({ lan: ['br-lan'], wan: 'eth1', upstreamPcp: 5351 }));
   t.throws(() => loadConfigFile(file), /upstreamPcp: must be string/);
 });
+
+t.test('--no-nat44 (DS-Lite) and --lan-route', async (t) => {
+  const base = { lan: ['br-lan'], wan: 'ds-wan' };
+  t.equal(resolveConfig({}, base).nat44, true, 'NAT44 by default');
+  t.equal(resolveConfig({}, { ...base, nat44: false }).nat44, false);
+  t.throws(() => resolveConfig({}, { ...base, nat44: false, upstreamPcp: 'off' }), /needs the AFTR's PCP server/, 'no NAT44 with no upstream is refused');
+  t.same(resolveConfig({}, { ...base, lanRoutes: ['192.168.77.0/24'] }).lanRoutes, [{ address: '192.168.77.0', length: 24 }]);
+  t.throws(() => resolveConfig({}, { ...base, lanRoutes: ['192.168.77.0/33'] }), /is not a prefix/);
+  const dir = mkdtempSync(join(tmpdir(), 'portcullis-cfg-'));
+  const file = join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ ...base, nat44: false, upstreamPcp: '192.0.0.1', lanRoutes: ['10.0.0.0/8'] }));
+  t.match(resolveConfig(loadConfigFile(file), {}), { nat44: false, upstreamPcp: { address: '192.0.0.1' }, lanRoutes: [{ length: 8 }] }, 'the file\'s keys');
+  writeFileSync(file, JSON.stringify({ ...base, nat44: 'no' }));
+  t.throws(() => loadConfigFile(file), /nat44: must be boolean/);
+});

@@ -35,7 +35,7 @@ class ScriptedUpstream implements UpstreamServer {
 }
 
 function setup(thirdParty = false) {
-  const h = harness();
+  const h = harness({ nat44: !thirdParty });
   const up = new ScriptedUpstream();
   const relay = h.service.useUpstream({
     server: up,
@@ -209,12 +209,32 @@ t.test('DS-Lite (no NAT44 here): THIRD_PARTY names the LAN host; an upstream tha
   up.next = (a) => (a.thirdParty ? { ok: false, refusal: 'THIRD_PARTY_NOT_ALLOWED', detail: 'UNSUPP_OPTION' } : { ok: true, externalAddress: PUBLIC, externalPort: 1, lifetime: 1 });
   const pcp = await h.send(LAN, mapRequestBytes({ client: LAN, protocol: 17, internalPort: 40020, lifetime: 600 }));
   t.equal(up.asks[0]?.thirdParty, LAN, 'RFC 7648 §3.3: THIRD_PARTY carries the LAN host');
+  t.equal(up.asks[0]?.internalPort, 40020, 'and upstream\'s internal port is the LAN host\'s own');
   const d = pcp ? decodePcpResponse(pcp) : undefined;
   t.equal(d?.ok && d.msg.result, ResultCode.UNSUPP_OPTION, 'PCP: UNSUPP_OPTION (RFC 6887 §13.1)');
   const nat = await h.send(LAN, encodeNatPmpMapRequest(1, 40021, 40021, 600));
   const n = nat ? decodeNatPmpResponse(nat) : undefined;
   t.equal(n?.ok && n.msg.result, 2, 'NAT-PMP: 2, not authorized');
   t.equal(h.service.count(), 0, 'nothing kept here');
+});
+
+t.test('DS-Lite granted: upstream maps the LAN host\'s endpoint; here it is only admitted, untranslated; removal relayed', async (t) => {
+  const { h, up, req } = setup(true);
+  up.next = (a) => (a.lifetime === 0 ? { ok: true, externalAddress: PUBLIC, externalPort: 0, lifetime: 0 } : { ok: true, externalAddress: PUBLIC, externalPort: 61000, lifetime: 600 });
+  const out = await h.service.map(req({ internalPort: 40025, lifetime: 600 }));
+  t.ok(out.ok, 'granted');
+  if (!out.ok) return;
+  t.match(up.asks[0], { internalPort: 40025, thirdParty: LAN, client: '100.64.0.2' }, 'THIRD_PARTY, the LAN host\'s port, from this router\'s address toward upstream');
+  t.same(reachedAt(out.mapping), { address: PUBLIC, port: 61000 }, 'the client hears upstream\'s address and port');
+  const remote = mustParseIp('198.51.100.9');
+  t.same(h.firewall.route({ protocol: 17, source: remote, sourcePort: 5000, destination: LAN, destinationPort: 40025 }), { address: LAN, port: 40025 }, 'what the AFTR sends to the LAN host is admitted');
+  t.equal(h.firewall.route({ protocol: 17, source: remote, sourcePort: 5000, destination: out.mapping.externalAddress, destinationPort: out.mapping.externalPort }), undefined, 'no DNAT from this router\'s own address');
+  t.equal(h.firewall.route({ protocol: 17, source: remote, sourcePort: 5000, destination: LAN, destinationPort: 40026 }), undefined, 'another port of the host stays closed');
+  const gone = await h.service.remove({ via: 'pcp', client: LAN, internalAddress: LAN, protocol: 17, internalPort: 40025, nonce: out.mapping.nonce });
+  t.ok(gone.ok, 'removed');
+  await new Promise((r) => setImmediate(r));
+  t.match(up.asks.at(-1), { lifetime: 0, internalPort: 40025, thirdParty: LAN }, 'the removal relayed for the LAN host');
+  t.equal(h.firewall.route({ protocol: 17, source: remote, sourcePort: 5000, destination: LAN, destinationPort: 40025 }), undefined, 'closed');
 });
 
 t.test('removed while upstream was still asked: the client hears a failure and upstream the removal', async (t) => {

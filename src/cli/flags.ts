@@ -25,13 +25,15 @@ export const ROUTER_OPTIONS = {
   wan: { type: 'string' },
   'external-ip': { type: 'string' },
   'upstream-pcp': { type: 'string' },
+  'no-nat44': { type: 'boolean' },
+  'lan-route': { type: 'string', multiple: true },
   config: { type: 'string' },
   'nft-table': { type: 'string' },
   'nft-embed': { type: 'boolean' },
 } as const;
 
-export function routerFlags(values: { lan?: string[]; wan?: string; 'external-ip'?: string; 'upstream-pcp'?: string; 'nft-table'?: string; 'nft-embed'?: boolean }) {
-  return { lan: values.lan, wan: values.wan, externalIp: values['external-ip'], upstreamPcp: values['upstream-pcp'], nft: { table: values['nft-table'], embed: values['nft-embed'] } };
+export function routerFlags(values: { lan?: string[]; wan?: string; 'external-ip'?: string; 'upstream-pcp'?: string; 'no-nat44'?: boolean; 'lan-route'?: string[]; 'nft-table'?: string; 'nft-embed'?: boolean }) {
+  return { lan: values.lan, wan: values.wan, externalIp: values['external-ip'], upstreamPcp: values['upstream-pcp'], nat44: values['no-nat44'] ? false : undefined, lanRoutes: values['lan-route'], nft: { table: values['nft-table'], embed: values['nft-embed'] } };
 }
 
 /** --metrics, --log-level, --log-format as config keys (a bad level or format is refused here, with its flag's name). */

@@ -162,6 +162,7 @@ function upstreamLines(u: StatusReport['upstream']): string[] {
     `upstream PCP (${u.setting}): ${w?.server ?? '?'} (${u.source ?? '?'}), external address ${u.publicAddress ?? 'not known yet'}`,
     `  last answer ${w?.lastAnswer ?? 'never'}, epoch ${w?.epoch ?? '?'}, ${w?.inFlight ?? 0} in flight, state lost ${w?.stateLosses ?? 0} times`,
     `  ${c?.relayed ?? 0} relayed, ${c?.refused ?? 0} refused, ${c?.unanswered ?? 0} unanswered, ${c?.removed ?? 0} removals relayed`,
+    `  ${u.detail}`,
   ];
 }
 

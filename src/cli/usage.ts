@@ -25,6 +25,11 @@ options:
                          the ISP's PCP server (CGN, DS-Lite AFTR) IPv4 mappings are relayed
                          to (RFC 7648); auto (default): only behind the ISP's NAT, the
                          discovered server if it answers
+  --no-nat44             DS-Lite B4 (RFC 6333): this router does no NAT44; IPv4 mappings
+                         are the AFTR's, asked for the LAN host (THIRD_PARTY), and only
+                         admitted here. --wan is then the softwire; needs --upstream-pcp
+  --lan-route PREFIX     a prefix routed behind the LAN interfaces that third-party
+                         mappings may point into (an AFTR's subscribers); repeatable
   --state-dir DIR        where state is kept (default /var/lib/portcullis)
   --flush-on-exit        remove granted entries from the kernel on exit (default: they expire)
   --config FILE          JSON configuration file (flags override it)

@@ -20,7 +20,7 @@ import type { LanGuard } from './lan-guard.js';
 export function makeBackend(cfg: Config, clock: Clock, log: Logger, moreTcp: readonly number[] = []): FirewallBackend {
   if (cfg.backend === 'memory') {
     log.warn({ event: 'backend', backend: 'memory', detail: 'nothing is enforced in the kernel: for tests and dry runs only' });
-    return new MemoryFirewall(clock);
+    return new MemoryFirewall(clock, { nat44: cfg.nat44 });
   }
   if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(cfg.nft.table)) throw new ConfigError(`--nft-table '${cfg.nft.table}' is not a valid table name`);
   return new NftBackend(
@@ -29,6 +29,7 @@ export function makeBackend(cfg: Config, clock: Clock, log: Logger, moreTcp: rea
       wan: cfg.wan,
       lan: cfg.lan,
       mark: cfg.nft.mark,
+      nat44: cfg.nat44,
       deviceUdpRate: cfg.deviceRateLimit,
       guarded: cfg.upnp.enabled ? { udp: [cfg.port, cfg.upnp.ssdpPort], tcp: [cfg.upnp.httpPort, ...moreTcp] } : { udp: [cfg.port], tcp: [...moreTcp] },
     },

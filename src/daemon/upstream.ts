@@ -41,9 +41,11 @@ export interface UpstreamStatus {
 export interface UpstreamParts {
   setting: UpstreamPcpSetting;
   wan: string;
+  /** false: a DS-Lite B4 — upstream maps each LAN host itself, named by THIRD_PARTY (RFC 7648 §3.3). */
+  nat44?: boolean;
   stateDir: string;
   service: MappingService;
-  /** This router's own WAN IPv4 address (the PCP Client IP field toward upstream). */
+  /** This router's own WAN IPv4 address (the PCP Client IP field toward upstream; on DS-Lite the B4's softwire address). */
   wanIPv4(): IpAddress | undefined;
   /** Start a new epoch, record it and announce it (RFC 6887 §14.1, RFC 6886 §3.2.1). */
   newEpoch(): Promise<void>;
@@ -95,7 +97,7 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
       nonceKey: nonceKey(p.stateDir),
       clientAddress: () => p.wanIPv4(),
       publicAddress: () => publicAddress,
-      thirdParty: false,
+      thirdParty: p.nat44 === false,
       patienceMs: t.patienceMs ?? PATIENCE_MS,
     });
     relay = r;
@@ -114,7 +116,10 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
         void pass();
       } else publicAddress = to;
     });
-    p.log.info({ event: 'upstream-pcp', server: address, port, source: from, detail: 'IPv4 mappings are relayed to the ISP\'s PCP server (RFC 7648)' });
+    const detail = p.nat44 === false
+      ? 'no NAT44 here (DS-Lite): IPv4 mappings are asked of the AFTR for each LAN host (THIRD_PARTY, RFC 7648 §3.3) and only admitted here'
+      : 'IPv4 mappings are relayed to the ISP\'s PCP server (RFC 7648)';
+    p.log.info({ event: 'upstream-pcp', server: address, port, source: from, thirdParty: p.nat44 === false, detail });
     await learnPublicAddress(w);
     timer = setInterval(() => void pass(), t.passMs ?? PASS_MS);
     timer.unref();
@@ -186,7 +191,7 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   return {
     status(): UpstreamStatus {
       if (wire) {
-        return { setting, state: 'proxying', source, publicAddress: publicAddress ?? null, wire: wire.status(), counts: relay?.counts(), detail: `IPv4 mappings are relayed to ${wire.server}` };
+        return { setting, state: 'proxying', source, publicAddress: publicAddress ?? null, wire: wire.status(), counts: relay?.counts(), detail: p.nat44 === false ? `IPv4 mappings are asked of ${wire.server} for each LAN host (DS-Lite, no NAT44 here)` : `IPv4 mappings are relayed to ${wire.server}` };
       }
       const verdict = classifyWanIPv4(p.wanIPv4());
       if (p.setting === 'off') return { setting, state: 'off', publicAddress: null, detail: verdict.reachable ? 'not relayed' : `not relayed: ${verdict.detail}` };

@@ -23,6 +23,8 @@ export interface DoctorSettings {
   wan: string;
   externalIp?: IpAddress;
   nft: { table: string; embed: boolean; mark: number };
+  /** false: a DS-Lite B4 without NAT44 (--no-nat44): upstream maps each LAN host (THIRD_PARTY). */
+  nat44?: boolean;
 }
 
 export interface SystemView {
@@ -157,7 +159,7 @@ async function wanAddress(s: DoctorSettings, sys: SystemView): Promise<Check> {
   const upstream = v.kind === 'link-local' ? undefined : await sys.upstreamPcp?.(address);
   if (upstream?.found) {
     const { server, source } = upstream.found;
-    return { name: 'WAN address', status: 'ok', detail: `${address ?? 'no IPv4 address'} is behind the ISP's NAT, and its PCP server ${server} (${source}) answers: IPv4 mappings are relayed to it (RFC 7648)` };
+    return { name: 'WAN address', status: 'ok', detail: `${address ?? 'no IPv4 address'} is behind the ISP's NAT, and its PCP server ${server} (${source}) answers: ${s.nat44 === false ? 'IPv4 mappings are asked of it for each LAN host (DS-Lite, no NAT44 here; RFC 7648 §3.3)' : 'IPv4 mappings are relayed to it (RFC 7648)'}` };
   }
   const tried = upstream ? ` No upstream PCP server answered${upstream.tried.length ? ` (tried ${upstream.tried.join(', ')})` : ' (none configured or discovered)'}.` : '';
   return {

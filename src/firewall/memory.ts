@@ -22,7 +22,11 @@ export class MemoryFirewall implements FirewallBackend {
   failBatches = 0;
   batches = 0;
 
-  constructor(private readonly clock: Clock) {}
+  /** `nat44` false (a DS-Lite B4): an IPv4 entry admits packets to its internal endpoint, untranslated. */
+  constructor(
+    private readonly clock: Clock,
+    private readonly o: { nat44?: boolean } = {},
+  ) {}
 
   /** The static openings last set (the memory firewall routes by entries only). */
   statics: readonly StaticOpening[] = [];
@@ -70,7 +74,9 @@ export class MemoryFirewall implements FirewallBackend {
     for (const held of this.entries.values()) {
       const entry = held.entry;
       if (entry.protocol !== p.protocol || entry.family !== familyOf(p.destination)) continue;
-      if (entry.externalAddress !== p.destination || entry.externalPort !== p.destinationPort) continue;
+      const admitOnly = entry.family === 4 && this.o.nat44 === false;
+      const at = admitOnly ? { address: entry.internalAddress, port: entry.internalPort } : { address: entry.externalAddress, port: entry.externalPort };
+      if (at.address !== p.destination || at.port !== p.destinationPort) continue;
       const admitted =
         entry.filters.length === 0 ||
         entry.filters.some((f) => prefixContains(f.prefix, p.source) && (f.port === 0 || f.port === p.sourcePort));

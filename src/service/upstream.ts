@@ -24,7 +24,7 @@ import type { TableChanges } from './table-changes.js';
 /** One MAP for the upstream server (RFC 6887 §11.1), about this router's external port. */
 export interface UpstreamAsk {
   protocol: number;
-  /** The mapping's external port here: upstream's internal port. */
+  /** The mapping's external port here (upstream's internal port); with THIRD_PARTY, the LAN host's port. */
   internalPort: number;
   suggestedExternalPort: number;
   suggestedExternalAddress?: IpAddress;
@@ -274,7 +274,9 @@ export class UpstreamRelay {
     const suggested = req?.preferFailure ? req.suggestedExternalPort : u?.externalPort ?? (req?.suggestedExternalPort || m.externalPort);
     return {
       protocol: m.protocol,
-      internalPort: m.externalPort,
+      // RFC 7648 §3.3: behind this router's NAT44, upstream's internal port is our external one;
+      // with none (DS-Lite), upstream maps the LAN host's own endpoint, named in THIRD_PARTY.
+      internalPort: this.line.thirdParty ? m.internalPort : m.externalPort,
       suggestedExternalPort: suggested,
       suggestedExternalAddress: u?.externalAddress,
       lifetime: m.origin === 'static' ? Math.min(m.lifetime, 86_400) : Math.max(1, Math.ceil((m.expiresAt - this.clock.now()) / 1000)),

@@ -31,9 +31,10 @@ export interface Harness {
   send(source: string, msg: Buffer): Promise<Buffer | undefined>;
 }
 
-export function harness(opts: { config?: Partial<ServiceConfig>; policy?: Policy } = {}): Harness {
+/** `nat44` false: a DS-Lite B4's firewall (IPv4 admitted, not translated). */
+export function harness(opts: { config?: Partial<ServiceConfig>; policy?: Policy; nat44?: boolean } = {}): Harness {
   const clock = new ManualClock();
-  const firewall = new MemoryFirewall(clock);
+  const firewall = new MemoryFirewall(clock, { nat44: opts.nat44 });
   const log = memoryLogger();
   let external: IpAddress | undefined = EXTERNAL;
   const isLan = (a: IpAddress) => LAN_PREFIXES.some((p) => prefixContains(p, a));

@@ -11,8 +11,8 @@ const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 
 export const CLI = `${ROOT}dist/src/cli.js`;
 
-/** lab.sh: lan, lan2, rtr, wan; lab-cgn.sh (double NAT): lan, cpe, isp, wan. */
-export type Node = 'lan' | 'lan2' | 'rtr' | 'wan' | 'cpe' | 'isp';
+/** lab.sh: lan, lan2, rtr, wan; lab-cgn.sh (double NAT): lan, cpe, isp, wan; lab-dslite.sh: lan, cpe, aftr, wan. */
+export type Node = 'lan' | 'lan2' | 'rtr' | 'wan' | 'cpe' | 'isp' | 'aftr';
 
 /** A fresh state directory for one daemon run. */
 export function stateDir(): string {
@@ -129,4 +129,45 @@ setTimeout(() => process.exit(0), ${ms});
   });
   await new Promise((r) => setTimeout(r, 300));
   return { heard: () => heard };
+}
+
+/** The port-control clients of the lab's LAN host ('lan'): real natpmpc and upnpc, and portcullis' own PCP client, toward `gateway`. */
+export function lanClients(lab: Lab, gateway: string) {
+  return {
+    natpmpc(...args: string[]) {
+      const r = lab.exec('lan', ['natpmpc', '-g', gateway, ...args], { allowFail: true, timeoutMs: 30_000 });
+      return { ...r, all: r.stdout + r.stderr };
+    },
+    /** `portcullis pcp map` against the gateway: its JSON answer, or the error. */
+    pcp(...args: string[]): Record<string, unknown> {
+      const r = lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', gateway, ...args], { allowFail: true, timeoutMs: 30_000 });
+      return r.stdout ? (JSON.parse(r.stdout) as Record<string, unknown>) : { error: r.stderr };
+    },
+    upnpc(...args: string[]) {
+      const r = lab.exec('lan', ['upnpc', ...args], { allowFail: true, timeoutMs: 30_000 });
+      return { ...r, all: r.stdout + r.stderr };
+    },
+  };
+}
+
+/** A child's stdout as whole lines (a line split across two chunks is joined), collected as they come. */
+export function logLines(child: ChildProcess): string[] {
+  const lines: string[] = [];
+  let partial = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    const parts = (partial + d.toString()).split('\n');
+    partial = parts.pop() ?? '';
+    lines.push(...parts.filter(Boolean));
+  });
+  return lines;
+}
+
+/** Whether a line matching `match` is among `lines` within `ms` (log lines may trail the answers a client saw). */
+export async function logged(lines: readonly string[], match: (line: string) => boolean, ms = 3000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!lines.some(match)) {
+    if (Date.now() >= deadline) return false;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return true;
 }

@@ -101,3 +101,16 @@ if (${JSON.stringify(p.proto)} === 'udp') {
   }
   return lines.find((l) => l !== 'ready');
 }
+
+/**
+ * A PCP mapping of 6 s for the LAN host's UDP `port` (`pcp` asks the lab's
+ * router), probed from the WAN host at `to` while it lives and again after
+ * it expired: the answer and both probes, for the test to judge.
+ */
+export async function shortMapping(lab: Lab, pcp: (...args: string[]) => Record<string, unknown>, port: number, to: string): Promise<{ answer: Record<string, unknown>; openWhileItLives: boolean; openAfter: boolean }> {
+  const answer = pcp('--proto', 'udp', '--port', String(port), '--lifetime', '6');
+  const probe = () => reaches(lab, { proto: 'udp', listen: 'lan', port, to, toPort: answer.externalPort as number });
+  const openWhileItLives = answer.result === 'SUCCESS' && (await probe());
+  await new Promise((r) => setTimeout(r, 7000));
+  return { answer, openWhileItLives, openAfter: await probe() };
+}

@@ -20,6 +20,8 @@ const CANARY: Record<SetKey, unknown> = {
   snat4: [{ elem: { val: { concat: ['0.0.0.0', 0, 0] } } }, { concat: ['0.0.0.0', 0] }],
   // No flow has source port 0.
   held4: { elem: { val: { concat: [0, 0] } } },
+  admit4: { elem: { val: { concat: ['0.0.0.0', 0, 0] } } },
+  admit4Filtered: { elem: { val: { concat: ['0.0.0.0', 0, 0, '0.0.0.0', 0] } } },
 };
 
 /** How long after an outbound element's end the sweep runs (the kernel's expiry comes first). */
@@ -53,6 +55,16 @@ export class NftBackend implements FirewallBackend {
   ) {
     this.runner = runner ?? nftRunner();
     this.conntrack = conntrack ?? new ConntrackFlusher(log);
+  }
+
+  /** false: a DS-Lite B4 — IPv4 entries are admitted in @admit4, with no DNAT, SNAT or held port here. */
+  private get nat44(): boolean {
+    return this.topology.nat44 !== false;
+  }
+
+  /** The changes whose entries translate IPv4 here (their SNAT and held-port elements): none without NAT44. */
+  private translated<T>(items: readonly T[]): readonly T[] {
+    return this.nat44 ? items : [];
   }
 
   private ref(key: SetKey) {
@@ -214,10 +226,10 @@ export class NftBackend implements FirewallBackend {
   }
 
   private commandsFor(c: FirewallChange): NftCommand[] {
-    const set = setFor(c.entry);
-    if (c.op === 'remove') return this.vanish(set, elementsOf(c.entry, undefined));
-    const add: NftCommand = { add: { element: { ...this.ref(set), elem: elementsOf(c.entry, c.timeoutSeconds) } } };
-    return this.renewInPlace ? [add] : [...this.vanish(set, elementsOf(c.entry, undefined)), add];
+    const set = setFor(c.entry, this.nat44);
+    if (c.op === 'remove') return this.vanish(set, elementsOf(c.entry, undefined, this.nat44));
+    const add: NftCommand = { add: { element: { ...this.ref(set), elem: elementsOf(c.entry, c.timeoutSeconds, this.nat44) } } };
+    return this.renewInPlace ? [add] : [...this.vanish(set, elementsOf(c.entry, undefined, this.nat44)), add];
   }
 
   private outboundCommands(ops: readonly ElementOp[]): NftCommand[] {
@@ -230,7 +242,7 @@ export class NftBackend implements FirewallBackend {
 
   /** A batch of changes with their shared SNAT/held elements; the holdings follow only if the kernel took it. */
   private async applyStaged(changes: readonly FirewallChange[]): Promise<Staged | undefined> {
-    const staged = this.outbound.stage(changes);
+    const staged = this.outbound.stage(this.translated(changes));
     const r = await this.runner.batch([...changes.flatMap((c) => this.commandsFor(c)), ...this.outboundCommands(staged.ops)]);
     if (!r.ok) {
       staged.rollback();
@@ -315,8 +327,8 @@ export class NftBackend implements FirewallBackend {
   /** Packets an IPv6 pinhole admitted (its set elements' counters); undefined when unknown. */
   async packets(entry: FirewallEntry): Promise<number | undefined> {
     if (entry.family !== 6) return undefined;
-    const ref = this.ref(setFor(entry));
-    const r = await this.runner.script(`get element ${ref.family} ${ref.table} ${ref.name} { ${elementTexts(entry).join(', ')} }\n`);
+    const ref = this.ref(setFor(entry, this.nat44));
+    const r = await this.runner.script(`get element ${ref.family} ${ref.table} ${ref.name} { ${elementTexts(entry, this.nat44).join(', ')} }\n`);
     if (!r.ok) return undefined;
     let total = 0;
     for (const m of r.stdout.matchAll(/counter packets (\d+)/g)) total += Number(m[1]);
@@ -389,15 +401,15 @@ export class NftBackend implements FirewallBackend {
     /** With defer: which entry's put brings each wanted element back. */
     const owner = new Map<string, FirewallEntry>();
     for (const d of desired) {
-      const set = setFor(d.entry);
-      for (const elem of elementsOf(d.entry, d.timeoutSeconds)) {
+      const set = setFor(d.entry, this.nat44);
+      for (const elem of elementsOf(d.entry, d.timeoutSeconds, this.nat44)) {
         const key = elementKey(set, concatOf(elem));
         want.set(key, { set, elem });
         if (opts.defer) owner.set(key, d.entry);
       }
-      if (opts.defer) for (const o of outboundElementsOf(d.entry)) if (!owner.has(elementKey(o.set, o.concat))) owner.set(elementKey(o.set, o.concat), d.entry);
+      if (opts.defer && this.nat44) for (const o of outboundElementsOf(d.entry)) if (!owner.has(elementKey(o.set, o.concat))) owner.set(elementKey(o.set, o.concat), d.entry);
     }
-    for (const o of this.outbound.reset(desired)) want.set(elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]), o);
+    for (const o of this.outbound.reset(this.translated(desired))) want.set(elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]), o);
     const have = new Map<string, { set: SetKey; elem: unknown }>();
     for (const key of Object.keys(SET) as SetKey[]) {
       const ref = this.ref(key);

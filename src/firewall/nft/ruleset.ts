@@ -26,6 +26,7 @@
 //                        IPv6 (daddr . l4proto . dport) @pinholes6                       mark, return
 //                        IPv6 (daddr . l4proto . dport . saddr . sport) @pinholes6_filtered  mark, return
 //                        IPv4 ct status dnat (translated by a DNAT map above)           mark, return
+//                        IPv4 (daddr . l4proto . dport) @admit4, and @admit4_filtered   mark, return
 //                        drop
 //
 // "return" leaves the packet to the other tables: portcullis only drops what
@@ -51,6 +52,11 @@
 // lands in it). What stays the kernel's choice: a flow from an unheld port
 // that clashes with another flow to the same remote address and port is
 // remapped by the admin's masquerade anywhere in 1024-65535.
+//
+// Without NAT44 (a DS-Lite B4, RFC 6333: the AFTR translates) an IPv4
+// mapping is no DNAT here: its entry goes into @admit4 (LAN host . protocol
+// . port, like the IPv6 pinholes) and the forward path admits what arrives
+// from the softwire for it; the DNAT and SNAT maps stay empty.
 //
 // Hairpinning (RFC 4787 REQ-9, RFC 5382 REQ-8): a LAN host sending to the
 // external address reaches the mapping's host, and the packet carries the
@@ -88,6 +94,8 @@ export interface Topology {
   mark: number;
   /** portcullis' own listening ports, accepted only from the LAN interfaces. */
   guarded: { udp: readonly number[]; tcp: readonly number[] };
+  /** false: a DS-Lite B4 that does no NAT44 — IPv4 entries are admitted (@admit4), not translated. Default true. */
+  nat44?: boolean;
   /** Per-device UDP rate to those ports, enforced in the kernel (DEVICE_UDP_RATE by default; perSecond 0: none). */
   deviceUdpRate?: { perSecond: number; burst: number };
 }
@@ -99,6 +107,8 @@ export const SET = {
   dnat4Filtered: 'dnat4_filtered',
   snat4: 'snat4',
   held4: 'held4',
+  admit4: 'admit4',
+  admit4Filtered: 'admit4_filtered',
 } as const;
 export type SetKey = keyof typeof SET;
 
@@ -166,6 +176,9 @@ const SET_TYPES: Record<SetKey, { type: string; interval: boolean; map: boolean;
   // internal address . protocol . internal port : external address . external port
   snat4: { type: 'ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service', interval: false, map: true },
   held4: { type: 'inet_proto . inet_service', interval: false, map: false },
+  // Without NAT44: LAN host . protocol . port (and remote prefix . port), like the pinholes.
+  admit4: { type: 'ipv4_addr . inet_proto . inet_service', interval: false, map: false },
+  admit4Filtered: { type: 'ipv4_addr . inet_proto . inet_service . ipv4_addr . inet_service', interval: true, map: false },
 };
 
 /** Whether nft lists the object as a map (with data) or a set. */
@@ -255,6 +268,9 @@ export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS)
     // IPv4 flows reach the LAN only if a DNAT map translated them (the maps
     // already applied FILTER); the conntrack entry remembers that.
     `${gate} meta nfproto ipv4 ct status dnat ${admit}`,
+    // No NAT44 here (DS-Lite): the LAN host's own endpoint, as the AFTR's mapping sends it.
+    `${gate} meta nfproto ipv4 ${tcpUdp} ip daddr . meta l4proto . th dport @${name(SET.admit4)} ${admit}`,
+    `${gate} meta nfproto ipv4 ${tcpUdp} ip daddr . meta l4proto . th dport . ip saddr . th sport @${name(SET.admit4Filtered)} ${admit}`,
   );
   if (!p.embedded) {
     rules.push(`${gate} drop`);
@@ -293,10 +309,22 @@ function guardLines(p: Placement, t: Topology, lans: string): string[] {
   return out;
 }
 
-/** Which set an entry's elements live in. */
-export function setFor(e: FirewallEntry): SetKey {
+/** Which set an entry's elements live in (`nat44` false: IPv4 is admitted, not translated). */
+export function setFor(e: FirewallEntry, nat44 = true): SetKey {
   if (e.family === 6) return e.filters.length ? 'pinholes6Filtered' : 'pinholes6';
+  if (!nat44) return e.filters.length ? 'admit4Filtered' : 'admit4';
   return e.filters.length ? 'dnat4Filtered' : 'dnat4';
+}
+
+/** What an entry's elements match: the destination as the packet has it when it reaches the lookup. */
+function keyOf(e: FirewallEntry, nat44: boolean): { address: IpAddress; port: number } {
+  if (e.family === 6) return { address: e.internalAddress, port: e.externalPort };
+  return nat44 ? { address: e.externalAddress, port: e.externalPort } : { address: e.internalAddress, port: e.internalPort };
+}
+
+/** Whether an entry is keyed by its internal endpoint and carries no NAT data (pinholes; IPv4 without NAT44). */
+function admitted(e: FirewallEntry, nat44: boolean): boolean {
+  return e.family === 6 || !nat44;
 }
 
 function prefixExpr(address: IpAddress, length: number): unknown {
@@ -305,14 +333,16 @@ function prefixExpr(address: IpAddress, length: number): unknown {
 }
 
 /** One element per filter (or one for an unfiltered entry), as nft JSON `elem` items. */
-export function elementsOf(e: FirewallEntry, timeoutSeconds: number | undefined): unknown[] {
-  const key = [e.family === 6 ? e.internalAddress : e.externalAddress, protocolName(e.protocol), e.externalPort];
+export function elementsOf(e: FirewallEntry, timeoutSeconds: number | undefined, nat44 = true): unknown[] {
+  const admit = admitted(e, nat44);
+  const at = keyOf(e, nat44);
+  const key = [at.address, protocolName(e.protocol), at.port];
   const keys = e.filters.length
     ? e.filters.map((f) => [...key, prefixExpr(f.prefix.address, f.prefix.length), f.port === 0 ? { range: [0, 65535] } : f.port])
     : [key];
   return keys.map((k) => {
     const elem = { elem: { val: { concat: k }, ...(timeoutSeconds !== undefined ? { timeout: timeoutSeconds } : {}) } };
-    return e.family === 4 ? [elem, { concat: [e.internalAddress, e.internalPort] }] : elem;
+    return admit ? elem : [elem, { concat: [e.internalAddress, e.internalPort] }];
   });
 }
 
@@ -389,8 +419,9 @@ function setItem(a: AddressPattern): string {
 }
 
 /** An entry's elements in nft's own syntax (for `nft get element`). */
-export function elementTexts(e: FirewallEntry): string[] {
-  const key = `${e.family === 6 ? e.internalAddress : e.externalAddress} . ${protocolName(e.protocol)} . ${e.externalPort}`;
+export function elementTexts(e: FirewallEntry, nat44 = true): string[] {
+  const at = keyOf(e, nat44);
+  const key = `${at.address} . ${protocolName(e.protocol)} . ${at.port}`;
   if (!e.filters.length) return [key];
   return e.filters.map((f) => {
     const max = familyOf(f.prefix.address) === 4 ? 32 : 128;
