@@ -19,9 +19,9 @@ export class Teardown {
 
   /**
    * Runs every step, newest first; a step that fails does not keep the ones
-   * below it from running. After a failed start the start's own error is
-   * what matters, so the steps' errors are only logged; after stop() the
-   * first is thrown once all ran.
+   * below it from running. Every step's error is logged (which step broke a
+   * stop is what the admin needs); after a failed start the start's own
+   * error is what matters, after stop() the first is thrown once all ran.
    */
   async unwind(why: Unwinding): Promise<void> {
     let first: unknown;
@@ -30,7 +30,7 @@ export class Teardown {
         await step(why);
       } catch (err) {
         first ??= err;
-        if (why === 'failed start') this.log.error({ event: 'cleanup-failed', error: (err as Error).message });
+        this.log.error({ event: 'cleanup-failed', why, error: (err as Error).message, stack: (err as Error).stack?.split('\n').slice(1, 4).join(' | ') });
       }
     }
     if (first !== undefined && why === 'stop') throw first;
