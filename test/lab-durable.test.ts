@@ -7,20 +7,15 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI, announcedEpoch, labUp, listenForAnnouncements, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { CLI, announcedEpoch, labUp, listenForAnnouncements, loadTestConfig, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
 
 const lab: Lab = labUp(`pd${process.pid % 10000}`);
 t.teardown(() => lab.down());
 const ACKING = fileURLToPath(new URL('./helpers/acking-client.js', import.meta.url));
 const STATE = stateDir();
-// One LAN host creates thousands of mappings as fast as it can: lift the
-// per-client quota and rate limit that would otherwise (rightly) stop it.
-const CONFIG = join(stateDir(), 'config.json');
-const POLICY = join(stateDir(), 'policy.json');
-writeFileSync(CONFIG, JSON.stringify({ policy: POLICY, rateLimit: { perSecond: 100_000, burst: 100_000 } }));
-// One client makes thousands of mappings as fast as it can: the shipped limits would stop it.
-writeFileSync(POLICY, JSON.stringify({ version: 1, rules: [{ name: 'load', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient: 20_000, requestsPerSecond: 0 } }] }));
+// One LAN host creates thousands of mappings as fast as it can.
+const CONFIG = loadTestConfig(20_000);
 const LAN6 = '2001:db8:77::2';
 const LIFETIME = 600;
 

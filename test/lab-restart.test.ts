@@ -8,17 +8,13 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { CLI, labUp, loadTestConfig, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 
 const lab: Lab = labUp(`pq${process.pid % 10000}`);
 t.teardown(() => lab.down());
 const ACKING = fileURLToPath(new URL('./helpers/acking-client.js', import.meta.url));
 const STATE = stateDir();
-const CONFIG = join(stateDir(), 'config.json');
-const POLICY = join(stateDir(), 'policy.json');
-// One client makes thousands of mappings as fast as it can: the shipped limits would stop it.
-writeFileSync(CONFIG, JSON.stringify({ policy: POLICY, rateLimit: { perSecond: 100_000, burst: 100_000 } }));
-writeFileSync(POLICY, JSON.stringify({ version: 1, rules: [{ name: 'load', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient: 50_000, requestsPerSecond: 0 } }] }));
+const CONFIG = loadTestConfig(50_000);
 const MAPPINGS = 12_000;
 const PROBE_PORT = 60_000;
 

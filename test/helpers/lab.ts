@@ -3,7 +3,7 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -17,6 +17,20 @@ export type Node = 'lan' | 'lan2' | 'rtr' | 'wan' | 'cpe' | 'isp' | 'aftr';
 /** A fresh state directory for one daemon run. */
 export function stateDir(): string {
   return mkdtempSync(join(tmpdir(), 'portcullis-state-'));
+}
+
+/**
+ * A config (and its policy) for a load test: one client makes thousands of
+ * mappings as fast as it can, which the shipped per-client quota and rate
+ * limits would (rightly) stop. Returns the config file's path.
+ */
+export function loadTestConfig(maxMappingsPerClient: number): string {
+  const dir = stateDir();
+  const config = join(dir, 'config.json');
+  const policy = join(dir, 'policy.json');
+  writeFileSync(config, JSON.stringify({ policy, rateLimit: { perSecond: 100_000, burst: 100_000 } }));
+  writeFileSync(policy, JSON.stringify({ version: 1, rules: [{ name: 'load', action: 'allow', match: { internalPorts: '1024-65535' }, limits: { maxMappingsPerClient, requestsPerSecond: 0 } }] }));
+  return config;
 }
 
 export interface Lab {
