@@ -6,7 +6,7 @@
 import t from 'tap';
 import { execFile, spawnSync } from 'node:child_process';
 import { mustParseIp } from '../src/net/address.js';
-import { parseMonitorLine } from '../src/net/neighbour-monitor.js';
+import { monitorNeighbours, parseMonitorLine, subscribed, type NeighbourChange } from '../src/net/neighbour-monitor.js';
 import { Neighbours, parseNeighbours, type Neighbour } from '../src/net/neighbours.js';
 import { requireRoot } from './helpers/lab.js';
 
@@ -75,6 +75,60 @@ t.test('a followed table sees an entry arrive, move to another device and leave,
   t.ok(await waitFor(() => n.deviceOf(b) === undefined), 'an entry that leaves is forgotten');
   await n.refresh();
   t.equal(reads, 1, 'one full read: lookups and refreshes of a followed table fork nothing');
+});
+
+t.test('"spawned" is said once ip is subscribed, not when the process starts: a change made at that moment is announced', async (t) => {
+  requireRoot();
+  const ns = `${NS}s`;
+  spawnSync('ip', ['netns', 'del', ns]);
+  const made = spawnSync('ip', ['netns', 'add', ns], { encoding: 'utf8' });
+  if (made.status !== 0) throw new Error(made.stderr);
+  t.teardown(() => void spawnSync('ip', ['netns', 'del', ns]));
+  const run = (...args: string[]) => spawnSync('ip', ['netns', 'exec', ns, ...args], { encoding: 'utf8' });
+  run('ip', 'link', 'add', 'd0', 'type', 'veth', 'peer', 'name', 'd1');
+  run('ip', 'link', 'set', 'd0', 'up');
+  run('ip', 'link', 'set', 'd1', 'up');
+  run('ip', 'addr', 'add', '10.98.0.1/24', 'dev', 'd0');
+
+  // The process starts at once but binds its netlink socket half a second
+  // later (as a loaded machine can make `ip` do): the add below, made the
+  // moment "spawned" is said, must be announced.
+  const changes: NeighbourChange[] = [];
+  let spawnedAt = 0;
+  const startedAt = Date.now();
+  const stop = monitorNeighbours(
+    {
+      spawned: () => {
+        spawnedAt = Date.now();
+        run('ip', 'neigh', 'add', '10.98.0.7', 'lladdr', '02:00:00:00:00:77', 'dev', 'd0', 'nud', 'reachable');
+      },
+      change: (c) => changes.push(c),
+      lost: () => {},
+      ended: () => {},
+    },
+    ['ip', 'netns', 'exec', ns, 'sh', '-c', 'sleep 0.5; exec ip monitor neigh'],
+  );
+  t.teardown(stop);
+  t.ok(await waitFor(() => spawnedAt > 0), 'spawned is said');
+  t.ok(spawnedAt - startedAt >= 400, `not before ip bound its socket (${spawnedAt - startedAt} ms after the start)`);
+  t.ok(
+    await waitFor(() => changes.some((c) => c.kind === 'learnt' && c.neighbour.lladdr === '02:00:00:00:00:77'), 3000),
+    'the entry added at that moment is announced',
+  );
+});
+
+t.test('subscribed: false for a process without a bound netlink socket, true for ip monitor', async (t) => {
+  const { spawn } = await import('node:child_process');
+  const sleeper = spawn('sleep', ['5']);
+  const monitor = spawn('ip', ['monitor', 'neigh']);
+  t.teardown(() => {
+    sleeper.kill('SIGKILL');
+    monitor.kill('SIGKILL');
+  });
+  await new Promise((r) => monitor.once('spawn', r));
+  t.ok(await waitFor(() => subscribed(monitor.pid as number), 3000), 'ip monitor neigh: subscribed');
+  t.notOk(subscribed(sleeper.pid as number), 'sleep: not');
+  t.notOk(subscribed(2 ** 22 + 1), 'no such process: not');
 });
 
 t.test('a monitor that cannot run leaves the table polled', async (t) => {

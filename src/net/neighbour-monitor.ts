@@ -15,12 +15,48 @@
 // a full read; the process dying is the owner's to restart.
 
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { parseIp } from './address.js';
 import type { Neighbour } from './neighbours.js';
 
 export const MONITOR_COMMAND: readonly string[] = ['ip', 'monitor', 'neigh'];
 const MAX_LINE_BYTES = 512;
 const UNRESOLVED = new Set(['FAILED', 'INCOMPLETE']);
+/** How long, and how often, the start waits to see `ip` subscribed before saying it runs anyway. */
+const SUBSCRIBE_WAIT_MS = 2000;
+const SUBSCRIBE_POLL_MS = 5;
+
+/**
+ * Whether process `pid` holds a netlink socket bound to multicast groups,
+ * i.e. the kernel now sends it the changes. The process having started is
+ * not enough: `ip` opens and binds its socket some moments after exec, and a
+ * change in between is announced to nobody (and a full read made in that
+ * gap would not see it either). Read from /proc: the process's socket fds,
+ * and its namespace's /proc/PID/net/netlink, whose Groups column is non-zero
+ * once bound.
+ */
+export function subscribed(pid: number): boolean {
+  try {
+    const inodes = new Set<string>();
+    for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+      let link = '';
+      try {
+        link = readlinkSync(`/proc/${pid}/fd/${fd}`);
+      } catch {
+        continue;
+      }
+      if (link.startsWith('socket:[')) inodes.add(link.slice(8, -1));
+    }
+    if (inodes.size === 0) return false;
+    for (const row of readFileSync(`/proc/${pid}/net/netlink`, 'utf8').split('\n').slice(1)) {
+      const f = row.trim().split(/\s+/);
+      if (f.length >= 10 && /^[0-9a-f]+$/i.test(f[3] as string) && Number.parseInt(f[3] as string, 16) !== 0 && inodes.has(f[9] as string)) return true;
+    }
+  } catch {
+    return false;
+  }
+  return false;
+}
 
 /** One announced change: an entry (re)learnt, or the kernel no longer knowing an address on an interface. */
 export type NeighbourChange = { kind: 'learnt'; neighbour: Neighbour } | { kind: 'gone'; address: Neighbour['address']; interface: string };
@@ -43,7 +79,7 @@ export function parseMonitorLine(line: string): NeighbourChange | undefined {
 }
 
 export interface MonitorEvents {
-  /** The process is running: from here on a change is announced. */
+  /** The process is running and subscribed (or 2 s have passed without seeing it so): from here on a change is announced. */
   spawned(): void;
   change(c: NeighbourChange): void;
   /** Something may have been missed: the table needs a full read. */
@@ -84,7 +120,16 @@ export function monitorNeighbours(events: MonitorEvents, command: readonly strin
     child = undefined;
     events.ended(error);
   };
-  child.on('spawn', () => events.spawned());
+  child.on('spawn', () => {
+    const pid = child?.pid;
+    const until = Date.now() + SUBSCRIBE_WAIT_MS;
+    const check = () => {
+      if (ended) return;
+      if (pid === undefined || subscribed(pid) || Date.now() >= until) events.spawned();
+      else setTimeout(check, SUBSCRIBE_POLL_MS).unref();
+    };
+    check();
+  });
   child.on('error', (err) => end(err));
   child.on('close', () => end());
   return () => {
