@@ -56,7 +56,8 @@ t.test('a followed table sees an entry arrive, move to another device and leave,
     });
   const n = new Neighbours(read, () => performance.now(), 0);
   const states: boolean[] = [];
-  const stop = n.follow({ command: ['ip', 'netns', 'exec', NS, 'ip', 'monitor', 'neigh'], onState: (running) => states.push(running) });
+  const whys: string[] = [];
+  const stop = n.follow({ command: ['ip', 'netns', 'exec', NS, 'ip', 'monitor', 'neigh'], onState: (running, why) => (states.push(running), running || whys.push(why ?? '?')) });
   t.teardown(stop);
   t.ok(await waitFor(() => states.includes(true)), 'the monitor runs and the first full read is merged');
   t.equal(n.deviceOf(mustParseIp('10.99.0.4')), 'd0/02:00:00:00:00:04', 'what was there before comes from the full read');
@@ -74,7 +75,7 @@ t.test('a followed table sees an entry arrive, move to another device and leave,
   inNs('ip', 'neigh', 'del', '10.99.0.5', 'dev', 'd0');
   t.ok(await waitFor(() => n.deviceOf(b) === undefined), 'an entry that leaves is forgotten');
   await n.refresh();
-  t.equal(reads, 1, 'one full read: lookups and refreshes of a followed table fork nothing');
+  t.equal(reads, 1, `one full read: lookups and refreshes of a followed table fork nothing (states ${JSON.stringify(states)}, ends ${JSON.stringify(whys)})`);
 });
 
 t.test('"spawned" is said once ip is subscribed, not when the process starts: a change made at that moment is announced', async (t) => {
