@@ -107,7 +107,12 @@ export function waitForLine(child: ChildProcess, match: (line: string) => boolea
 export interface Heard {
   from: string;
   hex: string;
-  /** Date.now() when the test process read it (for RFC 6887 §8.5 epoch checks). */
+  /**
+   * Date.now() when the listener received it, stamped in the listener (for
+   * RFC 6887 §8.5 epoch checks). Not when the test process read the line:
+   * a test blocked in a spawnSync reads late, and under load that was
+   * seconds (an epoch that continued looked like one that fell behind).
+   */
   at: number;
 }
 
@@ -127,7 +132,7 @@ export async function listenForAnnouncements(lab: Lab, ms: number): Promise<{ he
 const dgram = require('node:dgram');
 for (const [type, addr] of [['udp4', '0.0.0.0'], ['udp6', '::']]) {
   const s = dgram.createSocket({ type, reuseAddr: true });
-  s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address, hex: m.toString('hex') })));
+  s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address, hex: m.toString('hex'), at: Date.now() })));
   s.bind(5350, addr);
 }
 setTimeout(() => process.exit(0), ${ms});
@@ -139,7 +144,7 @@ setTimeout(() => process.exit(0), ${ms});
     buf += d.toString();
     const lines = buf.split('\n');
     buf = lines.pop() ?? '';
-    for (const line of lines) if (line) heard.push({ ...(JSON.parse(line) as Omit<Heard, 'at'>), at: Date.now() });
+    for (const line of lines) if (line) heard.push(JSON.parse(line) as Heard);
   });
   await new Promise((r) => setTimeout(r, 300));
   return { heard: () => heard };
