@@ -33,7 +33,7 @@ const LAN2_RULES = `
       client: [192.168.77.3, "::3/::ffff:ffff:ffff:ffff"]
       protocol: udp
       internalPorts: 1024-65535
-    limits: { requestsPerSecond: 0.2, burst: 2 }
+    limits: { requestsPerSecond: 0.01, burst: 2 }
   - name: lan2-nothing-else
     action: deny
     match: { client: [192.168.77.3, "::3/::ffff:ffff:ffff:ffff"] }
@@ -130,7 +130,9 @@ t.test('requests the policy denies get each protocol\'s refusal', async (t) => {
 });
 
 t.test('a client over its request rate is refused; other clients are not affected', async (t) => {
-  // lan2 may send 2 at once, then one every 5 s.
+  // lan2 may send 2 at once, then one every 100 s: slow enough that the
+  // seconds each client process takes to start on a loaded machine never
+  // refill the bucket between these requests (at one every 5 s, they did).
   const results = [40200, 40201, 40202, 40203].map((p) => pcp('lan2', '192.168.77.1', ['--proto', 'udp', '--port', String(p)]).result);
   t.same(results.slice(0, 2), ['SUCCESS', 'SUCCESS'], 'the burst is granted');
   t.same(results.slice(2), ['NO_RESOURCES', 'NO_RESOURCES'], 'then NO_RESOURCES (a short-lifetime error: retry later)');
