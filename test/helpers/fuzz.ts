@@ -17,17 +17,23 @@ export function resolveRuns(defaultRuns: number): number {
 
 /**
  * Polls `progress` every 250 ms and calls `onStall` once when it has not
- * changed for `stallMs`. Returns the function that stops watching.
+ * changed for `stallMs`. Until it first moves, `startMs` is allowed instead
+ * (a worker thread loading its modules on a loaded machine took over 15 s
+ * before its first input, which is not a hang in the code under test).
+ * Returns the function that stops watching.
  */
-export function watchProgress(progress: () => number, stallMs: number, onStall: () => void): () => void {
-  let seen = -1;
+export function watchProgress(progress: () => number, stallMs: number, onStall: () => void, startMs = Math.max(stallMs, 120_000)): () => void {
+  const first = progress();
+  let seen = first;
+  let moved = false;
   let movedAt = Date.now();
   const timer = setInterval(() => {
     const now = progress();
     if (now !== seen) {
       seen = now;
+      moved = true;
       movedAt = Date.now();
-    } else if (Date.now() - movedAt > stallMs) {
+    } else if (Date.now() - movedAt > (moved ? stallMs : startMs)) {
       clearInterval(timer);
       onStall();
     }
