@@ -103,7 +103,7 @@ t.test('portcullis pcp: upstream\'s address and port; expiry closes it end to en
 
   const short = await shortMapping(lab, pcp, 40003, PUBLIC);
   t.match(short.answer, { result: 'SUCCESS', externalAddress: PUBLIC });
-  t.ok((short.answer.lifetime as number) <= 6);
+  t.ok((short.answer.lifetime as number) <= 12);
   t.ok(short.openWhileItLives, 'open while it lives');
   t.notOk(short.openAfter, 'expired: closed');
 });

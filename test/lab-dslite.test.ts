@@ -137,7 +137,7 @@ t.test('portcullis pcp: TCP through the softwire; delete closes it', async (t) =
 
   const short = await shortMapping(lab, pcp, 40003, PUBLIC);
   t.match(short.answer, { result: 'SUCCESS', externalAddress: PUBLIC });
-  t.ok((short.answer.lifetime as number) <= 6);
+  t.ok((short.answer.lifetime as number) <= 12);
   t.ok(short.openWhileItLives, 'open while it lives');
   t.notOk(short.openAfter, 'expired: closed');
   t.notMatch(cpeSet('admit4'), /40003/, 'the CPE\'s kernel let it go');

@@ -113,7 +113,7 @@ t.test('reboot: the table deleted and the daemon gone; back with every mapping, 
   t.ok(count >= acked.size, `${count} pinholes before`);
   lab.exec('rtr', ['nft', 'delete', 'table', 'inet', 'portcullis']);
   await kill9();
-  const listener = await listenForAnnouncements(lab, 8000);
+  const listener = await listenForAnnouncements(lab, 60_000);
   const t0 = Date.now();
   await start();
   // A bound that catches a hang or a one-by-one reinstall, not a speed
@@ -152,7 +152,7 @@ t.test('reboot: the table deleted and the daemon gone; back with every mapping, 
 t.test('lost state (state dir removed): new epoch, ANNOUNCE on the LAN, old entries removed', async (t) => {
   await kill9();
   for (const f of readdirSync(STATE)) rmSync(join(STATE, f), { recursive: true, force: true });
-  const listener = await listenForAnnouncements(lab, 8000);
+  const listener = await listenForAnnouncements(lab, 60_000);
   await start();
   t.equal(stateLog().status, 'fresh');
   t.equal(kernelPinholes().size, 0, 'entries no mapping owns are gone');
@@ -176,7 +176,7 @@ t.test('corrupt store: moved aside, new epoch, announced', async (t) => {
   // One changed character in the first record: its checksum no longer matches.
   lines[0] = (lines[0] ?? '').replace('"put"', '"pux"');
   writeFileSync(journal, lines.join('\n'));
-  const listener = await listenForAnnouncements(lab, 8000);
+  const listener = await listenForAnnouncements(lab, 60_000);
   await start();
   t.equal(stateLog().status, 'corrupt');
   t.ok(readdirSync(STATE).some((f) => f.startsWith('corrupt-')), 'the damaged files are kept aside');
@@ -207,7 +207,7 @@ t.test('the WAN address changes: mappings move, clients are told, the epoch rest
   t.match(pcpOut, /^0281000000000258/, 'mapped before the change');
   await new Promise((r) => setTimeout(r, 2000));
   const epochBefore = announce().epoch;
-  const listener = await listenForAnnouncements(lab, 8000);
+  const listener = await listenForAnnouncements(lab, 60_000);
 
   lab.exec('rtr', ['ip', 'addr', 'del', '198.51.100.1/24', 'dev', 'wan0']);
   lab.exec('rtr', ['ip', 'addr', 'add', '198.51.100.9/24', 'dev', 'wan0']);

@@ -156,9 +156,11 @@ t.test('embedded in fw4 with the shipped jumps: mappings work; after an fw4 relo
   fw4();
   const reloadedAt = Date.now();
   t.notMatch(lab.exec('rtr', ['nft', 'list', 'table', 'inet', 'fw4']).stdout, /set portcullis_dnat4/, 'the reload took our sets away');
-  await waitForLine(d, (l) => l.includes('"event":"nft-repaired"'), (RECONCILE_SECONDS + 5) * 1000);
+  await waitForLine(d, (l) => l.includes('"event":"nft-repaired"'), 30_000);
   const repairedIn = Date.now() - reloadedAt;
-  t.ok(repairedIn <= (RECONCILE_SECONDS + 2) * 1000, `repaired in ${repairedIn} ms (one reconcile period is ${RECONCILE_SECONDS} s)`);
+  // By the reconcile tick, not by chance later: within two periods, with
+  // room for a loaded machine (a quiet one repairs within one period).
+  t.ok(repairedIn <= (2 * RECONCILE_SECONDS + 10) * 1000, `repaired in ${repairedIn} ms (one reconcile period is ${RECONCILE_SECONDS} s)`);
   t.ok(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 40080, to: EXT }), 'the IPv4 mapping works again');
   t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40081, to: LAN6 }), 'the IPv6 pinhole works again');
   t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 40082, to: EXT }), 'an unmapped port is still closed');

@@ -81,7 +81,7 @@ export function labUp(prefix: string, script = 'lab.sh'): Lab {
 }
 
 /** Collects a child's stdout lines and resolves when one matches. */
-export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs = 10_000): Promise<string> {
+export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs = 30_000): Promise<string> {
   return new Promise((resolve, reject) => {
     let buf = '';
     let errBuf = '';
@@ -130,23 +130,27 @@ export function announcedEpoch(h: Heard): number {
 export async function listenForAnnouncements(lab: Lab, ms: number): Promise<{ heard: () => Heard[] }> {
   const script = `
 const dgram = require('node:dgram');
+let bound = 0;
 for (const [type, addr] of [['udp4', '0.0.0.0'], ['udp6', '::']]) {
   const s = dgram.createSocket({ type, reuseAddr: true });
   s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address, hex: m.toString('hex'), at: Date.now() })));
-  s.bind(5350, addr);
+  s.bind(5350, addr, () => ++bound === 2 && console.log('ready'));
 }
 setTimeout(() => process.exit(0), ${ms});
 `;
   const l = lab.spawn('lan', [process.execPath, '-e', script]);
   const heard: Heard[] = [];
   let buf = '';
+  let ready = false;
   l.stdout?.on('data', (d: Buffer) => {
     buf += d.toString();
     const lines = buf.split('\n');
     buf = lines.pop() ?? '';
-    for (const line of lines) if (line) heard.push(JSON.parse(line) as Heard);
+    for (const line of lines) if (line === 'ready') ready = true;
+    else if (line) heard.push(JSON.parse(line) as Heard);
   });
-  await new Promise((r) => setTimeout(r, 300));
+  // Bound, not a fixed pause: starting node took longer than 300 ms under load.
+  for (const end = Date.now() + 15_000; !ready && Date.now() < end; ) await new Promise((r) => setTimeout(r, 20));
   return { heard: () => heard };
 }
 
