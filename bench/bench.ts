@@ -37,7 +37,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
-import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, pidOf, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
+import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, pidOf, cpuSeconds, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
 import type { LoadResult } from './load.js';
 import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
 import { measureRestart, type Restart } from './restart.js';
@@ -193,7 +193,7 @@ const miniupnpdRules = () => (JSON.parse(inNs('rtr', ['nft', '-j', 'list', 'chai
  * unanswered ones more), or the row is flagged: the rate counts installed
  * mappings, not answers.
  */
-function benchUpnp(server: string, installed: () => number, opts: { warmUp: boolean; fillConcurrency: number; quick?: boolean }): void {
+function benchUpnp(server: string, installed: () => number, opts: { warmUp: boolean; fillConcurrency: number; quick?: boolean; pid?: number }): void {
   let present = 0;
   // Requests given up on (no answer in timeoutMs) that the server may still
   // carry out later: miniupnpd accepts a queued connection long after.
@@ -215,9 +215,15 @@ function benchUpnp(server: string, installed: () => number, opts: { warmUp: bool
   const measure = (startPort: number) => {
     const existing = thousands(present);
     const d0 = listenDrops();
+    const cpu0 = opts.pid === undefined ? undefined : cpuSeconds(opts.pid);
     const r = upnpLoad({ startPort, ...size });
+    const cpu1 = opts.pid === undefined ? undefined : cpuSeconds(opts.pid);
     record(server, loadName, existing, r);
-    if (r.failed) notes.push(`${server}: UPnP run at ${existing}: ${r.failed} failed, by code ${JSON.stringify(r.codes)}`);
+    if (cpu0 && cpu1) {
+      const per1000 = (s: number) => fmt((s / Math.max(1, r.requested)) * 1000, 2);
+      const [own, children] = [cpu1.own - cpu0.own, cpu1.children - cpu0.children];
+      notes.push(`${server}: UPnP run at ${existing}: CPU s per 1 000 requests: daemon ${per1000(own)}, its children (conntrack, nft) ${per1000(children)}, the load generator ${per1000(r.clientCpuSeconds)} (${r.requested} requests)`);
+    }
     const dropped = listenDrops() - d0;
     if (dropped) notes.push(`${server}: ${dropped} connection attempts dropped on a full accept queue during the UPnP run at ${existing} (the clients resent their SYNs)`);
     check(r, `the UPnP run at ${existing}`);
@@ -253,7 +259,7 @@ async function benchPortcullisUpnp(quick: boolean): Promise<void> {
   dropTable('portcullis');
   const d = await startPortcullis('portcullis-upnp');
   try {
-    benchUpnp('portcullis', portcullisDnat4, { warmUp: true, fillConcurrency: UPNP.concurrency, quick });
+    benchUpnp('portcullis', portcullisDnat4, { warmUp: true, fillConcurrency: UPNP.concurrency, quick, pid: pidOf(d) });
   } finally {
     await stop(d);
   }

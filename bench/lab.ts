@@ -87,6 +87,23 @@ export function rssKiB(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
+/** clock ticks per second of /proc's times (`getconf CLK_TCK`: 100 on Linux for x86 and arm). */
+const CLK_TCK = 100;
+
+/**
+ * A process's CPU seconds so far, user + system: `own` its threads' (the
+ * libuv pool's libnftables calls and fdatasyncs included), `children` the
+ * children it has waited for (a `conntrack` or `nft` it ran) — /proc/PID/stat
+ * fields 14–15 and 16–17. Less sensitive to a busy neighbour than a rate is.
+ */
+export function cpuSeconds(pid: number): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  // f[0] is field 3 (state): fields 14–17 are f[11]–f[14].
+  return { own: ((f[11] ?? NaN) + (f[12] ?? NaN)) / CLK_TCK, children: ((f[13] ?? NaN) + (f[14] ?? NaN)) / CLK_TCK };
+}
+
 /** The pid of the process running inside `ip netns exec` (exec replaces ip). */
 export const pidOf = (c: ChildProcess) => c.pid as number;
 
