@@ -37,7 +37,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
-import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, pidOf, cpuSeconds, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
+import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
 import type { LoadResult } from './load.js';
 import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
 import { measureRestart, type Restart } from './restart.js';
@@ -216,13 +216,19 @@ function benchUpnp(server: string, installed: () => number, opts: { warmUp: bool
     const existing = thousands(present);
     const d0 = listenDrops();
     const cpu0 = opts.pid === undefined ? undefined : cpuSeconds(opts.pid);
+    const m0 = opts.pid === undefined ? undefined : commitFigures();
     const r = upnpLoad({ startPort, ...size });
     const cpu1 = opts.pid === undefined ? undefined : cpuSeconds(opts.pid);
+    const m1 = opts.pid === undefined ? undefined : commitFigures();
     record(server, loadName, existing, r);
-    if (cpu0 && cpu1) {
+    if (cpu0 && cpu1 && m0 && m1) {
       const per1000 = (s: number) => fmt((s / Math.max(1, r.requested)) * 1000, 2);
       const [own, children] = [cpu1.own - cpu0.own, cpu1.children - cpu0.children];
-      notes.push(`${server}: UPnP run at ${existing}: CPU s per 1 000 requests: daemon ${per1000(own)}, its children (conntrack, nft) ${per1000(children)}, the load generator ${per1000(r.clientCpuSeconds)} (${r.requested} requests)`);
+      const d = (k: keyof typeof m0) => m1[k] - m0[k];
+      notes.push(
+        `${server}: UPnP run at ${existing}: CPU s per 1 000 requests: daemon ${per1000(own)}, its children (conntrack, nft) ${per1000(children)}, the load generator ${per1000(r.clientCpuSeconds)} (${r.requested} requests); ` +
+          `${d('commits')} firewall commits (${fmt(r.requested / d('commits'), 1)} requests each, ${fmt((d('commitSeconds') / d('commits')) * 1000, 1)} ms each with the journal), ${d('syncs')} journal syncs (${fmt((d('syncSeconds') / d('syncs')) * 1000, 1)} ms each)`,
+      );
     }
     const dropped = listenDrops() - d0;
     if (dropped) notes.push(`${server}: ${dropped} connection attempts dropped on a full accept queue during the UPnP run at ${existing} (the clients resent their SYNs)`);
@@ -252,6 +258,17 @@ function benchUpnp(server: string, installed: () => number, opts: { warmUp: bool
   const filled = thousands(present);
   const atN = measure(40_000);
   notes.push(`${server}: UPnP AddPortMapping/s at ${filled} mappings / at 0: ${fmt((atN.rate / at0.rate) * 100)} %${capped}`);
+}
+
+/** The daemon's commit and journal-sync counts and summed seconds so far (its metrics). */
+function commitFigures() {
+  const text = metricsText();
+  return {
+    commits: metricSum('portcullis_nft_commits_total', text),
+    commitSeconds: metric('portcullis_nft_commit_duration_seconds_sum', text),
+    syncs: metric('portcullis_store_sync_duration_seconds_count', text),
+    syncSeconds: metric('portcullis_store_sync_duration_seconds_sum', text),
+  };
 }
 
 /** A fresh daemon (empty store, table deleted first) for the UPnP rows, WAN address 11.22.33.1. */

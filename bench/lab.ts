@@ -236,12 +236,21 @@ export function storeWrittenBytes(): number {
   return metric('portcullis_store_written_bytes_total');
 }
 
+/** The bench daemon's metrics, as text. */
+export const metricsText = (): string => inNs('rtr', [process.execPath, '-e', `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+
 /** One unlabelled sample of the bench daemon's metrics (NaN if it has none such). */
-export function metric(name: string): number {
-  const text = inNs('rtr', [process.execPath, '-e', `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+export function metric(name: string, text = metricsText()): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   // NaN from a daemon without the counter (an older build under BENCH_DAEMON_CLI).
   return m ? Number(m[1]) : NaN;
+}
+
+/** Every sample of a metric, whatever its labels, summed (0 if none). */
+export function metricSum(name: string, text = metricsText()): number {
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+  return sum;
 }
 
 /** The snapshot file's inode and size: a compaction renames a new one over it. */
