@@ -120,3 +120,13 @@ t.test('conntrack -L lines: the original source and where the reply goes', async
   t.equal(flowOf('conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.'), undefined);
   t.equal(flowOf('icmp     1 29 src=192.168.77.10 dst=198.51.100.2 type=8 code=0 id=1 src=198.51.100.2 dst=11.22.33.1 type=0 code=0 id=1 mark=0 use=1'), undefined, 'no ports');
 });
+
+t.test('while changes keep coming, a run waits before the next, so filters gather', async (t) => {
+  const tool = fakeTool(false, '');
+  const c = new ConntrackFlusher(memoryLogger(), tool.binary);
+  const started = performance.now();
+  c.flush(flows(300));
+  await c.idle();
+  t.same(tool.runs(), ['run -L -f ipv4 -p udp', 'run -L -f ipv4 -p udp'], 'two runs of at most 256 filters');
+  t.ok(performance.now() - started >= 100, 'the second run waited at least 100 ms after the first');
+});

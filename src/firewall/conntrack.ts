@@ -43,6 +43,9 @@ export type FlowSelector =
   | { by: 'translated-to'; protocol: number; address: IpAddress; port: number };
 
 const RUN_TIMEOUT_MS = 2_000;
+/** The least pause between two runs while changes keep coming, and the most. */
+const GATHER_MS = 100;
+const MAX_GATHER_MS = 1_000;
 /** A listing's line longer than this is no flow of ours (a flow's line is ~200 characters). */
 const MAX_LINE = 4_096;
 /** Filters one process is given at most; its time grows with them (each line walks the table). */
@@ -58,6 +61,8 @@ export class ConntrackFlusher {
   /** The tool has no -R (older than conntrack-tools 1.4.6): one filter per run. */
   private oneByOne = false;
   runs = 0;
+  /** How long the last run took, ms. */
+  private lastRunMs = 0;
 
   constructor(
     private readonly log: Logger,
@@ -84,21 +89,34 @@ export class ConntrackFlusher {
   }
 
   private async drain(): Promise<void> {
+    let first = true;
     while (this.queue.size && !this.missing) {
-      const selectors: FlowSelector[] = [];
-      for (const [k, s] of this.queue) {
-        if (selectors.length >= LINES_PER_RUN) break;
-        this.queue.delete(k);
-        selectors.push(s);
-      }
-      const matched = await this.withFlows(selectors);
-      if (matched.length === 0) continue;
-      const lines = matched.map(argsOf);
-      if (!this.oneByOne && (await this.runFile(lines)) !== 'no -R') continue;
-      this.oneByOne = true;
-      for (const args of lines) if (!this.missing) await this.run(args);
+      // Under a stream of changes a run follows a pause as long as the last
+      // one took (at least GATHER_MS): filters gather for the next listing,
+      // and the tool has at most half a core, whatever the table's size.
+      if (!first) await new Promise((r) => setTimeout(r, Math.min(MAX_GATHER_MS, Math.max(GATHER_MS, this.lastRunMs))));
+      first = false;
+      const started = performance.now();
+      await this.runOnce();
+      this.lastRunMs = performance.now() - started;
     }
     this.queue.clear();
+  }
+
+  /** Lists, then deletes for the filters some flow matches, of up to LINES_PER_RUN queued ones. */
+  private async runOnce(): Promise<void> {
+    const selectors: FlowSelector[] = [];
+    for (const [k, s] of this.queue) {
+      if (selectors.length >= LINES_PER_RUN) break;
+      this.queue.delete(k);
+      selectors.push(s);
+    }
+    const matched = await this.withFlows(selectors);
+    if (matched.length === 0) return;
+    const lines = matched.map(argsOf);
+    if (!this.oneByOne && (await this.runFile(lines)) !== 'no -R') return;
+    this.oneByOne = true;
+    for (const args of lines) if (!this.missing) await this.run(args);
   }
 
   /**
