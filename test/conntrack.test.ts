@@ -119,6 +119,12 @@ t.test('conntrack -L lines: the original source and where the reply goes', async
   t.same(flowOf(udpFlow(4000, 4001)), { protocol: 'udp', source: '192.168.77.10', sourcePort: 4000, replyTo: '11.22.33.1', replyToPort: 4001 });
   t.equal(flowOf('conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.'), undefined);
   t.equal(flowOf('icmp     1 29 src=192.168.77.10 dst=198.51.100.2 type=8 code=0 id=1 src=198.51.100.2 dst=11.22.33.1 type=0 code=0 id=1 mark=0 use=1'), undefined, 'no ports');
+  t.same(
+    flowOf('tcp      6 431999 ESTABLISHED src=192.168.77.11 dst=203.0.113.9 sport=5555 dport=443 src=203.0.113.9 dst=11.22.33.1 sport=443 dport=6666 [ASSURED] mark=0 zone=3 use=1'),
+    { protocol: 'tcp', source: '192.168.77.11', sourcePort: 5555, replyTo: '11.22.33.1', replyToPort: 6666 },
+    'a state, flags and a zone around the tuples',
+  );
+  t.equal(flowOf('udp 17 29 src=192.168.77.10 dst=198.51.100.2 sport=1 dport=2 src=198.51.100.2 dst=11.22.33.1 sport=2 dport=1 src=192.168.77.9 mark=0'), undefined, 'a third src= is not a flow line');
 });
 
 t.test('while changes keep coming, a run waits before the next, so filters gather', async (t) => {

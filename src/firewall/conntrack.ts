@@ -242,9 +242,26 @@ const selectorKey = (by: FlowSelector['by'], protocol: number, address: string, 
  * translated to) are what the filters select on.
  */
 export function flowOf(line: string): { protocol: string; source: string; sourcePort: number; replyTo: string; replyToPort: number } | undefined {
-  const fields = line.trim().split(/\s+/);
-  const values = (key: string) => fields.filter((f) => f.startsWith(key)).map((f) => f.slice(key.length));
-  const [src, dst, sport, dport] = [values('src='), values('dst='), values('sport='), values('dport=')];
-  if (src.length !== 2 || dst.length !== 2 || sport.length !== 2 || dport.length !== 2) return undefined;
-  return { protocol: fields[0] ?? '', source: src[0]!, sourcePort: Number(sport[0]), replyTo: dst[1]!, replyToPort: Number(dport[1]) };
+  // indexOf, not a split of every field: a listing may hold tens of thousands
+  // of lines, read on the daemon's main thread.
+  const src = valuesOf(line, ' src=');
+  const dst = valuesOf(line, ' dst=');
+  const sport = valuesOf(line, ' sport=');
+  const dport = valuesOf(line, ' dport=');
+  if (!src || !dst || !sport || !dport) return undefined;
+  const text = line.trimStart();
+  const space = text.indexOf(' ');
+  return { protocol: space < 0 ? text : text.slice(0, space), source: src[0], sourcePort: Number(sport[0]), replyTo: dst[1], replyToPort: Number(dport[1]) };
+}
+
+/** The values of `key` (" src=") in a line, when it occurs exactly twice: the original tuple's and the reply's. */
+function valuesOf(line: string, key: string): [string, string] | undefined {
+  const values: string[] = [];
+  for (let at = line.indexOf(key); at >= 0; at = line.indexOf(key, at + key.length)) {
+    if (values.length === 2) return undefined;
+    const from = at + key.length;
+    const end = line.indexOf(' ', from);
+    values.push(line.slice(from, end < 0 ? line.length : end));
+  }
+  return values.length === 2 ? [values[0]!, values[1]!] : undefined;
 }
