@@ -14,9 +14,11 @@
 // row of 2 000 at 64 in flight, the restart with everything present —
 // ~35 000 mappings, not the full bench's 131 000), then a restart line and
 // one summary line
-// `pcp_map_per_s=N light_p99_ms=N upnp_per_s=N recovery_ms=N rss_per_1000_kib=N`
+// `pcp_map_per_s=N light_p99_ms=N upnp_per_s=N recovery_ms=N rss_per_1000_kib=N upnp_cpu_ms=N`
 // (recovery_ms: from spawning the restarted daemon until the kernel holds
-// every mapping, counted).
+// every mapping, counted; upnp_cpu_ms: the daemon's CPU, its own and its
+// children's, per AddPortMapping in the UPnP row — steadier than the rate on
+// a shared machine).
 //
 // Its pieces: lab.ts (the lab, the daemon under test, the loads, the
 // kernel counted), restart.ts (the restart row), flood-row.ts (the flood
@@ -225,6 +227,7 @@ function benchUpnp(server: string, installed: () => number, opts: { warmUp: bool
       const per1000 = (s: number) => fmt((s / Math.max(1, r.requested)) * 1000, 2);
       const [own, children] = [cpu1.own - cpu0.own, cpu1.children - cpu0.children];
       const d = (k: keyof typeof m0) => m1[k] - m0[k];
+      if (server === 'portcullis' && existing === '0') upnpCpuMs = ((own + children) / Math.max(1, r.requested)) * 1000;
       notes.push(
         `${server}: UPnP run at ${existing}: CPU s per 1 000 requests: daemon ${per1000(own)}, its children (conntrack, nft) ${per1000(children)}, the load generator ${per1000(r.clientCpuSeconds)} (${r.requested} requests); ` +
           `${d('commits')} firewall commits (${fmt(r.requested / d('commits'), 1)} requests each, ${fmt((d('commitSeconds') / d('commits')) * 1000, 1)} ms each with the journal), ${d('syncs')} journal syncs (${fmt((d('syncSeconds') / d('syncs')) * 1000, 1)} ms each)`,
@@ -259,6 +262,9 @@ function benchUpnp(server: string, installed: () => number, opts: { warmUp: bool
   const atN = measure(40_000);
   notes.push(`${server}: UPnP AddPortMapping/s at ${filled} mappings / at 0: ${fmt((atN.rate / at0.rate) * 100)} %${capped}`);
 }
+
+/** The daemon's CPU ms (its own and its children's) per request in portcullis' UPnP row at 0 (the quick summary's upnp_cpu_ms). */
+let upnpCpuMs = NaN;
 
 /** The daemon's commit and journal-sync counts and summed seconds so far (its metrics). */
 function commitFigures() {
@@ -449,7 +455,7 @@ async function main(): Promise<void> {
       out.push(`quick run: ${fmt((performance.now() - t0) / 1000, 1)} s, lab included`);
       out.push(
         `restart: mappings=${pcp?.restart.before ?? NaN} first_answer_ms=${fmt(pcp?.restart.firstAnswerMs ?? NaN)} kernel_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_mib=${fmt((pcp?.restart.rssKiB ?? NaN) / 1024, 1)}`,
-        `pcp_map_per_s=${fmt(bulk.at(-1)?.r.rate ?? NaN)} light_p99_ms=${fmt(light?.r.p99ms ?? NaN, 1)} upnp_per_s=${fmt(upnpRow?.r.rate ?? NaN)} recovery_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_per_1000_kib=${fmt(pcp?.rssPer1000KiB ?? NaN)}`,
+        `pcp_map_per_s=${fmt(bulk.at(-1)?.r.rate ?? NaN)} light_p99_ms=${fmt(light?.r.p99ms ?? NaN, 1)} upnp_per_s=${fmt(upnpRow?.r.rate ?? NaN)} recovery_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_per_1000_kib=${fmt(pcp?.rssPer1000KiB ?? NaN)} upnp_cpu_ms=${fmt(upnpCpuMs, 2)}`,
       );
     }
     process.stdout.write(out.join('\n') + '\n');
