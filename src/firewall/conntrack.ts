@@ -15,6 +15,8 @@
 // IPv4 mapping (forking a large process), a third of its time under load.
 // A tool without -R gets one filter per run, as before. The queue is
 // bounded, one process runs at a time and each is killed after its time.
+// Without the tool the mappings still work for new flows; that is logged
+// once.
 //
 // Each `-D` line is a dump of the whole conntrack table in the kernel and the
 // tool (no kernel-side filter in conntrack-tools 1.4.7): ~70 ms of CPU per
@@ -26,8 +28,6 @@
 // endpoint rarely has a flow yet. A flow the listing missed began after the
 // batch reached the kernel, so the kernel translates it already. A listing
 // that fails falls back to deleting for every filter.
-// Without the tool the mappings still work for new flows; that is logged
-// once.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
