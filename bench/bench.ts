@@ -14,9 +14,11 @@
 // row of 2 000 at 64 in flight, the restart with everything present —
 // ~35 000 mappings, not the full bench's 131 000), then a restart line and
 // one summary line
-// `pcp_map_per_s=N light_p99_ms=N upnp_per_s=N recovery_ms=N rss_per_1000_kib=N`
+// `pcp_map_per_s=N light_p99_ms=N upnp_per_s=N recovery_ms=N rss_per_1000_kib=N upnp_cpu_ms=N`
 // (recovery_ms: from spawning the restarted daemon until the kernel holds
-// every mapping, counted).
+// every mapping, counted; upnp_cpu_ms: the daemon's CPU, its own and its
+// children's, per AddPortMapping in the UPnP row — steadier than the rate on
+// a shared machine).
 //
 // Its pieces: lab.ts (the lab, the daemon under test, the loads, the
 // kernel counted), restart.ts (the restart row), flood-row.ts (the flood
@@ -37,7 +39,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
-import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, pidOf, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
+import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
 import type { LoadResult } from './load.js';
 import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
 import { measureRestart, type Restart } from './restart.js';
@@ -193,7 +195,7 @@ const miniupnpdRules = () => (JSON.parse(inNs('rtr', ['nft', '-j', 'list', 'chai
  * unanswered ones more), or the row is flagged: the rate counts installed
  * mappings, not answers.
  */
-function benchUpnp(server: string, installed: () => number, opts: { warmUp: boolean; fillConcurrency: number; quick?: boolean }): void {
+function benchUpnp(server: string, installed: () => number, opts: { warmUp: boolean; fillConcurrency: number; quick?: boolean; pid?: number }): void {
   let present = 0;
   // Requests given up on (no answer in timeoutMs) that the server may still
   // carry out later: miniupnpd accepts a queued connection long after.
@@ -215,9 +217,22 @@ function benchUpnp(server: string, installed: () => number, opts: { warmUp: bool
   const measure = (startPort: number) => {
     const existing = thousands(present);
     const d0 = listenDrops();
+    const cpu0 = opts.pid === undefined ? undefined : cpuSeconds(opts.pid);
+    const m0 = opts.pid === undefined ? undefined : commitFigures();
     const r = upnpLoad({ startPort, ...size });
+    const cpu1 = opts.pid === undefined ? undefined : cpuSeconds(opts.pid);
+    const m1 = opts.pid === undefined ? undefined : commitFigures();
     record(server, loadName, existing, r);
-    if (r.failed) notes.push(`${server}: UPnP run at ${existing}: ${r.failed} failed, by code ${JSON.stringify(r.codes)}`);
+    if (cpu0 && cpu1 && m0 && m1) {
+      const per1000 = (s: number) => fmt((s / Math.max(1, r.requested)) * 1000, 2);
+      const [own, children] = [cpu1.own - cpu0.own, cpu1.children - cpu0.children];
+      const d = (k: keyof typeof m0) => m1[k] - m0[k];
+      if (server === 'portcullis' && existing === '0') upnpCpuMs = ((own + children) / Math.max(1, r.requested)) * 1000;
+      notes.push(
+        `${server}: UPnP run at ${existing}: CPU s per 1 000 requests: daemon ${per1000(own)}, its children (conntrack, nft) ${per1000(children)}, the load generator ${per1000(r.clientCpuSeconds)} (${r.requested} requests); ` +
+          `${d('commits')} firewall commits (${fmt(r.requested / d('commits'), 1)} requests each, ${fmt((d('commitSeconds') / d('commits')) * 1000, 1)} ms each with the journal), ${d('syncs')} journal syncs (${fmt((d('syncSeconds') / d('syncs')) * 1000, 1)} ms each)`,
+      );
+    }
     const dropped = listenDrops() - d0;
     if (dropped) notes.push(`${server}: ${dropped} connection attempts dropped on a full accept queue during the UPnP run at ${existing} (the clients resent their SYNs)`);
     check(r, `the UPnP run at ${existing}`);
@@ -248,12 +263,26 @@ function benchUpnp(server: string, installed: () => number, opts: { warmUp: bool
   notes.push(`${server}: UPnP AddPortMapping/s at ${filled} mappings / at 0: ${fmt((atN.rate / at0.rate) * 100)} %${capped}`);
 }
 
+/** The daemon's CPU ms (its own and its children's) per request in portcullis' UPnP row at 0 (the quick summary's upnp_cpu_ms). */
+let upnpCpuMs = NaN;
+
+/** The daemon's commit and journal-sync counts and summed seconds so far (its metrics). */
+function commitFigures() {
+  const text = metricsText();
+  return {
+    commits: metricSum('portcullis_nft_commits_total', text),
+    commitSeconds: metric('portcullis_nft_commit_duration_seconds_sum', text),
+    syncs: metric('portcullis_store_sync_duration_seconds_count', text),
+    syncSeconds: metric('portcullis_store_sync_duration_seconds_sum', text),
+  };
+}
+
 /** A fresh daemon (empty store, table deleted first) for the UPnP rows, WAN address 11.22.33.1. */
 async function benchPortcullisUpnp(quick: boolean): Promise<void> {
   dropTable('portcullis');
   const d = await startPortcullis('portcullis-upnp');
   try {
-    benchUpnp('portcullis', portcullisDnat4, { warmUp: true, fillConcurrency: UPNP.concurrency, quick });
+    benchUpnp('portcullis', portcullisDnat4, { warmUp: true, fillConcurrency: UPNP.concurrency, quick, pid: pidOf(d) });
   } finally {
     await stop(d);
   }
@@ -426,7 +455,7 @@ async function main(): Promise<void> {
       out.push(`quick run: ${fmt((performance.now() - t0) / 1000, 1)} s, lab included`);
       out.push(
         `restart: mappings=${pcp?.restart.before ?? NaN} first_answer_ms=${fmt(pcp?.restart.firstAnswerMs ?? NaN)} kernel_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_mib=${fmt((pcp?.restart.rssKiB ?? NaN) / 1024, 1)}`,
-        `pcp_map_per_s=${fmt(bulk.at(-1)?.r.rate ?? NaN)} light_p99_ms=${fmt(light?.r.p99ms ?? NaN, 1)} upnp_per_s=${fmt(upnpRow?.r.rate ?? NaN)} recovery_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_per_1000_kib=${fmt(pcp?.rssPer1000KiB ?? NaN)}`,
+        `pcp_map_per_s=${fmt(bulk.at(-1)?.r.rate ?? NaN)} light_p99_ms=${fmt(light?.r.p99ms ?? NaN, 1)} upnp_per_s=${fmt(upnpRow?.r.rate ?? NaN)} recovery_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_per_1000_kib=${fmt(pcp?.rssPer1000KiB ?? NaN)} upnp_cpu_ms=${fmt(upnpCpuMs, 2)}`,
       );
     }
     process.stdout.write(out.join('\n') + '\n');

@@ -87,6 +87,23 @@ export function rssKiB(pid: number): number {
   return m ? Number(m[1]) : NaN;
 }
 
+/** clock ticks per second of /proc's times (`getconf CLK_TCK`: 100 on Linux for x86 and arm). */
+const CLK_TCK = 100;
+
+/**
+ * A process's CPU seconds so far, user + system: `own` its threads' (the
+ * libuv pool's libnftables calls and fdatasyncs included), `children` the
+ * children it has waited for (a `conntrack` or `nft` it ran) — /proc/PID/stat
+ * fields 14–15 and 16–17. Less sensitive to a busy neighbour than a rate is.
+ */
+export function cpuSeconds(pid: number): { own: number; children: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name (field 2) is in parentheses and may hold spaces: count from after it.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ').map(Number);
+  // f[0] is field 3 (state): fields 14–17 are f[11]–f[14].
+  return { own: ((f[11] ?? NaN) + (f[12] ?? NaN)) / CLK_TCK, children: ((f[13] ?? NaN) + (f[14] ?? NaN)) / CLK_TCK };
+}
+
 /** The pid of the process running inside `ip netns exec` (exec replaces ip). */
 export const pidOf = (c: ChildProcess) => c.pid as number;
 
@@ -219,12 +236,21 @@ export function storeWrittenBytes(): number {
   return metric('portcullis_store_written_bytes_total');
 }
 
+/** The bench daemon's metrics, as text. */
+export const metricsText = (): string => inNs('rtr', [process.execPath, '-e', `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+
 /** One unlabelled sample of the bench daemon's metrics (NaN if it has none such). */
-export function metric(name: string): number {
-  const text = inNs('rtr', [process.execPath, '-e', `fetch('http://${METRICS}/metrics').then((r) => r.text()).then((t) => process.stdout.write(t))`]);
+export function metric(name: string, text = metricsText()): number {
   const m = new RegExp(`^${name} (\\S+)$`, 'm').exec(text);
   // NaN from a daemon without the counter (an older build under BENCH_DAEMON_CLI).
   return m ? Number(m[1]) : NaN;
+}
+
+/** Every sample of a metric, whatever its labels, summed (0 if none). */
+export function metricSum(name: string, text = metricsText()): number {
+  let sum = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) sum += Number(m[1]);
+  return sum;
 }
 
 /** The snapshot file's inode and size: a compaction renames a new one over it. */

@@ -49,6 +49,8 @@ export interface UpnpTarget {
 
 export interface UpnpLoadResult extends LoadResult {
   target: UpnpTarget;
+  /** The load generator's own CPU seconds (user + system) over the run: whether the client, not the server, was the limit. */
+  clientCpuSeconds: number;
 }
 
 /** A counter of /proc/net/snmp or /proc/net/netstat's text ("Tcp", "RetransSegs"): a header line, then a values line. */
@@ -174,6 +176,7 @@ async function run(spec: UpnpLoadSpec): Promise<UpnpLoadResult> {
   let inWindow = 0;
   let windowEnd = 0;
   const retrans0 = retransSegs();
+  const cpu0 = process.cpuUsage();
   const start = performance.now();
   const worker = async () => {
     for (;;) {
@@ -204,10 +207,11 @@ async function run(spec: UpnpLoadSpec): Promise<UpnpLoadResult> {
     }
   };
   await Promise.all(Array.from({ length: spec.concurrency }, worker));
+  const cpu = process.cpuUsage(cpu0);
   const seconds = (windowEnd - start) / 1000;
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
-  return { target, requested: next, succeeded, failed, lost, seconds, rate: inWindow / seconds, p50ms: pct(50), p99ms: pct(99), retransmissions: retransSegs() - retrans0, codes };
+  return { target, requested: next, succeeded, failed, lost, seconds, rate: inWindow / seconds, p50ms: pct(50), p99ms: pct(99), retransmissions: retransSegs() - retrans0, codes, clientCpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

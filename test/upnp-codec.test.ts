@@ -17,7 +17,8 @@ import {
   validateSearch,
   type SsdpSearch,
 } from '../src/protocols/upnp/ssdp.js';
-import { childElements, escapeXml, parseXml, textOf, type XmlElement } from '../src/protocols/upnp/xml.js';
+import { childElements, parseXml, textOf, type XmlElement } from '../src/protocols/upnp/xml.js';
+import { escapeXml } from '../src/protocols/upnp/xml-chars.js';
 import {
   SERVICE_ERRORS,
   UpnpError,

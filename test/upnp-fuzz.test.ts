@@ -31,7 +31,8 @@ import { buildNotify, buildSearchResponse, parseSsdp, searchAnswers, validateSea
 import { parseSoapAction, parseSoapRequest, soapResponse, type SoapActionHeader } from '../src/protocols/upnp/soap.js';
 import { HTTP_MAX_BODY, HTTP_MAX_HEADERS, HTTP_METHODS, HttpRequestParser, type HttpParseStep } from '../src/protocols/upnp/http.js';
 import { GENA_MAX_CALLBACKS, GENA_MAX_CALLBACK_URL, parseGenaRequest } from '../src/protocols/upnp/gena.js';
-import { childElements, escapeXml, parseXml, textOf } from '../src/protocols/upnp/xml.js';
+import { childElements, parseXml, textOf } from '../src/protocols/upnp/xml.js';
+import { escapeXml } from '../src/protocols/upnp/xml-chars.js';
 import { ACTIONS } from '../src/protocols/upnp/description.js';
 import { resolveSeed, scaledRuns, watchProgress } from './helpers/fuzz.js';
 

@@ -214,7 +214,10 @@ export class UpnpHttpServer {
     const op = findAction(soap.serviceName, soap.serviceVersion, soap.action) ? soap.action : 'control';
     const result = await this.control.handle({ serviceName: soap.serviceName, serviceVersion: soap.serviceVersion, action: soap.action, args: soap.args, client: source });
     if (!result.ok) return fault(op, result.error, `${soap.action}: ${result.detail}`);
-    this.log.info({ event: 'upnp', client: source, action: soap.action, verdict: 'ok' });
+    // A debug line: a change was told at info by the service's decision line
+    // (via upnp), and a read is no decision; at 64 in flight this line was one
+    // of the two log writes per AddPortMapping.
+    this.log.debug({ event: 'upnp', client: source, action: soap.action, verdict: 'ok' });
     return { op, result: 'ok', status: 200, headers: [['Content-Type', CONTENT_TYPE_XML], ['EXT', '']], body: soapResponse(soap.serviceType, soap.action, result.out) };
   }
 }

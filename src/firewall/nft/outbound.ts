@@ -210,10 +210,19 @@ function element(slot: Slot, value: readonly (string | number)[], timeout: numbe
   return slot.set === 'snat4' ? [elem, { concat: [...value] }] : elem;
 }
 
+/** Ports kept free between held_nat's run and a held port next to it (at most a quarter of the run). */
+export const REMAP_MARGIN = 1024;
+
 /**
  * The largest run of ports in 1024-65535 that none of `held` is in: where a
  * flow from a held source port is masqueraded to. Ports below 1024 are left
  * out (RFC 4787 REQ-3 a keeps a high source port high).
+ *
+ * An end of the run that borders a held port is pulled in by REMAP_MARGIN:
+ * mappings made on one port after another (a device's consecutive ports)
+ * would otherwise land in the run with every batch, and each landing costs
+ * the backend a sort of every held port and a rewrite of held_nat's rule;
+ * with the margin they land once per REMAP_MARGIN ports.
  */
 export function largestFreeRun(held: Iterable<number>): PortRun {
   const ports = [...new Set(held)].filter((p) => p >= 1024 && p <= 65535).sort((a, b) => a - b);
@@ -223,5 +232,7 @@ export function largestFreeRun(held: Iterable<number>): PortRun {
     if (p - 1 - from > best.max - best.min) best = { min: from, max: p - 1 };
     from = p + 1;
   }
-  return best.max >= best.min ? best : { min: 1024, max: 65535 };
+  if (best.max < best.min) return { min: 1024, max: 65535 };
+  const margin = Math.min(REMAP_MARGIN, Math.floor((best.max - best.min + 1) / 4));
+  return { min: best.min > 1024 ? best.min + margin : best.min, max: best.max < 65535 ? best.max - margin : best.max };
 }

@@ -18,7 +18,7 @@
 import { createHash } from 'node:crypto';
 import { MAX_CONFIG_ID } from './ssdp.js';
 import { allDevices, formatUrn, igdTree, type DeviceNode, type IgdVersion, type ServiceName, type UpnpUrn } from './device-tree.js';
-import { escapeXml } from './xml.js';
+import { escapeXml } from './xml-chars.js';
 
 export type DataType = 'string' | 'boolean' | 'ui2' | 'ui4';
 

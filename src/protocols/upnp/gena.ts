@@ -15,7 +15,7 @@
 // this module only classifies and bounds the request.
 
 import { parseIp, type IpAddress } from '../../net/address.js';
-import { escapeXml, isNcName } from './xml.js';
+import { escapeXml, isNcName } from './xml-chars.js';
 
 /** UDA 1.1 §4.2.1: the event namespace of the property set. */
 const GENA_EVENT_NS = 'urn:schemas-upnp-org:event-1-0';

@@ -17,7 +17,8 @@
 // and NoSuchEntry in WANIPv6FirewallControl.
 
 import { parseUpnpUrn } from './device-tree.js';
-import { childElements, escapeXml, isNcName, parseXml, textOf, type XmlElement } from './xml.js';
+import { childElements, parseXml, textOf, type XmlElement } from './xml.js';
+import { escapeXml, isNcName } from './xml-chars.js';
 
 const SOAP_ENVELOPE_NS = 'http://schemas.xmlsoap.org/soap/envelope/';
 const SOAP_ENCODING_STYLE = 'http://schemas.xmlsoap.org/soap/encoding/';

@@ -17,9 +17,11 @@
 //
 // Errors are values; nothing here throws on any input.
 //
-// Longer than our usual 500 lines on purpose: a parser that refuses hostile
-// input is one state machine with its bounds beside it; split across files,
-// a reader could no longer see which rule guards which limit.
+// The parser is one state machine with its bounds beside it, kept whole in
+// this file so a reader sees which rule guards which limit; the character
+// and name classes it checks against, and escaping, are in xml-chars.ts.
+
+import { isNameChar, isNameStart, isNcName, isSpace, isXmlChar } from './xml-chars.js';
 
 const XML_NAMESPACE = 'http://www.w3.org/XML/1998/namespace';
 const XMLNS_NAMESPACE = 'http://www.w3.org/2000/xmlns/';
@@ -86,98 +88,6 @@ export function textOf(el: XmlElement): string {
 
 export function childElements(el: XmlElement): XmlElement[] {
   return el.children.filter((c): c is XmlElement => c.kind === 'element');
-}
-
-/**
- * Escapes text for element content and for attribute values in either quote
- * style, so that parsing gives the same string back. Characters XML 1.0 cannot carry at all (§2.2 Char: C0 controls other
- * than tab/LF/CR, lone surrogates, U+FFFE/U+FFFF) become U+FFFD, so a mapping
- * description holding such bytes still yields a well-formed document.
- */
-export function escapeXml(text: string): string {
-  let out = '';
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    switch (c) {
-      case 0x26: out += '&amp;'; continue;
-      case 0x3c: out += '&lt;'; continue;
-      case 0x3e: out += '&gt;'; continue;
-      case 0x22: out += '&quot;'; continue;
-      case 0x27: out += '&apos;'; continue;
-      // As references, white space survives both §2.11 line-end handling and
-      // §3.3.3 attribute-value normalisation unchanged.
-      case 0x09: out += '&#9;'; continue;
-      case 0x0a: out += '&#10;'; continue;
-      case 0x0d: out += '&#13;'; continue;
-    }
-    if (c >= 0xd800 && c <= 0xdbff) {
-      const d = text.charCodeAt(i + 1);
-      if (d >= 0xdc00 && d <= 0xdfff) {
-        out += text.slice(i, i + 2);
-        i++;
-      } else out += '\ufffd';
-      continue;
-    }
-    out += isXmlChar(c) ? text[i] : '\ufffd';
-  }
-  return out;
-}
-
-/** XML 1.0 §2.2 Char, for a single UTF-16 unit outside the surrogate range, or a full code point. */
-function isXmlChar(cp: number): boolean {
-  if (cp < 0x20) return cp === 0x9 || cp === 0xa || cp === 0xd;
-  if (cp <= 0xd7ff) return true;
-  if (cp < 0xe000) return false;
-  if (cp <= 0xfffd) return true;
-  return cp >= 0x10000 && cp <= 0x10ffff;
-}
-
-/**
- * XML 1.0 §2.3 NameStartChar / NameChar, for one UTF-16 unit. Surrogates are
- * let through as name characters (the supplementary planes are allowed from
- * U+10000; pairing was already checked by the Char scan).
- */
-function isNameStart(c: number): boolean {
-  return (
-    (c >= 0x61 && c <= 0x7a) ||
-    (c >= 0x41 && c <= 0x5a) ||
-    c === 0x5f ||
-    c === 0x3a ||
-    (c >= 0xc0 && c <= 0xd6) ||
-    (c >= 0xd8 && c <= 0xf6) ||
-    (c >= 0xf8 && c <= 0x2ff) ||
-    (c >= 0x370 && c <= 0x37d) ||
-    (c >= 0x37f && c <= 0x1fff) ||
-    c === 0x200c ||
-    c === 0x200d ||
-    (c >= 0x2070 && c <= 0x218f) ||
-    (c >= 0x2c00 && c <= 0x2fef) ||
-    (c >= 0x3001 && c <= 0xdfff) ||
-    (c >= 0xf900 && c <= 0xfdcf) ||
-    (c >= 0xfdf0 && c <= 0xfffd)
-  );
-}
-
-function isNameChar(c: number): boolean {
-  return (
-    isNameStart(c) ||
-    c === 0x2d ||
-    c === 0x2e ||
-    (c >= 0x30 && c <= 0x39) ||
-    c === 0xb7 ||
-    (c >= 0x300 && c <= 0x36f) ||
-    c === 0x203f ||
-    c === 0x2040
-  );
-}
-
-const isSpace = (c: number): boolean => c === 0x20 || c === 0x9 || c === 0xa || c === 0xd;
-
-/** True when `name` is an XML Name (§2.3) without a colon (an NCName, Namespaces §3). */
-export function isNcName(name: string): boolean {
-  if (name.length === 0 || !isNameStart(name.charCodeAt(0)) || name.includes(':')) return false;
-  for (let i = 1; i < name.length; i++) if (!isNameChar(name.charCodeAt(i))) return false;
-  return true;
 }
 
 const PREDEFINED_ENTITIES: ReadonlyMap<string, string> = new Map([
