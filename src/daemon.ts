@@ -163,6 +163,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
         if (cfg.announce) server.announce();
       },
       tellMoved: (moved) => server.mappingsMoved(moved),
+      guardUpstream: async (s) => firewall.guardUpstream?.(s),
       log,
       timing: deps.upstreamTiming,
     });

@@ -5,7 +5,7 @@
 // cap on requests in flight, the §8.5 epoch check and unsolicited ANNOUNCEs.
 
 import t from 'tap';
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { mustParseIp } from '../src/net/address.js';
 import { decodePcpRequest, encodePcpErrorEcho, encodePcpResponse, type PcpRequest } from '../src/protocols/pcp/codec.js';
@@ -13,40 +13,10 @@ import { Opcode, OptionCode, ResultCode } from '../src/protocols/pcp/constants.j
 import { UpstreamPcpClient } from '../src/client/upstream-pcp.js';
 import type { UpstreamAsk } from '../src/service/upstream.js';
 import { memoryLogger } from './helpers/memory-logger.js';
+import { fakeServer } from './helpers/fake-pcp-server.js';
 
 const LOOP = mustParseIp('127.0.0.1');
 const PUBLIC = mustParseIp('203.0.113.9');
-
-interface Seen {
-  req: PcpRequest;
-  from: RemoteInfo;
-  at: number;
-}
-
-/** A PCP server that hands each request to `answer` (undefined: silence). */
-async function fakeServer(): Promise<{ sock: Socket; port: number; seen: Seen[]; epoch: number; answer: (r: PcpRequest) => Buffer | undefined; delayMs: number }> {
-  const sock = createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const s = {
-    sock,
-    port: sock.address().port,
-    seen: [] as Seen[],
-    epoch: 1000,
-    delayMs: 0,
-    answer: (r: PcpRequest): Buffer | undefined =>
-      r.map
-        ? encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: Math.min(r.lifetime, 900), epoch: s.epoch, map: { ...r.map, externalAddress: PUBLIC, externalPort: r.map.internalPort + 10000 } })
-        : encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: s.epoch }),
-  };
-  sock.on('message', (buf, from) => {
-    const d = decodePcpRequest(buf);
-    if (!d.ok) return;
-    s.seen.push({ req: d.msg, from, at: Date.now() });
-    const out = s.answer(d.msg);
-    if (out) setTimeout(() => sock.send(out, from.port, from.address), s.delayMs);
-  });
-  return s;
-}
 
 async function wire(serverPort: number, o: { maxInFlight?: number; irtMs?: number } = {}) {
   const log = memoryLogger();

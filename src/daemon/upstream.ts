@@ -51,6 +51,12 @@ export interface UpstreamParts {
   newEpoch(): Promise<void>;
   /** Tell the PCP clients of mappings whose external address or port changed (RFC 6887 §14.2). */
   tellMoved(moved: Mapping[]): void;
+  /**
+   * The kernel counts datagrams from the server's address and port only when
+   * they arrive on the WAN (FirewallBackend.guardUpstream): Node tells no
+   * arrival interface, and a LAN host can forge the server's source.
+   */
+  guardUpstream?(server: { address: IpAddress; port: number } | undefined): Promise<void>;
   log: Logger;
   /** Tests: shorter waits. */
   timing?: { irtMs?: number; patienceMs?: number; passMs?: number; reprobeMs?: number; bindPort?: number };
@@ -82,12 +88,23 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   let reprobe: NodeJS.Timeout | undefined;
   let noneDetail = '';
 
+  const guard = async (server: { address: IpAddress; port: number } | undefined): Promise<void> => {
+    try {
+      await p.guardUpstream?.(server);
+    } catch (err) {
+      p.log.error({ event: 'upstream-guard-failed', server: server?.address, detail: `${(err as Error).message}: a LAN host could pose as the upstream server` });
+    }
+  };
+
   const use = async (address: IpAddress, port: number, from: UpstreamStatus['source'], mustAnswer: boolean): Promise<boolean> => {
+    // Before the first datagram to it: even the probe's answer counts only from the WAN.
+    await guard({ address, port });
     const w = new UpstreamPcpClient({ server: address, serverPort: port, irtMs: t.irtMs, bindPort: t.bindPort, log: p.log });
     await w.start();
     const client = p.wanIPv4();
     if (mustAnswer && (!client || !(await w.probe(client, t.patienceMs ?? PATIENCE_MS)))) {
       w.stop();
+      await guard(undefined);
       return false;
     }
     wire = w;
