@@ -26,6 +26,7 @@ import { UpstreamPcpClient, type UpstreamWireStatus } from '../client/upstream-p
 import type { MappingService } from '../service/mapping-service.js';
 import type { UpstreamRelay } from '../service/upstream.js';
 import type { Mapping } from '../domain/mapping.js';
+import type { Unwinding } from './teardown.js';
 
 export interface UpstreamStatus {
   setting: string;
@@ -44,6 +45,8 @@ export interface UpstreamParts {
   /** false: a DS-Lite B4 — upstream maps each LAN host itself, named by THIRD_PARTY (RFC 7648 §3.3). */
   nat44?: boolean;
   stateDir: string;
+  /** --flush-on-exit: the client mappings are removed upstream too when the daemon stops (within FLUSH_DEADLINE_MS). */
+  flushOnExit?: boolean;
   service: MappingService;
   /** This router's own WAN IPv4 address (the PCP Client IP field toward upstream; on DS-Lite the B4's softwire address). */
   wanIPv4(): IpAddress | undefined;
@@ -59,12 +62,13 @@ export interface UpstreamParts {
   guardUpstream?(server: { address: IpAddress; port: number } | undefined): Promise<void>;
   log: Logger;
   /** Tests: shorter waits. */
-  timing?: { irtMs?: number; patienceMs?: number; passMs?: number; reprobeMs?: number; bindPort?: number };
+  timing?: { irtMs?: number; patienceMs?: number; passMs?: number; reprobeMs?: number; bindPort?: number; flushDeadlineMs?: number };
 }
 
 export interface UpstreamPart {
   status(): UpstreamStatus;
-  stop(): Promise<void>;
+  /** `why` 'stop' (an orderly exit) relays the flush of --flush-on-exit; a failed start does not. */
+  stop(why?: Unwinding): Promise<void>;
 }
 
 /**
@@ -75,6 +79,8 @@ export interface UpstreamPart {
 const PATIENCE_MS = 4_000;
 const PASS_MS = 2_000;
 const REPROBE_MS = 300_000;
+/** How long a stop with --flush-on-exit waits for upstream's answers to the removals: never holding the stop up for long. */
+const FLUSH_DEADLINE_MS = 2_000;
 
 export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   const t = p.timing ?? {};
@@ -215,9 +221,14 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
       if (verdict.reachable) return { setting, state: 'not-needed', publicAddress: null, detail: verdict.detail };
       return { setting, state: 'none', publicAddress: null, detail: `${noneDetail || 'not probed yet'}: ${verdict.detail}` };
     },
-    async stop() {
+    async stop(why) {
       if (timer) clearInterval(timer);
       if (reprobe) clearInterval(reprobe);
+      if (why === 'stop' && p.flushOnExit && relay && wire) {
+        // Before the wire closes (the service's own flush comes after this, and asks upstream nothing more).
+        const r = await relay.removeAllUpstream(t.flushDeadlineMs ?? FLUSH_DEADLINE_MS);
+        p.log.info({ event: 'upstream-flushed-on-exit', server: wire.server, asked: r.asked, answered: r.answered });
+      }
       // The relay stays attached: the parts it recorded stay in the table for whatever writes the store last.
       wire?.stop();
     },

@@ -81,6 +81,8 @@ export class UpstreamRelay {
   /** Background attempts that failed: when to try again, and the wait after that (RFC 6887 §8.1.1's doubling). */
   private readonly retry = new Map<string, { at: number; waitMs: number }>();
   private readonly stats = { relayed: 0, refused: 0, unanswered: 0, removed: 0 };
+  /** After removeAllUpstream (the daemon is exiting): nothing more is asked of upstream. */
+  private retired = false;
   onMoved: UpstreamMoved = () => undefined;
 
   constructor(
@@ -176,21 +178,51 @@ export class UpstreamRelay {
   /** Mappings that ended here (removed, expired, revoked, replaced): upstream removes them too, as far as the cap allows. */
   gone(ended: readonly Mapping[]): void {
     const client = this.line.clientAddress();
-    if (!client) return;
-    for (const m of ended) {
-      if (!UpstreamRelay.concerns(m) || !m.upstream) continue;
-      this.retry.delete(keyOf(m));
-      if (this.line.server.spare() <= 0) {
-        // Upstream ends it with its own lifetime, which this router renews no more.
-        this.log.warn({ event: 'upstream-remove-skipped', internalPort: m.externalPort, detail: 'too many upstream requests in flight' });
-        continue;
-      }
-      this.stats.removed++;
-      const ask = { ...this.ask(m, client, undefined, this.line.patienceMs), lifetime: 0 };
-      void this.line.server.map(ask).then((a) => {
-        if (!a.ok) this.log.warn({ event: 'upstream-remove-failed', internalPort: m.externalPort, refusal: a.refusal, detail: a.detail });
-      });
+    if (!client || this.retired) return;
+    for (const m of ended) void this.removeUpstream(m, client, this.line.patienceMs);
+  }
+
+  /**
+   * --flush-on-exit: the client mappings' upstream parts are removed upstream
+   * before the daemon exits, so the ISP keeps no port open for what this
+   * router dropped. Waits for the answers no longer than `deadlineMs`; after
+   * it the relay asks upstream nothing more (the wire closes next). Static
+   * forwards stay: the flush keeps them here too, and upstream's lifetime
+   * ends them now that nobody renews them.
+   */
+  async removeAllUpstream(deadlineMs: number): Promise<{ asked: number; answered: number }> {
+    const client = this.line.clientAddress();
+    this.retired = true;
+    if (!client) return { asked: 0, answered: 0 };
+    const asked: Promise<boolean>[] = [];
+    for (const m of this.table.values()) {
+      if (m.origin === 'static') continue;
+      const p = this.removeUpstream(m, client, deadlineMs);
+      if (p) asked.push(p);
     }
+    let answered = 0;
+    for (const p of asked) void p.then((ok) => (answered += ok ? 1 : 0));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(asked), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+    clearTimeout(timer);
+    return { asked: asked.length, answered };
+  }
+
+  /** Lifetime 0 upstream for `m`, if it has an upstream part and the cap allows; resolves to whether upstream confirmed. */
+  private removeUpstream(m: Mapping, client: IpAddress, patienceMs: number): Promise<boolean> | undefined {
+    if (!UpstreamRelay.concerns(m) || !m.upstream) return undefined;
+    this.retry.delete(keyOf(m));
+    if (this.line.server.spare() <= 0) {
+      // Upstream ends it with its own lifetime, which this router renews no more.
+      this.log.warn({ event: 'upstream-remove-skipped', internalPort: m.externalPort, detail: 'too many upstream requests in flight' });
+      return undefined;
+    }
+    this.stats.removed++;
+    const ask = { ...this.ask(m, client, undefined, patienceMs), lifetime: 0 };
+    return this.line.server.map(ask).then((a) => {
+      if (!a.ok) this.log.warn({ event: 'upstream-remove-failed', internalPort: m.externalPort, refusal: a.refusal, detail: a.detail });
+      return a.ok;
+    });
   }
 
   /** Upstream lost its state (epoch, ANNOUNCE) or this router's address toward it changed: every upstream mapping is made again. */
@@ -208,7 +240,7 @@ export class UpstreamRelay {
    */
   async pass(): Promise<void> {
     const client = this.line.clientAddress();
-    if (!client) return;
+    if (!client || this.retired) return;
     const now = this.clock.now();
     let budget = Math.min(PACE, this.line.server.spare());
     const work: Promise<void>[] = [];

@@ -26,7 +26,7 @@ export interface CgnDaemon {
 }
 
 /** `wanAddress`: the router's WAN IPv4 address (shared space by default: behind the ISP's NAT). */
-export async function cgnDaemon(o: { wanAddress?: string; cfg?: Partial<Config>; upnp?: boolean; upstream?: 'fake' | 'auto' } = {}): Promise<CgnDaemon> {
+export async function cgnDaemon(o: { wanAddress?: string; cfg?: Partial<Config>; upnp?: boolean; upstream?: 'fake' | 'auto'; flushDeadlineMs?: number } = {}): Promise<CgnDaemon> {
   const wan = { address: o.wanAddress ?? '100.64.0.2' };
   const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({
     lo: [{ address: '127.0.0.1', netmask: '255.0.0.0', family: 'IPv4', mac: '00:00:00:00:00:00', internal: true, cidr: '127.0.0.1/8' }],
@@ -49,6 +49,6 @@ export async function cgnDaemon(o: { wanAddress?: string; cfg?: Partial<Config>;
     ...o.cfg,
   };
   const firewall = new MemoryFirewall(monotonicClock, { nat44: cfg.nat44 });
-  const daemon = await startDaemon(cfg, log, { interfaces, firewall, upstreamTiming: { irtMs: 100, patienceMs: 1000, passMs: 200, bindPort: 0 } });
+  const daemon = await startDaemon(cfg, log, { interfaces, firewall, upstreamTiming: { irtMs: 100, patienceMs: 1000, passMs: 200, bindPort: 0, flushDeadlineMs: o.flushDeadlineMs } });
   return { daemon, firewall, upstream, log, cfg, wan };
 }
