@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import type { UpstreamPcpSetting } from '../config.js';
 import type { Logger } from '../log.js';
 import { familyOf, type IpAddress } from '../net/address.js';
-import { classifyWanIPv4 } from '../net/wan-address.js';
+import { classifyWanIPv4, lineMismatch } from '../net/wan-address.js';
 import { discoverUpstreams, type UpstreamSource } from '../net/upstream-discovery.js';
 import { UpstreamPcpClient, type UpstreamWireStatus } from '../client/upstream-pcp.js';
 import type { MappingService } from '../service/mapping-service.js';
@@ -197,6 +197,11 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     // Said once (the WAN address's warning says what it means); the re-probes stay quiet.
     if (fresh) p.log.warn({ event: 'upstream-none', kind: verdict.kind, detail: `${noneDetail}: ${verdict.detail}` });
   };
+
+  // The line is not what the settings say: said at start (doctor says it too).
+  const mismatch = lineMismatch(p.wanIPv4(), { nat44: p.nat44 !== false, upstreamAuto: p.setting === 'auto' });
+  if (mismatch?.level === 'warn') p.log.warn({ event: 'line-mismatch', detail: mismatch.detail, fix: mismatch.fix });
+  else if (mismatch) p.log.info({ event: 'upstream-not-needed', detail: mismatch.detail });
 
   if (p.setting === 'off') {
     // Nothing relayed; the WAN address's own warning (daemon/metrics.ts) still says what it means.
