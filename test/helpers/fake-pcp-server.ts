@@ -2,7 +2,7 @@
 // request to `answer` (undefined: silence) and remembers what it saw.
 
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
-import { mustParseIp } from '../../src/net/address.js';
+import { mustParseIp, type IpAddress } from '../../src/net/address.js';
 import { decodePcpRequest, encodePcpResponse, type PcpRequest } from '../../src/protocols/pcp/codec.js';
 import { Opcode, ResultCode } from '../../src/protocols/pcp/constants.js';
 
@@ -15,7 +15,7 @@ export interface Seen {
 }
 
 /** A PCP server that hands each request to `answer` (undefined: silence). */
-export async function fakeServer(): Promise<{ sock: Socket; port: number; seen: Seen[]; epoch: number; answer: (r: PcpRequest) => Buffer | undefined; delayMs: number }> {
+export async function fakeServer(): Promise<{ sock: Socket; port: number; seen: Seen[]; epoch: number; external: IpAddress; answer: (r: PcpRequest) => Buffer | undefined; delayMs: number }> {
   const sock = createSocket('udp4');
   await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
   const s = {
@@ -23,10 +23,12 @@ export async function fakeServer(): Promise<{ sock: Socket; port: number; seen: 
     port: sock.address().port,
     seen: [] as Seen[],
     epoch: 1000,
+    /** The external address its MAP answers name. */
+    external: PUBLIC,
     delayMs: 0,
     answer: (r: PcpRequest): Buffer | undefined =>
       r.map
-        ? encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: Math.min(r.lifetime, 900), epoch: s.epoch, map: { ...r.map, externalAddress: PUBLIC, externalPort: r.map.internalPort + 10000 } })
+        ? encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: Math.min(r.lifetime, 900), epoch: s.epoch, map: { ...r.map, externalAddress: s.external, externalPort: r.map.internalPort + 10000 } })
         : encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: s.epoch }),
   };
   sock.on('message', (buf, from) => {
