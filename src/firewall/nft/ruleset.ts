@@ -14,7 +14,7 @@
 //                        snat to (saddr . l4proto . sport) map @snat4
 //                        → static_post: each IPv4 port forward's own SNAT, then its port as held
 //                        (l4proto . sport) @held4 → held_nat: masquerade into ports nobody holds
-//                      oifname LANs, marked hairpin with ct status dnat:
+//                      oifname LANs, a hairpin (ct mark) with ct status dnat:
 //                        snat to (saddr . l4proto . sport) map @snat4, else to the external address
 //   input (filter):    portcullis' own ports (PCP/NAT-PMP, SSDP, UPnP HTTP) → lan_only:
 //                        not from a LAN interface                      drop
@@ -257,16 +257,21 @@ export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS)
     // arrival interface's own (the LAN's router address keeps its services).
     // FILTERed mappings are left out: their remote is a WAN peer by definition.
     `${pre} iifname ${lans} meta nfproto ipv4 fib daddr . iif type != local fib daddr type local jump ${name(CHAIN.hairpin)}`,
-    `${name(CHAIN.hairpin)} ${mark}`,
+    `${name(CHAIN.hairpin)} ${mark} ct mark set ct mark | ${hex}`,
     `${name(CHAIN.hairpin)} jump ${name(CHAIN.staticPre)}`,
     `${name(CHAIN.hairpin)} ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport map @${name(SET.dnat4)}`,
     `${post} ${oifWan} meta nfproto ipv4 ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
     `${post} ${oifWan} meta nfproto ipv4 jump ${name(CHAIN.staticPost)}`,
     `${post} ${oifWan} meta nfproto ipv4 ${tcpUdp} meta l4proto . th sport @${name(SET.held4)} jump ${name(CHAIN.heldNat)}`,
     `${name(CHAIN.heldNat)} ${tcpUdp} masquerade to :${remap.min}-${remap.max}`,
-    // REQ-9 a: the target sees the sender's external address and port.
-    `${post} oifname ${lans} meta nfproto ipv4 meta mark & ${hex} == ${hex} ct status dnat ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
-    `${post} oifname ${lans} meta nfproto ipv4 meta mark & ${hex} == ${hex} ct status dnat snat ip to ct original ip daddr`,
+    // REQ-9 a: the target sees the sender's external address and port. Only
+    // a hairpinned flow, told by its conntrack mark: the packet mark is also
+    // set by the forward path on what it admits from the WAN, and that must
+    // reach the LAN host with the remote's own source (its FILTER, and a
+    // proxy's behind an ISP's NAT, key on it). The input interface, which
+    // would tell them apart too, is not known at postrouting.
+    `${post} oifname ${lans} meta nfproto ipv4 ct mark & ${hex} == ${hex} ct status dnat ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
+    `${post} oifname ${lans} meta nfproto ipv4 ct mark & ${hex} == ${hex} ct status dnat snat ip to ct original ip daddr`,
   ];
   if (!p.embedded) rules.push(`${gate} ct state established,related return`);
   rules.push(`${gate} meta nfproto ipv6 jump ${name(CHAIN.staticFwd)}`);
