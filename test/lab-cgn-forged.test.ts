@@ -9,46 +9,16 @@
 // whose counter must show them dropped.
 
 import t from 'tap';
-import { writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, labUp, lanClients, logLines, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, lanClients } from './helpers/lab.js';
+import { PUBLIC, cgnLab } from './helpers/cgn-lab.js';
 
-const lab = labUp(`cf${process.pid % 10000}`, 'lab-cgn.sh');
-t.teardown(() => lab.down());
-
-const PUBLIC = '11.22.33.1';
-const ispPolicy = join(stateDir(), 'isp-policy.yaml');
-writeFileSync(
-  ispPolicy,
-  `version: 1
-rules:
-  - name: subscribers
-    action: allow
-    match:
-      internalPorts: 1024-65535
-      externalPorts: 1024-65535
-`,
-);
-
-function serve(node: 'cpe' | 'isp', args: string[]): { proc: ChildProcess; lines: string[] } {
-  const proc = lab.spawn(node, [process.execPath, CLI, 'serve', '--min-lifetime', '5', '--no-upnp', ...args]);
-  return { proc, lines: logLines(proc) };
-}
-
-for (const k of ['all', 'default', 'lan0', 'wan0']) lab.exec('cpe', ['sysctl', '-qw', `net.ipv4.conf.${k}.rp_filter=0`]);
-// The forger: the LAN host holds the ISP server's address too.
-lab.exec('lan', ['ip', 'addr', 'add', '100.64.0.1/32', 'dev', 'eth0']);
-
-const isp = serve('isp', ['--lan', 'cpe0', '--wan', 'wan0', '--state-dir', stateDir(), '--policy', ispPolicy]);
-await waitForLine(isp.proc, (l) => l.includes('"event":"started"'), 20_000);
-const cpeDir = stateDir();
-let cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir]);
-t.teardown(() => {
-  cpe.proc.kill('SIGTERM');
-  isp.proc.kill('SIGTERM');
+const c = await cgnLab(`cf${process.pid % 10000}`, t, (lab) => {
+  for (const k of ['all', 'default', 'lan0', 'wan0']) lab.exec('cpe', ['sysctl', '-qw', `net.ipv4.conf.${k}.rp_filter=0`]);
+  // The forger: the LAN host holds the ISP server's address too.
+  lab.exec('lan', ['ip', 'addr', 'add', '100.64.0.1/32', 'dev', 'eth0']);
 });
-await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
+const { lab, cpeDir } = c;
 const { pcp } = lanClients(lab, '192.168.77.1');
 
 /** PCP ANNOUNCE response (RFC 6887 §7.2, §14.1): R=1 opcode 0, SUCCESS, lifetime 0, this epoch. */
@@ -103,10 +73,10 @@ t.test('a forged ANNOUNCE from the LAN: no loss seen, no repair, the mapping sta
   t.match(r, { result: 'SUCCESS', externalAddress: PUBLIC });
   await new Promise((r) => setTimeout(r, 3000));
   const before = dropped();
-  const from = cpe.lines.length;
+  const from = c.cpe.lines.length;
   await ended(forge(announce(0), 5351, 5, 200));
   await new Promise((r) => setTimeout(r, 1500));
-  const after = cpe.lines.slice(from);
+  const after = c.cpe.lines.slice(from);
   t.notOk(after.some((l) => l.includes('"event":"upstream-state-lost"')), 'no loss of upstream\'s state seen');
   // (The ISP's own start-up ANNOUNCEs may still come, with its epoch.)
   t.notOk(after.some((l) => l.includes('"event":"upstream-announce"') && l.includes('"epoch":0,')), 'the forged ANNOUNCE never reached the daemon');
@@ -118,11 +88,8 @@ t.test('a forged ANNOUNCE from the LAN: no loss seen, no repair, the mapping sta
 });
 
 t.test('a forged answer from the LAN while upstream is silent: not taken, the client hears upstream\'s silence', async (t) => {
-  cpe.proc.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1000));
   // Nothing answers on that port; the forger sends from it.
-  cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir, '--upstream-pcp', '100.64.0.1:5399']);
-  await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
+  await c.restartCpe(['--upstream-pcp', '100.64.0.1:5399']);
   const before = dropped();
   const nonce = '0123456789abcdef01234567';
   // Answers for the request the client is about to make (upstream's internal port is the CPE's external one, here the same).

@@ -1,6 +1,9 @@
 // Behind the ISP's NAT (RFC 7648, PCP proxy): every IPv4 mapping is made
 // here first, then asked of the upstream PCP server (the CGN or the DS-Lite
-// AFTR) for this mapping's external address and port. A mapping counts as
+// AFTR) for this mapping's external address and port: a MAP as a MAP (its
+// FILTERs with it, so upstream filters too), a PEER as a PEER (the outbound
+// flow crosses the ISP's NAT as well, and the client must learn where it
+// leaves from there: RFC 7648 §3 handles PEER like MAP). A mapping counts as
 // granted only when upstream granted it; the client is told upstream's
 // address and port and a lifetime no longer than upstream's (for the doors
 // whose clients renew: PCP, NAT-PMP). What the daemon must keep alive itself
@@ -18,10 +21,10 @@ import type { Logger } from '../log.js';
 import type { Clock } from '../state/clock.js';
 import type { MappingTable } from '../state/table.js';
 import { keyOf, reachedAt, type Mapping, type UpstreamPart } from '../domain/mapping.js';
-import { refuse, type Granted, type MapOutcome, type MapRequest, type Refusal } from '../domain/requests.js';
+import { refuse, type FilterStep, type Granted, type MapOutcome, type Refusal } from '../domain/requests.js';
 import type { TableChanges } from './table-changes.js';
 
-/** One MAP for the upstream server (RFC 6887 §11.1), about this router's external port. */
+/** One MAP (RFC 6887 §11.1) or PEER (§12.1) for the upstream server, about this router's external port. */
 export interface UpstreamAsk {
   protocol: number;
   /** The mapping's external port here (upstream's internal port); with THIRD_PARTY, the LAN host's port. */
@@ -40,6 +43,18 @@ export interface UpstreamAsk {
   patienceMs: number;
   /** The LAN client whose request this is (none: the daemon's own work): one client gets a share of the cap, not all of it. */
   owner?: string;
+  /** A PEER: its one remote peer (absent: a MAP). */
+  remotePeer?: { address: IpAddress; port: number };
+  /** A MAP's FILTER options (§13.3), in order; 'clear' first, so upstream's set becomes this one. */
+  filters?: readonly FilterStep[];
+}
+
+/** What a door's request tells the relay beyond the mapping it granted (a MAP's or a PEER's). */
+export interface UpstreamCause {
+  client: IpAddress;
+  suggestedExternalPort: number;
+  preferFailure?: boolean;
+  filters?: readonly FilterStep[];
 }
 
 export type UpstreamAnswer =
@@ -108,9 +123,9 @@ export class UpstreamRelay {
     return this.line.publicAddress();
   }
 
-  /** Whether a mapping goes upstream: IPv4 MAP kind (PEER and IPv6 pinholes do not cross the ISP's NAT44). */
+  /** Whether a mapping goes upstream: IPv4, MAP or PEER kind (IPv6 pinholes do not cross the ISP's NAT44). */
   static concerns(m: Mapping): boolean {
-    return m.family === 4 && m.kind === 'map';
+    return m.family === 4;
   }
 
   /** The nonce upstream knows a mapping by: a PCP client's own (relayed, RFC 7648), else one of the daemon's, the same after a restart. */
@@ -132,7 +147,7 @@ export class UpstreamRelay {
    * leaves, a renewal goes back to `before` — and the client hears the
    * refusal.
    */
-  async afterGrant(req: MapRequest, granted: Granted, before: Mapping | undefined): Promise<MapOutcome> {
+  async afterGrant(req: UpstreamCause, granted: Granted, before: Mapping | undefined): Promise<MapOutcome> {
     const m = granted.mapping;
     const client = this.line.clientAddress();
     const answer: UpstreamAnswer = client
@@ -170,7 +185,7 @@ export class UpstreamRelay {
   /** The MAP-kind IPv4 mapping upstream reaches at `externalPort`. A scan: a proxying router's table is a home's, not a CGN's. */
   holderOf(protocol: number, externalPort: number): Mapping | undefined {
     for (const m of this.table.values()) {
-      if (UpstreamRelay.concerns(m) && m.protocol === protocol && reachedAt(m).port === externalPort) return m;
+      if (UpstreamRelay.concerns(m) && m.kind === 'map' && m.protocol === protocol && reachedAt(m).port === externalPort) return m;
     }
     return undefined;
   }
@@ -212,6 +227,8 @@ export class UpstreamRelay {
   private removeUpstream(m: Mapping, client: IpAddress, patienceMs: number): Promise<boolean> | undefined {
     if (!UpstreamRelay.concerns(m) || !m.upstream) return undefined;
     this.retry.delete(keyOf(m));
+    // RFC 6887 §12.3: PEER cannot shorten a mapping; upstream's lifetime (no longer than ours for a PCP client) ends it.
+    if (m.kind === 'peer') return undefined;
     if (this.line.server.spare() <= 0) {
       // Upstream ends it with its own lifetime, which this router renews no more.
       this.log.warn({ event: 'upstream-remove-skipped', internalPort: m.externalPort, detail: 'too many upstream requests in flight' });
@@ -300,7 +317,7 @@ export class UpstreamRelay {
     for (const m of this.table.values()) if (UpstreamRelay.concerns(m) && m.upstream) yield keyOf(m);
   }
 
-  private ask(m: Mapping, client: IpAddress, req: MapRequest | undefined, patienceMs: number): UpstreamAsk {
+  private ask(m: Mapping, client: IpAddress, req: UpstreamCause | undefined, patienceMs: number): UpstreamAsk {
     const u = m.upstream;
     // A renewal asks for what it has; a client's own suggestion (PREFER_FAILURE: UPnP's exact port) goes up as it came.
     const suggested = req?.preferFailure ? req.suggestedExternalPort : u?.externalPort ?? (req?.suggestedExternalPort || m.externalPort);
@@ -317,6 +334,9 @@ export class UpstreamRelay {
       client,
       thirdParty: this.line.thirdParty ? m.internalAddress : undefined,
       patienceMs,
+      remotePeer: m.kind === 'peer' ? m.remotePeer : undefined,
+      // Upstream's filters become this mapping's: cleared, then each (a client's clearing of them too).
+      filters: m.kind === 'map' && (m.filters.length > 0 || req?.filters?.length) ? ['clear', ...m.filters] : undefined,
     };
   }
 

@@ -29,7 +29,9 @@ export async function fakeServer(): Promise<{ sock: Socket; port: number; seen: 
     answer: (r: PcpRequest): Buffer | undefined =>
       r.map
         ? encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: Math.min(r.lifetime, 900), epoch: s.epoch, map: { ...r.map, externalAddress: s.external, externalPort: r.map.internalPort + 10000 } })
-        : encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: s.epoch }),
+        : r.peer
+          ? encodePcpResponse({ opcode: Opcode.PEER, result: ResultCode.SUCCESS, lifetime: Math.min(r.lifetime, 900), epoch: s.epoch, peer: { ...r.peer, externalAddress: s.external, externalPort: r.peer.internalPort + 10000 } })
+          : encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: s.epoch }),
   };
   sock.on('message', (buf, from) => {
     const d = decodePcpRequest(buf);
