@@ -87,6 +87,17 @@ t.test('a forged ANNOUNCE from the LAN: no loss seen, no repair, the mapping sta
   t.ok((again.epoch as number) >= (r.epoch as number) + 5, `the CPE's epoch went on (${r.epoch} → ${again.epoch})`);
 });
 
+t.test('someone deletes the rule: the daemon\'s repair puts it back', async (t) => {
+  const listing = lab.exec('cpe', ['nft', '-a', 'list', 'chain', 'inet', 'portcullis', 'input']).stdout;
+  const handle = /saddr 100\.64\.0\.1 udp sport 5351 counter packets \d+ bytes \d+ drop # handle (\d+)/.exec(listing)?.[1];
+  t.ok(handle, 'the rule is there');
+  lab.exec('cpe', ['nft', 'delete', 'rule', 'inet', 'portcullis', 'input', 'handle', handle ?? '0']);
+  t.equal(dropped(), -1, 'gone');
+  const deadline = Date.now() + 25_000;
+  while (dropped() < 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 500));
+  t.ok(dropped() >= 0, 'back within the reconciliation period (10 s)');
+});
+
 t.test('a forged answer from the LAN while upstream is silent: not taken, the client hears upstream\'s silence', async (t) => {
   // Nothing answers on that port; the forger sends from it.
   await c.restartCpe(['--upstream-pcp', '100.64.0.1:5399']);
