@@ -11,6 +11,7 @@
 
 import t from 'tap';
 import { lanClients } from './helpers/lab.js';
+import { pcpPeer } from './helpers/pcp-peer.js';
 import { PUBLIC, cgnLab } from './helpers/cgn-lab.js';
 import { reaches, sourceSeen } from './helpers/reach.js';
 
@@ -18,24 +19,7 @@ const c = await cgnLab(`cp${process.pid % 10000}`, t);
 const { lab } = c;
 const { pcp } = lanClients(lab, '192.168.77.1');
 
-/** A PCP PEER (RFC 6887 §12.1) from the LAN host for `internalPort` → 11.22.33.2:`remotePort`; the response's fields. */
-function peer(internalPort: number, remotePort: number, lifetime: number): { result: number; lifetime: number; externalAddress: string; externalPort: number } {
-  const script = `
-const b = Buffer.alloc(80);
-b[0] = 2; b[1] = 2; b.writeUInt32BE(${lifetime}, 4);
-b.writeUInt16BE(0xffff, 18); Buffer.from([192, 168, 77, 2]).copy(b, 20);
-Buffer.alloc(12, 0x5a).copy(b, 24); b[36] = 17; b.writeUInt16BE(${internalPort}, 40);
-b.writeUInt16BE(0xffff, 54);
-b.writeUInt16BE(${remotePort}, 60); b.writeUInt16BE(0xffff, 74); Buffer.from([11, 22, 33, 2]).copy(b, 76);
-const s = require('node:dgram').createSocket('udp4');
-s.on('message', (m) => {
-  console.log(JSON.stringify({ result: m[3], lifetime: m.readUInt32BE(4), externalPort: m.readUInt16BE(42), externalAddress: [...m.subarray(56, 60)].join('.') }));
-  process.exit(0);
-});
-s.bind(0, '192.168.77.2', () => s.send(b, 5351, '192.168.77.1'));
-setTimeout(() => process.exit(1), 9000);`;
-  return JSON.parse(lab.exec('lan', [process.execPath, '-e', script], { timeoutMs: 15_000 }).stdout) as ReturnType<typeof peer>;
-}
+const peer = (internalPort: number, remotePort: number, lifetime: number) => pcpPeer(lab, internalPort, '11.22.33.2', remotePort, lifetime);
 
 t.test('PEER: upstream\'s address and port told, and the flow leaves the ISP from them', async (t) => {
   const r = peer(40030, 3478, 600);
