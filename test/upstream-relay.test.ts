@@ -321,3 +321,11 @@ t.test('FILTER relayed: upstream\'s filters become the mapping\'s; refused, the 
   t.equal(d?.ok && d.msg.result, ResultCode.UNSUPP_OPTION, 'PCP: UNSUPP_OPTION');
   t.equal(h.service.mappingOf(LAN, 17, 40052), undefined, 'nothing kept here');
 });
+
+t.test('DS-Lite: a MAP\'s FILTERs go up with THIRD_PARTY', async (t) => {
+  const { h, up, req } = setup(true);
+  up.next = (a) => ({ ok: true, externalAddress: PUBLIC, externalPort: 61000, lifetime: Math.min(a.lifetime, 600) });
+  const f = { prefix: { address: mustParseIp('198.51.100.0'), length: 24 }, port: 0 };
+  t.ok((await h.service.map(req({ internalPort: 40060, filters: [f] }))).ok);
+  t.match(up.asks[0], { thirdParty: LAN, internalPort: 40060, filters: ['clear', f] });
+});
