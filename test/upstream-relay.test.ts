@@ -313,8 +313,12 @@ t.test('FILTER relayed: upstream\'s filters become the mapping\'s; refused, the 
   t.same(up.asks[1]?.filters, ['clear', f1, f2], 'a renewal that adds one: all of them');
   t.ok((await h.service.map(req({ internalPort: 40050, filters: ['clear'] }))).ok);
   t.same(up.asks[2]?.filters, ['clear'], 'the client cleared them: upstream clears them too');
+  t.ok((await h.service.map(req({ internalPort: 40050, filters: ['clear'] }))).ok);
+  t.equal(up.asks[3]?.filters, undefined, 'cleared again: nothing left to clear upstream');
   t.ok((await h.service.map(req({ internalPort: 40051 }))).ok);
-  t.equal(up.asks[3]?.filters, undefined, 'no filters, no FILTER option');
+  t.equal(up.asks[4]?.filters, undefined, 'no filters, no FILTER option');
+  t.ok((await h.service.map(req({ via: 'upnp', internalPort: 40053, filters: ['clear'] }))).ok);
+  t.equal(up.asks[5]?.filters, undefined, 'UPnP\'s clear with a wildcard RemoteHost sends no FILTER: an upstream without FILTER still maps it');
   up.next = (a) => (a.filters ? { ok: false, refusal: 'UNSUPP_OPTION', detail: 'no FILTER upstream' } : { ok: true, externalAddress: PUBLIC, externalPort: 50052, lifetime: 600 });
   const pcp = await h.send(LAN, mapRequestBytes({ client: LAN, protocol: 17, internalPort: 40052, lifetime: 600, filters: [{ prefix: '198.51.100.7/32', port: 0 }] }));
   const d = pcp ? decodePcpResponse(pcp) : undefined;

@@ -151,7 +151,7 @@ export class UpstreamRelay {
     const m = granted.mapping;
     const client = this.line.clientAddress();
     const answer: UpstreamAnswer = client
-      ? await this.line.server.map({ ...this.ask(m, client, req, this.line.patienceMs), owner: req.client })
+      ? await this.line.server.map({ ...this.ask(m, client, req, this.line.patienceMs, (before?.filters.length ?? 0) > 0), owner: req.client })
       : { ok: false, refusal: 'NETWORK_FAILURE', detail: 'the WAN has no IPv4 address to ask upstream from' };
     const current = this.table.get(keyOf(m));
     if (!answer.ok) {
@@ -317,7 +317,8 @@ export class UpstreamRelay {
     for (const m of this.table.values()) if (UpstreamRelay.concerns(m) && m.upstream) yield keyOf(m);
   }
 
-  private ask(m: Mapping, client: IpAddress, req: UpstreamCause | undefined, patienceMs: number): UpstreamAsk {
+  /** `hadFilters`: the mapping had FILTERs before this request (upstream may hold them: a clear goes up even when none are left). */
+  private ask(m: Mapping, client: IpAddress, req: UpstreamCause | undefined, patienceMs: number, hadFilters = false): UpstreamAsk {
     const u = m.upstream;
     // A renewal asks for what it has; a client's own suggestion (PREFER_FAILURE: UPnP's exact port) goes up as it came.
     const suggested = req?.preferFailure ? req.suggestedExternalPort : u?.externalPort ?? (req?.suggestedExternalPort || m.externalPort);
@@ -335,8 +336,10 @@ export class UpstreamRelay {
       thirdParty: this.line.thirdParty ? m.internalAddress : undefined,
       patienceMs,
       remotePeer: m.kind === 'peer' ? m.remotePeer : undefined,
-      // Upstream's filters become this mapping's: cleared, then each (a client's clearing of them too).
-      filters: m.kind === 'map' && (m.filters.length > 0 || req?.filters?.length) ? ['clear', ...m.filters] : undefined,
+      // Upstream's filters become this mapping's: cleared, then each. Never a FILTER for a mapping that
+      // has had none (UPnP sends a clear with every wildcard RemoteHost): an upstream that does not
+      // filter (FILTER is mandatory to process, §13.3) would refuse every such mapping.
+      filters: m.kind === 'map' && (m.filters.length > 0 || hadFilters) ? ['clear', ...m.filters] : undefined,
     };
   }
 
