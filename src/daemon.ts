@@ -154,6 +154,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       wan: cfg.wan,
       nat44: cfg.nat44,
       stateDir: cfg.stateDir,
+      flushOnExit: cfg.flushOnExit,
       service,
       wanIPv4: () => watch.externalIPv4(),
       newEpoch: async () => {
@@ -163,10 +164,11 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
         if (cfg.announce) server.announce();
       },
       tellMoved: (moved) => server.mappingsMoved(moved),
+      guardUpstream: async (s) => firewall.guardUpstream?.(s),
       log,
       timing: deps.upstreamTiming,
     });
-    teardown.push(() => upstream.stop());
+    teardown.push((why) => upstream.stop(why));
     await server.start();
     const upnp = cfg.upnp.enabled
       ? await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log, telemetry })

@@ -20,7 +20,8 @@ import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { CLI, labUp, lanClients, logLines, stateDir, waitForLine } from './helpers/lab.js';
-import { reaches, shortMapping } from './helpers/reach.js';
+import { reaches, shortMapping, sourceSeen } from './helpers/reach.js';
+import { pcpPeer } from './helpers/pcp-peer.js';
 
 const prefix = `ds${process.pid % 10000}`;
 const lab = labUp(prefix, 'lab-dslite.sh');
@@ -171,6 +172,14 @@ t.test('the AFTR bounds a subscriber: its mappings for all its hosts count again
   t.notMatch(ports[2]!.all, /Mapped public port/, 'the third is over the B4\'s quota of 2');
   t.notMatch(cpeSet('admit4'), /40023/, 'and not admitted here');
   for (const p of [40021, 40022]) natpmpc('-a', '0', String(p), 'udp', '0');
+});
+
+t.test('PCP PEER through the softwire: the AFTR\'s address and port told, and the flow leaves the AFTR from them', async (t) => {
+  const r = pcpPeer(lab, 40040, '11.22.33.2', 3478, 600);
+  t.match(r, { result: 0, externalAddress: PUBLIC }, 'SUCCESS with the AFTR\'s public address');
+  const seen = await sourceSeen(lab, { proto: 'udp', listen: 'wan', port: 3478, from: 'lan', fromPort: 40040, to: '11.22.33.2' });
+  t.equal(seen, `${PUBLIC}:${r.externalPort}`, 'the remote peer sees the flow from the endpoint the client was told');
+  t.notMatch(cpeSet('snat4'), /192\.168\.77\.2/, 'no SNAT in the CPE: the AFTR translates');
 });
 
 t.test('an AFTR that allows no third party: each client hears a failure, nothing stays open', async (t) => {

@@ -16,6 +16,7 @@ import { ResultCode } from '../src/protocols/pcp/constants.js';
 import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
 import { fromStored, toStored } from '../src/state/records.js';
 import type { UpstreamAnswer, UpstreamAsk, UpstreamServer } from '../src/service/upstream.js';
+import type { PeerRequest } from '../src/domain/requests.js';
 
 const PUBLIC = mustParseIp('203.0.113.7');
 const LAN = mustParseIp('192.168.77.2');
@@ -177,7 +178,7 @@ t.test('background work is paced by the cap on requests in flight', async (t) =>
   t.equal(up.asks.length, 2, 'removals beyond the cap are left to upstream\'s expiry, not queued without end');
 });
 
-t.test('IPv6 pinholes and PEER do not go upstream', async (t) => {
+t.test('IPv6 pinholes do not go upstream', async (t) => {
   const { h, up } = setup();
   const v6 = mustParseIp('2001:db8:77::2');
   const out = await h.service.map({ via: 'pcp', client: v6, internalAddress: v6, protocol: 17, internalPort: 40010, suggestedExternalPort: 0, lifetime: 600 });
@@ -254,4 +255,81 @@ t.test('removed while upstream was still asked: the client hears a failure and u
   await new Promise((r) => setImmediate(r));
   t.match(up.asks.at(-1), { lifetime: 0 }, 'the upstream mapping it made is removed');
   t.equal(h.service.count(), 0);
+});
+
+const REMOTE = mustParseIp('198.51.100.20');
+const peerReq = (o: Partial<PeerRequest> = {}): PeerRequest => ({ via: 'pcp', client: LAN, internalAddress: LAN, protocol: 17, internalPort: 40040, suggestedExternalPort: 0, remotePeerAddress: REMOTE, remotePeerPort: 3478, lifetime: 3600, nonce: Buffer.alloc(12, 4), ...o });
+
+t.test('PEER (RFC 7648 §3): local first, then a PEER upstream; the client hears upstream\'s address, port and the shorter lifetime', async (t) => {
+  const { h, up } = setup();
+  const out = await h.service.peer(peerReq());
+  t.ok(out.ok, 'granted');
+  if (!out.ok) return;
+  t.equal(up.asks.length, 1, 'one request upstream');
+  t.match(up.asks[0], { internalPort: out.mapping.externalPort, remotePeer: { address: REMOTE, port: 3478 }, client: '100.64.0.2', filters: undefined }, 'a PEER for this router\'s external port, to the same remote peer');
+  t.ok(up.asks[0]?.nonce.equals(Buffer.alloc(12, 4)), 'the client\'s nonce relayed');
+  t.same(reachedAt(out.mapping), { address: PUBLIC, port: 50000 + (out.mapping.externalPort % 1000) }, 'upstream\'s address and port told');
+  t.equal(out.lifetime, 600, 'no longer than upstream granted');
+  t.equal(h.service.holderOf(17, 50000 + (out.mapping.externalPort % 1000)), undefined, 'a PEER holds no inbound port for the doors');
+  h.clock.advance(100_000);
+  const renewed = await h.service.peer(peerReq());
+  t.equal(up.asks.length, 2, 'a renewal goes upstream too');
+  t.match(renewed, { ok: true, lifetime: 600 });
+});
+
+t.test('PEER refused or unanswered upstream: the client hears it, nothing stays here; no removal is sent for PEER', async (t) => {
+  const { h, up } = setup();
+  up.next = () => ({ ok: false, refusal: 'EXCESSIVE_REMOTE_PEERS', detail: 'too many' });
+  t.match(await h.service.peer(peerReq()), { ok: false, refusal: 'EXCESSIVE_REMOTE_PEERS' });
+  t.equal(h.service.count(), 0, 'no local half');
+  up.next = () => ({ ok: false, refusal: 'NETWORK_FAILURE', detail: 'silence' });
+  t.match(await h.service.peer(peerReq()), { ok: false, refusal: 'NETWORK_FAILURE' });
+  t.equal(h.firewall.list().length, 0, 'nothing in the kernel');
+  up.next = (a) => ({ ok: true, externalAddress: PUBLIC, externalPort: 50001, lifetime: Math.min(a.lifetime, 600) });
+  t.ok((await h.service.peer(peerReq())).ok);
+  up.asks = [];
+  await h.service.removeAsAdmin(() => true);
+  await new Promise((r) => setImmediate(r));
+  t.equal(up.asks.length, 0, 'RFC 6887 §12.3: PEER cannot shorten it; upstream\'s lifetime ends it');
+});
+
+t.test('a PEER mapping is made again after upstream lost its state', async (t) => {
+  const { h, up, relay } = setup();
+  t.ok((await h.service.peer(peerReq())).ok);
+  up.asks = [];
+  relay.recreateAll();
+  h.clock.advance(1);
+  await relay.pass();
+  t.match(up.asks, [{ remotePeer: { address: REMOTE, port: 3478 } }], 'as a PEER');
+});
+
+t.test('FILTER relayed: upstream\'s filters become the mapping\'s; refused, the client hears UNSUPP_OPTION', async (t) => {
+  const { h, up, req } = setup();
+  const f1 = { prefix: { address: mustParseIp('198.51.100.0'), length: 24 }, port: 0 };
+  const f2 = { prefix: { address: mustParseIp('203.0.113.5'), length: 32 }, port: 443 };
+  t.ok((await h.service.map(req({ internalPort: 40050, filters: [f1] }))).ok);
+  t.same(up.asks[0]?.filters, ['clear', f1], 'cleared, then the mapping\'s one filter');
+  t.ok((await h.service.map(req({ internalPort: 40050, filters: [f2] }))).ok);
+  t.same(up.asks[1]?.filters, ['clear', f1, f2], 'a renewal that adds one: all of them');
+  t.ok((await h.service.map(req({ internalPort: 40050, filters: ['clear'] }))).ok);
+  t.same(up.asks[2]?.filters, ['clear'], 'the client cleared them: upstream clears them too');
+  t.ok((await h.service.map(req({ internalPort: 40050, filters: ['clear'] }))).ok);
+  t.equal(up.asks[3]?.filters, undefined, 'cleared again: nothing left to clear upstream');
+  t.ok((await h.service.map(req({ internalPort: 40051 }))).ok);
+  t.equal(up.asks[4]?.filters, undefined, 'no filters, no FILTER option');
+  t.ok((await h.service.map(req({ via: 'upnp', internalPort: 40053, filters: ['clear'] }))).ok);
+  t.equal(up.asks[5]?.filters, undefined, 'UPnP\'s clear with a wildcard RemoteHost sends no FILTER: an upstream without FILTER still maps it');
+  up.next = (a) => (a.filters ? { ok: false, refusal: 'UNSUPP_OPTION', detail: 'no FILTER upstream' } : { ok: true, externalAddress: PUBLIC, externalPort: 50052, lifetime: 600 });
+  const pcp = await h.send(LAN, mapRequestBytes({ client: LAN, protocol: 17, internalPort: 40052, lifetime: 600, filters: [{ prefix: '198.51.100.7/32', port: 0 }] }));
+  const d = pcp ? decodePcpResponse(pcp) : undefined;
+  t.equal(d?.ok && d.msg.result, ResultCode.UNSUPP_OPTION, 'PCP: UNSUPP_OPTION');
+  t.equal(h.service.mappingOf(LAN, 17, 40052), undefined, 'nothing kept here');
+});
+
+t.test('DS-Lite: a MAP\'s FILTERs go up with THIRD_PARTY', async (t) => {
+  const { h, up, req } = setup(true);
+  up.next = (a) => ({ ok: true, externalAddress: PUBLIC, externalPort: 61000, lifetime: Math.min(a.lifetime, 600) });
+  const f = { prefix: { address: mustParseIp('198.51.100.0'), length: 24 }, port: 0 };
+  t.ok((await h.service.map(req({ internalPort: 40060, filters: [f] }))).ok);
+  t.match(up.asks[0], { thirdParty: LAN, internalPort: 40060, filters: ['clear', f] });
 });

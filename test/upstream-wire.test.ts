@@ -5,7 +5,7 @@
 // cap on requests in flight, the §8.5 epoch check and unsolicited ANNOUNCEs.
 
 import t from 'tap';
-import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
+import { createSocket } from 'node:dgram';
 import { randomBytes } from 'node:crypto';
 import { mustParseIp } from '../src/net/address.js';
 import { decodePcpRequest, encodePcpErrorEcho, encodePcpResponse, type PcpRequest } from '../src/protocols/pcp/codec.js';
@@ -13,40 +13,10 @@ import { Opcode, OptionCode, ResultCode } from '../src/protocols/pcp/constants.j
 import { UpstreamPcpClient } from '../src/client/upstream-pcp.js';
 import type { UpstreamAsk } from '../src/service/upstream.js';
 import { memoryLogger } from './helpers/memory-logger.js';
+import { fakeServer } from './helpers/fake-pcp-server.js';
 
 const LOOP = mustParseIp('127.0.0.1');
 const PUBLIC = mustParseIp('203.0.113.9');
-
-interface Seen {
-  req: PcpRequest;
-  from: RemoteInfo;
-  at: number;
-}
-
-/** A PCP server that hands each request to `answer` (undefined: silence). */
-async function fakeServer(): Promise<{ sock: Socket; port: number; seen: Seen[]; epoch: number; answer: (r: PcpRequest) => Buffer | undefined; delayMs: number }> {
-  const sock = createSocket('udp4');
-  await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
-  const s = {
-    sock,
-    port: sock.address().port,
-    seen: [] as Seen[],
-    epoch: 1000,
-    delayMs: 0,
-    answer: (r: PcpRequest): Buffer | undefined =>
-      r.map
-        ? encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: Math.min(r.lifetime, 900), epoch: s.epoch, map: { ...r.map, externalAddress: PUBLIC, externalPort: r.map.internalPort + 10000 } })
-        : encodePcpResponse({ opcode: Opcode.ANNOUNCE, result: ResultCode.SUCCESS, lifetime: 0, epoch: s.epoch }),
-  };
-  sock.on('message', (buf, from) => {
-    const d = decodePcpRequest(buf);
-    if (!d.ok) return;
-    s.seen.push({ req: d.msg, from, at: Date.now() });
-    const out = s.answer(d.msg);
-    if (out) setTimeout(() => sock.send(out, from.port, from.address), s.delayMs);
-  });
-  return s;
-}
 
 async function wire(serverPort: number, o: { maxInFlight?: number; irtMs?: number } = {}) {
   const log = memoryLogger();
@@ -195,4 +165,41 @@ t.test('one LAN client gets a quarter of the cap, not all of it', async (t) => {
   await Promise.all([...hog, other]);
   srv.answer = (r) => encodePcpResponse({ opcode: Opcode.MAP, result: ResultCode.SUCCESS, lifetime: 600, epoch: srv.epoch, map: { ...r.map!, externalAddress: PUBLIC, externalPort: 50005 } });
   t.ok((await w.map(ask({ internalPort: 5, owner: '192.168.77.2' }))).ok, 'its share is back once they ended');
+});
+
+t.test('a PEER goes out as a PEER; only the answer for its remote peer counts', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port);
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  const remotePeer = { address: mustParseIp('198.51.100.20'), port: 3478 };
+  srv.answer = (r) => {
+    if (!r.peer) return undefined;
+    const from = srv.seen.at(-1)!.from;
+    // First an answer about another remote peer (same nonce, port): not this request's.
+    srv.sock.send(encodePcpResponse({ opcode: Opcode.PEER, result: ResultCode.SUCCESS, lifetime: 100, epoch: 1000, peer: { ...r.peer, remotePeerPort: 3479, externalAddress: PUBLIC, externalPort: 666 } }), from.port, from.address);
+    return encodePcpResponse({ opcode: Opcode.PEER, result: ResultCode.SUCCESS, lifetime: 300, epoch: 1000, peer: { ...r.peer, externalAddress: PUBLIC, externalPort: 50003 } });
+  };
+  const out = await w.map(ask({ remotePeer, preferFailure: true, filters: ['clear'] }));
+  t.same(out, { ok: true, externalAddress: PUBLIC, externalPort: 50003, lifetime: 300 });
+  const req = srv.seen[0]!.req;
+  t.equal(req.opcode, Opcode.PEER);
+  t.match(req.peer, { internalPort: 40001, remotePeerAddress: '198.51.100.20', remotePeerPort: 3478 });
+  t.same(req.options, [], 'neither PREFER_FAILURE nor FILTER with PEER (§11.2, §13.3)');
+});
+
+t.test('FILTER steps as options; upstream\'s UNSUPP_OPTION to them is the client\'s UNSUPP_OPTION', async (t) => {
+  const srv = await fakeServer();
+  const { w } = await wire(srv.port);
+  t.teardown(() => (w.stop(), srv.sock.close()));
+  const f = { prefix: { address: mustParseIp('198.51.100.0'), length: 24 }, port: 443 };
+  t.match(await w.map(ask({ filters: ['clear', f] })), { ok: true });
+  t.match(srv.seen[0]!.req.options, [
+    { code: OptionCode.FILTER, prefixLength: 0 },
+    { code: OptionCode.FILTER, prefixLength: 120, remotePeerPort: 443, remotePeerAddress: '198.51.100.0', v4: true },
+  ], 'clear first, then the IPv4 prefix in 128-bit space');
+  srv.answer = (r) => encodePcpErrorEcho(r.raw, ResultCode.UNSUPP_OPTION, 30, 1000, true);
+  t.match(await w.map(ask({ internalPort: 40002, filters: ['clear', f] })), { ok: false, refusal: 'UNSUPP_OPTION' });
+  t.match(await w.map(ask({ internalPort: 40003 })), { ok: false, refusal: 'NETWORK_FAILURE' }, 'without FILTER it is upstream\'s own trouble');
+  t.match(await w.map(ask({ internalPort: 40004, lifetime: 0, filters: ['clear', f] })), { ok: false }, 'a removal');
+  t.equal(srv.seen.at(-1)!.req.options.length, 0, 'carries no FILTER (§13.3: FILTER in a delete is malformed)');
 });

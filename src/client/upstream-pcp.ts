@@ -21,7 +21,7 @@ import { decodePcpResponse, encodePcpRequest, type PcpResponse } from '../protoc
 import { Opcode, OptionCode, PCP_CLIENT_PORT, PCP_SERVER_PORT, ResultCode, resultName } from '../protocols/pcp/constants.js';
 import type { PcpOption } from '../protocols/pcp/options.js';
 import { epochLost, type EpochSeen } from '../protocols/pcp/epoch-check.js';
-import type { Refusal } from '../domain/requests.js';
+import type { FilterStep, Refusal } from '../domain/requests.js';
 import type { UpstreamAnswer, UpstreamAsk, UpstreamServer } from '../service/upstream.js';
 
 export interface UpstreamPcpOptions {
@@ -49,6 +49,7 @@ export interface UpstreamWireStatus {
 }
 
 interface Pending {
+  /** MAP or PEER. */
   readonly opcode: number;
   readonly nonce: Buffer;
   readonly protocol: number;
@@ -62,13 +63,14 @@ const DEFAULT_IRT_MS = 3_000;
 const DEFAULT_MRT_MS = 1_024_000;
 
 /** Upstream's result codes as the service's refusals; what upstream says of our own request is a network failure to our client. */
-function refusalOf(result: number, sentThirdParty: boolean): Refusal {
+function refusalOf(result: number, sent: { thirdParty: boolean; filters: boolean }): Refusal {
   switch (result) {
     case ResultCode.NOT_AUTHORIZED:
       return 'NOT_AUTHORIZED';
     case ResultCode.UNSUPP_OPTION:
-      // §13.1: a server that will not map for a third party says UNSUPP_OPTION.
-      return sentThirdParty ? 'THIRD_PARTY_NOT_ALLOWED' : 'NETWORK_FAILURE';
+      // §13.1: a server that will not map for a third party says UNSUPP_OPTION;
+      // one that does not filter (§13.3: FILTER is mandatory to process) too.
+      return sent.thirdParty ? 'THIRD_PARTY_NOT_ALLOWED' : sent.filters ? 'UNSUPP_OPTION' : 'NETWORK_FAILURE';
     case ResultCode.NO_RESOURCES:
       return 'NO_RESOURCES';
     case ResultCode.UNSUPP_PROTOCOL:
@@ -83,6 +85,18 @@ function refusalOf(result: number, sentThirdParty: boolean): Refusal {
       // UNSUPP_VERSION, MALFORMED_*, UNSUPP_OPCODE, ADDRESS_MISMATCH, NETWORK_FAILURE: not the client's doing.
       return 'NETWORK_FAILURE';
   }
+}
+
+/** §13.3: a filter step as a FILTER option (prefix length in 128-bit space; 0 clears the mapping's filters). */
+function filterOption(f: FilterStep): PcpOption {
+  if (f === 'clear') return { code: OptionCode.FILTER, prefixLength: 0, remotePeerPort: 0, remotePeerAddress: mustParseIp('::'), v4: false };
+  const v4 = familyOf(f.prefix.address) === 4;
+  return { code: OptionCode.FILTER, prefixLength: (v4 ? 96 : 0) + f.prefix.length, remotePeerPort: f.port, remotePeerAddress: f.prefix.address, v4 };
+}
+
+/** One request in flight per upstream mapping: a MAP by its internal port, a PEER by that and its remote peer. */
+function keyOf(protocol: number, internalPort: number, remotePeer: { address: IpAddress; port: number } | undefined): string {
+  return remotePeer ? `peer|${protocol}|${internalPort}|${remotePeer.address}|${remotePeer.port}` : `${protocol}|${internalPort}`;
 }
 
 export class UpstreamPcpClient implements UpstreamServer {
@@ -181,9 +195,10 @@ export class UpstreamPcpClient implements UpstreamServer {
   }
 
   async map(ask: UpstreamAsk): Promise<UpstreamAnswer> {
-    const key = `${ask.protocol}|${ask.internalPort}`;
+    const key = keyOf(ask.protocol, ask.internalPort, ask.remotePeer);
+    const opcode = ask.remotePeer ? Opcode.PEER : Opcode.MAP;
     let ahead = this.pending.get(key);
-    if (ahead && ahead.opcode === Opcode.MAP && ahead.nonce.equals(ask.nonce) && (ahead.lifetime > 0) === (ask.lifetime > 0)) {
+    if (ahead && ahead.opcode === opcode && ahead.nonce.equals(ask.nonce) && (ahead.lifetime > 0) === (ask.lifetime > 0)) {
       // A retransmission from the LAN, or a renewal racing a client's (their lifetimes a second apart): one request upstream.
       return this.answerOf(await ahead.done, ask);
     }
@@ -218,32 +233,37 @@ export class UpstreamPcpClient implements UpstreamServer {
     }
     const options: PcpOption[] = [];
     if (ask.thirdParty) options.push({ code: OptionCode.THIRD_PARTY, address: ask.thirdParty, v4: familyOf(ask.thirdParty) === 4 });
-    if (ask.preferFailure && ask.lifetime > 0) options.push({ code: OptionCode.PREFER_FAILURE });
+    // §11.2: PREFER_FAILURE and FILTER are MAP's; PEER has its one remote peer in its opcode data.
+    if (!ask.remotePeer && ask.preferFailure && ask.lifetime > 0) options.push({ code: OptionCode.PREFER_FAILURE });
+    if (!ask.remotePeer && ask.lifetime > 0) for (const f of ask.filters ?? []) options.push(filterOption(f));
     const v4 = familyOf(ask.client) === 4;
+    const data = {
+      nonce: ask.nonce,
+      protocol: ask.protocol,
+      internalPort: ask.internalPort,
+      externalPort: ask.suggestedExternalPort,
+      externalAddress: ask.suggestedExternalAddress ?? mustParseIp(v4 ? '0.0.0.0' : '::'),
+    };
+    const opcode = ask.remotePeer ? Opcode.PEER : Opcode.MAP;
     const bytes = encodePcpRequest({
-      opcode: Opcode.MAP,
+      opcode,
       lifetime: ask.lifetime,
       clientAddress: ask.client,
-      map: {
-        nonce: ask.nonce,
-        protocol: ask.protocol,
-        internalPort: ask.internalPort,
-        externalPort: ask.suggestedExternalPort,
-        externalAddress: ask.suggestedExternalAddress ?? mustParseIp(v4 ? '0.0.0.0' : '::'),
-      },
+      map: ask.remotePeer ? undefined : data,
+      peer: ask.remotePeer ? { ...data, remotePeerPort: ask.remotePeer.port, remotePeerAddress: ask.remotePeer.address } : undefined,
       options,
     });
-    const r = await this.exchange(key, { opcode: Opcode.MAP, nonce: ask.nonce, protocol: ask.protocol, internalPort: ask.internalPort, lifetime: ask.lifetime }, bytes, deadline - Date.now());
+    const r = await this.exchange(key, { opcode, nonce: ask.nonce, protocol: ask.protocol, internalPort: ask.internalPort, lifetime: ask.lifetime }, bytes, deadline - Date.now());
     return this.answerOf(r, ask);
   }
 
   private answerOf(r: PcpResponse | undefined, ask: UpstreamAsk): UpstreamAnswer {
     if (!r) return { ok: false, refusal: 'NETWORK_FAILURE', detail: `no answer from ${this.o.server} within ${Math.round(ask.patienceMs / 1000)} s` };
     if (r.result !== ResultCode.SUCCESS) {
-      return { ok: false, refusal: refusalOf(r.result, ask.thirdParty !== undefined), detail: `${this.o.server} said ${resultName(r.result)}`, lifetime: r.lifetime };
+      return { ok: false, refusal: refusalOf(r.result, { thirdParty: ask.thirdParty !== undefined, filters: !ask.remotePeer && (ask.filters?.length ?? 0) > 0 }), detail: `${this.o.server} said ${resultName(r.result)}`, lifetime: r.lifetime };
     }
-    if (ask.lifetime === 0) return { ok: true, externalAddress: r.map?.externalAddress ?? ask.client, externalPort: 0, lifetime: 0 };
-    const m = r.map;
+    const m = r.map ?? r.peer;
+    if (ask.lifetime === 0) return { ok: true, externalAddress: m?.externalAddress ?? ask.client, externalPort: 0, lifetime: 0 };
     if (!m || m.externalPort === 0 || r.lifetime === 0) return { ok: false, refusal: 'NETWORK_FAILURE', detail: `${this.o.server} granted nothing usable` };
     return { ok: true, externalAddress: m.externalAddress, externalPort: m.externalPort, lifetime: r.lifetime };
   }
@@ -297,11 +317,12 @@ export class UpstreamPcpClient implements UpstreamServer {
         this.o.log.warn({ event: 'upstream-announce', server: this.o.server, epoch: r.epoch, lost: lost || !known });
         if (!known) this.lost('announce');
       }
-    } else if (r.opcode === Opcode.MAP && r.map) {
-      const p = this.pending.get(`${r.map.protocol}|${r.map.internalPort}`);
-      if (!p || p.opcode !== Opcode.MAP || !p.nonce.equals(r.map.nonce)) return;
+    } else if ((r.opcode === Opcode.MAP && r.map) || (r.opcode === Opcode.PEER && r.peer)) {
+      const d = (r.map ?? r.peer)!;
+      const p = this.pending.get(keyOf(d.protocol, d.internalPort, r.peer ? { address: r.peer.remotePeerAddress, port: r.peer.remotePeerPort } : undefined));
+      if (!p || p.opcode !== r.opcode || !p.nonce.equals(d.nonce)) return;
       p.resolve(r);
-      if (r.result === ResultCode.SUCCESS && r.lifetime > 0) for (const fn of this.addressListeners) fn(r.map.externalAddress);
+      if (r.result === ResultCode.SUCCESS && r.lifetime > 0) for (const fn of this.addressListeners) fn(d.externalAddress);
     }
   }
 

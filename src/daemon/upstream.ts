@@ -20,12 +20,13 @@ import { join } from 'node:path';
 import type { UpstreamPcpSetting } from '../config.js';
 import type { Logger } from '../log.js';
 import { familyOf, type IpAddress } from '../net/address.js';
-import { classifyWanIPv4 } from '../net/wan-address.js';
+import { classifyWanIPv4, lineMismatch } from '../net/wan-address.js';
 import { discoverUpstreams, type UpstreamSource } from '../net/upstream-discovery.js';
 import { UpstreamPcpClient, type UpstreamWireStatus } from '../client/upstream-pcp.js';
 import type { MappingService } from '../service/mapping-service.js';
 import type { UpstreamRelay } from '../service/upstream.js';
 import type { Mapping } from '../domain/mapping.js';
+import type { Unwinding } from './teardown.js';
 
 export interface UpstreamStatus {
   setting: string;
@@ -44,6 +45,8 @@ export interface UpstreamParts {
   /** false: a DS-Lite B4 — upstream maps each LAN host itself, named by THIRD_PARTY (RFC 7648 §3.3). */
   nat44?: boolean;
   stateDir: string;
+  /** --flush-on-exit: the client mappings are removed upstream too when the daemon stops (within FLUSH_DEADLINE_MS). */
+  flushOnExit?: boolean;
   service: MappingService;
   /** This router's own WAN IPv4 address (the PCP Client IP field toward upstream; on DS-Lite the B4's softwire address). */
   wanIPv4(): IpAddress | undefined;
@@ -51,14 +54,21 @@ export interface UpstreamParts {
   newEpoch(): Promise<void>;
   /** Tell the PCP clients of mappings whose external address or port changed (RFC 6887 §14.2). */
   tellMoved(moved: Mapping[]): void;
+  /**
+   * The kernel counts datagrams from the server's address and port only when
+   * they arrive on the WAN (FirewallBackend.guardUpstream): Node tells no
+   * arrival interface, and a LAN host can forge the server's source.
+   */
+  guardUpstream?(server: { address: IpAddress; port: number } | undefined): Promise<void>;
   log: Logger;
   /** Tests: shorter waits. */
-  timing?: { irtMs?: number; patienceMs?: number; passMs?: number; reprobeMs?: number; bindPort?: number };
+  timing?: { irtMs?: number; patienceMs?: number; passMs?: number; reprobeMs?: number; bindPort?: number; flushDeadlineMs?: number };
 }
 
 export interface UpstreamPart {
   status(): UpstreamStatus;
-  stop(): Promise<void>;
+  /** `why` 'stop' (an orderly exit) relays the flush of --flush-on-exit; a failed start does not. */
+  stop(why?: Unwinding): Promise<void>;
 }
 
 /**
@@ -69,6 +79,8 @@ export interface UpstreamPart {
 const PATIENCE_MS = 4_000;
 const PASS_MS = 2_000;
 const REPROBE_MS = 300_000;
+/** How long a stop with --flush-on-exit waits for upstream's answers to the removals: never holding the stop up for long. */
+const FLUSH_DEADLINE_MS = 2_000;
 
 export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   const t = p.timing ?? {};
@@ -82,12 +94,23 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
   let reprobe: NodeJS.Timeout | undefined;
   let noneDetail = '';
 
+  const guard = async (server: { address: IpAddress; port: number } | undefined): Promise<void> => {
+    try {
+      await p.guardUpstream?.(server);
+    } catch (err) {
+      p.log.error({ event: 'upstream-guard-failed', server: server?.address, detail: `${(err as Error).message}: a LAN host could pose as the upstream server` });
+    }
+  };
+
   const use = async (address: IpAddress, port: number, from: UpstreamStatus['source'], mustAnswer: boolean): Promise<boolean> => {
+    // Before the first datagram to it: even the probe's answer counts only from the WAN.
+    await guard({ address, port });
     const w = new UpstreamPcpClient({ server: address, serverPort: port, irtMs: t.irtMs, bindPort: t.bindPort, log: p.log });
     await w.start();
     const client = p.wanIPv4();
     if (mustAnswer && (!client || !(await w.probe(client, t.patienceMs ?? PATIENCE_MS)))) {
       w.stop();
+      await guard(undefined);
       return false;
     }
     wire = w;
@@ -175,6 +198,11 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     if (fresh) p.log.warn({ event: 'upstream-none', kind: verdict.kind, detail: `${noneDetail}: ${verdict.detail}` });
   };
 
+  // The line is not what the settings say: said at start (doctor says it too).
+  const mismatch = lineMismatch(p.wanIPv4(), { nat44: p.nat44 !== false, upstreamAuto: p.setting === 'auto' });
+  if (mismatch?.level === 'warn') p.log.warn({ event: 'line-mismatch', detail: mismatch.detail, fix: mismatch.fix });
+  else if (mismatch) p.log.info({ event: 'upstream-not-needed', detail: mismatch.detail });
+
   if (p.setting === 'off') {
     // Nothing relayed; the WAN address's own warning (daemon/metrics.ts) still says what it means.
   } else if (p.setting === 'auto') {
@@ -198,9 +226,14 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
       if (verdict.reachable) return { setting, state: 'not-needed', publicAddress: null, detail: verdict.detail };
       return { setting, state: 'none', publicAddress: null, detail: `${noneDetail || 'not probed yet'}: ${verdict.detail}` };
     },
-    async stop() {
+    async stop(why) {
       if (timer) clearInterval(timer);
       if (reprobe) clearInterval(reprobe);
+      if (why === 'stop' && p.flushOnExit && relay && wire) {
+        // Before the wire closes (the service's own flush comes after this, and asks upstream nothing more).
+        const r = await relay.removeAllUpstream(t.flushDeadlineMs ?? FLUSH_DEADLINE_MS);
+        p.log.info({ event: 'upstream-flushed-on-exit', server: wire.server, asked: r.asked, answered: r.answered });
+      }
       // The relay stays attached: the parts it recorded stay in the table for whatever writes the store last.
       wire?.stop();
     },

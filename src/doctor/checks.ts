@@ -5,7 +5,8 @@
 
 import type { IpAddress } from '../net/address.js';
 import { lanAddresses, wanIPv4, type InterfaceReader } from '../net/interfaces.js';
-import { classifyWanIPv4 } from '../net/wan-address.js';
+import { classifyWanIPv4, lineMismatch } from '../net/wan-address.js';
+import type { UpstreamPcpSetting } from '../config.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -25,6 +26,8 @@ export interface DoctorSettings {
   nft: { table: string; embed: boolean; mark: number };
   /** false: a DS-Lite B4 without NAT44 (--no-nat44): upstream maps each LAN host (THIRD_PARTY). */
   nat44?: boolean;
+  /** --upstream-pcp: 'auto' on a WAN address of the router's own is said to have nothing to relay to. */
+  upstreamPcp?: UpstreamPcpSetting;
 }
 
 export interface SystemView {
@@ -155,7 +158,12 @@ async function lanInterfaces(s: DoctorSettings, sys: SystemView): Promise<Check[
 async function wanAddress(s: DoctorSettings, sys: SystemView): Promise<Check> {
   const address = s.externalIp ?? wanIPv4(s.wan, sys.interfaces);
   const v = classifyWanIPv4(address);
-  if (v.reachable) return { name: 'WAN address', status: 'ok', detail: v.detail };
+  if (v.reachable) {
+    // The line is not what the settings say (issue 14): a DS-Lite B4 has no public IPv4 address; auto finds no CGN to relay to.
+    const m = lineMismatch(address, { nat44: s.nat44 !== false, upstreamAuto: s.upstreamPcp === 'auto' });
+    if (m?.level === 'warn') return { name: 'WAN address', status: 'warn', detail: m.detail, fix: m.fix };
+    return { name: 'WAN address', status: 'ok', detail: m ? `${v.detail}; ${m.detail}` : v.detail };
+  }
   const upstream = v.kind === 'link-local' ? undefined : await sys.upstreamPcp?.(address);
   if (upstream?.found) {
     const { server, source } = upstream.found;

@@ -22,7 +22,9 @@ export type Refusal =
   /** A mapping for another host that policy does not allow (PCP: UNSUPP_OPTION, §13.1). */
   | 'THIRD_PARTY_NOT_ALLOWED'
   /** Over the per-client request rate of the policy rule that allowed it. */
-  | 'RATE_LIMITED';
+  | 'RATE_LIMITED'
+  /** An option the request needs is not supported where it must be honoured (behind the ISP's NAT: upstream refused FILTER). */
+  | 'UNSUPP_OPTION';
 
 /** A filter step as PCP FILTER options list them: add a remote, or clear all (prefix length 0). */
 export type FilterStep = RemoteFilter | 'clear';

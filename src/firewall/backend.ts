@@ -52,6 +52,12 @@ export interface FirewallBackend {
    * enforces nothing (memory): the daemon warns and serves.
    */
   guard?(): Promise<{ ok: boolean; detail: string }>;
+  /**
+   * The upstream PCP server (RFC 7648 proxy): datagrams from its address and
+   * port count only when they arrive on the WAN interface (undefined: none).
+   * A firewall without the method enforces nothing (memory).
+   */
+  guardUpstream?(server: { address: IpAddress; port: number } | undefined): Promise<void>;
   /** Packets an entry has admitted, where the firewall counts them (IPv6 pinholes); undefined otherwise. */
   packets?(entry: FirewallEntry): Promise<number | undefined>;
   /**

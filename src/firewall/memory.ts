@@ -31,7 +31,14 @@ export class MemoryFirewall implements FirewallBackend {
   /** The static openings last set (the memory firewall routes by entries only). */
   statics: readonly StaticOpening[] = [];
 
+  /** The upstream PCP server last guarded (nothing is enforced here; tests read it). */
+  upstreamGuard: { address: IpAddress; port: number } | undefined;
+
   async start(): Promise<void> {}
+
+  async guardUpstream(server: { address: IpAddress; port: number } | undefined): Promise<void> {
+    this.upstreamGuard = server;
+  }
 
   async setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }> {
     const before = new Set(this.statics.map((s) => JSON.stringify(s)));

@@ -54,3 +54,24 @@ export function classifyWanIPv4(address: IpAddress | undefined): WanVerdict {
       return { kind, reachable: false, detail: `${address} is link-local: the WAN got no address from the ISP, and ${BEHIND}` };
   }
 }
+
+/**
+ * Where the WAN address says the line is not what the settings say (issue
+ * 14): --no-nat44 (a DS-Lite B4, whose AFTR is the only NAT44) with a public
+ * IPv4 address on the WAN — this router then translates nothing for a line
+ * that needs it; or --upstream-pcp auto with one — no carrier-grade NAT, so
+ * nothing to relay to (said, not warned: auto is the default). Undefined:
+ * nothing to say (or the address is not public).
+ */
+export function lineMismatch(address: IpAddress | undefined, s: { nat44: boolean; upstreamAuto: boolean }): { level: 'warn' | 'info'; detail: string; fix?: string } | undefined {
+  if (!classifyWanIPv4(address).reachable) return undefined;
+  if (!s.nat44) {
+    return {
+      level: 'warn',
+      detail: `--no-nat44 (DS-Lite B4) but the WAN has the public IPv4 address ${address}: a DS-Lite line has none (the AFTR translates), so this one is probably not DS-Lite, and with no NAT44 here IPv4 mappings are admitted for LAN addresses nobody outside can reach`,
+      fix: 'drop --no-nat44 (config nat44: false) unless the ISP routes the LAN\'s IPv4 prefix to this router',
+    };
+  }
+  if (s.upstreamAuto) return { level: 'info', detail: `no ISP NAT in the way (the WAN address is public): --upstream-pcp auto has nothing to relay to, and IPv4 mappings are made here only` };
+  return undefined;
+}

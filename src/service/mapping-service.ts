@@ -203,7 +203,10 @@ export class MappingService {
 
   /** PCP PEER (RFC 6887 §12): an outbound flow's mapping, opened only to that remote peer. */
   async peer(req: PeerRequest): Promise<MapOutcome> {
-    const out = await this.peerInner(req);
+    const before = this.upstream ? this.table.get(mappingKey('peer', req.internalAddress, req.protocol, req.internalPort, { address: req.remotePeerAddress, port: req.remotePeerPort })) : undefined;
+    let out = await this.peerInner(req);
+    // RFC 7648 §3: behind the ISP's NAT the outbound flow crosses it too; upstream's PEER is where it leaves.
+    if (this.upstream && out.ok && UpstreamRelay.concerns(out.mapping)) out = await this.upstream.afterGrant(req, out, before);
     logDecision(this.log, 'peer', req, out);
     return out;
   }

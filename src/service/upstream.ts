@@ -1,6 +1,9 @@
 // Behind the ISP's NAT (RFC 7648, PCP proxy): every IPv4 mapping is made
 // here first, then asked of the upstream PCP server (the CGN or the DS-Lite
-// AFTR) for this mapping's external address and port. A mapping counts as
+// AFTR) for this mapping's external address and port: a MAP as a MAP (its
+// FILTERs with it, so upstream filters too), a PEER as a PEER (the outbound
+// flow crosses the ISP's NAT as well, and the client must learn where it
+// leaves from there: RFC 7648 §3 handles PEER like MAP). A mapping counts as
 // granted only when upstream granted it; the client is told upstream's
 // address and port and a lifetime no longer than upstream's (for the doors
 // whose clients renew: PCP, NAT-PMP). What the daemon must keep alive itself
@@ -18,10 +21,10 @@ import type { Logger } from '../log.js';
 import type { Clock } from '../state/clock.js';
 import type { MappingTable } from '../state/table.js';
 import { keyOf, reachedAt, type Mapping, type UpstreamPart } from '../domain/mapping.js';
-import { refuse, type Granted, type MapOutcome, type MapRequest, type Refusal } from '../domain/requests.js';
+import { refuse, type FilterStep, type Granted, type MapOutcome, type Refusal } from '../domain/requests.js';
 import type { TableChanges } from './table-changes.js';
 
-/** One MAP for the upstream server (RFC 6887 §11.1), about this router's external port. */
+/** One MAP (RFC 6887 §11.1) or PEER (§12.1) for the upstream server, about this router's external port. */
 export interface UpstreamAsk {
   protocol: number;
   /** The mapping's external port here (upstream's internal port); with THIRD_PARTY, the LAN host's port. */
@@ -40,6 +43,18 @@ export interface UpstreamAsk {
   patienceMs: number;
   /** The LAN client whose request this is (none: the daemon's own work): one client gets a share of the cap, not all of it. */
   owner?: string;
+  /** A PEER: its one remote peer (absent: a MAP). */
+  remotePeer?: { address: IpAddress; port: number };
+  /** A MAP's FILTER options (§13.3), in order; 'clear' first, so upstream's set becomes this one. */
+  filters?: readonly FilterStep[];
+}
+
+/** What a door's request tells the relay beyond the mapping it granted (a MAP's or a PEER's). */
+export interface UpstreamCause {
+  client: IpAddress;
+  suggestedExternalPort: number;
+  preferFailure?: boolean;
+  filters?: readonly FilterStep[];
 }
 
 export type UpstreamAnswer =
@@ -81,6 +96,8 @@ export class UpstreamRelay {
   /** Background attempts that failed: when to try again, and the wait after that (RFC 6887 §8.1.1's doubling). */
   private readonly retry = new Map<string, { at: number; waitMs: number }>();
   private readonly stats = { relayed: 0, refused: 0, unanswered: 0, removed: 0 };
+  /** After removeAllUpstream (the daemon is exiting): nothing more is asked of upstream. */
+  private retired = false;
   onMoved: UpstreamMoved = () => undefined;
 
   constructor(
@@ -106,9 +123,9 @@ export class UpstreamRelay {
     return this.line.publicAddress();
   }
 
-  /** Whether a mapping goes upstream: IPv4 MAP kind (PEER and IPv6 pinholes do not cross the ISP's NAT44). */
+  /** Whether a mapping goes upstream: IPv4, MAP or PEER kind (IPv6 pinholes do not cross the ISP's NAT44). */
   static concerns(m: Mapping): boolean {
-    return m.family === 4 && m.kind === 'map';
+    return m.family === 4;
   }
 
   /** The nonce upstream knows a mapping by: a PCP client's own (relayed, RFC 7648), else one of the daemon's, the same after a restart. */
@@ -130,11 +147,11 @@ export class UpstreamRelay {
    * leaves, a renewal goes back to `before` — and the client hears the
    * refusal.
    */
-  async afterGrant(req: MapRequest, granted: Granted, before: Mapping | undefined): Promise<MapOutcome> {
+  async afterGrant(req: UpstreamCause, granted: Granted, before: Mapping | undefined): Promise<MapOutcome> {
     const m = granted.mapping;
     const client = this.line.clientAddress();
     const answer: UpstreamAnswer = client
-      ? await this.line.server.map({ ...this.ask(m, client, req, this.line.patienceMs), owner: req.client })
+      ? await this.line.server.map({ ...this.ask(m, client, req, this.line.patienceMs, (before?.filters.length ?? 0) > 0), owner: req.client })
       : { ok: false, refusal: 'NETWORK_FAILURE', detail: 'the WAN has no IPv4 address to ask upstream from' };
     const current = this.table.get(keyOf(m));
     if (!answer.ok) {
@@ -168,7 +185,7 @@ export class UpstreamRelay {
   /** The MAP-kind IPv4 mapping upstream reaches at `externalPort`. A scan: a proxying router's table is a home's, not a CGN's. */
   holderOf(protocol: number, externalPort: number): Mapping | undefined {
     for (const m of this.table.values()) {
-      if (UpstreamRelay.concerns(m) && m.protocol === protocol && reachedAt(m).port === externalPort) return m;
+      if (UpstreamRelay.concerns(m) && m.kind === 'map' && m.protocol === protocol && reachedAt(m).port === externalPort) return m;
     }
     return undefined;
   }
@@ -176,21 +193,53 @@ export class UpstreamRelay {
   /** Mappings that ended here (removed, expired, revoked, replaced): upstream removes them too, as far as the cap allows. */
   gone(ended: readonly Mapping[]): void {
     const client = this.line.clientAddress();
-    if (!client) return;
-    for (const m of ended) {
-      if (!UpstreamRelay.concerns(m) || !m.upstream) continue;
-      this.retry.delete(keyOf(m));
-      if (this.line.server.spare() <= 0) {
-        // Upstream ends it with its own lifetime, which this router renews no more.
-        this.log.warn({ event: 'upstream-remove-skipped', internalPort: m.externalPort, detail: 'too many upstream requests in flight' });
-        continue;
-      }
-      this.stats.removed++;
-      const ask = { ...this.ask(m, client, undefined, this.line.patienceMs), lifetime: 0 };
-      void this.line.server.map(ask).then((a) => {
-        if (!a.ok) this.log.warn({ event: 'upstream-remove-failed', internalPort: m.externalPort, refusal: a.refusal, detail: a.detail });
-      });
+    if (!client || this.retired) return;
+    for (const m of ended) void this.removeUpstream(m, client, this.line.patienceMs);
+  }
+
+  /**
+   * --flush-on-exit: the client mappings' upstream parts are removed upstream
+   * before the daemon exits, so the ISP keeps no port open for what this
+   * router dropped. Waits for the answers no longer than `deadlineMs`; after
+   * it the relay asks upstream nothing more (the wire closes next). Static
+   * forwards stay: the flush keeps them here too, and upstream's lifetime
+   * ends them now that nobody renews them.
+   */
+  async removeAllUpstream(deadlineMs: number): Promise<{ asked: number; answered: number }> {
+    const client = this.line.clientAddress();
+    this.retired = true;
+    if (!client) return { asked: 0, answered: 0 };
+    const asked: Promise<boolean>[] = [];
+    for (const m of this.table.values()) {
+      if (m.origin === 'static') continue;
+      const p = this.removeUpstream(m, client, deadlineMs);
+      if (p) asked.push(p);
     }
+    let answered = 0;
+    for (const p of asked) void p.then((ok) => (answered += ok ? 1 : 0));
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.all(asked), new Promise((r) => (timer = setTimeout(r, deadlineMs)))]);
+    clearTimeout(timer);
+    return { asked: asked.length, answered };
+  }
+
+  /** Lifetime 0 upstream for `m`, if it has an upstream part and the cap allows; resolves to whether upstream confirmed. */
+  private removeUpstream(m: Mapping, client: IpAddress, patienceMs: number): Promise<boolean> | undefined {
+    if (!UpstreamRelay.concerns(m) || !m.upstream) return undefined;
+    this.retry.delete(keyOf(m));
+    // RFC 6887 §12.3: PEER cannot shorten a mapping; upstream's lifetime (no longer than ours for a PCP client) ends it.
+    if (m.kind === 'peer') return undefined;
+    if (this.line.server.spare() <= 0) {
+      // Upstream ends it with its own lifetime, which this router renews no more.
+      this.log.warn({ event: 'upstream-remove-skipped', internalPort: m.externalPort, detail: 'too many upstream requests in flight' });
+      return undefined;
+    }
+    this.stats.removed++;
+    const ask = { ...this.ask(m, client, undefined, patienceMs), lifetime: 0 };
+    return this.line.server.map(ask).then((a) => {
+      if (!a.ok) this.log.warn({ event: 'upstream-remove-failed', internalPort: m.externalPort, refusal: a.refusal, detail: a.detail });
+      return a.ok;
+    });
   }
 
   /** Upstream lost its state (epoch, ANNOUNCE) or this router's address toward it changed: every upstream mapping is made again. */
@@ -208,7 +257,7 @@ export class UpstreamRelay {
    */
   async pass(): Promise<void> {
     const client = this.line.clientAddress();
-    if (!client) return;
+    if (!client || this.retired) return;
     const now = this.clock.now();
     let budget = Math.min(PACE, this.line.server.spare());
     const work: Promise<void>[] = [];
@@ -268,7 +317,8 @@ export class UpstreamRelay {
     for (const m of this.table.values()) if (UpstreamRelay.concerns(m) && m.upstream) yield keyOf(m);
   }
 
-  private ask(m: Mapping, client: IpAddress, req: MapRequest | undefined, patienceMs: number): UpstreamAsk {
+  /** `hadFilters`: the mapping had FILTERs before this request (upstream may hold them: a clear goes up even when none are left). */
+  private ask(m: Mapping, client: IpAddress, req: UpstreamCause | undefined, patienceMs: number, hadFilters = false): UpstreamAsk {
     const u = m.upstream;
     // A renewal asks for what it has; a client's own suggestion (PREFER_FAILURE: UPnP's exact port) goes up as it came.
     const suggested = req?.preferFailure ? req.suggestedExternalPort : u?.externalPort ?? (req?.suggestedExternalPort || m.externalPort);
@@ -285,6 +335,11 @@ export class UpstreamRelay {
       client,
       thirdParty: this.line.thirdParty ? m.internalAddress : undefined,
       patienceMs,
+      remotePeer: m.kind === 'peer' ? m.remotePeer : undefined,
+      // Upstream's filters become this mapping's: cleared, then each. Never a FILTER for a mapping that
+      // has had none (UPnP sends a clear with every wildcard RemoteHost): an upstream that does not
+      // filter (FILTER is mandatory to process, §13.3) would refuse every such mapping.
+      filters: m.kind === 'map' && (m.filters.length > 0 || hadFilters) ? ['clear', ...m.filters] : undefined,
     };
   }
 

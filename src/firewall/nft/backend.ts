@@ -4,7 +4,7 @@
 import type { Logger } from '../../log.js';
 import { entryKey, type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { ALL_PORTS, SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology } from './ruleset.js';
+import { ALL_PORTS, SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
 import { OutboundElements, largestFreeRun, outboundElementsOf, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
 import { ConntrackFlusher, type FlowSelector } from '../conntrack.js';
 import type { StaticOpening } from '../../domain/mapping.js';
@@ -48,7 +48,7 @@ export class NftBackend implements FirewallBackend {
 
   constructor(
     readonly placement: Placement,
-    private readonly topology: Topology,
+    private topology: Topology,
     private readonly log: Logger,
     runner?: NftRunner,
     conntrack?: ConntrackFlusher,
@@ -315,6 +315,21 @@ export class NftBackend implements FirewallBackend {
     }
     this.remap = next;
     this.log.info({ event: 'nft-remap', min: next.min, max: next.max });
+  }
+
+  /**
+   * The upstream PCP server's datagrams count only from the WAN (ruleset.ts,
+   * upstreamLine). Our input chain's rules are rewritten in one transaction,
+   * so the LAN guard never lapses; a later setup (repair) writes it again.
+   */
+  async guardUpstream(server: UpstreamSource | undefined): Promise<void> {
+    this.topology = { ...this.topology, upstream: server };
+    if (!this.started) return;
+    const at = `${this.placement.family} ${this.placement.table}`;
+    const input = inputChain(this.placement);
+    const lines = [`flush chain ${at} ${input}`, ...inputRuleLines(this.placement, this.topology).map((r) => `add rule ${at} ${r}`)];
+    const r = await this.runner.script(lines.join('\n') + '\n');
+    if (!r.ok) throw new NftSetupError(`could not guard the upstream server's address: ${explain(r.spawnError ?? r.stderr)}`);
   }
 
   async stop(): Promise<void> {

@@ -14,11 +14,13 @@
 //                        snat to (saddr . l4proto . sport) map @snat4
 //                        → static_post: each IPv4 port forward's own SNAT, then its port as held
 //                        (l4proto . sport) @held4 → held_nat: masquerade into ports nobody holds
-//                      oifname LANs, marked hairpin with ct status dnat:
+//                      oifname LANs, a hairpin (ct mark) with ct status dnat:
 //                        snat to (saddr . l4proto . sport) map @snat4, else to the external address
 //   input (filter):    portcullis' own ports (PCP/NAT-PMP, SSDP, UPnP HTTP) → lan_only:
 //                        not from a LAN interface                      drop
 //                        source not routed back out the arrival iface  drop
+//                      UDP from the upstream PCP server's address and port (RFC 7648
+//                      proxy) not from the WAN interface              drop
 //   forward (filter):  iifname WAN oifname LANs → wan_to_lan:
 //                        established/related           return
 //                        → static_fwd: the admin's IPv6 static openings     mark
@@ -98,6 +100,14 @@ export interface Topology {
   nat44?: boolean;
   /** Per-device UDP rate to those ports, enforced in the kernel (DEVICE_UDP_RATE by default; perSecond 0: none). */
   deviceUdpRate?: { perSecond: number; burst: number };
+  /** The upstream PCP server (RFC 7648 proxy): its datagrams count only from the WAN interface. */
+  upstream?: UpstreamSource;
+}
+
+/** Where the upstream PCP server's answers and ANNOUNCEs come from. */
+export interface UpstreamSource {
+  address: IpAddress;
+  port: number;
 }
 
 export const SET = {
@@ -247,16 +257,21 @@ export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS)
     // arrival interface's own (the LAN's router address keeps its services).
     // FILTERed mappings are left out: their remote is a WAN peer by definition.
     `${pre} iifname ${lans} meta nfproto ipv4 fib daddr . iif type != local fib daddr type local jump ${name(CHAIN.hairpin)}`,
-    `${name(CHAIN.hairpin)} ${mark}`,
+    `${name(CHAIN.hairpin)} ${mark} ct mark set ct mark | ${hex}`,
     `${name(CHAIN.hairpin)} jump ${name(CHAIN.staticPre)}`,
     `${name(CHAIN.hairpin)} ${tcpUdp} dnat ip to ip daddr . meta l4proto . th dport map @${name(SET.dnat4)}`,
     `${post} ${oifWan} meta nfproto ipv4 ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
     `${post} ${oifWan} meta nfproto ipv4 jump ${name(CHAIN.staticPost)}`,
     `${post} ${oifWan} meta nfproto ipv4 ${tcpUdp} meta l4proto . th sport @${name(SET.held4)} jump ${name(CHAIN.heldNat)}`,
     `${name(CHAIN.heldNat)} ${tcpUdp} masquerade to :${remap.min}-${remap.max}`,
-    // REQ-9 a: the target sees the sender's external address and port.
-    `${post} oifname ${lans} meta nfproto ipv4 meta mark & ${hex} == ${hex} ct status dnat ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
-    `${post} oifname ${lans} meta nfproto ipv4 meta mark & ${hex} == ${hex} ct status dnat snat ip to ct original ip daddr`,
+    // REQ-9 a: the target sees the sender's external address and port. Only
+    // a hairpinned flow, told by its conntrack mark: the packet mark is also
+    // set by the forward path on what it admits from the WAN, and that must
+    // reach the LAN host with the remote's own source (its FILTER, and a
+    // proxy's behind an ISP's NAT, key on it). The input interface, which
+    // would tell them apart too, is not known at postrouting.
+    `${post} oifname ${lans} meta nfproto ipv4 ct mark & ${hex} == ${hex} ct status dnat ${tcpUdp} snat ip to ip saddr . meta l4proto . th sport map @${name(SET.snat4)}`,
+    `${post} oifname ${lans} meta nfproto ipv4 ct mark & ${hex} == ${hex} ct status dnat snat ip to ct original ip daddr`,
   ];
   if (!p.embedded) rules.push(`${gate} ct state established,related return`);
   rules.push(`${gate} meta nfproto ipv6 jump ${name(CHAIN.staticFwd)}`);
@@ -281,7 +296,7 @@ export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS)
 
 /** How many rules guardLines writes (for the check that they are in place). */
 export function guardRuleCount(t: Topology): number {
-  return (t.guarded.udp.length ? (deviceRate(t) ? 2 : 1) : 0) + (t.guarded.tcp.length ? 1 : 0) + 2;
+  return (t.guarded.udp.length ? (deviceRate(t) ? 2 : 1) : 0) + (t.guarded.tcp.length ? 1 : 0) + 2 + (t.upstream ? 1 : 0);
 }
 
 function deviceRate(t: Topology): { perSecond: number; burst: number } | undefined {
@@ -301,12 +316,31 @@ function guardLines(p: Placement, t: Topology, lans: string): string[] {
   const out: string[] = [];
   if (t.guarded.udp.length) out.push(`${input} udp dport ${ports(t.guarded.udp)} jump ${lanOnly}`);
   if (t.guarded.tcp.length) out.push(`${input} tcp dport ${ports(t.guarded.tcp)} jump ${lanOnly}`);
+  if (t.upstream) out.push(upstreamLine(input, t.wan, t.upstream));
   out.push(`${lanOnly} iifname != ${lans} drop`, `${lanOnly} fib saddr . iif oif missing drop`);
   const rate = deviceRate(t);
   if (t.guarded.udp.length && rate) {
     out.push(`${lanOnly} meta l4proto udp update @${objectName(p, FLOOD_SET)} { ether saddr limit rate over ${rate.perSecond}/second burst ${rate.burst} packets } counter drop`);
   }
   return out;
+}
+
+/**
+ * The upstream PCP server's answers and ANNOUNCEs count only when they
+ * arrive on the WAN interface: Node tells no arrival interface, and a LAN
+ * host can send with the server's source address (reverse-path filtering
+ * is a sysctl the admin may have off). Counted, so `nft list` shows forgeries.
+ */
+function upstreamLine(input: string, wan: string, u: UpstreamSource): string {
+  const port = Math.trunc(u.port);
+  if (!(port >= 1 && port <= 65535)) throw new Error(`bad upstream port ${u.port}`);
+  return `${input} iifname != "${wan}" ${familyOf(u.address) === 4 ? 'ip' : 'ip6'} saddr ${u.address} udp sport ${port} counter drop`;
+}
+
+/** The rules of our input chain alone (rewritten when the upstream server changes). */
+export function inputRuleLines(p: Placement, t: Topology): string[] {
+  const input = objectName(p, CHAIN.input);
+  return guardLines(p, t, `{ ${t.lan.map((l) => `"${l}"`).join(', ')} }`).filter((l) => l.startsWith(`${input} `));
 }
 
 /** Which set an entry's elements live in (`nat44` false: IPv4 is admitted, not translated). */

@@ -20,6 +20,8 @@ import type { DoorReply } from '../door-reply.js';
 const REFUSAL_TO_RESULT: Record<Refusal, NatPmpResult> = {
   NOT_AUTHORIZED: NatPmpResult.NOT_AUTHORIZED,
   THIRD_PARTY_NOT_ALLOWED: NatPmpResult.NOT_AUTHORIZED,
+  // NAT-PMP has no options; never its clients' refusal, named for completeness.
+  UNSUPP_OPTION: NatPmpResult.NOT_AUTHORIZED,
   UNSUPP_PROTOCOL: NatPmpResult.NOT_AUTHORIZED,
   MALFORMED_REQUEST: NatPmpResult.NOT_AUTHORIZED,
   NETWORK_FAILURE: NatPmpResult.NETWORK_FAILURE,

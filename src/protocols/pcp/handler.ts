@@ -34,6 +34,7 @@ const REFUSAL_TO_RESULT: Record<Refusal, ResultName> = {
   THIRD_PARTY_NOT_ALLOWED: 'UNSUPP_OPTION',
   // §7.4: NO_RESOURCES is a short-lifetime error: the client retries later.
   RATE_LIMITED: 'NO_RESOURCES',
+  UNSUPP_OPTION: 'UNSUPP_OPTION',
 };
 
 /** An unasked response for a client: where it goes, and its bytes. */

@@ -453,6 +453,9 @@ function refusalError(r: Refusal, pinhole: boolean): UpnpErrorDef {
     case 'MALFORMED_REQUEST':
     case 'EXCESSIVE_REMOTE_PEERS':
       return UpnpError.INVALID_ARGS;
+    case 'UNSUPP_OPTION':
+      // Behind the ISP's NAT, upstream would not filter by NewRemoteHost.
+      return pinhole ? UpnpError.ACTION_FAILED : W.REMOTE_HOST_ONLY_SUPPORTS_WILDCARD;
     case 'RATE_LIMITED':
     case 'FIREWALL_FAILED':
     case 'NETWORK_FAILURE':
