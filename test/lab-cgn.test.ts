@@ -15,6 +15,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { CLI, announcedEpoch, labUp, lanClients, listenForAnnouncements, logLines, logged, stateDir, waitForLine } from './helpers/lab.js';
 import { reaches, shortMapping } from './helpers/reach.js';
+import { until } from './helpers/wait.js';
 
 const lab = labUp(`cg${process.pid % 10000}`, 'lab-cgn.sh');
 t.teardown(() => lab.down());
@@ -91,9 +92,10 @@ t.test('natpmpc: the ISP\'s public address, a port, and the WAN host reaches the
 
   const del = natpmpc('-a', '0', '40001', 'udp', '0');
   t.equal(del.code, 0, del.all);
-  await new Promise((r) => setTimeout(r, 500));
-  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40001, to: PUBLIC, toPort: port }), 'removed: closed end to end');
+  // The client is answered before the ISP has deleted: wait for the ISP's kernel, then probe.
+  await until(() => !/"100\.64\.0\.2"/.test(ispEntries()), 10_000, 250);
   t.notMatch(ispEntries(), /"100\.64\.0\.2"/, 'the removal reached the ISP\'s kernel');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40001, to: PUBLIC, toPort: port }), 'removed: closed end to end');
 });
 
 t.test('portcullis pcp: upstream\'s address and port; expiry closes it end to end', async (t) => {
@@ -117,7 +119,7 @@ t.test('upnpc: the ISP\'s address and the exact port asked', async (t) => {
   t.match(list.all, /UDP\s+40004->192\.168\.77\.2:40004/, 'listed by upstream\'s port');
   const del = upnpc('-d', '40004', 'UDP');
   t.equal(del.code, 0, del.all);
-  await new Promise((r) => setTimeout(r, 500));
+  await until(() => !/"40004"|: 40004,/.test(ispEntries()), 10_000, 250);
   t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40004, to: PUBLIC, toPort: 40004 }), 'deleted by upstream\'s port: closed');
 });
 
@@ -166,9 +168,9 @@ t.test('the CPE restarted: a NAT-PMP mapping is renewed and removed upstream wit
   t.match(again.all, new RegExp(`Mapped public port ${port} protocol UDP to local port 40010`), 'renewed upstream: the ISP saw the same nonce');
   const del = natpmpc('-a', '0', '40010', 'udp', '0');
   t.equal(del.code, 0, del.all);
-  await new Promise((r) => setTimeout(r, 500));
-  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40010, to: PUBLIC, toPort: port }), 'removed end to end');
+  await until(() => !new RegExp(`"${port}"|: ${port},`).test(ispEntries()), 10_000, 250);
   t.notMatch(ispEntries(), new RegExp(`"${port}"|: ${port},`), 'gone from the ISP\'s kernel');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40010, to: PUBLIC, toPort: port }), 'removed end to end');
 });
 
 t.test('the ISP\'s external address changes: the CPE\'s epoch starts again, its clients hear the new address, the mappings follow', async (t) => {
@@ -204,7 +206,9 @@ t.test('a silent upstream: failures within a bounded time', async (t) => {
   const r = pcp('--proto', 'udp', '--port', '40006', '--lifetime', '600');
   const took = Date.now() - started;
   t.match(r, { result: 'NETWORK_FAILURE' });
-  t.ok(took < 8000, `PCP answered in ${took} ms`);
+  // Bounded, not fast: the client's own patience is 7.5 s, so NETWORK_FAILURE
+  // above already says the daemon answered in time; this catches a hang.
+  t.ok(took < 30_000, `PCP answered in ${took} ms`);
   const n = natpmpc('-a', '40007', '40007', 'udp', '3600');
   t.notMatch(n.all, /Mapped public port/, n.all);
   const found = upnpc('-a', '192.168.77.2', '40008', '40008', 'UDP', '3600');

@@ -22,6 +22,7 @@ import { fileURLToPath } from 'node:url';
 import { CLI, labUp, lanClients, logLines, stateDir, waitForLine } from './helpers/lab.js';
 import { reaches, shortMapping, sourceSeen } from './helpers/reach.js';
 import { pcpPeer } from './helpers/pcp-peer.js';
+import { until } from './helpers/wait.js';
 
 const prefix = `ds${process.pid % 10000}`;
 const lab = labUp(prefix, 'lab-dslite.sh');
@@ -80,18 +81,24 @@ t.teardown(() => {
 const { natpmpc, pcp, upnpc } = lanClients(lab, '192.168.77.1');
 const cpeSet = (name: string) => lab.exec('cpe', ['nft', '-j', 'list', name === 'admit4' ? 'set' : 'map', 'inet', 'portcullis', name]).stdout;
 const aftrDnat = () => lab.exec('aftr', ['nft', '-j', 'list', 'map', 'inet', 'portcullis', 'dnat4']).stdout;
-const settle = () => new Promise((r) => setTimeout(r, 500));
 
 t.test(`the softwire (${softwire}) carries IPv4 inside IPv6: the WAN link has no IPv4`, async (t) => {
   t.ok(softwire === 'ip6tnl' || softwire === 'vxlan', `softwire ${softwire}`);
   const addrs = lab.exec('cpe', ['ip', '-4', '-o', 'addr', 'show', 'dev', 'wan0']).stdout;
   t.equal(addrs.trim(), '', 'no IPv4 address on the CPE\'s WAN');
-  const cap = lab.spawn('cpe', ['timeout', '6', 'tshark', '-n', '-i', 'wan0', '-a', 'duration:4', '-T', 'fields', '-e', 'frame.protocols']);
+  // tshark starts slowly on a loaded machine: wait until it says it captures,
+  // then stop it ourselves once the probe is through (-l: line by line).
+  const cap = lab.spawn('cpe', ['timeout', '60', 'tshark', '-l', '-n', '-i', 'wan0', '-T', 'fields', '-e', 'frame.protocols']);
   let out = '';
+  let said = '';
   cap.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise((r) => setTimeout(r, 1500));
+  cap.stderr?.on('data', (d: Buffer) => (said += d.toString()));
+  await until(() => said.includes('Capturing on'), 30_000, 100);
   t.ok(await reaches(lab, { proto: 'udp', listen: 'wan', port: 40900, to: '11.22.33.2', from: 'lan' }), 'the LAN host reaches the internet through the AFTR');
-  await new Promise((r) => cap.on('exit', r));
+  await until(() => out.split('\n').some((f) => /ipv6.*:ip:udp/.test(f)), 5000, 100);
+  const ended = new Promise((r) => cap.on('exit', r));
+  cap.kill('SIGINT');
+  await ended;
   const frames = out.split('\n').filter(Boolean);
   t.ok(frames.length > 0, `frames captured on wan0: ${frames.length}`);
   t.ok(frames.every((f) => f.startsWith('eth:ethertype:ipv6')), `only IPv6 on the WAN: ${[...new Set(frames)].join(' | ')}`);
@@ -119,9 +126,9 @@ t.test('natpmpc: the AFTR\'s public address and a port, reached from the WAN; no
 
   const del = natpmpc('-a', '0', '40001', 'udp', '0');
   t.equal(del.code, 0, del.all);
-  await settle();
-  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40001, to: PUBLIC, toPort: port }), 'removed: closed end to end');
+  await until(() => !/"192\.168\.77\.2", 40001/.test(aftrDnat()), 10_000, 250);
   t.notMatch(aftrDnat(), /"192\.168\.77\.2", 40001/, 'gone from the AFTR');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40001, to: PUBLIC, toPort: port }), 'removed: closed end to end');
   t.notMatch(cpeSet('admit4'), /40001/, 'gone from the CPE');
 });
 
@@ -133,7 +140,7 @@ t.test('portcullis pcp: TCP through the softwire; delete closes it', async (t) =
   t.ok(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 40002, to: PUBLIC, toPort: port }), 'TCP from the internet connects');
   const del = pcp('--proto', 'tcp', '--port', '40002', '--lifetime', '0', '--nonce', nonce);
   t.match(del, { result: 'SUCCESS' });
-  await settle();
+  await until(() => !new RegExp(`"192\\.168\\.77\\.2", 40002`).test(aftrDnat()), 10_000, 250);
   t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan', port: 40002, to: PUBLIC, toPort: port }), 'deleted: closed');
 
   const short = await shortMapping(lab, pcp, 40003, PUBLIC);
@@ -158,7 +165,7 @@ t.test('upnpc: the AFTR\'s address and the port asked; delete closes it', async 
   t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40004, to: PUBLIC, toPort: 40004 }), 'reached at the port UPnP asked for');
   const del = upnpc('-d', '40004', 'UDP');
   t.equal(del.code, 0, del.all);
-  await settle();
+  await until(() => !/"192\.168\.77\.2", 40004/.test(aftrDnat()), 10_000, 250);
   t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40004, to: PUBLIC, toPort: 40004 }), 'deleted: closed');
 });
 
