@@ -17,7 +17,7 @@ import { storedMapping } from './helpers/stored.js';
 const list = (dir: string, extra: string[] = [], uid?: number) => {
   const argv = [process.execPath, CLI, 'list', '--state-dir', dir, ...extra];
   const as = uid === undefined ? argv : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', 'env', '-i', ...argv];
-  return spawnSync(as[0] as string, as.slice(1), { encoding: 'utf8', timeout: 10_000 });
+  return spawnSync(as[0] as string, as.slice(1), { encoding: 'utf8', timeout: 60_000 });
 };
 
 /** Every file of a directory with its mode and a hash of its bytes: "changed nothing" is this, equal. */

@@ -27,7 +27,7 @@ function configFile(extra: Record<string, unknown>): { file: string; state: stri
 
 /** curl from a lab host: the status code and the body. */
 function curl(node: 'lan' | 'wan', method: string, path: string, headers: string[] = []): { code: number; status: number; body: string } {
-  const args = ['curl', '-sS', '--max-time', '3', '-X', method, '-w', '\n%{http_code}', ...headers.flatMap((h) => ['-H', h]), `${ADMIN}${path}`];
+  const args = ['curl', '-sS', '--max-time', '15', '-X', method, '-w', '\n%{http_code}', ...headers.flatMap((h) => ['-H', h]), `${ADMIN}${path}`];
   const r = lab.exec(node, args, { allowFail: true });
   const at = r.stdout.lastIndexOf('\n');
   return { code: r.code, status: Number(r.stdout.slice(at + 1)), body: r.stdout.slice(0, Math.max(0, at)) };
@@ -78,11 +78,11 @@ t.test('the WAN host gets nothing from the admin port, even routed to the LAN ad
 
 t.test('an admin address on the WAN stops the start, with the reason, before the kernel is touched', async (t) => {
   const c = configFile({ admin: { listen: '198.51.100.1:9352' }, port: 5398, nft: { table: 'pcl_admin' } });
-  const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--config', c.file, '--no-upnp'], { allowFail: true, timeoutMs: 15_000 });
+  const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--config', c.file, '--no-upnp'], { allowFail: true, timeoutMs: 60_000 });
   t.equal(r.code, 2, 'exit code 2 (configuration)');
   t.match(r.stderr, /--admin "198\.51\.100\.1:9352": 198\.51\.100\.1 is not one of the LAN's addresses; the admin page never faces the WAN/);
   t.notMatch(lab.exec('rtr', ['nft', 'list', 'tables']).stdout, /pcl_admin/, 'nothing was set up in the kernel');
-  const flag = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', c.state, '--admin', '0.0.0.0:9353', '--port', '5398', '--nft-table', 'pcl_admin', '--no-upnp'], { allowFail: true, timeoutMs: 15_000 });
+  const flag = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', c.state, '--admin', '0.0.0.0:9353', '--port', '5398', '--nft-table', 'pcl_admin', '--no-upnp'], { allowFail: true, timeoutMs: 60_000 });
   t.equal(flag.code, 2);
   t.match(flag.stderr, /--admin "0\.0\.0\.0:9353": 0\.0\.0\.0 listens on every address, the WAN's too/);
 });

@@ -58,7 +58,7 @@ t.test('log flags with values they do not take: exit 2, one line', async (t) => 
     ['--log-level', 'loud', "--log-level: 'loud' is not one of debug, info, warn, error"],
     ['--log-format', 'xml', "--log-format: 'xml' is not one of json, pretty"],
   ] as const) {
-    const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--backend', 'memory', flag, value], { allowFail: true, timeoutMs: 10_000 });
+    const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--backend', 'memory', flag, value], { allowFail: true, timeoutMs: 60_000 });
     t.equal(r.code, 2, `${flag} ${value}: exit 2`);
     t.equal(r.stderr, `portcullis: ${says}\n`);
   }

@@ -10,7 +10,8 @@ import t, { type Test } from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { CLI, labUp, logLines, stateDir, waitForLine, type Lab } from './helpers/lab.js';
+import { until } from './helpers/wait.js';
 import { reaches } from './helpers/reach.js';
 import { forge, natpmpMapRequest, pcpMapRequest, ssdpSearch } from './helpers/forge.js';
 
@@ -29,9 +30,7 @@ function startDaemon(extra: string[] = []): { child: ChildProcess; logs: string[
   // A short reconcile period, so the guard checks below take seconds.
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ reconcileSeconds: 2 }));
   const child = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', dir, '--config', join(dir, 'config.json'), ...extra]);
-  const logs: string[] = [];
-  child.stdout?.on('data', (b: Buffer) => logs.push(...b.toString().split('\n').filter(Boolean)));
-  return { child, logs };
+  return { child, logs: logLines(child) };
 }
 
 async function stop(d: { child: ChildProcess }): Promise<void> {
@@ -141,9 +140,13 @@ t.test('own table: the daemon stops answering while the guard is gone, and says 
   t.teardown(() => stop(d));
   await waitForLine(d.child, (l) => l.includes('"event":"started"'));
   lab.exec('rtr', ['nft', 'flush', 'chain', 'inet', 'portcullis', 'lan_only']);
-  await waitForLine(d.child, (l) => l.includes('"event":"lan-guard"') && l.includes('MISSING'), 6000);
+  // Read from the collected lines: both may come in one chunk, which two
+  // waitForLine calls in a row would miss.
+  const guard = (l: string) => l.includes('"event":"lan-guard"');
+  const missingAt = () => d.logs.findIndex((l) => guard(l) && l.includes('MISSING'));
+  t.ok(await until(() => missingAt() >= 0, 20_000), 'the missing guard is logged');
   // Reconciliation repairs our objects; the guard comes back with them.
-  await waitForLine(d.child, (l) => l.includes('"event":"lan-guard"') && l.includes('in place'), 8000);
+  t.ok(await until(() => d.logs.some((l, i) => i > missingAt() && guard(l) && l.includes('in place')), 20_000), 'then the guard is in place again');
   t.match(pcp(RTR6, ['--proto', 'udp', '--port', '41010']), { result: 'SUCCESS' }, 'served again once repaired');
 });
 
@@ -165,7 +168,7 @@ t.test('embedded: nothing is answered until the admin adds the input jump; forge
   t.match(missing, /MISSING.*nft insert rule inet fw4 input jump portcullis_input/, 'the log names the missing jump and the command');
   t.match(pcp(RTR6, ['--proto', 'udp', '--port', '41020']), { error: /.+/ }, 'a LAN request gets no answer while unguarded');
   lab.exec('rtr', ['nft', 'insert rule inet fw4 input jump portcullis_input; add rule inet fw4 forward iifname "wan0" jump portcullis_forward; add rule inet fw4 forward iifname "wan0" ct state new drop; add rule inet fw4 dstnat jump portcullis_prerouting']);
-  await waitForLine(d.child, (l) => l.includes('"event":"lan-guard"') && l.includes('in place'), 6000);
+  await waitForLine(d.child, (l) => l.includes('"event":"lan-guard"') && l.includes('in place'), 20_000);
   t.match(pcp(RTR6, ['--proto', 'udp', '--port', '41021']), { result: 'SUCCESS' }, 'served once the jump is there');
   const before = elements('fw4', 'portcullis_');
   const ports = { pcp6: 41022, pcp4: 41023, natpmp: 30024 };

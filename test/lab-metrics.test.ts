@@ -103,7 +103,7 @@ t.test('the kernel keeps the metrics port to the LAN: a WAN host sending to the 
 });
 
 t.test('a daemon configured to serve metrics on the WAN address refuses to start, with the reason', async (t) => {
-  const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--config', configFile({ metrics: '198.51.100.1:9351', port: 5399, nft: { table: 'pcl_metrics' } }), '--no-upnp'], { allowFail: true, timeoutMs: 15_000 });
+  const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--config', configFile({ metrics: '198.51.100.1:9351', port: 5399, nft: { table: 'pcl_metrics' } }), '--no-upnp'], { allowFail: true, timeoutMs: 60_000 });
   t.equal(r.code, 2, 'exit code 2 (configuration)');
   t.match(r.stderr, /--metrics 198\.51\.100\.1:9351: 198\.51\.100\.1 is neither loopback nor a LAN address; metrics never face the WAN/);
   t.notMatch(lab.exec('rtr', ['nft', 'list', 'tables']).stdout, /pcl_metrics/, 'nothing was set up in the kernel');

@@ -28,7 +28,7 @@ const inNs = (...args: string[]) => {
   const r = spawnSync('ip', ['netns', 'exec', NS, ...args], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${args.join(' ')}: ${r.stderr}`);
 };
-const waitFor = async (what: () => boolean, ms = 5000) => {
+const waitFor = async (what: () => boolean, ms = 15_000) => {
   for (const end = Date.now() + ms; Date.now() < end; ) {
     if (what()) return true;
     await new Promise((r) => setTimeout(r, 20));

@@ -37,13 +37,14 @@ async function stop(d: Daemon): Promise<void> {
   await exited;
 }
 
-/** The client's acknowledged ports, once it has them all. */
-function makeMappings(spec: object): Promise<number> {
+/** The client, and its acknowledged ports once it has them all. */
+function spawnClient(spec: object): { client: ChildProcess; acked: Promise<number> } {
   const client = lab.spawn('lan', [process.execPath, ACKING, JSON.stringify({ server: '2001:db8:77::1', lifetime: 600, ...spec })]);
   let acks = 0;
   client.stdout?.on('data', (b: Buffer) => (acks += b.toString().split('\n').filter((l) => l.startsWith('ack ')).length));
-  return new Promise((resolve) => client.once('exit', () => resolve(acks)));
+  return { client, acked: new Promise((resolve) => client.once('exit', () => resolve(acks))) };
 }
+const makeMappings = (spec: object): Promise<number> => spawnClient(spec).acked;
 
 /** Our pinholes in the kernel: elements with a timeout (the sentinel has none), counted in the router (the listing is megabytes). */
 function kernelPinholes(): number {
@@ -61,12 +62,13 @@ t.test('restart with 12 000 mappings: answers while the kernel is refilled in ba
   await stop(first);
   lab.exec('rtr', ['nft', 'delete', 'table', 'inet', 'portcullis']);
 
-  // A client asks for a new mapping every 10 ms from before the start.
-  const probe = makeMappings({ count: 1, startPort: PROBE_PORT, window: 1, retransmitMs: 10 });
+  // A client asks for a new mapping every 10 ms from before the start: the daemon is spawned once it is sending.
+  const probe = spawnClient({ count: 1, startPort: PROBE_PORT, window: 1, retransmitMs: 10 });
+  await waitForLine(probe.client, (l) => l === 'sending', 30_000);
   const d = spawnDaemon();
   try {
     await waitForLine(d.child, (l) => l.includes('"event":"nft-reinstalled"'), 60_000);
-    t.equal(await probe, 1, 'the client was answered');
+    t.equal(await probe.acked, 1, 'the client was answered');
     const reinstalled = JSON.parse(d.lines.find((l) => l.includes('"event":"nft-reinstalled"')) ?? '{}') as { entries?: number; batches?: number; batchSize?: number; refused?: number };
     const state = JSON.parse(d.lines.find((l) => l.includes('"event":"state"')) ?? '{}') as { restored?: number };
     t.equal(state.restored, MAPPINGS, 'every mapping restored from the store');

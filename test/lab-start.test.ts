@@ -13,9 +13,10 @@ t.teardown(() => lab.down());
 
 t.test('a LAN address still in duplicate address detection does not stop the start; it is served once usable', async (t) => {
   // A fresh LAN interface with DAD on (the lab turns it off everywhere else):
-  // three probes a second apart keep its addresses tentative for ~3 s.
+  // three probes 5 s apart keep its addresses tentative for ~15 s, long enough
+  // for the daemon to start and find them tentative on a loaded machine.
   lab.exec('rtr', ['ip', 'link', 'add', 'tl0', 'type', 'veth', 'peer', 'name', 'tl1']);
-  lab.exec('rtr', ['sysctl', '-qw', 'net.ipv6.conf.tl0.accept_dad=1', 'net.ipv6.conf.tl0.dad_transmits=3', 'net.ipv6.conf.all.accept_dad=1']);
+  lab.exec('rtr', ['sysctl', '-qw', 'net.ipv6.conf.tl0.accept_dad=1', 'net.ipv6.conf.tl0.dad_transmits=3', 'net.ipv6.conf.all.accept_dad=1', 'net.ipv6.neigh.tl0.retrans_time_ms=5000']);
   lab.exec('rtr', ['ip', 'link', 'set', 'tl1', 'up']);
   lab.exec('rtr', ['ip', 'addr', 'add', '192.168.88.1/24', 'dev', 'tl0']);
   lab.exec('rtr', ['ip', 'addr', 'add', '2001:db8:88::1/64', 'dev', 'tl0']);
@@ -31,12 +32,12 @@ t.test('a LAN address still in duplicate address detection does not stop the sta
   });
   let out = '';
   d.stdout?.on('data', (b: Buffer) => (out += b.toString()));
-  await waitForLine(d, (l) => l.includes('"event":"started"'), 15_000);
+  await waitForLine(d, (l) => l.includes('"event":"started"'));
   t.match(out, /"event":"bind-deferred"/, 'the tentative address was put off, not fatal');
-  // Served once DAD is over (the address poll retries every 2 s).
+  // Served once DAD is over (~15 s; the address poll retries every 2 s).
   const ll = (JSON.parse(lab.exec('rtr', ['ip', '-j', '-6', 'addr', 'show', 'dev', 'tl0', 'scope', 'link']).stdout) as { addr_info: { local?: string }[] }[])[0]?.addr_info.find((i) => i.local)?.local;
   t.ok(ll, 'tl0 has a link-local address');
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 45_000;
   let sockets = '';
   while (Date.now() < deadline) {
     sockets = lab.exec('rtr', ['ss', '-Hlun', 'sport', '= :5351']).stdout;
@@ -57,7 +58,7 @@ t.test('a second daemon on the same state directory exits with a clear error and
   const files = () => Object.fromEntries(readdirSync(dir).filter((f) => f !== 'control.sock').map((f) => [f, readFileSync(join(dir, f)).toString('hex')]));
   const ruleset = () => lab.exec('rtr', ['nft', 'list', 'table', 'inet', 'portcullis']).stdout.replace(/expires \S+/g, '').replace(/counter packets \d+ bytes \d+/g, '');
   const before = { files: files(), ruleset: ruleset() };
-  const second = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', dir, '--port', '5399', '--no-upnp'], { allowFail: true, timeoutMs: 15_000 });
+  const second = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', dir, '--port', '5399', '--no-upnp'], { allowFail: true, timeoutMs: 60_000 });
   t.equal(second.code, 2, 'exit code 2 (configuration)');
   t.match(second.stderr, new RegExp(`state directory ${dir}.*(in use|locked).*pid ${first.pid ?? ''}|state directory ${dir}.*(in use|locked)`, 's'), 'names the directory and why');
   t.same(files(), before.files, 'the state files are byte-identical');

@@ -63,7 +63,7 @@ const seen = (from: string) => {
   lab.exec('lan', [process.execPath, '-e', js], { allowFail: true });
 };
 
-async function until(what: string, ok: () => boolean, ms = 10_000): Promise<void> {
+async function until(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
   const end = Date.now() + ms;
   while (!ok()) {
     if (Date.now() > end) throw new Error(`timed out waiting: ${what}`);

@@ -11,6 +11,7 @@ import t from 'tap';
 import type { ChildProcess } from 'node:child_process';
 import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { reaches } from './helpers/reach.js';
+import { until } from './helpers/wait.js';
 
 const lab: Lab = labUp(`pu${process.pid % 10000}`);
 t.teardown(() => lab.down());
@@ -140,31 +141,44 @@ t.test('an address added to the LAN after start is served (HTTP and SSDP) within
 });
 
 t.test('ssdp:byebye for the whole set on stop, ssdp:alive at start with a larger BOOTID', async (t) => {
-  const listen = () => {
-    const l = lab.spawn('lan', ['timeout', '6', 'socat', '-u', 'UDP4-RECV:1900,reuseaddr,ip-add-membership=239.255.255.250:eth0', 'STDOUT']);
+  // Each listener lives long enough for a loaded machine and is killed once read.
+  const listen = async () => {
+    const l = lab.spawn('lan', ['timeout', '60', 'socat', '-u', 'UDP4-RECV:1900,reuseaddr,ip-add-membership=239.255.255.250:eth0', 'STDOUT']);
+    t.teardown(() => void l.kill());
     let got = '';
     l.stdout?.on('data', (d: Buffer) => (got += d.toString('latin1')));
-    return { text: () => got };
+    t.ok(await until(() => lab.exec('lan', ['ss', '-Hlnu', 'sport', '= :1900']).stdout.trim() !== '', 10_000), 'the listener is bound');
+    const stop = async () => {
+      l.kill();
+      await until(() => l.exitCode !== null || l.signalCode !== null, 10_000);
+    };
+    return { text: () => got, stop };
   };
   const notifies = (text: string, nts: string) =>
     text
       .split('NOTIFY * HTTP/1.1')
       .filter((m) => m.includes(`NTS: ${nts}`))
       .map((m) => ({ nt: /\r\nNT: (\S+)/.exec(m)?.[1], boot: Number(/BOOTID\.UPNP\.ORG: (\d+)/.exec(m)?.[1]) }));
-  const bye = listen();
-  await new Promise((r) => setTimeout(r, 300));
+  const bye = await listen();
   daemon.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1500));
+  const stopped = daemon;
+  t.ok(await until(() => stopped.exitCode !== null || stopped.signalCode !== null, 30_000), 'the daemon exits');
+  const byeTypes = () => new Set(notifies(bye.text(), 'ssdp:byebye').map((b) => b.nt)).size;
+  await until(() => byeTypes() >= 10, 10_000);
+  await bye.stop();
   const byes = notifies(bye.text(), 'ssdp:byebye');
   t.equal(new Set(byes.map((b) => b.nt)).size, 10, 'byebye for all 10 notification types');
   const oldBoot = byes[0]?.boot ?? 0;
 
   await new Promise((r) => setTimeout(r, 1100));
-  const hello = listen();
-  await new Promise((r) => setTimeout(r, 300));
+  const hello = await listen();
   daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--external-ip', EXT, '--state-dir', stateDir(), '--no-announce']);
   await waitForLine(daemon, (l) => l.includes('"event":"started"'));
-  await new Promise((r) => setTimeout(r, 1500));
+  await until(() => {
+    const a = notifies(hello.text(), 'ssdp:alive');
+    return new Set(a.map((x) => x.nt)).size >= 10 && a.length >= 20;
+  }, 10_000);
+  await hello.stop();
   const alive = notifies(hello.text(), 'ssdp:alive');
   t.equal(new Set(alive.map((a) => a.nt)).size, 10, 'alive for all 10 notification types');
   t.ok(alive.length >= 20, `sent more than once (${alive.length} messages)`);

@@ -18,7 +18,7 @@ const NS = `ud${process.pid % 100000}`;
 const MODULE = fileURLToPath(new URL('../src/net/upstream-discovery.js', import.meta.url));
 
 function sh(argv: string[]): string {
-  const r = spawnSync(argv[0] ?? '', argv.slice(1), { encoding: 'utf8', timeout: 10_000 });
+  const r = spawnSync(argv[0] ?? '', argv.slice(1), { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw new Error(`${argv.join(' ')} exited ${r.status}: ${r.stderr}`);
   return r.stdout;
 }

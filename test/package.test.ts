@@ -98,12 +98,12 @@ t.test('the installed command serves in a namespace on real nftables, with its a
   t.match(mapped.stdout, /Mapped public port 8080 protocol TCP to local port 8080/, 'a real client maps a port through it');
 
   // The page comes from the installed package's web/admin/, not from this checkout.
-  const page = lab.exec('lan', ['curl', '-sS', '--max-time', '3', '-D', '-', 'http://192.168.77.1:9353/'], { allowFail: true });
+  const page = lab.exec('lan', ['curl', '-sS', '--max-time', '15', '-D', '-', 'http://192.168.77.1:9353/'], { allowFail: true });
   t.match(page.stdout, /^HTTP\/1\.1 200 /, 'GET / from the LAN host: 200');
   t.match(page.stdout, /^content-type: text\/html; charset=utf-8\r$/im);
   t.match(page.stdout, /^content-security-policy: default-src 'none'; script-src 'self';/im);
   t.ok(page.stdout.endsWith(readFileSync(join(installed, 'web', 'admin', 'index.html'), 'utf8')), 'the body is the installed index.html');
-  const script = lab.exec('lan', ['curl', '-sS', '--max-time', '3', 'http://192.168.77.1:9353/app.js'], { allowFail: true });
+  const script = lab.exec('lan', ['curl', '-sS', '--max-time', '15', 'http://192.168.77.1:9353/app.js'], { allowFail: true });
   t.equal(script.stdout, readFileSync(join(installed, 'web', 'admin', 'app.js'), 'utf8'), 'and /app.js the installed app.js');
   t.notOk(lines.some((l) => l.includes('admin-page-missing')), 'the daemon found its page files');
   const exited = new Promise<number | null>((resolve) => d.on('exit', (code) => resolve(code)));

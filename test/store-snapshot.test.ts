@@ -11,6 +11,7 @@ import { mustParseIp } from '../src/net/address.js';
 import type { MapRequest } from '../src/domain/requests.js';
 import { DurableStore, type JournalRecord } from '../src/state/store.js';
 import { harness } from './helpers/harness.js';
+import { until } from './helpers/wait.js';
 
 const A = mustParseIp('192.168.77.10');
 const req = (port: number): MapRequest => ({ via: 'pcp', client: A, internalAddress: A, protocol: 17, internalPort: port, suggestedExternalPort: port, lifetime: 600, nonce: Buffer.alloc(12, 7) });
@@ -43,10 +44,8 @@ t.test('the background snapshot leaves out a mapping whose commit is in flight a
   t.ok(ok.ok, '40000 granted');
   t.match(failed, { ok: false, refusal: 'FIREWALL_FAILED' }, '40001 refused by the kernel');
 
-  // Wait for the background snapshot to finish.
-  for (let i = 0; i < 500 && (existsSync(join(dir, 'journal.next')) || statSync(join(dir, 'snapshot')).mtimeMs === snapshotBefore); i++) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  // Wait for the background snapshot to finish (30 s: a loaded machine's disk may be slow).
+  await until(() => !existsSync(join(dir, 'journal.next')) && statSync(join(dir, 'snapshot')).mtimeMs !== snapshotBefore, 30_000, 10);
   t.notOk(existsSync(join(dir, 'journal.next')), 'the snapshot completed');
   await store.close();
 

@@ -339,7 +339,8 @@ t.test('parseXml: entity bombs and external entities are refused at once (SEC-10
   const r = parseXml(bomb);
   const ms = performance.now() - started;
   t.same(r.ok ? 'ok' : r.code, 'FORBIDDEN');
-  t.ok(ms < 100, `refused in ${ms.toFixed(2)} ms`);
+  // Expanded it would take far longer; the bound catches that, not speed (the bench's): loose for a loaded machine.
+  t.ok(ms < 1000, `refused in ${ms.toFixed(2)} ms`);
 });
 
 t.test('parseXml: limits', async (t) => {
@@ -360,7 +361,8 @@ t.test('parseXml: limits', async (t) => {
   const started = performance.now();
   parseXml(`<r>${'x&amp;'.repeat(10_000)}</r>`);
   parseXml(`<r>${'&'.repeat(60_000)}</r>`);
-  t.ok(performance.now() - started < 500, 'pathological references parse quickly');
+  // Quadratic would take far longer; loose for a loaded machine.
+  t.ok(performance.now() - started < 5000, 'pathological references parse quickly');
 });
 
 t.test('escapeXml', async (t) => {

@@ -19,6 +19,7 @@ import t, { type Test } from 'tap';
 import { DEFAULTS, type Config } from '../src/config.js';
 import { startDaemon, type Daemon } from '../src/daemon.js';
 import { memoryLogger } from './helpers/memory-logger.js';
+import { sleep, until } from './helpers/wait.js';
 import { mustParseIp } from '../src/net/address.js';
 import { childElements, parseXml, textOf, type XmlElement } from '../src/protocols/upnp/xml.js';
 import type { ServiceName } from '../src/protocols/upnp/device-tree.js';
@@ -66,21 +67,26 @@ let ssdpConfigId: string;
 let ssdpServer: string;
 let stopped = false;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 // ------------------------------------------------------------------ SSDP
 
 const msearch = (st: string, extra = '') => `M-SEARCH * HTTP/1.1\r\nHOST: 127.0.0.1:${SSDP_PORT}\r\nMAN: "ssdp:discover"\r\nST: ${st}\r\n${extra}\r\n`;
 
-/** Sends each datagram from one socket and collects what comes back within `waitMs`. */
-async function ssdp(datagrams: (string | Buffer)[], opts: { from?: Source; waitMs?: number } = {}): Promise<Buffer[]> {
+/**
+ * Sends each datagram from one socket and collects what comes back: expecting
+ * replies, until `expect` came (up to 5 s) and 200 ms more for extras;
+ * expecting silence, for 300 ms.
+ */
+async function ssdp(datagrams: (string | Buffer)[], opts: { from?: Source; expect?: number } = {}): Promise<Buffer[]> {
   const from = opts.from ?? '127.0.0.1';
   const s = createSocket(from === '::1' ? 'udp6' : 'udp4');
   const replies: Buffer[] = [];
   s.on('message', (m) => replies.push(m));
   await new Promise<void>((r) => s.bind(0, from, () => r()));
   for (const d of datagrams) s.send(d, SSDP_PORT, serverFor(from));
-  await sleep(opts.waitMs ?? 300);
+  const expect = opts.expect ?? 0;
+  if (expect > 0) await until(() => replies.length >= expect, 5000, 20);
+  await sleep(expect > 0 ? 200 : 300);
   s.close();
   return replies;
 }
@@ -147,6 +153,12 @@ function request(method: string, path: string, fields: Fields = [], body?: strin
 }
 
 const send = (method: string, path: string, fields: Fields = [], body?: string | Buffer, from: Source = '127.0.0.1') => exchange(request(method, path, fields, body, from), { from });
+/** Asks again (up to 5 s) until the answer is `status`, for what the server counts a moment late; the last answer. */
+async function eventuallyStatus(status: number, ask: () => Promise<Reply>): Promise<Reply> {
+  let r = await ask();
+  await until(async () => r.status === status || (r = await ask()).status === status, 5000, 100);
+  return r;
+}
 
 // ------------------------------------------------------------------ SOAP
 
@@ -283,7 +295,7 @@ t.before(async () => {
   STRANGER = `http://127.0.0.2:${(stranger.address() as AddressInfo).port}/x`;
 
   // Discovery as a control point does it: unicast search, LOCATION, description.
-  const [reply] = await ssdp([msearch('upnp:rootdevice')]);
+  const [reply] = await ssdp([msearch('upnp:rootdevice')], { expect: 1 });
   if (!reply) throw new Error('no answer to a unicast M-SEARCH');
   const f = fieldsOf(reply.toString('latin1'));
   ssdpConfigId = f.get('configid.upnp.org') ?? '';
@@ -311,7 +323,7 @@ t.teardown(async () => {
 // ------------------------------------------------------------------ SSDP tests
 
 t.test('SSDP: ssdp:all from a unicast search is answered with the 10 advertisements (SSDP-06/07/11)', async (t) => {
-  const replies = await ssdp([msearch('ssdp:all')]);
+  const replies = await ssdp([msearch('ssdp:all')], { expect: 10 });
   t.equal(replies.length, 10, 'exactly 10 replies');
   const sts = new Set<string>();
   for (const r of replies) {
@@ -336,28 +348,28 @@ t.test('SSDP: ssdp:all from a unicast search is answered with the 10 advertiseme
 });
 
 t.test('SSDP: a search for a lower version is echoed with that version; a higher one gets silence (SSDP-09/10)', async (t) => {
-  const igd1 = await ssdp([msearch('urn:schemas-upnp-org:device:InternetGatewayDevice:1')]);
+  const igd1 = await ssdp([msearch('urn:schemas-upnp-org:device:InternetGatewayDevice:1')], { expect: 1 });
   t.equal(igd1.length, 1);
   const f = fieldsOf(igd1[0]?.toString('latin1') ?? '');
   t.equal(f.get('st'), 'urn:schemas-upnp-org:device:InternetGatewayDevice:1', 'ST echoes :1');
   t.match(f.get('usn'), /::urn:schemas-upnp-org:device:InternetGatewayDevice:1$/, 'USN too');
-  const wipc1 = await ssdp([msearch('urn:schemas-upnp-org:service:WANIPConnection:1')]);
+  const wipc1 = await ssdp([msearch('urn:schemas-upnp-org:service:WANIPConnection:1')], { expect: 1 });
   t.equal(fieldsOf(wipc1[0]?.toString('latin1') ?? '').get('st'), 'urn:schemas-upnp-org:service:WANIPConnection:1');
   t.same(await ssdp([msearch('urn:schemas-upnp-org:device:InternetGatewayDevice:3'), msearch('urn:schemas-upnp-org:device:InternetGatewayDeviceX:1'), msearch('urn:schemas-upnp-org:service:WANIPConnection:1extra')]), [], 'higher version, longer names: silence');
 });
 
 t.test('SSDP: device, service and uuid targets get one reply each (SSDP-08)', async (t) => {
-  const [root] = await ssdp([msearch('upnp:rootdevice')]);
+  const [root] = await ssdp([msearch('upnp:rootdevice')], { expect: 1 });
   const rf = fieldsOf(root?.toString('latin1') ?? '');
   t.equal(rf.get('st'), 'upnp:rootdevice');
   const udn = /^(uuid:[0-9a-f-]{36})::upnp:rootdevice$/.exec(rf.get('usn') ?? '')?.[1] ?? '';
   t.ok(udn, 'USN uuid:<root>::upnp:rootdevice');
-  const byUuid = await ssdp([msearch(udn)]);
+  const byUuid = await ssdp([msearch(udn)], { expect: 1 });
   t.same(byUuid.map((r) => [fieldsOf(r.toString('latin1')).get('st'), fieldsOf(r.toString('latin1')).get('usn')]), [[udn, udn]], 'uuid: ST = USN');
-  t.equal((await ssdp([msearch(`uuid:${udn.slice(5).toUpperCase()}`)])).length, 1, 'uuid compared without regard to case');
+  t.equal((await ssdp([msearch(`uuid:${udn.slice(5).toUpperCase()}`)], { expect: 1 })).length, 1, 'uuid compared without regard to case');
   t.same(await ssdp([msearch('uuid:00000000-0000-0000-0000-000000000000')]), [], 'another uuid: silence');
   for (const st of ['urn:schemas-upnp-org:device:WANDevice:2', 'urn:schemas-upnp-org:device:WANConnectionDevice:1', 'urn:schemas-upnp-org:service:WANIPConnection:2', 'urn:schemas-upnp-org:service:WANCommonInterfaceConfig:1']) {
-    const r = await ssdp([msearch(st)], { waitMs: 150 });
+    const r = await ssdp([msearch(st)], { expect: 1 });
     t.same(r.map((x) => fieldsOf(x.toString('latin1')).get('st')), [st], st);
   }
   t.ok(Number(ssdpConfigId) >= 0 && Number(ssdpConfigId) <= 0xffffff, `CONFIGID ${ssdpConfigId} in 0..2^24-1`);
@@ -382,17 +394,17 @@ t.test('SSDP: malformed and hostile datagrams get silence; the next good search 
     Buffer.alloc(1400, 0xff),
   ];
   t.same(await ssdp(junk), [], 'no reply to any of them');
-  const after = await ssdp([msearch('upnp:rootdevice')]);
+  const after = await ssdp([msearch('upnp:rootdevice')], { expect: 1 });
   t.equal(after.length, 1, 'still answering');
 });
 
 t.test('SSDP: a search arriving over IPv6 names the IPv6 address in LOCATION (SSDP-19)', async (t) => {
-  const [reply] = await ssdp([msearch('upnp:rootdevice')], { from: '::1' });
+  const [reply] = await ssdp([msearch('upnp:rootdevice')], { from: '::1', expect: 1 });
   t.equal(fieldsOf(reply?.toString('latin1') ?? '').get('location'), `http://[::1]:${HTTP_PORT}${descriptionPath}`);
 });
 
 t.test('SSDP: ssdp:alive at start, the full set twice (SSDP-12)', { skip: !multicast && 'no multicast on loopback' }, async (t) => {
-  const alive = (await waitFor(() => (ntsOf('ssdp:alive').length >= 20 ? ntsOf('ssdp:alive') : undefined), 2000)) ?? [];
+  const alive = (await waitFor(() => (ntsOf('ssdp:alive').length >= 20 ? ntsOf('ssdp:alive') : undefined), 10_000)) ?? [];
   t.equal(alive.length, 20, 'two rounds of 10');
   t.equal(new Set(alive.map((f) => f.get('nt'))).size, 10, 'ten distinct NTs');
   for (const f of alive) {
@@ -417,14 +429,17 @@ t.test('SSDP: multicast searches need MX ≥ 1 and are answered within MX second
   s.send(search('urn:schemas-upnp-org:device:InternetGatewayDevice:1', '0'), SSDP_PORT, GROUP);
   s.send(search('urn:schemas-upnp-org:service:WANIPConnection:1', 'soon'), SSDP_PORT, GROUP);
   s.send(search('ssdp:all', '2'), SSDP_PORT, GROUP);
-  await sleep(2700);
+  // The ten, however late a loaded machine sends them; then at least the 2.7 s the silences need.
+  await until(() => replies.length >= 10, 8000, 50);
+  await sleep(Math.max(200, 2700 - (performance.now() - sent)));
   s.close();
   const count = (st: string) => replies.filter((r) => r.st === st).length;
   t.equal(count('upnp:rootdevice'), 1, 'upnp:rootdevice answered once: by ssdp:all, not the search without MX');
   t.equal(count('urn:schemas-upnp-org:device:InternetGatewayDevice:1'), 0, 'MX 0: silence');
   t.equal(count('urn:schemas-upnp-org:service:WANIPConnection:1'), 0, 'MX not a number: silence');
   t.equal(replies.length, 10, 'ssdp:all: ten replies');
-  t.ok(replies.every((r) => r.at <= 2500), `all within MX (last at ${Math.max(...replies.map((r) => r.at)).toFixed(0)} ms)`);
+  // MX 2 spreads them over 2 s; 3 s more is for a loaded machine (speed is the bench's), not a wider window.
+  t.ok(replies.every((r) => r.at <= 2000 + 3000), `all within MX (last at ${Math.max(...replies.map((r) => r.at)).toFixed(0)} ms)`);
   t.ok(replies.some((r) => r.at > 100), 'spread over the window, not all at once');
 });
 
@@ -440,7 +455,7 @@ t.test('SSDP: a flood of ssdp:all from one source is bounded by the reply budget
   const start = performance.now();
   const search = Buffer.from(msearch('ssdp:all'), 'latin1');
   for (let i = 0; i < 200; i++) s.send(search, SSDP_PORT, '::1');
-  const other = await ssdp([msearch('upnp:rootdevice')]);
+  const other = await ssdp([msearch('upnp:rootdevice')], { expect: 1 });
   await sleep(700);
   const elapsed = (performance.now() - start) / 1000;
   s.close();
@@ -657,7 +672,8 @@ t.test('SOAP: hostile bodies are faults, quickly, and nothing is expanded or fet
     const r = await soap('WANIPConnection', 'GetExternalIPAddress', {}, { body, soapAction });
     t.equal(r.status, 500, `${name}: a fault`);
     t.ok([401, 402].includes(faultCode(r) ?? 0), `${name}: 401 or 402 (got ${faultCode(r)})`);
-    t.ok(r.ms < 1000, `${name}: answered in ${r.ms.toFixed(0)} ms`);
+    // A hang or a parse gone quadratic, not speed (the bench's): a loaded machine is slow.
+    t.ok(r.ms < 5000, `${name}: answered in ${r.ms.toFixed(0)} ms`);
     t.notMatch(r.body, /root:|lollol|<a>/, `${name}: nothing of the request or a file in the reply`);
   }
   await stillServing(t);
@@ -793,8 +809,8 @@ t.test('GENA: a subscription to the subscriber itself gets its initial event, th
   t.ok(removed, 'and its removal');
   const seqs = notifies.filter((n) => n.headers.sid === sid).map((n) => Number(n.headers.seq));
   t.same(seqs, seqs.map((_, i) => i), `SEQ counts 0, 1, 2, … in order (${seqs.join(', ')}) (GENA-08)`);
-  await sleep(100);
-  t.equal((await send('SUBSCRIBE', services.WANIPConnection.event, [['SID', dead]])).status, 412, 'three failed deliveries dropped the dead subscriber (GENA-12)');
+  // The third failure may be counted a moment after the change was evented.
+  t.equal((await eventuallyStatus(412, () => send('SUBSCRIBE', services.WANIPConnection.event, [['SID', dead]]))).status, 412, 'three failed deliveries dropped the dead subscriber (GENA-12)');
 
   const renew = await send('SUBSCRIBE', services.WANIPConnection.event, [['SID', sid], ['TIMEOUT', 'Second-600']]);
   t.same([renew.status, renew.headers.get('sid'), renew.headers.get('timeout')], [200, sid, 'Second-600'], 'renewal keeps the SID');
@@ -890,14 +906,13 @@ function idleConnection(from: Source): Promise<ReturnType<typeof createConnectio
 
 t.test('HTTP: 8 connections per source; the 9th gets 503; another source is served, and the first again once they close', async (t) => {
   const idle = await Promise.all(Array.from({ length: 8 }, () => idleConnection('127.0.0.1')));
-  await sleep(100);
+  // The server counts each once it has accepted it; a 9th served before that is asked again.
+  const ninth = await eventuallyStatus(503, () => exchange(request('GET', descriptionPath)));
   t.ok(idle.every((s) => !s.destroyed), 'eight open');
-  const ninth = await exchange(request('GET', descriptionPath));
   t.equal(ninth.status, 503, 'the 9th: 503');
   t.equal((await send('GET', descriptionPath, [], undefined, '::1')).status, 200, '::1 is served meanwhile');
   for (const s of idle) s.destroy();
-  await sleep(100);
-  t.equal((await send('GET', descriptionPath)).status, 200, '127.0.0.1 is served again');
+  t.equal((await eventuallyStatus(200, () => send('GET', descriptionPath))).status, 200, '127.0.0.1 is served again');
 });
 
 t.test('HTTP: a refused request with a body still coming frees its slot as soon as the client closes', async (t) => {
@@ -905,8 +920,8 @@ t.test('HTTP: a refused request with a body still coming frees its slot as soon 
   const big = Buffer.alloc(70_000, 0x41);
   const replies = await Promise.all(Array.from({ length: 8 }, () => send('POST', services.WANIPConnection.control, [['Content-Type', 'text/xml'], ['SOAPACTION', '"urn:schemas-upnp-org:service:WANIPConnection:2#GetStatusInfo"']], big)));
   t.same(replies.map((r) => r.status), Array(8).fill(413), 'eight 413s');
-  await sleep(200);
-  t.equal((await send('GET', descriptionPath)).status, 200, 'the same source is served at once, not after the 10 s deadline');
+  // Within 5 s (a loaded machine frees the slots late), still well before the 10 s deadline.
+  t.equal((await eventuallyStatus(200, () => send('GET', descriptionPath))).status, 200, 'the same source is served at once, not after the 10 s deadline');
 });
 
 t.test('HTTP: a client that half-closes after its request still gets the answer', async (t) => {
@@ -940,9 +955,10 @@ t.test('HTTP: a slow-loris request is cut at the 10 s deadline; others are serve
   t.teardown(() => clearInterval(timer));
   await sleep(2500);
   const other = await send('GET', descriptionPath);
-  t.ok(other.status === 200 && other.ms < 1000, `a normal request meanwhile: ${other.status} in ${other.ms.toFixed(0)} ms`);
-  const closed = await waitFor(() => closedAt, 12_000);
-  t.ok(closed !== undefined && closed >= 9000 && closed <= 12_000, `closed after ${closed?.toFixed(0)} ms`);
+  t.ok(other.status === 200 && other.ms < 5000, `a normal request meanwhile: ${other.status} in ${other.ms.toFixed(0)} ms`);
+  // The cut is at 10 s; 15 s leaves a loaded machine room, and the 8 octets sent show it was not cut early.
+  const closed = await waitFor(() => closedAt, 15_000);
+  t.ok(closed !== undefined && closed >= 9000 && closed <= 15_000, `closed after ${closed?.toFixed(0)} ms`);
   t.equal(received, 0, 'no response to a request that never finished');
   t.ok(i >= 8, `it kept sending (${i} octets)`);
 });
@@ -951,7 +967,7 @@ t.test('stop: ssdp:byebye for the full set, and the HTTP port closes (SSDP-13)',
   await daemon.stop();
   stopped = true;
   if (multicast) {
-    const bye = (await waitFor(() => (ntsOf('ssdp:byebye').length >= 10 ? ntsOf('ssdp:byebye') : undefined), 1000)) ?? [];
+    const bye = (await waitFor(() => (ntsOf('ssdp:byebye').length >= 10 ? ntsOf('ssdp:byebye') : undefined), 5000)) ?? [];
     t.equal(bye.length, 10, 'ten byebyes');
     t.equal(new Set(bye.map((f) => f.get('nt'))).size, 10, 'one per NT');
     t.ok(bye.every((f) => !f.has('location') && f.get('configid.upnp.org') === ssdpConfigId), 'no LOCATION; the same CONFIGID');

@@ -45,3 +45,5 @@ setInterval(
   Math.min(100, retransmitMs),
 );
 refill();
+// Bound and asking: a test can start the daemon once this is printed (a loaded machine starts node slowly).
+process.stdout.write('sending\n');

@@ -34,7 +34,7 @@ if (proto === 'udp') {
 /** Sends `payload` from `src` to `dst`:`port` in `node`'s namespace; waits up to `waitMs` for an answer. */
 export function forge(lab: Lab, node: Node, p: { proto: 'udp' | 'tcp'; dst: string; port: number; src: string; payload: Buffer; waitMs?: number }): Sent {
   const wait = p.waitMs ?? 1500;
-  const r = lab.exec(node, [process.execPath, '-e', SCRIPT, p.proto, p.dst, String(p.port), p.src, p.payload.toString('hex'), String(wait)], { allowFail: true, timeoutMs: wait + 5000 });
+  const r = lab.exec(node, [process.execPath, '-e', SCRIPT, p.proto, p.dst, String(p.port), p.src, p.payload.toString('hex'), String(wait)], { allowFail: true, timeoutMs: wait + 30_000 });
   try {
     return JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as Sent;
   } catch {
