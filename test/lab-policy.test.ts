@@ -88,7 +88,7 @@ t.before(async () => {
 t.test('a policy file that does not validate never starts the daemon', async (t) => {
   const bad = join(STATE, 'bad.yaml');
   writeFileSync(bad, 'version: 1\nrules:\n  - action: allow\n    match: { protocol: sctp }\n');
-  const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', stateDir(), '--policy', bad, '--port', '5399'], { allowFail: true, timeoutMs: 10_000 });
+  const r = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', stateDir(), '--policy', bad, '--port', '5399'], { allowFail: true, timeoutMs: 60_000 });
   t.equal(r.code, 2, 'exit 2 (configuration error)');
   t.match(r.stderr, `${bad}:4: /rules/0/match/protocol: expected one of udp, tcp, any; got "sctp"`, 'names file, line, path and what was expected');
 });
