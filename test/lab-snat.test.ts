@@ -150,6 +150,16 @@ t.test('hairpin to a static forward, UDP and TCP', async (t) => {
   t.match(other, /^198\.51\.100\.1:\d+$/, 'from an unmapped port: the external address');
 });
 
+for (const proto of ['udp', 'tcp'] as const) {
+  t.test(`${proto}: a flow from the internet to a mapping reaches the LAN host from the remote's own address, not the router's`, async (t) => {
+    // Only a hairpinned flow is made to come from the external address; a
+    // LAN host's FILTERs, and a proxy's behind an ISP's NAT, key on the remote.
+    const port = proto === 'udp' ? 42300 : 42310;
+    const e = mapPort('lan', proto, port, port + 500);
+    t.equal(await sourceSeen(lab, { proto, listen: 'lan', port, from: 'wan', to: EXT, toPort: e, fromPort: 9100 }), `${WAN}:9100`);
+  });
+}
+
 t.test('a static forward is bidirectional: its endpoint leaves as the forward\'s port', async (t) => {
   t.equal(await sourceSeen(lab, { proto: 'udp', listen: 'wan', port: 9003, from: 'lan', to: WAN, fromPort: 3075 }), `${EXT}:3074`);
 });
