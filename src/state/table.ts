@@ -128,6 +128,11 @@ export class MappingTable {
     return this.byKey.values();
   }
 
+  /** Every mapping with its key (the table's own string: nothing recomputed). */
+  entries(): IterableIterator<[string, Mapping]> {
+    return this.byKey.entries();
+  }
+
   countFor(internalAddress: IpAddress): number {
     return this.perClient.get(internalAddress)?.size ?? 0;
   }
