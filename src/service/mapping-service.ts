@@ -329,8 +329,11 @@ export class MappingService {
         continue;
       }
       const m = fromStored(s, this.nextId++, now.mono + left);
-      if (this.table.get(keyOf(m))) continue;
-      this.edit.enter(m);
+      // The table keeps the store's copy of the key (the same text), not one of its own.
+      const computed = keyOf(m);
+      const key = computed === s.key ? s.key : computed;
+      if (this.table.get(key)) continue;
+      this.edit.enter(m, key);
       restored++;
     }
     return { restored, expired };
