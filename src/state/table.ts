@@ -92,7 +92,6 @@ class FreedPorts {
 }
 
 export class MappingTable {
-  private readonly byKey = new Map<string, Mapping>();
   /** Keys of each internal address's mappings: its quota count and its remove-all. */
   private readonly perClient = new Map<IpAddress, Set<string>>();
   private readonly bindingsByInternal = new Map<string, Binding>();
@@ -103,9 +102,10 @@ export class MappingTable {
   /** Mappings per requesting client (Mapping.client): a subscriber's own and its third-party ones together. */
   private readonly perRequester = new Map<string, number>();
   /**
-   * Per mapping, one record: where it was counted (host and interface may
-   * change later; its count must leave where it was added) and its place in
-   * the expiry heap. One map and one object a mapping, not two of each.
+   * Per mapping, one record under its key: the mapping, where it was counted
+   * (host and interface may change later; its count must leave where it was
+   * added) and its place in the expiry heap. One map entry and one object a
+   * mapping, not three of each.
    */
   private readonly slots = new Map<string, Slot>();
   /** The one copy of each host unit's name the slots point at (hostOf may build a new string per call). */
@@ -123,20 +123,20 @@ export class MappingTable {
   ) {}
 
   get size(): number {
-    return this.byKey.size;
+    return this.slots.size;
   }
 
   get(key: string): Mapping | undefined {
-    return this.byKey.get(key);
+    return this.slots.get(key)?.m;
   }
 
-  values(): IterableIterator<Mapping> {
-    return this.byKey.values();
+  *values(): Generator<Mapping> {
+    for (const s of this.slots.values()) yield s.m;
   }
 
   /** Every mapping with its key (the table's own string: nothing recomputed). */
-  entries(): IterableIterator<[string, Mapping]> {
-    return this.byKey.entries();
+  *entries(): Generator<[string, Mapping]> {
+    for (const s of this.slots.values()) yield [s.key, s.m];
   }
 
   countFor(internalAddress: IpAddress): number {
@@ -175,50 +175,50 @@ export class MappingTable {
   /** One internal address's mappings, without scanning the table. */
   *of(internalAddress: IpAddress): Generator<Mapping> {
     for (const k of this.perClient.get(internalAddress) ?? []) {
-      const m = this.byKey.get(k);
+      const m = this.get(k);
       if (m) yield m;
     }
   }
 
   /** Inserts or replaces (same key; `k` is keyOf(m), given when a copy is at hand to share). Bindings are managed by the caller. */
   put(m: Mapping, k = keyOf(m)): Mapping | undefined {
-    const prev = this.byKey.get(k);
     this.version++;
-    this.byKey.set(k, m);
-    if (!prev) {
-      let keys = this.perClient.get(m.internalAddress);
-      if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
-      keys.add(k);
-      const named = this.hostOf(m.internalAddress);
-      const host = this.hostNames.get(named) ?? named;
-      if (host === named) this.hostNames.set(host, host);
-      const slot: Slot = { key: k, at: m.expiresAt, index: 0, host, iface: this.interfaceOf(m.internalAddress), client: m.client };
-      this.slots.set(k, slot);
-      bump(this.perHost, slot.host, 1);
-      bump(this.perRequester, slot.client, 1);
-      if (slot.iface !== undefined) bump(this.perInterface, slot.iface, 1);
-      this.heap.insert(slot);
-    } else this.heap.move(this.slots.get(k)!, m.expiresAt);
-    return prev;
+    const had = this.slots.get(k);
+    if (had) {
+      const prev = had.m;
+      had.m = m;
+      this.heap.move(had, m.expiresAt);
+      return prev;
+    }
+    let keys = this.perClient.get(m.internalAddress);
+    if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
+    keys.add(k);
+    const named = this.hostOf(m.internalAddress);
+    const host = this.hostNames.get(named) ?? named;
+    if (host === named) this.hostNames.set(host, host);
+    const slot: Slot = { key: k, m, at: m.expiresAt, index: 0, host, iface: this.interfaceOf(m.internalAddress), client: m.client };
+    this.slots.set(k, slot);
+    bump(this.perHost, slot.host, 1);
+    bump(this.perRequester, slot.client, 1);
+    if (slot.iface !== undefined) bump(this.perInterface, slot.iface, 1);
+    this.heap.insert(slot);
+    return undefined;
   }
 
   remove(key: string): Mapping | undefined {
-    const m = this.byKey.get(key);
-    if (!m) return undefined;
+    const slot = this.slots.get(key);
+    if (!slot) return undefined;
+    const m = slot.m;
     this.version++;
-    this.byKey.delete(key);
+    this.slots.delete(key);
     const keys = this.perClient.get(m.internalAddress);
     keys?.delete(key);
     if (keys?.size === 0) this.perClient.delete(m.internalAddress);
-    const slot = this.slots.get(key);
-    this.slots.delete(key);
-    if (slot) {
-      bump(this.perHost, slot.host, -1);
-      if (!this.perHost.has(slot.host)) this.hostNames.delete(slot.host);
-      bump(this.perRequester, slot.client, -1);
-      if (slot.iface !== undefined) bump(this.perInterface, slot.iface, -1);
-      this.heap.delete(slot);
-    }
+    bump(this.perHost, slot.host, -1);
+    if (!this.perHost.has(slot.host)) this.hostNames.delete(slot.host);
+    bump(this.perRequester, slot.client, -1);
+    if (slot.iface !== undefined) bump(this.perInterface, slot.iface, -1);
+    this.heap.delete(slot);
     return m;
   }
 
@@ -237,7 +237,7 @@ export class MappingTable {
   /** The MAP-kind mapping of the internal endpoint that holds an external port, if it has one (a PEER alone holds none that a door names). */
   mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
     const b = this.holderOfExternalPort(protocol, port);
-    return b ? this.byKey.get(`map|${b.internal}`) : undefined;
+    return b ? this.get(`map|${b.internal}`) : undefined;
   }
 
   /** The mappings (a MAP and its PEERs) of the internal endpoint that holds an external port. */
@@ -295,7 +295,7 @@ export class MappingTable {
   dueBy(now: number): Mapping[] {
     const due: Mapping[] = [];
     for (const key of this.heap.dueBy(now)) {
-      const m = this.byKey.get(key);
+      const m = this.get(key);
       if (m) due.push(m);
     }
     return due;
@@ -312,9 +312,10 @@ function bump(counts: Map<string, number>, key: string, by: number): void {
   else counts.delete(key);
 }
 
-/** A mapping's record in the table: where it was counted, and its place in the expiry heap. */
+/** A mapping's record in the table: the mapping, where it was counted, and its place in the expiry heap. */
 interface Slot {
   readonly key: string;
+  m: Mapping;
   /** Monotonic milliseconds: the mapping's expiresAt. */
   at: number;
   /** Its position in the heap's array. */
