@@ -11,6 +11,11 @@
 //
 //   node --expose-gc dist/bench/restart-heap.js [N] [v4Every]
 //
+// BENCH_REAL_NFT=1: the real nftables (libnftables in-process, as the
+// daemon) instead of the stand-in — run it inside a network namespace of
+// its own (`ip netns exec NS node …`): it creates table inet portcullis there.
+// Then the RSS includes what libnftables keeps.
+//
 // BENCH_ALLOC_TOP=20: also sample allocations from the open to the last
 // batch (collected ones included) and print the functions that allocated
 // most, to stderr.
@@ -26,6 +31,7 @@ import { allocationSampler } from './alloc-sampler.js';
 import { NftBackend } from '../src/firewall/nft/backend.js';
 import type { NftCommand, NftRunner } from '../src/firewall/nft/run.js';
 import { startFirewall, syncFirewall } from '../src/daemon/firewall.js';
+import { chooseRunner } from '../src/firewall/nft/choose.js';
 import { createLogger } from '../src/log.js';
 import { DurableStore } from '../src/state/store.js';
 import { NO_TELEMETRY } from '../src/telemetry.js';
@@ -45,18 +51,10 @@ const sample = () => {
 
 /** The kernel after a reboot: nothing listed, every batch taken; what the batches add is counted. */
 const sent = { batches: 0, bytes: 0, elements: 0 };
-const standIn: NftRunner = {
+const standIn: NftRunner = process.env.BENCH_REAL_NFT ? sampled(chooseRunner('library', createLogger({ level: 'error', write: () => undefined }))) : {
   kind: 'library',
   async batch(commands: readonly NftCommand[]) {
-    sample();
-    const text = JSON.stringify({ nftables: commands });
-    sent.batches++;
-    sent.bytes += text.length;
-    for (const c of commands) {
-      const add = c.add as { element?: { elem: unknown[] } } | undefined;
-      // The sets' canaries (recreated with the objects) name no protocol; every entry's element does.
-      for (const e of add?.element?.elem ?? []) if (/"(udp|tcp)"/.test(JSON.stringify(e))) sent.elements++;
-    }
+    standInCount(commands);
     return { ok: true, stdout: '', stderr: '' };
   },
   async script() {
@@ -69,14 +67,47 @@ const standIn: NftRunner = {
   },
 };
 
+/** BENCH_TRIM=1: what glibc's malloc_trim(0) gives back at the end (freed native memory the RSS still counted). */
+async function trimmed(): Promise<{ rssAfterTrimMiB?: number }> {
+  if (!process.env.BENCH_TRIM) return {};
+  const koffi = (await import('koffi')).default;
+  koffi.load('libc.so.6').func('int malloc_trim(size_t pad)')(0);
+  return { rssAfterTrimMiB: MiB(process.memoryUsage().rss) };
+}
+
+/** The real runner, sampled at each call and counted as the stand-in counts. */
+function sampled(real: NftRunner): NftRunner {
+  return {
+    kind: real.kind,
+    batch: (commands) => (standInCount(commands), real.batch(commands)),
+    script: (text) => (sample(), real.script(text)),
+    list: (args) => (sample(), real.list(args)),
+  };
+}
+
+function standInCount(commands: readonly NftCommand[]): void {
+  sample();
+  sent.batches++;
+  sent.bytes += JSON.stringify({ nftables: commands }).length;
+  for (const c of commands) {
+    const add = c.add as { element?: { elem: unknown[] } } | undefined;
+    for (const e of add?.element?.elem ?? []) if (/"(udp|tcp)"/.test(JSON.stringify(e))) sent.elements++;
+  }
+}
+
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-restart-heap-'));
 try {
   await writeState(dir, N, V4_EVERY);
   const log = createLogger({ level: 'error', write: () => undefined });
   const fw = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wan: 'wan0', lan: ['br-lan'], mark: 0x10000, nat44: true, guarded: { udp: [5351], tcp: [] } }, log, standIn);
   await startFirewall(fw, []);
-  // What the kernel answered on this machine; the stand-in lists nothing, so the probe says no.
+  // What the kernel answers on this machine; the stand-in lists nothing, so its probe says no.
   fw.renewInPlace = true;
+  if (process.env.BENCH_REAL_NFT) {
+    // A reboot: the table gone (start made it), then made again by the reconcile.
+    const gone = await chooseRunner('library', log).script('delete table inet portcullis\n');
+    if (!gone.ok) throw new Error(gone.stderr);
+  }
   const base = used();
   sent.batches = sent.bytes = sent.elements = 0;
   const top = Number(process.env.BENCH_ALLOC_TOP ?? 0);
@@ -116,6 +147,9 @@ try {
       collections: { scavenge: gcs.filter((g) => g.gcType === 'Scavenge').length, markCompact: gcs.filter((g) => g.gcType === 'MarkSweepCompact').length },
       liveAfterMiB: MiB(live - base),
       rssPeakMiB: MiB(peakRss),
+      rssEndMiB: MiB(process.memoryUsage().rss),
+      heapTotalEndMiB: MiB(process.memoryUsage().heapTotal),
+      ...(await trimmed()),
       nft: { ...sent, bytes: MiB(sent.bytes) },
     })}\n`,
   );
