@@ -2,7 +2,7 @@
 // objects; this file owns their lifecycle, batches and reconciliation.
 
 import type { Logger } from '../../log.js';
-import { entryKey, type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
+import { type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
 import { ALL_PORTS, SET, elementConcats, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology } from './ruleset.js';
 import { OutboundElements, largestFreeRun, outboundElementsOf, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
