@@ -11,69 +11,21 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { MemoryFirewall } from '../src/firewall/memory.js';
-import { makeMapping } from '../src/domain/mapping.js';
-import { mustParseIp } from '../src/net/address.js';
-import { builtinPolicy } from '../src/policy/load.js';
-import { DEFAULT_SERVICE_CONFIG, MappingService } from '../src/service/mapping-service.js';
-import { monotonicClock } from '../src/state/clock.js';
-import { Epoch } from '../src/state/epoch.js';
-import { putRecord } from '../src/state/records.js';
-import { DurableStore, type StoredMapping } from '../src/state/store.js';
-import { createLogger } from '../src/log.js';
+import { DurableStore } from '../src/state/store.js';
+import { clock, quietService, usedAfterGc as used, writeState } from './heap-state.js';
 
 const N = Number(process.argv[2] ?? 100_000);
-const gc = (globalThis as { gc?: () => void }).gc;
-if (!gc) throw new Error('run with node --expose-gc');
-const used = () => {
-  gc();
-  gc();
-  return process.memoryUsage().heapUsed;
-};
 
-const clock = monotonicClock;
 const dir = mkdtempSync(join(tmpdir(), 'portcullis-heap-'));
 try {
-  // The state a daemon with N mappings leaves: written through the journal, folded into a snapshot.
-  {
-    const { store } = await DurableStore.open(dir, clock.wall());
-    // A fresh directory gets its first snapshot (and epoch) as the daemon's start writes it.
-    await store.compact([], { wall: clock.wall(), mono: clock.now(), bootId: clock.bootId() }, clock.wall());
-    const now = clock.now();
-    const kept: StoredMapping[] = [];
-    for (let i = 0; i < N; i += 1000) {
-      const records = [];
-      for (let j = i; j < Math.min(N, i + 1000); j++) {
-        const client = mustParseIp(`2001:db8:77::1:${((j % 256) + 1).toString(16)}`);
-        const port = 10_000 + Math.floor(j / 256);
-        const m = makeMapping(
-          { kind: 'map', family: 6, internalAddress: client, protocol: 17, internalPort: port, externalAddress: client, externalPort: port, filters: [], nonce: randomBytes(12), origin: 'pcp', client, description: '', lifetime: 3600, clientPort: 5350 },
-          j,
-          now,
-        );
-        const r = putRecord(m, clock);
-        if (r.op === 'put') kept.push(r.m);
-        records.push(r);
-      }
-      store.append(records);
-      await store.flush();
-    }
-    // Folded into a snapshot, as a daemon that ran a while leaves it (the journal read back is line by line anyway).
-    await store.compact(
-      kept,
-      { wall: clock.wall(), mono: clock.now(), bootId: clock.bootId() },
-      clock.wall(),
-    );
-    await store.close();
-  }
+  await writeState(dir, N);
   const base = used();
   const { store, state } = await DurableStore.open(dir, clock.wall());
   // Before any GC: what the open left on the heap, garbage included (the start's peak is at least this).
   const openedWithGarbage = process.memoryUsage().heapUsed;
   const opened = used();
-  const fw = new MemoryFirewall(clock);
-  const service = new MappingService(DEFAULT_SERVICE_CONFIG, builtinPolicy().policy, fw, { externalIPv4: () => undefined, isLanHost: () => true, isRouterAddress: () => false }, clock, new Epoch(clock), createLogger({ level: 'error', write: () => undefined }));
+  const service = quietService(new MemoryFirewall(clock));
   const r = service.restore(state.mappings, state.lastWriteWall);
   const restored = used();
   state.mappings.length = 0;

@@ -7,7 +7,7 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { libraryRunner, OUTPUT, type NftCall, type NftContext } from '../src/firewall/nft/libnftables.js';
+import { libraryRunner, OUTPUT, TRIM_AFTER_BYTES, type NftCall, type NftContext } from '../src/firewall/nft/libnftables.js';
 import { chooseRunner, type ChooseDeps } from '../src/firewall/nft/choose.js';
 import { NftBackend, NftSetupError } from '../src/firewall/nft/backend.js';
 import type { NftRunner } from '../src/firewall/nft/run.js';
@@ -114,6 +114,22 @@ t.test('library runner: calls are serialized, in order, with the CLI’s options
   t.same(d, { ok: false, stdout: 'out:bad\n', stderr: 'Error: bad\n' });
   t.match(await runner.list(['-x', 'list', 'tables']), { ok: false, error: /-x/ }, 'an option with no library equivalent is refused, not ignored');
   t.equal(fake.calls.length, 4, 'and never reaches the context');
+});
+
+t.test('library runner: a call that moved TRIM_AFTER_BYTES or more is followed by a trim before the next call; small ones are not', async (t) => {
+  const fake = fakeContext((text) => ({ rc: 0, output: text === 'list set inet t big' ? 'x'.repeat(TRIM_AFTER_BYTES) : '', error: '' }));
+  const order: string[] = [];
+  const ctx: NftContext = {
+    run: (text, flags, done) => (order.push(text.slice(0, 20)), fake.ctx.run(text, flags, done)),
+    release: (done) => (order.push('trim'), setTimeout(done, 2)),
+  };
+  const runner = libraryRunner(ctx);
+  const big = Array.from({ length: 2048 }, (_, i) => ({ add: { element: { family: 'inet', table: 't', name: 's', elem: [{ elem: { val: { concat: ['2001:db8::1', 'udp', i] } } }] } } }));
+  await Promise.all([runner.script('add table inet t\n'), runner.batch(big), runner.script('list tables\n'), runner.script('list set inet t big')]);
+  await runner.script('last\n');
+  t.same(order, ['add table inet t\n', '{"nftables":[{"add":', 'trim', 'list tables\n', 'list set inet t big', 'trim', 'last\n'], 'a large batch in, a large listing out: each trimmed after; the small calls not');
+  const untrimmed = libraryRunner(fake.ctx);
+  t.equal((await untrimmed.batch(big)).ok, true, 'a context without release (musl) runs as before');
 });
 
 t.test('library runner: a call that outlives the bound fails, and later calls take the fallback', async (t) => {

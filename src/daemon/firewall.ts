@@ -91,7 +91,9 @@ export async function syncFirewall(service: MappingService, firewall: FirewallBa
   // One repair counted for the whole start: this step's, the batches', or both.
   const repairedNow = r.removed > 0 || r.recreated || r.added > 0;
   if (repairedNow) log.warn({ event: 'nft-repaired', why: 'start', added: r.added, removed: r.removed, recreated: r.recreated });
-  const keys = (r.deferred ?? []).flatMap((e) => keyOf.get(e) ?? []);
+  let keys = (r.deferred ?? []).flatMap((e) => keyOf.get(e) ?? []);
+  // The closures below share this scope: the map would live as long as the reinstall.
+  keyOf.clear();
   // The nft-reinstalled line comes even when nothing was missing: whoever
   // waits for the kernel to be complete (tests, the benchmark) waits for it.
   return {
@@ -110,6 +112,8 @@ export async function syncFirewall(service: MappingService, firewall: FirewallBa
         put += took.filter(Boolean).length;
         refused += took.filter((ok) => !ok).length;
       }
+      // Done: the keys (one per mapping restored) need not outlive it.
+      keys = [];
       const seconds = Math.round(performance.now() - started) / 1000;
       const line = { event: 'nft-reinstalled', entries: put, refused, batches, batchSize: REINSTALL_BATCH, seconds, stopped: stopped() };
       if (refused) log.error({ ...line, detail: 'the kernel refused some entries: the next reconciliation tries again' });

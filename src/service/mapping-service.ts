@@ -332,8 +332,11 @@ export class MappingService {
         continue;
       }
       const m = fromStored(s, this.nextId++, now.mono + left);
-      if (this.table.get(keyOf(m))) continue;
-      this.edit.enter(m);
+      // The table keeps the store's copy of the key (the same text), not one of its own.
+      const computed = keyOf(m);
+      const key = computed === s.key ? s.key : computed;
+      if (this.table.get(key)) continue;
+      this.edit.enter(m, key);
       restored++;
     }
     return { restored, expired };
@@ -489,8 +492,14 @@ export class MappingService {
   withDesiredEntries<T>(fn: (desired: { key: string; entry: FirewallEntry; timeoutSeconds: number }[]) => Promise<T>, only?: readonly string[]): Promise<T> {
     return this.commits.exclusive(() => {
       const now = this.clock.now();
-      const live = only ? only.flatMap((k) => this.table.get(k) ?? []).filter((m) => m.origin !== 'static' && m.expiresAt > now) : this.clientMappings(now);
-      return fn(live.map((m) => ({ key: keyOf(m), entry: entryOf(m), timeoutSeconds: remaining(m, now) })));
+      // One array, built straight from the table with its own key strings.
+      const desired: { key: string; entry: FirewallEntry; timeoutSeconds: number }[] = [];
+      const take = (key: string, m: Mapping | undefined) => {
+        if (m && m.origin !== 'static' && m.expiresAt > now) desired.push({ key, entry: entryOf(m), timeoutSeconds: remaining(m, now) });
+      };
+      if (only) for (const key of only) take(key, this.table.get(key));
+      else for (const [key, m] of this.table.entries()) take(key, m);
+      return fn(desired);
     });
   }
 

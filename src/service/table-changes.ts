@@ -37,10 +37,10 @@ export class TableChanges {
     this.expiry.arm(this.table.nextExpiry());
   }
 
-  /** A mapping enters the table, holding its IPv4 external port. */
-  enter(m: Mapping): void {
+  /** A mapping enters the table, holding its IPv4 external port; `key`: its key as a string already kept elsewhere (the store's). */
+  enter(m: Mapping, key?: string): void {
     if (m.family === 4) this.table.acquireBinding(internalEndpoint(m.internalAddress, m.protocol, m.internalPort), m.protocol, m.externalPort);
-    this.table.put(m);
+    this.table.put(m, key);
     this.armExpiry();
   }
 

@@ -5,7 +5,7 @@
 // time a record has left on this boot.
 
 import { normalizePrefix, type IpAddress } from '../net/address.js';
-import { keyOf, makeMapping, type Mapping, type Origin } from '../domain/mapping.js';
+import { keyOf, makeMapping, type Mapping, type Origin, type RemoteFilter } from '../domain/mapping.js';
 import type { Clock } from './clock.js';
 
 /** A mapping as stored: absolute expiry on both clocks, and the boot the monotonic one belongs to. */
@@ -85,6 +85,9 @@ export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: s
   };
 }
 
+/** Frozen: a list every restored mapping without filters shares can never be changed through one of them. */
+const NO_FILTERS: readonly RemoteFilter[] = Object.freeze([]);
+
 /** The mapping a stored record describes, as `id`, ending at monotonic `expiresAt` (what it has left, counted on this boot's clock). */
 export function fromStored(s: StoredMapping, id: number, expiresAt: number): Mapping {
   const terms = {
@@ -95,7 +98,8 @@ export function fromStored(s: StoredMapping, id: number, expiresAt: number): Map
     internalPort: s.internalPort,
     externalAddress: s.externalAddress,
     externalPort: s.externalPort,
-    filters: s.filters.map(([address, length, port]) => ({ prefix: normalizePrefix(address, length), port })),
+    // Most mappings have none: one shared empty list, not one each.
+    filters: s.filters.length ? s.filters.map(([address, length, port]) => ({ prefix: normalizePrefix(address, length), port })) : NO_FILTERS,
     remotePeer: s.remotePeer ? { address: s.remotePeer[0], port: s.remotePeer[1] } : undefined,
     nonce: s.nonce !== undefined ? Buffer.from(s.nonce, 'hex') : undefined,
     origin: s.origin,

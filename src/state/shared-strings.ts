@@ -4,6 +4,9 @@
 
 import type { StoredMapping } from './records.js';
 
+/** The empty filter list records without filters share (frozen: none is ever written to). */
+const NO_STORED_FILTERS = Object.freeze([]) as unknown as StoredMapping['filters'];
+
 /**
  * Read back, every record has its own copy of each text: the boot id, and an
  * address three times over (a pinhole's internal and external address and its
@@ -25,6 +28,8 @@ export function sharedStrings(): (m: StoredMapping) => StoredMapping {
     m.externalAddress = one(m.externalAddress);
     m.owner = one(m.owner);
     m.bootId = one(m.bootId);
+    // Read back, `[]` is a new array each time.
+    if (m.filters.length === 0) m.filters = NO_STORED_FILTERS;
     return m;
   };
 }

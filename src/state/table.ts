@@ -92,7 +92,6 @@ class FreedPorts {
 }
 
 export class MappingTable {
-  private readonly byKey = new Map<string, Mapping>();
   /** Keys of each internal address's mappings: its quota count and its remove-all. */
   private readonly perClient = new Map<IpAddress, Set<string>>();
   private readonly bindingsByInternal = new Map<string, Binding>();
@@ -102,8 +101,15 @@ export class MappingTable {
   private readonly perInterface = new Map<string, number>();
   /** Mappings per requesting client (Mapping.client): a subscriber's own and its third-party ones together. */
   private readonly perRequester = new Map<string, number>();
-  /** The host, interface and client each mapping was counted under (host and interface may change later; its count must leave where it was added). */
-  private readonly countedAs = new Map<string, { host: string; iface: string | undefined; client: IpAddress }>();
+  /**
+   * Per mapping, one record under its key: the mapping, where it was counted
+   * (host and interface may change later; its count must leave where it was
+   * added) and its place in the expiry heap. One map entry and one object a
+   * mapping, not three of each.
+   */
+  private readonly slots = new Map<string, Slot>();
+  /** The one copy of each host unit's name the slots point at (hostOf may build a new string per call). */
+  private readonly hostNames = new Map<string, string>();
   private readonly heap = new ExpiryHeap();
   private readonly freed = new FreedPorts();
   /** Bumped by every put and remove: listings cache on it. */
@@ -117,15 +123,20 @@ export class MappingTable {
   ) {}
 
   get size(): number {
-    return this.byKey.size;
+    return this.slots.size;
   }
 
   get(key: string): Mapping | undefined {
-    return this.byKey.get(key);
+    return this.slots.get(key)?.m;
   }
 
-  values(): IterableIterator<Mapping> {
-    return this.byKey.values();
+  *values(): Generator<Mapping> {
+    for (const s of this.slots.values()) yield s.m;
+  }
+
+  /** Every mapping with its key (the table's own string: nothing recomputed). */
+  *entries(): Generator<[string, Mapping]> {
+    for (const s of this.slots.values()) yield [s.key, s.m];
   }
 
   countFor(internalAddress: IpAddress): number {
@@ -164,47 +175,50 @@ export class MappingTable {
   /** One internal address's mappings, without scanning the table. */
   *of(internalAddress: IpAddress): Generator<Mapping> {
     for (const k of this.perClient.get(internalAddress) ?? []) {
-      const m = this.byKey.get(k);
+      const m = this.get(k);
       if (m) yield m;
     }
   }
 
-  /** Inserts or replaces (same key). Bindings are managed by the caller. */
-  put(m: Mapping): Mapping | undefined {
-    const k = keyOf(m);
-    const prev = this.byKey.get(k);
+  /** Inserts or replaces (same key; `k` is keyOf(m), given when a copy is at hand to share). Bindings are managed by the caller. */
+  put(m: Mapping, k = keyOf(m)): Mapping | undefined {
     this.version++;
-    this.byKey.set(k, m);
-    if (!prev) {
-      let keys = this.perClient.get(m.internalAddress);
-      if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
-      keys.add(k);
-      const counted = { host: this.hostOf(m.internalAddress), iface: this.interfaceOf(m.internalAddress), client: m.client };
-      this.countedAs.set(k, counted);
-      bump(this.perHost, counted.host, 1);
-      bump(this.perRequester, counted.client, 1);
-      if (counted.iface !== undefined) bump(this.perInterface, counted.iface, 1);
+    const had = this.slots.get(k);
+    if (had) {
+      const prev = had.m;
+      had.m = m;
+      this.heap.move(had, m.expiresAt);
+      return prev;
     }
-    this.heap.set(k, m.expiresAt);
-    return prev;
+    let keys = this.perClient.get(m.internalAddress);
+    if (!keys) this.perClient.set(m.internalAddress, (keys = new Set()));
+    keys.add(k);
+    const named = this.hostOf(m.internalAddress);
+    const host = this.hostNames.get(named) ?? named;
+    if (host === named) this.hostNames.set(host, host);
+    const slot: Slot = { key: k, m, at: m.expiresAt, index: 0, host, iface: this.interfaceOf(m.internalAddress), client: m.client };
+    this.slots.set(k, slot);
+    bump(this.perHost, slot.host, 1);
+    bump(this.perRequester, slot.client, 1);
+    if (slot.iface !== undefined) bump(this.perInterface, slot.iface, 1);
+    this.heap.insert(slot);
+    return undefined;
   }
 
   remove(key: string): Mapping | undefined {
-    const m = this.byKey.get(key);
-    if (!m) return undefined;
+    const slot = this.slots.get(key);
+    if (!slot) return undefined;
+    const m = slot.m;
     this.version++;
-    this.byKey.delete(key);
+    this.slots.delete(key);
     const keys = this.perClient.get(m.internalAddress);
     keys?.delete(key);
     if (keys?.size === 0) this.perClient.delete(m.internalAddress);
-    const counted = this.countedAs.get(key);
-    this.countedAs.delete(key);
-    if (counted) {
-      bump(this.perHost, counted.host, -1);
-      bump(this.perRequester, counted.client, -1);
-      if (counted.iface !== undefined) bump(this.perInterface, counted.iface, -1);
-    }
-    this.heap.delete(key);
+    bump(this.perHost, slot.host, -1);
+    if (!this.perHost.has(slot.host)) this.hostNames.delete(slot.host);
+    bump(this.perRequester, slot.client, -1);
+    if (slot.iface !== undefined) bump(this.perInterface, slot.iface, -1);
+    this.heap.delete(slot);
     return m;
   }
 
@@ -223,7 +237,7 @@ export class MappingTable {
   /** The MAP-kind mapping of the internal endpoint that holds an external port, if it has one (a PEER alone holds none that a door names). */
   mapOnExternalPort(protocol: number, port: number): Mapping | undefined {
     const b = this.holderOfExternalPort(protocol, port);
-    return b ? this.byKey.get(`map|${b.internal}`) : undefined;
+    return b ? this.get(`map|${b.internal}`) : undefined;
   }
 
   /** The mappings (a MAP and its PEERs) of the internal endpoint that holds an external port. */
@@ -281,7 +295,7 @@ export class MappingTable {
   dueBy(now: number): Mapping[] {
     const due: Mapping[] = [];
     for (const key of this.heap.dueBy(now)) {
-      const m = this.byKey.get(key);
+      const m = this.get(key);
       if (m) due.push(m);
     }
     return due;
@@ -298,22 +312,28 @@ function bump(counts: Map<string, number>, key: string, by: number): void {
   else counts.delete(key);
 }
 
-interface HeapNode {
+/** A mapping's record in the table: the mapping, where it was counted, and its place in the expiry heap. */
+interface Slot {
   readonly key: string;
+  m: Mapping;
+  /** Monotonic milliseconds: the mapping's expiresAt. */
   at: number;
+  /** Its position in the heap's array. */
   index: number;
+  readonly host: string;
+  readonly iface: string | undefined;
+  readonly client: IpAddress;
 }
 
 /**
- * Binary min-heap on expiry time, indexed by mapping key: a renewal moves
- * the mapping's one entry (increase-key), a removal takes it out. Chosen over
+ * Binary min-heap on expiry time over the table's slots: a renewal moves
+ * the mapping's one slot (increase-key), a removal takes it out. Chosen over
  * lazy deletion (push on every renewal, rebuild when stale entries outnumber
  * live ones) because it is exact: the heap is never larger than the table,
  * the next timer is always a live mapping's, and no rebuild stalls a request.
  */
 class ExpiryHeap {
-  private readonly nodes: HeapNode[] = [];
-  private readonly byKey = new Map<string, HeapNode>();
+  private readonly nodes: Slot[] = [];
 
   get size(): number {
     return this.nodes.length;
@@ -323,26 +343,21 @@ class ExpiryHeap {
     return this.nodes[0]?.at;
   }
 
-  set(key: string, at: number): void {
-    const n = this.byKey.get(key);
-    if (!n) {
-      const node: HeapNode = { key, at, index: this.nodes.length };
-      this.nodes.push(node);
-      this.byKey.set(key, node);
-      this.up(node.index);
-      return;
-    }
+  insert(n: Slot): void {
+    n.index = this.nodes.length;
+    this.nodes.push(n);
+    this.up(n.index);
+  }
+
+  move(n: Slot, at: number): void {
     const before = n.at;
     n.at = at;
     if (at < before) this.up(n.index);
     else this.down(n.index);
   }
 
-  delete(key: string): void {
-    const n = this.byKey.get(key);
-    if (!n) return;
-    this.byKey.delete(key);
-    const last = this.nodes.pop() as HeapNode;
+  delete(n: Slot): void {
+    const last = this.nodes.pop() as Slot;
     if (last === n) return;
     this.place(last, n.index);
     this.up(last.index);
@@ -363,9 +378,9 @@ class ExpiryHeap {
   }
 
   private up(i: number): void {
-    const n = this.nodes[i] as HeapNode;
+    const n = this.nodes[i] as Slot;
     while (i > 0) {
-      const parent = this.nodes[(i - 1) >> 1] as HeapNode;
+      const parent = this.nodes[(i - 1) >> 1] as Slot;
       if (parent.at <= n.at) break;
       this.place(parent, i);
       i = (i - 1) >> 1;
@@ -374,12 +389,12 @@ class ExpiryHeap {
   }
 
   private down(i: number): void {
-    const n = this.nodes[i] as HeapNode;
+    const n = this.nodes[i] as Slot;
     const count = this.nodes.length;
     for (;;) {
       const l = 2 * i + 1;
       if (l >= count) break;
-      const left = this.nodes[l] as HeapNode;
+      const left = this.nodes[l] as Slot;
       const right = this.nodes[l + 1];
       const child = right && right.at < left.at ? right : left;
       if (child.at >= n.at) break;
@@ -390,7 +405,7 @@ class ExpiryHeap {
     this.place(n, i);
   }
 
-  private place(n: HeapNode, i: number): void {
+  private place(n: Slot, i: number): void {
     this.nodes[i] = n;
     n.index = i;
   }

@@ -2,9 +2,9 @@
 // objects; this file owns their lifecycle, batches and reconciliation.
 
 import type { Logger } from '../../log.js';
-import { entryKey, type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
+import { type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { ALL_PORTS, SET, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
+import { ALL_PORTS, SET, elementConcats, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
 import { OutboundElements, largestFreeRun, outboundElementsOf, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
 import { ConntrackFlusher, type FlowSelector } from '../conntrack.js';
 import type { StaticOpening } from '../../domain/mapping.js';
@@ -225,25 +225,47 @@ export class NftBackend implements FirewallBackend {
     return [{ add: { element: { ...this.ref(set), elem: withTimeout } } }, { delete: { element: { ...this.ref(set), elem: bare } } }];
   }
 
-  private commandsFor(c: FirewallChange): NftCommand[] {
+  /**
+   * Puts a change's commands on `cmds`. Consecutive puts into one set share
+   * one `add element` command (the same transaction either way; a re-added
+   * element, even twice in one command, only gets the later timeout): a
+   * batch of 2 048 pinholes is one command, not 2 048 each naming the set.
+   */
+  private pushCommands(cmds: NftCommand[], c: FirewallChange): void {
     const set = setFor(c.entry, this.nat44);
-    if (c.op === 'remove') return this.vanish(set, elementsOf(c.entry, undefined, this.nat44));
-    const add: NftCommand = { add: { element: { ...this.ref(set), elem: elementsOf(c.entry, c.timeoutSeconds, this.nat44) } } };
-    return this.renewInPlace ? [add] : [...this.vanish(set, elementsOf(c.entry, undefined, this.nat44)), add];
+    if (c.op === 'remove') {
+      cmds.push(...this.vanish(set, elementsOf(c.entry, undefined, this.nat44)));
+      return;
+    }
+    if (!this.renewInPlace) cmds.push(...this.vanish(set, elementsOf(c.entry, undefined, this.nat44)));
+    this.pushAdd(cmds, set, elementsOf(c.entry, c.timeoutSeconds, this.nat44));
   }
 
-  private outboundCommands(ops: readonly ElementOp[]): NftCommand[] {
-    return ops.flatMap((o) => {
-      if (o.op === 'vanish') return this.vanish(o.set, [o.elem]);
-      const add: NftCommand = { add: { element: { ...this.ref(o.set), elem: [o.elem] } } };
-      return this.renewInPlace ? [add] : [...this.vanish(o.set, [withElemTimeout(o.elem, undefined)]), add];
-    });
+  private pushOutbound(cmds: NftCommand[], ops: readonly ElementOp[]): void {
+    for (const o of ops) {
+      if (o.op === 'vanish') {
+        cmds.push(...this.vanish(o.set, [o.elem]));
+        continue;
+      }
+      if (!this.renewInPlace) cmds.push(...this.vanish(o.set, [withElemTimeout(o.elem, undefined)]));
+      this.pushAdd(cmds, o.set, [o.elem]);
+    }
+  }
+
+  private pushAdd(cmds: NftCommand[], set: SetKey, elems: readonly unknown[]): void {
+    const ref = this.ref(set);
+    const last = (cmds[cmds.length - 1] as { add?: { element?: { name: string; elem: unknown[] } } } | undefined)?.add?.element;
+    if (last?.name === ref.name && last.elem) last.elem.push(...elems);
+    else cmds.push({ add: { element: { ...ref, elem: [...elems] } } });
   }
 
   /** A batch of changes with their shared SNAT/held elements; the holdings follow only if the kernel took it. */
   private async applyStaged(changes: readonly FirewallChange[]): Promise<Staged | undefined> {
     const staged = this.outbound.stage(this.translated(changes));
-    const r = await this.runner.batch([...changes.flatMap((c) => this.commandsFor(c)), ...this.outboundCommands(staged.ops)]);
+    const cmds: NftCommand[] = [];
+    for (const c of changes) this.pushCommands(cmds, c);
+    this.pushOutbound(cmds, staged.ops);
+    const r = await this.runner.batch(cmds);
     if (!r.ok) {
       staged.rollback();
       if (changes.length > 1) this.log.warn({ event: 'nft-batch-failed', changes: changes.length, error: (r.spawnError ?? r.stderr).trim().slice(0, 500) });
@@ -412,20 +434,10 @@ export class NftBackend implements FirewallBackend {
     if (recreated) {
       await this.setup(`table ${this.placement.family} ${this.placement.table}`);
     }
-    const want = new Map<string, { set: SetKey; elem: unknown }>();
-    /** With defer: which entry's put brings each wanted element back. */
-    const owner = new Map<string, FirewallEntry>();
-    for (const d of desired) {
-      const set = setFor(d.entry, this.nat44);
-      for (const elem of elementsOf(d.entry, d.timeoutSeconds, this.nat44)) {
-        const key = elementKey(set, concatOf(elem));
-        want.set(key, { set, elem });
-        if (opts.defer) owner.set(key, d.entry);
-      }
-      if (opts.defer && this.nat44) for (const o of outboundElementsOf(d.entry)) if (!owner.has(elementKey(o.set, o.concat))) owner.set(elementKey(o.set, o.concat), d.entry);
-    }
-    for (const o of this.outbound.reset(this.translated(desired))) want.set(elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]), o);
-    const have = new Map<string, { set: SetKey; elem: unknown }>();
+    // What the kernel holds, each marked once a desired entry (or a shared
+    // element) claims it. Nothing is built per desired element beyond its
+    // key: after a reboot the kernel is empty and `desired` may be 100 000.
+    const have = new Map<string, { set: SetKey; elem: unknown; wanted: boolean }>();
     for (const key of Object.keys(SET) as SetKey[]) {
       const ref = this.ref(key);
       const listing = await this.runner.list(['list', isMap(key) ? 'map' : 'set', ref.family, ref.table, ref.name]);
@@ -436,37 +448,63 @@ export class NftBackend implements FirewallBackend {
         const concat = normalizeListed(key, concatOf(raw));
         if (isCanary(key, concat)) continue;
         // The SNAT map's data is part of what must match: a renumbered WAN changes only the data.
-        have.set(elementKey(key, [...concat, ...dataOf(key, raw)]), { set: key, elem: raw });
+        have.set(elementKey(key, [...concat, ...dataOf(key, raw)]), { set: key, elem: raw, wanted: false });
       }
     }
-    const cmds: NftCommand[] = [];
+    const adds: NftCommand[] = [];
     let added = 0;
+    const claim = (key: string) => {
+      const h = have.get(key);
+      if (h) h.wanted = true;
+      return h !== undefined;
+    };
+    // The shared elements every desired entry's holdings call for (the latest
+    // holder's data, the longest timeout); the missing ones wait for an owner.
+    const missingShared = new Map<string, { set: SetKey; elem: unknown }>();
+    for (const o of this.outbound.reset(this.translated(desired))) {
+      const key = elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]);
+      if (!claim(key)) missingShared.set(key, o);
+    }
+    const deferred: FirewallEntry[] = [];
+    for (const d of desired) {
+      const set = setFor(d.entry, this.nat44);
+      let missing = false;
+      for (const concat of elementConcats(d.entry, this.nat44)) {
+        if (claim(elementKey(set, concat))) continue;
+        missing = true;
+      }
+      if (missing && !opts.defer) {
+        const elems = elementsOf(d.entry, d.timeoutSeconds, this.nat44).filter((elem) => !have.has(elementKey(set, concatOf(elem))));
+        this.pushAdd(adds, set, elems);
+        added += elems.length;
+      }
+      // With defer, the first entry that holds a missing shared element (with its own data) brings it back.
+      if (opts.defer && this.nat44) {
+        for (const o of outboundElementsOf(d.entry)) missing = missingShared.delete(elementKey(o.set, o.concat)) || missing;
+      }
+      if (missing && opts.defer) deferred.push(d.entry);
+    }
+    // Not deferred, or a shared element whose data no entry of its own names (a moved endpoint): now.
+    for (const w of missingShared.values()) {
+      this.pushAdd(adds, w.set, [w.elem]);
+      added++;
+    }
+    const cmds: NftCommand[] = [];
     let removed = 0;
     // Removals first: a map element with stale data blocks adding its key.
-    for (const [k, h] of have) {
-      if (want.has(k)) continue;
+    for (const h of have.values()) {
+      if (h.wanted) continue;
       cmds.push(...this.vanish(h.set, [stripListed(h.elem)]));
       removed++;
     }
-    const deferred = new Map<string, FirewallEntry>();
-    for (const [k, w] of want) {
-      if (have.has(k)) continue;
-      const later = opts.defer ? owner.get(k) : undefined;
-      if (later) {
-        deferred.set(entryKey(later), later);
-        continue;
-      }
-      // Not deferred, or a shared element whose data no entry of its own names (a moved endpoint): now.
-      cmds.push({ add: { element: { ...this.ref(w.set), elem: [w.elem] } } });
-      added++;
-    }
+    cmds.push(...adds);
     if (cmds.length) {
       const r = await this.runner.batch(cmds);
       if (!r.ok) throw new NftSetupError(`reconciliation batch failed: ${r.stderr.trim().slice(0, 500)}`);
     }
     await this.moveRemap(true);
     this.armSweep();
-    return opts.defer ? { added, removed, recreated, deferred: [...deferred.values()] } : { added, removed, recreated };
+    return opts.defer ? { added, removed, recreated, deferred } : { added, removed, recreated };
   }
 }
 

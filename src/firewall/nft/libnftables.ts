@@ -25,7 +25,24 @@ export interface NftCall {
 /** One libnftables context. `run` must not be called again before `done`: the runner serializes. */
 export interface NftContext {
   run(text: string, flags: number, done: (r: NftCall | Error) => void): void;
+  /**
+   * Gives the C heap's free pages back to the system (glibc's malloc_trim);
+   * absent where the C library has none (musl). See TRIM_AFTER_BYTES.
+   */
+  release?(done: () => void): void;
 }
+
+/**
+ * libnftables parses a batch into jansson's tree and nft's own (kilobytes an
+ * element), lists into more, and frees it all when the call returns; glibc
+ * keeps the freed pages. After the reinstall of 35 200 mappings they were
+ * 50–140 MiB of the daemon's RSS that nothing used (bench/restart-heap.ts
+ * with BENCH_REAL_NFT and BENCH_TRIM). A call that moved this much text
+ * (in and out) is followed by a trim, run on koffi's worker thread before
+ * the next call: the small calls of ordinary requests pay nothing, a 2 048-
+ * entry batch (~300 KiB) or a listing of a large set pays a few ms.
+ */
+export const TRIM_AFTER_BYTES = 64 << 10;
 
 /**
  * A bound on one call, as the process path has: a kernel that never answers
@@ -60,7 +77,9 @@ export async function openLibnftables(soname = 'libnftables.so.1'): Promise<NftC
   const ctx: unknown = ctxNew(0);
   if (!ctx) throw new Error('nft_ctx_new returned NULL');
   if (bufferOutput(ctx) !== 0 || bufferError(ctx) !== 0) throw new Error('nft_ctx_buffer_output/error failed');
+  const trim = mallocTrim(koffi);
   return {
+    ...(trim ? { release: (done: () => void) => trim.async(0, () => done()) } : {}),
     run(text, flags, done) {
       setFlags(ctx, flags);
       runCmd.async(ctx, text, (err: unknown, rc: number) => {
@@ -70,6 +89,26 @@ export async function openLibnftables(soname = 'libnftables.so.1'): Promise<NftC
       });
     },
   };
+}
+
+/** glibc's malloc_trim, or undefined (another C library, or none found). */
+function mallocTrim(koffi: typeof import('koffi').default): { async(pad: number, cb: (err: unknown) => void): void } | undefined {
+  try {
+    return koffi.load('libc.so.6').func('int malloc_trim(size_t pad)') as unknown as { async(pad: number, cb: (err: unknown) => void): void };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A trim, waited for at most `ms` (it cannot wedge the calls behind it). */
+function released(release: (done: () => void) => void, ms: number): Promise<void> {
+  return new Promise((done) => {
+    const timer = setTimeout(done, ms);
+    release(() => {
+      clearTimeout(timer);
+      done();
+    });
+  });
 }
 
 export interface LibraryRunnerOptions {
@@ -107,7 +146,8 @@ export function libraryRunner(ctx: NftContext, options: LibraryRunnerOptions = {
           });
         }),
     );
-    tail = next;
+    // The caller has its answer at once; the next call waits for the trim.
+    tail = next.then((r) => (r && ctx.release && text.length + r.output.length >= TRIM_AFTER_BYTES ? released(ctx.release.bind(ctx), timeoutMs) : undefined));
     return next;
   };
   const result = (r: NftCall): NftResult => ({ ok: r.rc === 0, stdout: r.output, stderr: r.error });

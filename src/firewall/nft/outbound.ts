@@ -95,8 +95,11 @@ export class OutboundElements {
     const saved = new Map<string, { holders: Map<string, Holder>; written?: readonly (string | number)[]; endpoint?: FirewallEntry } | undefined>();
     const touched = new Set<string>();
     for (const c of changes) {
+      const slots = slotsOf(c.entry);
+      // A pinhole holds no shared element: nothing to key it by.
+      if (slots.length === 0) continue;
       const holder = entryKey(c.entry);
-      for (const s of slotsOf(c.entry)) {
+      for (const s of slots) {
         const id = `${s.set}|${s.key.join('|')}`;
         let slot = this.slots.get(id);
         if (!saved.has(id)) saved.set(id, slot && { holders: new Map(slot.holders), written: slot.written, endpoint: slot.endpoint });

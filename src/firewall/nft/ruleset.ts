@@ -366,15 +366,19 @@ function prefixExpr(address: IpAddress, length: number): unknown {
   return length === max ? address : { prefix: { addr: address, len: length } };
 }
 
+/** What each of an entry's elements matches: one per filter (or one for an unfiltered entry), as nft JSON `concat` values. */
+export function elementConcats(e: FirewallEntry, nat44 = true): unknown[][] {
+  const at = keyOf(e, nat44);
+  const key = [at.address, protocolName(e.protocol), at.port];
+  return e.filters.length
+    ? e.filters.map((f) => [...key, prefixExpr(f.prefix.address, f.prefix.length), f.port === 0 ? { range: [0, 65535] } : f.port])
+    : [key];
+}
+
 /** One element per filter (or one for an unfiltered entry), as nft JSON `elem` items. */
 export function elementsOf(e: FirewallEntry, timeoutSeconds: number | undefined, nat44 = true): unknown[] {
   const admit = admitted(e, nat44);
-  const at = keyOf(e, nat44);
-  const key = [at.address, protocolName(e.protocol), at.port];
-  const keys = e.filters.length
-    ? e.filters.map((f) => [...key, prefixExpr(f.prefix.address, f.prefix.length), f.port === 0 ? { range: [0, 65535] } : f.port])
-    : [key];
-  return keys.map((k) => {
+  return elementConcats(e, nat44).map((k) => {
     const elem = { elem: { val: { concat: k }, ...(timeoutSeconds !== undefined ? { timeout: timeoutSeconds } : {}) } };
     return admit ? elem : [elem, { concat: [e.internalAddress, e.internalPort] }];
   });
