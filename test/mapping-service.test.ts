@@ -202,7 +202,15 @@ t.test('mappings never point at the router or outside the LAN', async (t) => {
   t.match(await h.service.map(req({ internalAddress: mustParseIp('8.8.8.8') })), { ok: false, refusal: 'NOT_AUTHORIZED' });
   t.match(await h.service.map(req({ internalAddress: B })), { ok: false, refusal: 'THIRD_PARTY_NOT_ALLOWED' }, 'a LAN third party is a policy matter');
   t.match(await h.service.map(req({ client: mustParseIp('fe80::10'), internalAddress: mustParseIp('fe80::10') })), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'link-local pinholes are useless');
+  // The asker being the host proves nothing: a door may take a host's other
+  // address (a ULA outside every LAN prefix) for the host (igd-fuzz, seed 382791714).
+  const ula = mustParseIp('fd00::10');
+  for (const via of ['pcp', 'natpmp', 'upnp'] as const) {
+    t.match(await h.service.map(req({ via, client: ula, internalAddress: ula })), { ok: false, refusal: 'NOT_AUTHORIZED', detail: /not a LAN host/ }, `${via}: its own address outside the LAN`);
+  }
+  t.match(await h.service.peer({ via: 'pcp', client: ula, internalAddress: ula, protocol: 17, internalPort: 40000, suggestedExternalPort: 0, remotePeerAddress: mustParseIp('2001:db8:ff::9'), remotePeerPort: 443, lifetime: 3600, nonce: NONCE }), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'PEER too');
   t.equal(h.firewall.list().length, 0);
+  t.equal(h.service.mappings(() => true).length, 0);
 });
 
 t.test('epoch counts seconds on the monotonic clock', async (t) => {

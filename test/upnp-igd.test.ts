@@ -222,6 +222,24 @@ t.test('pinholes: IDs, duplicates, same host by link-layer address, ownership, e
   t.not(third.UniqueID, first.UniqueID, 'a deleted ID is not reused at once');
 });
 
+t.test("a host's other address outside every LAN prefix (its ULA here) is the host, yet no mapping may point at it: 606", async (t) => {
+  // igd-fuzz, seed 382791714: AddPinhole from A6 for its ULA opened a pinhole
+  // to an address outside the LAN, because the asker became the ULA itself.
+  const { h, igd, call } = setup();
+  // The arguments as the SOAP body had them: a repeated LeaseTime leaves its last value in the map.
+  const pinhole = (client: IpAddress, host: IpAddress, lease: string[], serviceName: string, serviceVersion: number) =>
+    igd.handle({ serviceName, serviceVersion, action: 'AddPinhole', client, args: new Map([['RemoteHost', ''], ['RemotePort', '1024'], ['InternalClient', host], ['InternalPort', '1024'], ['Protocol', '6'], ...lease.map((l): [string, string] => ['LeaseTime', l])]) });
+  for (const [service, version] of [['WANIPConnection', 2], ['WANIPv6FirewallControl', 1]] as const) {
+    for (const lease of [['0', '1'], ['1'], ['600']]) {
+      t.match(out(await pinhole(A6, A6_ULA, lease, service, version)), { error: 606, detail: /not a LAN host/ }, `${service}:${version}, LeaseTime ${lease.join(' then ')}: refused`);
+    }
+  }
+  t.same(h.service.mappings(() => true), [], 'nothing in the table');
+  t.same(h.firewall.list(), [], 'nothing in the kernel');
+  t.same(Object.keys(out(await pinhole(A6_ULA, A6, ['600'], 'WANIPv6FirewallControl', 1))), ['UniqueID'], 'the ULA asking for its global address is still the same host');
+  t.match(out(await call(A, 'AddPortMapping', add(mustParseIp('10.0.0.10'), 40000, 40000))), { error: 606 }, 'AddPortMapping outside the LAN: 606');
+});
+
 t.test('dispatch by action name, whatever service or version was named', async (t) => {
   const { call } = setup();
   t.same(out(await call(A, 'GetExternalIPAddress', {}, 'WANIPv6FirewallControl', 1)), { NewExternalIPAddress: '198.51.100.1' });

@@ -66,11 +66,14 @@ export class Admission {
     if (this.network.isRouterAddress(req.internalAddress)) {
       return refuse('NOT_AUTHORIZED', `${req.internalAddress} is the router's own address`);
     }
-    if (req.internalAddress !== req.client && (familyOf(req.client) !== family || !this.network.isLanHost(req.internalAddress))) {
-      return refuse('NOT_AUTHORIZED', `${req.internalAddress} is not a LAN host`);
-    }
     if (isUnspecified(req.internalAddress) || isMulticast(req.internalAddress) || (family === 6 && isLinkLocal(req.internalAddress))) {
       return refuse('NOT_AUTHORIZED', `no inbound mapping can reach ${req.internalAddress}`);
+    }
+    // Checked whoever asks, the host itself too: a door may count a host's
+    // other addresses as the host (UPnP: its ULA and its global address, by
+    // the neighbour table), and those need not lie in a LAN prefix.
+    if ((req.internalAddress !== req.client && familyOf(req.client) !== family) || !this.network.isLanHost(req.internalAddress)) {
+      return refuse('NOT_AUTHORIZED', `${req.internalAddress} is not a LAN host`);
     }
     const insists = req.preferFailure === true && req.suggestedExternalPort !== 0;
     const asked: PolicyRequest = {

@@ -355,7 +355,8 @@ export class IgdControl {
     if (!lease.ok) return lease.result;
     if (lease.value < 1 || lease.value > MAX_PINHOLE_LEASE) return invalid(`LeaseTime ${lease.value} outside 1..${MAX_PINHOLE_LEASE}`);
     // A host's other addresses (its ULA and its global address) count as the
-    // host itself, not as a third party.
+    // host itself, not as a third party; the service still refuses one outside
+    // every LAN prefix.
     const asker = host.value !== client && familyOf(client) === 6 && (await this.env.sameHost(client, host.value)) ? host.value : client;
     // A new pinhole needs an id, chosen before the service records it (the id
     // is stored with it): refuse before anything opens that the client could
