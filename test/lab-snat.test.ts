@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { CLI, labUp, stateDir, waitForLine, type Lab } from './helpers/lab.js';
 import { sourceSeen } from './helpers/reach.js';
+import { sleep, until } from './helpers/wait.js';
 
 const lab: Lab = labUp(`sn${process.pid % 10000}`);
 t.teardown(() => lab.down());
@@ -63,7 +64,6 @@ const mapPort = (node: 'lan' | 'lan2', proto: string, port: number, suggest: num
   if (r.result !== 'SUCCESS') throw new Error(`mapping refused: ${JSON.stringify(r)}`);
   return Number(r.externalPort);
 };
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /**
  * Probes until the source seen is `want` (at most 10 s) and returns the
  * last seen: the daemon removes the flow's conntrack entry after it answers,
@@ -71,11 +71,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * daemon never cleared would keep its old source: each probe refreshes it.
  */
 const eventually = async (probe: () => Promise<string | undefined>, want: string): Promise<string | undefined> => {
-  let seen = await probe();
-  for (const end = Date.now() + 10_000; seen !== want && Date.now() < end; ) {
-    await sleep(500);
-    seen = await probe();
-  }
+  let seen: string | undefined;
+  await until(async () => (seen = await probe()) === want, 10_000, 500);
   return seen;
 };
 

@@ -3,6 +3,7 @@
 
 import t from 'tap';
 import { CLI, labUp, listenForAnnouncements, stateDir, waitForLine } from './helpers/lab.js';
+import { until } from './helpers/wait.js';
 
 const lab = labUp(`pn${process.pid % 10000}`);
 t.teardown(() => lab.down());
@@ -16,10 +17,7 @@ t.teardown(() => void daemon.kill('SIGTERM'));
 
 // natpmpc blocks this process (spawnSync): the daemon's log lines arrive
 // after it returns. Waits until `seen` holds (at most 10 s), then says whether it does.
-const logged = async (seen: () => boolean): Promise<boolean> => {
-  for (const end = Date.now() + 10_000; !seen() && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
-  return seen();
-};
+const logged = (seen: () => boolean): Promise<boolean> => until(seen, 10_000, 50);
 
 // natpmpc -a takes <public port> <private port> <protocol> [lifetime].
 const natpmpc = (...args: string[]) => {
@@ -39,7 +37,7 @@ t.test('announcements at start: NAT-PMP external address and PCP ANNOUNCE, repea
     const h = announcements.heard();
     return [h.filter((x) => x.hex.startsWith('00800000')).length, h.filter((x) => x.hex.startsWith('02800000') && x.from === '192.168.77.1').length, h.filter((x) => x.hex.startsWith('02800000') && x.from.startsWith('fe80:')).length];
   };
-  for (const end = Date.now() + 15_000; kinds().some((n) => n < 3) && Date.now() < end; ) await new Promise((r) => setTimeout(r, 100));
+  await until(() => kinds().every((n) => n >= 3), 15_000);
   const heard = announcements.heard();
   const natpmp = heard.filter((h) => h.from === '192.168.77.1' && h.hex.startsWith('00800000') && h.hex.length === 24);
   t.ok(natpmp.length >= 3, `${natpmp.length} NAT-PMP announcements from 192.168.77.1 (0, 250, 750, 1750 ms)`);

@@ -3,6 +3,7 @@
 
 import { once } from 'node:events';
 import type { Lab, Node } from './lab.js';
+import { until } from './wait.js';
 
 export interface Probe {
   proto: 'udp' | 'tcp';
@@ -49,12 +50,7 @@ export async function reaches(lab: Lab, p: Probe): Promise<boolean> {
  * loaded machine, which made an open port look closed.
  */
 async function listening(lab: Lab, node: Node, proto: 'udp' | 'tcp', port: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline) {
-    const r = lab.exec(node, ['ss', proto === 'udp' ? '-Hlnu' : '-Hlnt', `sport = :${port}`], { allowFail: true });
-    if (r.code === 0 && r.stdout.trim() !== '') return;
-    await new Promise((res) => setTimeout(res, 50));
-  }
+  await until(() => lab.exec(node, ['ss', proto === 'udp' ? '-Hlnu' : '-Hlnt', `sport = :${port}`], { allowFail: true }).stdout.trim() !== '', 10_000, 50);
 }
 
 export interface SourceProbe {
