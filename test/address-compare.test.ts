@@ -1,9 +1,10 @@
 // prefixContains and isLinkLocal keep the bytes of the addresses they
 // compare (src/net/address.ts): the answers must not change with what is
-// kept, nor with what a caller does to bytes it was handed.
+// kept, nor with what a caller does to bytes it was handed. parseIp
+// remembers what it parsed lately: the same goes for it.
 
 import t from 'tap';
-import { addressBytes, isLinkLocal, mustParseIp, parsePrefix, prefixContains, type Prefix } from '../src/net/address.js';
+import { addressBytes, isLinkLocal, mustParseIp, parseIp, parsePrefix, prefixContains, type Prefix } from '../src/net/address.js';
 
 const LAN = parsePrefix('2001:db8:77::/64') as Prefix;
 
@@ -24,4 +25,22 @@ t.test('bytes handed out are the caller\'s own', async (t) => {
   addressBytes(LAN.address).fill(0);
   t.ok(prefixContains(LAN, a), 'still inside: the kept bytes were not the ones changed');
   t.notOk(prefixContains(LAN, mustParseIp('2001:db8:79::5')));
+});
+
+t.test('parseIp answers the same whether it remembers the text or not', async (t) => {
+  // More texts than are remembered, each in two spellings, then an invalid
+  // one beside it; twice over, so the second round meets emptied and full memos.
+  const texts = Array.from({ length: 9_000 }, (_, i) => (i + 1).toString(16));
+  for (let round = 0; round < 2; round++) {
+    let wrong = 0;
+    for (const h of texts) {
+      if (parseIp(`2001:DB8:0:0::${h.toUpperCase()}`) !== `2001:db8::${h}`) wrong++;
+      if (parseIp(`::ffff:10.0.${(parseInt(h, 16) >> 8) & 255}.${parseInt(h, 16) & 255}`) !== `10.0.${(parseInt(h, 16) >> 8) & 255}.${parseInt(h, 16) & 255}`) wrong++;
+      if (parseIp(`2001:db8::${h}::1`) !== undefined) wrong++;
+    }
+    t.equal(wrong, 0, `round ${round + 1}: every text parsed to its canonical form, every bad one refused`);
+  }
+  t.equal(parseIp('fe80::1%lan0'), 'fe80::1', 'a zone is dropped');
+  t.equal(parseIp('fe80::1%lan0'), 'fe80::1', 'and again from memory');
+  t.equal(parseIp(`${'1'.repeat(70)}`), undefined, 'a long text is no address');
 });

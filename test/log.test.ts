@@ -38,3 +38,24 @@ t.test('the readable form: time, level, event, then key=value', async (t) => {
   t.match(lines[0], /^\d\d:\d\d:\d\d WARN  lan-guard status=MISSING detail="no jump to portcullis_input" n=3\n$/);
   t.equal(prettyLine('not json\n'), 'not json\n', 'anything else passes through');
 });
+
+t.test('standard output: lines gathered per turn, in order, none lost at exit', async (t) => {
+  const { spawnSync } = await import('node:child_process');
+  const logModule = new URL('../src/log.js', import.meta.url).href;
+  // 1 000 lines, some in one turn past the per-write bound, then an exit in
+  // the same turn; and a process that dies of an uncaught error.
+  const script = (end: string) => `
+    import { createLogger } from ${JSON.stringify(logModule)};
+    const log = createLogger({ format: 'json' });
+    for (let i = 0; i < 600; i++) log.info({ event: 'n', i });
+    setImmediate(() => { for (let i = 600; i < 1000; i++) log.info({ event: 'n', i }); ${end} });`;
+  for (const [what, end, status] of [
+    ['process.exit', 'process.exit(0);', 0],
+    ['an uncaught error', 'throw new Error("boom");', 1],
+  ] as const) {
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script(end)], { encoding: 'utf8', timeout: 60_000 });
+    t.equal(r.status, status, `${what}: the exit status`);
+    const seen = r.stdout.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { i: number }).i);
+    t.same(seen, Array.from({ length: 1000 }, (_, i) => i), `${what}: all 1 000 lines, in order`);
+  }
+});

@@ -13,8 +13,32 @@ export function familyOf(addr: IpAddress): Family {
   return addr.includes(':') ? 6 : 4;
 }
 
+/**
+ * Texts parsed lately and their canonical forms (null: not an address). A
+ * request's source is parsed by several checks, and the same few hundred LAN
+ * sources come again and again: the regular expressions of `isIPv6` and the
+ * split into groups cost more than the rest of a PCP decision's parsing.
+ * Bounded; emptied when full, so a client cycling through addresses costs
+ * only its own parses.
+ */
+const parsed = new Map<string, IpAddress | null>();
+const PARSED_MAX = 4_096;
+/** Longer texts are no address (an IPv6 literal with zone is at most ~60 characters) and are not remembered. */
+const PARSED_TEXT_MAX = 64;
+
 /** Parses text (optionally with a %zone, which is dropped) into canonical form. */
 export function parseIp(text: string): IpAddress | undefined {
+  const known = parsed.get(text);
+  if (known !== undefined) return known ?? undefined;
+  const addr = parseUncached(text);
+  if (text.length <= PARSED_TEXT_MAX) {
+    if (parsed.size >= PARSED_MAX) parsed.clear();
+    parsed.set(text, addr ?? null);
+  }
+  return addr;
+}
+
+function parseUncached(text: string): IpAddress | undefined {
   const bare = text.split('%')[0] ?? '';
   if (isIPv4(bare)) return bare.split('.').map(Number).join('.') as IpAddress;
   if (isIPv6(bare)) {
