@@ -4,7 +4,7 @@
 // remembers what it parsed lately: the same goes for it.
 
 import t from 'tap';
-import { addressBytes, isLinkLocal, mustParseIp, parseIp, parsePrefix, prefixContains, type Prefix } from '../src/net/address.js';
+import { addressBytes, isLinkLocal, mustParseIp, parseIp, parsePrefix, prefixContains, toWire16, type Prefix } from '../src/net/address.js';
 
 const LAN = parsePrefix('2001:db8:77::/64') as Prefix;
 
@@ -43,4 +43,19 @@ t.test('parseIp answers the same whether it remembers the text or not', async (t
   t.equal(parseIp('fe80::1%lan0'), 'fe80::1', 'a zone is dropped');
   t.equal(parseIp('fe80::1%lan0'), 'fe80::1', 'and again from memory');
   t.equal(parseIp(`${'1'.repeat(70)}`), undefined, 'a long text is no address');
+});
+
+t.test('toWire16 hands out its own copy each time, the same bytes whatever it remembers', async (t) => {
+  const a = mustParseIp('2001:db8:77::9');
+  const first = toWire16(a);
+  first.fill(0xee);
+  t.equal(toWire16(a).toString('hex'), '20010db8007700000000000000000009', 'a caller writing into its copy changes nothing for the next');
+  let wrong = 0;
+  for (let round = 0; round < 2; round++) {
+    for (let i = 1; i <= 9_000; i++) {
+      if (toWire16(mustParseIp(`2001:db8::${i.toString(16)}`)).readUInt16BE(14) !== i) wrong++;
+      if (toWire16(mustParseIp(`10.0.${i >> 8}.${i & 255}`)).readUInt16BE(14) !== i) wrong++;
+    }
+  }
+  t.equal(wrong, 0, 'every address encoded right across more than are remembered');
 });

@@ -126,8 +126,25 @@ export function fromWire16(buf: Buffer): IpAddress {
   return `${left}::${right}` as IpAddress;
 }
 
+/**
+ * Wire forms made lately, by canonical text: every answer carries the
+ * client's and the external address, the same few again and again. Bounded
+ * like `parsed`; callers get their own copy (they may write into it).
+ */
+const wire = new Map<IpAddress, Buffer>();
+
 /** Canonical address → 16-octet PCP address field (IPv4 as ::ffff:a.b.c.d). */
 export function toWire16(addr: IpAddress): Buffer {
+  let known = wire.get(addr);
+  if (!known) {
+    known = wireOf(addr);
+    if (wire.size >= PARSED_MAX) wire.clear();
+    wire.set(addr, known);
+  }
+  return Buffer.from(known);
+}
+
+function wireOf(addr: IpAddress): Buffer {
   if (familyOf(addr) === 4) {
     const buf = Buffer.alloc(16);
     V4_MAPPED_PREFIX.copy(buf, 0);
