@@ -16,7 +16,8 @@
 // The CPE's WAN zone is both links, as an admin gives it: --wan wan0 (native
 // IPv6) --wan ds0 (the softwire, IPv4). The same daemon relays IPv4 through
 // the softwire and admits IPv6 pinholes arriving natively on wan0 (the
-// AFTR's namespace is the IPv6 internet host).
+// AFTR's namespace is the IPv6 internet host), and UPnP reports the link of
+// the WAN that carries IPv4 (the softwire), not the first one given.
 
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
@@ -200,6 +201,18 @@ t.test('upnpc: the AFTR\'s address and the port asked; delete closes it', async 
   t.equal(del.code, 0, del.all);
   await until(() => !/"192\.168\.77\.2", 40004/.test(aftrDnat()), 10_000, 250);
   t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40004, to: PUBLIC, toPort: 40004 }), 'deleted: closed');
+});
+
+t.test('UPnP reports the IPv4 WAN\'s link: the softwire\'s counters, not the native link\'s', async (t) => {
+  const rx = (dev: string) => Number(lab.exec('cpe', ['cat', `/sys/class/net/${dev}/statistics/rx_bytes`]).stdout.trim());
+  const before = rx('ds0');
+  const s = upnpc('-s');
+  const after = rx('ds0');
+  const native = rx('wan0');
+  const recv = Number(/Bytes:\s+Sent:\s+\d+\s+Recv:\s+(\d+)/.exec(s.all)?.[1]);
+  t.ok(recv >= before && recv <= after, `GetTotalBytesReceived ${recv} is ds0's (${before}..${after}), ${s.all}`);
+  // wan0 carries the softwire's packets inside its own, and the native IPv6 probes besides.
+  t.ok(native > after, `wan0's count (${native}) is not the one reported`);
 });
 
 t.test('the AFTR bounds a subscriber: its mappings for all its hosts count against one quota', async (t) => {
