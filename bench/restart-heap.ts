@@ -99,7 +99,7 @@ const dir = mkdtempSync(join(tmpdir(), 'portcullis-restart-heap-'));
 try {
   await writeState(dir, N, V4_EVERY);
   const log = createLogger({ level: 'error', write: () => undefined });
-  const fw = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wan: 'wan0', lan: ['br-lan'], mark: 0x10000, nat44: true, guarded: { udp: [5351], tcp: [] } }, log, standIn);
+  const fw = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wans: ['wan0'], lan: ['br-lan'], mark: 0x10000, nat44: true, guarded: { udp: [5351], tcp: [] } }, log, standIn);
   await startFirewall(fw, []);
   // What the kernel answers on this machine; the stand-in lists nothing, so its probe says no.
   fw.renewInPlace = true;

@@ -6,8 +6,15 @@
 # (--no-nat44, THIRD_PARTY upstream, RFC 7648 §3.3).
 #
 #   lan (192.168.77.2) ─ lan0 cpe wan0 ══ IPv6 only ══ cpe0 aftr wan0 ─ wan (11.22.33.2)
-#        192.168.77.1 ┘   2001:db8:64::2        2001:db8:64::1 ┘  11.22.33.1
+#       (2001:db8:77::2)  192.168.77.1 ┘   2001:db8:64::2        2001:db8:64::1 ┘  11.22.33.1
+#                         2001:db8:77::1
 #                         ds0 192.0.0.2/29 ─ softwire ─ ds0 192.0.0.1/29
+#
+# The LAN has native IPv6 too (2001:db8:77::/64): the CPE's IPv6 default
+# route is wan0, toward the AFTR's namespace, which routes the LAN prefix
+# back through the CPE and stands in for the IPv6 internet. The CPE's WAN
+# zone is both wan0 (IPv6) and ds0 (IPv4), as OpenWrt puts wan, wan6 and
+# the ds-lite tunnel in one zone.
 #
 # The softwire is an ip6tnl tunnel in ipip6 mode where the kernel has one.
 # Kernels without ip6tnl (this project's CI has none, nor sit, gre or fou)
@@ -59,10 +66,16 @@ up() {
   ip -n "$P-lan" addr add 192.168.77.2/24 dev eth0
   ip -n "$P-cpe" addr add 192.168.77.1/24 dev lan0
   ip -n "$P-lan" route add default via 192.168.77.1
+  ip -n "$P-lan" addr add 2001:db8:77::2/64 dev eth0 nodad
+  ip -n "$P-cpe" addr add 2001:db8:77::1/64 dev lan0 nodad
+  ip -n "$P-lan" -6 route add default via 2001:db8:77::1
   # The WAN: IPv6 only.
   veth cpe wan0 aftr cpe0
   ip -n "$P-cpe" addr add 2001:db8:64::2/64 dev wan0 nodad
   ip -n "$P-aftr" addr add 2001:db8:64::1/64 dev cpe0 nodad
+  # Native IPv6: out by wan0, the LAN's prefix routed back through the CPE.
+  ip -n "$P-cpe" -6 route add default via 2001:db8:64::1 dev wan0
+  ip -n "$P-aftr" -6 route add 2001:db8:77::/64 via 2001:db8:64::2 dev cpe0
   KIND=$(softwire_kind)
   softwire cpe 2001:db8:64::2 2001:db8:64::1 wan0
   softwire aftr 2001:db8:64::1 2001:db8:64::2 cpe0
@@ -80,8 +93,11 @@ up() {
   ip -n "$P-aftr" addr add 11.22.33.1/24 dev wan0
   ip -n "$P-wan" addr add 11.22.33.2/24 dev eth0
   for r in cpe aftr; do ip netns exec "$P-$r" sysctl -qw net.ipv4.ip_forward=1; done
+  ip netns exec "$P-cpe" sysctl -qw net.ipv6.conf.all.forwarding=1
   # The B4 forwards without translating: no masquerade toward the softwire.
   lab_base_firewall "$P-cpe" lan0 ds0 no-nat
+  # And the LAN's IPv6 goes out natively.
+  ip netns exec "$P-cpe" nft add rule inet lab_base forward iifname lan0 oifname wan0 accept
   lab_base_firewall "$P-aftr" ds0
   echo "$KIND" > "/run/netns/.$P-softwire" 2>/dev/null || true
 }

@@ -11,7 +11,13 @@ const schema = require('../../schema/config.schema.json') as object;
 
 export interface Config {
   lan: string[];
-  wan: string;
+  /**
+   * The WAN interfaces, in the admin's order: one WAN zone (a DS-Lite line:
+   * the native IPv6 link and the softwire beside it). Traffic arriving on any
+   * of them is WAN traffic; the external IPv4 address is the first one's, in
+   * this order, that has a global IPv4 address (net/wan-address.ts, ipv4Wan).
+   */
+  wans: string[];
   externalIp?: IpAddress;
   stateDir: string;
   /** Remove granted entries from the kernel on exit instead of leaving them to expire. */
@@ -65,7 +71,7 @@ export interface Config {
    * by the AFTR's PCP server for the LAN host named in THIRD_PARTY (RFC 7648
    * §3.3), and here the forward path only admits what reaches the LAN host's
    * own endpoint — no DNAT. Needs an upstream PCP server (not 'off'); the
-   * WAN interface is then the softwire.
+   * softwire is then the WAN interface that carries IPv4.
    */
   nat44: boolean;
   /**
@@ -97,7 +103,7 @@ export interface UpnpConfig {
   maxAge: number;
 }
 
-export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
+export const DEFAULTS: Omit<Config, 'lan' | 'wans'> = {
   stateDir: '/var/lib/portcullis',
   flushOnExit: false,
   backend: 'nft',
@@ -129,7 +135,8 @@ export const DEFAULTS: Omit<Config, 'lan' | 'wan'> = {
 
 export class ConfigError extends Error {}
 
-type FileConfig = Partial<Omit<Config, 'externalIp' | 'nft' | 'upnp' | 'upstreamPcp' | 'lanRoutes'>> & { externalIp?: string; upstreamPcp?: string; lanRoutes?: string[]; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
+/** The file's and the flags' form: `wan` is one interface or a list of them (`--wan` repeated). */
+type FileConfig = Partial<Omit<Config, 'wans' | 'externalIp' | 'nft' | 'upnp' | 'upstreamPcp' | 'lanRoutes'>> & { wan?: string | string[]; externalIp?: string; upstreamPcp?: string; lanRoutes?: string[]; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
 
 const ajv = new Ajv({ allErrors: true, strict: true });
 const validate = ajv.compile<FileConfig>(schema);
@@ -179,10 +186,9 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
     }
   }
   if (!merged.lan || merged.lan.length === 0) throw new ConfigError('no LAN interface: give --lan IFACE (repeatable)');
-  if (!merged.wan) throw new ConfigError('no WAN interface: give --wan IFACE');
-  if (merged.lan.includes(merged.wan)) throw new ConfigError(`interface ${merged.wan} cannot be both LAN and WAN`);
+  const wans = wanList(merged.wan, merged.lan);
   // Interface names end up in nft rules: only plain Linux interface names pass.
-  for (const name of [...merged.lan, merged.wan]) {
+  for (const name of [...merged.lan, ...wans]) {
     if (!/^[A-Za-z0-9_.-]{1,15}$/.test(name)) throw new ConfigError(`interface name ${JSON.stringify(name)} is not a plain interface name (letters, digits, _ . -; at most 15)`);
   }
   if (merged.lifetime.min > merged.lifetime.max) {
@@ -203,7 +209,25 @@ export function resolveConfig(file: FileConfig, flags: FileConfig): Config {
     if (!p) throw new ConfigError(`LAN route ${JSON.stringify(text)} is not a prefix (ADDR/LEN)`);
     lanRoutes.push(p);
   }
-  return { ...(merged as unknown as Config), externalIp, upstreamPcp, lanRoutes };
+  const { wan: _given, ...rest } = merged;
+  return { ...(rest as unknown as Omit<Config, 'wans'>), wans, externalIp, upstreamPcp, lanRoutes };
+}
+
+/** At most this many WAN interfaces: each is a set element in a few rules, and no line has more. */
+export const MAX_WANS = 8;
+
+/** `--wan` (repeated) or the file's `wan` (one name or a list) as the WAN zone's interfaces, in the admin's order. */
+function wanList(given: string | string[] | undefined, lan: readonly string[]): string[] {
+  const wans = given === undefined ? [] : typeof given === 'string' ? [given] : given;
+  if (wans.length === 0) throw new ConfigError('no WAN interface: give --wan IFACE (repeatable: one WAN zone, e.g. --wan wan0 --wan ds0 on a DS-Lite line)');
+  if (wans.length > MAX_WANS) throw new ConfigError(`${wans.length} WAN interfaces: at most ${MAX_WANS}`);
+  const seen = new Set<string>();
+  for (const name of wans) {
+    if (seen.has(name)) throw new ConfigError(`WAN interface ${name} is given twice`);
+    seen.add(name);
+    if (lan.includes(name)) throw new ConfigError(`interface ${name} cannot be both LAN and WAN`);
+  }
+  return wans;
 }
 
 /** `auto`, `off`, `ADDR`, `ADDR:PORT` or `[ADDR]:PORT` (the PCP server port, 5351, by default). */

@@ -78,12 +78,12 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // Every part logs through it, so `portcullis status` can tell the recent errors, repairs and guard state.
   const recent = new RecentEvents(log);
   log = recent.logger;
-  for (const name of [...cfg.lan, cfg.wan]) {
+  for (const name of [...cfg.lan, ...cfg.wans]) {
     if (!interfaceExists(name, read)) throw new ConfigError(`interface ${name} does not exist`);
   }
   const teardown = new Teardown(log);
   try {
-    const watch = new AddressWatch({ lan: cfg.lan, wan: cfg.wan, externalIp: cfg.externalIp, read, log });
+    const watch = new AddressWatch({ lan: cfg.lan, wans: cfg.wans, externalIp: cfg.externalIp, read, log });
     // The one "is this request from the LAN" rule of every door; closed until
     // the kernel's arrival-interface guard is confirmed below. A host is a
     // device (one link-layer address), for secure mode and for every door's
@@ -151,7 +151,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // Behind the ISP's NAT, IPv4 mappings are relayed to its PCP server (RFC 7648) before any client is served.
     const upstream = await startUpstream({
       setting: cfg.upstreamPcp,
-      wan: cfg.wan,
+      wans: cfg.wans,
       nat44: cfg.nat44,
       stateDir: cfg.stateDir,
       flushOnExit: cfg.flushOnExit,
@@ -171,7 +171,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     teardown.push((why) => upstream.stop(why));
     await server.start();
     const upnp = cfg.upnp.enabled
-      ? await startUpnp({ cfg: cfg.upnp, wan: cfg.wan, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log, telemetry })
+      ? await startUpnp({ cfg: cfg.upnp, wan: () => watch.ipv4Wan() ?? cfg.wans[0]!, lan: watch.lan(), sources, neighbours, service, deviceUuid: opened.store.deviceUuid, version: packageVersion(), log, telemetry })
       : undefined;
     if (upnp) teardown.push(() => upnp.stop());
     // Every start is announced (RFC 6886 §3.2.1: boot, reboot "or any other
@@ -220,7 +220,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       (err: unknown) => log.error({ event: 'control-socket-failed', path: controlSocketPath(cfg.stateDir), error: (err as Error).message }),
     );
 
-    log.info({ event: 'started', backend: firewall.name, externalIPv4: watch.externalIPv4() ?? null, lan: cfg.lan, wan: cfg.wan });
+    log.info({ event: 'started', backend: firewall.name, externalIPv4: watch.externalIPv4() ?? null, lan: cfg.lan, wan: cfg.wans, ipv4Wan: watch.ipv4Wan() ?? null });
     // The kernel's missing entries come back in bounded batches while the
     // doors answer (daemon/firewall.ts); the periodic check starts after.
     let stopping = false;

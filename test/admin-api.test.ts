@@ -137,7 +137,7 @@ t.before(async () => {
     ...DEFAULTS,
     stateDir: STATE,
     lan: ['lo'],
-    wan: 'wan0',
+    wans: ['wan0'],
     backend: 'memory',
     port: free.udp,
     announce: false,

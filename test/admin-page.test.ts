@@ -65,7 +65,7 @@ t.before(async () => {
     ...DEFAULTS,
     stateDir: STATE,
     lan: ['lo'],
-    wan: 'wan0',
+    wans: ['wan0'],
     backend: 'memory',
     port: await freePort(),
     announce: false,

@@ -86,7 +86,7 @@ t.before(async () => {
     ...DEFAULTS,
     stateDir: join(DIR, 'state'),
     lan: ['lo'],
-    wan: 'wan0',
+    wans: ['wan0'],
     backend: 'memory',
     port: udpPort,
     announce: false,

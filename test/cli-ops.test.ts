@@ -34,7 +34,7 @@ const cfg: Config = {
   ...DEFAULTS,
   stateDir: STATE,
   lan: ['lo'],
-  wan: 'wan0',
+  wans: ['wan0'],
   backend: 'memory',
   port,
   announce: false,

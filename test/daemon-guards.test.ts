@@ -35,7 +35,7 @@ t.test('an address the router gains after start cannot become a mapping target',
     'version: 1\nrules:\n  - name: anyone-for-anyone\n    action: allow\n    match: { operation: [map, pinhole, third-party] }\n    limits: { thirdParty: true }\n',
     'test',
   );
-  const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-guard-')), lan: ['lo'], wan: 'wan0', backend: 'memory', port, announce: false, upnp: { ...DEFAULTS.upnp, enabled: false } };
+  const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-guard-')), lan: ['lo'], wans: ['wan0'], backend: 'memory', port, announce: false, upnp: { ...DEFAULTS.upnp, enabled: false } };
   const daemon = await startDaemon(cfg, memoryLogger(), { interfaces, policy });
   t.teardown(() => daemon.stop());
   const sock = createSocket('udp4');
@@ -99,7 +99,7 @@ t.test('LanSources: fail closed, link-local only with a LAN zone, otherwise a ro
 
 t.test('announcements and mapping updates leave no timers behind once sent', async (t) => {
   const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({ lo: [nic('127.0.0.1', '127.0.0.1/8', true)], wan0: [nic('198.51.100.1', '198.51.100.1/24', false)] });
-  const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-guard-')), lan: ['lo'], wan: 'wan0', backend: 'memory', port: 22000 + (process.pid % 20000), announce: false, upnp: { ...DEFAULTS.upnp, enabled: false } };
+  const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-guard-')), lan: ['lo'], wans: ['wan0'], backend: 'memory', port: 22000 + (process.pid % 20000), announce: false, upnp: { ...DEFAULTS.upnp, enabled: false } };
   const daemon = await startDaemon(cfg, memoryLogger(), { interfaces });
   t.teardown(() => daemon.stop());
   // A WAN address that flaps (a misbehaving DHCP server) asks for these again and again.
@@ -116,7 +116,7 @@ t.test('announcements and mapping updates leave no timers behind once sent', asy
 t.test('the kernel guard: per-device UDP rate from the config, off with perSecond 0, and the rule count follows', async (t) => {
   const { ruleLines, guardRuleCount } = await import('../src/firewall/nft/ruleset.js');
   const p = { family: 'inet' as const, table: 'portcullis', embedded: false };
-  const base = { wan: 'wan0', lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351, 1900], tcp: [5000] } };
+  const base = { wans: ['wan0'], lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351, 1900], tcp: [5000] } };
   const guard = (topo: typeof base & { deviceUdpRate?: { perSecond: number; burst: number } }) => ruleLines(p, topo).filter((r) => r.startsWith('lan_only ') || r.startsWith('input '));
   t.match(guard(base).join('\n'), /limit rate over 200\/second burst 400 packets/, 'the default');
   t.match(guard({ ...base, deviceUdpRate: { perSecond: 50, burst: 60 } }).join('\n'), /limit rate over 50\/second burst 60 packets/, 'configured');

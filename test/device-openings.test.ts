@@ -102,7 +102,7 @@ t.test('resolved: a pinhole per address, the mask once EUI-64 is seen, a forward
 t.test('nft: one rule per address, and a new address leaves the others\' ids as they were', async (t) => {
   const d = device(`  - name: nas\n    device: { mac: "${MAC}", protocol: tcp, ports: 443 }\n`);
   const placement = { family: 'inet' as const, table: 'portcullis', embedded: false };
-  const topo = { wan: 'wan0', lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351], tcp: [] } };
+  const topo = { wans: ['wan0'], lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351], tcp: [] } };
   const one = staticRules(placement, topo, resolveDevice(d, { ipv6: [mustParseIp('2001:db8:77::2')], ipv4: mustParseIp('192.168.77.2'), eui64: false }));
   const two = staticRules(placement, topo, resolveDevice(d, { ipv6: [mustParseIp('2001:db8:77::9'), mustParseIp('2001:db8:77::2')], ipv4: mustParseIp('192.168.77.2'), eui64: false }));
   t.ok([...one.keys()].every((id) => two.has(id)), 'every rule of the first address is kept by id');

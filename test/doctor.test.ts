@@ -20,7 +20,7 @@ sh(['ip', 'link', 'add', 'wan0', 'type', 'veth', 'peer', 'name', 'wan0p']);
 sh(['ip', 'link', 'set', 'wan0', 'up']);
 
 const MARK = 0x10000000;
-const SETTINGS: DoctorSettings = { lan: ['lan0'], wan: 'wan0', nft: { table: 'portcullis', embed: false, mark: MARK } };
+const SETTINGS: DoctorSettings = { lan: ['lan0'], wans: ['wan0'], nft: { table: 'portcullis', embed: false, mark: MARK } };
 
 /** The real system, seen from inside the namespace; addresses as given (os.networkInterfaces cannot look into it). */
 function view(opts: { forwarding?: [string, string]; addresses?: Record<string, string[]> } = {}): SystemView {
@@ -184,4 +184,22 @@ t.test('behind the ISP\'s NAT: relayed to a PCP server that answers is ok; none 
   t.match(byName(silent, 'WAN address'), { status: 'warn', detail: /NOT reachable from the internet.*No upstream PCP server answered \(tried 100\.64\.0\.1:5351\)/, fix: /--upstream-pcp/ });
   const nothing = await runChecks(cgn, { ...base, upstreamPcp: async () => ({ tried: [] }) });
   t.match(byName(nothing, 'WAN address'), { status: 'warn', detail: /none configured or discovered/ });
+});
+
+t.test('a WAN zone of several (DS-Lite: the native link and the softwire): each checked, the one with IPv4 named', async (t) => {
+  sh(['ip', 'link', 'add', 'ds0', 'type', 'veth', 'peer', 'name', 'ds0p']);
+  sh(['ip', 'link', 'set', 'ds0', 'up']);
+  t.teardown(() => void sh(['ip', 'link', 'del', 'ds0']));
+  const addresses = { lan0: ['192.168.1.1/24'], wan0: ['2001:db8:64::2/64'], ds0: ['192.0.0.2/29'] };
+  const checks = await runChecks({ ...SETTINGS, wans: ['wan0', 'ds0', 'gone0'] }, view({ addresses }));
+  t.match(byName(checks, 'WAN wan0'), { status: 'ok', detail: "wan0 is up; no IPv4 address (IPv4 is ds0's)" });
+  t.match(byName(checks, 'WAN ds0'), { status: 'ok', detail: 'ds0 is up; it carries IPv4 (192.0.0.2): its address is the external one' });
+  t.match(byName(checks, 'WAN gone0'), { status: 'fail', detail: /gone0 does not exist/, fix: /check --wan/ });
+  t.match(byName(checks, 'WAN address'), { detail: /^192\.0\.0\.2 is a DS-Lite address/ }, 'the line is judged by the IPv4 WAN\'s address');
+  // Both with IPv4: the admin's order decides.
+  const both = await runChecks({ ...SETTINGS, wans: ['ds0', 'wan0'] }, view({ addresses: { ...addresses, wan0: ['198.51.100.1/24'] } }));
+  t.match(byName(both, 'WAN wan0'), { status: 'ok', detail: 'wan0 is up; its IPv4 address 198.51.100.1 is not the external one: ds0 comes first in --wan' });
+  t.match(byName(both, 'WAN address'), { detail: /^192\.0\.0\.2 / });
+  sh(['ip', 'link', 'set', 'ds0', 'down']);
+  t.match(byName(await runChecks({ ...SETTINGS, wans: ['wan0', 'ds0'] }, view({ addresses })), 'WAN ds0'), { status: 'warn', detail: 'ds0 is down: nothing arrives on it', fix: /ip link set ds0 up/ });
 });

@@ -26,7 +26,7 @@ const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({
 
 const PORT = 20000 + (process.pid % 20000);
 const log = memoryLogger();
-const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-it-')), lan: ['lo'], wan: 'wan0', backend: 'memory', port: PORT, announce: false, rateLimit: { perSecond: 20, burst: 40 }, upnp: { ...DEFAULTS.upnp, enabled: false } };
+const cfg: Config = { ...DEFAULTS, stateDir: mkdtempSync(join(tmpdir(), 'portcullis-it-')), lan: ['lo'], wans: ['wan0'], backend: 'memory', port: PORT, announce: false, rateLimit: { perSecond: 20, burst: 40 }, upnp: { ...DEFAULTS.upnp, enabled: false } };
 let daemon: Daemon;
 
 t.before(async () => {

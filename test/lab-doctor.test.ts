@@ -46,7 +46,7 @@ t.test('--log-level warn: no info lines, the warnings still written', async (t) 
 t.test('--log-format pretty: the readable line, not JSON; --metrics is taken', async (t) => {
   const d = serve(['--log-format', 'pretty', '--metrics', '127.0.0.1:9464']);
   const started = await waitForLine(d.child, (l) => /\bstarted\b/.test(l), 15_000);
-  t.match(started, /^\d\d:\d\d:\d\d INFO  started backend=memory externalIPv4=198\.51\.100\.1 lan=\["br-lan"\] wan=wan0$/);
+  t.match(started, /^\d\d:\d\d:\d\d INFO  started backend=memory externalIPv4=198\.51\.100\.1 lan=\["br-lan"\] wan=\["wan0"\] ipv4Wan=wan0$/);
   await stop(d.child);
   t.ok(d.lines.length > 1, 'several lines');
   t.notOk(d.lines.some((l) => l.startsWith('{')), 'none of them JSON');

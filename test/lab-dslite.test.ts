@@ -12,6 +12,12 @@
 // the CPE holds no DNAT for it (only an admit4 element), delete closes it
 // end to end, and an AFTR that allows no third party makes each client
 // hear a failure.
+//
+// The CPE's WAN zone is both links, as an admin gives it: --wan wan0 (native
+// IPv6) --wan ds0 (the softwire, IPv4). The same daemon relays IPv4 through
+// the softwire and admits IPv6 pinholes arriving natively on wan0 (the
+// AFTR's namespace is the IPv6 internet host), and UPnP reports the link of
+// the WAN that carries IPv4 (the softwire), not the first one given.
 
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
@@ -31,6 +37,7 @@ const softwire = spawnSync('bash', [fileURLToPath(new URL('../../scripts/lab-dsl
 
 const PUBLIC = '11.22.33.1';
 const B4 = '192.0.0.2';
+const LAN6 = '2001:db8:77::2';
 
 /** The AFTR's policy: the subscriber's B4 may map for the hosts behind it (or not, `thirdParty: false`). */
 function aftrPolicy(thirdParty: boolean, perSubscriber = 64): string {
@@ -67,7 +74,7 @@ const startAftr = async (thirdParty: boolean, perSubscriber?: number) => {
 };
 const cpeDir = stateDir();
 const startCpe = async () => {
-  const c = serve('cpe', ['--lan', 'lan0', '--wan', 'ds0', '--no-nat44', '--upstream-pcp', '192.0.0.1', '--state-dir', cpeDir]);
+  const c = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--wan', 'ds0', '--no-nat44', '--upstream-pcp', '192.0.0.1', '--state-dir', cpeDir]);
   await waitForLine(c.proc, (l) => l.includes('"event":"started"'), 30_000);
   return c;
 };
@@ -79,6 +86,8 @@ t.teardown(() => {
 });
 
 const { natpmpc, pcp, upnpc } = lanClients(lab, '192.168.77.1');
+const pcp6 = lanClients(lab, '2001:db8:77::1').pcp;
+const cpePinholes = () => lab.exec('cpe', ['nft', '-j', 'list', 'set', 'inet', 'portcullis', 'pinholes6']).stdout;
 const cpeSet = (name: string) => lab.exec('cpe', ['nft', '-j', 'list', name === 'admit4' ? 'set' : 'map', 'inet', 'portcullis', name]).stdout;
 const aftrDnat = () => lab.exec('aftr', ['nft', '-j', 'list', 'map', 'inet', 'portcullis', 'dnat4']).stdout;
 
@@ -105,10 +114,33 @@ t.test(`the softwire (${softwire}) carries IPv4 inside IPv6: the WAN link has no
   t.ok(frames.some((f) => /ipv6.*:ip:udp/.test(f)), 'IPv4 inside IPv6');
 });
 
+t.test('the CPE\'s WAN zone is wan0 and ds0; its IPv4 address is the softwire\'s', async (t) => {
+  const started = cpe.lines.find((l) => l.includes('"event":"started"'));
+  t.match(started, /"externalIPv4":"192\.0\.0\.2"/);
+  t.match(started, /"wan":\["wan0","ds0"\]/, 'the zone, in the admin\'s order');
+  t.match(started, /"ipv4Wan":"ds0"/, 'IPv4 from the softwire: wan0 has none');
+  t.ok(cpe.lines.some((l) => l.includes('"event":"external-address"') && l.includes('"wan":"ds0"') && l.includes('"address":"192.0.0.2"')), 'said at start, with the interface');
+});
+
 t.test('the CPE relays to the AFTR for each LAN host (THIRD_PARTY)', async (t) => {
   const line = cpe.lines.find((l) => l.includes('"event":"upstream-pcp"'));
   t.match(line, /"server":"192\.0\.0\.1"/);
   t.match(line, /"thirdParty":true/);
+});
+
+t.test('IPv6 beside the softwire: a PCP MAP opens the LAN host to traffic arriving natively on wan0; delete closes it', async (t) => {
+  const probe = () => reaches(lab, { proto: 'udp', listen: 'lan', port: 40060, to: LAN6, from: 'aftr' });
+  t.notOk(await probe(), 'nothing reaches the LAN host before the mapping');
+  const nonce = 'fedcba9876543210fedcba98';
+  const r = pcp6('--proto', 'udp', '--port', '40060', '--lifetime', '600', '--nonce', nonce);
+  t.match(r, { result: 'SUCCESS', externalAddress: LAN6, externalPort: 40060 }, 'granted for the LAN host\'s own address and port');
+  t.match(cpePinholes(), /"2001:db8:77::2",\s*"udp",\s*40060/, 'a pinhole in the CPE\'s kernel');
+  t.ok(await probe(), 'UDP from the IPv6 internet, arriving on wan0, reaches the LAN host');
+  t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40061, to: LAN6, from: 'aftr' }), 'the neighbouring port stays closed');
+  const del = pcp6('--proto', 'udp', '--port', '40060', '--lifetime', '0', '--nonce', nonce);
+  t.match(del, { result: 'SUCCESS' });
+  t.notMatch(cpePinholes(), /40060/, 'gone from the kernel');
+  t.notOk(await probe(), 'deleted: closed again');
 });
 
 t.test('natpmpc: the AFTR\'s public address and a port, reached from the WAN; no DNAT in the CPE; delete closes it', async (t) => {
@@ -152,7 +184,9 @@ t.test('portcullis pcp: TCP through the softwire; delete closes it', async (t) =
 });
 
 t.test('status and doctor tell the DS-Lite relay', async (t) => {
-  const doc = lab.exec('cpe', [process.execPath, CLI, 'doctor', '--lan', 'lan0', '--wan', 'ds0', '--no-nat44', '--upstream-pcp', '192.0.0.1'], { allowFail: true }).stdout;
+  const doc = lab.exec('cpe', [process.execPath, CLI, 'doctor', '--lan', 'lan0', '--wan', 'wan0', '--wan', 'ds0', '--no-nat44', '--upstream-pcp', '192.0.0.1'], { allowFail: true }).stdout;
+  t.match(doc, /^ok +WAN wan0: wan0 is up; no IPv4 address \(IPv4 is ds0's\)$/m, doc);
+  t.match(doc, /^ok +WAN ds0: ds0 is up; it carries IPv4 \(192\.0\.0\.2\): its address is the external one$/m);
   t.match(doc, /^ok +WAN address: 192\.0\.0\.2 .*192\.0\.0\.1:5351 \(configured\) answers: IPv4 mappings are asked of it for each LAN host \(DS-Lite, no NAT44 here/m, doc);
   const st = lab.exec('cpe', [process.execPath, CLI, 'status', '--state-dir', cpeDir]).stdout;
   t.match(st, /upstream PCP \(192\.0\.0\.1:5351\): 192\.0\.0\.1:5351 \(configured\), external address 11\.22\.33\.1/);
@@ -167,6 +201,18 @@ t.test('upnpc: the AFTR\'s address and the port asked; delete closes it', async 
   t.equal(del.code, 0, del.all);
   await until(() => !/"192\.168\.77\.2", 40004/.test(aftrDnat()), 10_000, 250);
   t.notOk(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40004, to: PUBLIC, toPort: 40004 }), 'deleted: closed');
+});
+
+t.test('UPnP reports the IPv4 WAN\'s link: the softwire\'s counters, not the native link\'s', async (t) => {
+  const rx = (dev: string) => Number(lab.exec('cpe', ['cat', `/sys/class/net/${dev}/statistics/rx_bytes`]).stdout.trim());
+  const before = rx('ds0');
+  const s = upnpc('-s');
+  const after = rx('ds0');
+  const native = rx('wan0');
+  const recv = Number(/Bytes:\s+Sent:\s+\d+\s+Recv:\s+(\d+)/.exec(s.all)?.[1]);
+  t.ok(recv >= before && recv <= after, `GetTotalBytesReceived ${recv} is ds0's (${before}..${after}), ${s.all}`);
+  // wan0 carries the softwire's packets inside its own, and the native IPv6 probes besides.
+  t.ok(native > after, `wan0's count (${native}) is not the one reported`);
 });
 
 t.test('the AFTR bounds a subscriber: its mappings for all its hosts count against one quota', async (t) => {

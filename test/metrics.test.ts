@@ -75,7 +75,7 @@ t.before(async () => {
     ...DEFAULTS,
     stateDir: mkdtempSync(join(tmpdir(), 'portcullis-metrics-')),
     lan: ['lo'],
-    wan: 'wan0',
+    wans: ['wan0'],
     backend: 'memory',
     port: await freePort('udp'),
     announce: false,

@@ -33,7 +33,7 @@ t.test('the set and the elements of an IPv4 entry, with and without NAT44', asyn
 });
 
 t.test('the forward path looks admit4 up, in our own table and embedded', async (t) => {
-  const topo = { wan: 'ds0', lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351], tcp: [] } };
+  const topo = { wans: ['ds0'], lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351], tcp: [] } };
   const own = ruleLines({ family: 'inet', table: 'portcullis', embedded: false }, topo).join('\n');
   t.match(own, /^wan_to_lan meta nfproto ipv4 meta l4proto \{ tcp, udp \} ip daddr \. meta l4proto \. th dport @admit4 meta mark set meta mark \| 0x10000000 return$/m);
   t.match(own, /^wan_to_lan .* ip daddr \. meta l4proto \. th dport \. ip saddr \. th sport @admit4_filtered .* return$/m);

@@ -30,7 +30,7 @@ function recorder(listed: Record<string, unknown[]> = {}) {
 
 async function backend(listed?: Record<string, unknown[]>) {
   const rec = recorder(listed);
-  const fw = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wan: 'wan0', lan: ['br-lan'], mark: 0x10000, guarded: { udp: [5351], tcp: [] } }, createLogger({ level: 'error', write: () => undefined }), rec.runner);
+  const fw = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wans: ['wan0'], lan: ['br-lan'], mark: 0x10000, guarded: { udp: [5351], tcp: [] } }, createLogger({ level: 'error', write: () => undefined }), rec.runner);
   await fw.start();
   fw.renewInPlace = true;
   rec.batches.length = 0;

@@ -211,6 +211,6 @@ t.test('nft.path: process never opens the library; library that cannot load fail
 
   const log = memoryLogger();
   const libraryOnly = chooseRunner('library', log, { open: async () => Promise.reject(new Error('Cannot find package koffi')), process: processRunner });
-  const backend = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wan: 'wan0', lan: ['lan0'], mark: 1, deviceUdpRate: { perSecond: 0, burst: 1 }, guarded: { udp: [5351], tcp: [] } }, log, libraryOnly);
+  const backend = new NftBackend({ family: 'inet', table: 'portcullis', embedded: false }, { wans: ['wan0'], lan: ['lan0'], mark: 1, deviceUdpRate: { perSecond: 0, burst: 1 }, guarded: { udp: [5351], tcp: [] } }, log, libraryOnly);
   await t.rejects(backend.start(), new NftSetupError("nft.path is 'library' but libnftables does not load: Cannot find package koffi"));
 });

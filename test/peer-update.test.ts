@@ -36,7 +36,7 @@ const cfg: Config = {
   ...DEFAULTS,
   stateDir: join(dir, 'state'),
   lan: ['lo'],
-  wan: 'wan0',
+  wans: ['wan0'],
   backend: 'memory',
   port: PORT,
   announce: false,

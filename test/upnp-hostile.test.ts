@@ -127,7 +127,7 @@ function asPeer(peer: string | ((port: number) => string)): { ssdpSent: () => nu
 t.before(async () => {
   upnp = await startUpnp({
     cfg: { ...DEFAULTS.upnp, enabled: true, httpPort: HTTP_PORT, ssdpPort: SSDP_PORT },
-    wan: 'wan0',
+    wan: () => 'wan0',
     lan: LAN,
     sources,
     neighbours: new Neighbours(async () => []),

@@ -42,7 +42,7 @@ const cfg: Config = {
   ...DEFAULTS,
   stateDir: mkdtempSync(join(tmpdir(), 'portcullis-upnp-')),
   lan: ['lo'],
-  wan: 'wan0',
+  wans: ['wan0'],
   backend: 'memory',
   port: BASE,
   announce: false,

@@ -13,14 +13,14 @@ import { cgnDaemon } from './helpers/cgn-daemon.js';
 
 const own = { family: 'inet' as const, table: 'portcullis', embedded: false };
 const embedded = { family: 'inet' as const, table: 'fw4', embedded: true };
-const base = { wan: 'wan0', lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351, 1900], tcp: [5000] } };
+const base = { wans: ['wan0'], lan: ['br-lan'], mark: 0x10000000, guarded: { udp: [5351, 1900], tcp: [5000] } };
 
 t.test('the rule: UDP from the server\'s address and port, not from the WAN, dropped and counted', async (t) => {
   const v4 = { ...base, upstream: { address: mustParseIp('100.64.0.1'), port: 5351 } };
-  t.ok(ruleLines(own, v4).includes('input iifname != "wan0" ip saddr 100.64.0.1 udp sport 5351 counter drop'), 'own table');
-  t.ok(ruleLines(embedded, v4).includes('portcullis_input iifname != "wan0" ip saddr 100.64.0.1 udp sport 5351 counter drop'), 'embedded: in the chain the admin jumps to from the input hook');
+  t.ok(ruleLines(own, v4).includes('input iifname != { "wan0" } ip saddr 100.64.0.1 udp sport 5351 counter drop'), 'own table');
+  t.ok(ruleLines(embedded, v4).includes('portcullis_input iifname != { "wan0" } ip saddr 100.64.0.1 udp sport 5351 counter drop'), 'embedded: in the chain the admin jumps to from the input hook');
   const v6 = { ...base, upstream: { address: mustParseIp('2001:db8::1'), port: 15351 } };
-  t.ok(ruleLines(own, v6).includes('input iifname != "wan0" ip6 saddr 2001:db8::1 udp sport 15351 counter drop'), 'an IPv6 server');
+  t.ok(ruleLines(own, v6).includes('input iifname != { "wan0" } ip6 saddr 2001:db8::1 udp sport 15351 counter drop'), 'an IPv6 server');
   t.notMatch(ruleLines(own, base).join('\n'), /udp sport/, 'no server, no rule');
   for (const topo of [base, v4]) {
     const guard = ruleLines(own, topo).filter((r) => r.startsWith('lan_only ') || r.startsWith('input '));

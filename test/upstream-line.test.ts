@@ -32,7 +32,7 @@ function view(wan: string): SystemView {
     upstreamPcp: async () => ({ tried: [] }),
   };
 }
-const settings = { lan: ['lan0'], wan: 'wan0', nft: { table: 'portcullis', embed: false, mark: 0x10000000 } };
+const settings = { lan: ['lan0'], wans: ['wan0'], nft: { table: 'portcullis', embed: false, mark: 0x10000000 } };
 const wanCheck = async (wan: string, more: object) => (await runChecks({ ...settings, ...more }, view(wan))).find((c) => c.name === 'WAN address');
 
 t.test('doctor', async (t) => {

@@ -22,7 +22,7 @@ export function protoFlag(v: string | undefined): number {
 /** The flags that name the router's parts: `serve` runs with them, `doctor` checks them. */
 export const ROUTER_OPTIONS = {
   lan: { type: 'string', multiple: true },
-  wan: { type: 'string' },
+  wan: { type: 'string', multiple: true },
   'external-ip': { type: 'string' },
   'upstream-pcp': { type: 'string' },
   'no-nat44': { type: 'boolean' },
@@ -32,7 +32,7 @@ export const ROUTER_OPTIONS = {
   'nft-embed': { type: 'boolean' },
 } as const;
 
-export function routerFlags(values: { lan?: string[]; wan?: string; 'external-ip'?: string; 'upstream-pcp'?: string; 'no-nat44'?: boolean; 'lan-route'?: string[]; 'nft-table'?: string; 'nft-embed'?: boolean }) {
+export function routerFlags(values: { lan?: string[]; wan?: string[]; 'external-ip'?: string; 'upstream-pcp'?: string; 'no-nat44'?: boolean; 'lan-route'?: string[]; 'nft-table'?: string; 'nft-embed'?: boolean }) {
   return { lan: values.lan, wan: values.wan, externalIp: values['external-ip'], upstreamPcp: values['upstream-pcp'], nat44: values['no-nat44'] ? false : undefined, lanRoutes: values['lan-route'], nft: { table: values['nft-table'], embed: values['nft-embed'] } };
 }
 

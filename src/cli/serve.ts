@@ -90,7 +90,7 @@ export async function doctor(argv: string[]): Promise<void> {
   const { values } = parseArgs({ args: argv, options: ROUTER_OPTIONS, strict: true });
   const file = values.config ? loadConfigFile(values.config) : {};
   const cfg = resolveConfig(file, routerFlags(values));
-  const checks = await runChecks({ lan: cfg.lan, wan: cfg.wan, externalIp: cfg.externalIp, nft: cfg.nft, nat44: cfg.nat44, upstreamPcp: cfg.upstreamPcp }, { ...systemView(), upstreamPcp: upstreamProber(cfg.upstreamPcp, cfg.wan) });
+  const checks = await runChecks({ lan: cfg.lan, wans: cfg.wans, externalIp: cfg.externalIp, nft: cfg.nft, nat44: cfg.nat44, upstreamPcp: cfg.upstreamPcp }, { ...systemView(), upstreamPcp: upstreamProber(cfg.upstreamPcp, cfg.wans) });
   process.stdout.write(formatChecks(checks));
   if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
 }

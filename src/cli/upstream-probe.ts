@@ -12,12 +12,13 @@ import { UpstreamPcpClient } from '../client/upstream-pcp.js';
 /** How long each candidate has to answer (two sends at §8.1.1's IRT). */
 const PROBE_MS = 4_000;
 
-export function upstreamProber(setting: UpstreamPcpSetting, wan: string): ((wanIPv4: IpAddress | undefined) => Promise<UpstreamProbe>) | undefined {
+/** `wans`: the WAN zone's interfaces, in the admin's order (discovery looks at each). */
+export function upstreamProber(setting: UpstreamPcpSetting, wans: readonly string[]): ((wanIPv4: IpAddress | undefined) => Promise<UpstreamProbe>) | undefined {
   if (setting === 'off') return undefined;
   return async (wanIPv4) => {
     const candidates =
       setting === 'auto'
-        ? (await discoverUpstreams({ wanInterfaces: [wan] })).filter((c) => familyOf(c.address) === 4).map((c) => ({ address: c.address, port: 5351, source: c.source as string }))
+        ? (await discoverUpstreams({ wanInterfaces: wans })).filter((c) => familyOf(c.address) === 4).map((c) => ({ address: c.address, port: 5351, source: c.source as string }))
         : [{ address: setting.address, port: setting.port, source: 'configured' }];
     const tried: string[] = [];
     for (const c of candidates) {

@@ -1,11 +1,11 @@
 // What `portcullis --help` prints.
 
-export const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wan IFACE [options]
+export const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wan IFACE [--wan IFACE ...] [options]
        portcullis status [--state-dir DIR] [--json]
        portcullis ls [--state-dir DIR] [--json]            (or: portcullis list)
        portcullis rm ID [--state-dir DIR]
        portcullis rm --client ADDR [--port N] [--state-dir DIR]
-       portcullis doctor [--config FILE] [--lan IFACE ...] [--wan IFACE] [--external-ip ADDR]
+       portcullis doctor [--config FILE] [--lan IFACE ...] [--wan IFACE ...] [--external-ip ADDR]
                          [--upstream-pcp ADDR|auto|off]
                          [--nft-table NAME] [--nft-embed]
        portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
@@ -19,7 +19,9 @@ and installs the mappings it grants in the firewall.
 
 options:
   --lan IFACE            LAN interface to serve (repeatable)
-  --wan IFACE            WAN interface (its first IPv4 address is the external address)
+  --wan IFACE            WAN interface (repeatable: one WAN zone, e.g. DS-Lite's native
+                         IPv6 link and its softwire, --wan wan0 --wan ds0); the external
+                         address is the first IPv4 address of the first one that has one
   --external-ip ADDR     external IPv4 address, instead of the WAN interface's
   --upstream-pcp ADDR[:PORT]|auto|off
                          the ISP's PCP server (CGN, DS-Lite AFTR) IPv4 mappings are relayed
@@ -27,7 +29,8 @@ options:
                          discovered server if it answers
   --no-nat44             DS-Lite B4 (RFC 6333): this router does no NAT44; IPv4 mappings
                          are the AFTR's, asked for the LAN host (THIRD_PARTY), and only
-                         admitted here. --wan is then the softwire; needs --upstream-pcp
+                         admitted here. The softwire is then the WAN with IPv4 (give the
+                         native IPv6 WAN beside it: --wan wan0 --wan ds0); needs --upstream-pcp
   --lan-route PREFIX     a prefix routed behind the LAN interfaces that third-party
                          mappings may point into (an AFTR's subscribers); repeatable
   --state-dir DIR        where state is kept (default /var/lib/portcullis)

@@ -26,7 +26,7 @@ export function makeBackend(cfg: Config, clock: Clock, log: Logger, moreTcp: rea
   return new NftBackend(
     { family: 'inet', table: cfg.nft.table, embedded: cfg.nft.embed },
     {
-      wan: cfg.wan,
+      wans: cfg.wans,
       lan: cfg.lan,
       mark: cfg.nft.mark,
       nat44: cfg.nat44,

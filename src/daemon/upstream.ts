@@ -41,7 +41,8 @@ export interface UpstreamStatus {
 
 export interface UpstreamParts {
   setting: UpstreamPcpSetting;
-  wan: string;
+  /** The WAN zone's interfaces, in the admin's order: discovery looks at each (docs/upstream-pcp.md). */
+  wans: readonly string[];
   /** false: a DS-Lite B4 — upstream maps each LAN host itself, named by THIRD_PARTY (RFC 7648 §3.3). */
   nat44?: boolean;
   stateDir: string;
@@ -189,7 +190,7 @@ export async function startUpstream(p: UpstreamParts): Promise<UpstreamPart> {
     if (verdict.reachable || wire) return;
     // IPv4 servers only: the relay speaks from the WAN's IPv4 address (the PCP Client IP field);
     // an IPv6 server (a DHCPv6 option, an IPv6 default router) is for the DS-Lite mode, not built yet.
-    for (const c of (await discoverUpstreams({ wanInterfaces: [p.wan] })).filter((c) => familyOf(c.address) === 4)) {
+    for (const c of (await discoverUpstreams({ wanInterfaces: p.wans })).filter((c) => familyOf(c.address) === 4)) {
       if (await use(c.address, 5351, c.source, true)) return;
     }
     const fresh = noneDetail === '';

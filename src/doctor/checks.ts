@@ -5,7 +5,7 @@
 
 import type { IpAddress } from '../net/address.js';
 import { lanAddresses, wanIPv4, type InterfaceReader } from '../net/interfaces.js';
-import { classifyWanIPv4, lineMismatch } from '../net/wan-address.js';
+import { classifyWanIPv4, ipv4Wan, lineMismatch } from '../net/wan-address.js';
 import type { UpstreamPcpSetting } from '../config.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
@@ -21,7 +21,8 @@ export interface Check {
 /** What the checks are about: the same settings `serve` runs with. */
 export interface DoctorSettings {
   lan: readonly string[];
-  wan: string;
+  /** The WAN zone's interfaces, in the admin's order (the first with IPv4 is the IPv4 WAN). */
+  wans: readonly string[];
   externalIp?: IpAddress;
   nft: { table: string; embed: boolean; mark: number };
   /** false: a DS-Lite B4 without NAT44 (--no-nat44): upstream maps each LAN host (THIRD_PARTY). */
@@ -75,7 +76,9 @@ export async function runChecks(s: DoctorSettings, sys: SystemView): Promise<Che
   );
   checks.push(forwarding(sys));
   if (ruleset.ok) checks.push(s.nft.embed ? embeddedJumps(s, ruleset.items) : forwardPolicy(s, ruleset.items));
-  checks.push(...(await lanInterfaces(s, sys)));
+  const links = await sys.links();
+  checks.push(...lanInterfaces(s, sys, links));
+  checks.push(...wanInterfaces(s, sys, links));
   checks.push(await wanAddress(s, sys));
   return checks;
 }
@@ -142,8 +145,9 @@ function embeddedJumps(s: DoctorSettings, items: readonly Record<string, unknown
   };
 }
 
-async function lanInterfaces(s: DoctorSettings, sys: SystemView): Promise<Check[]> {
-  const links = await sys.links();
+type Links = Awaited<ReturnType<SystemView['links']>>;
+
+function lanInterfaces(s: DoctorSettings, sys: SystemView, links: Links): Check[] {
   return s.lan.map((name) => {
     const link = links.get(name);
     if (!link) return { name: `LAN ${name}`, status: 'fail', detail: `${name} does not exist`, fix: `check --lan (ip link shows the interfaces)` };
@@ -154,9 +158,31 @@ async function lanInterfaces(s: DoctorSettings, sys: SystemView): Promise<Check[
   });
 }
 
+/**
+ * Each WAN interface exists and is up, and which one carries IPv4 (the
+ * first in the admin's order with an address: its address is the external
+ * one). A WAN without IPv4 is fine: a DS-Lite line's native link has none.
+ */
+function wanInterfaces(s: DoctorSettings, sys: SystemView, links: Links): Check[] {
+  const v4 = ipv4Wan(s.wans, sys.interfaces);
+  return s.wans.map((name): Check => {
+    const link = links.get(name);
+    if (!link) return { name: `WAN ${name}`, status: 'fail', detail: `${name} does not exist: the daemon does not start`, fix: 'check --wan (ip link shows the interfaces)' };
+    if (!link.up) return { name: `WAN ${name}`, status: 'warn', detail: `${name} is down: nothing arrives on it`, fix: `ip link set ${name} up (and check its line)` };
+    const own = wanIPv4(name, sys.interfaces);
+    const ipv4 =
+      v4?.interface === name
+        ? `it carries IPv4 (${own})${s.externalIp ? `; the external address is --external-ip ${s.externalIp}` : ': its address is the external one'}`
+        : own
+          ? `its IPv4 address ${own} is not the external one: ${v4?.interface} comes first in --wan`
+          : `no IPv4 address${v4 ? ` (IPv4 is ${v4.interface}'s)` : ''}`;
+    return { name: `WAN ${name}`, status: 'ok', detail: `${name} is up; ${ipv4}` };
+  });
+}
+
 /** Behind another NAT, IPv4 mappings reach the internet only through the ISP's PCP server (RFC 7648): which one answers, or that none does. */
 async function wanAddress(s: DoctorSettings, sys: SystemView): Promise<Check> {
-  const address = s.externalIp ?? wanIPv4(s.wan, sys.interfaces);
+  const address = s.externalIp ?? ipv4Wan(s.wans, sys.interfaces)?.address;
   const v = classifyWanIPv4(address);
   if (v.reachable) {
     // The line is not what the settings say (issue 14): a DS-Lite B4 has no public IPv4 address; auto finds no CGN to relay to.
@@ -176,7 +202,7 @@ async function wanAddress(s: DoctorSettings, sys: SystemView): Promise<Check> {
     detail: `${v.detail}.${tried}`,
     fix:
       v.kind === 'link-local'
-        ? `check the WAN link and its DHCP client (${s.wan})`
+        ? `check the WAN link and its DHCP client (${s.wans.join(', ')})`
         : 'ask the ISP for a public IPv4 address, or use IPv6 (pinholes reach devices directly), or ask it for a PCP server on its CGN or AFTR (auto finds it where it is the default router; else --upstream-pcp ADDR)',
   };
 }

@@ -2,18 +2,22 @@
 // 2 s gives the router's own addresses (never a mapping target: one added
 // later must not become one), the LAN's addresses (served as they come and
 // go) and, unless given on the command line, the WAN's IPv4 address (the
-// external address). Whoever cares subscribes; the watch only tells.
+// external address): the first WAN interface's, in the admin's order, that
+// has one, followed across all of them (a DS-Lite softwire that comes up
+// after the native link). Whoever cares subscribes; the watch only tells.
 
 import type { Logger } from '../log.js';
 import type { IpAddress } from './address.js';
-import { lanAddresses, routerAddresses, wanIPv4, type InterfaceReader, type LocalAddress } from './interfaces.js';
+import { lanAddresses, routerAddresses, type InterfaceReader, type LocalAddress } from './interfaces.js';
+import { ipv4Wan } from './wan-address.js';
 
 /** How often the interface list is read again. */
 const ADDRESS_POLL_MS = 2000;
 
 export interface AddressWatchConfig {
   lan: readonly string[];
-  wan: string;
+  /** The WAN zone's interfaces, in the admin's order. */
+  wans: readonly string[];
   /** The external address given on the command line: the WAN's is then not looked at. */
   externalIp?: IpAddress;
   read: InterfaceReader;
@@ -26,6 +30,8 @@ export class AddressWatch {
   private lanNow: readonly LocalAddress[];
   private routerNow: Set<IpAddress>;
   private externalNow: IpAddress | undefined;
+  /** The WAN interface that carries IPv4 (whose address is the external one unless given). */
+  private ipv4WanNow: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly listeners = {
     lan: [] as Listener<[readonly LocalAddress[]]>[],
@@ -38,10 +44,13 @@ export class AddressWatch {
     const { log } = cfg;
     this.lanNow = lanAddresses(cfg.lan, cfg.read);
     this.routerNow = routerAddresses(cfg.read);
-    this.externalNow = cfg.externalIp ?? wanIPv4(cfg.wan, cfg.read);
+    const v4 = ipv4Wan(cfg.wans, cfg.read);
+    this.ipv4WanNow = v4?.interface;
+    this.externalNow = cfg.externalIp ?? v4?.address;
     // A LAN that is down or unnumbered at boot is served as soon as it has addresses.
     if (this.lanNow.length === 0) log.warn({ event: 'lan-addresses', detail: `${cfg.lan.join(', ')} have no addresses yet: serving as soon as they do` });
-    if (!this.externalNow) log.warn({ event: 'external-address', detail: `${cfg.wan} has no IPv4 address yet: IPv4 requests get NETWORK_FAILURE` });
+    if (!this.externalNow) log.warn({ event: 'external-address', detail: `${cfg.wans.join(', ')} ${cfg.wans.length > 1 ? 'have' : 'has'} no IPv4 address yet: IPv4 requests get NETWORK_FAILURE` });
+    else if (!cfg.externalIp) log.info({ event: 'external-address', address: this.externalNow, wan: this.ipv4WanNow, detail: `the external IPv4 address is ${this.ipv4WanNow}'s` });
   }
 
   /** Polls from now on, telling the listeners subscribed by then (and later). */
@@ -57,6 +66,11 @@ export class AddressWatch {
 
   externalIPv4(): IpAddress | undefined {
     return this.externalNow;
+  }
+
+  /** The WAN interface with an IPv4 address as last read (the first in the admin's order), if any. */
+  ipv4Wan(): string | undefined {
+    return this.ipv4WanNow;
   }
 
   isRouterAddress(a: IpAddress): boolean {
@@ -95,9 +109,12 @@ export class AddressWatch {
       cfg.log.info({ event: 'lan-addresses', addresses: lan.map((l) => l.bindAddress) });
       this.tell(this.listeners.lan, [lan], 'lan-addresses-failed');
     }
-    const wan = cfg.externalIp ?? wanIPv4(cfg.wan, snapshot);
+    const v4 = ipv4Wan(cfg.wans, snapshot);
+    const wan = cfg.externalIp ?? v4?.address;
+    if (v4?.interface !== this.ipv4WanNow) cfg.log.info({ event: 'ipv4-wan', from: this.ipv4WanNow ?? null, to: v4?.interface ?? null });
+    this.ipv4WanNow = v4?.interface;
     if (wan !== this.externalNow) {
-      cfg.log.warn({ event: 'external-address', from: this.externalNow ?? null, to: wan ?? null });
+      cfg.log.warn({ event: 'external-address', from: this.externalNow ?? null, to: wan ?? null, ...(cfg.externalIp ? {} : { wan: v4?.interface ?? null }) });
       this.externalNow = wan;
       if (wan) this.tell(this.listeners.external, [wan], 'external-address-failed');
     }

@@ -3,6 +3,24 @@
 // not reachable from the internet (issue 14's PCP proxy is the way through).
 
 import { parsePrefix, prefixContains, type IpAddress, type Prefix } from './address.js';
+import { wanIPv4, type InterfaceReader } from './interfaces.js';
+
+/**
+ * The IPv4 WAN of a WAN zone: the first interface, in the admin's order,
+ * with a global IPv4 address, and that address (the external one unless
+ * --external-ip says otherwise). On a DS-Lite line the native IPv6 link has
+ * none and the softwire carries the B4's address. Undefined: no WAN has one.
+ */
+export function ipv4Wan(wans: readonly string[], read: InterfaceReader): { interface: string; address: IpAddress } | undefined {
+  // One read of the interface list for all of them.
+  const now = read();
+  const snapshot = () => now;
+  for (const name of wans) {
+    const address = wanIPv4(name, snapshot);
+    if (address) return { interface: name, address };
+  }
+  return undefined;
+}
 
 export type WanKind =
   /** An address of its own (documentation ranges count: they stand in for one in labs and tests). */

@@ -39,7 +39,8 @@ export interface Upnp {
 
 export async function startUpnp(opts: {
   cfg: UpnpConfig;
-  wan: string;
+  /** The WAN interface IGD's link state and counters are read from: the one that carries IPv4, asked each time (it may change). */
+  wan: () => string;
   lan: readonly LocalAddress[];
   /** The daemon's one LAN-source rule, shared with PCP/NAT-PMP (the daemon keeps it up to date). */
   sources: LanSources;
@@ -152,25 +153,29 @@ function readNumber(path: string): number | undefined {
 }
 
 /** What WANCommonInterfaceConfig and GetStatusInfo report, read from the kernel. */
-function wanEnvironment(wan: string, hasAddress: () => boolean, started: number, neighbours: Neighbours): IgdEnvironment {
-  const sys = `/sys/class/net/${wan}`;
+function wanEnvironment(wan: () => string, hasAddress: () => boolean, started: number, neighbours: Neighbours): IgdEnvironment {
+  // WANIPConnection is an IPv4 service: its link is the WAN that carries IPv4.
+  const sys = () => `/sys/class/net/${wan()}`;
   return {
     uptime: () => Math.floor((Date.now() - started) / 1000),
     linkUp: () => {
       try {
-        const state = readFileSync(`${sys}/operstate`, 'utf8').trim();
+        const state = readFileSync(`${sys()}/operstate`, 'utf8').trim();
         return state === 'up' || (state === 'unknown' && hasAddress());
       } catch {
         return hasAddress();
       }
     },
-    wanCounters: () => ({
-      txBytes: readNumber(`${sys}/statistics/tx_bytes`) ?? 0,
-      rxBytes: readNumber(`${sys}/statistics/rx_bytes`) ?? 0,
-      txPackets: readNumber(`${sys}/statistics/tx_packets`) ?? 0,
-      rxPackets: readNumber(`${sys}/statistics/rx_packets`) ?? 0,
-      speedMbps: Math.max(0, readNumber(`${sys}/speed`) ?? 0),
-    }),
+    wanCounters: () => {
+      const dir = sys();
+      return {
+        txBytes: readNumber(`${dir}/statistics/tx_bytes`) ?? 0,
+        rxBytes: readNumber(`${dir}/statistics/rx_bytes`) ?? 0,
+        txPackets: readNumber(`${dir}/statistics/tx_packets`) ?? 0,
+        rxPackets: readNumber(`${dir}/statistics/rx_packets`) ?? 0,
+        speedMbps: Math.max(0, readNumber(`${dir}/speed`) ?? 0),
+      };
+    },
     outboundTimeout: (protocol) =>
       protocol === IPPROTO_TCP
         ? readNumber('/proc/sys/net/netfilter/nf_conntrack_tcp_timeout_established') ?? 432000

@@ -40,7 +40,7 @@ export async function cgnDaemon(o: { wanAddress?: string; cfg?: Partial<Config>;
     ...DEFAULTS,
     stateDir: join(dir, 'state'),
     lan: ['lo'],
-    wan: 'wan0',
+    wans: ['wan0'],
     backend: 'memory',
     port,
     announce: false,

@@ -3,6 +3,9 @@
 // lookup costs the same at 10 or 100 000 mappings, and the kernel expires
 // every element on time even when the daemon is dead (fail-closed).
 //
+// WAN is any of the WAN zone's interfaces (a set: `iifname { "wan0", "ds0" }`),
+// LANs any of the LAN interfaces.
+//
 //   prerouting (nat):  iifname WAN, IPv4, tcp/udp:
 //                        dnat to (daddr . l4proto . dport) map @dnat4
 //                        dnat to (daddr . l4proto . dport . saddr . sport) map @dnat4_filtered
@@ -20,7 +23,7 @@
 //                        not from a LAN interface                      drop
 //                        source not routed back out the arrival iface  drop
 //                      UDP from the upstream PCP server's address and port (RFC 7648
-//                      proxy) not from the WAN interface              drop
+//                      proxy) not from a WAN interface                drop
 //   forward (filter):  iifname WAN oifname LANs → wan_to_lan:
 //                        established/related           return
 //                        → static_fwd: the admin's IPv6 static openings     mark
@@ -90,7 +93,8 @@ export interface Placement {
 }
 
 export interface Topology {
-  wan: string;
+  /** The WAN zone's interfaces (a DS-Lite line: the native IPv6 link and the softwire): every WAN match is any of them. */
+  wans: readonly string[];
   lan: readonly string[];
   /** Packet mark set on what portcullis admits. */
   mark: number;
@@ -100,7 +104,7 @@ export interface Topology {
   nat44?: boolean;
   /** Per-device UDP rate to those ports, enforced in the kernel (DEVICE_UDP_RATE by default; perSecond 0: none). */
   deviceUdpRate?: { perSecond: number; burst: number };
-  /** The upstream PCP server (RFC 7648 proxy): its datagrams count only from the WAN interface. */
+  /** The upstream PCP server (RFC 7648 proxy): its datagrams count only from a WAN interface. */
   upstream?: UpstreamSource;
 }
 
@@ -206,7 +210,8 @@ const NAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
  * from a concatenated map; elements and listings use JSON.
  */
 export function setupScript(p: Placement, t: Topology, remap: PortRun = ALL_PORTS): string {
-  for (const n of [t.wan, ...t.lan]) if (!NAME_RE.test(n)) throw new Error(`bad interface name ${JSON.stringify(n)}`);
+  if (t.wans.length === 0) throw new Error('no WAN interface');
+  for (const n of [...t.wans, ...t.lan]) if (!NAME_RE.test(n)) throw new Error(`bad interface name ${JSON.stringify(n)}`);
   if (!/^[A-Za-z][A-Za-z0-9_-]{0,31}$/.test(p.table)) throw new Error(`bad table name ${JSON.stringify(p.table)}`);
   const at = `${p.family} ${p.table}`;
   const name = (b: string) => objectName(p, b);
@@ -241,12 +246,13 @@ export function ruleLines(p: Placement, t: Topology, remap: PortRun = ALL_PORTS)
   // here (that is what the jump asks for); everything else returns to it.
   // Own table: we only ever say "no objection" (return) or drop.
   const admit = `${mark} ${p.embedded ? 'accept' : 'return'}`;
-  const wan = `iifname "${t.wan}"`;
-  const oifWan = `oifname "${t.wan}"`;
+  const wans = nameSet(t.wans);
+  const wan = `iifname ${wans}`;
+  const oifWan = `oifname ${wans}`;
   const pre = name(CHAIN.prerouting);
   const gate = name(p.embedded ? CHAIN.forward : CHAIN.wanToLan);
   const tcpUdp = 'meta l4proto { tcp, udp }';
-  const lans = `{ ${t.lan.map((l) => `"${l}"`).join(', ')} }`;
+  const lans = nameSet(t.lan);
   const hex = `0x${t.mark.toString(16)}`;
   const post = name(CHAIN.postrouting);
   const rules = [
@@ -316,7 +322,7 @@ function guardLines(p: Placement, t: Topology, lans: string): string[] {
   const out: string[] = [];
   if (t.guarded.udp.length) out.push(`${input} udp dport ${ports(t.guarded.udp)} jump ${lanOnly}`);
   if (t.guarded.tcp.length) out.push(`${input} tcp dport ${ports(t.guarded.tcp)} jump ${lanOnly}`);
-  if (t.upstream) out.push(upstreamLine(input, t.wan, t.upstream));
+  if (t.upstream) out.push(upstreamLine(input, nameSet(t.wans), t.upstream));
   out.push(`${lanOnly} iifname != ${lans} drop`, `${lanOnly} fib saddr . iif oif missing drop`);
   const rate = deviceRate(t);
   if (t.guarded.udp.length && rate) {
@@ -327,20 +333,29 @@ function guardLines(p: Placement, t: Topology, lans: string): string[] {
 
 /**
  * The upstream PCP server's answers and ANNOUNCEs count only when they
- * arrive on the WAN interface: Node tells no arrival interface, and a LAN
+ * arrive on a WAN interface: Node tells no arrival interface, and a LAN
  * host can send with the server's source address (reverse-path filtering
  * is a sysctl the admin may have off). Counted, so `nft list` shows forgeries.
  */
-function upstreamLine(input: string, wan: string, u: UpstreamSource): string {
+function upstreamLine(input: string, wans: string, u: UpstreamSource): string {
   const port = Math.trunc(u.port);
   if (!(port >= 1 && port <= 65535)) throw new Error(`bad upstream port ${u.port}`);
-  return `${input} iifname != "${wan}" ${familyOf(u.address) === 4 ? 'ip' : 'ip6'} saddr ${u.address} udp sport ${port} counter drop`;
+  return `${input} iifname != ${wans} ${familyOf(u.address) === 4 ? 'ip' : 'ip6'} saddr ${u.address} udp sport ${port} counter drop`;
 }
 
 /** The rules of our input chain alone (rewritten when the upstream server changes). */
 export function inputRuleLines(p: Placement, t: Topology): string[] {
   const input = objectName(p, CHAIN.input);
-  return guardLines(p, t, `{ ${t.lan.map((l) => `"${l}"`).join(', ')} }`).filter((l) => l.startsWith(`${input} `));
+  return guardLines(p, t, nameSet(t.lan)).filter((l) => l.startsWith(`${input} `));
+}
+
+/**
+ * Interface names as an anonymous set, `{ "wan0", "ds0" }`, also for one
+ * name: one form of rule whatever the count, which both the nft process and
+ * libnftables take and list back as a set (test/nft-multiwan.test.ts).
+ */
+function nameSet(names: readonly string[]): string {
+  return `{ ${names.map((n) => `"${n}"`).join(', ')} }`;
 }
 
 /** Which set an entry's elements live in (`nat44` false: IPv4 is admitted, not translated). */
