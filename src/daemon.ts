@@ -78,9 +78,17 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
   // Every part logs through it, so `portcullis status` can tell the recent errors, repairs and guard state.
   const recent = new RecentEvents(log);
   log = recent.logger;
-  for (const name of [...cfg.lan, ...cfg.wans]) {
+  for (const name of cfg.lan) {
     if (!interfaceExists(name, read)) throw new ConfigError(`interface ${name} does not exist`);
   }
+  // A WAN interface may come later (a DS-Lite softwire is made once the IPv6
+  // link is up): its rules match it by name, and the address watch sees it
+  // appear. With none of them there, the setting is wrong.
+  const missingWans = cfg.wans.filter((name) => !interfaceExists(name, read));
+  if (missingWans.length === cfg.wans.length) {
+    throw new ConfigError(cfg.wans.length === 1 ? `interface ${cfg.wans[0]} does not exist` : `none of the WAN interfaces exists (${cfg.wans.join(', ')})`);
+  }
+  for (const name of missingWans) log.warn({ event: 'wan-missing', interface: name, detail: `${name} does not exist yet: its rules take effect when it appears` });
   const teardown = new Teardown(log);
   try {
     const watch = new AddressWatch({ lan: cfg.lan, wans: cfg.wans, externalIp: cfg.externalIp, read, log });

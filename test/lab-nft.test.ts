@@ -118,6 +118,9 @@ t.test('startup errors name the cause and the fix', async (t) => {
   t.match(noNft.stderr, /nft binary was not found.*install the Debian package nftables/);
   const noIface = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'nosuch0', '--wan', 'wan0'], { allowFail: true, timeoutMs: 60_000 });
   t.match(noIface.stderr, /interface nosuch0 does not exist/);
+  const noWan = lab.exec('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'nosuch1', '--wan', 'nosuch2'], { allowFail: true, timeoutMs: 60_000 });
+  t.equal(noWan.code, 2, 'no WAN interface there at all: refused');
+  t.match(noWan.stderr, /none of the WAN interfaces exists \(nosuch1, nosuch2\)/);
 });
 
 t.test('embedded mode: only its own chains and sets in the admin\'s table, reached by one jump', async (t) => {

@@ -67,3 +67,16 @@ t.test('a second daemon on the same state directory exits with a clear error and
   const r = JSON.parse(lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '2001:db8:77::1', '--proto', 'udp', '--port', '42001']).stdout) as { result: string };
   t.equal(r.result, 'SUCCESS', 'the first daemon still serves');
 });
+
+t.test('a WAN interface not there yet (a softwire made after boot) does not stop the start: warned, its rules in place by name', async (t) => {
+  const d = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--wan', 'late0', '--state-dir', stateDir(), '--no-upnp', '--nft-table', 'pcl_late']);
+  t.teardown(() => void d.kill('SIGTERM'));
+  const lines: string[] = [];
+  d.stdout?.on('data', (b: Buffer) => lines.push(...b.toString().split('\n')));
+  await waitForLine(d, (l) => l.includes('"event":"started"'));
+  t.ok(lines.some((l) => l.includes('"event":"wan-missing"') && l.includes('"interface":"late0"')), 'the missing WAN is named in a warning');
+  const rules = lab.exec('rtr', ['nft', 'list', 'table', 'inet', 'pcl_late']).stdout;
+  t.match(rules, /iifname \{ "late0", "wan0" \}|iifname \{ "wan0", "late0" \}/, 'the WAN zone names it: traffic arriving on it is matched once it exists');
+  const r = JSON.parse(lab.exec('lan', [process.execPath, CLI, 'pcp', 'map', '--server', '2001:db8:77::1', '--proto', 'udp', '--port', '42010']).stdout) as { result: string };
+  t.equal(r.result, 'SUCCESS', 'and it serves');
+});

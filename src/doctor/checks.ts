@@ -165,9 +165,11 @@ function lanInterfaces(s: DoctorSettings, sys: SystemView, links: Links): Check[
  */
 function wanInterfaces(s: DoctorSettings, sys: SystemView, links: Links): Check[] {
   const v4 = ipv4Wan(s.wans, sys.interfaces);
+  const anyThere = s.wans.some((name) => links.has(name));
   return s.wans.map((name): Check => {
     const link = links.get(name);
-    if (!link) return { name: `WAN ${name}`, status: 'fail', detail: `${name} does not exist: the daemon does not start`, fix: 'check --wan (ip link shows the interfaces)' };
+    if (!link && !anyThere) return { name: `WAN ${name}`, status: 'fail', detail: `${name} does not exist, nor does any other WAN interface: the daemon does not start`, fix: 'check --wan (ip link shows the interfaces)' };
+    if (!link) return { name: `WAN ${name}`, status: 'warn', detail: `${name} does not exist (yet): the daemon starts, and its rules take effect when it appears`, fix: `check --wan if ${name} is not made later (a DS-Lite softwire is, once the IPv6 link is up)` };
     if (!link.up) return { name: `WAN ${name}`, status: 'warn', detail: `${name} is down: nothing arrives on it`, fix: `ip link set ${name} up (and check its line)` };
     const own = wanIPv4(name, sys.interfaces);
     const ipv4 =
