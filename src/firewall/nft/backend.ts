@@ -72,6 +72,8 @@ export class NftBackend implements FirewallBackend {
   }
 
   async start(): Promise<void> {
+    // Which way flows are forgotten (netlink or the tool) is chosen and logged now, not at the first change.
+    void this.conntrack.prepare();
     const p = this.placement;
     const where = `table ${p.family} ${p.table}`;
     const tables = await this.runner.list(['list', 'tables']);
