@@ -9,7 +9,10 @@
 
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
-import { labUp, type Lab } from './helpers/lab.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CLI, labUp, logged, logLines, waitForLine, type Lab } from './helpers/lab.js';
 import { until } from './helpers/wait.js';
 import { flowOf, type FlowSelector } from '../src/firewall/conntrack.js';
 import { mustParseIp } from '../src/net/address.js';
@@ -82,3 +85,19 @@ for (const [via, base] of [['netlink', 40_000], ['tool', 40_100]] as const) {
     t.equal(flowsFrom('tcp', base + 3).length, 1, 'the TCP flow from another port stays');
   });
 }
+
+t.test('the daemon at its defaults forgets flows over netlink, and nft keeps its library path', async (t) => {
+  // koffi takes its settings only before its first library: ctnetlink's libc
+  // loaded first once sent libnftables to the process path.
+  const state = mkdtempSync(join(tmpdir(), 'portcullis-state-'));
+  t.teardown(() => rmSync(state, { recursive: true, force: true }));
+  const daemon = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', state, '--no-upnp']);
+  const lines = logLines(daemon);
+  await waitForLine(daemon, (l) => l.includes('"event":"started"'));
+  t.ok(await logged(lines, (l) => l.includes('"event":"conntrack-path"')), 'the choice is logged at start');
+  const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  t.match(events.filter((e) => e.event === 'conntrack-path'), [{ path: 'netlink' }]);
+  t.match(events.filter((e) => e.event === 'nft-ready'), [{ path: 'library' }]);
+  t.same(events.filter((e) => e.event === 'nft-path'), [], 'no fallback of the nft path');
+  daemon.kill('SIGTERM');
+});
