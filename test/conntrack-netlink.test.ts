@@ -320,3 +320,24 @@ t.test('auto: a netlink run that fails hands its selectors to the tool, and the 
   t.same(log.lines.filter((l) => l.event === 'conntrack-path').map((l) => l.path), ['netlink', 'tool']);
   t.equal(log.lines.filter((l) => l.event === 'conntrack-failed').length, 1, 'the failure, once');
 });
+
+t.test('a socket that throws mid-run: the run fails over to the tool, the daemon does not crash', async (t) => {
+  const k = fakeKernel({ flows: [udp(4000)] });
+  let calls = 0;
+  const throwing: NetlinkSocket = {
+    send: (b) => k.socket.send(b),
+    // The probe's answers come; the run's first read throws (a bug in a binding, say).
+    receive: async (ms) => {
+      if (++calls > 3) throw new Error('binding exploded');
+      return k.socket.receive(ms);
+    },
+    close: () => k.socket.close(),
+  };
+  const tool = fakeTool();
+  const log = memoryLogger();
+  const c = new ConntrackFlusher(log, { openSocket: async () => throwing, binary: tool.binary });
+  c.flush([sel('source', '192.168.77.10', 4000)]);
+  await c.idle();
+  t.same(tool.runs(), ['run -L -f ipv4 -p udp'], "the run's selectors went to the tool");
+  t.match(log.lines.filter((l) => l.event === 'conntrack-failed'), [{ path: 'netlink', error: /binding exploded/ }]);
+});

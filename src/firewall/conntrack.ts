@@ -147,9 +147,19 @@ export class ConntrackFlusher {
       selectors.push(s);
     }
     const path = await this.prepare();
-    if ((await path.forget(selectors)) || path === this.tool || this.options.via === 'netlink') return;
+    if ((await forgetting(path, selectors, this.log)) || path === this.tool || this.options.via === 'netlink') return;
     // The netlink path failed (logged): the tool from now on, starting with this run's selectors.
     this.chosen = Promise.resolve(this.use(this.tool, 'a netlink run failed'));
-    await this.tool.forget(selectors);
+    await forgetting(this.tool, selectors, this.log);
+  }
+}
+
+/** A path's run that cannot reject: a bug in one (a throw) is a failed run, logged, never a crashed daemon. */
+async function forgetting(path: FlowPath, selectors: readonly FlowSelector[], log: Logger): Promise<boolean> {
+  try {
+    return await path.forget(selectors);
+  } catch (err) {
+    log.warn({ event: 'conntrack-failed', path: path.name, error: (err as Error).message });
+    return false;
   }
 }

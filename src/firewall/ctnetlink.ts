@@ -90,8 +90,8 @@ export async function openNetlinkSocket(): Promise<NetlinkSocket> {
       if ((await callAsync(poll, pfd, 1, Math.max(0, Math.floor(ms)))) <= 0 || closed) return undefined;
       const buf = Buffer.alloc(RECEIVE_BYTES);
       const n = await callAsync(recv, fd, buf, buf.length, MSG_DONTWAIT | MSG_TRUNC);
-      if (n < 0) return undefined;
-      if (n > buf.length) throw new Error(`a datagram of ${n} octets, more than the ${buf.length} read`);
+      // A datagram longer than the buffer was cut: an answer we cannot read whole is none.
+      if (n < 0 || n > buf.length) return undefined;
       return buf.subarray(0, n);
     },
     close() {
