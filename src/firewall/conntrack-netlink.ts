@@ -53,7 +53,12 @@ export class NetlinkPath implements FlowPath {
 
   async forget(selectors: readonly FlowSelector[]): Promise<boolean> {
     const byProtocol = new Map<number, FlowSelector[]>();
-    for (const s of selectors) if (familyOf(s.address) === 4) byProtocol.set(s.protocol, [...(byProtocol.get(s.protocol) ?? []), s]);
+    for (const s of selectors) {
+      if (familyOf(s.address) !== 4) continue;
+      const group = byProtocol.get(s.protocol);
+      if (group) group.push(s);
+      else byProtocol.set(s.protocol, [s]);
+    }
     const doomed = new Map<string, Flow>();
     for (const [protocol, group] of byProtocol) {
       const wanted = new Set(group.map((s) => key(s.by, protocol, s.address, s.port)));
