@@ -27,7 +27,7 @@ const FLUSHER = fileURLToPath(new URL('../src/firewall/conntrack.js', import.met
 
 t.before(() => {
   lab.exec('rtr', ['nft', '-f', '-'], { input: 'table ip ct16lab {\n  chain post {\n    type nat hook postrouting priority 100;\n    oifname "wan0" masquerade\n  }\n}\n' });
-  lab.spawn('wan', ['socat', 'TCP-LISTEN:6000,reuseaddr,fork', 'EXEC:sleep 120']);
+  lab.spawn('wan', ['socat', 'TCP-LISTEN:6000,reuseaddr,fork', 'EXEC:sleep 30']);
 });
 
 /** The router's flows of a protocol from the LAN host's port, as `conntrack -L` tells them. */
@@ -41,7 +41,7 @@ const flowsFrom = (proto: 'udp' | 'tcp', port: number) =>
 /** A UDP flow and a TCP connection from ports base, base+1 (the ones to forget) and base+2, base+3 (to keep). */
 async function makeFlows(base: number): Promise<void> {
   for (const p of [base, base + 2]) lab.exec('lan', ['socat', '-u', 'STDIN', `UDP:${WAN}:5000,sourceport=${p}`], { input: 'x' });
-  for (const p of [base + 1, base + 3]) lab.spawn('lan', ['socat', `TCP:${WAN}:6000,sourceport=${p},reuseaddr`, 'EXEC:sleep 120']);
+  for (const p of [base + 1, base + 3]) lab.spawn('lan', ['socat', `TCP:${WAN}:6000,sourceport=${p},reuseaddr`, 'EXEC:sleep 30']);
   const seen = await until(() => [base, base + 2].every((p) => flowsFrom('udp', p).length === 1) && [base + 1, base + 3].every((p) => flowsFrom('tcp', p).length === 1), 10_000, 100);
   if (!seen) throw new Error(`the router never showed the four flows: ${lab.exec('rtr', ['conntrack', '-L'], { allowFail: true }).stdout}`);
 }
