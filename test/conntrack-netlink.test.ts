@@ -173,7 +173,7 @@ interface FakeKernel {
  * datagram, a stale answer of another seq first; deletions with an ack, or
  * `deleteErrno`. `ignoreFilter`: the probe (source port 0) gets every flow.
  */
-function fakeKernel(o: { flows?: Flow[]; perDatagram?: number; deleteErrno?: number; silent?: boolean; ignoreFilter?: boolean } = {}): FakeKernel {
+function fakeKernel(o: { flows?: Flow[]; perDatagram?: number; deleteErrno?: number; silent?: boolean; ignoreFilter?: boolean; byAddress?: boolean } = {}): FakeKernel {
   const k: FakeKernel = { opened: 0, requests: [], flows: o.flows ?? [], socket: undefined as unknown as NetlinkSocket };
   const inbox: Buffer[] = [];
   k.socket = {
@@ -189,7 +189,11 @@ function fakeKernel(o: { flows?: Flow[]; perDatagram?: number; deleteErrno?: num
         if (type === 0x101) {
           const proto = body[body.indexOf(Buffer.from([5, 0, 1, 0])) + 4];
           const probe = body.includes(nla(2, port(0)));
-          const flows = probe && !o.ignoreFilter ? [] : k.flows.filter((f) => f.protocol === proto);
+          let flows = probe && !o.ignoreFilter ? [] : k.flows.filter((f) => f.protocol === proto);
+          // byAddress: the kernel's narrowing to the filter's source (orig) or destination (reply) address.
+          const orig = (body.readUInt16LE(6) & 0x3fff) === 1;
+          const addressOf = (f: Flow) => nla(orig ? 1 : 2, ip4(orig ? f.orig.src : f.reply.dst));
+          if (o.byAddress && flows.some((f) => body.includes(addressOf(f)))) flows = flows.filter((f) => body.includes(addressOf(f)));
           inbox.push(kernelFlow(seq - 1, udp(1)));
           const per = o.perDatagram ?? 10;
           for (let i = 0; i < flows.length; i += per) inbox.push(Buffer.concat(flows.slice(i, i + per).map((f) => kernelFlow(seq, f))));
@@ -340,4 +344,19 @@ t.test('a socket that throws mid-run: the run fails over to the tool, the daemon
   await c.idle();
   t.same(tool.runs(), ['run -L -f ipv4 -p udp'], "the run's selectors went to the tool");
   t.match(log.lines.filter((l) => l.event === 'conntrack-failed'), [{ path: 'netlink', error: /binding exploded/ }]);
+});
+
+t.test('a protocol with more flows than a dump reads: one dump per address, and a warning for what is still cut', async (t) => {
+  const many = Array.from({ length: MAX_FLOWS + 10 }, (_, i) => udp(1 + i, 1 + i, i + 1));
+  const other: Flow = { ...udp(5000, 5000, 999_999), orig: { ...udp(5000).orig, src: ip('192.168.77.11') } };
+  const k = fakeKernel({ flows: [...many, other], perDatagram: 500, byAddress: true });
+  const log = memoryLogger();
+  const c = new ConntrackFlusher(log, { via: 'netlink', openSocket: opener(k) });
+  c.flush([sel('source', '192.168.77.10', 1), sel('source', '192.168.77.11', 5000)]);
+  await c.idle();
+  t.equal(c.netlink.dumps, 3, 'the protocol, then each of the two addresses');
+  t.notOk(k.flows.some((f) => f.id === 999_999), "the other host's flow, past the first dump's cut, is found by its own");
+  t.notOk(k.flows.some((f) => f.id === 1), 'the first host\'s flow is found');
+  t.equal(k.flows.length, MAX_FLOWS + 9);
+  t.match(log.lines.filter((l) => l.event === 'conntrack-truncated'), [{ level: 'warn', detail: /192\.168\.77\.10/ }], 'said once: the first host has more flows than are read');
 });

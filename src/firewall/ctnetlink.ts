@@ -50,19 +50,31 @@ interface AsyncFn {
   async(...args: unknown[]): void;
 }
 
+/** libc's socket calls through koffi, bound once (a socket is opened again after a failed or cut-short request). */
+let libc: Promise<Record<'socket' | 'bind' | 'setsockopt' | 'send' | 'recv' | 'poll' | 'close', AsyncFn>> | undefined;
+function bindLibc(): NonNullable<typeof libc> {
+  libc ??= (async () => {
+    const koffi: Koffi = (await import('koffi')).default;
+    const lib = koffi.load('libc.so.6');
+    const fn = (proto: string) => lib.func(proto) as unknown as AsyncFn;
+    return {
+      socket: fn('int socket(int domain, int type, int protocol)'),
+      bind: fn('int bind(int fd, const void *addr, uint32_t len)'),
+      setsockopt: fn('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)'),
+      send: fn('long send(int fd, const void *buf, size_t len, int flags)'),
+      recv: fn('long recv(int fd, _Out_ void *buf, size_t len, int flags)'),
+      poll: fn('int poll(_Inout_ void *fds, unsigned long n, int timeout)'),
+      close: fn('int close(int fd)'),
+    };
+  })();
+  // A failure to load is not kept: the caller falls back, and a later call may try again.
+  libc.catch(() => (libc = undefined));
+  return libc;
+}
+
 /** Opens a NETLINK_NETFILTER socket through libc; throws when koffi, libc or the socket is not to be had. */
 export async function openNetlinkSocket(): Promise<NetlinkSocket> {
-  const koffi: Koffi = (await import('koffi')).default;
-  const libc = koffi.load('libc.so.6');
-  const fn = (proto: string) => libc.func(proto) as unknown as AsyncFn;
-  const socket = fn('int socket(int domain, int type, int protocol)');
-  const bind = fn('int bind(int fd, const void *addr, uint32_t len)');
-  const setsockopt = fn('int setsockopt(int fd, int level, int name, const void *value, uint32_t len)');
-  const send = fn('long send(int fd, const void *buf, size_t len, int flags)');
-  const recv = fn('long recv(int fd, _Out_ void *buf, size_t len, int flags)');
-  const poll = fn('int poll(_Inout_ void *fds, unsigned long n, int timeout)');
-  const close = fn('int close(int fd)');
-
+  const { socket, bind, setsockopt, send, recv, poll, close } = await bindLibc();
   const fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
   if (fd < 0) throw new Error('socket(AF_NETLINK, NETLINK_NETFILTER) failed');
   // struct sockaddr_nl: family, pad, port id 0 (the kernel picks), no groups.
