@@ -41,7 +41,7 @@ const tableOf = (n: number) => Array.from({ length: n }, (_, i) => udpFlow(20_00
 
 t.test('one process takes the queued filters from a file', async (t) => {
   const tool = fakeTool(false, tableOf(300));
-  const c = new ConntrackFlusher(memoryLogger(), tool.binary);
+  const c = new ConntrackFlusher(memoryLogger(), { via: 'tool', binary: tool.binary });
   c.flush(flows(300));
   await c.idle();
   const lines = tool.runs();
@@ -59,7 +59,7 @@ t.test('one process takes the queued filters from a file', async (t) => {
 t.test('a tool without -R gets one filter per run', async (t) => {
   const tool = fakeTool(true, tableOf(3));
   const log = memoryLogger();
-  const c = new ConntrackFlusher(log, tool.binary);
+  const c = new ConntrackFlusher(log, { via: 'tool', binary: tool.binary });
   c.flush(flows(3));
   await c.idle();
   c.flush(flows(2));
@@ -78,7 +78,7 @@ t.test('a tool without -R gets one filter per run', async (t) => {
 t.test('filters no flow matches run no deletion; only those some flow matches do', async (t) => {
   // Flows from ports 20 001 and 20 003, and one translated to 11.22.33.1:40 000 (another endpoint's).
   const tool = fakeTool(false, udpFlow(20_001) + udpFlow(20_003) + udpFlow(30_000, 40_000) + 'tcp      6 117 TIME_WAIT src=192.168.77.10 dst=192.168.77.1 sport=20002 dport=5000 src=192.168.77.1 dst=192.168.77.10 sport=5000 dport=20002 [ASSURED] mark=0 use=1\n');
-  const c = new ConntrackFlusher(memoryLogger(), tool.binary);
+  const c = new ConntrackFlusher(memoryLogger(), { via: 'tool', binary: tool.binary });
   const ext = mustParseIp('11.22.33.1');
   c.flush([...flows(5), { by: 'translated-to', protocol: 17, address: ext, port: 40_000 }, { by: 'translated-to', protocol: 17, address: ext, port: 40_001 }]);
   await c.idle();
@@ -91,7 +91,7 @@ t.test('filters no flow matches run no deletion; only those some flow matches do
   ], 'a TCP flow does not stand for a UDP filter');
 
   const none = fakeTool(false, udpFlow(30_000, 30_000));
-  const d = new ConntrackFlusher(memoryLogger(), none.binary);
+  const d = new ConntrackFlusher(memoryLogger(), { via: 'tool', binary: none.binary });
   d.flush(flows(100));
   await d.idle();
   t.same(none.runs(), ['run -L -f ipv4 -p udp'], 'one listing, no deletion');
@@ -99,7 +99,7 @@ t.test('filters no flow matches run no deletion; only those some flow matches do
 
 t.test('one listing per protocol the filters name', async (t) => {
   const tool = fakeTool(false, '');
-  const c = new ConntrackFlusher(memoryLogger(), tool.binary);
+  const c = new ConntrackFlusher(memoryLogger(), { via: 'tool', binary: tool.binary });
   c.flush([...flows(2), { by: 'source', protocol: 6, address: mustParseIp('192.168.77.11'), port: 443 }]);
   await c.idle();
   t.same(tool.runs(), ['run -L -f ipv4 -p udp', 'run -L -f ipv4 -p tcp']);
@@ -108,7 +108,7 @@ t.test('one listing per protocol the filters name', async (t) => {
 t.test('a listing that fails: every filter is deleted for, as without one', async (t) => {
   const tool = fakeTool(false, '', true);
   const log = memoryLogger();
-  const c = new ConntrackFlusher(log, tool.binary);
+  const c = new ConntrackFlusher(log, { via: 'tool', binary: tool.binary });
   c.flush(flows(3));
   await c.idle();
   t.same(tool.runs().filter((l) => l.startsWith('-D')).length, 3);
@@ -129,7 +129,7 @@ t.test('conntrack -L lines: the original source and where the reply goes', async
 
 t.test('while changes keep coming, a run waits before the next, so filters gather', async (t) => {
   const tool = fakeTool(false, '');
-  const c = new ConntrackFlusher(memoryLogger(), tool.binary);
+  const c = new ConntrackFlusher(memoryLogger(), { via: 'tool', binary: tool.binary });
   const started = performance.now();
   c.flush(flows(300));
   await c.idle();

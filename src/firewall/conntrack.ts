@@ -5,75 +5,91 @@
 // the rules translate afresh (a TCP connection in progress is cut: its port
 // changes under it).
 //
-// Debian's `conntrack` tool (package conntrack) does the deleting, off the
-// reply path: the firewall queues the work after a batch committed and
-// returns. One process takes up to LINES_PER_RUN filters from a file
-// (`conntrack -R FILE`, one `-D …` line each; conntrack-tools ≥ 1.4.6 —
-// not its stdin: Node's stdio pipes are sockets, which `-R -` cannot
-// open as /dev/stdin), in a private directory removed after the run: a
-// process per filter cost the daemon ~2.5 ms of its main thread per new
-// IPv4 mapping (forking a large process), a third of its time under load.
-// A tool without -R gets one filter per run, as before. The queue is
-// bounded, one process runs at a time and each is killed after its time.
-// Without the tool the mappings still work for new flows; that is logged
-// once.
+// The deleting happens off the reply path: the firewall queues selectors after
+// a batch committed and returns. Runs take up to SELECTORS_PER_RUN of them,
+// one run at a time; while changes keep coming a run waits as long as the
+// last took (GATHER_MS–MAX_GATHER_MS), so selectors gather and the work stays
+// a bounded share of a core whatever the table's size. The queue is bounded.
 //
-// Each `-D` line is a dump of the whole conntrack table in the kernel and the
-// tool (no kernel-side filter in conntrack-tools 1.4.7): ~70 ms of CPU per
-// line at 20 000 flows, two lines per new IPv4 mapping; under a UPnP load
-// the tool took more CPU than the daemon itself. So a run first lists the
-// flows of the protocols its filters name (`conntrack -L -f ipv4 -p udp`,
-// one dump each, read line by line here and matched against the filters),
-// and deletes only for the filters that some flow matches: a new mapping's
-// endpoint rarely has a flow yet. A flow the listing missed began after the
-// batch reached the kernel, so the kernel translates it already. A listing
-// that fails falls back to deleting for every filter.
+// Two paths do a run's work:
+// - netlink (conntrack-netlink.ts): ctnetlink from the daemon itself, a dump
+//   the kernel filters, deletions by exact tuple. The default where the
+//   kernel takes a NETLINK_NETFILTER socket and filters dumps (Linux ≥ 5.8).
+// - tool (conntrack-tool.ts): the `conntrack` tool, a listing per protocol and
+//   a process for the deletions. Where netlink cannot be had, and for good
+//   after a netlink run fails (that run's selectors are given to it).
+// Which one is used is logged once (`conntrack-path`). Without either, the
+// mappings still work for new flows; that is logged once too.
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import { protocolName } from '../net/ipproto.js';
 import type { IpAddress } from '../net/address.js';
+import { Ctnetlink, openNetlinkSocket, type NetlinkSocket } from './ctnetlink.js';
+import { NetlinkPath } from './conntrack-netlink.js';
+import { ToolPath } from './conntrack-tool.js';
+
+export { flowOf } from './conntrack-tool.js';
 
 /** Flows to forget: by their original source, or by the external address and port they were translated to. */
 export type FlowSelector =
   | { by: 'source'; protocol: number; address: IpAddress; port: number }
   | { by: 'translated-to'; protocol: number; address: IpAddress; port: number };
 
-const RUN_TIMEOUT_MS = 2_000;
+/** One way of forgetting flows. false: this path failed on these selectors. */
+export interface FlowPath {
+  readonly name: 'netlink' | 'tool';
+  forget(selectors: readonly FlowSelector[]): Promise<boolean>;
+}
+
+export interface ConntrackOptions {
+  /** 'auto' (the default): netlink when it works here, else the tool. The others force one (tests). */
+  via?: 'auto' | 'netlink' | 'tool';
+  /** The tool's path (tests give a stand-in). */
+  binary?: string;
+  /** Opens the netlink socket (tests give a fake kernel). */
+  openSocket?: () => Promise<NetlinkSocket>;
+}
+
 /** The least pause between two runs while changes keep coming, and the most. */
 const GATHER_MS = 100;
 const MAX_GATHER_MS = 1_000;
-/** A listing's line longer than this is no flow of ours (a flow's line is ~200 characters). */
-const MAX_LINE = 4_096;
-/** Filters one process is given at most; its time grows with them (each line walks the table). */
-const LINES_PER_RUN = 256;
-const MS_PER_LINE = 20;
+/** Selectors one run takes at most; a run's time grows with them. */
+const SELECTORS_PER_RUN = 256;
 /** Beyond this the oldest requests are dropped (a flood of changes must not queue without end). */
 const MAX_QUEUED = 4_096;
 
 export class ConntrackFlusher {
   private readonly queue = new Map<string, FlowSelector>();
   private running: Promise<void> | undefined;
-  private missing = false;
-  /** The tool has no -R (older than conntrack-tools 1.4.6): one filter per run. */
-  private oneByOne = false;
-  runs = 0;
+  readonly tool: ToolPath;
+  readonly netlink: NetlinkPath;
+  private chosen: Promise<FlowPath> | undefined;
   /** How long the last run took, ms. */
   private lastRunMs = 0;
 
   constructor(
     private readonly log: Logger,
-    private readonly binary = 'conntrack',
-  ) {}
+    private readonly options: ConntrackOptions = {},
+  ) {
+    this.tool = new ToolPath(log, options.binary);
+    this.netlink = new NetlinkPath(new Ctnetlink(options.openSocket ?? openNetlinkSocket), log);
+  }
+
+  /** Processes the tool path started (tests). */
+  get runs(): number {
+    return this.tool.runs;
+  }
+
+  /** Chooses the path now (at the firewall's start) rather than at the first flush; never throws. */
+  prepare(): Promise<FlowPath> {
+    this.chosen ??= this.choose();
+    return this.chosen;
+  }
 
   /** Queues selectors; returns at once. */
   flush(selectors: readonly FlowSelector[]): void {
-    if (this.missing) return;
+    if (this.tool.missing) return;
     for (const s of selectors) {
-      const k = argsOf(s).join(' ');
+      const k = `${s.by} ${s.protocol} ${s.address} ${s.port}`;
       this.queue.delete(k);
       this.queue.set(k, s);
     }
@@ -88,12 +104,32 @@ export class ConntrackFlusher {
     while (this.running) await this.running;
   }
 
+  private async choose(): Promise<FlowPath> {
+    const via = this.options.via ?? 'auto';
+    if (via === 'tool') return this.use(this.tool);
+    let reason: string | undefined;
+    try {
+      reason = await this.netlink.probe();
+    } catch (err) {
+      reason = (err as Error).message;
+    }
+    if (reason === undefined) return this.use(this.netlink);
+    if (via === 'netlink') {
+      // Forced (tests): no fallback, the failure is what the test sees.
+      this.log.warn({ event: 'conntrack-failed', path: 'netlink', error: reason });
+      return this.use(this.netlink);
+    }
+    return this.use(this.tool, reason);
+  }
+
+  private use(path: FlowPath, reason?: string): FlowPath {
+    this.log.info({ event: 'conntrack-path', path: path.name, ...(reason ? { detail: `netlink not used: ${reason}` } : {}) });
+    return path;
+  }
+
   private async drain(): Promise<void> {
     let first = true;
-    while (this.queue.size && !this.missing) {
-      // Under a stream of changes a run follows a pause as long as the last
-      // one took (at least GATHER_MS): filters gather for the next listing,
-      // and the tool has at most half a core, whatever the table's size.
+    while (this.queue.size && !this.tool.missing) {
       if (!first) await new Promise((r) => setTimeout(r, Math.min(MAX_GATHER_MS, Math.max(GATHER_MS, this.lastRunMs))));
       first = false;
       const started = performance.now();
@@ -103,165 +139,27 @@ export class ConntrackFlusher {
     this.queue.clear();
   }
 
-  /** Lists, then deletes for the filters some flow matches, of up to LINES_PER_RUN queued ones. */
   private async runOnce(): Promise<void> {
     const selectors: FlowSelector[] = [];
     for (const [k, s] of this.queue) {
-      if (selectors.length >= LINES_PER_RUN) break;
+      if (selectors.length >= SELECTORS_PER_RUN) break;
       this.queue.delete(k);
       selectors.push(s);
     }
-    const matched = await this.withFlows(selectors);
-    if (matched.length === 0) return;
-    const lines = matched.map(argsOf);
-    if (!this.oneByOne && (await this.runFile(lines)) !== 'no -R') return;
-    this.oneByOne = true;
-    for (const args of lines) if (!this.missing) await this.run(args);
-  }
-
-  /**
-   * The selectors some flow in the table matches, by one listing per
-   * protocol; all of them when a listing fails (deleting for a filter that
-   * matches nothing costs time, not correctness).
-   */
-  private async withFlows(selectors: readonly FlowSelector[]): Promise<FlowSelector[]> {
-    const wanted = new Map(selectors.map((s) => [selectorKey(s.by, s.protocol, s.address, s.port), s]));
-    const found = new Set<FlowSelector>();
-    for (const protocol of new Set(selectors.map((s) => s.protocol))) {
-      const name = protocolName(protocol);
-      const listed = await this.list(['-L', '-f', 'ipv4', '-p', name], (line) => {
-        const flow = flowOf(line);
-        if (!flow || flow.protocol !== name) return;
-        for (const key of [selectorKey('source', protocol, flow.source, flow.sourcePort), selectorKey('translated-to', protocol, flow.replyTo, flow.replyToPort)]) {
-          const s = wanted.get(key);
-          if (s) found.add(s);
-        }
-      });
-      if (this.missing) return [];
-      if (!listed) return [...selectors];
-    }
-    return selectors.filter((s) => found.has(s));
-  }
-
-  /** `conntrack -L …`, each line of its output handed to `onLine` as it comes; false if it could not list. */
-  private list(args: string[], onLine: (line: string) => void): Promise<boolean> {
-    this.runs++;
-    return new Promise((resolve) => {
-      const child = spawn(this.binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      let stderr = '';
-      let partial = '';
-      const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS);
-      child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-1024)));
-      child.stdout?.on('data', (d: Buffer) => {
-        const lines = (partial + d.toString('latin1')).split('\n');
-        partial = lines.pop() ?? '';
-        if (partial.length > MAX_LINE) partial = '';
-        for (const l of lines) if (l.length <= MAX_LINE) onLine(l);
-      });
-      child.on('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        if (err.code === 'ENOENT') this.noTool();
-        else this.log.warn({ event: 'conntrack-failed', error: err.message });
-        resolve(false);
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        if (partial) onLine(partial);
-        const ok = !signal && code === 0;
-        if (!ok && !this.missing) this.log.warn({ event: 'conntrack-failed', args: args.join(' '), error: (signal ? `killed by ${signal}` : stderr.trim()).slice(0, 300) });
-        resolve(ok);
-      });
-    });
-  }
-
-  private noTool(): void {
-    this.missing = true;
-    this.log.warn({ event: 'conntrack-missing', detail: 'install the Debian package conntrack: without it, flows already running keep their old translation after a mapping changes (new flows follow it)' });
-  }
-
-  /** One process for many filters: `conntrack -R FILE`. */
-  private async runFile(lines: readonly string[][]): Promise<'done' | 'no -R'> {
-    let dir: string | undefined;
-    try {
-      dir = mkdtempSync(join(tmpdir(), 'portcullis-conntrack-'));
-      const file = join(dir, 'filters');
-      writeFileSync(file, lines.map((l) => l.join(' ') + '\n').join(''), { mode: 0o600 });
-      return await this.run(['-R', file], lines.length);
-    } catch (err) {
-      this.log.warn({ event: 'conntrack-failed', error: (err as Error).message });
-      return 'done';
-    } finally {
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    }
-  }
-
-  /** One conntrack process; `lines`: how many filters its file holds (with -R). */
-  private run(args: string[], lines?: number): Promise<'done' | 'no -R'> {
-    this.runs++;
-    return new Promise((resolve) => {
-      const child = spawn(this.binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-      let stderr = '';
-      const timer = setTimeout(() => child.kill('SIGKILL'), RUN_TIMEOUT_MS + (lines ?? 0) * MS_PER_LINE);
-      child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-      child.on('error', (err: NodeJS.ErrnoException) => {
-        clearTimeout(timer);
-        if (err.code === 'ENOENT') this.noTool();
-        else this.log.warn({ event: 'conntrack-failed', error: err.message });
-        resolve('done');
-      });
-      child.on('close', (code, signal) => {
-        clearTimeout(timer);
-        if (lines && !signal && code !== 0 && /invalid option|unrecognized option|unknown option/i.test(stderr)) {
-          resolve('no -R');
-          return;
-        }
-        // Exit 1 with "0 flow entries" is the common case: nothing to delete.
-        if (signal || (code !== 0 && !/0 flow entries/.test(stderr))) {
-          this.log.warn({ event: 'conntrack-failed', args: args.join(' '), lines, error: (signal ? `killed by ${signal}` : stderr.trim()).slice(0, 300) });
-        }
-        resolve('done');
-      });
-    });
+    const path = await this.prepare();
+    if ((await forgetting(path, selectors, this.log)) || path === this.tool || this.options.via === 'netlink') return;
+    // The netlink path failed (logged): the tool from now on, starting with this run's selectors.
+    this.chosen = Promise.resolve(this.use(this.tool, 'a netlink run failed'));
+    await forgetting(this.tool, selectors, this.log);
   }
 }
 
-function argsOf(s: FlowSelector): string[] {
-  const proto = protocolName(s.protocol);
-  return s.by === 'source'
-    ? ['-D', '-f', 'ipv4', '-p', proto, '--orig-src', s.address, '--orig-port-src', String(s.port)]
-    : ['-D', '-f', 'ipv4', '-p', proto, '--reply-dst', s.address, '--reply-port-dst', String(s.port)];
-}
-
-const selectorKey = (by: FlowSelector['by'], protocol: number, address: string, port: number) => `${by} ${protocol} ${address} ${port}`;
-
-/**
- * One line of `conntrack -L` (default output): the protocol's name, then the
- * original tuple's src/dst/sport/dport and the reply tuple's, e.g.
- * `udp 17 29 src=A dst=B sport=P dport=Q [UNREPLIED] src=B dst=X sport=Q dport=R mark=0 use=1`.
- * The original source and the reply's destination (where the flow was
- * translated to) are what the filters select on.
- */
-export function flowOf(line: string): { protocol: string; source: string; sourcePort: number; replyTo: string; replyToPort: number } | undefined {
-  // indexOf, not a split of every field: a listing may hold tens of thousands
-  // of lines, read on the daemon's main thread.
-  const src = valuesOf(line, ' src=');
-  const dst = valuesOf(line, ' dst=');
-  const sport = valuesOf(line, ' sport=');
-  const dport = valuesOf(line, ' dport=');
-  if (!src || !dst || !sport || !dport) return undefined;
-  const text = line.trimStart();
-  const space = text.indexOf(' ');
-  return { protocol: space < 0 ? text : text.slice(0, space), source: src[0], sourcePort: Number(sport[0]), replyTo: dst[1], replyToPort: Number(dport[1]) };
-}
-
-/** The values of `key` (" src=") in a line, when it occurs exactly twice: the original tuple's and the reply's. */
-function valuesOf(line: string, key: string): [string, string] | undefined {
-  const values: string[] = [];
-  for (let at = line.indexOf(key); at >= 0; at = line.indexOf(key, at + key.length)) {
-    if (values.length === 2) return undefined;
-    const from = at + key.length;
-    const end = line.indexOf(' ', from);
-    values.push(line.slice(from, end < 0 ? line.length : end));
+/** A path's run that cannot reject: a bug in one (a throw) is a failed run, logged, never a crashed daemon. */
+async function forgetting(path: FlowPath, selectors: readonly FlowSelector[], log: Logger): Promise<boolean> {
+  try {
+    return await path.forget(selectors);
+  } catch (err) {
+    log.warn({ event: 'conntrack-failed', path: path.name, error: (err as Error).message });
+    return false;
   }
-  return values.length === 2 ? [values[0]!, values[1]!] : undefined;
 }

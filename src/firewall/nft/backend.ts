@@ -76,6 +76,11 @@ export class NftBackend implements FirewallBackend {
     const where = `table ${p.family} ${p.table}`;
     const tables = await this.runner.list(['list', 'tables']);
     if (!tables.ok) throw new NftSetupError(explain(tables.error));
+    // Which way flows are forgotten (netlink or the tool) is chosen and logged
+    // now, not at the first change; and only after the first nft call chose the
+    // nft path: koffi takes its settings (libnftables.ts' stack size) only
+    // before it loads its first library, which ctnetlink's libc would be.
+    void this.conntrack.prepare();
     const exists = tables.items.some((i) => {
       const t = i.table as { family?: string; name?: string } | undefined;
       return t?.family === p.family && t.name === p.table;

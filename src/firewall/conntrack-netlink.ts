@@ -1,0 +1,125 @@
+// The in-process path of conntrack.ts: ctnetlink from the daemon
+// (ctnetlink.ts), no process, no text.
+//
+// A run's selectors of one protocol are found with one dump whose filter the
+// kernel applies (CTA_FILTER): the protocol always — under a UPnP load the
+// table is mostly TCP TIME_WAIT entries of the HTTP connections, which a UDP
+// filter never sees in user space — and the address (and port) too when the
+// run's selectors of that protocol share one. Not a dump per selector: every
+// dump walks the whole hash table in the kernel whatever it returns (~15 ms of
+// CPU on this 24 GiB test machine's 262 144 buckets, with 1 entry or 20 000;
+// a router's table has far fewer buckets), so walks are what a run counts.
+// Flows read are matched here; each match is deleted by its original tuple
+// and id, so a newer flow that took the tuple meanwhile stays.
+//
+// A protocol-wide dump that outgrows MAX_FLOWS is redone as one dump per
+// selector address (at most MAX_NARROW_DUMPS): each returns only that
+// address's flows.
+
+import type { Logger } from '../log.js';
+import { familyOf } from '../net/address.js';
+import type { Flow, TupleFilter } from './ctnetlink-codec.js';
+import { Ctnetlink } from './ctnetlink.js';
+import type { FlowPath, FlowSelector } from './conntrack.js';
+
+/** Dumps narrowed to one address, per protocol and run, after a protocol-wide one was cut short. */
+const MAX_NARROW_DUMPS = 16;
+
+export class NetlinkPath implements FlowPath {
+  readonly name = 'netlink';
+  /** Dumps asked for and flows deleted (tests, the log). */
+  dumps = 0;
+  deleted = 0;
+  private truncatedSaid = false;
+
+  constructor(
+    private readonly ct: Ctnetlink,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Whether this kernel filters dumps: one dump whose filter matches no flow
+   * (source port 0). A kernel older than 5.8 ignores CTA_FILTER and answers
+   * with every flow; so does one that took it, if a flow has port 0, which no
+   * UDP or TCP flow has. Throws or returns a reason when the path is unusable.
+   */
+  async probe(): Promise<string | undefined> {
+    await this.ct.ready();
+    const r = await this.ct.dump({ direction: 'orig', protocol: 17, src: '0.0.0.0' as Flow['orig']['src'], srcPort: 0 });
+    if (!r.ok) return r.detail;
+    if (r.value.flows.some((f) => f.protocol !== 17 || f.orig.srcPort !== 0)) return 'the kernel does not filter dumps (CTA_FILTER needs Linux 5.8)';
+    return undefined;
+  }
+
+  async forget(selectors: readonly FlowSelector[]): Promise<boolean> {
+    const byProtocol = new Map<number, FlowSelector[]>();
+    for (const s of selectors) {
+      if (familyOf(s.address) !== 4) continue;
+      const group = byProtocol.get(s.protocol);
+      if (group) group.push(s);
+      else byProtocol.set(s.protocol, [s]);
+    }
+    const doomed = new Map<string, Flow>();
+    for (const [protocol, group] of byProtocol) {
+      const wanted = new Set(group.map((s) => key(s.by, protocol, s.address, s.port)));
+      const take = (flows: readonly Flow[]) => {
+        for (const f of flows) {
+          if (f.protocol !== protocol) continue;
+          if (wanted.has(key('source', protocol, f.orig.src, f.orig.srcPort)) || wanted.has(key('translated-to', protocol, f.reply.dst, f.reply.dstPort))) doomed.set(flowKey(f), f);
+        }
+      };
+      const first = await this.dump(filterFor(protocol, group));
+      if (!first) return false;
+      take(first.flows);
+      if (first.complete) continue;
+      // Too many flows of the protocol to read them all: one address at a time.
+      const narrow = [...new Map(group.map((s) => [`${s.by} ${s.address}`, s])).values()];
+      for (const s of narrow.slice(0, MAX_NARROW_DUMPS)) {
+        const r = await this.dump(filterFor(protocol, group.filter((g) => g.by === s.by && g.address === s.address)));
+        if (!r) return false;
+        take(r.flows);
+        if (!r.complete) this.truncated(`more than the flows read for ${s.by} ${s.address}`);
+      }
+      if (narrow.length > MAX_NARROW_DUMPS) this.truncated(`${narrow.length - MAX_NARROW_DUMPS} addresses not looked at in this run`);
+    }
+    if (doomed.size === 0) return true;
+    const r = await this.ct.remove([...doomed.values()]);
+    if (!r.ok) {
+      this.log.warn({ event: 'conntrack-failed', path: this.name, error: r.detail });
+      return false;
+    }
+    this.deleted += r.value;
+    return true;
+  }
+
+  private async dump(filter: TupleFilter): Promise<{ flows: Flow[]; complete: boolean } | undefined> {
+    this.dumps++;
+    const r = await this.ct.dump(filter);
+    if (r.ok) return r.value;
+    this.log.warn({ event: 'conntrack-failed', path: this.name, error: r.detail });
+    return undefined;
+  }
+
+  private truncated(detail: string): void {
+    if (this.truncatedSaid) return;
+    this.truncatedSaid = true;
+    this.log.warn({ event: 'conntrack-truncated', detail: `some flows were not looked at (${detail}): those already running may keep an old translation` });
+  }
+}
+
+/**
+ * The kernel's filter for a protocol's selectors: narrowed to their address
+ * (and port) when they share one kind and one address, else the protocol's
+ * flows, matched here.
+ */
+export function filterFor(protocol: number, group: readonly FlowSelector[]): TupleFilter {
+  const first = group[0];
+  if (!first || group.some((s) => s.by !== first.by || s.address !== first.address)) return { direction: 'orig', protocol };
+  const port = group.every((s) => s.port === first.port) ? first.port : undefined;
+  return first.by === 'source'
+    ? { direction: 'orig', protocol, src: first.address, ...(port !== undefined ? { srcPort: port } : {}) }
+    : { direction: 'reply', protocol, dst: first.address, ...(port !== undefined ? { dstPort: port } : {}) };
+}
+
+const key = (by: FlowSelector['by'], protocol: number, address: string, port: number) => `${by} ${protocol} ${address} ${port}`;
+const flowKey = (f: Flow) => `${f.protocol} ${f.orig.src} ${f.orig.srcPort} ${f.orig.dst} ${f.orig.dstPort} ${f.id ?? ''} ${f.zone ?? ''}`;
