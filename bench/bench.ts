@@ -399,6 +399,10 @@ async function main(): Promise<void> {
   const quick = process.argv.includes('--quick');
   const t0 = performance.now();
   if (process.getuid?.() !== 0) throw new Error('the benchmark builds network namespaces: run it as root');
+  // Said before minutes of portcullis rows, not after them.
+  if (only.has('miniupnpd') && spawnSync('sh', ['-c', 'command -v miniupnpd']).status !== 0) {
+    throw new Error('miniupnpd is not installed (apt-get install miniupnpd) and the side-by-side rows need it; `--only pcp,upnp` (or `--quick`) runs without it');
+  }
   sh(['bash', LAB, 'up']);
   try {
     // Client addresses on the LAN host: IPv6 on its eth0, IPv4 on its devices.
