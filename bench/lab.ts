@@ -152,7 +152,8 @@ export const DAEMON_ENV = { ...unitEnvironment(), ...process.env };
 function unitEnvironment(): Record<string, string> {
   const unit = readFileSync(join(ROOT, 'packaging/systemd/portcullis.service'), 'utf8');
   const env: Record<string, string> = {};
-  for (const m of unit.matchAll(/^Environment=([A-Z_][A-Z0-9_]*)=(.*)$/gm)) env[m[1] as string] = (m[2] as string).trim();
+  // `Environment=NAME=value` or, for a value with spaces, `Environment="NAME=value"`.
+  for (const m of unit.matchAll(/^Environment=("?)([A-Z_][A-Z0-9_]*)=(.*?)\1\s*$/gm)) env[m[2] as string] = (m[3] as string).trim();
   if (!env.MALLOC_ARENA_MAX) throw new Error('the unit sets no MALLOC_ARENA_MAX: the bench would not run what is shipped');
   return env;
 }
