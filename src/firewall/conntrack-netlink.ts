@@ -20,7 +20,7 @@ import type { Logger } from '../log.js';
 import { familyOf } from '../net/address.js';
 import type { Flow, TupleFilter } from './ctnetlink-codec.js';
 import { Ctnetlink } from './ctnetlink.js';
-import type { FlowPath, FlowSelector } from './conntrack.js';
+import type { FlowPath, FlowSelector } from './flow-path.js';
 
 /** Dumps narrowed to one address, per protocol and run, after a protocol-wide one was cut short. */
 const MAX_NARROW_DUMPS = 16;

@@ -25,7 +25,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { protocolName } from '../net/ipproto.js';
-import type { FlowPath, FlowSelector } from './conntrack.js';
+import type { FlowPath, FlowSelector } from './flow-path.js';
 
 const RUN_TIMEOUT_MS = 2_000;
 /** A listing's line longer than this is no flow of ours (a flow's line is ~200 characters). */

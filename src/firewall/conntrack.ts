@@ -22,23 +22,15 @@
 // mappings still work for new flows; that is logged once too.
 
 import type { Logger } from '../log.js';
-import type { IpAddress } from '../net/address.js';
 import { Ctnetlink, openNetlinkSocket, type NetlinkSocket } from './ctnetlink.js';
 import { NetlinkPath } from './conntrack-netlink.js';
 import { ToolPath } from './conntrack-tool.js';
 
 export { flowOf } from './conntrack-tool.js';
 
-/** Flows to forget: by their original source, or by the external address and port they were translated to. */
-export type FlowSelector =
-  | { by: 'source'; protocol: number; address: IpAddress; port: number }
-  | { by: 'translated-to'; protocol: number; address: IpAddress; port: number };
+import type { FlowPath, FlowSelector } from './flow-path.js';
 
-/** One way of forgetting flows. false: this path failed on these selectors. */
-export interface FlowPath {
-  readonly name: 'netlink' | 'tool';
-  forget(selectors: readonly FlowSelector[]): Promise<boolean>;
-}
+export type { FlowPath, FlowSelector };
 
 export interface ConntrackOptions {
   /** 'auto' (the default): netlink when it works here, else the tool. The others force one (tests). */

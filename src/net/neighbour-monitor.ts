@@ -17,7 +17,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { parseIp } from './address.js';
-import type { Neighbour } from './neighbours.js';
+import type { Neighbour } from './neighbour.js';
 
 export const MONITOR_COMMAND: readonly string[] = ['ip', 'monitor', 'neigh'];
 const MAX_LINE_BYTES = 512;

@@ -23,15 +23,9 @@
 import { execFile } from 'node:child_process';
 import { parseIp, type IpAddress } from './address.js';
 import { monitorNeighbours, MONITOR_COMMAND, type NeighbourChange } from './neighbour-monitor.js';
+import type { Neighbour } from './neighbour.js';
 
-export interface Neighbour {
-  readonly address: IpAddress;
-  readonly interface: string;
-  /** Link-layer address, lowercase. */
-  readonly lladdr: string;
-  /** Seconds since the kernel last changed the entry (`ip -s`), when it said. */
-  readonly updated?: number;
-}
+export type { Neighbour };
 
 /** Reads the whole table; injectable for tests. */
 export type NeighbourReader = () => Promise<readonly Neighbour[]>;
