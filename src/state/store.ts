@@ -66,13 +66,18 @@ export function encodeLine(obj: unknown): string {
   return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
 }
 
-export function decodeLine(line: string): unknown {
-  const sp = line.indexOf(' ');
-  if (sp !== 8) return undefined;
-  const json = line.slice(9);
-  if (crc32(json).toString(16).padStart(8, '0') !== line.slice(0, 8)) return undefined;
+/**
+ * The record of the line at bytes[start, end) (no newline), or undefined if
+ * it is damaged. The line is not made a string: the CRC is taken over the
+ * bytes (not over a string zlib must encode to UTF-8 again) and only the
+ * JSON is decoded: a restart at 131 000 mappings opens its store faster.
+ */
+export function decodeLineAt(bytes: Buffer, start: number, end: number): unknown {
+  if (end - start < 9 || bytes[start + 8] !== 0x20) return undefined;
+  const crc = crc32(bytes.subarray(start + 9, end)).toString(16).padStart(8, '0');
+  for (let i = 0; i < 8; i++) if (bytes[start + i] !== crc.charCodeAt(i)) return undefined;
   try {
-    return JSON.parse(json) as unknown;
+    return JSON.parse(bytes.toString('utf8', start + 9, end)) as unknown;
   } catch {
     return undefined;
   }
@@ -266,7 +271,7 @@ export class DurableStore {
     for (let start = 0, n = 0; start < bytes.length; n++) {
       let nl = bytes.indexOf(0x0a, start);
       if (nl < 0) nl = bytes.length;
-      const p = decodeLine(bytes.toString('utf8', start, nl)) as SnapshotLine | undefined;
+      const p = decodeLineAt(bytes, start, nl) as SnapshotLine | undefined;
       start = nl + 1;
       if (n === 0) header = p;
       end = p;
@@ -291,7 +296,7 @@ export class DurableStore {
       for (let start = 0, n = 1; ; n++) {
         const nl = bytes.indexOf(0x0a, start);
         if (nl < 0) break;
-        const r = decodeLine(bytes.toString('utf8', start, nl)) as JournalRecord | undefined;
+        const r = decodeLineAt(bytes, start, nl) as JournalRecord | undefined;
         if (!r) {
           // A damaged final line may also be a torn write that happened to
           // end in a newline; damage before valid records is not.
