@@ -4,6 +4,7 @@
 // (dotted quad for IPv4, RFC 5952 compressed lowercase for IPv6).
 
 import { isIPv4, isIPv6 } from 'node:net';
+import { remembered } from './remembered.js';
 
 /** Canonical text form of an IPv4 or IPv6 address (no zone). */
 export type IpAddress = string & { readonly __brand: 'IpAddress' };
@@ -14,28 +15,19 @@ export function familyOf(addr: IpAddress): Family {
 }
 
 /**
- * Texts parsed lately and their canonical forms (null: not an address). A
- * request's source is parsed by several checks, and the same few hundred LAN
- * sources come again and again: the regular expressions of `isIPv6` and the
- * split into groups cost more than the rest of a PCP decision's parsing.
- * Bounded; emptied when full, so a client cycling through addresses costs
- * only its own parses.
+ * Texts parsed lately, remembered: a request's source is parsed by several
+ * checks, and the same few hundred LAN sources come again and again; the
+ * regular expressions of `isIPv6` and the split into groups cost more than
+ * the rest of a PCP decision's parsing.
  */
-const parsed = new Map<string, IpAddress | null>();
-const PARSED_MAX = 4_096;
+const REMEMBERED = 4_096;
 /** Longer texts are no address (an IPv6 literal with zone is at most ~60 characters) and are not remembered. */
 const PARSED_TEXT_MAX = 64;
+const parseRemembered = remembered(REMEMBERED, parseUncached);
 
 /** Parses text (optionally with a %zone, which is dropped) into canonical form. */
 export function parseIp(text: string): IpAddress | undefined {
-  const known = parsed.get(text);
-  if (known !== undefined) return known ?? undefined;
-  const addr = parseUncached(text);
-  if (text.length <= PARSED_TEXT_MAX) {
-    if (parsed.size >= PARSED_MAX) parsed.clear();
-    parsed.set(text, addr ?? null);
-  }
-  return addr;
+  return text.length <= PARSED_TEXT_MAX ? parseRemembered(text) : parseUncached(text);
 }
 
 function parseUncached(text: string): IpAddress | undefined {
@@ -127,21 +119,15 @@ export function fromWire16(buf: Buffer): IpAddress {
 }
 
 /**
- * Wire forms made lately, by canonical text: every answer carries the
- * client's and the external address, the same few again and again. Bounded
- * like `parsed`; callers get their own copy (they may write into it).
+ * Wire forms made lately, remembered: every answer carries the client's and
+ * the external address, the same few again and again. Callers get their own
+ * copy (they may write into it).
  */
-const wire = new Map<IpAddress, Buffer>();
+const wireRemembered = remembered(REMEMBERED, wireOf);
 
 /** Canonical address → 16-octet PCP address field (IPv4 as ::ffff:a.b.c.d). */
 export function toWire16(addr: IpAddress): Buffer {
-  let known = wire.get(addr);
-  if (!known) {
-    known = wireOf(addr);
-    if (wire.size >= PARSED_MAX) wire.clear();
-    wire.set(addr, known);
-  }
-  return Buffer.from(known);
+  return Buffer.from(wireRemembered(addr));
 }
 
 function wireOf(addr: IpAddress): Buffer {
@@ -183,22 +169,11 @@ export function prefixContains(p: Prefix, addr: IpAddress): boolean {
 
 /**
  * Address bytes for the comparisons every request makes (from the LAN?
- * which interface? link-local?), kept: parsing the same IPv6 text five
+ * which interface? link-local?), remembered: parsing the same IPv6 text five
  * times a request was ~5 % of the daemon's time under load. Never handed
- * out (a caller could change them); cleared when full.
+ * out (a caller could change them).
  */
-const compared = new Map<IpAddress, Buffer>();
-const COMPARED_MAX = 4096;
-
-function bytesToCompare(addr: IpAddress): Buffer {
-  let b = compared.get(addr);
-  if (!b) {
-    if (compared.size >= COMPARED_MAX) compared.clear();
-    b = addressBytes(addr);
-    compared.set(addr, b);
-  }
-  return b;
-}
+const bytesToCompare = remembered(REMEMBERED, addressBytes);
 
 function bitsEqual(a: Buffer, b: Buffer, bits: number): boolean {
   const whole = bits >> 3;

@@ -15,29 +15,19 @@
 
 import { familyOf, formatPrefix, isLinkLocal, parseIp, subnet64, type IpAddress } from './address.js';
 import type { Neighbours } from './neighbours.js';
+import { remembered } from './remembered.js';
 
 /** The host a source (an address, with its %zone when link-local) is counted under. */
 export type HostOf = (source: string) => string;
 
 /**
- * hostUnit's answers, kept: it runs for every request and every mapping put
- * in the table (131 000 at a restart), and parsing the address to cut its
- * /64 was a tenth of a restore. A pure function of its text, so nothing
- * goes stale; cleared when full.
+ * Without the kernel's word: an IPv4 address is a host, an IPv6 /64 is one
+ * (per link for link-local). Remembered: it runs for every request and every
+ * mapping put in the table (131 000 at a restart), and parsing the address
+ * to cut its /64 was a tenth of a restore. A pure function of its text, so
+ * nothing goes stale.
  */
-const units = new Map<string, string>();
-const UNITS_MAX = 4096;
-
-/** Without the kernel's word: an IPv4 address is a host, an IPv6 /64 is one (per link for link-local). */
-export function hostUnit(source: string): string {
-  let unit = units.get(source);
-  if (unit === undefined) {
-    if (units.size >= UNITS_MAX) units.clear();
-    unit = unitOf(source);
-    units.set(source, unit);
-  }
-  return unit;
-}
+export const hostUnit: (source: string) => string = remembered(4_096, unitOf);
 
 function unitOf(source: string): string {
   const zone = source.indexOf('%');
