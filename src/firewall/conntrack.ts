@@ -25,11 +25,9 @@ import type { Logger } from '../log.js';
 import { Ctnetlink, openNetlinkSocket, type NetlinkSocket } from './ctnetlink.js';
 import { NetlinkPath } from './conntrack-netlink.js';
 import { ToolPath } from './conntrack-tool.js';
-
-export { flowOf } from './conntrack-tool.js';
-
 import type { FlowPath, FlowSelector } from './flow-path.js';
 
+export { flowOf } from './conntrack-tool.js';
 export type { FlowPath, FlowSelector };
 
 export interface ConntrackOptions {
