@@ -3,7 +3,8 @@
 // IPv4), NAT-PMP and SSDP to the router's LAN addresses, and a neighbour on
 // the WAN link uses its link-local address for SSDP and HTTP. Nothing may
 // open: the kernel sets stay as they were and WAN→LAN traffic stays out, in
-// our own table and embedded in an admin's table. Real nftables, real
+// our own table and embedded in an admin's table; the admin page's port
+// answers nobody while its kernel guard is missing. Real nftables, real
 // traffic, namespaces this test made.
 
 import t, { type Test } from 'tap';
@@ -31,6 +32,22 @@ function startDaemon(extra: string[] = []): { child: ChildProcess; logs: string[
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ reconcileSeconds: 2 }));
   const child = lab.spawn('rtr', [process.execPath, CLI, 'serve', '--lan', 'br-lan', '--wan', 'wan0', '--state-dir', dir, '--config', join(dir, 'config.json'), ...extra]);
   return { child, logs: logLines(child) };
+}
+
+const ADMIN_PORT = 9361;
+
+/**
+ * The admin API's HTTP status for an unauthenticated GET from `node` (0: no
+ * HTTP answer). The WAN host is routed to the router's LAN address for it.
+ */
+function adminStatus(node: 'lan' | 'wan'): { code: number; status: number } {
+  if (node === 'wan') lab.exec('wan', ['ip', 'route', 'replace', `${RTR4}/32`, 'via', EXT]);
+  try {
+    const r = lab.exec(node, ['curl', '-s', '-o', '/dev/null', '--max-time', '5', '-w', '%{http_code}', `http://${RTR4}:${ADMIN_PORT}/api/openings`], { allowFail: true });
+    return { code: r.code, status: Number(r.stdout.trim() || 0) };
+  } finally {
+    if (node === 'wan') lab.exec('wan', ['ip', 'route', 'del', `${RTR4}/32`], { allowFail: true });
+  }
 }
 
 async function stop(d: { child: ChildProcess }): Promise<void> {
@@ -161,15 +178,22 @@ t.test('embedded: nothing is answered until the admin adds the input jump; forge
 `,
   });
   t.teardown(() => void lab.exec('rtr', ['nft', 'delete', 'table', 'inet', 'fw4'], { allowFail: true }));
-  const d = startDaemon(['--nft-table', 'fw4', '--nft-embed']);
+  const d = startDaemon(['--nft-table', 'fw4', '--nft-embed', '--admin', `${RTR4}:${ADMIN_PORT}`]);
   t.teardown(() => stop(d));
   await waitForLine(d.child, (l) => l.includes('"event":"started"'));
   const missing = d.logs.find((l) => l.includes('"event":"lan-guard"'));
   t.match(missing, /MISSING.*nft insert rule inet fw4 input jump portcullis_input/, 'the log names the missing jump and the command');
   t.match(pcp(RTR6, ['--proto', 'udp', '--port', '41020']), { error: /.+/ }, 'a LAN request gets no answer while unguarded');
+  // The admin page is misconfigured the same way: no kernel guard on its port.
+  // The WAN host reaches the socket, and the daemon answers it nothing.
+  const fromWan = adminStatus('wan');
+  t.equal(fromWan.status, 0, `the WAN host gets no HTTP answer from the unguarded admin port (curl exit ${fromWan.code})`);
+  t.equal(adminStatus('lan').status, 0, 'nor does the LAN host, while the guard is unconfirmed');
   lab.exec('rtr', ['nft', 'insert rule inet fw4 input jump portcullis_input; add rule inet fw4 forward iifname "wan0" jump portcullis_forward; add rule inet fw4 forward iifname "wan0" ct state new drop; add rule inet fw4 dstnat jump portcullis_prerouting']);
   await waitForLine(d.child, (l) => l.includes('"event":"lan-guard"') && l.includes('in place'), 20_000);
   t.match(pcp(RTR6, ['--proto', 'udp', '--port', '41021']), { result: 'SUCCESS' }, 'served once the jump is there');
+  t.equal(adminStatus('lan').status, 401, 'the admin page answers the LAN host once guarded');
+  t.equal(adminStatus('wan').status, 0, 'and still not the WAN host');
   const before = elements('fw4', 'portcullis_');
   const ports = { pcp6: 41022, pcp4: 41023, natpmp: 30024 };
   attack(t, ports);
