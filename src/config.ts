@@ -2,12 +2,9 @@
 // then command-line flags on top. `--lan` and `--wan` alone are enough.
 
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
+import { validate as generated } from './generated/config-validate.js';
 import { familyOf, parseIp, parsePrefix, type IpAddress, type Prefix } from './net/address.js';
-
-const require = createRequire(import.meta.url);
-const schema = require('../../schema/config.schema.json') as object;
 
 export interface Config {
   lan: string[];
@@ -138,8 +135,8 @@ export class ConfigError extends Error {}
 /** The file's and the flags' form: `wan` is one interface or a list of them (`--wan` repeated). */
 type FileConfig = Partial<Omit<Config, 'wans' | 'externalIp' | 'nft' | 'upnp' | 'upstreamPcp' | 'lanRoutes'>> & { wan?: string | string[]; externalIp?: string; upstreamPcp?: string; lanRoutes?: string[]; nft?: Partial<Config['nft']>; upnp?: Partial<UpnpConfig> };
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-const validate = ajv.compile<FileConfig>(schema);
+/** The schema's validator, generated at build time (scripts/make-validators.mjs): no compile at start. */
+const validate = generated as unknown as ValidateFunction<FileConfig>;
 
 function describe(file: string, errors: ErrorObject[]): string {
   return errors

@@ -20,7 +20,7 @@ import { mustParseIp } from '../src/net/address.js';
 import { classifyWanIPv4 } from '../src/net/wan-address.js';
 import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
 import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
-import { parseMetricsListen } from '../src/server/prometheus.js';
+import { parseMetricsListen } from '../src/server/metrics-listen.js';
 
 let wanAddress = '198.51.100.1';
 const interfaces = (): NodeJS.Dict<NetworkInterfaceInfo[]> => ({

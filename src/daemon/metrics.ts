@@ -14,7 +14,8 @@ import type { IpAddress } from '../net/address.js';
 import type { LocalAddress } from '../net/interfaces.js';
 import { guardedPorts, type LanListen } from '../net/lan-listen.js';
 import { classifyWanIPv4 } from '../net/wan-address.js';
-import { Prometheus, parseMetricsListen, serveMetrics } from '../server/prometheus.js';
+import { parseMetricsListen } from '../server/metrics-listen.js';
+import type { Prometheus } from '../server/prometheus.js';
 import type { MappingService } from '../service/mapping-service.js';
 import { packageVersion } from '../version.js';
 
@@ -23,11 +24,16 @@ export interface Metrics {
   readonly at: LanListen;
 }
 
-/** --metrics checked against the LAN's addresses now; undefined when metrics are off. */
-export function prepareMetrics(listen: string | undefined, lan: readonly LocalAddress[]): Metrics | undefined {
+/**
+ * --metrics checked against the LAN's addresses now; undefined when metrics
+ * are off. prom-client is loaded here, only when they are on: importing it
+ * cost every start about a tenth of a second.
+ */
+export async function prepareMetrics(listen: string | undefined, lan: readonly LocalAddress[]): Promise<Metrics | undefined> {
   if (listen === undefined) return undefined;
   const at = parseMetricsListen(listen, lan.map((l) => l.address));
   if (!at.ok) throw new ConfigError(at.error);
+  const { Prometheus } = await import('../server/prometheus.js');
   return { prometheus: new Prometheus(packageVersion()), at: { address: at.address, port: at.port, loopback: at.loopback } };
 }
 
@@ -39,6 +45,7 @@ export function guardedMetricsPorts(m: Metrics | undefined): number[] {
 /** Counts the service's live mappings at each scrape and listens; returns the stop. */
 export async function serveMetricsOf(m: Metrics, service: MappingService, log: Logger): Promise<() => Promise<void>> {
   m.prometheus.countMappings(() => service.mappings());
+  const { serveMetrics } = await import('../server/prometheus.js');
   let server: Server;
   try {
     server = await serveMetrics(m.prometheus, m.at, log);

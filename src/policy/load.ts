@@ -7,8 +7,7 @@
 // load changes nothing.
 
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { Ajv, type ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
 import { familyOf, isMulticast, isUnspecified, parseIp } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, protocolByName, protocolName } from '../net/ipproto.js';
@@ -16,9 +15,7 @@ import type { DeviceOpening, StaticOpening } from '../domain/mapping.js';
 import type { Via } from '../domain/mapping.js';
 import { BASE_LIMITS, RulePolicy, type Limits, type Rule, type RuleOperation } from './policy.js';
 import { formatRange, parseAddressPattern, parsePortRange, rangesSize, type AddressPattern, type PortRange } from '../domain/patterns.js';
-
-const require = createRequire(import.meta.url);
-const schema = require('../../../schema/policy.schema.json') as object;
+import { validate as generated } from '../generated/policy-validate.js';
 
 /** Largest policy file read (a policy is a few KiB; this bounds a mistake like pointing at a log). */
 export const MAX_FILE_BYTES = 1 << 20;
@@ -101,8 +98,8 @@ export const DEFAULT_POLICY: PolicyDocument = {
   ],
 };
 
-const ajv = new Ajv({ allErrors: true, verbose: true, strict: true, strictRequired: false, allowUnionTypes: true });
-const validate = ajv.compile<PolicyDocument>(schema);
+/** The schema's validator, generated at build time (scripts/make-validators.mjs): no compile at start. */
+const validate = generated as unknown as ValidateFunction<PolicyDocument>;
 
 export function loadPolicyFile(file: string, now?: () => number): LoadedPolicy {
   let text: string;

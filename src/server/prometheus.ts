@@ -8,7 +8,6 @@ import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Mapping } from '../domain/mapping.js';
 import type { Logger } from '../log.js';
-import { parseLanListen, type LanListen } from '../net/lan-listen.js';
 import { protocolName } from '../net/ipproto.js';
 import { REMOVAL_REASONS, type CommitResult, type Door, type RemovalReason, type Telemetry } from '../telemetry.js';
 
@@ -91,18 +90,6 @@ export class Prometheus implements Telemetry {
 /** A label from a door's own small vocabulary; anything unexpected is counted as 'other'. */
 function bounded(label: string): string {
   return /^[A-Za-z0-9_.:-]{1,48}$/.test(label) ? label : 'other';
-}
-
-/**
- * --metrics ADDR:PORT ([ADDR]:PORT for IPv6): loopback or one of the LAN's
- * own addresses, never the WAN side or a wildcard (which includes it).
- */
-export function parseMetricsListen(text: string, lanAddresses: readonly string[]): ({ ok: true } & LanListen) | { ok: false; error: string } {
-  const r = parseLanListen(text, lanAddresses);
-  if (r.ok) return { ok: true, ...r.listen };
-  if (r.why === 'syntax') return { ok: false, error: `--metrics ${JSON.stringify(text.slice(0, 64))}: expected ADDR:PORT, e.g. 127.0.0.1:9351 or [::1]:9351` };
-  if (r.why === 'wildcard') return { ok: false, error: `--metrics ${text}: ${r.address} listens on every address, the WAN's too; give loopback or a LAN address (127.0.0.1:9351 is the usual choice)` };
-  return { ok: false, error: `--metrics ${text}: ${r.address} is neither loopback nor a LAN address; metrics never face the WAN (127.0.0.1:9351 is the usual choice)` };
 }
 
 /** Serves GET /metrics; everything else is 404 (405 for other methods). Resolves once listening. */
