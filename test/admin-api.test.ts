@@ -50,7 +50,8 @@ async function freePorts(): Promise<{ tcp: number; udp: number }> {
 
 const STATE = mkdtempSync(join(tmpdir(), 'portcullis-admin-'));
 const LEASES = join(STATE, 'dhcp.leases');
-writeFileSync(LEASES, '0 02:00:00:00:00:02 127.0.0.2 laptop *\n');
+// 127.0.0.9 is device :09 in the neighbour table: an ended lease of someone else there, and another's live one, name nobody.
+writeFileSync(LEASES, '0 02:00:00:00:00:02 127.0.0.2 laptop *\n1000 02:00:00:00:00:99 127.0.0.9 phone *\n0 02:00:00:00:00:98 127.0.0.9 tablet *\n');
 const PASSWORD = 'correct horse battery staple';
 // Anyone may map a high port; one static forward and one static pinhole.
 const policy = parsePolicyText(
@@ -201,6 +202,12 @@ t.test('login attempts are rate-limited: ten wrong tokens, then even the right o
   t.ok(log.lines.some((l) => l.event === 'admin-login-failed' && l.source === '127.0.0.3'), 'failures logged with the source');
 });
 
+t.test('good logins cost nothing: more in a row than the burst all succeed; failures from there still end in 429', async (t) => {
+  for (let i = 0; i < LOGIN_RATE.burst + 2; i++) t.equal((await http('POST', '/api/login', { ...json({ token }), from: '127.0.0.13' })).status, 200, `good login ${i + 1}`);
+  for (let i = 0; i < LOGIN_RATE.burst; i++) t.equal((await http('POST', '/api/login', { ...json({ token: 'e'.repeat(64) }), from: '127.0.0.13' })).status, 401, `failure ${i + 1}`);
+  t.equal((await http('POST', '/api/login', { ...json({ token: 'e'.repeat(64) }), from: '127.0.0.13' })).status, 429, 'then 429');
+});
+
 t.test('login with the token: an HttpOnly, SameSite=Strict cookie and a CSRF token; logout ends it', async (t) => {
   const s = await login();
   t.match(s.setCookie, /^portcullis_session=[A-Za-z0-9_-]{43}; /);
@@ -289,6 +296,8 @@ t.test('devices: one link-layer address with all its addresses, named by its lea
   t.same([...(four?.addresses ?? [])].sort(), ['127.0.0.4', '::1'], 'both addresses of the device');
   t.ok(four?.openings.includes('static-web'), 'the static pinhole that applies to it');
   t.match(byId.get('02:00:00:00:00:09'), { addresses: ['127.0.0.9'], openings: [] }, 'nothing open, listed');
+  t.equal(byId.get('02:00:00:00:00:09')?.name, null, 'not named from an ended lease, nor from a live one of another hardware address');
+  t.notOk(byId.has('02:00:00:00:00:99') || byId.has('02:00:00:00:00:98'), 'nor are those leases devices at an address another holds');
   const laptop = byId.get('02:00:00:00:00:02');
   t.match(laptop, { name: 'laptop', addresses: ['127.0.0.2'] }, 'named by its DHCP lease');
   t.same(laptop?.openings, [String(daemon.service.mappings((m) => m.internalPort === 43001)[0]?.id)], 'its opening by id');

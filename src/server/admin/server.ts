@@ -15,7 +15,8 @@
 //   path reaches a route it does not name.
 // - Who: a bearer token, or a session cookie from POST /api/login
 //   (src/server/admin/auth.ts). Failed credentials cost a rate-limit token
-//   per source and device (every login attempt does): 429 beyond.
+//   per source and device (a login takes one first, a success gives it
+//   back): 429 beyond.
 // - Changes (POST, PUT, PATCH, DELETE): an Origin, if sent, must be this
 //   Host; with a session cookie, X-CSRF-Token must be the session's. A body
 //   is JSON (Content-Type application/json), which a cross-site form cannot send.
@@ -67,6 +68,8 @@ export interface AdminParts {
   /** Adds or removes a static opening in the policy file and reloads it (PolicyEditError when it cannot). */
   editStatics: (change: StaticEdit) => Promise<unknown>;
   neighbours: Neighbours;
+  /** A counter of the policy keeper's changes (reloads, edits, device openings that moved): live events for them. */
+  policyChanges?: () => number;
   /** The daemon's DHCP leases (read by its lease check), for naming devices. */
   leases?: DhcpLeases;
   token: string;
@@ -99,7 +102,8 @@ export class AdminServer {
 
   constructor(private readonly p: AdminParts) {
     this.failures = new RateLimiter(LOGIN_RATE.perSecond, LOGIN_RATE.burst, 1024, undefined, p.sources.hostOf);
-    this.events = new EventHub(() => p.service.changes());
+    // The page shows mappings, static openings and devices: a change to any of them is news.
+    this.events = new EventHub(() => p.service.changes() + (p.policyChanges?.() ?? 0) + p.neighbours.version());
     this.server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_MS, connectionsCheckingInterval: 1000 }, (req, res) => this.handle(req, res));
     this.server.maxConnections = SLOTS.total;
     this.server.on('connection', (sock: Socket) => this.admit(sock));
@@ -284,7 +288,10 @@ export class AdminServer {
   }
 
   private async login(body: Buffer, source: string): Promise<Reply> {
-    // Every attempt costs a token, before any secret is looked at: a guesser gets ten tries, then one every 30 s.
+    // Every attempt takes a token before any secret is looked at (so guesses
+    // checked at once cannot run past the limit), and a success gives it
+    // back: a guesser gets ten tries, then one every 30 s; the admin who
+    // logs in right is never the one held up.
     if (!this.failures.take(source)) return tooMany();
     let asked: unknown;
     try {
@@ -315,6 +322,7 @@ export class AdminServer {
       this.p.log.warn({ event: 'admin-login-failed', source, via });
       return error(401, `wrong ${via}`);
     }
+    this.failures.giveBack(source);
     const s = this.sessions.open();
     this.p.log.info({ event: 'admin-login', source, via });
     return new Reply(200, { csrf: s.csrf, expiresInSeconds: s.maxAgeSeconds }, { 'Set-Cookie': setCookie(s.id, s.maxAgeSeconds) });
