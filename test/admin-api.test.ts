@@ -24,7 +24,7 @@ import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/n
 import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
 import { checkPassword, hashPassword, parsePasswordHash } from '../src/server/admin/auth.js';
 import { parseAdminListen } from '../src/server/admin/listen.js';
-import { LOGIN_RATE, MAX_BODY_BYTES } from '../src/server/admin/server.js';
+import { LOGIN_RATE, MAX_BODY_BYTES, ROUTES } from '../src/server/admin/server.js';
 import type { DeviceView, MappingOpening, Opening } from '../src/server/admin/views.js';
 import { memoryLogger } from './helpers/memory-logger.js';
 import { until } from './helpers/wait.js';
@@ -234,6 +234,8 @@ t.test('login with the password (admin.passwordHash); a wrong one is 401; odd bo
   t.match(await http('POST', '/api/login', { headers: { 'Content-Type': 'application/json' }, body: '{not json', from: '127.0.0.7' }), { status: 400, json: { error: /not JSON/ } });
   t.match(await http('POST', '/api/login', { headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify({ token }), from: '127.0.0.7' }), { status: 415, json: { error: /application\/json/ } });
   t.match(await http('GET', '/api/login'), { status: 405, headers: { allow: 'POST' } });
+  t.match(await http('POST', '/api/login', { ...json({ token, remember: true }), from: '127.0.0.7' }), { status: 400, json: { error: /unknown field "remember"/ } }, 'a field the schema does not allow: named, not ignored');
+  t.match(await http('POST', '/api/login', { ...json([token]), from: '127.0.0.7' }), { status: 400, json: { error: /send \{"token"/ } }, 'not an object');
 });
 
 t.test('changes with a cookie need the session\'s X-CSRF-Token and a matching Origin; a bearer token needs neither CSRF nor cookie', async (t) => {
@@ -355,6 +357,15 @@ t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknow
   t.match(await http('GET', `/api/openings?${'x'.repeat(2000)}`, h), { status: 414 });
   const huge = await http('GET', '/api/openings', { headers: { ...bearer(), 'X-Filler': 'y'.repeat(16 * 1024) } });
   t.equal(huge.status, 431, 'headers over the limit');
+  t.match(huge, { headers: { 'content-type': 'application/json; charset=utf-8' }, json: { error: /headers are larger than 8192 bytes/ } }, 'said in JSON as every other error');
+  // Not HTTP at all: the parser's 400, in JSON too, and the connection closed.
+  const raw = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.12' });
+  let heard = '';
+  raw.on('data', (d: Buffer) => (heard += d.toString()));
+  raw.write('NOT HTTP\r\n\r\n');
+  t.ok(await until(() => raw.readableEnded || raw.destroyed, 10_000), 'closed after the answer');
+  raw.destroy();
+  t.match(heard, /^HTTP\/1\.1 400 Bad Request\r\n[^]*Content-Type: application\/json; charset=utf-8\r\n[^]*\r\n\r\n\{"error":"not a well-formed HTTP\/1\.1 request"\}$/, 'a malformed request: 400 with a JSON error');
 });
 
 t.test('--admin refuses the WAN, a wildcard and a malformed address before anything starts', async (t) => {
@@ -384,18 +395,24 @@ t.test('password hashes: made and checked; a hash asking too much memory is refu
   t.throws(() => parsePasswordHash(h.replace('$1024$', '$1000$')), /not usable/);
 });
 
-t.test('docs/admin-api.yaml names every route the server answers, and the server answers every route it names', async (t) => {
+t.test('docs/admin-api.yaml names exactly the server\'s route table, and the server answers each route by it', async (t) => {
   const doc = parseYaml(readFileSync(new URL('../../docs/admin-api.yaml', import.meta.url), 'utf8')) as { openapi: string; paths: Record<string, Record<string, unknown>> };
   t.equal(doc.openapi, '3.1.0');
   const methods = ['get', 'post', 'put', 'patch', 'delete'];
   const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).filter((m) => methods.includes(m)).map((m) => `${m.toUpperCase()} ${path}`));
-  t.same(documented.sort(), ['DELETE /api/openings/{id}', 'DELETE /api/statics/{name}', 'GET /api/devices', 'GET /api/events', 'GET /api/openings', 'GET /api/openings/{id}', 'GET /api/session', 'POST /api/login', 'POST /api/logout', 'POST /api/statics'].sort());
-  for (const route of documented) {
-    const [method, path] = route.split(' ') as [string, string];
-    if (path === '/api/events' || path === '/api/logout') continue;
-    const r = await http(method, path.replace('{id}', 'static-web').replace('{name}', 'web'), { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: method === 'POST' ? '{}' : undefined, from: '127.0.0.10' });
-    t.not(r.status, 405, `${route} is answered`);
-    t.notMatch(r.json, { error: /no such resource/ }, `${route} is routed`);
+  const served = Object.entries(ROUTES).flatMap(([path, ms]) => ms.map((m) => `${m} ${path}`));
+  t.same(documented.filter((r) => !served.includes(r)), [], 'every documented route is in the table');
+  t.same(served.filter((r) => !documented.includes(r)), [], 'every route of the table is documented');
+  for (const [path, allowed] of Object.entries(ROUTES)) {
+    const concrete = path.replace('{id}', 'static-web').replace('{name}', 'web');
+    for (const method of allowed) {
+      if (path === '/api/events' || path === '/api/logout') continue;
+      const r = await http(method, concrete, { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: method === 'POST' ? '{}' : undefined, from: '127.0.0.10' });
+      t.not(r.status, 405, `${method} ${path} is answered`);
+      t.notMatch(r.json, { error: /no such resource/ }, `${method} ${path} is routed`);
+    }
+    const other = ['GET', 'POST', 'PUT', 'DELETE'].find((m) => !(allowed as readonly string[]).includes(m)) as string;
+    t.match(await http(other, concrete, { headers: bearer(), from: '127.0.0.10' }), { status: 405, headers: { allow: allowed.join(', ') } }, `${other} ${path}: 405, Allow from the table`);
   }
 });
 
