@@ -368,6 +368,18 @@ t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknow
   t.match(heard, /^HTTP\/1\.1 400 Bad Request\r\n[^]*Content-Type: application\/json; charset=utf-8\r\n[^]*\r\n\r\n\{"error":"not a well-formed HTTP\/1\.1 request"\}$/, 'a malformed request: 400 with a JSON error');
 });
 
+t.test('a Host that is not this router (DNS rebinding): 403 for the API and the page alike; its own addresses and localhost pass', async (t) => {
+  for (const host of ['evil.example', `evil.example:${port}`, 'portcullis.lan', '198.51.100.1', `127.0.0.1.nip.io:${port}`, '[::1']) {
+    const r = await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } });
+    t.match(r, { status: 403, json: { error: /Host header names neither this router's address nor localhost/ } }, `Host: ${host}`);
+  }
+  t.equal((await http('GET', '/', { headers: { Host: 'evil.example' } })).status, 403, 'the page too');
+  t.equal((await http('POST', '/api/login', { ...json({ token }), headers: { 'Content-Type': 'application/json', Host: 'evil.example' } })).status, 403, 'and the login');
+  for (const host of [`127.0.0.1:${port}`, 'localhost:8080', 'localhost', `[::1]:${port}`, '127.0.0.1']) {
+    t.equal((await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } })).status, 200, `Host: ${host}`);
+  }
+});
+
 t.test('--admin refuses the WAN, a wildcard and a malformed address before anything starts', async (t) => {
   const lan = ['192.168.1.1', '2001:db8::1'];
   t.match(parseAdminListen('192.168.1.1:8080', lan), { address: '192.168.1.1', port: 8080, loopback: false });

@@ -10,6 +10,7 @@
 //   beyond, from Content-Length or as it streams), HEADERS_TIMEOUT_MS and
 //   REQUEST_TIMEOUT_MS to send them (checked every second, not Node's
 //   default 30). An event stream, once asked for, is not cut by them.
+// - Host: this router's address or localhost, else 403 (DNS rebinding).
 // - Paths: exact routes only; percent-encoding and `.`/`..`/empty segments
 //   are refused (400) before any route is looked at, so no spelling of a
 //   path reaches a route it does not name.
@@ -202,6 +203,9 @@ export class AdminServer {
 
   /** The whole request: undefined when the answer was streamed (events). */
   private async answer(req: IncomingMessage, res: ServerResponse, source: string): Promise<Reply | undefined> {
+    if (!this.ourHost(req.headers.host)) {
+      return error(403, 'the Host header names neither this router\'s address nor localhost (a page of another site that renamed itself to this address?): open the admin page at its address', { Connection: 'close' });
+    }
     const path = checkPath(req.url ?? '');
     if (typeof path !== 'string') return path;
     const body = await readBody(req);
@@ -345,6 +349,25 @@ export class AdminServer {
     const s = this.sessions.open();
     this.p.log.info({ event: 'admin-login', source, via });
     return new Reply(200, { csrf: s.csrf, expiresInSeconds: s.maxAgeSeconds }, { 'Set-Cookie': setCookie(s.id, s.maxAgeSeconds) });
+  }
+
+  /**
+   * The Host names this router: the listen address, one of the LAN's
+   * addresses, or localhost (any port: an SSH tunnel may choose its own). A
+   * DNS-rebinding page's requests carry its own name and are refused, so a
+   * site that pointed its name at this address reads and changes nothing.
+   */
+  private ourHost(host: string | undefined): boolean {
+    if (host === undefined) return false;
+    let name: string;
+    try {
+      name = new URL(`http://${host}`).hostname.replace(/^\[(.*)\]$/, '$1');
+    } catch {
+      return false;
+    }
+    if (name === 'localhost') return true;
+    const address = parseIp(name);
+    return address !== undefined && (address === parseIp(this.p.at.address) || this.p.lan().some((l) => l.address === address));
   }
 
   /** A bearer token (checked, failures rate-limited) or a live session cookie. */
