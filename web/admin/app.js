@@ -161,25 +161,31 @@ function refreshSoon() {
   refreshTimer = setTimeout(load, REFRESH_DEBOUNCE_MS);
 }
 
-/** Devices and openings, asked together; one load at a time (a change meanwhile asks once more). */
+/**
+ * Devices and openings, asked together; one load at a time. A call while one
+ * runs asks once more after it, and resolves only when that one is drawn: a
+ * caller that just changed something (Close) sees the picture after its change.
+ */
 async function load() {
   if (loading) {
     again = true;
     return loading;
   }
   loading = (async () => {
-    try {
-      const [d, o] = await Promise.all([api('GET', '/api/devices'), api('GET', '/api/openings')]);
-      if (loggedIn()) picture.render(d.devices, o.openings, d.truncated || o.truncated);
-    } catch (err) {
-      failed('Could not read the router\'s openings', err);
-    }
+    do {
+      again = false;
+      try {
+        const [d, o] = await Promise.all([api('GET', '/api/devices'), api('GET', '/api/openings')]);
+        if (loggedIn()) picture.render(d.devices, o.openings, d.truncated || o.truncated);
+      } catch (err) {
+        failed('Could not read the router\'s openings', err);
+      }
+    } while (again);
   })();
-  await loading;
-  loading = null;
-  if (again) {
-    again = false;
-    return load();
+  try {
+    await loading;
+  } finally {
+    loading = null;
   }
 }
 
