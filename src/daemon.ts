@@ -215,7 +215,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
     const editStatics = (change: StaticEdit) => policy.edit(change, service, firewall);
     if (admin) {
-      const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), inForce: () => policy.inForce(), editStatics, neighbours, leases, log };
+      const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), inForce: () => policy.inForce(), policyChanges: () => policy.changes(), editStatics, neighbours, leases, log };
       teardown.push(await startAdmin(admin, cfg.stateDir, parts));
     }
 

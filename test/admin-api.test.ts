@@ -24,7 +24,7 @@ import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/n
 import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
 import { checkPassword, hashPassword, parsePasswordHash } from '../src/server/admin/auth.js';
 import { parseAdminListen } from '../src/server/admin/listen.js';
-import { LOGIN_RATE, MAX_BODY_BYTES } from '../src/server/admin/server.js';
+import { LOGIN_RATE, MAX_BODY_BYTES, ROUTES } from '../src/server/admin/server.js';
 import type { DeviceView, MappingOpening, Opening } from '../src/server/admin/views.js';
 import { memoryLogger } from './helpers/memory-logger.js';
 import { until } from './helpers/wait.js';
@@ -50,7 +50,8 @@ async function freePorts(): Promise<{ tcp: number; udp: number }> {
 
 const STATE = mkdtempSync(join(tmpdir(), 'portcullis-admin-'));
 const LEASES = join(STATE, 'dhcp.leases');
-writeFileSync(LEASES, '0 02:00:00:00:00:02 127.0.0.2 laptop *\n');
+// 127.0.0.9 is device :09 in the neighbour table: an ended lease of someone else there, and another's live one, name nobody.
+writeFileSync(LEASES, '0 02:00:00:00:00:02 127.0.0.2 laptop *\n1000 02:00:00:00:00:99 127.0.0.9 phone *\n0 02:00:00:00:00:98 127.0.0.9 tablet *\n');
 const PASSWORD = 'correct horse battery staple';
 // Anyone may map a high port; one static forward and one static pinhole.
 const policy = parsePolicyText(
@@ -201,6 +202,12 @@ t.test('login attempts are rate-limited: ten wrong tokens, then even the right o
   t.ok(log.lines.some((l) => l.event === 'admin-login-failed' && l.source === '127.0.0.3'), 'failures logged with the source');
 });
 
+t.test('good logins cost nothing: more in a row than the burst all succeed; failures from there still end in 429', async (t) => {
+  for (let i = 0; i < LOGIN_RATE.burst + 2; i++) t.equal((await http('POST', '/api/login', { ...json({ token }), from: '127.0.0.13' })).status, 200, `good login ${i + 1}`);
+  for (let i = 0; i < LOGIN_RATE.burst; i++) t.equal((await http('POST', '/api/login', { ...json({ token: 'e'.repeat(64) }), from: '127.0.0.13' })).status, 401, `failure ${i + 1}`);
+  t.equal((await http('POST', '/api/login', { ...json({ token: 'e'.repeat(64) }), from: '127.0.0.13' })).status, 429, 'then 429');
+});
+
 t.test('login with the token: an HttpOnly, SameSite=Strict cookie and a CSRF token; logout ends it', async (t) => {
   const s = await login();
   t.match(s.setCookie, /^portcullis_session=[A-Za-z0-9_-]{43}; /);
@@ -227,6 +234,8 @@ t.test('login with the password (admin.passwordHash); a wrong one is 401; odd bo
   t.match(await http('POST', '/api/login', { headers: { 'Content-Type': 'application/json' }, body: '{not json', from: '127.0.0.7' }), { status: 400, json: { error: /not JSON/ } });
   t.match(await http('POST', '/api/login', { headers: { 'Content-Type': 'text/plain' }, body: JSON.stringify({ token }), from: '127.0.0.7' }), { status: 415, json: { error: /application\/json/ } });
   t.match(await http('GET', '/api/login'), { status: 405, headers: { allow: 'POST' } });
+  t.match(await http('POST', '/api/login', { ...json({ token, remember: true }), from: '127.0.0.7' }), { status: 400, json: { error: /unknown field "remember"/ } }, 'a field the schema does not allow: named, not ignored');
+  t.match(await http('POST', '/api/login', { ...json([token]), from: '127.0.0.7' }), { status: 400, json: { error: /send \{"token"/ } }, 'not an object');
 });
 
 t.test('changes with a cookie need the session\'s X-CSRF-Token and a matching Origin; a bearer token needs neither CSRF nor cookie', async (t) => {
@@ -289,6 +298,8 @@ t.test('devices: one link-layer address with all its addresses, named by its lea
   t.same([...(four?.addresses ?? [])].sort(), ['127.0.0.4', '::1'], 'both addresses of the device');
   t.ok(four?.openings.includes('static-web'), 'the static pinhole that applies to it');
   t.match(byId.get('02:00:00:00:00:09'), { addresses: ['127.0.0.9'], openings: [] }, 'nothing open, listed');
+  t.equal(byId.get('02:00:00:00:00:09')?.name, null, 'not named from an ended lease, nor from a live one of another hardware address');
+  t.notOk(byId.has('02:00:00:00:00:99') || byId.has('02:00:00:00:00:98'), 'nor are those leases devices at an address another holds');
   const laptop = byId.get('02:00:00:00:00:02');
   t.match(laptop, { name: 'laptop', addresses: ['127.0.0.2'] }, 'named by its DHCP lease');
   t.same(laptop?.openings, [String(daemon.service.mappings((m) => m.internalPort === 43001)[0]?.id)], 'its opening by id');
@@ -346,6 +357,27 @@ t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknow
   t.match(await http('GET', `/api/openings?${'x'.repeat(2000)}`, h), { status: 414 });
   const huge = await http('GET', '/api/openings', { headers: { ...bearer(), 'X-Filler': 'y'.repeat(16 * 1024) } });
   t.equal(huge.status, 431, 'headers over the limit');
+  t.match(huge, { headers: { 'content-type': 'application/json; charset=utf-8' }, json: { error: /headers are larger than 8192 bytes/ } }, 'said in JSON as every other error');
+  // Not HTTP at all: the parser's 400, in JSON too, and the connection closed.
+  const raw = connect({ host: '127.0.0.1', port, localAddress: '127.0.0.12' });
+  let heard = '';
+  raw.on('data', (d: Buffer) => (heard += d.toString()));
+  raw.write('NOT HTTP\r\n\r\n');
+  t.ok(await until(() => raw.readableEnded || raw.destroyed, 10_000), 'closed after the answer');
+  raw.destroy();
+  t.match(heard, /^HTTP\/1\.1 400 Bad Request\r\n[^]*Content-Type: application\/json; charset=utf-8\r\n[^]*\r\n\r\n\{"error":"not a well-formed HTTP\/1\.1 request"\}$/, 'a malformed request: 400 with a JSON error');
+});
+
+t.test('a Host that is not this router (DNS rebinding): 403 for the API and the page alike; its own addresses and localhost pass', async (t) => {
+  for (const host of ['evil.example', `evil.example:${port}`, 'portcullis.lan', '198.51.100.1', `127.0.0.1.nip.io:${port}`, '[::1']) {
+    const r = await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } });
+    t.match(r, { status: 403, json: { error: /Host header names neither this router's address nor localhost/ } }, `Host: ${host}`);
+  }
+  t.equal((await http('GET', '/', { headers: { Host: 'evil.example' } })).status, 403, 'the page too');
+  t.equal((await http('POST', '/api/login', { ...json({ token }), headers: { 'Content-Type': 'application/json', Host: 'evil.example' } })).status, 403, 'and the login');
+  for (const host of [`127.0.0.1:${port}`, 'localhost:8080', 'localhost', `[::1]:${port}`, '127.0.0.1']) {
+    t.equal((await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } })).status, 200, `Host: ${host}`);
+  }
 });
 
 t.test('--admin refuses the WAN, a wildcard and a malformed address before anything starts', async (t) => {
@@ -375,18 +407,24 @@ t.test('password hashes: made and checked; a hash asking too much memory is refu
   t.throws(() => parsePasswordHash(h.replace('$1024$', '$1000$')), /not usable/);
 });
 
-t.test('docs/admin-api.yaml names every route the server answers, and the server answers every route it names', async (t) => {
+t.test('docs/admin-api.yaml names exactly the server\'s route table, and the server answers each route by it', async (t) => {
   const doc = parseYaml(readFileSync(new URL('../../docs/admin-api.yaml', import.meta.url), 'utf8')) as { openapi: string; paths: Record<string, Record<string, unknown>> };
   t.equal(doc.openapi, '3.1.0');
   const methods = ['get', 'post', 'put', 'patch', 'delete'];
   const documented = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).filter((m) => methods.includes(m)).map((m) => `${m.toUpperCase()} ${path}`));
-  t.same(documented.sort(), ['DELETE /api/openings/{id}', 'DELETE /api/statics/{name}', 'GET /api/devices', 'GET /api/events', 'GET /api/openings', 'GET /api/openings/{id}', 'GET /api/session', 'POST /api/login', 'POST /api/logout', 'POST /api/statics'].sort());
-  for (const route of documented) {
-    const [method, path] = route.split(' ') as [string, string];
-    if (path === '/api/events' || path === '/api/logout') continue;
-    const r = await http(method, path.replace('{id}', 'static-web').replace('{name}', 'web'), { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: method === 'POST' ? '{}' : undefined, from: '127.0.0.10' });
-    t.not(r.status, 405, `${route} is answered`);
-    t.notMatch(r.json, { error: /no such resource/ }, `${route} is routed`);
+  const served = Object.entries(ROUTES).flatMap(([path, ms]) => ms.map((m) => `${m} ${path}`));
+  t.same(documented.filter((r) => !served.includes(r)), [], 'every documented route is in the table');
+  t.same(served.filter((r) => !documented.includes(r)), [], 'every route of the table is documented');
+  for (const [path, allowed] of Object.entries(ROUTES)) {
+    const concrete = path.replace('{id}', 'static-web').replace('{name}', 'web');
+    for (const method of allowed) {
+      if (path === '/api/events' || path === '/api/logout') continue;
+      const r = await http(method, concrete, { headers: { ...bearer(), 'Content-Type': 'application/json' }, body: method === 'POST' ? '{}' : undefined, from: '127.0.0.10' });
+      t.not(r.status, 405, `${method} ${path} is answered`);
+      t.notMatch(r.json, { error: /no such resource/ }, `${method} ${path} is routed`);
+    }
+    const other = ['GET', 'POST', 'PUT', 'DELETE'].find((m) => !(allowed as readonly string[]).includes(m)) as string;
+    t.match(await http(other, concrete, { headers: bearer(), from: '127.0.0.10' }), { status: 405, headers: { allow: allowed.join(', ') } }, `${other} ${path}: 405, Allow from the table`);
   }
 });
 

@@ -22,7 +22,9 @@ import { mustParseIp } from '../src/net/address.js';
 import type { Neighbour } from '../src/net/neighbours.js';
 import { loadPolicyFile } from '../src/policy/load.js';
 import type { DeviceStaticOpening, DeviceView, Opening } from '../src/server/admin/views.js';
+import { eventStream } from './helpers/event-stream.js';
 import { memoryLogger } from './helpers/memory-logger.js';
+import { until } from './helpers/wait.js';
 
 const MAC = '02:00:00:00:00:04';
 const DIR = mkdtempSync(join(tmpdir(), 'portcullis-statics-'));
@@ -163,6 +165,9 @@ t.test('201: the device opening is in the file, the service, the firewall and bo
 
   const list = (await http('GET', '/api/openings')).json.openings as Opening[];
   t.equal(list.filter((x) => 'static' in x && x.static === name).length, 1, 'one opening: its forward is not listed apart');
+  const forward = daemon.service.mappings((m) => m.description === `static:${name}`)[0];
+  t.match(await http('GET', `/api/openings/${forward?.id}`), { status: 404, json: { error: /no opening/ } }, 'nor answered apart by its id');
+  t.match(await http('DELETE', `/api/openings/${forward?.id}`), { status: 404 }, 'nor removed by it');
   const devices = (await http('GET', '/api/devices')).json.devices as DeviceView[];
   t.match(devices.find((d) => d.id === MAC), { lladdr: MAC, name: 'nas', openings: [`static-${name}`, 'static-web'], statics: [name, 'web'] }, 'the device opening and the address pinhole that matches it');
   t.match(await http('DELETE', `/api/openings/static-${name}`), { status: 409, json: { error: new RegExp(`DELETE /api/statics/${name}`) } }, 'the openings route points at the statics route');
@@ -201,6 +206,46 @@ t.test('the opening follows the neighbour table', async (t) => {
   const gone = Date.now() + 20_000;
   while (Date.now() < gone && statics().some((s) => s.kind === 'pinhole' && s.to.text === '2001:db8::44')) await new Promise((r) => setTimeout(r, 250));
   t.notOk(statics().some((s) => s.kind === 'pinhole' && s.to.text === '2001:db8::44'), 'gone with the neighbour entry');
+});
+
+t.test('live events: a hand edit reloaded, and a device coming to the LAN, each raise one though no mapping changed', async (t) => {
+  const events = await eventStream(port, { Authorization: `Bearer ${token}` });
+  t.teardown(() => events.close());
+  const before = policyText();
+  const mappings = daemon.service.changes();
+  const heard = events.openings();
+  writeFileSync(POLICY, before.replace('static:\n', 'static:\n  - { name: by-hand, pinhole: { to: "2001:db8::10/128", protocol: udp, ports: 5353 } }\n'));
+  await daemon.reloadPolicy();
+  // The page's fallback reload is 30 s away: the event comes within a poll or two.
+  t.ok(await until(() => events.openings() > heard, 10_000), `an event after the reload (heard: ${events.text()})`);
+  t.equal(daemon.service.changes(), mappings, 'no mapping changed: the event is the policy\'s');
+  const reloaded = events.openings();
+  writeFileSync(POLICY, before);
+  await daemon.reloadPolicy();
+  t.ok(await until(() => events.openings() > reloaded, 10_000), 'and one after it was undone');
+
+  const settled = events.openings();
+  table = [...table, { address: mustParseIp('2001:db8::77'), interface: 'lo', lladdr: '02:00:00:00:00:77' }];
+  t.ok(await until(() => events.openings() > settled, 15_000), 'an event when a new device is in the neighbour table');
+  t.equal(daemon.service.changes(), mappings, 'still no mapping changed');
+  table = table.filter((n) => n.address !== '2001:db8::77');
+});
+
+t.test('an edit from the page while the file holds hand edits not yet reloaded: 409, said, nothing written or put in force', async (t) => {
+  const before = policyText();
+  const handEdited = before.replace('static:\n', 'static:\n  - { name: unreloaded, pinhole: { to: "2001:db8::11/128", protocol: udp, ports: 5354 } }\n');
+  writeFileSync(POLICY, handEdited);
+  const refused = /the policy file .* has changed on disk since it was loaded; reload it first \(portcullis policy reload\) or undo the change/;
+  t.match(await open({ device: MAC, protocol: 'udp', port: 5002 }), { status: 409, json: { error: refused } });
+  t.match(await http('DELETE', `/api/statics/${name}`), { status: 409, json: { error: refused } }, 'a removal too');
+  t.equal(policyText(), handEdited, 'the file as the admin left it');
+  t.notOk(daemon.policy().statics.some((s) => s.name === 'unreloaded'), 'the hand edit is not in force');
+  t.notOk(statics().some((s) => s.name === 'unreloaded'), 'nor in the firewall');
+  await daemon.reloadPolicy();
+  t.match(await open({ device: MAC, protocol: 'udp', port: 5002 }), { status: 201, json: { openings: [{ static: 'nas-udp-5002' }] } }, 'reloaded: the edit goes through');
+  t.equal((await http('DELETE', '/api/statics/nas-udp-5002')).status, 204);
+  t.equal((await http('DELETE', '/api/statics/unreloaded')).status, 204);
+  t.equal(policyText(), before);
 });
 
 t.test('a read-only file or one broken by hand: refused, said clearly, nothing written', async (t) => {

@@ -6,13 +6,14 @@
 // All three run one at a time, in the order asked: SIGHUP, the control
 // socket, the admin page and the device follower may ask at once.
 
+import { readFileSync } from 'node:fs';
 import { ConfigError } from '../config.js';
 import type { ConcreteStatic } from '../domain/mapping.js';
 import type { FirewallBackend } from '../firewall/backend.js';
 import type { Logger } from '../log.js';
 import { NOT_SEEN, resolveStatics, type DeviceSighting } from '../policy/device-openings.js';
 import { PolicyEditError, editableFile, editedText, writePolicyFile, type StaticEdit } from '../policy/edit.js';
-import { PolicyError, builtinPolicy, describeStatic, loadPolicyFile, type LoadedPolicy } from '../policy/load.js';
+import { MAX_FILE_BYTES, PolicyError, builtinPolicy, describeStatic, loadPolicyFile, parsePolicyText, type LoadedPolicy } from '../policy/load.js';
 import type { MappingService } from '../service/mapping-service.js';
 import type { Clock } from '../state/clock.js';
 
@@ -25,6 +26,9 @@ export interface ReloadReport {
   staticsRemoved: number;
 }
 
+/** A policy as read, with the file's text when it came from one. */
+type Read = LoadedPolicy & { text?: string };
+
 /** What tells two installed static openings apart, for the log and the diff. */
 const staticKey = (s: ConcreteStatic) => `${s.name}: ${describeStatic(s)}`;
 
@@ -34,6 +38,10 @@ export class PolicyKeeper {
   private resolved: readonly ConcreteStatic[];
   private sighting: (mac: string) => DeviceSighting = () => NOT_SEEN;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Counts what the admin page shows that moved here: every swap, every device opening that followed its device. */
+  private changed = 0;
+  /** The policy file's text as last put in force (undefined: not read from a file). */
+  private loadedText: string | undefined;
 
   /**
    * `file` undefined: the built-in default. `given`: a policy handed over
@@ -46,7 +54,7 @@ export class PolicyKeeper {
     given?: LoadedPolicy,
   ) {
     try {
-      this.loaded = given ?? this.read();
+      this.loaded = given ?? this.take(this.read());
     } catch (err) {
       throw err instanceof PolicyError ? new ConfigError(`policy not valid, not starting:\n${err.message}`) : err;
     }
@@ -61,6 +69,11 @@ export class PolicyKeeper {
   /** The static openings the service and the firewall hold (device openings resolved). */
   inForce(): readonly ConcreteStatic[] {
     return this.resolved;
+  }
+
+  /** A counter that moves whenever the policy or the static openings in force change (the admin page's live events). */
+  changes(): number {
+    return this.changed;
   }
 
   /** Whether the policy has a device opening (else nobody needs to follow the neighbour table). */
@@ -97,6 +110,7 @@ export class PolicyKeeper {
       await service.swapPolicy(this.loaded.policy, next);
       await firewall.setStatics(next);
       this.resolved = next;
+      this.changed++;
       this.log.info({ event: 'device-openings-moved', opened, closed });
       return { opened, closed };
     });
@@ -115,6 +129,10 @@ export class PolicyKeeper {
       }
       const f = await editableFile(this.file);
       const next = editedText(f.text, this.file, change);
+      // The edit reloads the whole file: a hand edit not yet reloaded would come into force unseen.
+      if (this.loadedText !== undefined && f.text !== this.loadedText) {
+        throw new PolicyEditError('invalid', `the policy file ${this.file} has changed on disk since it was loaded; reload it first (portcullis policy reload) or undo the change: nothing was changed`);
+      }
       await writePolicyFile(f.target, next, f, f.text);
       this.log.warn({ event: 'policy-edited', file: this.file, op: change.op, name: change.op === 'add' ? change.entry.name : change.name });
       try {
@@ -127,12 +145,13 @@ export class PolicyKeeper {
     });
   }
 
-  private async swapIn(next: LoadedPolicy, service: MappingService, firewall: FirewallBackend): Promise<ReloadReport> {
+  private async swapIn(next: Read, service: MappingService, firewall: FirewallBackend): Promise<ReloadReport> {
     const resolved = resolveStatics(next.statics, this.sighting);
     const swap = await service.swapPolicy(next.policy, resolved);
     const fw = await firewall.setStatics(resolved);
-    this.loaded = next;
+    this.loaded = this.take(next);
     this.resolved = resolved;
+    this.changed++;
     const report: ReloadReport = {
       source: next.source,
       rules: next.rules.length,
@@ -151,8 +170,23 @@ export class PolicyKeeper {
     return p;
   }
 
-  private read(): LoadedPolicy {
+  /** The file as it is now, with the text it was read from. */
+  private read(): Read {
     const now = () => this.clock.now();
-    return this.file ? loadPolicyFile(this.file, now) : builtinPolicy(now);
+    if (!this.file) return builtinPolicy(now);
+    let text: string | undefined;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch {
+      // The loader says why, in its words.
+    }
+    return text === undefined || Buffer.byteLength(text) > MAX_FILE_BYTES ? loadPolicyFile(this.file, now) : { ...parsePolicyText(text, this.file, now), text };
+  }
+
+  /** A policy now in force: its text is what an edit must find on disk. */
+  private take(r: Read): LoadedPolicy {
+    this.loadedText = r.text;
+    const { text: _text, ...loaded } = r;
+    return loaded;
   }
 }

@@ -90,6 +90,7 @@ export class Neighbours {
   private pending: NeighbourChange[] | undefined;
   /** A full read was asked for while one ran that may have started before the change: one more follows it. */
   private readAgain = false;
+  private moved = 0;
 
   constructor(
     private readonly read: NeighbourReader = readIpNeigh,
@@ -126,6 +127,14 @@ export class Neighbours {
       const at = this.changedAt.get(n);
       return at === undefined ? n : { ...n, updated: Math.max(0, Math.round(now - at)) / 1000 };
     });
+  }
+
+  /**
+   * A counter that moves when an entry comes, goes or names another
+   * link-layer address (not on a mere state change): cheap to poll.
+   */
+  version(): number {
+    return this.moved;
   }
 
   /** Reads the table again unless it is fresh or followed (a caller that can wait, before many deviceOf). */
@@ -208,6 +217,7 @@ export class Neighbours {
           table.set(n.address, [...(table.get(n.address) ?? []), n]);
           if (n.updated !== undefined) this.changedAt.set(n, now - n.updated * 1000);
         }
+        if (!sameDevices(this.table, table)) this.moved++;
         this.table = table;
         this.readAt = now;
         const pending = this.pending ?? [];
@@ -227,13 +237,26 @@ export class Neighbours {
   private apply(c: NeighbourChange): void {
     const address = c.kind === 'learnt' ? c.neighbour.address : c.address;
     const iface = c.kind === 'learnt' ? c.neighbour.interface : c.interface;
-    const others = (this.table.get(address) ?? []).filter((n) => n.interface !== iface);
+    const before = this.table.get(address) ?? [];
+    const others = before.filter((n) => n.interface !== iface);
+    const was = before.find((n) => n.interface === iface);
     if (c.kind === 'learnt') {
       if (others.length === 0 && !this.table.has(address) && this.table.size >= MAX_ENTRIES) return;
+      if (was?.lladdr !== c.neighbour.lladdr) this.moved++;
       others.push(c.neighbour);
       this.changedAt.set(c.neighbour, this.now());
-    }
+    } else if (was) this.moved++;
     if (others.length > 0) this.table.set(address, others);
     else this.table.delete(address);
   }
+}
+
+/** The same addresses on the same interfaces with the same link-layer addresses. */
+function sameDevices(a: Map<IpAddress, Neighbour[]>, b: Map<IpAddress, Neighbour[]>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [address, rows] of b) {
+    const old = a.get(address);
+    if (!old || old.length !== rows.length || rows.some((n) => !old.some((o) => o.interface === n.interface && o.lladdr === n.lladdr))) return false;
+  }
+  return true;
 }

@@ -54,6 +54,14 @@ export class RateLimiter {
     return true;
   }
 
+  /** Gives back what `take` took (an attempt that turned out not to count), never above the burst. */
+  giveBack(source: string, cost = 1, host = this.hostOf(source)): void {
+    const own = this.buckets.get(source);
+    if (own) own.tokens = Math.min(this.burst, own.tokens + cost);
+    const shared = host === source ? undefined : this.prefixBuckets.get(host);
+    if (shared) shared.tokens = Math.min(this.burst * PREFIX_SHARE, shared.tokens + cost);
+  }
+
   /** The key's bucket brought up to time `t`, now the most recently used. */
   private refill(table: Map<string, Bucket>, key: string, t: number, burst: number, perSecond: number): Bucket {
     let b = table.get(key);

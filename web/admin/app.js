@@ -3,8 +3,8 @@
 // and forms ask through the admin API (client.js, docs/admin-api.yaml).
 //
 // Live: /api/events says "something changed"; the page asks again at most
-// every REFRESH_DEBOUNCE_MS, and every FALLBACK_REFRESH_MS anyway (new
-// devices and packet counts raise no event). A stream the daemon refused
+// every REFRESH_DEBOUNCE_MS, and every FALLBACK_REFRESH_MS anyway (packet
+// counts raise no event). A stream the daemon refused
 // (401, 429) is tried again with a growing pause, never more than
 // RECONNECT_MAX_MS; one that merely dropped, EventSource resumes itself.
 
@@ -161,25 +161,31 @@ function refreshSoon() {
   refreshTimer = setTimeout(load, REFRESH_DEBOUNCE_MS);
 }
 
-/** Devices and openings, asked together; one load at a time (a change meanwhile asks once more). */
+/**
+ * Devices and openings, asked together; one load at a time. A call while one
+ * runs asks once more after it, and resolves only when that one is drawn: a
+ * caller that just changed something (Close) sees the picture after its change.
+ */
 async function load() {
   if (loading) {
     again = true;
     return loading;
   }
   loading = (async () => {
-    try {
-      const [d, o] = await Promise.all([api('GET', '/api/devices'), api('GET', '/api/openings')]);
-      if (loggedIn()) picture.render(d.devices, o.openings, d.truncated || o.truncated);
-    } catch (err) {
-      failed('Could not read the router\'s openings', err);
-    }
+    do {
+      again = false;
+      try {
+        const [d, o] = await Promise.all([api('GET', '/api/devices'), api('GET', '/api/openings')]);
+        if (loggedIn()) picture.render(d.devices, o.openings, d.truncated || o.truncated);
+      } catch (err) {
+        failed('Could not read the router\'s openings', err);
+      }
+    } while (again);
   })();
-  await loading;
-  loading = null;
-  if (again) {
-    again = false;
-    return load();
+  try {
+    await loading;
+  } finally {
+    loading = null;
   }
 }
 
@@ -196,7 +202,8 @@ async function closeOpening(o, row) {
       say(`Removed the static opening ${staticName(o)}: ${describe(o)}.`);
     } else {
       await api('DELETE', `/api/openings/${encodeURIComponent(o.id)}`);
-      say(`Closed ${describe(o)}.`);
+      // A client that renews (PCP, NAT-PMP, UPnP) simply asks again: closing is not blocking.
+      say(`Closed ${describe(o)}. The app may ask for it again; to keep it closed, add a deny rule to the policy file.`);
     }
     await load();
     // The row is gone with its button: the keyboard goes on from the device's heading.

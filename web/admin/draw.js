@@ -1,5 +1,6 @@
 // The picture: one card per device, drawn as device → internet, with a row
-// per opening and a form to open a port. It only draws; what a click or a
+// per opening and a form to open a port, and a last card for the openings no
+// device is behind. It only draws; what a click or a
 // form does is the page's (app.js, through `actions`).
 //
 // - Descriptions and lease names come from the network: they only ever enter
@@ -8,6 +9,8 @@
 //   steals the keyboard's focus nor wipes a half-typed form.
 
 const ORIGINS = { pcp: 'PCP', natpmp: 'NAT-PMP', upnp: 'UPnP', static: 'static' };
+/** The key of the "Other openings" card among the device cards (no device id is empty). */
+const OTHER = '';
 
 /** An element with text children only: strings become text nodes, never markup. */
 export function el(tag, attributes = {}, ...children) {
@@ -125,10 +128,15 @@ export class Picture {
     const list = devices
       .map((d) => ({ device: d, openings: [...new Set(d.openings)].map((id) => byId.get(id)).filter(Boolean) }))
       .sort((a, b) => deviceName(a.device).localeCompare(deviceName(b.device)) || a.device.id.localeCompare(b.device.id));
-    keyed(this.at.devices, this.cards, list, (x) => x.device.id, (x) => this.card(x), (card, x) => this.updateCard(card, x));
+    // What no device known now is behind (a pinhole to a whole prefix, or to an address not seen yet): a card of its own, last.
+    const attached = new Set(list.flatMap((x) => x.openings.map((o) => o.id)));
+    const others = openings.filter((o) => !attached.has(o.id));
+    const cards = others.length > 0 ? [...list, { other: true, openings: others }] : list;
+    keyed(this.at.devices, this.cards, cards, (x) => (x.other ? OTHER : x.device.id), (x) => (x.other ? this.otherCard() : this.card(x)), (card, x) => (x.other ? this.updateOther(card, x) : this.updateCard(card, x)));
 
     const reachable = list.filter((x) => x.openings.length > 0).length;
-    const count = list.reduce((n, x) => n + x.openings.length, 0);
+    // Each opening once: a pinhole that reaches two devices is on both cards.
+    const count = byId.size;
     this.at.summary.textContent = `${list.length} ${list.length === 1 ? 'device' : 'devices'}, ${reachable} reachable from the internet, ${count} ${count === 1 ? 'opening' : 'openings'}.` +
       (truncated ? ' The router has more than one listing holds: not all are shown.' : '');
     // A row that ended (expired, closed elsewhere) took the focus with it: it goes to the heading, not to nowhere.
@@ -162,6 +170,23 @@ export class Picture {
     card.refs = refs;
     card.device = device;
     return card;
+  }
+
+  /** The card of the openings no device is behind: the same rows, no form (a static opening names a device). */
+  otherCard() {
+    const n = ++this.forms;
+    const refs = { rows: new Map() };
+    const card = el('article', { class: 'device other', 'aria-labelledby': `device-${n}` },
+      el('header', {}, refs.name = el('h3', { id: `device-${n}`, tabindex: '-1', text: 'Other openings' })),
+      refs.state = el('p', { class: 'state' }),
+      refs.openings = el('ul', { class: 'openings' }));
+    card.refs = refs;
+    return card;
+  }
+
+  updateOther(card, { openings }) {
+    card.refs.state.textContent = `${openings.length === 1 ? 'One opening reaches' : `${openings.length} openings reach`} no device seen on the LAN now (a whole prefix, or an address not seen yet):`;
+    keyed(card.refs.openings, card.refs.rows, openings, (o) => o.id, () => this.row(), (row, o) => this.updateRow(row, o));
   }
 
   updateCard(card, { device, openings }) {

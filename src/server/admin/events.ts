@@ -1,8 +1,9 @@
 // GET /api/events: server-sent events, so the page shows new mappings and
-// expiries without reloading. The service counts its changes
-// (`service.changes()`); while anyone listens it is looked at every POLL_MS
-// and a move becomes one `openings` event (the page then asks
-// /api/openings again). A comment line every HEARTBEAT_MS keeps proxies and
+// expiries, static openings that came, went or followed their device, and
+// devices that came or moved, without reloading. Each owner counts its
+// changes (the service, the policy keeper, the neighbour table); while anyone
+// listens their sum is looked at every POLL_MS and a move becomes one
+// `openings` event (the page then asks /api/openings and /api/devices again). A comment line every HEARTBEAT_MS keeps proxies and
 // idle timers from closing a quiet stream.
 //
 // Bounds: MAX_SUBSCRIBERS streams in all, PER_SOURCE from one address; a

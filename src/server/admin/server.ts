@@ -10,17 +10,19 @@
 //   beyond, from Content-Length or as it streams), HEADERS_TIMEOUT_MS and
 //   REQUEST_TIMEOUT_MS to send them (checked every second, not Node's
 //   default 30). An event stream, once asked for, is not cut by them.
+// - Host: this router's address or localhost, else 403 (DNS rebinding).
 // - Paths: exact routes only; percent-encoding and `.`/`..`/empty segments
 //   are refused (400) before any route is looked at, so no spelling of a
 //   path reaches a route it does not name.
 // - Who: a bearer token, or a session cookie from POST /api/login
 //   (src/server/admin/auth.ts). Failed credentials cost a rate-limit token
-//   per source and device (every login attempt does): 429 beyond.
+//   per source and device (a login takes one first, a success gives it
+//   back): 429 beyond.
 // - Changes (POST, PUT, PATCH, DELETE): an Origin, if sent, must be this
 //   Host; with a session cookie, X-CSRF-Token must be the session's. A body
 //   is JSON (Content-Type application/json), which a cross-site form cannot send.
 
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Logger } from '../../log.js';
 import { parseIp, zoneOf } from '../../net/address.js';
@@ -67,11 +69,39 @@ export interface AdminParts {
   /** Adds or removes a static opening in the policy file and reloads it (PolicyEditError when it cannot). */
   editStatics: (change: StaticEdit) => Promise<unknown>;
   neighbours: Neighbours;
+  /** A counter of the policy keeper's changes (reloads, edits, device openings that moved): live events for them. */
+  policyChanges?: () => number;
   /** The daemon's DHCP leases (read by its lease check), for naming devices. */
   leases?: DhcpLeases;
   token: string;
   password?: ScryptHash;
   log: Logger;
+}
+
+/**
+ * Every route of the API and its methods, spelt as docs/admin-api.yaml
+ * spells them: the router finds a request's route here (404 when none, 405
+ * with Allow for another method), and a test holds the document to it.
+ */
+export const ROUTES = {
+  '/api/login': ['POST'],
+  '/api/session': ['GET'],
+  '/api/logout': ['POST'],
+  '/api/openings': ['GET'],
+  '/api/openings/{id}': ['GET', 'DELETE'],
+  '/api/devices': ['GET'],
+  '/api/events': ['GET'],
+  '/api/statics': ['POST'],
+  '/api/statics/{name}': ['DELETE'],
+} as const satisfies Record<string, readonly string[]>;
+type Route = keyof typeof ROUTES;
+
+/** The route a path names, and its one parameter (an opening's id, a static opening's name). */
+function routeOf(path: string): { route: Route; param: string | undefined } | undefined {
+  const [, api, head, param, ...rest] = path.split('/');
+  if (api !== 'api' || head === undefined || rest.length > 0) return undefined;
+  const route = (Object.keys(ROUTES) as Route[]).find((r) => (param === undefined ? r === `/api/${head}` : r.startsWith(`/api/${head}/{`)));
+  return route && { route, param };
 }
 
 /** An answer the handler gives: a status and a JSON body (or none). */
@@ -99,10 +129,12 @@ export class AdminServer {
 
   constructor(private readonly p: AdminParts) {
     this.failures = new RateLimiter(LOGIN_RATE.perSecond, LOGIN_RATE.burst, 1024, undefined, p.sources.hostOf);
-    this.events = new EventHub(() => p.service.changes());
+    // The page shows mappings, static openings and devices: a change to any of them is news.
+    this.events = new EventHub(() => p.service.changes() + (p.policyChanges?.() ?? 0) + p.neighbours.version());
     this.server = createServer({ maxHeaderSize: MAX_HEADER_BYTES, headersTimeout: HEADERS_TIMEOUT_MS, requestTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_MS, connectionsCheckingInterval: 1000 }, (req, res) => this.handle(req, res));
     this.server.maxConnections = SLOTS.total;
     this.server.on('connection', (sock: Socket) => this.admit(sock));
+    this.server.on('clientError', (err: NodeJS.ErrnoException, sock: Socket) => refuseMalformed(err, sock));
   }
 
   /** Listens; resolves once it does (a port in use rejects). */
@@ -171,6 +203,9 @@ export class AdminServer {
 
   /** The whole request: undefined when the answer was streamed (events). */
   private async answer(req: IncomingMessage, res: ServerResponse, source: string): Promise<Reply | undefined> {
+    if (!this.ourHost(req.headers.host)) {
+      return error(403, 'the Host header names neither this router\'s address nor localhost (a page of another site that renamed itself to this address?): open the admin page at its address', { Connection: 'close' });
+    }
     const path = checkPath(req.url ?? '');
     if (typeof path !== 'string') return path;
     const body = await readBody(req);
@@ -184,13 +219,17 @@ export class AdminServer {
       return error(404, 'not found: the admin page is at /, the admin API under /api (docs/admin-api.yaml)');
     }
     const method = req.method ?? '';
+    const at = routeOf(path);
+    if (!at) return error(404, `no such resource: ${path.slice(0, 100)} (docs/admin-api.yaml lists them)`);
+    const allowed: readonly string[] = ROUTES[at.route];
+    if (!allowed.includes(method)) return notAllowed(allowed.join(', '));
     const changes = method !== 'GET' && method !== 'HEAD';
     if (changes) {
       const origin = req.headers.origin;
       if (origin !== undefined && !sameOrigin(origin, req.headers.host)) return error(403, 'cross-origin request refused: the Origin is not this Host');
       if (body.length > 0 && !/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) return error(415, 'a request body is JSON: Content-Type: application/json');
     }
-    if (path === '/api/login') return method === 'POST' ? this.login(body, source) : notAllowed('POST');
+    if (at.route === '/api/login') return this.login(body, source);
 
     const caller = this.authenticate(req, source);
     if (caller instanceof Reply) return caller;
@@ -198,56 +237,40 @@ export class AdminServer {
       const csrf = req.headers['x-csrf-token'];
       if (typeof csrf !== 'string' || !sameSecret(csrf, caller.csrf)) return error(403, 'missing or wrong X-CSRF-Token (POST /api/login and GET /api/session give it)');
     }
-    return this.route(method, path, caller, source, req, res, body);
+    return this.route(at.route, at.param, method, caller, source, req, res, body);
   }
 
-  private async route(method: string, path: string, caller: Caller, source: string, req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<Reply | undefined> {
-    const segments = path.split('/').slice(2);
-    const [head, id, ...rest] = segments;
-    switch (head) {
-      case 'session':
-        if (segments.length !== 1) break;
-        if (method !== 'GET') return notAllowed('GET');
+  private async route(route: Exclude<Route, '/api/login'>, param: string | undefined, method: string, caller: Caller, source: string, req: IncomingMessage, res: ServerResponse, body: Buffer): Promise<Reply | undefined> {
+    switch (route) {
+      case '/api/session':
         return new Reply(200, caller.kind === 'session' ? { auth: 'session', csrf: caller.csrf } : { auth: 'bearer' });
-      case 'logout':
-        if (segments.length !== 1) break;
-        if (method !== 'POST') return notAllowed('POST');
+      case '/api/logout':
         if (caller.kind === 'session') this.sessions.close(caller.id);
         return new Reply(204, undefined, { 'Set-Cookie': clearCookie() });
-      case 'openings':
-        if (rest.length > 0) break;
-        if (id === undefined) {
-          if (method !== 'GET') return notAllowed('GET');
-          const pic = await picture(await this.sources(), true);
-          return new Reply(200, { openings: pic.openings, truncated: pic.truncated });
-        }
-        return this.opening(method, id, source);
-      case 'devices':
-        if (segments.length !== 1) break;
-        if (method !== 'GET') return notAllowed('GET');
-        {
-          const pic = await picture(await this.sources(), false);
-          return new Reply(200, { devices: pic.devices, truncated: pic.truncated });
-        }
-      case 'events': {
-        if (segments.length !== 1) break;
-        if (method !== 'GET') return notAllowed('GET');
+      case '/api/openings': {
+        const pic = await picture(await this.sources(), true);
+        return new Reply(200, { openings: pic.openings, truncated: pic.truncated });
+      }
+      case '/api/openings/{id}':
+        return this.opening(method, param as string, source);
+      case '/api/devices': {
+        const pic = await picture(await this.sources(), false);
+        return new Reply(200, { devices: pic.devices, truncated: pic.truncated });
+      }
+      case '/api/events': {
         const valid = caller.kind === 'session' ? () => this.sessions.get(caller.id) !== undefined : () => true;
         const r = this.events.subscribe(res, source, valid);
         req.socket.setTimeout(0);
         return r.ok ? undefined : error(429, r.error);
       }
-      case 'statics':
-        if (rest.length > 0) break;
-        return this.statics(method, id, body, source);
+      case '/api/statics':
+      case '/api/statics/{name}':
+        return this.statics(param, body, source);
     }
-    return error(404, `no such resource: ${path.slice(0, 100)} (docs/admin-api.yaml lists them)`);
   }
 
   /** POST /api/statics (a device opening, 201 with it as listed) and DELETE /api/statics/{name} (any static opening, 204). */
-  private async statics(method: string, name: string | undefined, body: Buffer, source: string): Promise<Reply> {
-    const allowed = name === undefined ? 'POST' : 'DELETE';
-    if (method !== allowed) return notAllowed(allowed);
+  private async statics(name: string | undefined, body: Buffer, source: string): Promise<Reply> {
     const change = name === undefined ? addition(body, (n) => this.p.policy().statics.some((s) => s.name === n), this.p.leases) : removal(name);
     if ('status' in change) return new Reply(change.status, change.body);
     try {
@@ -264,7 +287,6 @@ export class AdminServer {
 
   /** GET or DELETE /api/openings/{id}. */
   private async opening(method: string, id: string, source: string): Promise<Reply> {
-    if (method !== 'GET' && method !== 'DELETE') return notAllowed('GET, DELETE');
     if (!/^\d{1,15}$/.test(id) && !/^static-[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/.test(id)) {
       return error(400, 'an opening id is a whole number (a mapping) or static-NAME (a static pinhole), as GET /api/openings lists them');
     }
@@ -284,7 +306,10 @@ export class AdminServer {
   }
 
   private async login(body: Buffer, source: string): Promise<Reply> {
-    // Every attempt costs a token, before any secret is looked at: a guesser gets ten tries, then one every 30 s.
+    // Every attempt takes a token before any secret is looked at (so guesses
+    // checked at once cannot run past the limit), and a success gives it
+    // back: a guesser gets ten tries, then one every 30 s; the admin who
+    // logs in right is never the one held up.
     if (!this.failures.take(source)) return tooMany();
     let asked: unknown;
     try {
@@ -292,7 +317,12 @@ export class AdminServer {
     } catch {
       return error(400, 'the body is not JSON: send {"token": "…"} or {"password": "…"}');
     }
-    const { token, password } = (asked ?? {}) as { token?: unknown; password?: unknown };
+    const shape = 'send {"token": "…"} or {"password": "…"} (one of them, a string)';
+    if (typeof asked !== 'object' || asked === null || Array.isArray(asked)) return error(400, shape);
+    // The schema (docs/admin-api.yaml) allows no other field: a misspelt one is said, not ignored.
+    const extra = Object.keys(asked).find((k) => k !== 'token' && k !== 'password');
+    if (extra !== undefined) return error(400, `unknown field ${JSON.stringify(extra.slice(0, 40))}: ${shape}`);
+    const { token, password } = asked as { token?: unknown; password?: unknown };
     let ok: boolean;
     let via: 'token' | 'password';
     if (typeof token === 'string' && password === undefined) {
@@ -309,15 +339,35 @@ export class AdminServer {
         this.passwordChecks--;
       }
     } else {
-      return error(400, 'send {"token": "…"} or {"password": "…"} (one of them, a string)');
+      return error(400, shape);
     }
     if (!ok) {
       this.p.log.warn({ event: 'admin-login-failed', source, via });
       return error(401, `wrong ${via}`);
     }
+    this.failures.giveBack(source);
     const s = this.sessions.open();
     this.p.log.info({ event: 'admin-login', source, via });
     return new Reply(200, { csrf: s.csrf, expiresInSeconds: s.maxAgeSeconds }, { 'Set-Cookie': setCookie(s.id, s.maxAgeSeconds) });
+  }
+
+  /**
+   * The Host names this router: the listen address, one of the LAN's
+   * addresses, or localhost (any port: an SSH tunnel may choose its own). A
+   * DNS-rebinding page's requests carry its own name and are refused, so a
+   * site that pointed its name at this address reads and changes nothing.
+   */
+  private ourHost(host: string | undefined): boolean {
+    if (host === undefined) return false;
+    let name: string;
+    try {
+      name = new URL(`http://${host}`).hostname.replace(/^\[(.*)\]$/, '$1');
+    } catch {
+      return false;
+    }
+    if (name === 'localhost') return true;
+    const address = parseIp(name);
+    return address !== undefined && (address === parseIp(this.p.at.address) || this.p.lan().some((l) => l.address === address));
   }
 
   /** A bearer token (checked, failures rate-limited) or a live session cookie. */
@@ -349,6 +399,31 @@ export class AdminServer {
       now: Date.now(),
     };
   }
+}
+
+/** How long a refused connection may take to read its answer before it is cut. */
+const LINGER_MS = 2_000;
+
+/**
+ * What Node's parser refused (headers too large, a malformed request, headers
+ * too slow) answered as the API answers: a JSON error, then the connection
+ * closed, cut after LINGER_MS whatever the reader does.
+ */
+function refuseMalformed(err: NodeJS.ErrnoException, sock: Socket): void {
+  if (err.code === 'ECONNRESET' || !sock.writable) {
+    sock.destroy();
+    return;
+  }
+  const [status, message] =
+    err.code === 'HPE_HEADER_OVERFLOW' ? [431, `the request's headers are larger than ${MAX_HEADER_BYTES} bytes`]
+    : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'the request did not arrive in time']
+    : [400, 'not a well-formed HTTP/1.1 request'];
+  const body = JSON.stringify({ error: message });
+  sock.end(
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+      `Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n${body}`,
+  );
+  setTimeout(() => sock.destroy(), LINGER_MS).unref();
 }
 
 const notAllowed = (allow: string) => error(405, `method not allowed here; allowed: ${allow}`, { Allow: allow });

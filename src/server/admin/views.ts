@@ -128,10 +128,14 @@ class DeviceIndex {
   constructor(s: Sources) {
     for (const n of s.neighbours) this.add(n.lladdr, n.lladdr, n.address, n.interface);
     for (const l of s.leases?.leases() ?? []) {
-      const live = l.expires === 0 || l.expires * 1000 > s.now;
+      // An ended lease names nobody: its address may be another device's now.
+      if (l.expires !== 0 && l.expires * 1000 <= s.now) continue;
+      const mac = l.mac?.toLowerCase();
       const known = this.byAddress.get(l.address);
+      // The neighbour table says who holds the address now: a lease of another hardware address is not theirs.
+      if (known !== undefined && mac !== undefined && known !== mac) continue;
       // An IPv4 lease names its hardware address; an IPv6 one only its address, which the neighbour table ties to a device.
-      const id = known ?? (live && l.mac !== undefined && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(l.mac) ? l.mac : undefined);
+      const id = known ?? (mac !== undefined && /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) ? mac : undefined);
       if (id === undefined) continue;
       const d = this.add(id, id, l.address);
       if (d && d.name === null && l.hostname !== undefined) d.name = l.hostname;
@@ -236,6 +240,12 @@ async function packetCounts(service: MappingService, mappings: readonly Mapping[
   return out;
 }
 
+/** The mappings a listing shows: a device opening's IPv4 forwards are shown as the device opening they belong to, not apart. */
+function listed(s: Sources): (m: Mapping) => boolean {
+  const ofDevices = new Set(s.statics.flatMap((st) => (st.kind === 'device' ? [`static:${st.name}`] : [])));
+  return (m) => m.origin !== 'static' || !ofDevices.has(m.description);
+}
+
 export interface Picture {
   openings: Opening[];
   devices: DeviceView[];
@@ -245,9 +255,7 @@ export interface Picture {
 
 /** Every opening and every device, each pointing at the other. */
 export async function picture(s: Sources, withPackets: boolean): Promise<Picture> {
-  // A device opening's IPv4 forwards are listed as the device opening they belong to.
-  const ofDevices = new Set(s.statics.flatMap((st) => (st.kind === 'device' ? [`static:${st.name}`] : [])));
-  const all = s.service.mappings((m) => m.origin !== 'static' || !ofDevices.has(m.description)).sort((a, b) => a.id - b.id);
+  const all = s.service.mappings(listed(s)).sort((a, b) => a.id - b.id);
   const mappings = all.slice(0, MAX_OPENINGS);
   const index = new DeviceIndex(s);
   const packets = withPackets ? await packetCounts(s.service, mappings) : new Map<number, number>();
@@ -283,7 +291,8 @@ export async function picture(s: Sources, withPackets: boolean): Promise<Picture
 /** One opening by its id, as the listing shows it (with its packet count), or undefined. */
 export async function openingById(s: Sources, id: string): Promise<Opening | undefined> {
   if (/^\d{1,15}$/.test(id)) {
-    const m = s.service.mappings((x) => x.id === Number(id))[0];
+    const shown = listed(s);
+    const m = s.service.mappings((x) => x.id === Number(id) && shown(x))[0];
     if (!m) return undefined;
     const packets = await packetCounts(s.service, [m]);
     return mappingOpening(s.service, m, new DeviceIndex(s).of(m.internalAddress), packets.get(m.id));
