@@ -7,7 +7,7 @@ export const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wa
        portcullis rm --client ADDR [--port N] [--state-dir DIR]
        portcullis doctor [--config FILE] [--lan IFACE ...] [--wan IFACE ...] [--external-ip ADDR]
                          [--upstream-pcp ADDR|auto|off]
-                         [--nft-table NAME] [--nft-embed]
+                         [--nft-table NAME] [--nft-embed] [--policy FILE] [--admin ADDR:PORT]
        portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
        portcullis pcp announce --server ADDR
        portcullis policy check FILE
@@ -93,5 +93,8 @@ DIR/control.sock (default /var/lib/portcullis); SIGHUP also reloads the policy.
            port N). Static forwards are the policy file's and stay. Nothing
            matched: exit 1; no daemon: exit 3.
   doctor   checks the system for what serve needs, with the settings serve would
-           use (config file and flags); exit 1 if a check failed.
+           use (config file and flags); with the admin page on, whether the
+           daemon may write the policy file and its directory (the page's Open
+           and Remove edit it; the installed systemd unit's sandbox counts too);
+           exit 1 if a check failed.
 `;
