@@ -4,6 +4,7 @@
 import { ConfigError } from './config.js';
 import { packageVersion } from './version.js';
 import { USAGE } from './cli/usage.js';
+import { adminPassword } from './cli/admin-password.js';
 import { pcp } from './cli/pcp.js';
 import { policyCommand } from './cli/policy.js';
 import { doctor, serve } from './cli/serve.js';
@@ -24,6 +25,7 @@ async function main(): Promise<void> {
   if (cmd === 'status') return status(rest);
   if (cmd === 'rm') return rm(rest);
   if (cmd === 'doctor') return doctor(rest);
+  if (cmd === 'admin-password') return adminPassword(rest);
   process.stdout.write(USAGE);
   if (cmd !== '-h' && cmd !== '--help') process.exitCode = 2;
 }

@@ -77,6 +77,7 @@ t.test('systemd-analyze verify passes on the shipped unit (pointed at the instal
   t.match(unit, /^StateDirectory=portcullis$/m);
   t.match(unit, /^CapabilityBoundingSet=CAP_NET_ADMIN CAP_NET_RAW CAP_NET_BIND_SERVICE$/m, 'only the capabilities it needs');
   t.match(unit, /^ProtectSystem=strict$/m, 'a read-only system otherwise');
+  t.match(unit, /^ReadWritePaths=\/etc\/portcullis$/m, 'but for /etc/portcullis, where the admin page edits the policy file (systemd-sandbox proves it)');
   const dir = join(work, 'unit');
   cpSync(join(installed, 'packaging', 'systemd'), dir, { recursive: true });
   writeFileSync(join(dir, 'portcullis.service'), unit.replace('/usr/local/bin/portcullis', bin));

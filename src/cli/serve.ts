@@ -87,10 +87,13 @@ export async function serve(argv: string[]): Promise<void> {
 /** `203.0.113.0/24`, `203.0.113.5:443`, `2001:db8::/32`, `[2001:db8::5]:443`. */
 
 export async function doctor(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: ROUTER_OPTIONS, strict: true });
+  const { values } = parseArgs({ args: argv, options: { ...ROUTER_OPTIONS, policy: { type: 'string' }, admin: { type: 'string' } }, strict: true });
   const file = values.config ? loadConfigFile(values.config) : {};
-  const cfg = resolveConfig(file, routerFlags(values));
-  const checks = await runChecks({ lan: cfg.lan, wans: cfg.wans, externalIp: cfg.externalIp, nft: cfg.nft, nat44: cfg.nat44, upstreamPcp: cfg.upstreamPcp }, { ...systemView(), upstreamPcp: upstreamProber(cfg.upstreamPcp, cfg.wans) });
+  const cfg = resolveConfig(file, { ...routerFlags(values), policy: values.policy, admin: { listen: values.admin } });
+  const checks = await runChecks(
+    { lan: cfg.lan, wans: cfg.wans, externalIp: cfg.externalIp, nft: cfg.nft, nat44: cfg.nat44, upstreamPcp: cfg.upstreamPcp, adminListen: cfg.admin?.listen, policy: cfg.policy },
+    { ...systemView(), upstreamPcp: upstreamProber(cfg.upstreamPcp, cfg.wans) },
+  );
   process.stdout.write(formatChecks(checks));
   if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
 }

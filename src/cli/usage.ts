@@ -7,12 +7,13 @@ export const USAGE = `usage: portcullis serve --lan IFACE [--lan IFACE ...] --wa
        portcullis rm --client ADDR [--port N] [--state-dir DIR]
        portcullis doctor [--config FILE] [--lan IFACE ...] [--wan IFACE ...] [--external-ip ADDR]
                          [--upstream-pcp ADDR|auto|off]
-                         [--nft-table NAME] [--nft-embed]
+                         [--nft-table NAME] [--nft-embed] [--policy FILE] [--admin ADDR:PORT]
        portcullis pcp map --server ADDR --proto udp|tcp --port N [pcp options]
        portcullis pcp announce --server ADDR
        portcullis policy check FILE
        portcullis policy explain FILE --client ADDR --proto udp|tcp --port N [explain options]
        portcullis policy reload [--state-dir DIR]
+       portcullis admin-password          (the password typed twice, or one line on stdin)
 
 Serves PCP (RFC 6887) and NAT-PMP (RFC 6886) on the LAN interfaces' addresses
 and installs the mappings it grants in the firewall.
@@ -92,6 +93,14 @@ DIR/control.sock (default /var/lib/portcullis); SIGHUP also reloads the policy.
   rm       removes as the admin: one mapping by ID, or a client's (on internal
            port N). Static forwards are the policy file's and stay. Nothing
            matched: exit 1; no daemon: exit 3.
+  admin-password
+           prints the config line "passwordHash": "scrypt$…" for the admin page's
+           password: asked twice without echo on a terminal, else the first line
+           of standard input (never an argument: ps would show it); at least 8
+           characters, at most 1024 bytes.
   doctor   checks the system for what serve needs, with the settings serve would
-           use (config file and flags); exit 1 if a check failed.
+           use (config file and flags); with the admin page on, whether the
+           daemon may write the policy file and its directory (the page's Open
+           and Remove edit it; the installed systemd unit's sandbox counts too);
+           exit 1 if a check failed.
 `;

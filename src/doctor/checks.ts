@@ -7,6 +7,7 @@ import type { IpAddress } from '../net/address.js';
 import { lanAddresses, wanIPv4, type InterfaceReader } from '../net/interfaces.js';
 import { classifyWanIPv4, ipv4Wan, lineMismatch } from '../net/wan-address.js';
 import type { UpstreamPcpSetting } from '../config.js';
+import { adminEdits, type AdminEditSettings, type AdminEditView } from './admin-edits.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -19,7 +20,7 @@ export interface Check {
 }
 
 /** What the checks are about: the same settings `serve` runs with. */
-export interface DoctorSettings {
+export interface DoctorSettings extends AdminEditSettings {
   lan: readonly string[];
   /** The WAN zone's interfaces, in the admin's order (the first with IPv4 is the IPv4 WAN). */
   wans: readonly string[];
@@ -31,7 +32,7 @@ export interface DoctorSettings {
   upstreamPcp?: UpstreamPcpSetting;
 }
 
-export interface SystemView {
+export interface SystemView extends Partial<AdminEditView> {
   /** `nft -j <args>` parsed: its items, or why it failed. */
   nftJson(args: readonly string[]): Promise<{ ok: true; items: Record<string, unknown>[] } | { ok: false; error: string }>;
   /** A small file's text (/proc/sys/...), undefined when unreadable. */
@@ -80,6 +81,8 @@ export async function runChecks(s: DoctorSettings, sys: SystemView): Promise<Che
   checks.push(...lanInterfaces(s, sys, links));
   checks.push(...wanInterfaces(s, sys, links));
   checks.push(await wanAddress(s, sys));
+  const edits = sys.policyEditable && sys.serviceUnit ? await adminEdits(s, { policyEditable: sys.policyEditable, serviceUnit: sys.serviceUnit }) : undefined;
+  if (edits) checks.push(edits);
   return checks;
 }
 

@@ -188,6 +188,8 @@ export interface DeviceOpening {
   readonly from?: readonly AddressPattern[];
   /** The admin's words for it (the file's `description`). */
   readonly description?: string;
+  /** A hand-set IPv6 interface identifier (`::10`), as its pattern under any prefix: opened before the device is seen. */
+  readonly identifier?: AddressPattern;
 }
 
 /** A static opening the firewall and the service can install as it is (a device opening resolved). */

@@ -9,12 +9,15 @@
 // not move is the device: the kernel's neighbour table says which addresses
 // answer for its link-layer address, and those are opened. The mask is added
 // only for an identifier seen to be the device's EUI-64 one, where it bridges
-// the time between a new prefix and the device's first packet from it.
+// the time between a new prefix and the device's first packet from it. An
+// identifier set by hand (a server's ::10) is the admin's word, so its mask
+// (`identifier` in the file) is opened at once, seen or not: the server is
+// reachable on a new prefix before the router has heard from it.
 //
 // Pure: what the neighbour table and the leases say comes in as data
 // (src/daemon/device-statics.ts reads them and keeps the firewall in step).
 
-import { addressBytes, familyOf, isLinkLocal, isMulticast, isUnspecified, type IpAddress } from '../net/address.js';
+import { addressBytes, familyOf, isLinkLocal, isMulticast, isUnspecified, parseIp, type IpAddress } from '../net/address.js';
 import type { DhcpLease } from '../net/dhcp-leases.js';
 import type { Neighbour } from '../net/neighbours.js';
 import type { ConcreteStatic, DeviceOpening, StaticOpening } from '../domain/mapping.js';
@@ -51,13 +54,32 @@ export function usesEui64(address: IpAddress, mac: string): boolean {
   return familyOf(address) === 6 && addressBytes(address).subarray(8).equals(eui64Identifier(mac));
 }
 
-/** `::iid/::ffff:ffff:ffff:ffff`: the MAC's EUI-64 identifier under any prefix. */
-export function eui64Pattern(mac: string): AddressPattern {
-  const id = eui64Identifier(mac);
+/** `::iid/::ffff:ffff:ffff:ffff`: an 8-byte interface identifier under any prefix. */
+function underAnyPrefix(id: Buffer): AddressPattern {
   const groups = [0, 2, 4, 6].map((i) => id.readUInt16BE(i).toString(16));
   const r = parseAddressPattern(`::${groups.join(':')}/::ffff:ffff:ffff:ffff`);
-  if (!r.ok) throw new Error(`EUI-64 pattern of ${mac} did not parse`);
+  if (!r.ok) throw new Error(`identifier ${id.toString('hex')} did not parse as a pattern`);
   return r.value;
+}
+
+/** The MAC's EUI-64 identifier under any prefix. */
+export function eui64Pattern(mac: string): AddressPattern {
+  return underAnyPrefix(eui64Identifier(mac));
+}
+
+/**
+ * A hand-set identifier as written in the file (`::10`, `::1:2:3:4`) under
+ * any prefix; undefined unless it is an IPv6 address whose upper 64 bits are
+ * zero and whose lower 64 are not (`::` is the subnet-router anycast
+ * address, every router's).
+ */
+export function identifierPattern(text: string): AddressPattern | undefined {
+  if (text.length > 39 || text.includes('/') || text.includes('%')) return undefined;
+  const a = parseIp(text);
+  if (a === undefined || familyOf(a) !== 6) return undefined;
+  const bytes = addressBytes(a);
+  if (bytes.subarray(0, 8).some((b) => b !== 0) || bytes.subarray(8).every((b) => b === 0)) return undefined;
+  return underAnyPrefix(Buffer.from(bytes.subarray(8)));
 }
 
 /** A global unicast address a device may be reached at from outside. */
@@ -102,6 +124,7 @@ export function resolveDevice(d: DeviceOpening, seen: DeviceSighting): ConcreteS
   if (!from6 || from6.length) {
     const targets = seen.ipv6.map(exactly);
     if (seen.eui64) targets.push(eui64Pattern(d.mac));
+    if (d.identifier && !targets.some((p) => p.text === d.identifier?.text)) targets.push(d.identifier);
     for (const to of targets) out.push({ kind: 'pinhole', name: d.name, to, protocols: d.protocols, ports: d.ports, ...(from6 ? { from: from6 } : {}), device: d.mac });
   }
   const from4 = only(4);

@@ -6,9 +6,15 @@
 //   `static:` list and its entries; a new entry is rendered by the same
 //   package and spliced in after the last one, at the list's indentation; a
 //   removed entry's lines go with the comment lines directly above it (they
-//   describe it). A layout the splice cannot serve (a flow list
-//   `static: [ … ]`, an empty or absent list value) is edited through the
+//   describe it). An empty `static: []` (what removing the last entry
+//   leaves) becomes a block list again on the next add, the line's comment
+//   kept. A layout the splice cannot serve (a flow list `static: [ … ]`
+//   with entries, an empty value over several lines) is edited through the
 //   document and written by it: comments and order stay, spacing may not.
+// - A written value YAML 1.1 readers (PyYAML, Ansible) would take for
+//   something else is double-quoted: a link-layer address always (all
+//   digits, `12:34:56:12:34:56`, is a base-60 integer to them), and any
+//   string such as `yes`, `off` or `0777` (a boolean, an octal number).
 // - JSON: parsed (key order is kept by JSON.parse) and written back with the
 //   file's own indentation.
 //
@@ -22,7 +28,7 @@ import { access, chmod, chown, open, readFile, realpath, rename, stat, unlink } 
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { isMap, isScalar, isSeq, parse, parseDocument, stringify, type Pair } from 'yaml';
+import { Document, Scalar, isMap, isScalar, isSeq, parse, parseDocument, visit, type Node, type Pair } from 'yaml';
 import { MAX_FILE_BYTES, PolicyError, parsePolicyText, type FileStatic } from './load.js';
 
 export type StaticEdit = { op: 'add'; entry: FileStatic } | { op: 'remove'; name: string };
@@ -111,8 +117,8 @@ function documentEdit(text: string, edit: StaticEdit): string | undefined {
   if (doc.errors.length) return undefined;
   const list = doc.get('static', true);
   if (edit.op === 'add') {
-    if (isSeq(list)) list.add(doc.createNode(edit.entry));
-    else doc.set('static', doc.createNode([edit.entry]));
+    if (isSeq(list)) list.add(quotedFor11(doc.createNode(edit.entry)));
+    else doc.set('static', quotedFor11(doc.createNode([edit.entry])));
   } else {
     if (!isSeq(list)) return undefined;
     const i = list.items.findIndex((item) => nameOf(item) === edit.name);
@@ -160,6 +166,7 @@ function spliceYaml(text: string, edit: StaticEdit): string | undefined {
     return `${text}${sep}static:\n${render(edit.entry, '  ')}`;
   }
   const list = pair.value;
+  if (isSeq(list) && list.flow && list.items.length === 0) return edit.op === 'add' ? blockFromEmpty(text, pair, edit.entry) : undefined;
   if (!isSeq(list) || list.flow || list.items.length === 0) return undefined;
   const ranges = list.items.map((item) => (isMap(item) || isScalar(item) || isSeq(item) ? item.range : undefined));
   if (ranges.some((r) => !r)) return undefined;
@@ -188,12 +195,52 @@ function spliceYaml(text: string, edit: StaticEdit): string | undefined {
   return out;
 }
 
-/** One list item at the list's indentation, as the yaml package writes it. */
+/**
+ * `static: []   # comment` (on one line) → `static:   # comment` and the
+ * entry as a block list under it, two spaces in from the key.
+ */
+function blockFromEmpty(text: string, pair: Pair, entry: FileStatic): string | undefined {
+  const key = (pair.key as { range?: [number, number, number] }).range;
+  const value = (pair.value as { range?: [number, number, number] }).range;
+  if (!key || !value || !/^\[[ \t]*\]$/.test(text.slice(value[0], value[1]))) return undefined;
+  const keyIndent = text.slice(lineStart(text, key[0]), key[0]);
+  if (!/^ *$/.test(keyIndent)) return undefined;
+  const nl = text.indexOf('\n', value[1]);
+  const lineEnd = nl < 0 ? text.length : nl;
+  const comment = text.slice(value[1], lineEnd);
+  const head = text.slice(0, value[0]).replace(/[ \t]+$/, '');
+  return `${head}${comment.trim() ? comment : ''}\n${render(entry, `${keyIndent}  `)}${text.slice(nl < 0 ? text.length : nl + 1)}`;
+}
+
+/** One list item at the list's indentation, as the yaml package writes it, YAML 1.1's misreadings quoted. */
 function render(entry: FileStatic, indent: string): string {
-  return stringify([entry], { lineWidth: 0 })
+  return quotedFor11(new Document([entry]))
+    .toString({ lineWidth: 0 })
     .split('\n')
     .map((l) => (l ? indent + l : l))
     .join('\n');
+}
+
+/** A plain string YAML 1.1 would read as something else (a boolean, a base-60 or octal number, null). */
+function misreadBy11(value: string): boolean {
+  try {
+    return parse(value, { version: '1.1' }) !== value;
+  } catch {
+    return true;
+  }
+}
+
+/** Double quotes on every `mac` value and on each string YAML 1.1 would misread; the node returned. */
+function quotedFor11<T extends Document | Node>(node: T): T {
+  visit(node, {
+    Pair(_, pair) {
+      if (isScalar(pair.key) && pair.key.value === 'mac' && isScalar(pair.value)) pair.value.type = Scalar.QUOTE_DOUBLE;
+    },
+    Scalar(key, scalar) {
+      if (key !== 'key' && typeof scalar.value === 'string' && misreadBy11(scalar.value)) scalar.type = Scalar.QUOTE_DOUBLE;
+    },
+  });
+  return node;
 }
 
 // --- reading and writing ---------------------------------------------------

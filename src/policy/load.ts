@@ -13,6 +13,7 @@ import { familyOf, isMulticast, isUnspecified, parseIp } from '../net/address.js
 import { IPPROTO_TCP, IPPROTO_UDP, protocolByName, protocolName } from '../net/ipproto.js';
 import type { DeviceOpening, StaticOpening } from '../domain/mapping.js';
 import type { Via } from '../domain/mapping.js';
+import { identifierPattern } from './device-openings.js';
 import { BASE_LIMITS, RulePolicy, type Limits, type Rule, type RuleOperation } from './policy.js';
 import { formatRange, parseAddressPattern, parsePortRange, rangesSize, type AddressPattern, type PortRange } from '../domain/patterns.js';
 import { validate as generated } from '../generated/policy-validate.js';
@@ -71,7 +72,7 @@ export interface FileStatic {
   description?: string;
   pinhole?: { to: string; protocol: 'udp' | 'tcp' | 'any'; ports: FilePorts; from?: OneOrMany<string> };
   forward?: { protocol: 'udp' | 'tcp'; port: number; to: string; toPort?: number; from?: OneOrMany<string> };
-  device?: { mac: string; protocol: 'udp' | 'tcp' | 'any'; ports: FilePorts; from?: OneOrMany<string> };
+  device?: { mac: string; protocol: 'udp' | 'tcp' | 'any'; ports: FilePorts; from?: OneOrMany<string>; identifier?: string };
 }
 export interface PolicyDocument {
   version: 1;
@@ -259,7 +260,9 @@ class Compiler {
     else if (rangesSize(ports) > MAX_DEVICE_PORTS) this.fail([...path, 'ports'], `at most ${MAX_DEVICE_PORTS} ports (each is an IPv4 forward of its own)`, d.ports);
     const from = d.from !== undefined ? this.patterns(d.from, [...path, 'from'], undefined, true) : undefined;
     const one = protocolByName(d.protocol);
-    return { kind: 'device', name, mac, protocols: one === undefined ? [IPPROTO_TCP, IPPROTO_UDP] : [one], ports, from, ...(description !== undefined ? { description } : {}) };
+    const identifier = d.identifier === undefined ? undefined : identifierPattern(d.identifier);
+    if (d.identifier !== undefined && identifier === undefined) this.fail([...path, 'identifier'], 'an IPv6 interface identifier: the low 64 bits alone, such as ::10 or ::1:2:3:4 (no prefix, no /length, not ::)', d.identifier);
+    return { kind: 'device', name, mac, protocols: one === undefined ? [IPPROTO_TCP, IPPROTO_UDP] : [one], ports, from, ...(description !== undefined ? { description } : {}), ...(identifier ? { identifier } : {}) };
   }
 
   unique(items: [string, (string | number)[]][], what: string): void {
@@ -422,7 +425,8 @@ export function describeStatic(s: StaticOpening): string {
   const protos = (list: readonly number[]) => (list.length === 2 ? 'tcp+udp' : list.map(protocolName).join('+'));
   if (s.kind === 'pinhole') return `pinhole ${protos(s.protocols)} ${s.ports.map(formatRange).join(', ')} → ${s.to.text}${from}`;
   if (s.kind === 'device') {
-    return `device ${protos(s.protocols)} ${s.ports.map(formatRange).join(', ')} → ${s.mac} (its current IPv6 addresses; IPv4 forwarded from the same ports)${from}`;
+    const iid = s.identifier ? ` and ${s.identifier.text.split('/')[0]} under any prefix` : '';
+    return `device ${protos(s.protocols)} ${s.ports.map(formatRange).join(', ')} → ${s.mac} (its current IPv6 addresses${iid}; IPv4 forwarded from the same ports)${from}`;
   }
   return `forward ${protocolName(s.protocol)} ${s.port} → ${s.to}:${s.toPort}${from}`;
 }
