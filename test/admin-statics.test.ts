@@ -158,7 +158,7 @@ t.test('201: the device opening is in the file, the service, the firewall and bo
   const [o] = r.json.openings as DeviceStaticOpening[];
   t.match(o, { id: 'static-nas-tcp-8443', kind: 'static-device', origin: 'static', static: 'nas-tcp-8443', device: MAC, description: 'HTTPS to the NAS', protocols: ['tcp'], ports: [{ min: 8443, max: 8443 }], ipv6: ['2001:db8::4'], ipv4: '192.0.2.4' });
   name = o?.static ?? '';
-  t.match(policyText(), new RegExp(`^${ORIGINAL.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}  - name: nas-tcp-8443\\n    description: HTTPS to the NAS\\n    device:\\n      mac: ${MAC}\\n`), 'appended, the rest byte for byte, named after its DHCP lease');
+  t.match(policyText(), new RegExp(`^${ORIGINAL.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}  - name: nas-tcp-8443\\n    description: HTTPS to the NAS\\n    device:\\n      mac: "${MAC}"\\n`), 'appended, the rest byte for byte, named after its DHCP lease');
   t.equal(readFileSync(`${POLICY}.bak`, 'utf8'), ORIGINAL, 'the backup');
   t.match(daemon.service.mappings((m) => m.origin === 'static'), [{ internalAddress: '192.0.2.4', internalPort: 8443, externalPort: 8443, description: `static:${name}` }], 'the IPv4 forward in the service');
   t.match(statics().filter((s) => s.kind === 'pinhole' && s.device === MAC).map((s) => (s.kind === 'pinhole' ? s.to.text : '')), ['2001:db8::4'], 'the pinhole in the firewall; not the link-local or WAN address');

@@ -98,7 +98,7 @@ t.test('POST a device opening: IPv6 to its address and IPv4 forwarded to it arri
   t.notOk(await reaches(lab, { proto: 'tcp', listen: 'lan2', port: 8443, to: '2001:db8:77::3' }), 'another host stays closed');
   const text = readFileSync(POLICY, 'utf8');
   t.ok(text.startsWith(ORIGINAL), 'everything that was there is there, byte for byte');
-  t.match(text.slice(ORIGINAL.length), new RegExp(`^  - name: ${name}\\n    device:\\n      mac: ${MAC}\\n      protocol: tcp\\n      ports: 8443\\n$`), 'the new entry, at the list\'s indentation');
+  t.match(text.slice(ORIGINAL.length), new RegExp(`^  - name: ${name}\\n    device:\\n      mac: "${MAC}"\\n      protocol: tcp\\n      ports: 8443\\n$`), 'the new entry, at the list\'s indentation');
   t.equal(readFileSync(`${POLICY}.bak`, 'utf8'), ORIGINAL, 'the backup is the file as it was');
   const dup = api('POST', '/api/statics', { device: MAC, protocol: 'tcp', port: 9000, name });
   t.match(dup, { status: 409, json: { error: /already/ } }, 'a name in use: 409');

@@ -90,7 +90,7 @@ export interface ScryptHash {
 /** `admin.passwordHash` checked at start: the format, and a cost this router can pay. */
 export function parsePasswordHash(text: string): ScryptHash {
   const m = HASH_FORMAT.exec(text);
-  const bad = (why: string) => new ConfigError(`admin.passwordHash: ${why}; expected scrypt$N$r$p$SALT$HASH as hashPassword() makes it (see README, Admin API)`);
+  const bad = (why: string) => new ConfigError(`admin.passwordHash: ${why}; expected scrypt$N$r$p$SALT$HASH as 'portcullis admin-password' prints it`);
   if (!m) throw bad('not in the expected format');
   const [N, r, p] = [Number(m[1]), Number(m[2]), Number(m[3])];
   if (N < 2 || (N & (N - 1)) !== 0 || r < 1 || p < 1 || p > 4 || N * r > MAX_SCRYPT_NR) throw bad(`N=${N} r=${r} p=${p} are not usable (N a power of two, N·r at most ${MAX_SCRYPT_NR}, p 1 to 4)`);
@@ -105,7 +105,7 @@ function scryptOf(password: string, h: Pick<ScryptHash, 'N' | 'r' | 'p' | 'salt'
   });
 }
 
-/** The `admin.passwordHash` of a password (README, Admin API, has the one-line command). */
+/** The `admin.passwordHash` of a password (what `portcullis admin-password` prints). */
 export async function hashPassword(password: string, cost = DEFAULT_SCRYPT): Promise<string> {
   const salt = randomBytes(16);
   const hash = await scryptOf(password, { ...cost, salt }, 32);
