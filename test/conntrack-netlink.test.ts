@@ -76,7 +76,7 @@ const udp = (sport: number, natPort = sport, id = sport): Flow => ({
 // ---- the codec -----------------------------------------------------------------
 
 t.test('a filtered dump request, byte for byte', async (t) => {
-  const b = encodeDump(7, { direction: 'reply', protocol: 17, dst: ip('198.51.100.1'), dstPort: 4444 });
+  const b = encodeDump(7, { direction: 'reply', family: 4, protocol: 17, dst: ip('198.51.100.1'), dstPort: 4444 });
   const want = nlmsg(0x101, 0x301, 7, Buffer.concat([
     Buffer.from([2, 0, 0, 0]),
     nest(2, nest(1, nla(2, ip4('198.51.100.1'))), nest(2, nla(1, Buffer.from([17])), nla(3, port(4444)))),
@@ -85,7 +85,7 @@ t.test('a filtered dump request, byte for byte', async (t) => {
   ]));
   want.writeUInt32LE(0, 12); // the request's port id is 0
   t.equal(b.toString('hex'), want.toString('hex'));
-  const proto = encodeDump(8, { direction: 'orig', protocol: 6 });
+  const proto = encodeDump(8, { direction: 'orig', family: 4, protocol: 6 });
   t.equal(proto.readUInt32LE(0), proto.length);
   t.ok(proto.includes(nest(25, nla(1, Buffer.from([8, 0, 0, 0])), nla(2, Buffer.alloc(4)))), 'protocol only: ORIG_FLAGS PROTO_NUM');
 });
@@ -150,11 +150,11 @@ t.test('hostile answers: every truncation, lying lengths, random bytes: errors a
 
 t.test('the filter: narrowed when the selectors share an address, else the protocol', async (t) => {
   const s = (by: FlowSelector['by'], address: string, p: number): FlowSelector => ({ by, protocol: 17, address: ip(address), port: p });
-  t.same(filterFor(17, [s('source', '192.168.77.10', 4000)]), { direction: 'orig', protocol: 17, src: '192.168.77.10', srcPort: 4000 });
-  t.same(filterFor(17, [s('source', '192.168.77.10', 4000), s('source', '192.168.77.10', 4001)]), { direction: 'orig', protocol: 17, src: '192.168.77.10' });
-  t.same(filterFor(17, [s('translated-to', '198.51.100.1', 4444)]), { direction: 'reply', protocol: 17, dst: '198.51.100.1', dstPort: 4444 });
-  t.same(filterFor(17, [s('source', '192.168.77.10', 4000), s('translated-to', '198.51.100.1', 4000)]), { direction: 'orig', protocol: 17 });
-  t.same(filterFor(17, [s('source', '192.168.77.10', 4000), s('source', '192.168.77.11', 4000)]), { direction: 'orig', protocol: 17 });
+  t.same(filterFor(4, 17, [s('source', '192.168.77.10', 4000)]), { direction: 'orig', family: 4, protocol: 17, src: '192.168.77.10', srcPort: 4000 });
+  t.same(filterFor(4, 17, [s('source', '192.168.77.10', 4000), s('source', '192.168.77.10', 4001)]), { direction: 'orig', family: 4, protocol: 17, src: '192.168.77.10' });
+  t.same(filterFor(4, 17, [s('translated-to', '198.51.100.1', 4444)]), { direction: 'reply', family: 4, protocol: 17, dst: '198.51.100.1', dstPort: 4444 });
+  t.same(filterFor(4, 17, [s('source', '192.168.77.10', 4000), s('translated-to', '198.51.100.1', 4000)]), { direction: 'orig', family: 4, protocol: 17 });
+  t.same(filterFor(4, 17, [s('source', '192.168.77.10', 4000), s('source', '192.168.77.11', 4000)]), { direction: 'orig', family: 4, protocol: 17 });
 });
 
 // ---- a fake kernel behind a fake socket ---------------------------------------
@@ -223,7 +223,7 @@ const opener = (k: FakeKernel) => async () => {
 t.test('a dump: answers of another request skipped, every datagram read until done', async (t) => {
   const k = fakeKernel({ flows: Array.from({ length: 25 }, (_, i) => udp(5000 + i)) });
   const ct = new Ctnetlink(opener(k));
-  const r = await ct.dump({ direction: 'orig', protocol: 17 });
+  const r = await ct.dump({ direction: 'orig', family: 4, protocol: 17 });
   t.ok(r.ok);
   if (r.ok) {
     t.equal(r.value.flows.length, 25, 'three datagrams, a stale flow of seq-1 left out');
@@ -235,16 +235,16 @@ t.test('a dump: answers of another request skipped, every datagram read until do
 t.test('a kernel that keeps sending: the dump stops at MAX_FLOWS and the socket is replaced', async (t) => {
   const k = fakeKernel({ flows: Array.from({ length: MAX_FLOWS + 50 }, (_, i) => udp(1 + (i % 65_000), 1, i)), perDatagram: 100 });
   const ct = new Ctnetlink(opener(k));
-  const r = await ct.dump({ direction: 'orig', protocol: 17 });
+  const r = await ct.dump({ direction: 'orig', family: 4, protocol: 17 });
   t.match(r, { ok: true, value: { complete: false, flows: { length: MAX_FLOWS } } });
-  await ct.dump({ direction: 'orig', protocol: 6 });
+  await ct.dump({ direction: 'orig', family: 4, protocol: 6 });
   t.equal(k.opened, 2, 'the half-read socket is not used again');
 });
 
 t.test('a silent kernel or a refusal: a failure, and a new socket next time', async (t) => {
   const silent = fakeKernel({ silent: true });
   const ct = new Ctnetlink(opener(silent));
-  t.match(await ct.dump({ direction: 'orig', protocol: 17 }), { ok: false, detail: /no answer/ });
+  t.match(await ct.dump({ direction: 'orig', family: 4, protocol: 17 }), { ok: false, detail: /no answer/ });
   t.match(await ct.remove([udp(1)]), { ok: false, detail: /unanswered/ });
   t.equal(silent.opened, 2);
   const refusing = fakeKernel({ flows: [udp(1)], deleteErrno: 1 });

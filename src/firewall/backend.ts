@@ -20,8 +20,12 @@ export interface FirewallEntry {
 export type FirewallChange =
   /** Add, or refresh the timeout of, an entry. */
   | { op: 'put'; entry: FirewallEntry; timeoutSeconds: number }
-  /** Remove an entry; one that is already gone (expired in the kernel) is not an error. */
-  | { op: 'remove'; entry: FirewallEntry };
+  /**
+   * Remove an entry; one that is already gone (expired in the kernel) is not
+   * an error. `endFlows`: the flows that entered through it end too (the
+   * admin closed it); without it they run on (see service/firewall-entries.ts).
+   */
+  | { op: 'remove'; entry: FirewallEntry; endFlows?: boolean };
 
 /** An entry the kernel should hold now, with the seconds it has left. */
 export interface DesiredEntry {

@@ -293,13 +293,16 @@ export class MappingService {
   /**
    * The admin removes client mappings (`portcullis rm`), whoever made them
    * and whatever their nonce; the client's next renewal finds them gone.
-   * Static forwards are the policy file's and stay. Returns what was taken
-   * out of table, kernel and store (nothing, if the firewall refused).
+   * Static forwards are the policy file's and stay. The flows already
+   * running through them end too: the admin's Close stops the traffic, not
+   * only new connections (a client's own delete does not: removals()).
+   * Returns what was taken out of table, kernel and store (nothing, if the
+   * firewall refused).
    */
   async removeAsAdmin(match: (m: Mapping) => boolean): Promise<{ ok: boolean; removed: Mapping[] }> {
     const victims = this.mappings((m) => m.origin !== 'static' && match(m));
     if (victims.length === 0) return { ok: true, removed: [] };
-    const ok = await this.edit.removeEnded(victims);
+    const ok = await this.edit.removeEnded(victims, true);
     if (ok) this.telemetry.removed('admin', victims.length);
     if (ok) this.upstream?.gone(victims);
     for (const m of ok ? victims : []) {

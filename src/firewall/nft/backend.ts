@@ -5,8 +5,9 @@ import type { Logger } from '../../log.js';
 import { type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
 import { ALL_PORTS, SET, elementConcats, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
-import { OutboundElements, largestFreeRun, outboundElementsOf, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
-import { ConntrackFlusher, type FlowSelector } from '../conntrack.js';
+import { OutboundElements, flowsOf, largestFreeRun, outboundElementsOf, type ElementOp, type Staged } from './outbound.js';
+import { ConntrackFlusher } from '../conntrack.js';
+import { closedStatics, endedFlows } from '../ended-flows.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 
 export class NftSetupError extends Error {}
@@ -118,11 +119,17 @@ export class NftBackend implements FirewallBackend {
    * The admin's static openings. Before start this only records them (start
    * installs them); afterwards the kernel's static rules are diffed against
    * them in one transaction: an unchanged opening is never touched, so it is
-   * never closed, not even for an instant.
+   * never closed, not even for an instant. The flows through an opening that
+   * went are forgotten (ended-flows.ts): the admin closed it.
    */
   async setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }> {
+    const before = this.statics;
     this.statics = statics;
-    return this.started ? this.applyStatics() : { added: 0, removed: 0, kept: 0 };
+    const applied = this.started ? await this.applyStatics() : { added: 0, removed: 0, kept: 0 };
+    const closed = closedStatics(this.started ? before : statics, statics);
+    if (closed.unbounded.length) this.log.info({ event: 'conntrack-statics-unbounded', statics: closed.unbounded.slice(0, 8), detail: 'flows through these pinholes (a prefix, a pattern or many ports) end on their own' });
+    this.conntrack.end(closed.selectors);
+    return applied;
   }
 
   private async applyStatics(): Promise<{ added: number; removed: number; kept: number }> {
@@ -299,6 +306,7 @@ export class NftBackend implements FirewallBackend {
     }
     if (done.some((d) => d.newlyHeld.some((p) => p >= this.remap.min && p <= this.remap.max))) await this.moveRemap(false);
     this.conntrack.flush(done.flatMap((d) => flowsOf(d.moved)));
+    this.conntrack.end(endedFlows(batch, results));
     this.armSweep();
     return results;
   }
@@ -535,14 +543,6 @@ function normalizeListed(set: SetKey, concat: unknown[]): unknown[] {
 function dataOf(set: SetKey, e: unknown): unknown[] {
   if (set !== 'snat4' || !Array.isArray(e)) return [];
   return (e[1] as { concat?: unknown[] }).concat ?? [];
-}
-
-/** Flows to re-translate after a committed batch: each moved endpoint's own, and other hosts' on its new external port. */
-function flowsOf(moved: readonly MovedEndpoint[]): FlowSelector[] {
-  return moved.flatMap((m) => [
-    { by: 'source' as const, protocol: m.protocol, address: m.internalAddress, port: m.internalPort },
-    ...(m.after ? [{ by: 'translated-to' as const, protocol: m.protocol, address: m.after.address, port: m.after.port }] : []),
-  ]);
 }
 
 function staticPorts(statics: readonly StaticOpening[]): number[] {
