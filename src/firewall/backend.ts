@@ -64,6 +64,8 @@ export interface FirewallBackend {
   guardUpstream?(server: { address: IpAddress; port: number } | undefined): Promise<void>;
   /** Packets an entry has admitted, where the firewall counts them (IPv6 pinholes); undefined otherwise. */
   packets?(entry: FirewallEntry): Promise<number | undefined>;
+  /** The same for many entries at once, by entryKey (entries not counted are left out): one listing, not a query each. */
+  packetCounts?(entries: readonly FirewallEntry[]): Promise<Map<string, number>>;
   /**
    * A firewall others can change behind our back (an OpenWrt firewall
    * reload, an admin's `nft flush`) says cheaply whether its objects are all

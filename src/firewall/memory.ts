@@ -75,6 +75,16 @@ export class MemoryFirewall implements FirewallBackend {
     return this.entries.get(entryKey(entry))?.packets;
   }
 
+  async packetCounts(entries: readonly FirewallEntry[]): Promise<Map<string, number>> {
+    this.expire();
+    const out = new Map<string, number>();
+    for (const e of entries) {
+      const held = this.entries.get(entryKey(e));
+      if (held) out.set(entryKey(e), held.packets);
+    }
+    return out;
+  }
+
   /** Live entries, as `nft list` would show them. */
   list(): FirewallEntry[] {
     this.expire();

@@ -19,7 +19,7 @@
 // and state/records.ts (a mapping as the journal records it).
 
 import { familyOf, isUnspecified, type IpAddress } from '../net/address.js';
-import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
+import { entryKey, type FirewallBackend, type FirewallChange, type FirewallEntry } from '../firewall/backend.js';
 import type { Policy } from '../policy/policy.js';
 import { hostUnit } from '../net/hosts.js';
 import type { Logger } from '../log.js';
@@ -131,6 +131,18 @@ export class MappingService {
   /** Inbound packets a mapping has admitted, where the firewall counts them. */
   packets(m: Mapping): Promise<number | undefined> {
     return this.firewall.packets?.(entryOf(m)) ?? Promise.resolve(undefined);
+  }
+
+  /** The same for many mappings, by id, asked of the firewall at once (one listing); mappings not counted are left out. */
+  async packetCounts(mappings: readonly Mapping[]): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    if (!this.firewall.packetCounts || mappings.length === 0) return out;
+    const counts = await this.firewall.packetCounts(mappings.map(entryOf));
+    for (const m of mappings) {
+      const n = counts.get(entryKey(entryOf(m)));
+      if (n !== undefined) out.set(m.id, n);
+    }
+    return out;
   }
 
   /** Seconds left on a mapping. */

@@ -2,12 +2,13 @@
 // objects; this file owns their lifecycle, batches and reconciliation.
 
 import type { Logger } from '../../log.js';
-import { type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
+import { entryKey, type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { ALL_PORTS, SET, elementConcats, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
+import { ALL_PORTS, SET, elementConcats, elementKey, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
 import { OutboundElements, flowsOf, largestFreeRun, outboundElementsOf, type ElementOp, type Staged } from './outbound.js';
 import { ConntrackFlusher } from '../conntrack.js';
 import { closedStatics, endedFlows } from '../ended-flows.js';
+import { packetCounts } from './counters.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 
 export class NftSetupError extends Error {}
@@ -376,13 +377,12 @@ export class NftBackend implements FirewallBackend {
 
   /** Packets an IPv6 pinhole admitted (its set elements' counters); undefined when unknown. */
   async packets(entry: FirewallEntry): Promise<number | undefined> {
-    if (entry.family !== 6) return undefined;
-    const ref = this.ref(setFor(entry, this.nat44));
-    const r = await this.runner.script(`get element ${ref.family} ${ref.table} ${ref.name} { ${elementTexts(entry, this.nat44).join(', ')} }\n`);
-    if (!r.ok) return undefined;
-    let total = 0;
-    for (const m of r.stdout.matchAll(/counter packets (\d+)/g)) total += Number(m[1]);
-    return total;
+    return (await this.packetCounts([entry])).get(entryKey(entry));
+  }
+
+  /** Packets of many pinholes, by entryKey: one listing per pinhole set (counters.ts). */
+  packetCounts(entries: readonly FirewallEntry[]): Promise<Map<string, number>> {
+    return packetCounts(this.runner, (k) => this.ref(k), entries, this.nat44);
   }
 
   /**
