@@ -2,13 +2,13 @@
 // objects; this file owns their lifecycle, batches and reconciliation.
 
 import type { Logger } from '../../log.js';
-import { entryKey, type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
+import { type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
 import { ALL_PORTS, SET, elementConcats, elementKey, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
 import { OutboundElements, flowsOf, largestFreeRun, outboundElementsOf, type ElementOp, type Staged } from './outbound.js';
 import { ConntrackFlusher } from '../conntrack.js';
 import { closedStatics, endedFlows } from '../ended-flows.js';
-import { packetCounts } from './counters.js';
+import { packetCounts, packetsOf } from './counters.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 
 export class NftSetupError extends Error {}
@@ -376,8 +376,8 @@ export class NftBackend implements FirewallBackend {
   }
 
   /** Packets an IPv6 pinhole admitted (its set elements' counters); undefined when unknown. */
-  async packets(entry: FirewallEntry): Promise<number | undefined> {
-    return (await this.packetCounts([entry])).get(entryKey(entry));
+  packets(entry: FirewallEntry): Promise<number | undefined> {
+    return packetsOf(this.runner, (k) => this.ref(k), entry, this.nat44);
   }
 
   /** Packets of many pinholes, by entryKey: one listing per pinhole set (counters.ts). */
