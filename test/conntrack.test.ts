@@ -97,6 +97,29 @@ t.test('filters no flow matches run no deletion; only those some flow matches do
   t.same(none.runs(), ['run -L -f ipv4 -p udp'], 'one listing, no deletion');
 });
 
+t.test("'destination': the flows reaching a LAN endpoint, IPv4 after DNAT and IPv6, listed per family and deleted by the reply's source", async (t) => {
+  // Inbound to 198.51.100.1:40101, DNATed to 192.168.77.2:40101; inbound to an IPv6 pinhole (the tool writes uncompressed zeros here).
+  const v4 = 'udp      17 29 src=203.0.113.5 dst=198.51.100.1 sport=45040 dport=40101 src=192.168.77.2 dst=203.0.113.5 sport=40101 dport=45040 [ASSURED] mark=0 use=1\n';
+  const v6 = 'tcp      6 431999 ESTABLISHED src=2001:db8:ff::2 dst=2001:db8:77:0:0:0:0:2 sport=45061 dport=40201 src=2001:db8:77:0:0:0:0:2 dst=2001:db8:ff::2 sport=40201 dport=45061 [ASSURED] mark=0 use=1\n';
+  const tool = fakeTool(false, v4 + v6);
+  const c = new ConntrackFlusher(memoryLogger(), { via: 'tool', binary: tool.binary });
+  c.flush([
+    { by: 'destination', protocol: 17, address: mustParseIp('192.168.77.2'), port: 40101 },
+    { by: 'destination', protocol: 6, address: mustParseIp('2001:db8:77::2'), port: 40201 },
+    // No flow reaches these: no deletion for them.
+    { by: 'destination', protocol: 17, address: mustParseIp('192.168.77.2'), port: 40102 },
+    { by: 'destination', protocol: 6, address: mustParseIp('2001:db8:77::3'), port: 40201 },
+  ]);
+  await c.idle();
+  t.same(tool.runs(), [
+    'run -L -f ipv4 -p udp',
+    'run -L -f ipv6 -p tcp',
+    'run -R',
+    '-D -f ipv4 -p udp --reply-src 192.168.77.2 --reply-port-src 40101',
+    '-D -f ipv6 -p tcp --reply-src 2001:db8:77::2 --reply-port-src 40201',
+  ]);
+});
+
 t.test('one listing per protocol the filters name', async (t) => {
   const tool = fakeTool(false, '');
   const c = new ConntrackFlusher(memoryLogger(), { via: 'tool', binary: tool.binary });
@@ -116,12 +139,12 @@ t.test('a listing that fails: every filter is deleted for, as without one', asyn
 });
 
 t.test('conntrack -L lines: the original source and where the reply goes', async (t) => {
-  t.same(flowOf(udpFlow(4000, 4001)), { protocol: 'udp', source: '192.168.77.10', sourcePort: 4000, replyTo: '11.22.33.1', replyToPort: 4001 });
+  t.same(flowOf(udpFlow(4000, 4001)), { protocol: 'udp', source: '192.168.77.10', sourcePort: 4000, replyTo: '11.22.33.1', replyToPort: 4001, replyFrom: '198.51.100.2', replyFromPort: 53 });
   t.equal(flowOf('conntrack v1.4.7 (conntrack-tools): 0 flow entries have been shown.'), undefined);
   t.equal(flowOf('icmp     1 29 src=192.168.77.10 dst=198.51.100.2 type=8 code=0 id=1 src=198.51.100.2 dst=11.22.33.1 type=0 code=0 id=1 mark=0 use=1'), undefined, 'no ports');
   t.same(
     flowOf('tcp      6 431999 ESTABLISHED src=192.168.77.11 dst=203.0.113.9 sport=5555 dport=443 src=203.0.113.9 dst=11.22.33.1 sport=443 dport=6666 [ASSURED] mark=0 zone=3 use=1'),
-    { protocol: 'tcp', source: '192.168.77.11', sourcePort: 5555, replyTo: '11.22.33.1', replyToPort: 6666 },
+    { protocol: 'tcp', source: '192.168.77.11', sourcePort: 5555, replyTo: '11.22.33.1', replyToPort: 6666, replyFrom: '203.0.113.9', replyFromPort: 443 },
     'a state, flags and a zone around the tuples',
   );
   t.equal(flowOf('udp 17 29 src=192.168.77.10 dst=198.51.100.2 sport=1 dport=2 src=198.51.100.2 dst=11.22.33.1 sport=2 dport=1 src=192.168.77.9 mark=0'), undefined, 'a third src= is not a flow line');

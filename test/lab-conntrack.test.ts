@@ -5,7 +5,9 @@
 // the namespace it was opened in), once forced onto netlink and once onto the
 // conntrack tool, with a 'source' selector for a UDP flow and a
 // 'translated-to' one for a TCP flow; those two go, the flows beside them
-// (same host, other ports) stay.
+// (same host, other ports) stay. And inbound (issue 13): the WAN host sends to
+// the router's address (DNATed to the LAN host) and to the LAN host's IPv6
+// address; a 'destination' selector for each makes those go, over either path.
 
 import t from 'tap';
 import { fileURLToPath } from 'node:url';
@@ -15,7 +17,7 @@ import { join } from 'node:path';
 import { CLI, labUp, logged, logLines, waitForLine, type Lab } from './helpers/lab.js';
 import { until } from './helpers/wait.js';
 import { flowOf, type FlowSelector } from '../src/firewall/conntrack.js';
-import { mustParseIp } from '../src/net/address.js';
+import { mustParseIp, parseIp } from '../src/net/address.js';
 
 const lab: Lab = labUp(`ct${process.pid % 10000}`);
 t.teardown(() => lab.down());
@@ -23,12 +25,28 @@ t.teardown(() => lab.down());
 const LAN = '192.168.77.2';
 const WAN = '198.51.100.2';
 const EXT = '198.51.100.1';
+const LAN6 = '2001:db8:77::2';
 const FLUSHER = fileURLToPath(new URL('../src/firewall/conntrack.js', import.meta.url));
 
 t.before(() => {
   lab.exec('rtr', ['nft', '-f', '-'], { input: 'table ip ct16lab {\n  chain post {\n    type nat hook postrouting priority 100;\n    oifname "wan0" masquerade\n  }\n}\n' });
   lab.spawn('wan', ['socat', 'TCP-LISTEN:6000,reuseaddr,fork', 'EXEC:sleep 30']);
+  // Inbound: ports 40300-40399 of the router DNATed to the LAN host, and let
+  // through the lab's forward chain (its mark), both families: a dropped
+  // packet's flow never enters the table.
+  lab.exec('rtr', ['nft', '-f', '-'], {
+    input: 'table ip ct13lab {\n  chain pre {\n    type nat hook prerouting priority -100;\n    iifname "wan0" udp dport 40300-40399 dnat to 192.168.77.2\n  }\n}\n' +
+      'table inet ct13lab {\n  chain inbound {\n    type filter hook forward priority -10;\n    iifname "wan0" udp dport 40300-40399 meta mark set meta mark | 0x10000000\n  }\n}\n',
+  });
 });
+
+/** The router's UDP flows of a family whose reply comes from the LAN host's port: the ones that reach it. */
+const flowsTo = (family: 4 | 6, port: number) =>
+  lab
+    .exec('rtr', ['conntrack', '-L', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', 'udp'], { allowFail: true })
+    .stdout.split('\n')
+    .map(flowOf)
+    .filter((f) => f !== undefined && parseIp(f.replyFrom) === (family === 4 ? LAN : LAN6) && f.replyFromPort === port);
 
 /** The router's flows of a protocol from the LAN host's port, as `conntrack -L` tells them. */
 const flowsFrom = (proto: 'udp' | 'tcp', port: number) =>
@@ -83,6 +101,32 @@ for (const [via, base] of [['netlink', 40_000], ['tool', 40_100]] as const) {
     t.same(flowsFrom('tcp', base + 1), [], 'the TCP flow translated to the selected port is gone');
     t.equal(flowsFrom('udp', base + 2).length, 1, 'the UDP flow from another port stays');
     t.equal(flowsFrom('tcp', base + 3).length, 1, 'the TCP flow from another port stays');
+  });
+}
+
+for (const [via, base] of [['netlink', 40_300], ['tool', 40_350]] as const) {
+  t.test(`${via}: 'destination' forgets the flows that reach a LAN endpoint, IPv4 after DNAT and IPv6`, async (t) => {
+    // From fixed source ports, to ports base (to forget) and base+1 (to keep), both families.
+    for (const p of [base, base + 1]) {
+      lab.exec('wan', ['socat', '-u', 'STDIN', `UDP4:${EXT}:${p},sourceport=${p + 1000}`], { input: 'x' });
+      lab.exec('wan', ['socat', '-u', 'STDIN', `UDP6:[${LAN6}]:${p},sourceport=${p + 1000}`], { input: 'x' });
+    }
+    const all = () => [4, 6].every((f) => [base, base + 1].every((p) => flowsTo(f as 4 | 6, p).length === 1));
+    t.ok(await until(all, 10_000, 100), `the router shows the four inbound flows: ${lab.exec('rtr', ['conntrack', '-L'], { allowFail: true }).stdout}`);
+    t.equal(flowsTo(4, base)[0]?.replyTo, '198.51.100.2', 'the IPv4 flow was DNATed: the LAN host answers the WAN host');
+    const r = forget(via, [
+      { by: 'destination', protocol: 17, address: mustParseIp(LAN), port: base },
+      { by: 'destination', protocol: 17, address: mustParseIp(LAN6), port: base },
+    ]);
+    t.same(r.lines.filter((l) => l.level === 'warn'), [], 'no failure');
+    if (via === 'netlink') {
+      t.equal(r.deleted, 2, 'two flows deleted over netlink');
+      t.equal(r.dumps, 2, 'one dump per family (the protocol and endpoint filtered in the kernel)');
+    } else t.ok(r.runs >= 3, 'the tool listed each family and deleted');
+    t.same(flowsTo(4, base), [], 'the IPv4 flow to the LAN endpoint is gone');
+    t.same(flowsTo(6, base), [], 'the IPv6 flow to the LAN endpoint is gone');
+    t.equal(flowsTo(4, base + 1).length, 1, 'the IPv4 flow to another port stays');
+    t.equal(flowsTo(6, base + 1).length, 1, 'the IPv6 flow to another port stays');
   });
 }
 

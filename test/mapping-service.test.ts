@@ -10,6 +10,7 @@ import { encodeNatPmpMapRequest, decodeNatPmpResponse } from '../src/protocols/n
 import { mappingKey } from '../src/domain/mapping.js';
 import { EXTERNAL, harness } from './helpers/harness.js';
 import { mapRequests } from './helpers/map-request.js';
+import { until } from './helpers/wait.js';
 
 const A = mustParseIp('192.168.77.10');
 const B = mustParseIp('192.168.77.11');
@@ -262,4 +263,32 @@ t.test('renewals do not grow the expiry heap: one entry per live mapping', async
   h.service.expireDue();
   t.equal(h.service.count(), 0);
   t.equal(h.table.scheduled, 0);
+});
+
+t.test("the admin's removal ends the flows through a mapping; a client's delete and an expiry do not (issue 13)", async (t) => {
+  const h = harness();
+  const req6 = mapRequests({ client: A6, nonce: NONCE });
+  t.match(await h.service.map(req({ internalPort: 40100 })), { ok: true });
+  t.match(await h.service.map(req6({ protocol: 6, internalPort: 40200 })), { ok: true });
+  t.match(await h.service.map(req({ internalPort: 40300 })), { ok: true });
+  t.match(await h.service.map(req({ internalPort: 40400, lifetime: 60 })), { ok: true });
+  // A client deletes its own (RFC 6887 asks nothing of its running flows); another one expires.
+  t.match(await h.service.remove({ via: 'pcp', client: A, internalAddress: A, protocol: 17, internalPort: 40300, nonce: NONCE }), { ok: true });
+  h.clock.advance(200_000);
+  h.service.expireDue();
+  await until(() => h.service.count() === 2, 5_000, 10);
+  t.equal(h.service.count(), 2, 'the deleted and the expired mapping are gone');
+  t.same(h.firewall.flowsEnded, [], 'no flow ended by a client or by time');
+  const r = await h.service.removeAsAdmin((m) => m.internalPort === 40100 || m.internalPort === 40200);
+  t.equal(r.removed.length, 2);
+  t.same(
+    h.firewall.flowsEnded,
+    [
+      { by: 'destination', protocol: 17, address: A, port: 40100 },
+      { by: 'source', protocol: 17, address: A, port: 40100 },
+      { by: 'destination', protocol: 6, address: A6, port: 40200 },
+      { by: 'source', protocol: 6, address: A6, port: 40200 },
+    ],
+    "the flows reaching each internal endpoint (IPv4 after DNAT, IPv6 the pinhole's own address) and those it began",
+  );
 });

@@ -20,8 +20,12 @@ export interface FirewallEntry {
 export type FirewallChange =
   /** Add, or refresh the timeout of, an entry. */
   | { op: 'put'; entry: FirewallEntry; timeoutSeconds: number }
-  /** Remove an entry; one that is already gone (expired in the kernel) is not an error. */
-  | { op: 'remove'; entry: FirewallEntry };
+  /**
+   * Remove an entry; one that is already gone (expired in the kernel) is not
+   * an error. `endFlows`: the flows that entered through it end too (the
+   * admin closed it); without it they run on (see service/firewall-entries.ts).
+   */
+  | { op: 'remove'; entry: FirewallEntry; endFlows?: boolean };
 
 /** An entry the kernel should hold now, with the seconds it has left. */
 export interface DesiredEntry {
@@ -60,6 +64,8 @@ export interface FirewallBackend {
   guardUpstream?(server: { address: IpAddress; port: number } | undefined): Promise<void>;
   /** Packets an entry has admitted, where the firewall counts them (IPv6 pinholes); undefined otherwise. */
   packets?(entry: FirewallEntry): Promise<number | undefined>;
+  /** The same for many entries at once, by entryKey (entries not counted are left out): one listing, not a query each. */
+  packetCounts?(entries: readonly FirewallEntry[]): Promise<Map<string, number>>;
   /**
    * A firewall others can change behind our back (an OpenWrt firewall
    * reload, an admin's `nft flush`) says cheaply whether its objects are all

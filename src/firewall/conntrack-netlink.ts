@@ -1,7 +1,7 @@
 // The in-process path of conntrack.ts: ctnetlink from the daemon
 // (ctnetlink.ts), no process, no text.
 //
-// A run's selectors of one protocol are found with one dump whose filter the
+// A run's selectors of one family and protocol are found with one dump whose filter the
 // kernel applies (CTA_FILTER): the protocol always — under a UPnP load the
 // table is mostly TCP TIME_WAIT entries of the HTTP connections, which a UDP
 // filter never sees in user space — and the address (and port) too when the
@@ -15,12 +15,19 @@
 // A protocol-wide dump that outgrows MAX_FLOWS is redone as one dump per
 // selector address (at most MAX_NARROW_DUMPS): each returns only that
 // address's flows.
+//
+// IPv6 flows are never narrowed by address in the kernel: its IPv6 address
+// comparison in CTA_FILTER is inverted (ctnetlink_filter_match_tuple keeps a
+// flow whose address differs; seen on 6.18 in the lab: a filter on the
+// reply's source returned every flow but the one from that source). Their
+// dumps filter on protocol and port, and the addresses are matched here,
+// which is right whether or not a kernel has the fault.
 
 import type { Logger } from '../log.js';
-import { familyOf } from '../net/address.js';
+import { familyOf, type Family } from '../net/address.js';
 import type { Flow, TupleFilter } from './ctnetlink-codec.js';
 import { Ctnetlink } from './ctnetlink.js';
-import type { FlowPath, FlowSelector } from './flow-path.js';
+import { selectorKey as key, type FlowPath, type FlowSelector } from './flow-path.js';
 
 /** Dumps narrowed to one address, per protocol and run, after a protocol-wide one was cut short. */
 const MAX_NARROW_DUMPS = 16;
@@ -45,37 +52,48 @@ export class NetlinkPath implements FlowPath {
    */
   async probe(): Promise<string | undefined> {
     await this.ct.ready();
-    const r = await this.ct.dump({ direction: 'orig', protocol: 17, src: '0.0.0.0' as Flow['orig']['src'], srcPort: 0 });
+    const r = await this.ct.dump({ direction: 'orig', family: 4, protocol: 17, src: '0.0.0.0' as Flow['orig']['src'], srcPort: 0 });
     if (!r.ok) return r.detail;
     if (r.value.flows.some((f) => f.protocol !== 17 || f.orig.srcPort !== 0)) return 'the kernel does not filter dumps (CTA_FILTER needs Linux 5.8)';
     return undefined;
   }
 
   async forget(selectors: readonly FlowSelector[]): Promise<boolean> {
-    const byProtocol = new Map<number, FlowSelector[]>();
+    // One group per family and protocol: a dump is of one family (nfgenmsg) and filters on one protocol.
+    const groups = new Map<string, { family: Family; protocol: number; group: FlowSelector[] }>();
     for (const s of selectors) {
-      if (familyOf(s.address) !== 4) continue;
-      const group = byProtocol.get(s.protocol);
-      if (group) group.push(s);
-      else byProtocol.set(s.protocol, [s]);
+      const family = familyOf(s.address);
+      const g = groups.get(`${family} ${s.protocol}`);
+      if (g) g.group.push(s);
+      else groups.set(`${family} ${s.protocol}`, { family, protocol: s.protocol, group: [s] });
     }
     const doomed = new Map<string, Flow>();
-    for (const [protocol, group] of byProtocol) {
+    for (const { family, protocol, group } of groups.values()) {
       const wanted = new Set(group.map((s) => key(s.by, protocol, s.address, s.port)));
       const take = (flows: readonly Flow[]) => {
         for (const f of flows) {
-          if (f.protocol !== protocol) continue;
-          if (wanted.has(key('source', protocol, f.orig.src, f.orig.srcPort)) || wanted.has(key('translated-to', protocol, f.reply.dst, f.reply.dstPort))) doomed.set(flowKey(f), f);
+          if (f.protocol !== protocol || familyOf(f.orig.src) !== family) continue;
+          if (
+            wanted.has(key('source', protocol, f.orig.src, f.orig.srcPort)) ||
+            wanted.has(key('translated-to', protocol, f.reply.dst, f.reply.dstPort)) ||
+            wanted.has(key('destination', protocol, f.reply.src, f.reply.srcPort))
+          ) {
+            doomed.set(flowKey(f), f);
+          }
         }
       };
-      const first = await this.dump(filterFor(protocol, group));
+      const first = await this.dump(filterFor(family, protocol, group));
       if (!first) return false;
       take(first.flows);
       if (first.complete) continue;
+      if (family === 6) {
+        this.truncated(`more than the IPv6 flows read for protocol ${protocol}`);
+        continue;
+      }
       // Too many flows of the protocol to read them all: one address at a time.
       const narrow = [...new Map(group.map((s) => [`${s.by} ${s.address}`, s])).values()];
       for (const s of narrow.slice(0, MAX_NARROW_DUMPS)) {
-        const r = await this.dump(filterFor(protocol, group.filter((g) => g.by === s.by && g.address === s.address)));
+        const r = await this.dump(filterFor(family, protocol, group.filter((g) => g.by === s.by && g.address === s.address)));
         if (!r) return false;
         take(r.flows);
         if (!r.complete) this.truncated(`more than the flows read for ${s.by} ${s.address}`);
@@ -108,18 +126,26 @@ export class NetlinkPath implements FlowPath {
 }
 
 /**
- * The kernel's filter for a protocol's selectors: narrowed to their address
- * (and port) when they share one kind and one address, else the protocol's
- * flows, matched here.
+ * The kernel's filter for one family's and protocol's selectors: narrowed to
+ * their address (and port) when they share one kind and one address, else
+ * the protocol's flows, matched here.
  */
-export function filterFor(protocol: number, group: readonly FlowSelector[]): TupleFilter {
+export function filterFor(family: Family, protocol: number, group: readonly FlowSelector[]): TupleFilter {
   const first = group[0];
-  if (!first || group.some((s) => s.by !== first.by || s.address !== first.address)) return { direction: 'orig', protocol };
+  if (!first || group.some((s) => s.by !== first.by || (family === 4 && s.address !== first.address))) return { direction: 'orig', family, protocol };
   const port = group.every((s) => s.port === first.port) ? first.port : undefined;
-  return first.by === 'source'
-    ? { direction: 'orig', protocol, src: first.address, ...(port !== undefined ? { srcPort: port } : {}) }
-    : { direction: 'reply', protocol, dst: first.address, ...(port !== undefined ? { dstPort: port } : {}) };
+  // No IPv6 address in the kernel's filter (see above): the port, if the selectors share one.
+  if (family === 6) {
+    if (port === undefined) return { direction: 'orig', family, protocol };
+    return first.by === 'source' ? { direction: 'orig', family, protocol, srcPort: port } : first.by === 'translated-to' ? { direction: 'reply', family, protocol, dstPort: port } : { direction: 'reply', family, protocol, srcPort: port };
+  }
+  switch (first.by) {
+    case 'source':
+      return { direction: 'orig', family, protocol, src: first.address, ...(port !== undefined ? { srcPort: port } : {}) };
+    case 'translated-to':
+      return { direction: 'reply', family, protocol, dst: first.address, ...(port !== undefined ? { dstPort: port } : {}) };
+    case 'destination':
+      return { direction: 'reply', family, protocol, src: first.address, ...(port !== undefined ? { srcPort: port } : {}) };
+  }
 }
-
-const key = (by: FlowSelector['by'], protocol: number, address: string, port: number) => `${by} ${protocol} ${address} ${port}`;
 const flowKey = (f: Flow) => `${f.protocol} ${f.orig.src} ${f.orig.srcPort} ${f.orig.dst} ${f.orig.dstPort} ${f.id ?? ''} ${f.zone ?? ''}`;

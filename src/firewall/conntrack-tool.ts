@@ -11,8 +11,8 @@
 //
 // Each `-D` line is a dump of the whole conntrack table in the kernel and the
 // tool (no kernel-side filter in conntrack-tools 1.4.7): ~70 ms of CPU per
-// line at 20 000 flows. So a run first lists the flows of the protocols its
-// filters name (`conntrack -L -f ipv4 -p udp`, one dump each, read line by
+// line at 20 000 flows. So a run first lists the flows of the families and
+// protocols its filters name (`conntrack -L -f ipv4 -p udp`, one dump each, read line by
 // line here and matched against the filters), and deletes only for the
 // filters that some flow matches: a new mapping's endpoint rarely has a flow
 // yet. A flow the listing missed began after the batch reached the kernel,
@@ -24,8 +24,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
+import { familyOf, parseIp } from '../net/address.js';
 import { protocolName } from '../net/ipproto.js';
-import type { FlowPath, FlowSelector } from './flow-path.js';
+import { selectorKey, type FlowPath, type FlowSelector } from './flow-path.js';
 
 const RUN_TIMEOUT_MS = 2_000;
 /** A listing's line longer than this is no flow of ours (a flow's line is ~200 characters). */
@@ -58,19 +59,27 @@ export class ToolPath implements FlowPath {
   }
 
   /**
-   * The selectors some flow in the table matches, by one listing per
-   * protocol; all of them when a listing fails (deleting for a filter that
+   * The selectors some flow in the table matches, by one listing per family
+   * and protocol; all of them when a listing fails (deleting for a filter that
    * matches nothing costs time, not correctness).
    */
   private async withFlows(selectors: readonly FlowSelector[]): Promise<FlowSelector[]> {
     const wanted = new Map(selectors.map((s) => [selectorKey(s.by, s.protocol, s.address, s.port), s]));
     const found = new Set<FlowSelector>();
-    for (const protocol of new Set(selectors.map((s) => s.protocol))) {
+    const listings = new Map(selectors.map((s) => [`${familyOf(s.address)} ${s.protocol}`, { family: familyOf(s.address), protocol: s.protocol }]));
+    for (const { family, protocol } of listings.values()) {
       const name = protocolName(protocol);
-      const listed = await this.list(['-L', '-f', 'ipv4', '-p', name], (line) => {
+      const listed = await this.list(['-L', '-f', family === 4 ? 'ipv4' : 'ipv6', '-p', name], (line) => {
         const flow = flowOf(line);
         if (!flow || flow.protocol !== name) return;
-        for (const key of [selectorKey('source', protocol, flow.source, flow.sourcePort), selectorKey('translated-to', protocol, flow.replyTo, flow.replyToPort)]) {
+        // The tool writes IPv6 addresses as inet_ntop does; the selectors hold canonical text.
+        const [source, replyTo, replyFrom] = [parseIp(flow.source), parseIp(flow.replyTo), parseIp(flow.replyFrom)];
+        const keys = [
+          ...(source ? [selectorKey('source', protocol, source, flow.sourcePort)] : []),
+          ...(replyTo ? [selectorKey('translated-to', protocol, replyTo, flow.replyToPort)] : []),
+          ...(replyFrom ? [selectorKey('destination', protocol, replyFrom, flow.replyFromPort)] : []),
+        ];
+        for (const key of keys) {
           const s = wanted.get(key);
           if (s) found.add(s);
         }
@@ -164,22 +173,26 @@ export class ToolPath implements FlowPath {
 }
 
 function argsOf(s: FlowSelector): string[] {
-  const proto = protocolName(s.protocol);
-  return s.by === 'source'
-    ? ['-D', '-f', 'ipv4', '-p', proto, '--orig-src', s.address, '--orig-port-src', String(s.port)]
-    : ['-D', '-f', 'ipv4', '-p', proto, '--reply-dst', s.address, '--reply-port-dst', String(s.port)];
+  const head = ['-D', '-f', familyOf(s.address) === 4 ? 'ipv4' : 'ipv6', '-p', protocolName(s.protocol)];
+  switch (s.by) {
+    case 'source':
+      return [...head, '--orig-src', s.address, '--orig-port-src', String(s.port)];
+    case 'translated-to':
+      return [...head, '--reply-dst', s.address, '--reply-port-dst', String(s.port)];
+    case 'destination':
+      return [...head, '--reply-src', s.address, '--reply-port-src', String(s.port)];
+  }
 }
-
-const selectorKey = (by: FlowSelector['by'], protocol: number, address: string, port: number) => `${by} ${protocol} ${address} ${port}`;
 
 /**
  * One line of `conntrack -L` (default output): the protocol's name, then the
  * original tuple's src/dst/sport/dport and the reply tuple's, e.g.
  * `udp 17 29 src=A dst=B sport=P dport=Q [UNREPLIED] src=B dst=X sport=Q dport=R mark=0 use=1`.
- * The original source and the reply's destination (where the flow was
- * translated to) are what the filters select on.
+ * The original source, the reply's destination (where the flow was
+ * translated to) and the reply's source (the LAN endpoint an inbound flow
+ * reaches) are what the filters select on.
  */
-export function flowOf(line: string): { protocol: string; source: string; sourcePort: number; replyTo: string; replyToPort: number } | undefined {
+export function flowOf(line: string): { protocol: string; source: string; sourcePort: number; replyTo: string; replyToPort: number; replyFrom: string; replyFromPort: number } | undefined {
   // indexOf, not a split of every field: a listing may hold tens of thousands
   // of lines, read on the daemon's main thread.
   const src = valuesOf(line, ' src=');
@@ -189,7 +202,15 @@ export function flowOf(line: string): { protocol: string; source: string; source
   if (!src || !dst || !sport || !dport) return undefined;
   const text = line.trimStart();
   const space = text.indexOf(' ');
-  return { protocol: space < 0 ? text : text.slice(0, space), source: src[0], sourcePort: Number(sport[0]), replyTo: dst[1], replyToPort: Number(dport[1]) };
+  return {
+    protocol: space < 0 ? text : text.slice(0, space),
+    source: src[0],
+    sourcePort: Number(sport[0]),
+    replyTo: dst[1],
+    replyToPort: Number(dport[1]),
+    replyFrom: src[1],
+    replyFromPort: Number(sport[1]),
+  };
 }
 
 /** The values of `key` (" src=") in a line, when it occurs exactly twice: the original tuple's and the reply's. */

@@ -25,7 +25,7 @@ import type { Logger } from '../log.js';
 import { Ctnetlink, openNetlinkSocket, type NetlinkSocket } from './ctnetlink.js';
 import { NetlinkPath } from './conntrack-netlink.js';
 import { ToolPath } from './conntrack-tool.js';
-import type { FlowPath, FlowSelector } from './flow-path.js';
+import { selectorKey, type FlowPath, type FlowSelector } from './flow-path.js';
 
 export { flowOf } from './conntrack-tool.js';
 export type { FlowPath, FlowSelector };
@@ -46,9 +46,14 @@ const MAX_GATHER_MS = 1_000;
 const SELECTORS_PER_RUN = 256;
 /** Beyond this the oldest requests are dropped (a flood of changes must not queue without end). */
 const MAX_QUEUED = 4_096;
+/** How long after ending flows they are looked for once more (end()). */
+const AGAIN_MS = 1_000;
 
 export class ConntrackFlusher {
   private readonly queue = new Map<string, FlowSelector>();
+  /** Selectors end() looks for once more, and the timer that will. */
+  private readonly again = new Map<string, FlowSelector>();
+  private againTimer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   readonly tool: ToolPath;
   readonly netlink: NetlinkPath;
@@ -79,7 +84,7 @@ export class ConntrackFlusher {
   flush(selectors: readonly FlowSelector[]): void {
     if (this.tool.missing) return;
     for (const s of selectors) {
-      const k = `${s.by} ${s.protocol} ${s.address} ${s.port}`;
+      const k = selectorKey(s.by, s.protocol, s.address, s.port);
       this.queue.delete(k);
       this.queue.set(k, s);
     }
@@ -87,6 +92,31 @@ export class ConntrackFlusher {
     if (!this.running && this.queue.size) {
       this.running = this.drain().finally(() => (this.running = undefined));
     }
+  }
+
+  /**
+   * Ends flows for good: queues the selectors now, and once more AGAIN_MS
+   * later. A TCP endpoint's delayed ACK that leaves just after its flow was
+   * deleted is a new outbound flow, which the kernel picks up mid-stream
+   * (nf_conntrack_tcp_loose, on by default) and whose replies — the remote's
+   * segments — the forward chain accepts as established: the connection
+   * would carry on. The second pass deletes that one (its original source is
+   * the endpoint); the remote's next segments are then new inbound flows
+   * that no entry admits, and the endpoint, hearing nothing, sends nothing.
+   * One timer, bounded like the queue.
+   */
+  end(selectors: readonly FlowSelector[]): void {
+    this.flush(selectors);
+    if (this.tool.missing || selectors.length === 0) return;
+    for (const s of selectors) this.again.set(selectorKey(s.by, s.protocol, s.address, s.port), s);
+    while (this.again.size > MAX_QUEUED) this.again.delete(this.again.keys().next().value!);
+    this.againTimer ??= setTimeout(() => {
+      this.againTimer = undefined;
+      const due = [...this.again.values()];
+      this.again.clear();
+      this.flush(due);
+    }, AGAIN_MS);
+    this.againTimer.unref();
   }
 
   /** Resolves when the queue is empty (tests, shutdown). */

@@ -3,7 +3,7 @@
 // linux/netlink.h, linux/netfilter/nfnetlink.h, nfnetlink_conntrack.h).
 // Pure functions: requests to bytes, the kernel's answers to flows. No I/O.
 //
-// Two requests: a dump of the IPv4 flows matching a tuple filter (CTA_FILTER,
+// Two requests: a dump of one family's flows matching a tuple filter (CTA_FILTER,
 // Linux ≥ 5.8: the kernel walks the table and sends back only what matches,
 // instead of every flow for user space to sort) and the deletion of one flow
 // by its exact original tuple and id.
@@ -15,7 +15,7 @@
 // add up ends the reading of its buffer with an error value.
 
 import { endianness } from 'node:os';
-import { ipv4FromBytes, ipv4ToBytes, type IpAddress } from '../net/address.js';
+import { addressBytes, familyOf, fromWire16, ipv4FromBytes, isV4MappedWire, type Family, type IpAddress } from '../net/address.js';
 
 // linux/netlink.h
 export const NETLINK_NETFILTER = 12;
@@ -36,6 +36,7 @@ const NFGENMSG_LEN = 4;
 const NFNETLINK_V0 = 0;
 export const NFNL_SUBSYS_CTNETLINK = 1;
 const AF_INET = 2;
+const AF_INET6 = 10;
 
 // linux/netfilter/nfnetlink_conntrack.h
 export const IPCTNL_MSG_CT_NEW = 0;
@@ -50,6 +51,8 @@ const CTA_TUPLE_IP = 1;
 const CTA_TUPLE_PROTO = 2;
 const CTA_IP_V4_SRC = 1;
 const CTA_IP_V4_DST = 2;
+const CTA_IP_V6_SRC = 3;
+const CTA_IP_V6_DST = 4;
 const CTA_PROTO_NUM = 1;
 const CTA_PROTO_SRC_PORT = 2;
 const CTA_PROTO_DST_PORT = 3;
@@ -74,7 +77,7 @@ export interface Tuple {
   dstPort: number;
 }
 
-/** An IPv4 flow with ports, as a dump tells it. */
+/** A flow with ports (IPv4 or IPv6: its tuples' addresses say which), as a dump tells it. */
 export interface Flow {
   protocol: number;
   orig: Tuple;
@@ -88,6 +91,8 @@ export interface Flow {
 /** The fields a dump's filter compares; the others may be anything. */
 export interface TupleFilter {
   direction: 'orig' | 'reply';
+  /** The flows' family: the dump's (nfgenmsg), which the kernel always compares. An address given must be of it. */
+  family: Family;
   protocol: number;
   src?: IpAddress;
   dst?: IpAddress;
@@ -121,8 +126,8 @@ function hostU32(v: number): Buffer {
   return b;
 }
 
-/** A ctnetlink message: netlink header, nfgenmsg (AF_INET, version 0, resource id 0), attributes. */
-function message(msgType: number, flags: number, seq: number, attrs: Buffer[]): Buffer {
+/** A ctnetlink message: netlink header, nfgenmsg (the family, version 0, resource id 0), attributes. */
+function message(msgType: number, flags: number, seq: number, family: Family, attrs: Buffer[]): Buffer {
   const body = Buffer.concat(attrs);
   const b = Buffer.alloc(NLMSG_HDRLEN + NFGENMSG_LEN + body.length);
   writeU32(b, 0, b.length);
@@ -130,7 +135,7 @@ function message(msgType: number, flags: number, seq: number, attrs: Buffer[]): 
   writeU16(b, 6, flags);
   writeU32(b, 8, seq);
   writeU32(b, 12, 0); // port id 0: the kernel fills ours in
-  b[16] = AF_INET;
+  b[16] = family === 4 ? AF_INET : AF_INET6;
   b[17] = NFNETLINK_V0;
   body.copy(b, NLMSG_HDRLEN + NFGENMSG_LEN);
   return b;
@@ -138,16 +143,23 @@ function message(msgType: number, flags: number, seq: number, attrs: Buffer[]): 
 
 /** The attributes of a tuple, with only the fields given. */
 function tupleAttrs(protocol: number, t: Partial<Tuple>): Buffer[] {
-  const ip = [...(t.src ? [attr(CTA_IP_V4_SRC, ipv4ToBytes(t.src))] : []), ...(t.dst ? [attr(CTA_IP_V4_DST, ipv4ToBytes(t.dst))] : [])];
+  const ip = [...(t.src ? [ipAttr('src', t.src)] : []), ...(t.dst ? [ipAttr('dst', t.dst)] : [])];
   const proto = [attr(CTA_PROTO_NUM, u8(protocol)), ...(t.srcPort !== undefined ? [attr(CTA_PROTO_SRC_PORT, be16(t.srcPort))] : []), ...(t.dstPort !== undefined ? [attr(CTA_PROTO_DST_PORT, be16(t.dstPort))] : [])];
   return [...(ip.length ? [nested(CTA_TUPLE_IP, ip)] : []), nested(CTA_TUPLE_PROTO, proto)];
 }
 
-/** IPCTNL_MSG_CT_GET with NLM_F_DUMP and CTA_FILTER: the IPv4 flows whose tuple in `f.direction` has f's fields. */
+/** An address attribute: CTA_IP_V4_* with 4 octets, CTA_IP_V6_* with 16, by the address's family. */
+function ipAttr(which: 'src' | 'dst', a: IpAddress): Buffer {
+  const v4 = familyOf(a) === 4;
+  return attr(which === 'src' ? (v4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC) : v4 ? CTA_IP_V4_DST : CTA_IP_V6_DST, addressBytes(a));
+}
+
+/** IPCTNL_MSG_CT_GET with NLM_F_DUMP and CTA_FILTER: the flows of `f.family` whose tuple in `f.direction` has f's fields. */
 export function encodeDump(seq: number, f: TupleFilter): Buffer {
+  if ((f.src && familyOf(f.src) !== f.family) || (f.dst && familyOf(f.dst) !== f.family)) throw new Error(`a filter of family ${f.family} with an address of the other`);
   const flags = FILTER.PROTO_NUM | (f.src ? FILTER.IP_SRC : 0) | (f.dst ? FILTER.IP_DST : 0) | (f.srcPort !== undefined ? FILTER.PROTO_SRC_PORT : 0) | (f.dstPort !== undefined ? FILTER.PROTO_DST_PORT : 0);
   const orig = f.direction === 'orig';
-  return message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, [
+  return message(IPCTNL_MSG_CT_GET, NLM_F_REQUEST | NLM_F_DUMP, seq, f.family, [
     nested(orig ? CTA_TUPLE_ORIG : CTA_TUPLE_REPLY, tupleAttrs(f.protocol, f)),
     nested(CTA_FILTER, [attr(CTA_FILTER_ORIG_FLAGS, hostU32(orig ? flags : 0)), attr(CTA_FILTER_REPLY_FLAGS, hostU32(orig ? 0 : flags))]),
   ]);
@@ -155,7 +167,7 @@ export function encodeDump(seq: number, f: TupleFilter): Buffer {
 
 /** IPCTNL_MSG_CT_DELETE of one flow by its original tuple (and id and zone, when known), acknowledged. */
 export function encodeDelete(seq: number, flow: Flow): Buffer {
-  return message(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, [
+  return message(IPCTNL_MSG_CT_DELETE, NLM_F_REQUEST | NLM_F_ACK, seq, familyOf(flow.orig.src), [
     nested(CTA_TUPLE_ORIG, tupleAttrs(flow.protocol, flow.orig)),
     ...(flow.id !== undefined ? [attr(CTA_ID, be32(flow.id))] : []),
     ...(flow.zone !== undefined ? [attr(CTA_ZONE, be16(flow.zone))] : []),
@@ -166,9 +178,9 @@ export function encodeDelete(seq: number, flow: Flow): Buffer {
 
 /** What one netlink message said. */
 export type Answer =
-  /** A flow of a dump (a CT message we could read as an IPv4 flow with ports). */
+  /** A flow of a dump (a CT message we could read as an IPv4 or IPv6 flow with ports). */
   | { kind: 'flow'; seq: number; flow: Flow }
-  /** A CT message that is no IPv4 flow with ports (ICMP, IPv6, a field missing): skipped. */
+  /** A CT message that is no flow with ports of its family (ICMP, another family, a field missing or of the wrong length): skipped. */
   | { kind: 'other'; seq: number }
   /** NLMSG_ERROR: errno 0 is an acknowledgement; else the negative errno's absolute value. */
   | { kind: 'ack'; seq: number; errno: number }
@@ -198,7 +210,8 @@ export function decodeMessages(buf: Buffer, maxMessages = 4096): Decoded {
       const code = body.length >= 4 ? readI32(body, 0) : 0;
       answers.push({ kind: type === NLMSG_ERROR ? 'ack' : 'done', seq, errno: Math.abs(code) });
     } else if (type >> 8 === NFNL_SUBSYS_CTNETLINK) {
-      const flow = body.length >= NFGENMSG_LEN && body[0] === AF_INET ? flowOf(body.subarray(NFGENMSG_LEN)) : undefined;
+      const family = body.length >= NFGENMSG_LEN ? ({ [AF_INET]: 4, [AF_INET6]: 6 } as Record<number, Family | undefined>)[body[0]!] : undefined;
+      const flow = family ? flowOf(body.subarray(NFGENMSG_LEN), family) : undefined;
       answers.push(flow ? { kind: 'flow', seq, flow } : { kind: 'other', seq });
     } else {
       return { ok: false, answers, detail: `message type ${type} is not ctnetlink's` };
@@ -221,11 +234,11 @@ function attrsOf(b: Buffer): Map<number, Buffer> | undefined {
   return out;
 }
 
-function flowOf(attrsBuf: Buffer): Flow | undefined {
+function flowOf(attrsBuf: Buffer, family: Family): Flow | undefined {
   const top = attrsOf(attrsBuf);
   if (!top) return undefined;
-  const orig = tupleOf(top.get(CTA_TUPLE_ORIG));
-  const reply = tupleOf(top.get(CTA_TUPLE_REPLY));
+  const orig = tupleOf(top.get(CTA_TUPLE_ORIG), family);
+  const reply = tupleOf(top.get(CTA_TUPLE_REPLY), family);
   if (!orig || !reply || orig.protocol !== reply.protocol) return undefined;
   const id = top.get(CTA_ID);
   const zone = top.get(CTA_ZONE);
@@ -238,18 +251,23 @@ function flowOf(attrsBuf: Buffer): Flow | undefined {
   };
 }
 
-function tupleOf(b: Buffer | undefined): { protocol: number; tuple: Tuple } | undefined {
+/** One tuple of a flow of `family`: its addresses must be that family's attributes, of that family's exact length. */
+function tupleOf(b: Buffer | undefined, family: Family): { protocol: number; tuple: Tuple } | undefined {
   if (!b) return undefined;
   const t = attrsOf(b);
   const ip = t && attrsOf(t.get(CTA_TUPLE_IP) ?? Buffer.alloc(0));
   const proto = t && attrsOf(t.get(CTA_TUPLE_PROTO) ?? Buffer.alloc(0));
-  const src = ip?.get(CTA_IP_V4_SRC);
-  const dst = ip?.get(CTA_IP_V4_DST);
+  const length = family === 4 ? 4 : 16;
+  const src = ip?.get(family === 4 ? CTA_IP_V4_SRC : CTA_IP_V6_SRC);
+  const dst = ip?.get(family === 4 ? CTA_IP_V4_DST : CTA_IP_V6_DST);
   const num = proto?.get(CTA_PROTO_NUM);
   const sport = proto?.get(CTA_PROTO_SRC_PORT);
   const dport = proto?.get(CTA_PROTO_DST_PORT);
-  if (src?.length !== 4 || dst?.length !== 4 || num?.length !== 1 || sport?.length !== 2 || dport?.length !== 2) return undefined;
-  return { protocol: num[0]!, tuple: { src: ipv4FromBytes(src), dst: ipv4FromBytes(dst), srcPort: sport.readUInt16BE(0), dstPort: dport.readUInt16BE(0) } };
+  if (src?.length !== length || dst?.length !== length || num?.length !== 1 || sport?.length !== 2 || dport?.length !== 2) return undefined;
+  // An IPv4-mapped address in an IPv6 flow would read back as IPv4 text, and a deletion would name it in the wrong family.
+  if (family === 6 && (isV4MappedWire(src) || isV4MappedWire(dst))) return undefined;
+  const address = family === 4 ? ipv4FromBytes : fromWire16;
+  return { protocol: num[0]!, tuple: { src: address(src), dst: address(dst), srcPort: sport.readUInt16BE(0), dstPort: dport.readUInt16BE(0) } };
 }
 
 // ---- helpers ----------------------------------------------------------------

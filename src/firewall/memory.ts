@@ -6,6 +6,8 @@ import { familyOf, prefixContains, type IpAddress } from '../net/address.js';
 import type { Clock } from '../state/clock.js';
 import type { StaticOpening } from '../domain/mapping.js';
 import { entryKey, type FirewallBackend, type FirewallChange, type FirewallEntry } from './backend.js';
+import { endedFlows } from './ended-flows.js';
+import type { FlowSelector } from './flow-path.js';
 
 export interface InboundPacket {
   protocol: number;
@@ -21,6 +23,8 @@ export class MemoryFirewall implements FirewallBackend {
   /** Test hook: makes the next batches fail as a kernel error would. */
   failBatches = 0;
   batches = 0;
+  /** The flows the committed batches asked to end (tests read it; there are no flows here). */
+  readonly flowsEnded: FlowSelector[] = [];
 
   /** `nat44` false (a DS-Lite B4): an IPv4 entry admits packets to its internal endpoint, untranslated. */
   constructor(
@@ -61,12 +65,24 @@ export class MemoryFirewall implements FirewallBackend {
       if (c.op === 'put') this.entries.set(k, { entry: c.entry, expiresAt: now + c.timeoutSeconds * 1000, packets: this.entries.get(k)?.packets ?? 0 });
       else this.entries.delete(k);
     }
-    return batch.map(() => true);
+    const results = batch.map(() => true);
+    this.flowsEnded.push(...endedFlows(batch, results));
+    return results;
   }
 
   async packets(entry: FirewallEntry): Promise<number | undefined> {
     this.expire();
     return this.entries.get(entryKey(entry))?.packets;
+  }
+
+  async packetCounts(entries: readonly FirewallEntry[]): Promise<Map<string, number>> {
+    this.expire();
+    const out = new Map<string, number>();
+    for (const e of entries) {
+      const held = this.entries.get(entryKey(e));
+      if (held) out.set(entryKey(e), held.packets);
+    }
+    return out;
   }
 
   /** Live entries, as `nft list` would show them. */

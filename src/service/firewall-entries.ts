@@ -31,7 +31,22 @@ export function replacement(previous: Mapping | undefined, next: Mapping, now: n
   return previous && !sameEntry(previous, next) ? [{ op: 'remove', entry: entryOf(previous) }, put] : [put];
 }
 
-/** The kernel changes that take mappings out. */
-export function removals(mappings: readonly Mapping[]): FirewallChange[] {
-  return mappings.map((m) => ({ op: 'remove', entry: entryOf(m) }));
+/**
+ * The kernel changes that take mappings out. `endFlows` (the admin closed
+ * them): the flows already running through them end as well.
+ *
+ * Only then. The forward chain accepts `ct state established,related`, so a
+ * flow that entered through a mapping keeps going after its entry leaves,
+ * until conntrack forgets it. When a client deletes its own mapping
+ * (lifetime 0) or the mapping expires, that is what a stateful firewall is
+ * expected to do: a deleted or lapsed mapping stops admitting *new* inbound
+ * flows, and RFC 6887 (§15, mapping lifetime and deletion) asks nothing of
+ * those already established through it; a client that lets a mapping lapse
+ * mid-session (or deletes it once its peer connected) would otherwise cut
+ * its own calls.
+ * The admin's Close is a decision about the traffic itself: whoever is
+ * already talking must stop too.
+ */
+export function removals(mappings: readonly Mapping[], endFlows = false): FirewallChange[] {
+  return mappings.map((m) => ({ op: 'remove', entry: entryOf(m), ...(endFlows ? { endFlows } : {}) }));
 }

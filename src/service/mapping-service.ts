@@ -19,7 +19,7 @@
 // and state/records.ts (a mapping as the journal records it).
 
 import { familyOf, isUnspecified, type IpAddress } from '../net/address.js';
-import type { FirewallBackend, FirewallChange, FirewallEntry } from '../firewall/backend.js';
+import { entryKey, type FirewallBackend, type FirewallChange, type FirewallEntry } from '../firewall/backend.js';
 import type { Policy } from '../policy/policy.js';
 import { hostUnit } from '../net/hosts.js';
 import type { Logger } from '../log.js';
@@ -131,6 +131,18 @@ export class MappingService {
   /** Inbound packets a mapping has admitted, where the firewall counts them. */
   packets(m: Mapping): Promise<number | undefined> {
     return this.firewall.packets?.(entryOf(m)) ?? Promise.resolve(undefined);
+  }
+
+  /** The same for many mappings, by id, asked of the firewall at once (one listing); mappings not counted are left out. */
+  async packetCounts(mappings: readonly Mapping[]): Promise<Map<number, number>> {
+    const out = new Map<number, number>();
+    if (!this.firewall.packetCounts || mappings.length === 0) return out;
+    const counts = await this.firewall.packetCounts(mappings.map(entryOf));
+    for (const m of mappings) {
+      const n = counts.get(entryKey(entryOf(m)));
+      if (n !== undefined) out.set(m.id, n);
+    }
+    return out;
   }
 
   /** Seconds left on a mapping. */
@@ -293,13 +305,16 @@ export class MappingService {
   /**
    * The admin removes client mappings (`portcullis rm`), whoever made them
    * and whatever their nonce; the client's next renewal finds them gone.
-   * Static forwards are the policy file's and stay. Returns what was taken
-   * out of table, kernel and store (nothing, if the firewall refused).
+   * Static forwards are the policy file's and stay. The flows already
+   * running through them end too: the admin's Close stops the traffic, not
+   * only new connections (a client's own delete does not: removals()).
+   * Returns what was taken out of table, kernel and store (nothing, if the
+   * firewall refused).
    */
   async removeAsAdmin(match: (m: Mapping) => boolean): Promise<{ ok: boolean; removed: Mapping[] }> {
     const victims = this.mappings((m) => m.origin !== 'static' && match(m));
     if (victims.length === 0) return { ok: true, removed: [] };
-    const ok = await this.edit.removeEnded(victims);
+    const ok = await this.edit.removeEnded(victims, true);
     if (ok) this.telemetry.removed('admin', victims.length);
     if (ok) this.upstream?.gone(victims);
     for (const m of ok ? victims : []) {

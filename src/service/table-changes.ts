@@ -127,21 +127,25 @@ export class TableChanges {
    * as they do in the kernel; if only the journal write fails, the undo puts
    * the kernel back.
    */
-  async removal(victims: readonly Mapping[]): Promise<CommitOutcome | undefined> {
+  async removal(victims: readonly Mapping[], endFlows = false): Promise<CommitOutcome | undefined> {
     for (const m of victims) this.leave(m);
     const unrecordable = victims.length > 0 && !(await this.stores.writable());
     const out = unrecordable
       ? undefined
-      : await this.commits.commit(removals(victims), victims.map((m) => removalRecord(m, this.clock)), this.undoTo(victims.map((m) => ({ previous: m }))));
+      : await this.commits.commit(removals(victims, endFlows), victims.map((m) => removalRecord(m, this.clock)), this.undoTo(victims.map((m) => ({ previous: m }))));
     if (out?.result === 'committed') this.stores.committed();
     // The kernel still has them: so must we (an undo already put back what it could).
     else if (out?.result !== 'unrecorded') for (const m of victims) this.reinstate(m);
     return out;
   }
 
-  /** Mappings that ended (remove-all, revoked leases) leave table, kernel and store; whether that committed. */
-  async removeEnded(victims: readonly Mapping[]): Promise<boolean> {
-    const out = await this.removal(victims);
+  /**
+   * Mappings that ended (remove-all, revoked leases, the admin's removal)
+   * leave table, kernel and store; whether that committed. `endFlows`: their
+   * running flows end too (firewall-entries.ts, removals).
+   */
+  async removeEnded(victims: readonly Mapping[], endFlows = false): Promise<boolean> {
+    const out = await this.removal(victims, endFlows);
     if (out?.result === 'unrecorded') this.stores.writeFailed(out.error, 'the kernel change was undone');
     return out?.result === 'committed';
   }

@@ -4,9 +4,11 @@
 import type { Logger } from '../../log.js';
 import { type DesiredEntry, type FirewallBackend, type FirewallChange, type FirewallEntry, type Reconciled, type ReconcileOptions } from '../backend.js';
 import { nftRunner, type NftCommand, type NftRunner } from './run.js';
-import { ALL_PORTS, SET, elementConcats, elementKey, elementTexts, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
-import { OutboundElements, largestFreeRun, outboundElementsOf, type ElementOp, type MovedEndpoint, type Staged } from './outbound.js';
-import { ConntrackFlusher, type FlowSelector } from '../conntrack.js';
+import { ALL_PORTS, SET, elementConcats, elementKey, elementsOf, guardRuleCount, inputChain, inputRuleLines, isMap, objectName, ownedNames, setFor, ruleLines, setupScript, staticRules, STATIC_CHAINS, type Placement, type PortRun, type SetKey, type Topology, type UpstreamSource } from './ruleset.js';
+import { OutboundElements, flowsOf, largestFreeRun, outboundElementsOf, type ElementOp, type Staged } from './outbound.js';
+import { ConntrackFlusher } from '../conntrack.js';
+import { closedStatics, endedFlows } from '../ended-flows.js';
+import { packetCounts, packetsOf } from './counters.js';
 import type { StaticOpening } from '../../domain/mapping.js';
 
 export class NftSetupError extends Error {}
@@ -118,11 +120,17 @@ export class NftBackend implements FirewallBackend {
    * The admin's static openings. Before start this only records them (start
    * installs them); afterwards the kernel's static rules are diffed against
    * them in one transaction: an unchanged opening is never touched, so it is
-   * never closed, not even for an instant.
+   * never closed, not even for an instant. The flows through an opening that
+   * went are forgotten (ended-flows.ts): the admin closed it.
    */
   async setStatics(statics: readonly StaticOpening[]): Promise<{ added: number; removed: number; kept: number }> {
+    const before = this.statics;
     this.statics = statics;
-    return this.started ? this.applyStatics() : { added: 0, removed: 0, kept: 0 };
+    const applied = this.started ? await this.applyStatics() : { added: 0, removed: 0, kept: 0 };
+    const closed = closedStatics(this.started ? before : statics, statics);
+    if (closed.unbounded.length) this.log.info({ event: 'conntrack-statics-unbounded', statics: closed.unbounded.slice(0, 8), detail: 'flows through these pinholes (a prefix, a pattern or many ports) end on their own' });
+    this.conntrack.end(closed.selectors);
+    return applied;
   }
 
   private async applyStatics(): Promise<{ added: number; removed: number; kept: number }> {
@@ -299,6 +307,7 @@ export class NftBackend implements FirewallBackend {
     }
     if (done.some((d) => d.newlyHeld.some((p) => p >= this.remap.min && p <= this.remap.max))) await this.moveRemap(false);
     this.conntrack.flush(done.flatMap((d) => flowsOf(d.moved)));
+    this.conntrack.end(endedFlows(batch, results));
     this.armSweep();
     return results;
   }
@@ -367,14 +376,13 @@ export class NftBackend implements FirewallBackend {
   }
 
   /** Packets an IPv6 pinhole admitted (its set elements' counters); undefined when unknown. */
-  async packets(entry: FirewallEntry): Promise<number | undefined> {
-    if (entry.family !== 6) return undefined;
-    const ref = this.ref(setFor(entry, this.nat44));
-    const r = await this.runner.script(`get element ${ref.family} ${ref.table} ${ref.name} { ${elementTexts(entry, this.nat44).join(', ')} }\n`);
-    if (!r.ok) return undefined;
-    let total = 0;
-    for (const m of r.stdout.matchAll(/counter packets (\d+)/g)) total += Number(m[1]);
-    return total;
+  packets(entry: FirewallEntry): Promise<number | undefined> {
+    return packetsOf(this.runner, (k) => this.ref(k), entry, this.nat44);
+  }
+
+  /** Packets of many pinholes, by entryKey: one listing per pinhole set (counters.ts). */
+  packetCounts(entries: readonly FirewallEntry[]): Promise<Map<string, number>> {
+    return packetCounts(this.runner, (k) => this.ref(k), entries, this.nat44);
   }
 
   /**
@@ -535,14 +543,6 @@ function normalizeListed(set: SetKey, concat: unknown[]): unknown[] {
 function dataOf(set: SetKey, e: unknown): unknown[] {
   if (set !== 'snat4' || !Array.isArray(e)) return [];
   return (e[1] as { concat?: unknown[] }).concat ?? [];
-}
-
-/** Flows to re-translate after a committed batch: each moved endpoint's own, and other hosts' on its new external port. */
-function flowsOf(moved: readonly MovedEndpoint[]): FlowSelector[] {
-  return moved.flatMap((m) => [
-    { by: 'source' as const, protocol: m.protocol, address: m.internalAddress, port: m.internalPort },
-    ...(m.after ? [{ by: 'translated-to' as const, protocol: m.protocol, address: m.after.address, port: m.after.port }] : []),
-  ]);
 }
 
 function staticPorts(statics: readonly StaticOpening[]): number[] {

@@ -9,6 +9,7 @@ import { entryKey, type FirewallEntry } from '../backend.js';
 import type { IpAddress } from '../../net/address.js';
 import { protocolName } from '../../net/ipproto.js';
 import type { PortRun } from './ruleset.js';
+import type { FlowSelector } from '../flow-path.js';
 
 export type OutboundSet = 'snat4' | 'held4';
 
@@ -238,4 +239,12 @@ export function largestFreeRun(held: Iterable<number>): PortRun {
   if (best.max < best.min) return { min: 1024, max: 65535 };
   const margin = Math.min(REMAP_MARGIN, Math.floor((best.max - best.min + 1) / 4));
   return { min: best.min > 1024 ? best.min + margin : best.min, max: best.max < 65535 ? best.max - margin : best.max };
+}
+
+/** Flows to re-translate after a committed batch: each moved endpoint's own, and other hosts' on its new external port. */
+export function flowsOf(moved: readonly MovedEndpoint[]): FlowSelector[] {
+  return moved.flatMap((m) => [
+    { by: 'source' as const, protocol: m.protocol, address: m.internalAddress, port: m.internalPort },
+    ...(m.after ? [{ by: 'translated-to' as const, protocol: m.protocol, address: m.after.address, port: m.after.port }] : []),
+  ]);
 }

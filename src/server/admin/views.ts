@@ -228,16 +228,9 @@ function pinholeOpening(s: Extract<StaticOpening, { kind: 'pinhole' }>, devices:
   };
 }
 
-/** Packet counts of the first MAX_PACKET_LOOKUPS IPv6 mappings (the only ones a firewall counts), a few queries at a time. */
+/** Packet counts of the mappings a firewall counts (IPv6 MAP pinholes), asked of it at once: one listing per request, not a query per mapping. */
 async function packetCounts(service: MappingService, mappings: readonly Mapping[]): Promise<Map<number, number>> {
-  const asked = mappings.filter((m) => m.family === 6 && m.kind === 'map').slice(0, MAX_PACKET_LOOKUPS);
-  const out = new Map<number, number>();
-  for (let i = 0; i < asked.length; i += PACKET_LOOKUPS_AT_ONCE) {
-    const batch = asked.slice(i, i + PACKET_LOOKUPS_AT_ONCE);
-    const counts = await Promise.all(batch.map((m) => service.packets(m).catch(() => undefined)));
-    batch.forEach((m, j) => counts[j] !== undefined && out.set(m.id, counts[j] as number));
-  }
-  return out;
+  return service.packetCounts(mappings.filter((m) => m.family === 6 && m.kind === 'map')).catch(() => new Map<number, number>());
 }
 
 /** The mappings a listing shows: a device opening's IPv4 forwards are shown as the device opening they belong to, not apart. */
