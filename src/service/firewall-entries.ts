@@ -40,8 +40,8 @@ export function replacement(previous: Mapping | undefined, next: Mapping, now: n
  * until conntrack forgets it. When a client deletes its own mapping
  * (lifetime 0) or the mapping expires, that is what a stateful firewall is
  * expected to do: a deleted or lapsed mapping stops admitting *new* inbound
- * flows, and RFC 6887 (§15, mapping lifetime and deletion) asks nothing of
- * those already established through it; a client that lets a mapping lapse
+ * flows, and we read RFC 6887 as asking nothing of those already
+ * established through it; a client that lets a mapping lapse
  * mid-session (or deletes it once its peer connected) would otherwise cut
  * its own calls.
  * The admin's Close is a decision about the traffic itself: whoever is

@@ -5,9 +5,9 @@
 // open too. docs/admin-api.yaml describes the shapes.
 //
 // Bounds: a listing holds at most MAX_OPENINGS openings and MAX_DEVICES
-// devices (`truncated` says when more exist); packet counts cost the
-// firewall a query each, so at most MAX_PACKET_LOOKUPS per listing, a few at
-// a time.
+// devices (`truncated` says when more exist); packet counts come from one
+// listing of each pinhole set per request (service.packetCounts), for IPv6
+// MAP mappings: the IPv4 DNAT map keeps no counters.
 
 import type { DeviceOpening, Mapping, StaticOpening } from '../../domain/mapping.js';
 import { patternMatches } from '../../domain/patterns.js';
@@ -21,8 +21,6 @@ import type { MappingService } from '../../service/mapping-service.js';
 
 export const MAX_OPENINGS = 5000;
 export const MAX_DEVICES = 4096;
-const MAX_PACKET_LOOKUPS = 32;
-const PACKET_LOOKUPS_AT_ONCE = 4;
 
 export interface Endpoint {
   address: string;
