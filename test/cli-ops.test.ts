@@ -51,6 +51,8 @@ rules:
 static:
   - name: game
     forward: { protocol: udp, port: 3074, to: 127.0.0.6, toPort: 3075 }
+  - name: nas-https
+    pinhole: { to: "2001:db8::10", protocol: tcp, ports: 443 }
 `,
   'test',
 );
@@ -95,6 +97,7 @@ t.test('mappings made over PCP show up in ls with their IDs and devices', async 
   t.match(r.stdout, /^\d+\s+02:00:00:00:00:04\s+udp\s+.* → 127\.0\.0\.4:40003\s+pcp/m, 'the neighbour table\'s link-layer address');
   t.match(r.stdout, /^\d+\s+-\s+udp\s+.* → 127\.0\.0\.5:40004\s+pcp/m, 'unknown: -');
   t.match(r.stdout, /^\d+\s+-\s+udp\s+198\.51\.100\.1:3074 → 127\.0\.0\.6:3075\s+static\s+static\s+static:game$/m, 'the static forward');
+  t.match(r.stdout, /^static-nas-https\s+-\s+static\s+static\s+nas-https: /m, 'a static pinhole, by the id the admin API gives it');
 
   const json = await cli(['ls', '--json']);
   t.equal(json.code, 0, json.stderr);
@@ -153,6 +156,13 @@ t.test('rm: by ID, by client and port, by client; static forwards and nothing ma
   t.equal(r.code, 1, 'a static forward: exit 1');
   t.match(r.stderr, /static forward 'game': it is the policy file's/);
   t.equal(daemon?.service.count((m) => m.origin === 'static'), 1, 'the forward stays');
+
+  r = await cli(['rm', 'static-nas-https']);
+  t.equal(r.code, 2, 'a static pinhole by its id: exit 2');
+  t.match(r.stderr, /static-nas-https is the policy file's static opening 'nas-https': remove it from the file and run portcullis policy reload, or remove it on the admin page/);
+  r = await cli(['rm', '../etc']);
+  t.equal(r.code, 2);
+  t.match(r.stderr, /'\.\.\/etc' is not a mapping ID/);
 
   r = await cli(['rm', '--client', '127.0.0.2', '--port', '40001']);
   t.equal(r.code, 0, r.stderr);

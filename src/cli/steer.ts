@@ -119,7 +119,8 @@ export async function ls(argv: string[]): Promise<void> {
     const left = m.lifetime === 'static' ? 'static' : duration(m.lifetime);
     rows.push([m.id === undefined ? '-' : String(m.id), m.device ?? '-', m.protocol, `${m.upstream ? `${m.upstream} → ` : ''}${m.external} → ${m.internal}`, m.origin + (m.kind === 'peer' ? '/peer' : ''), left, printable(m.description)]);
   }
-  for (const s of r.staticPinholes) rows.push(['-', '-', '', '', 'static', 'static', `${s.name}: ${s.rule}`]);
+  // The admin API's id for a static opening (GET /api/openings, DELETE /api/statics/NAME).
+  for (const s of r.staticPinholes) rows.push([`static-${s.name}`, '-', '', '', 'static', 'static', `${s.name}: ${s.rule}`]);
   printTable(rows);
 }
 
@@ -199,7 +200,11 @@ export async function rm(argv: string[]): Promise<void> {
   let req: ControlRequest;
   if (positionals.length === 1 && values.client === undefined && values.port === undefined) {
     const id = positionals[0] ?? '';
-    if (!/^\d{1,15}$/.test(id)) throw new ConfigError(`rm: '${id}' is not a mapping ID (portcullis ls shows them)`);
+    const named = /^static-([A-Za-z0-9][A-Za-z0-9_.-]{0,62})$/.exec(id);
+    if (named) {
+      throw new ConfigError(`rm: ${id} is the policy file's static opening '${named[1]}': remove it from the file and run portcullis policy reload, or remove it on the admin page (DELETE /api/statics/${named[1]})`);
+    }
+    if (!/^\d{1,15}$/.test(id)) throw new ConfigError(`rm: '${id.slice(0, 64)}' is not a mapping ID (portcullis ls shows them)`);
     req = { op: 'remove', id: Number(id) };
   } else if (positionals.length === 0 && values.client !== undefined) {
     const client = parseIp(values.client);
