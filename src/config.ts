@@ -52,7 +52,7 @@ export interface Config {
    * addresses, checked at start; `passwordHash` lets the page log in with a
    * password too (scrypt, see README). Unset listen: no admin API.
    */
-  admin?: { listen?: string; passwordHash?: string };
+  admin?: { listen?: string; passwordHash?: string; hostNames?: string[] };
   /**
    * The ISP's PCP server this router relays its IPv4 mappings to (RFC 7648):
    * an address (always relayed: upstream's refusal is the client's), 'off'

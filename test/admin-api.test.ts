@@ -12,7 +12,7 @@ import { once } from 'node:events';
 import { request, type IncomingMessage } from 'node:http';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { connect, createServer, type AddressInfo } from 'node:net';
-import { tmpdir, type NetworkInterfaceInfo } from 'node:os';
+import { hostname, tmpdir, type NetworkInterfaceInfo } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
 import { ConfigError, DEFAULTS, type Config } from '../src/config.js';
@@ -23,7 +23,7 @@ import { parsePolicyText } from '../src/policy/load.js';
 import { decodeNatPmpResponse, encodeNatPmpMapRequest } from '../src/protocols/natpmp/codec.js';
 import { decodePcpResponse, encodePcpRequest } from '../src/protocols/pcp/codec.js';
 import { checkPassword, hashPassword, parsePasswordHash } from '../src/server/admin/auth.js';
-import { parseAdminListen } from '../src/server/admin/listen.js';
+import { adminHostNames, parseAdminListen } from '../src/server/admin/listen.js';
 import { LOGIN_RATE, MAX_BODY_BYTES, ROUTES } from '../src/server/admin/server.js';
 import type { DeviceView, MappingOpening, Opening } from '../src/server/admin/views.js';
 import { memoryLogger } from './helpers/memory-logger.js';
@@ -145,7 +145,7 @@ t.before(async () => {
     dhcpLeases: LEASES,
     upnp: { ...DEFAULTS.upnp, enabled: false },
     // A cheap scrypt cost keeps the test quick; the default is 16384.
-    admin: { listen: `127.0.0.1:${port}`, passwordHash: await hashPassword(PASSWORD, { N: 1024, r: 8, p: 1 }) },
+    admin: { listen: `127.0.0.1:${port}`, passwordHash: await hashPassword(PASSWORD, { N: 1024, r: 8, p: 1 }), hostNames: ['router.example.net'] },
   };
   daemon = await startDaemon(cfg, log, {
     interfaces,
@@ -369,15 +369,25 @@ t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknow
 });
 
 t.test('a Host that is not this router (DNS rebinding): 403 for the API and the page alike; its own addresses and localhost pass', async (t) => {
-  for (const host of ['evil.example', `evil.example:${port}`, 'portcullis.lan', '198.51.100.1', `127.0.0.1.nip.io:${port}`, '[::1']) {
+  const own = hostname().toLowerCase();
+  for (const host of ['evil.example', `evil.example:${port}`, `not-${own}.lan`, `${own}.lan.evil.example`, `router.example.net.evil.example`, `${own}.example`, '198.51.100.1', `127.0.0.1.nip.io:${port}`, '[::1']) {
     const r = await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } });
-    t.match(r, { status: 403, json: { error: /Host header names neither this router's address nor localhost/ } }, `Host: ${host}`);
+    t.match(r, { status: 403, json: { error: /Host header names neither this router's address, its host name nor localhost.*add the name you use to admin\.hostNames/ } }, `Host: ${host}`);
   }
   t.equal((await http('GET', '/', { headers: { Host: 'evil.example' } })).status, 403, 'the page too');
   t.equal((await http('POST', '/api/login', { ...json({ token }), headers: { 'Content-Type': 'application/json', Host: 'evil.example' } })).status, 403, 'and the login');
-  for (const host of [`127.0.0.1:${port}`, 'localhost:8080', 'localhost', `[::1]:${port}`, '127.0.0.1']) {
+  // The router's own name, alone or under a suffix nobody can register on the internet, and the config's names.
+  const names = [own, `${own}.lan`, `${own.toUpperCase()}.LAN:${port}`, `${own}.local`, `${own}.home.arpa.`, 'router.example.net', `Router.Example.Net:${port}`];
+  for (const host of [`127.0.0.1:${port}`, 'localhost:8080', 'localhost', `[::1]:${port}`, '127.0.0.1', ...names]) {
     t.equal((await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } })).status, 200, `Host: ${host}`);
   }
+});
+
+t.test('the host names the page may be opened at', async (t) => {
+  t.same(adminHostNames('OpenWrt', []), ['openwrt', 'openwrt.lan', 'openwrt.local', 'openwrt.home.arpa'], 'the router\'s own name, lower-cased, alone and under the local-only suffixes');
+  t.same(adminHostNames('gw', ['Router.Example.Net', 'gw.lan']), ['gw', 'gw.lan', 'gw.local', 'gw.home.arpa', 'router.example.net'], 'and the config\'s, once each');
+  t.same(adminHostNames('localhost', []), [], 'a machine called localhost adds nothing');
+  t.same(adminHostNames('bad_name!', ['x.example']), ['x.example'], 'nor does a name that is not a host name');
 });
 
 t.test('--admin refuses the WAN, a wildcard and a malformed address before anything starts', async (t) => {

@@ -25,3 +25,22 @@ export function parseAdminListen(text: string, lanAddresses: readonly string[]):
 export function guardedAdminPorts(at: AdminListen | undefined): number[] {
   return guardedPorts(at);
 }
+
+/**
+ * Suffixes under which the router's own host name is taken without being
+ * configured: none of them can be registered on the internet (.home.arpa is
+ * reserved for home networks, .local is mDNS, .lan is OpenWrt's default and
+ * not delegated), so a rebinding page cannot be served from such a name.
+ */
+const LOCAL_SUFFIXES = ['', '.lan', '.local', '.home.arpa'];
+
+/**
+ * The Host names the page may be opened at, lower-cased: the router's own
+ * host name (alone and under the local-only suffixes) and the config's
+ * `admin.hostNames`. An IP address, `localhost`, is checked apart.
+ */
+export function adminHostNames(ownName: string, configured: readonly string[]): string[] {
+  const own = ownName.trim().toLowerCase();
+  const mine = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(own) && own !== 'localhost' ? LOCAL_SUFFIXES.map((s) => own + s) : [];
+  return [...new Set([...mine, ...configured.map((n) => n.toLowerCase())])];
+}

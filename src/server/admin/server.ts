@@ -10,7 +10,8 @@
 //   beyond, from Content-Length or as it streams), HEADERS_TIMEOUT_MS and
 //   REQUEST_TIMEOUT_MS to send them (checked every second, not Node's
 //   default 30). An event stream, once asked for, is not cut by them.
-// - Host: this router's address or localhost, else 403 (DNS rebinding).
+// - Host: this router's address, its host name (listen.ts, adminHostNames),
+//   localhost or a name in admin.hostNames, else 403 (DNS rebinding).
 // - Paths: exact routes only; percent-encoding and `.`/`..`/empty segments
 //   are refused (400) before any route is looked at, so no spelling of a
 //   path reaches a route it does not name.
@@ -73,6 +74,8 @@ export interface AdminParts {
   policyChanges?: () => number;
   /** The daemon's DHCP leases (read by its lease check), for naming devices. */
   leases?: DhcpLeases;
+  /** Host names the page is opened at besides addresses and localhost (listen.ts, adminHostNames). */
+  hostNames?: readonly string[];
   token: string;
   password?: ScryptHash;
   log: Logger;
@@ -204,7 +207,7 @@ export class AdminServer {
   /** The whole request: undefined when the answer was streamed (events). */
   private async answer(req: IncomingMessage, res: ServerResponse, source: string): Promise<Reply | undefined> {
     if (!this.ourHost(req.headers.host)) {
-      return error(403, 'the Host header names neither this router\'s address nor localhost (a page of another site that renamed itself to this address?): open the admin page at its address', { Connection: 'close' });
+      return error(403, 'the Host header names neither this router\'s address, its host name nor localhost (a page of another site that renamed itself to this address?): open the admin page at its address, or add the name you use to admin.hostNames in the config', { Connection: 'close' });
     }
     const path = checkPath(req.url ?? '');
     if (typeof path !== 'string') return path;
@@ -365,7 +368,7 @@ export class AdminServer {
     } catch {
       return false;
     }
-    if (name === 'localhost') return true;
+    if (name === 'localhost' || this.p.hostNames?.includes(name.toLowerCase().replace(/\.$/, ''))) return true;
     const address = parseIp(name);
     return address !== undefined && (address === parseIp(this.p.at.address) || this.p.lan().some((l) => l.address === address));
   }
