@@ -369,15 +369,18 @@ t.test('hostile input: oversized bodies 413, path tricks and bad ids 400, unknow
 });
 
 t.test('a Host that is not this router (DNS rebinding): 403 for the API and the page alike; its own addresses and localhost pass', async (t) => {
-  const own = hostname().toLowerCase();
-  for (const host of ['evil.example', `evil.example:${port}`, `not-${own}.lan`, `${own}.lan.evil.example`, `router.example.net.evil.example`, `${own}.example`, '198.51.100.1', `127.0.0.1.nip.io:${port}`, '[::1']) {
+  // This machine's own name as the daemon derives it (its first label); a
+  // machine called localhost, or one with an odd name, has none of its own.
+  const own = hostname().toLowerCase().split('.')[0] ?? '';
+  const hasOwn = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(own) && own !== 'localhost';
+  for (const host of ['evil.example', `evil.example:${port}`, `not-${own}.lan`, `${own}.lan.evil.example`, `router.example.net.evil.example`, `${own}.rebind.example`, '198.51.100.1', `127.0.0.1.nip.io:${port}`, '[::1']) {
     const r = await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } });
     t.match(r, { status: 403, json: { error: /Host header names neither this router's address, its host name nor localhost.*add the name you use to admin\.hostNames/ } }, `Host: ${host}`);
   }
   t.equal((await http('GET', '/', { headers: { Host: 'evil.example' } })).status, 403, 'the page too');
   t.equal((await http('POST', '/api/login', { ...json({ token }), headers: { 'Content-Type': 'application/json', Host: 'evil.example' } })).status, 403, 'and the login');
   // The router's own name, alone or under a suffix nobody can register on the internet, and the config's names.
-  const names = [own, `${own}.lan`, `${own.toUpperCase()}.LAN:${port}`, `${own}.local`, `${own}.home.arpa.`, 'router.example.net', `Router.Example.Net:${port}`];
+  const names = [...(hasOwn ? [own, `${own}.lan`, `${own.toUpperCase()}.LAN:${port}`, `${own}.local`, `${own}.home.arpa.`] : []), 'router.example.net', `Router.Example.Net:${port}`];
   for (const host of [`127.0.0.1:${port}`, 'localhost:8080', 'localhost', `[::1]:${port}`, '127.0.0.1', ...names]) {
     t.equal((await http('GET', '/api/openings', { headers: { ...bearer(), Host: host } })).status, 200, `Host: ${host}`);
   }
@@ -388,6 +391,8 @@ t.test('the host names the page may be opened at', async (t) => {
   t.same(adminHostNames('gw', ['Router.Example.Net', 'gw.lan']), ['gw', 'gw.lan', 'gw.local', 'gw.home.arpa', 'router.example.net'], 'and the config\'s, once each');
   t.same(adminHostNames('localhost', []), [], 'a machine called localhost adds nothing');
   t.same(adminHostNames('bad_name!', ['x.example']), ['x.example'], 'nor does a name that is not a host name');
+  t.same(adminHostNames('GW.Example.Net.', []), ['gw.example.net', 'gw', 'gw.lan', 'gw.local', 'gw.home.arpa'], 'a full name: itself, and its first label as a short name');
+  t.same(adminHostNames('localhost.localdomain', []), [], 'localhost by any full name adds nothing');
 });
 
 t.test('--admin refuses the WAN, a wildcard and a malformed address before anything starts', async (t) => {

@@ -34,13 +34,18 @@ export function guardedAdminPorts(at: AdminListen | undefined): number[] {
  */
 const LOCAL_SUFFIXES = ['', '.lan', '.local', '.home.arpa'];
 
+const LABEL = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
 /**
  * The Host names the page may be opened at, lower-cased: the router's own
- * host name (alone and under the local-only suffixes) and the config's
+ * host name as the system has it (a full name too, `gw.example.net`), its
+ * first label alone and under the local-only suffixes, and the config's
  * `admin.hostNames`. An IP address, `localhost`, is checked apart.
  */
 export function adminHostNames(ownName: string, configured: readonly string[]): string[] {
-  const own = ownName.trim().toLowerCase();
-  const mine = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(own) && own !== 'localhost' ? LOCAL_SUFFIXES.map((s) => own + s) : [];
+  const full = ownName.trim().toLowerCase().replace(/\.$/, '');
+  const labels = full.split('.');
+  const own = labels[0] ?? '';
+  const mine = LABEL.test(own) && own !== 'localhost' ? [...(labels.length > 1 && labels.every((l) => LABEL.test(l)) ? [full] : []), ...LOCAL_SUFFIXES.map((s) => own + s)] : [];
   return [...new Set([...mine, ...configured.map((n) => n.toLowerCase())])];
 }
