@@ -24,7 +24,7 @@ t.test('the background snapshot leaves out a mapping whose commit is in flight a
   // Grow the journal past the compaction threshold (4 MiB) with records that
   // cancel out, so that the next commit starts a background snapshot.
   const filler: JournalRecord[] = [];
-  for (let i = 0; i < 12_000; i++) {
+  for (let i = 0; i < 14_000; i++) {
     filler.push({ op: 'del', at: h.clock.wall(), key: `filler-${i}-${'x'.repeat(300)}` });
   }
   store.append(filler);

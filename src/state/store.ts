@@ -35,6 +35,7 @@ import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { lockStateDir, type StateLock } from './lock.js';
 import { remainingMs, type EpochStart, type JournalRecord, type StoredMapping } from './records.js';
+import { fromForm, recordForm } from './record-form.js';
 import { sharedStrings } from './shared-strings.js';
 import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
 
@@ -42,7 +43,9 @@ export { StateLockedError } from './lock.js';
 // The record formats live in records.ts; who opens the store finds them here too.
 export { epochStartMono, remainingMs, type EpochStart, type JournalRecord, type StoredMapping } from './records.js';
 
-export const STORE_VERSION = 1;
+/** Version 2: mappings as positional arrays (record-form.ts). Version 1's snapshots still open. */
+export const STORE_VERSION = 2;
+const READS_VERSIONS: readonly number[] = [1, 2];
 
 type SnapshotLine =
   | { op: 'header'; version: number; at: number; deviceUuid: string; epoch: EpochStart }
@@ -271,7 +274,7 @@ export class DurableStore {
     for (let start = 0, n = 0; start < bytes.length; n++) {
       let nl = bytes.indexOf(0x0a, start);
       if (nl < 0) nl = bytes.length;
-      const p = decodeLineAt(bytes, start, nl) as SnapshotLine | undefined;
+      const p = fromForm(decodeLineAt(bytes, start, nl)) as SnapshotLine | undefined;
       start = nl + 1;
       if (n === 0) header = p;
       end = p;
@@ -279,7 +282,7 @@ export class DurableStore {
       else if (p.op === 'put') live.set(p.m.key, shared(p.m));
     }
     if (bytes.at(-1) !== 0x0a || !header || header.op !== 'header' || !end || end.op !== 'end') return bad('snapshot is truncated or damaged');
-    if (header.version !== STORE_VERSION) return bad(`snapshot version ${header.version}, expected ${STORE_VERSION}`);
+    if (!READS_VERSIONS.includes(header.version)) return bad(`snapshot version ${header.version}, expected one of ${READS_VERSIONS.join(', ')}`);
     if (damaged) return bad('snapshot has a damaged line');
     if (live.size !== end.count) return bad(`snapshot holds ${live.size} mappings, its end line says ${end.count}`);
     let epoch = header.epoch;
@@ -296,7 +299,7 @@ export class DurableStore {
       for (let start = 0, n = 1; ; n++) {
         const nl = bytes.indexOf(0x0a, start);
         if (nl < 0) break;
-        const r = decodeLineAt(bytes, start, nl) as JournalRecord | undefined;
+        const r = fromForm(decodeLineAt(bytes, start, nl)) as JournalRecord | undefined;
         if (!r) {
           // A damaged final line may also be a torn write that happened to
           // end in a newline; damage before valid records is not.
@@ -317,7 +320,7 @@ export class DurableStore {
   /** Queues records; they reach the disk with the next `flush`. */
   append(records: readonly JournalRecord[]): void {
     if (records.length === 0) return;
-    for (const record of records) this.pending.push({ line: encodeLine(record), record });
+    for (const record of records) this.pending.push({ line: encodeLine(recordForm(record)), record });
     this.lastAppend = this.ticket;
   }
 
@@ -503,7 +506,7 @@ export class DurableStore {
       await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
       const slice = gently ? 256 : 8192;
       for (let i = 0; i < live.length; i += slice) {
-        await write(live.slice(i, i + slice).map((m) => encodeLine({ op: 'put', at: wallNow, m } satisfies SnapshotLine)).join(''));
+        await write(live.slice(i, i + slice).map((m) => encodeLine(recordForm({ op: 'put', at: wallNow, m }))).join(''));
         if (gently) await new Promise<void>((r) => setTimeout(r, 2));
       }
       await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
