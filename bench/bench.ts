@@ -39,10 +39,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
-import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
+import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, heapMiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
 import type { LoadResult } from './load.js';
 import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
-import { measureRestart, type Restart } from './restart.js';
+import { measureRestart, SETTLE_MS, type Restart } from './restart.js';
 import { benchFlood } from './flood-row.js';
 
 /**
@@ -69,6 +69,8 @@ interface PcpResult {
   nftPath: string;
   rssPer1000KiB: number;
   rssMappings: number;
+  /** V8's heap at the start and the end of that growth (used of committed, MiB): how much of it was garbage not yet collected. */
+  rssHeapMiB: { from: { used: number; total: number }; to: { used: number; total: number } };
   /** Bytes the store wrote (its own counter: appends, and any compaction) per 1 000 renewals. */
   renewalBytes: number;
   /** The same with the compaction the store's rule makes due, amortized. */
@@ -119,8 +121,10 @@ async function benchPortcullis(quick: boolean): Promise<PcpResult> {
     check(load({ server: s6, clients: V6_CLIENTS, count: warm, startPort: 50_000, lifetime: 0 }), 'the warm-up deletions', 'delete');
     // RSS per mapping: from the warm daemon (the warm-up's growth is not the mappings').
     const rss0 = rssKiB(pid);
+    const heap0 = heapMiB();
     const present0 = present;
     let rss1: number;
+    let heap1: { used: number; total: number };
     let rssMappings: number;
     if (quick) {
       // IPv6 pinholes: creation rate at 0 and at 20 000 present.
@@ -131,6 +135,7 @@ async function benchPortcullis(quick: boolean): Promise<PcpResult> {
       row('PCP MAP IPv6', { server: s6, clients: V6_CLIENTS, count: 10_000, startPort: 13_000 });
       row('NAT-PMP map', { protocol: 'natpmp', server: '192.168.77.1', clients: V4_CLIENTS, count: 5_000, startPort: 21_000 });
       rss1 = rssKiB(pid);
+      heap1 = heapMiB();
       rssMappings = present - present0;
       row(`PCP MAP IPv4 ${SEQ_NAME}`, { ...SEQ, count: 200, startPort: 31_000 });
     } else {
@@ -143,6 +148,7 @@ async function benchPortcullis(quick: boolean): Promise<PcpResult> {
       process.stderr.write(`prefill: ${fill.succeeded} more at ${fmt(fill.rate)}/s\n`);
       row('PCP MAP IPv6', { server: s6, clients: V6_CLIENTS, count: 10_000, startPort: 13_000 });
       rss1 = rssKiB(pid);
+      heap1 = heapMiB();
       rssMappings = present - present0;
       // IPv4 DNAT mappings (external port allocation on top).
       row('PCP MAP IPv4', { server: '192.168.77.1', clients: V4_CLIENTS, count: 10_000, startPort: 20_000 });
@@ -171,7 +177,7 @@ async function benchPortcullis(quick: boolean): Promise<PcpResult> {
     await stop(d);
     const restart = await measureRestart(present);
     notes.push(`portcullis: the kernel's mappings (elements with a timeout in pinholes6, pinholes6_filtered, dnat4, dnat4_filtered) counted after each of ${checked} PCP/NAT-PMP loads and during the restart`);
-    return { nftPath, rssPer1000KiB: ((rss1 - rss0) / rssMappings) * 1000, rssMappings, renewalBytes, renewalBytesAmortized, renewalHow, restart, present };
+    return { nftPath, rssPer1000KiB: ((rss1 - rss0) / rssMappings) * 1000, rssMappings, rssHeapMiB: { from: heap0, to: heap1 }, renewalBytes, renewalBytesAmortized, renewalHow, restart, present };
   } finally {
     await stop(d);
   }
@@ -431,13 +437,18 @@ async function main(): Promise<void> {
       const [b0, bN] = [bulk[0], bulk.at(-1)];
       out.push(`portcullis nft path (nft.path ${NFT_PATH ?? 'default'}): ${pcp.nftPath}`);
       if (b0 && bN) out.push(`portcullis creation rate at ${bN.existing} mappings / at ${b0.existing}: ${fmt((bN.r.rate / b0.r.rate) * 100)} % (target ≥ 80 % at 100 000)`);
-      out.push(`portcullis RSS per 1 000 mappings: ${fmt(pcp.rssPer1000KiB)} KiB (RSS growth over ${thousands(pcp.rssMappings)} mappings counted in the kernel)`);
+      const h = pcp.rssHeapMiB;
+      out.push(
+        `portcullis RSS per 1 000 mappings: ${fmt(pcp.rssPer1000KiB)} KiB (RSS growth over ${thousands(pcp.rssMappings)} mappings counted in the kernel; ` +
+          `V8 heap ${fmt(h.from.used)} → ${fmt(h.to.used)} MiB used of ${fmt(h.from.total)} → ${fmt(h.to.total)}, collected garbage and not yet collected alike)`,
+      );
       out.push(`durable store: ${fmt(pcp.renewalBytes)} bytes written per 1 000 renewals, by the store's own counter (portcullis_store_written_bytes_total: journal, snapshots, probes); ${pcp.renewalHow}`);
       const r = pcp.restart;
       out.push(
         `restart with ${thousands(r.before)} mappings counted in the kernel (${thousands(r.restored)} restored; table deleted first, as after a reboot): first client answered ${fmt(r.firstAnswerMs)} ms after the spawn (target ≤ 1 000 at 100 000), ` +
           `"started" at ${fmt(r.startedMs)} ms, kernel complete at ${fmt(r.kernelMs)} ms by the daemon's log (target ≤ 3 000 at 100 000), ${thousands(r.kernelCount)} counted there by ${fmt(r.countedMs)} ms (the restored and the client's new one); ` +
-          `RSS then ${fmt(r.rssKiB / 1024, 1)} MiB (target ≤ 150 MB at 100 000; V8 heap ${fmt(r.heapMiB.used)} MiB used of ${fmt(r.heapMiB.total)}); the daemon's reinstall: ${JSON.stringify({ entries: r.reinstall.entries, batches: r.reinstall.batches, seconds: r.reinstall.seconds })}`,
+          `RSS then ${fmt(r.rssKiB / 1024, 1)} MiB (target ≤ 150 MB at 100 000; V8 heap ${fmt(r.heapMiB.used)} MiB used of ${fmt(r.heapMiB.total)}), its peak so far ${fmt(r.peakRssKiB / 1024, 1)} MiB, ` +
+          `${SETTLE_MS / 1000} s later ${fmt(r.settled.rssKiB / 1024, 1)} MiB (heap ${fmt(r.settled.heapMiB.used)} of ${fmt(r.settled.heapMiB.total)}); the daemon's reinstall: ${JSON.stringify({ entries: r.reinstall.entries, batches: r.reinstall.batches, seconds: r.reinstall.seconds })}`,
       );
     }
     const same = (server: string) => rows.filter((r) => r.server.startsWith(server) && r.load === `PCP MAP IPv4 ${SEQ_NAME}`);
@@ -458,7 +469,7 @@ async function main(): Promise<void> {
       const upnpRow = rows.find((r) => r.server === 'portcullis' && r.load.startsWith('UPnP AddPortMapping'));
       out.push(`quick run: ${fmt((performance.now() - t0) / 1000, 1)} s, lab included`);
       out.push(
-        `restart: mappings=${pcp?.restart.before ?? NaN} first_answer_ms=${fmt(pcp?.restart.firstAnswerMs ?? NaN)} kernel_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_mib=${fmt((pcp?.restart.rssKiB ?? NaN) / 1024, 1)}`,
+        `restart: mappings=${pcp?.restart.before ?? NaN} first_answer_ms=${fmt(pcp?.restart.firstAnswerMs ?? NaN)} kernel_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_mib=${fmt((pcp?.restart.rssKiB ?? NaN) / 1024, 1)} peak_rss_mib=${fmt((pcp?.restart.peakRssKiB ?? NaN) / 1024, 1)} settled_rss_mib=${fmt((pcp?.restart.settled.rssKiB ?? NaN) / 1024, 1)}`,
         `pcp_map_per_s=${fmt(bulk.at(-1)?.r.rate ?? NaN)} light_p99_ms=${fmt(light?.r.p99ms ?? NaN, 1)} upnp_per_s=${fmt(upnpRow?.r.rate ?? NaN)} recovery_ms=${fmt(pcp?.restart.kernelMs ?? NaN)} rss_per_1000_kib=${fmt(pcp?.rssPer1000KiB ?? NaN)} upnp_cpu_ms=${fmt(upnpCpuMs, 2)}`,
       );
     }

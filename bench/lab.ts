@@ -83,8 +83,25 @@ export async function loadFrom(node: string, spec: PartialLoad): Promise<LoadRes
 }
 
 export function rssKiB(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return statusKiB(pid, 'VmRSS');
+}
+
+/**
+ * The highest RSS the process has had (VmHWM): a restart's peak comes while
+ * the state is opened and the kernel refilled, not when the reinstall ends.
+ */
+export function peakRssKiB(pid: number): number {
+  return statusKiB(pid, 'VmHWM');
+}
+
+function statusKiB(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) : NaN;
+}
+
+/** V8's heap in MiB, used of committed, from the daemon's metrics: beside an RSS, how much of it is heap and how much of that is garbage not yet collected. */
+export function heapMiB(text = metricsText()): { used: number; total: number } {
+  return { used: metric('nodejs_heap_size_used_bytes', text) / 1048576, total: metric('nodejs_heap_size_total_bytes', text) / 1048576 };
 }
 
 /** clock ticks per second of /proc's times (`getconf CLK_TCK`: 100 on Linux for x86 and arm). */

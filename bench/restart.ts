@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { FirstAnswer, FirstAnswerSpec } from './first-answer.js';
-import { CLI, FIRST_ANSWER, work, inNsAsync, dropTable, V6_CLIENTS, rssKiB, pidOf, spawnPortcullis, started, stop, kernelMappings, metric, thousands, notes } from './lab.js';
+import { CLI, FIRST_ANSWER, work, inNsAsync, dropTable, V6_CLIENTS, rssKiB, peakRssKiB, heapMiB, pidOf, spawnPortcullis, started, stop, kernelMappings, thousands, notes } from './lab.js';
 
 export interface Restart {
   /** Mappings counted in the kernel before the stop. */
@@ -26,9 +26,19 @@ export interface Restart {
   rssKiB: number;
   /** …and V8's heap then (MiB, from its metrics). */
   heapMiB: { used: number; total: number };
+  /** The highest RSS the daemon had by then (VmHWM): the open's and the reinstall's peak. */
+  peakRssKiB: number;
+  /**
+   * The RSS and heap SETTLE_MS after the reinstall, the daemon idle: the
+   * reading at the reinstall's end is a moment in V8's cycle (how much
+   * garbage the heap holds then depends on when it last collected).
+   */
+  settled: { rssKiB: number; heapMiB: { used: number; total: number } };
   /** The daemon's nft-reinstalled line. */
   reinstall: Record<string, unknown>;
 }
+
+export const SETTLE_MS = 10_000;
 
 /**
  * Restart with everything present: a clean stop (done by the caller), the
@@ -38,7 +48,8 @@ export interface Restart {
  * "started" and nft-reinstalled lines (their log times, same machine
  * clock), and a count of the kernel's mappings as soon as the latter
  * appears: every mapping before and the client's new one must be there, or
- * the row says MISMATCH. Then the daemon's RSS.
+ * the row says MISMATCH. Then the daemon's RSS, its peak so far (VmHWM), and the RSS again
+ * SETTLE_MS after the reinstall.
  */
 export async function measureRestart(before: number): Promise<Restart> {
   dropTable('portcullis');
@@ -70,13 +81,17 @@ export async function measureRestart(before: number): Promise<Restart> {
     for (let i = 0; i < 12_000 && !(reinstall = line(cue)); i++) await new Promise((r) => setTimeout(r, 10));
     if (reinstall && !batched) reinstall = { ...reinstall, entries: 'before "started" (an older daemon)' };
     if (!reinstall) throw new Error(`no ${cue} line within 120 s: ${readFileSync(logFile, 'utf8').slice(-2000)}`);
+    const reinstalledAt = Date.now();
     const rss = rssKiB(pidOf(d));
+    const peak = peakRssKiB(pidOf(d));
     // Where the RSS is: V8's heap (used of total), and the rest (native: libnftables, buffers, code).
-    const heap = { used: metric('nodejs_heap_size_used_bytes') / 1048576, total: metric('nodejs_heap_size_total_bytes') / 1048576 };
+    const heap = heapMiB();
     const answer = await probe;
     const want = before + (answer ? 1 : 0);
     const kernelCount = kernelMappings();
     const countedMs = Date.now() - t0;
+    await new Promise((r) => setTimeout(r, Math.max(0, reinstalledAt + SETTLE_MS - Date.now())));
+    const settled = { rssKiB: rssKiB(pidOf(d)), heapMiB: heapMiB() };
     if (kernelCount !== want) notes.push(`portcullis: ${thousands(kernelCount)} mappings in the kernel when the restart's reinstall said it was done, ${thousands(want)} expected — MISMATCH`);
     const at = (l: Record<string, unknown> | undefined) => (l ? Date.parse(String(l.time)) - t0 : NaN);
     return {
@@ -89,6 +104,8 @@ export async function measureRestart(before: number): Promise<Restart> {
       kernelCount,
       rssKiB: rss,
       heapMiB: heap,
+      peakRssKiB: peak,
+      settled,
       reinstall,
     };
   } finally {
