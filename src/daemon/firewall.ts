@@ -83,17 +83,15 @@ export async function syncFirewall(service: MappingService, firewall: FirewallBa
     return NOTHING_LEFT;
   }
   const reconcile = firewall.reconcile.bind(firewall);
-  const keyOf = new Map<FirewallEntry, string>();
-  const r = await service.withDesiredEntries((desired) => {
-    for (const d of desired) keyOf.set(d.entry, d.key);
-    return reconcile(desired, { defer: true });
+  let keys: string[] = [];
+  const r = await service.withDesiredEntries(async (desired) => {
+    const out = await reconcile(desired, { defer: true });
+    keys = keysOf(out.deferred ?? [], desired);
+    return out;
   });
   // One repair counted for the whole start: this step's, the batches', or both.
   const repairedNow = r.removed > 0 || r.recreated || r.added > 0;
   if (repairedNow) log.warn({ event: 'nft-repaired', why: 'start', added: r.added, removed: r.removed, recreated: r.recreated });
-  let keys = (r.deferred ?? []).flatMap((e) => keyOf.get(e) ?? []);
-  // The closures below share this scope: the map would live as long as the reinstall.
-  keyOf.clear();
   // The nft-reinstalled line comes even when nothing was missing: whoever
   // waits for the kernel to be complete (tests, the benchmark) waits for it.
   return {
@@ -121,6 +119,22 @@ export async function syncFirewall(service: MappingService, firewall: FirewallBa
       if (repairedNow || put > 0) telemetry.repaired();
     },
   };
+}
+
+/**
+ * The mapping keys of the deferred entries. The backend defers them in the
+ * order it was given them, so one walk pairs them without a map of 100 000
+ * entries; an order it does not keep falls back to the map.
+ */
+function keysOf(deferred: readonly FirewallEntry[], desired: readonly { key: string; entry: FirewallEntry }[]): string[] {
+  const keys: string[] = [];
+  for (const d of desired) {
+    if (keys.length === deferred.length) break;
+    if (d.entry === deferred[keys.length]) keys.push(d.key);
+  }
+  if (keys.length === deferred.length) return keys;
+  const byEntry = new Map(desired.map((d) => [d.entry, d.key]));
+  return deferred.flatMap((e) => byEntry.get(e) ?? []);
 }
 
 /**
