@@ -33,6 +33,7 @@ import { DeviceLocator, followDevices } from './daemon/device-statics.js';
 import type { StaticEdit } from './policy/edit.js';
 import { guardedMetricsPorts, prepareMetrics, serveMetricsOf, warnIfBehindNat } from './daemon/metrics.js';
 import { openState, restoreState } from './daemon/state.js';
+import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
 import { startUpstream } from './daemon/upstream.js';
 import { NO_TELEMETRY } from './telemetry.js';
@@ -105,13 +106,11 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     // Checked before anything starts: a WAN or wildcard address stops here.
     const metrics = await prepareMetrics(cfg.metrics, watch.lan());
     const telemetry = metrics?.prometheus ?? NO_TELEMETRY;
-    // The admin page's code (its server, page and views) is loaded only where one is configured.
-    const adminRoom = cfg.admin?.listen !== undefined ? await import('./server/admin/start.js') : undefined;
-    const admin = adminRoom?.prepareAdmin(cfg.admin, watch.lan());
+    const admin = prepareAdmin(cfg.admin, watch.lan());
 
     const opened = await openState(cfg.stateDir, clock, telemetry);
     teardown.push(() => opened.store.close());
-    const firewall = deps.firewall ?? makeBackend(cfg, clock, log, [...guardedMetricsPorts(metrics), ...(adminRoom?.adminGuardedPorts(admin) ?? [])]);
+    const firewall = deps.firewall ?? makeBackend(cfg, clock, log, [...guardedMetricsPorts(metrics), ...adminGuardedPorts(admin)]);
     // Device openings start at the addresses their devices have now.
     const leases = cfg.dhcpLeases ? new DhcpLeases(cfg.dhcpLeases) : undefined;
     const locator = new DeviceLocator(neighbours, cfg.lan, leases);
@@ -215,9 +214,9 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     if (initial.removed.length) log.warn({ event: 'policy-applied-to-restored', revoked: initial.removed.length });
     if (metrics) teardown.push(await serveMetricsOf(metrics, service, log));
     const editStatics = (change: StaticEdit) => policy.edit(change, service, firewall);
-    if (adminRoom && admin) {
+    if (admin) {
       const parts = { lan: () => watch.lan(), lanInterfaces: cfg.lan, sources, service, policy: () => policy.current(), inForce: () => policy.inForce(), policyChanges: () => policy.changes(), editStatics, neighbours, leases, log };
-      teardown.push(await adminRoom.startAdmin(admin, cfg.stateDir, parts));
+      teardown.push(await startAdmin(admin, cfg.stateDir, parts));
     }
 
     const reloadPolicy = () => policy.reload(service, firewall);
