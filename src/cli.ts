@@ -1,16 +1,12 @@
 #!/usr/bin/env node
 // The portcullis command: hands each command to its room in src/cli/.
 
+// Each command's room is loaded when that command runs: a daemon's start
+// (serve) does not compile the client commands, nor they the daemon.
+
 import { ConfigError } from './config.js';
 import { packageVersion } from './version.js';
 import { USAGE } from './cli/usage.js';
-import { adminPassword } from './cli/admin-password.js';
-import { pcp } from './cli/pcp.js';
-import { policyCommand } from './cli/policy.js';
-import { doctor, serve } from './cli/serve.js';
-import { ls, rm, status } from './cli/steer.js';
-
-
 
 async function main(): Promise<void> {
   const [cmd, ...rest] = process.argv.slice(2);
@@ -18,14 +14,14 @@ async function main(): Promise<void> {
     process.stdout.write(`portcullis ${packageVersion()}\n`);
     return;
   }
-  if (cmd === 'serve') return serve(rest);
-  if (cmd === 'pcp') return pcp(rest);
-  if (cmd === 'policy') return policyCommand(rest);
-  if (cmd === 'ls' || cmd === 'list') return ls(rest);
-  if (cmd === 'status') return status(rest);
-  if (cmd === 'rm') return rm(rest);
-  if (cmd === 'doctor') return doctor(rest);
-  if (cmd === 'admin-password') return adminPassword(rest);
+  if (cmd === 'serve') return (await import('./cli/serve.js')).serve(rest);
+  if (cmd === 'pcp') return (await import('./cli/pcp.js')).pcp(rest);
+  if (cmd === 'policy') return (await import('./cli/policy.js')).policyCommand(rest);
+  if (cmd === 'ls' || cmd === 'list') return (await import('./cli/steer.js')).ls(rest);
+  if (cmd === 'status') return (await import('./cli/steer.js')).status(rest);
+  if (cmd === 'rm') return (await import('./cli/steer.js')).rm(rest);
+  if (cmd === 'doctor') return (await import('./cli/doctor.js')).doctor(rest);
+  if (cmd === 'admin-password') return (await import('./cli/admin-password.js')).adminPassword(rest);
   process.stdout.write(USAGE);
   if (cmd !== '-h' && cmd !== '--help') process.exitCode = 2;
 }

@@ -1,14 +1,10 @@
-// portcullis serve (the daemon in the foreground, until a signal) and
-// portcullis doctor (the checks, with the settings serve would use).
+// portcullis serve: the daemon in the foreground, until a signal.
 
 import { USAGE } from './usage.js';
 import { ROUTER_OPTIONS, intFlag, logFlags, routerFlags } from './flags.js';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfigFile, resolveConfig, type Config } from '../config.js';
 import { startDaemon } from '../daemon.js';
-import { formatChecks, runChecks } from '../doctor/checks.js';
-import { systemView } from '../doctor/system.js';
-import { upstreamProber } from './upstream-probe.js';
 import { createLogger } from '../log.js';
 
 export async function serve(argv: string[]): Promise<void> {
@@ -82,18 +78,4 @@ export async function serve(argv: string[]): Promise<void> {
   });
   process.on('SIGTERM', () => shutdown('SIGTERM'));
   process.on('SIGINT', () => shutdown('SIGINT'));
-}
-
-/** `203.0.113.0/24`, `203.0.113.5:443`, `2001:db8::/32`, `[2001:db8::5]:443`. */
-
-export async function doctor(argv: string[]): Promise<void> {
-  const { values } = parseArgs({ args: argv, options: { ...ROUTER_OPTIONS, policy: { type: 'string' }, admin: { type: 'string' } }, strict: true });
-  const file = values.config ? loadConfigFile(values.config) : {};
-  const cfg = resolveConfig(file, { ...routerFlags(values), policy: values.policy, admin: { listen: values.admin } });
-  const checks = await runChecks(
-    { lan: cfg.lan, wans: cfg.wans, externalIp: cfg.externalIp, nft: cfg.nft, nat44: cfg.nat44, upstreamPcp: cfg.upstreamPcp, adminListen: cfg.admin?.listen, policy: cfg.policy },
-    { ...systemView(), upstreamPcp: upstreamProber(cfg.upstreamPcp, cfg.wans) },
-  );
-  process.stdout.write(formatChecks(checks));
-  if (checks.some((c) => c.status === 'fail')) process.exitCode = 1;
 }

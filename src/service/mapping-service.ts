@@ -28,7 +28,7 @@ import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
 import type { DurableStore } from '../state/store.js';
 import { fromStored, putRecord, remainingMs, removalRecord, toStored, type StoredMapping } from '../state/records.js';
-import { STATIC_LIFETIME, keyOf, makeMapping, mappingKey, remaining, type Mapping, type RemoteFilter, type StaticOpening, type Via } from '../domain/mapping.js';
+import { STATIC_LIFETIME, hasKey, keyOf, makeMapping, mappingKey, remaining, type Mapping, type RemoteFilter, type StaticOpening, type Via } from '../domain/mapping.js';
 import { refuse, type MapOutcome, type MapRequest, type PeerRequest, type Refused, type RemoveOutcome, type RemoveRequest } from '../domain/requests.js';
 import { CommitQueue } from './commit-queue.js';
 import { Admission, applyFilterSteps, mayRemove, nonceRefusal, type Admitted, type Asked } from './admission.js';
@@ -340,20 +340,22 @@ export class MappingService {
     const now = { mono: this.clock.now(), wall: this.clock.wall(), bootId: this.clock.bootId() };
     let restored = 0;
     let expired = 0;
-    for (const s of stored) {
-      const left = remainingMs(s, now, lastWriteWall);
-      if (left <= 0) {
-        expired++;
-        continue;
+    this.table.filling(() => {
+      for (const s of stored) {
+        const left = remainingMs(s, now, lastWriteWall);
+        if (left <= 0) {
+          expired++;
+          continue;
+        }
+        const m = fromStored(s, this.nextId++, now.mono + left);
+        // The table keeps the store's copy of the key (the same text), not one of its own; checked without building another.
+        const key = hasKey(m, s.key) ? s.key : keyOf(m);
+        if (this.table.get(key)) continue;
+        this.edit.enter(m, key, false);
+        restored++;
       }
-      const m = fromStored(s, this.nextId++, now.mono + left);
-      // The table keeps the store's copy of the key (the same text), not one of its own.
-      const computed = keyOf(m);
-      const key = computed === s.key ? s.key : computed;
-      if (this.table.get(key)) continue;
-      this.edit.enter(m, key);
-      restored++;
-    }
+    });
+    this.edit.armExpiry();
     return { restored, expired };
   }
 

@@ -37,11 +37,15 @@ export class TableChanges {
     this.expiry.arm(this.table.nextExpiry());
   }
 
-  /** A mapping enters the table, holding its IPv4 external port; `key`: its key as a string already kept elsewhere (the store's). */
-  enter(m: Mapping, key?: string): void {
+  /**
+   * A mapping enters the table, holding its IPv4 external port; `key`: its
+   * key as a string already kept elsewhere (the store's). `arm` false: the
+   * caller arms the expiry once after many (a restore).
+   */
+  enter(m: Mapping, key?: string, arm = true): void {
     if (m.family === 4) this.table.acquireBinding(internalEndpoint(m.internalAddress, m.protocol, m.internalPort), m.protocol, m.externalPort);
     this.table.put(m, key);
-    this.armExpiry();
+    if (arm) this.armExpiry();
   }
 
   /**
