@@ -479,12 +479,18 @@ export class NftBackend implements FirewallBackend {
       if (!claim(key)) missingShared.set(key, o);
     }
     const deferred: FirewallEntry[] = [];
+    // After a reboot the kernel holds nothing: every entry is missing, and
+    // its element keys (two strings and their arrays, for 100 000 entries)
+    // need not be built to find that out.
+    const kernelEmpty = have.size === 0;
     for (const d of desired) {
       const set = setFor(d.entry, this.nat44);
-      let missing = false;
-      for (const concat of elementConcats(d.entry, this.nat44)) {
-        if (claim(elementKey(set, concat))) continue;
-        missing = true;
+      let missing = kernelEmpty;
+      if (!kernelEmpty) {
+        for (const concat of elementConcats(d.entry, this.nat44)) {
+          if (claim(elementKey(set, concat))) continue;
+          missing = true;
+        }
       }
       if (missing && !opts.defer) {
         const elems = elementsOf(d.entry, d.timeoutSeconds, this.nat44).filter((elem) => !have.has(elementKey(set, concatOf(elem))));

@@ -188,11 +188,41 @@ export class OutboundElements {
 
   /** Forgets everything and holds exactly these entries (reconciliation rebuilds the kernel from them). */
   reset(desired: readonly { entry: FirewallEntry; timeoutSeconds: number }[]): { set: OutboundSet; elem: unknown }[] {
+    // What stage() then commit() of every entry as a put would leave, built
+    // directly: at a restart `desired` is every mapping (100 000), and
+    // stage's undo copies, moved endpoints and vanish checks are for
+    // changes to holdings the kernel already has — here there are none.
     this.slots.clear();
-    this.earliestEnd = Number.POSITIVE_INFINITY;
-    const staged = this.stage(desired.map((d) => ({ op: 'put' as const, entry: d.entry, timeoutSeconds: d.timeoutSeconds })));
-    staged.commit();
-    return staged.ops.filter((o) => o.op === 'put');
+    const now = this.now();
+    let earliest = Number.POSITIVE_INFINITY;
+    for (const d of desired) {
+      if (d.entry.family !== 4) continue;
+      const holder = entryKey(d.entry);
+      const until = now + d.timeoutSeconds * 1000;
+      if (until < earliest) earliest = until;
+      for (const s of slotsOf(d.entry)) {
+        const id = `${s.set}|${s.key.join('|')}`;
+        let slot = this.slots.get(id);
+        if (!slot) {
+          slot = { set: s.set, key: s.key, holders: new Map() };
+          this.slots.set(id, slot);
+        }
+        slot.holders.set(holder, { value: s.value, until });
+        slot.endpoint = d.entry;
+      }
+    }
+    this.earliestEnd = earliest;
+    const puts: { set: OutboundSet; elem: unknown }[] = [];
+    for (const [id, slot] of this.slots) {
+      const want = this.desired(slot, now);
+      if (!want) {
+        this.slots.delete(id);
+        continue;
+      }
+      slot.written = want.value;
+      puts.push({ set: slot.set, elem: element(slot, want.value, want.timeout) });
+    }
+    return puts;
   }
 
   private desired(slot: Slot, now: number): { value: readonly (string | number)[]; timeout: number } | undefined {
