@@ -77,8 +77,16 @@ export function encodeLine(obj: unknown): string {
  */
 export function decodeLineAt(bytes: Buffer, start: number, end: number): unknown {
   if (end - start < 9 || bytes[start + 8] !== 0x20) return undefined;
-  const crc = crc32(bytes.subarray(start + 9, end)).toString(16).padStart(8, '0');
-  for (let i = 0; i < 8; i++) if (bytes[start + i] !== crc.charCodeAt(i)) return undefined;
+  // Compared as a number: the line's eight lowercase hex digits (as
+  // encodeLine writes them) read back, not the CRC made into text per line.
+  let written = 0;
+  for (let i = 0; i < 8; i++) {
+    const c = bytes[start + i] as number;
+    const digit = c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
+    if (digit < 0) return undefined;
+    written = written * 16 + digit;
+  }
+  if (crc32(bytes.subarray(start + 9, end)) !== written) return undefined;
   try {
     return JSON.parse(bytes.toString('utf8', start + 9, end)) as unknown;
   } catch {
@@ -163,10 +171,12 @@ export class DurableStore {
    * record that was written and synced): a background snapshot is taken from
    * this, never from the table, whose changes may still be in flight.
    */
-  private readonly committed = new Map<string, StoredMapping>();
+  private committed = new Map<string, StoredMapping>();
   private committedEpoch: EpochStart | undefined;
   /** Byte length of the valid records of each journal file, found by `read`. */
   private readonly validBytes = new Map<string, number>();
+  /** The mappings `read` found, by key: what the files hold, adopted by `open` as `committed`. */
+  private readLive: Map<string, StoredMapping> | undefined;
   private lock: StateLock | undefined;
   /** The newest record's wall time when the files were read: judges an earlier boot's records (remainingMs). */
   private loadedWall = 0;
@@ -213,11 +223,14 @@ export class DurableStore {
         for (const f of ['snapshot', 'journal', 'journal.next']) if (existsSync(join(dir, f))) renameSync(join(dir, f), join(aside, f));
         state = { ...state, movedAside: aside, mappings: [], epoch: undefined };
         store.validBytes.clear();
+        store.readLive = undefined;
       }
       store.deviceUuid = state.deviceUuid;
       store.loadedWall = state.lastWriteWall;
       store.committedEpoch = state.epoch;
-      for (const m of state.mappings) store.committed.set(m.key, m);
+      // The read's own map of what the files hold, not a second one built from its list.
+      store.committed = store.readLive ?? new Map(state.mappings.map((m) => [m.key, m]));
+      store.readLive = undefined;
       // Appends continue in the newest journal: `journal.next` if a
       // compaction was interrupted (the next one finishes it). Its torn tail,
       // a write a crash cut short and never acknowledged, is cut off first, or
@@ -314,6 +327,7 @@ export class DurableStore {
       }
       this.validBytes.set(path, valid);
     }
+    this.readLive = live;
     return { status: 'loaded', deviceUuid: header.deviceUuid, epoch, mappings: [...live.values()], lastWriteWall };
   }
 
