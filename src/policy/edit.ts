@@ -28,7 +28,8 @@ import { access, chmod, chown, open, readFile, realpath, rename, stat, unlink } 
 import { basename, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
-import { Document, Scalar, isMap, isScalar, isSeq, parse, parseDocument, visit, type Node, type Pair } from 'yaml';
+import type { Document, Node, Pair } from 'yaml';
+import { yaml } from './yaml-lazy.js';
 import { MAX_FILE_BYTES, PolicyError, parsePolicyText, type FileStatic } from './load.js';
 
 export type StaticEdit = { op: 'add'; entry: FileStatic } | { op: 'remove'; name: string };
@@ -74,6 +75,7 @@ function intended(data: unknown, edit: StaticEdit): unknown {
  * load, with the loader's words).
  */
 export function editedText(text: string, file: string, edit: StaticEdit): string {
+  const { parse } = yaml();
   const format = formatOf(file, text);
   let data: unknown;
   try {
@@ -98,6 +100,7 @@ export function editedText(text: string, file: string, edit: StaticEdit): string
 }
 
 function sameData(text: string, format: 'json' | 'yaml', want: unknown): boolean {
+  const { parse } = yaml();
   try {
     return isDeepStrictEqual(format === 'json' ? JSON.parse(text) : parse(text, { maxAliasCount: 0 }), want);
   } catch {
@@ -113,6 +116,7 @@ function jsonEdit(text: string, want: unknown): string {
 
 /** Through the yaml document: comments and order kept, the layout the package's. */
 function documentEdit(text: string, edit: StaticEdit): string | undefined {
+  const { isMap, isScalar, isSeq, parseDocument } = yaml();
   const doc = parseDocument(text);
   if (doc.errors.length) return undefined;
   const list = doc.get('static', true);
@@ -130,6 +134,7 @@ function documentEdit(text: string, edit: StaticEdit): string | undefined {
 
 /** An entry's `name`, if it is a mapping with a plain name. */
 function nameOf(item: unknown): unknown {
+  const { isMap, isScalar } = yaml();
   if (!isMap(item)) return undefined;
   const n = item.get('name', true);
   return isScalar(n) ? n.value : undefined;
@@ -157,6 +162,7 @@ function itemStart(text: string, at: number): number {
 
 /** In place, in a block list: the text around the entry untouched. Undefined when the layout is not that. */
 function spliceYaml(text: string, edit: StaticEdit): string | undefined {
+  const { isMap, isScalar, isSeq, parseDocument } = yaml();
   const doc = parseDocument(text);
   if (doc.errors.length || !isMap(doc.contents)) return undefined;
   const pair = doc.contents.items.find((p: Pair) => isScalar(p.key) && p.key.value === 'static');
@@ -214,6 +220,7 @@ function blockFromEmpty(text: string, pair: Pair, entry: FileStatic): string | u
 
 /** One list item at the list's indentation, as the yaml package writes it, YAML 1.1's misreadings quoted. */
 function render(entry: FileStatic, indent: string): string {
+  const { Document } = yaml();
   return quotedFor11(new Document([entry]))
     .toString({ lineWidth: 0 })
     .split('\n')
@@ -223,6 +230,7 @@ function render(entry: FileStatic, indent: string): string {
 
 /** A plain string YAML 1.1 would read as something else (a boolean, a base-60 or octal number, null). */
 function misreadBy11(value: string): boolean {
+  const { parse } = yaml();
   try {
     return parse(value, { version: '1.1' }) !== value;
   } catch {
@@ -232,6 +240,7 @@ function misreadBy11(value: string): boolean {
 
 /** Double quotes on every `mac` value and on each string YAML 1.1 would misread; the node returned. */
 function quotedFor11<T extends Document | Node>(node: T): T {
+  const { Scalar, isScalar, visit } = yaml();
   visit(node, {
     Pair(_, pair) {
       if (isScalar(pair.key) && pair.key.value === 'mac' && isScalar(pair.value)) pair.value.type = Scalar.QUOTE_DOUBLE;

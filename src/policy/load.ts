@@ -8,7 +8,8 @@
 
 import { readFileSync } from 'node:fs';
 import type { ErrorObject, ValidateFunction } from 'ajv';
-import { LineCounter, isNode, parseDocument, type Document } from 'yaml';
+import type { Document, LineCounter } from 'yaml';
+import { yaml } from './yaml-lazy.js';
 import { familyOf, isMulticast, isUnspecified, parseIp } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP, protocolByName, protocolName } from '../net/ipproto.js';
 import type { DeviceOpening, StaticOpening } from '../domain/mapping.js';
@@ -115,6 +116,7 @@ export function loadPolicyFile(file: string, now?: () => number): LoadedPolicy {
 }
 
 export function parsePolicyText(text: string, source: string, now?: () => number): LoadedPolicy {
+  const { LineCounter, parseDocument } = yaml();
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length) {
@@ -387,7 +389,7 @@ function valueAt(data: unknown, path: readonly (string | number)[]): unknown {
 function lineOf(doc: Document, lines: LineCounter, path: readonly (string | number)[]): number {
   for (let n = path.length; n >= 0; n--) {
     const node = n === 0 ? doc.contents : doc.getIn(path.slice(0, n), true);
-    if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
+    if (yaml().isNode(node) && node.range) return lines.linePos(node.range[0]).line;
   }
   return 1;
 }
