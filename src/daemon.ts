@@ -104,8 +104,8 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     watch.onLanChange((lan) => sources.update(lan));
     const policy = new PolicyKeeper(cfg.policy, clock, log, deps.policy);
     // Checked before anything starts: a WAN or wildcard address stops here.
-    const metrics = await prepareMetrics(cfg.metrics, watch.lan());
-    const telemetry = metrics?.prometheus ?? NO_TELEMETRY;
+    const metrics = prepareMetrics(cfg.metrics, watch.lan());
+    const telemetry = metrics?.telemetry ?? NO_TELEMETRY;
     const admin = prepareAdmin(cfg.admin, watch.lan());
 
     const opened = await openState(cfg.stateDir, clock, telemetry);
