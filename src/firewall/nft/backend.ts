@@ -498,7 +498,8 @@ export class NftBackend implements FirewallBackend {
         added += elems.length;
       }
       // With defer, the first entry that holds a missing shared element (with its own data) brings it back.
-      if (opts.defer && this.nat44) {
+      // (Only IPv4 entries hold one, and once all are claimed there is nothing to look up.)
+      if (opts.defer && this.nat44 && d.entry.family === 4 && missingShared.size > 0) {
         for (const o of outboundElementsOf(d.entry)) missing = missingShared.delete(elementKey(o.set, o.concat)) || missing;
       }
       if (missing && opts.defer) deferred.push(d.entry);
