@@ -102,9 +102,17 @@ async function benchPortcullis(quick: boolean): Promise<PcpResult> {
     present = have;
   };
   /** One measured row: the load, its table row labelled with the counted mappings present, the kernel check. */
+  // With each row, the CPU it took per request, the daemon's (with its children) and the
+  // generator's: on two shared cores the rate is bounded by their sum, and the daemon's
+  // alone says what one core of CPU buys at that cost (its main thread, libnftables' worker and the journal's syncs together).
   const row = (loadName: string, spec: PartialLoad) => {
     const at = thousands(present);
+    const cpu0 = cpuSeconds(pidOf(d));
     const r = record('portcullis', loadName, at, load(spec));
+    const cpu1 = cpuSeconds(pidOf(d));
+    const daemonMs = ((cpu1.own - cpu0.own + cpu1.children - cpu0.children) / Math.max(1, r.requested)) * 1000;
+    const clientMs = ((r.clientCpuSeconds ?? NaN) / Math.max(1, r.requested)) * 1000;
+    notes.push(`portcullis: ${loadName} at ${at}: CPU ms per request: daemon ${fmt(daemonMs, 3)}, the load generator ${fmt(clientMs, 3)} (${r.requested} requests; one core of CPU at that cost: ~${fmt(1000 / daemonMs)}/s)`);
     check(r, `${loadName} at ${at}`, 'make');
     return r;
   };

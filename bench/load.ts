@@ -51,6 +51,8 @@ export interface LoadResult {
   codes: Record<string, number>;
   /** Sorted, ms; only with spec.keepLatencies. */
   latenciesMs?: number[];
+  /** CPU seconds the generator itself used for the run (user + system), to set beside the daemon's. */
+  clientCpuSeconds?: number;
 }
 
 /** The p-th percentile (0–100) of ascending `sorted`: the value at rank ⌊n·p/100⌋; NaN when empty. */
@@ -76,6 +78,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
   let unsent = 0;
   let retransmissions = 0;
   const start = performance.now();
+  const cpu0 = process.cpuUsage();
 
   const clientRuns = spec.clients.map(async (addr, ci) => {
     const quota = Math.max(0, Math.min(perClient, spec.count - ci * perClient));
@@ -174,6 +177,7 @@ async function run(spec: LoadSpec): Promise<LoadResult> {
     retransmissions,
     codes,
     ...(spec.keepLatencies ? { latenciesMs: latencies } : {}),
+    clientCpuSeconds: ((c) => (c.user + c.system) / 1e6)(process.cpuUsage(cpu0)),
   };
 }
 
