@@ -474,15 +474,22 @@ export class NftBackend implements FirewallBackend {
     // The shared elements every desired entry's holdings call for (the latest
     // holder's data, the longest timeout); the missing ones wait for an owner.
     const missingShared = new Map<string, { set: SetKey; elem: unknown }>();
-    for (const o of this.outbound.reset(this.translated(desired))) {
-      const key = elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]);
-      if (!claim(key)) missingShared.set(key, o);
-    }
-    const deferred: FirewallEntry[] = [];
     // After a reboot the kernel holds nothing: every entry is missing, and
     // its element keys (two strings and their arrays, for 100 000 entries)
     // need not be built to find that out.
     const kernelEmpty = have.size === 0;
+    const shared = this.outbound.reset(this.translated(desired));
+    // Deferred into an empty kernel, each shared element comes back with the
+    // first batch that holds one of its holders (apply stages it as a put),
+    // and its data is its latest holder's own: none is left without an
+    // entry to bring it, so none need be looked up.
+    if (!(kernelEmpty && opts.defer)) {
+      for (const o of shared) {
+        const key = elementKey(o.set, [...concatOf(o.elem), ...dataOf(o.set, o.elem)]);
+        if (!claim(key)) missingShared.set(key, o);
+      }
+    }
+    const deferred: FirewallEntry[] = [];
     for (const d of desired) {
       const set = setFor(d.entry, this.nat44);
       let missing = kernelEmpty;
