@@ -7,7 +7,7 @@
 
 import t from 'tap';
 import fc from 'fast-check';
-import { OutboundElements } from '../src/firewall/nft/outbound.js';
+import { Holders, OutboundElements } from '../src/firewall/nft/outbound.js';
 import type { FirewallEntry } from '../src/firewall/backend.js';
 import type { IpAddress } from '../src/net/address.js';
 
@@ -92,4 +92,46 @@ t.test('an entry whose time is over holds nothing after a reset', async (t) => {
   const puts = elements.reset([{ entry: e, timeoutSeconds: 60 }]);
   t.equal(puts.length, 2, 'a SNAT element and a held port');
   t.same(elements.heldPorts(), [7000]);
+});
+
+t.test("a slot's holders behave as the Map they replace: order, size, ends, copies", async (t) => {
+  const op = fc.oneof(
+    fc.record({ op: fc.constant('set' as const), key: fc.constantFrom('a', 'b', 'c'), until: fc.integer({ min: 0, max: 20 }) }),
+    fc.record({ op: fc.constant('delete' as const), key: fc.constantFrom('a', 'b', 'c') }),
+    fc.record({ op: fc.constant('drop' as const), now: fc.integer({ min: 0, max: 20 }) }),
+    fc.record({ op: fc.constant('copy' as const) }),
+  );
+  fc.assert(
+    fc.property(fc.array(op, { maxLength: 30 }), (ops) => {
+      let holders = new Holders();
+      let ref = new Map<string, { value: string[]; until: number }>();
+      for (const o of ops) {
+        if (o.op === 'set') {
+          const h = { value: [o.key], until: o.until };
+          holders.set(o.key, h);
+          ref.set(o.key, h);
+        } else if (o.op === 'delete') {
+          holders.delete(o.key);
+          ref.delete(o.key);
+        } else if (o.op === 'drop') {
+          let earliest = Number.POSITIVE_INFINITY;
+          for (const [k, h] of ref) {
+            if (h.until <= o.now) ref.delete(k);
+            else earliest = Math.min(earliest, h.until);
+          }
+          t.equal(holders.dropEnded(o.now), earliest);
+        } else {
+          // The copy goes on; the original, changed, must not change it.
+          const copy = holders.copy();
+          holders.set('z', { value: ['z'], until: 99 });
+          holders = copy;
+          ref = new Map(ref);
+        }
+        t.equal(holders.size, ref.size);
+        t.same([...holders.values()], [...ref.values()]);
+      }
+      return true;
+    }),
+    { numRuns: 500 },
+  );
 });
