@@ -69,8 +69,16 @@ export class NftBackend implements FirewallBackend {
     return this.nat44 ? items : [];
   }
 
+  /** Each set's reference, made once: every put names its set, and callers copy it (spread) into their commands. */
+  private readonly refs = new Map<SetKey, Readonly<{ family: Placement['family']; table: string; name: string }>>();
+
   private ref(key: SetKey) {
-    return { family: this.placement.family, table: this.placement.table, name: objectName(this.placement, SET[key]) };
+    let r = this.refs.get(key);
+    if (!r) {
+      r = Object.freeze({ family: this.placement.family, table: this.placement.table, name: objectName(this.placement, SET[key]) });
+      this.refs.set(key, r);
+    }
+    return r;
   }
 
   async start(): Promise<void> {
