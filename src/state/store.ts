@@ -175,8 +175,6 @@ export class DurableStore {
   private committedEpoch: EpochStart | undefined;
   /** Byte length of the valid records of each journal file, found by `read`. */
   private readonly validBytes = new Map<string, number>();
-  /** The mappings `read` found, by key: what the files hold, adopted by `open` as `committed`. */
-  private readLive: Map<string, StoredMapping> | undefined;
   private lock: StateLock | undefined;
   /** The newest record's wall time when the files were read: judges an earlier boot's records (remainingMs). */
   private loadedWall = 0;
@@ -216,21 +214,21 @@ export class DurableStore {
     try {
       const store = new DurableStore(dir);
       store.lock = lock;
-      let state = store.read();
+      // Filled by the read with what the files hold, by key: it becomes
+      // `committed` as it is, not a second map built from the list.
+      const byKey = new Map<string, StoredMapping>();
+      let state = store.read(byKey);
       if (state.status === 'corrupt') {
         const aside = join(dir, `corrupt-${new Date(wallNow).toISOString().replace(/[:.]/g, '-')}`);
         mkdirSync(aside, { recursive: true });
         for (const f of ['snapshot', 'journal', 'journal.next']) if (existsSync(join(dir, f))) renameSync(join(dir, f), join(aside, f));
         state = { ...state, movedAside: aside, mappings: [], epoch: undefined };
         store.validBytes.clear();
-        store.readLive = undefined;
       }
       store.deviceUuid = state.deviceUuid;
       store.loadedWall = state.lastWriteWall;
       store.committedEpoch = state.epoch;
-      // The read's own map of what the files hold, not a second one built from its list.
-      store.committed = store.readLive ?? new Map(state.mappings.map((m) => [m.key, m]));
-      store.readLive = undefined;
+      if (state.status === 'loaded') store.committed = byKey;
       // Appends continue in the newest journal: `journal.next` if a
       // compaction was interrupted (the next one finishes it). Its torn tail,
       // a write a crash cut short and never acknowledged, is cut off first, or
@@ -262,10 +260,11 @@ export class DurableStore {
    */
   static inspect(dir: string): LoadedState {
     readdirSync(dir);
-    return new DurableStore(dir).read();
+    return new DurableStore(dir).read(new Map());
   }
 
-  private read(): LoadedState {
+  /** `live` is filled with the mappings found, by key; only a 'loaded' state leaves it meaning anything. */
+  private read(live: Map<string, StoredMapping>): LoadedState {
     const fresh: LoadedState = { status: 'fresh', deviceUuid: randomUUID(), mappings: [], lastWriteWall: 0 };
     if (!existsSync(this.snapshotPath)) {
       for (const path of [this.journalPath, this.nextJournalPath]) {
@@ -279,7 +278,6 @@ export class DurableStore {
     const bytes = readFileSync(this.snapshotPath);
     this.snapshotBytes = bytes.length;
     const bad = (detail: string): LoadedState => ({ ...fresh, status: 'corrupt', detail });
-    const live = new Map<string, StoredMapping>();
     const shared = sharedStrings();
     let header: SnapshotLine | undefined;
     let end: SnapshotLine | undefined;
@@ -327,7 +325,6 @@ export class DurableStore {
       }
       this.validBytes.set(path, valid);
     }
-    this.readLive = live;
     return { status: 'loaded', deviceUuid: header.deviceUuid, epoch, mappings: [...live.values()], lastWriteWall };
   }
 
