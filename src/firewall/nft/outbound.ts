@@ -122,6 +122,8 @@ export function outboundElementsOf(e: FirewallEntry): { set: OutboundSet; concat
   return slotsOf(e).map((s) => ({ set: s.set, concat: [...s.key, ...s.value] }));
 }
 
+const slotId = (s: { set: OutboundSet; key: readonly (string | number)[] }) => `${s.set}|${s.key.join('|')}`;
+
 const same = (a: readonly unknown[] | undefined, b: readonly unknown[] | undefined) =>
   a !== undefined && b !== undefined && a.length === b.length && a.every((v, i) => v === b[i]);
 
@@ -163,13 +165,10 @@ export class OutboundElements {
       if (slots.length === 0) continue;
       const holder = entryKey(c.entry);
       for (const s of slots) {
-        const id = `${s.set}|${s.key.join('|')}`;
-        let slot = this.slots.get(id);
-        if (!saved.has(id)) saved.set(id, slot && { holders: slot.holders.copy(), written: slot.written, endpoint: slot.endpoint });
-        if (!slot) {
-          slot = { set: s.set, key: s.key, holders: new Holders() };
-          this.slots.set(id, slot);
-        }
+        const id = slotId(s);
+        const had = this.slots.get(id);
+        if (!saved.has(id)) saved.set(id, had && { holders: had.holders.copy(), written: had.written, endpoint: had.endpoint });
+        const slot = had ?? this.newSlot(id, s);
         if (c.op === 'put') {
           const until = now + c.timeoutSeconds * 1000;
           slot.holders.set(holder, { value: s.value, until });
@@ -260,12 +259,8 @@ export class OutboundElements {
       const until = now + d.timeoutSeconds * 1000;
       if (until < earliest) earliest = until;
       for (const s of slotsOf(d.entry)) {
-        const id = `${s.set}|${s.key.join('|')}`;
-        let slot = this.slots.get(id);
-        if (!slot) {
-          slot = { set: s.set, key: s.key, holders: new Holders() };
-          this.slots.set(id, slot);
-        }
+        const id = slotId(s);
+        const slot = this.slots.get(id) ?? this.newSlot(id, s);
         slot.holders.set(holder, { value: s.value, until });
         slot.endpoint = d.entry;
       }
@@ -282,6 +277,12 @@ export class OutboundElements {
       puts.push({ set: slot.set, elem: element(slot, want.value, want.timeout) });
     }
     return puts;
+  }
+
+  private newSlot(id: string, s: { set: OutboundSet; key: readonly (string | number)[] }): Slot {
+    const slot: Slot = { set: s.set, key: s.key, holders: new Holders() };
+    this.slots.set(id, slot);
+    return slot;
   }
 
   private desired(slot: Slot, now: number): { value: readonly (string | number)[]; timeout: number } | undefined {
