@@ -13,7 +13,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
-import { CLI, announcedEpoch, labUp, lanClients, listenForAnnouncements, logLines, logged, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, announcedEpoch, labUp, lanClients, listenForAnnouncements, logLines, logged, stateDir, stopped, waitForLine } from './helpers/lab.js';
 import { reaches, shortMapping } from './helpers/reach.js';
 import { until } from './helpers/wait.js';
 
@@ -157,8 +157,7 @@ t.test('the CPE restarted: a NAT-PMP mapping is renewed and removed upstream wit
   const r = natpmpc('-a', '40010', '40010', 'udp', '3600');
   const port = Number(/Mapped public port (\d+) protocol UDP/.exec(r.all)?.[1]);
   t.ok(port > 0, r.all);
-  cpe.proc.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1000));
+  await stopped(cpe.proc);
   cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir]);
   await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
   t.ok(await reaches(lab, { proto: 'udp', listen: 'lan', port: 40010, to: PUBLIC, toPort: port }), 'still reachable after the restart');
@@ -197,8 +196,7 @@ t.test('the ISP\'s external address changes: the CPE\'s epoch starts again, its 
 });
 
 t.test('a silent upstream: failures within a bounded time', async (t) => {
-  cpe.proc.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1000));
+  await stopped(cpe.proc);
   // Nothing answers on that port.
   cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir, '--upstream-pcp', '100.64.0.1:5399']);
   await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
@@ -220,9 +218,7 @@ t.test('a silent upstream: failures within a bounded time', async (t) => {
 });
 
 t.test('no upstream on a CGN line: said at start, in the log, in doctor and in status; mappings granted here only', async (t) => {
-  cpe.proc.kill('SIGTERM');
-  isp.proc.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1000));
+  await Promise.all([stopped(cpe.proc), stopped(isp.proc)]);
   cpe = serve('cpe', ['--lan', 'lan0', '--wan', 'wan0', '--state-dir', cpeDir]);
   await waitForLine(cpe.proc, (l) => l.includes('"event":"started"'), 30_000);
   const none = cpe.lines.find((l) => l.includes('"event":"upstream-none"'));

@@ -25,7 +25,7 @@ import { join } from 'node:path';
 import type { ChildProcess } from 'node:child_process';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { CLI, labUp, lanClients, logLines, stateDir, waitForLine } from './helpers/lab.js';
+import { CLI, labUp, lanClients, logLines, stateDir, stopped, waitForLine } from './helpers/lab.js';
 import { reaches, shortMapping, sourceSeen } from './helpers/reach.js';
 import { pcpPeer } from './helpers/pcp-peer.js';
 import { until } from './helpers/wait.js';
@@ -216,8 +216,7 @@ t.test('UPnP reports the IPv4 WAN\'s link: the softwire\'s counters, not the nat
 });
 
 t.test('the AFTR bounds a subscriber: its mappings for all its hosts count against one quota', async (t) => {
-  aftr.proc.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1000));
+  await stopped(aftr.proc);
   aftr = await startAftr(true, 2);
   const ports = [40021, 40022, 40023].map((p) => natpmpc('-a', String(p), String(p), 'udp', '600'));
   t.match(ports[0]!.all, /Mapped public port \d+ protocol UDP to local port 40021/, ports[0]!.all);
@@ -236,8 +235,7 @@ t.test('PCP PEER through the softwire: the AFTR\'s address and port told, and th
 });
 
 t.test('an AFTR that allows no third party: each client hears a failure, nothing stays open', async (t) => {
-  aftr.proc.kill('SIGTERM');
-  await new Promise((r) => setTimeout(r, 1000));
+  await stopped(aftr.proc);
   aftr = await startAftr(false);
   const n = natpmpc('-a', '40011', '40011', 'udp', '3600');
   t.notMatch(n.all, /Mapped public port/, n.all);

@@ -92,6 +92,12 @@ t.test('upstream silent: NETWORK_FAILURE, and a renewal goes back to what it had
   t.same(kept && reachedAt(kept), reachedAt(first.mapping), 'and its upstream part');
 });
 
+t.test('a UPnP request waits for upstream less than a PCP or NAT-PMP one: its refusal is out before the control point\'s HTTP wait ends', async (t) => {
+  const { h, up, req } = setup();
+  for (const [via, port] of [['pcp', 40031], ['natpmp', 40032], ['upnp', 40033]] as const) await h.service.map(req({ via, internalPort: port }));
+  t.same(up.asks.map((a) => a.patienceMs), [5000, 5000, 3500], 'the line\'s 5 s for PCP and NAT-PMP; 3.5 s for UPnP (miniupnpc waits 5 s)');
+});
+
 t.test('NAT-PMP and UPnP mappings get a nonce of the daemon\'s own, the same after a restart', async (t) => {
   const { h, up, relay, req } = setup();
   const out = await h.service.map(req({ via: 'natpmp', internalPort: 40004 }));

@@ -74,8 +74,8 @@ export interface UpstreamPart {
 
 /**
  * A LAN client's request waits at most this long for upstream: two sends at
- * §8.1.1's IRT of 3 s, and the refusal out before miniupnpc stops waiting
- * for a SOAP answer (5 s).
+ * §8.1.1's IRT of 3 s. A UPnP request waits less (service/upstream.ts: its
+ * client's HTTP wait is shorter).
  */
 const PATIENCE_MS = 4_000;
 const PASS_MS = 2_000;

@@ -89,6 +89,15 @@ export type UpstreamMoved = (moved: Mapping[]) => void;
 /** Renewals and re-creations the relay starts at most per pass (the wire's cap bounds them too). */
 const PACE = 32;
 
+/**
+ * A UPnP control point waits for its SOAP answer over one HTTP exchange
+ * (miniupnpc: 5 s), not retransmitting as a PCP client does: the refusal
+ * must be out well before that on a busy router, or the client hears only
+ * a dropped connection. 3.5 s still lets §8.1.1's first retransmission
+ * (2.7–3.3 s) go out.
+ */
+const SOAP_PATIENCE_MS = 3_500;
+
 export class UpstreamRelay {
   /** Mappings to make again upstream (it lost its state), by key: at most the table's size. */
   private stale = new Set<string>();
@@ -150,8 +159,9 @@ export class UpstreamRelay {
   async afterGrant(req: UpstreamCause, granted: Granted, before: Mapping | undefined): Promise<MapOutcome> {
     const m = granted.mapping;
     const client = this.line.clientAddress();
+    const patienceMs = m.origin === 'upnp' ? Math.min(this.line.patienceMs, SOAP_PATIENCE_MS) : this.line.patienceMs;
     const answer: UpstreamAnswer = client
-      ? await this.line.server.map({ ...this.ask(m, client, req, this.line.patienceMs, (before?.filters.length ?? 0) > 0), owner: req.client })
+      ? await this.line.server.map({ ...this.ask(m, client, req, patienceMs, (before?.filters.length ?? 0) > 0), owner: req.client })
       : { ok: false, refusal: 'NETWORK_FAILURE', detail: 'the WAN has no IPv4 address to ask upstream from' };
     const current = this.table.get(keyOf(m));
     if (!answer.ok) {

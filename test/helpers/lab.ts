@@ -80,6 +80,26 @@ export function labUp(prefix: string, script = 'lab.sh'): Lab {
   };
 }
 
+/**
+ * Stops a daemon and waits for it to be gone (its state directory unlocked,
+ * its sockets closed), instead of guessing how long an exit takes on a busy
+ * machine; a daemon still there after `timeoutMs` is killed, and that fails.
+ */
+export async function stopped(child: ChildProcess, timeoutMs = 20_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), timeoutMs)));
+  const r = await Promise.race([gone, late]);
+  clearTimeout(timer);
+  if (r === 'late') {
+    child.kill('SIGKILL');
+    await gone;
+    throw new Error(`the daemon (pid ${child.pid}) had not exited ${timeoutMs} ms after SIGTERM`);
+  }
+}
+
 /** Collects a child's stdout lines and resolves when one matches. */
 export function waitForLine(child: ChildProcess, match: (line: string) => boolean, timeoutMs = 30_000): Promise<string> {
   return new Promise((resolve, reject) => {
