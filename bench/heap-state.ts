@@ -45,7 +45,7 @@ export async function writeState(dir: string, n: number, v4Every = 0): Promise<v
       const port = 10_000 + Math.floor(j / (v4 ? 200 : 256));
       const external = v4 ? mustParseIp('198.51.100.1') : client;
       const m = makeMapping(
-        { kind: 'map', family: v4 ? 4 : 6, internalAddress: client, protocol: 17, internalPort: port, externalAddress: external, externalPort: v4 ? 1024 + (Math.floor(j / v4Every) % 64_000) : port, filters: [], nonce: randomBytes(12), origin: 'pcp', client, description: '', lifetime: 3600, clientPort: 5350 },
+        { kind: 'map', family: v4 ? 4 : 6, internalAddress: client, protocol: 17, internalPort: port, externalAddress: external, externalPort: v4 ? 1024 + (Math.floor(j / v4Every) % 64_000) : port, filters: [], nonce: randomBytes(12).toString('hex'), origin: 'pcp', client, description: '', lifetime: 3600, clientPort: 5350 },
         j,
         now,
       );

@@ -200,6 +200,7 @@ t.test('a service restored from its store: same mappings, ports held, epoch cont
   t.equal(b.service.remaining(m as NonNullable<typeof m>), 450, 'remaining, not full, lifetime');
   t.notOk(b.table.isExternalPortFree(17, 40001), 'its external port is held again');
   t.match(await b.service.map({ ...req(40000), nonce: Buffer.alloc(12, 8) }), { ok: false, refusal: 'NOT_AUTHORIZED' }, 'its nonce too');
+  t.match(await b.service.map(req(40000)), { ok: true, mapping: { externalPort: 40001 } }, 'and the nonce it was made with renews it');
 });
 
 t.test('background compaction: appends continue meanwhile, nothing is lost, an interrupted one recovers', async (t) => {

@@ -11,6 +11,17 @@ export type Origin = Via | 'static';
 /** Lifetime in whole seconds. */
 export type Lifetime = number;
 
+/**
+ * A mapping's nonce (RFC 6887 §11.1: 96 bits) as 24 lowercase hex digits,
+ * the form the store writes: a restored mapping shares the store's string
+ * instead of holding a Buffer of its own (~120 bytes each, 100 000 of them
+ * after a restart). Requests and the wire keep Buffers.
+ */
+export type NonceHex = string;
+
+/** The nonce a request carried, as a mapping keeps it. */
+export const nonceHex = (nonce: Buffer): NonceHex => nonce.toString('hex');
+
 /** Inbound traffic a mapping admits: a remote prefix and port (0 = any port). */
 export interface RemoteFilter {
   readonly prefix: Prefix;
@@ -32,7 +43,7 @@ export interface Mapping {
   readonly filters: readonly RemoteFilter[];
   readonly remotePeer?: { readonly address: IpAddress; readonly port: number };
   /** PCP mapping nonce (RFC 6887 §11.1); absent for mappings made without one. */
-  readonly nonce?: Buffer;
+  readonly nonce?: NonceHex;
   readonly origin: Origin;
   /** The address that asked (differs from internalAddress for third-party mappings). */
   readonly client: IpAddress;
@@ -63,7 +74,7 @@ export interface UpstreamPart {
   readonly externalAddress: IpAddress;
   readonly externalPort: number;
   /** The nonce the upstream mapping was made with: renewals and removals must show it (RFC 6887 §11.1). */
-  readonly nonce: Buffer;
+  readonly nonce: NonceHex;
   /** Seconds upstream granted, counted from `expiresAt - lifetime`. */
   readonly lifetime: Lifetime;
   /** Monotonic milliseconds. */

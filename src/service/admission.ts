@@ -10,7 +10,7 @@ import { hostUnit } from '../net/hosts.js';
 import { THIRD_PARTY_REASON, type Limits, type Policy, type PolicyRequest, type Verdict } from '../policy/policy.js';
 import type { Clock } from '../state/clock.js';
 import type { MappingTable } from '../state/table.js';
-import { remaining, sameFilter, type Mapping, type MappingTerms, type RemoteFilter, type Via } from '../domain/mapping.js';
+import { nonceHex, remaining, sameFilter, type Mapping, type MappingTerms, type RemoteFilter, type Via } from '../domain/mapping.js';
 import { refuse, type FilterStep, type MapRequest, type Refused } from '../domain/requests.js';
 import type { LeaseView, Network, ServiceConfig } from './service-config.js';
 
@@ -188,7 +188,7 @@ export class Admission {
       externalPort: chosen.externalPort,
       filters: chosen.filters,
       remotePeer: chosen.remotePeer,
-      nonce: existing?.nonce ?? req.nonce,
+      nonce: existing?.nonce ?? (req.nonce && nonceHex(req.nonce)),
       // A mapping keeps the door that made it; a client may renew it through another.
       origin: existing?.origin ?? req.via,
       client: existing?.client ?? req.client,
@@ -236,7 +236,7 @@ export function applyFilterSteps(current: readonly RemoteFilter[], steps: readon
  * mapping". Either side without a nonce proves nothing and is let through.
  */
 export function nonceRefusal(m: Mapping | undefined, nonce: Buffer | undefined, now: number): Refused | undefined {
-  if (!m?.nonce || !nonce || m.nonce.equals(nonce)) return undefined;
+  if (!m?.nonce || !nonce || m.nonce === nonceHex(nonce)) return undefined;
   return { ...refuse('NOT_AUTHORIZED', 'nonce does not match the existing mapping'), lifetime: remaining(m, now) };
 }
 

@@ -8,7 +8,7 @@ import type { IpAddress } from '../net/address.js';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../net/ipproto.js';
 import type { Limits } from '../policy/policy.js';
 import { inRanges, nthPort, rangesSize } from '../domain/patterns.js';
-import type { Mapping, Via } from '../domain/mapping.js';
+import type { Mapping, NonceHex, Via } from '../domain/mapping.js';
 import { heldBy, refuse, type Refused } from '../domain/requests.js';
 import type { FreedPort } from '../state/table.js';
 
@@ -33,7 +33,7 @@ export interface Claimant {
   /** internalEndpoint(address, protocol, port) */
   internal: string;
   internalAddress: IpAddress;
-  nonce?: Buffer;
+  nonce?: NonceHex;
   /** Internal endpoints whose mappings this request replaces: the ports they free are its to take. */
   replacing?: ReadonlySet<string>;
 }
@@ -60,7 +60,7 @@ export interface PortWish {
 export function mayReclaim(held: FreedPort, who: Claimant): boolean {
   if (who.replacing?.has(held.internal)) return true;
   if (held.origin === 'upnp' && who.via === 'upnp' && held.internal.startsWith(`${who.internalAddress}|`)) return true;
-  return held.internal === who.internal && !(held.nonce && who.nonce && !held.nonce.equals(who.nonce));
+  return held.internal === who.internal && !(held.nonce && who.nonce && held.nonce !== who.nonce);
 }
 
 /** Whether `who` may take external `port` at monotonic `now`. */

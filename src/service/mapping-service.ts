@@ -28,7 +28,7 @@ import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
 import type { DurableStore } from '../state/store.js';
 import { fromStored, putRecord, remainingMs, removalRecord, toStored, type StoredMapping } from '../state/records.js';
-import { STATIC_LIFETIME, hasKey, keyOf, makeMapping, mappingKey, remaining, type Mapping, type RemoteFilter, type StaticOpening, type Via } from '../domain/mapping.js';
+import { STATIC_LIFETIME, hasKey, keyOf, makeMapping, mappingKey, nonceHex, remaining, type Mapping, type RemoteFilter, type StaticOpening, type Via } from '../domain/mapping.js';
 import { refuse, type MapOutcome, type MapRequest, type PeerRequest, type Refused, type RemoveOutcome, type RemoveRequest } from '../domain/requests.js';
 import { CommitQueue } from './commit-queue.js';
 import { Admission, applyFilterSteps, mayRemove, nonceRefusal, type Admitted, type Asked } from './admission.js';
@@ -249,7 +249,7 @@ export class MappingService {
   private newPort(req: Asked, admitted: Admitted, replacing?: ReadonlySet<string>): { ok: true; port: number } | Refused {
     const full = this.admission.quotaReached(req.internalAddress, admitted.limits, req.client);
     if (full) return full;
-    const who = { via: req.via, internal: internalEndpoint(req.internalAddress, req.protocol, req.internalPort), internalAddress: req.internalAddress, nonce: req.nonce, replacing };
+    const who = { via: req.via, internal: internalEndpoint(req.internalAddress, req.protocol, req.internalPort), internalAddress: req.internalAddress, nonce: req.nonce && nonceHex(req.nonce), replacing };
     return chooseExternalPort(this.table, req, admitted.family, who, admitted.limits, this.clock.now());
   }
 

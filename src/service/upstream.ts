@@ -20,7 +20,7 @@ import type { IpAddress } from '../net/address.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../state/clock.js';
 import type { MappingTable } from '../state/table.js';
-import { keyOf, reachedAt, type Mapping, type UpstreamPart } from '../domain/mapping.js';
+import { keyOf, reachedAt, type Mapping, type NonceHex, type UpstreamPart } from '../domain/mapping.js';
 import { refuse, type FilterStep, type Granted, type MapOutcome, type Refusal } from '../domain/requests.js';
 import type { TableChanges } from './table-changes.js';
 
@@ -138,10 +138,10 @@ export class UpstreamRelay {
   }
 
   /** The nonce upstream knows a mapping by: a PCP client's own (relayed, RFC 7648), else one of the daemon's, the same after a restart. */
-  nonceOf(m: Mapping): Buffer {
+  nonceOf(m: Mapping): NonceHex {
     if (m.upstream) return m.upstream.nonce;
     if (m.nonce) return m.nonce;
-    return createHmac('sha256', this.line.nonceKey).update(keyOf(m)).digest().subarray(0, 12);
+    return createHmac('sha256', this.line.nonceKey).update(keyOf(m)).digest('hex').slice(0, 24);
   }
 
   counts(): { relayed: number; refused: number; unanswered: number; removed: number } {
@@ -288,7 +288,7 @@ export class UpstreamRelay {
     if (this.stale.has(keyOf(m))) return true;
     if (u.expiresAt >= m.expiresAt) return false;
     // Renew once 1/2 to 5/8 of upstream's lifetime has passed, the point chosen by the nonce so renewals spread.
-    const share = 0.5 + ((u.nonce[0] ?? 0) / 255) * 0.125;
+    const share = 0.5 + (parseInt(u.nonce.slice(0, 2), 16) / 255) * 0.125;
     return u.expiresAt - now <= u.lifetime * 1000 * (1 - share);
   }
 
@@ -340,7 +340,7 @@ export class UpstreamRelay {
       suggestedExternalPort: suggested,
       suggestedExternalAddress: u?.externalAddress,
       lifetime: m.origin === 'static' ? Math.min(m.lifetime, 86_400) : Math.max(1, Math.ceil((m.expiresAt - this.clock.now()) / 1000)),
-      nonce: this.nonceOf(m),
+      nonce: Buffer.from(this.nonceOf(m), 'hex'),
       preferFailure: req?.preferFailure === true,
       client,
       thirdParty: this.line.thirdParty ? m.internalAddress : undefined,

@@ -69,7 +69,7 @@ export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: s
     externalPort: m.externalPort,
     filters: m.filters.map((f) => [f.prefix.address, f.prefix.length, f.port]),
     remotePeer: m.remotePeer ? [m.remotePeer.address, m.remotePeer.port] : undefined,
-    nonce: m.nonce?.toString('hex'),
+    nonce: m.nonce,
     origin: m.origin,
     owner: m.client,
     description: m.description,
@@ -77,7 +77,7 @@ export function toStored(m: Mapping, wallNow: number, monoNow: number, bootId: s
     lifetime: m.lifetime,
     clientPort: m.clientPort,
     upstream: m.upstream
-      ? { address: m.upstream.externalAddress, port: m.upstream.externalPort, nonce: m.upstream.nonce.toString('hex'), lifetime: m.upstream.lifetime, expiresWall: wallNow + (m.upstream.expiresAt - monoNow) }
+      ? { address: m.upstream.externalAddress, port: m.upstream.externalPort, nonce: m.upstream.nonce, lifetime: m.upstream.lifetime, expiresWall: wallNow + (m.upstream.expiresAt - monoNow) }
       : undefined,
     expiresWall: wallNow + (m.expiresAt - monoNow),
     expiresMono: m.expiresAt,
@@ -101,7 +101,7 @@ export function fromStored(s: StoredMapping, id: number, expiresAt: number): Map
     // Most mappings have none: one shared empty list, not one each.
     filters: s.filters.length ? s.filters.map(([address, length, port]) => ({ prefix: normalizePrefix(address, length), port })) : NO_FILTERS,
     remotePeer: s.remotePeer ? { address: s.remotePeer[0], port: s.remotePeer[1] } : undefined,
-    nonce: s.nonce !== undefined ? Buffer.from(s.nonce, 'hex') : undefined,
+    nonce: s.nonce,
     origin: s.origin,
     client: s.owner,
     description: s.description,
@@ -112,7 +112,7 @@ export function fromStored(s: StoredMapping, id: number, expiresAt: number): Map
       ? {
           externalAddress: s.upstream.address,
           externalPort: s.upstream.port,
-          nonce: Buffer.from(s.upstream.nonce, 'hex'),
+          nonce: s.upstream.nonce,
           lifetime: s.upstream.lifetime,
           // Both expiries were written at once: their distance is the same on either clock.
           expiresAt: expiresAt + (s.upstream.expiresWall - s.expiresWall),

@@ -7,7 +7,7 @@
 
 import type { IpAddress } from '../net/address.js';
 import { hostUnit } from '../net/hosts.js';
-import { keyOf, type Mapping, type Origin } from '../domain/mapping.js';
+import { keyOf, type Mapping, type NonceHex, type Origin } from '../domain/mapping.js';
 
 /**
  * An external IPv4 endpoint held for one internal endpoint. A MAP and the
@@ -33,7 +33,7 @@ export interface FreedPort {
   readonly internal: string;
   readonly externalPort: number;
   /** The nonce of the mapping whose end freed it, if it had one. */
-  readonly nonce?: Buffer;
+  readonly nonce?: NonceHex;
   /** The protocol that made that mapping. */
   readonly origin: Origin;
   /** Monotonic milliseconds. */
@@ -293,7 +293,7 @@ export class MappingTable {
    * (a mapping that ended); without, it is free at once (a reservation
    * rolled back: nobody was ever told of it).
    */
-  releaseBinding(internal: string, protocol: number, hold?: { nonce?: Buffer; origin: Origin; until: number; now: number }): void {
+  releaseBinding(internal: string, protocol: number, hold?: { nonce?: NonceHex; origin: Origin; until: number; now: number }): void {
     const b = this.bindingsByInternal.get(internal);
     if (!b) return;
     if (--b.refs > 0) return;

@@ -275,7 +275,7 @@ function encodePeerUpdate(m: Mapping, remote: { address: IpAddress; port: number
 
 function updateData(m: Mapping): MapData {
   const at = reachedAt(m);
-  return { nonce: m.nonce ?? Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: at.port, externalAddress: at.address };
+  return { nonce: m.nonce ? Buffer.from(m.nonce, 'hex') : Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: at.port, externalAddress: at.address };
 }
 
 function updateOptions(m: Mapping): PcpOption[] {
