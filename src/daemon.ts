@@ -36,6 +36,7 @@ import { openState, restoreState } from './daemon/state.js';
 import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
 import { startUpstream } from './daemon/upstream.js';
+import { collectStartGarbage } from './daemon/start-garbage.js';
 import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
 
@@ -235,7 +236,10 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     const reinstalled = reinstall
       .run(() => stopping)
       .then(() => {
-        const intactCheck = stopping ? undefined : keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
+        if (stopping) return;
+        const collected = collectStartGarbage();
+        log.debug({ event: 'start-garbage', ...(collected ?? { detail: 'no full collection available' }) });
+        const intactCheck = keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
         if (intactCheck) teardown.push(intactCheck);
       })
       .catch((err: unknown) => log.error({ event: 'nft-reinstall-failed', error: (err as Error).message, detail: 'the periodic reconciliation is not running' }));
