@@ -43,7 +43,11 @@ export function restoreState(service: MappingService, epoch: Epoch, opened: { st
   const continues = state.status === 'loaded' && state.epoch !== undefined;
   if (continues && state.epoch) epoch.restore(epochStartMono(state.epoch, now, state.lastWriteWall));
   else telemetry.epochReset();
-  const recovered = service.restore(state.mappings, state.lastWriteWall);
+  const clockBehind = now.wall < state.lastWriteWall && state.mappings.some((m) => m.bootId !== now.bootId);
+  const recovered = service.restore(state.mappings, state.lastWriteWall, (key, from, m) => store.adopt(key, from, m));
+  // Handed over: the store keeps the restored mappings themselves, and nothing
+  // needs these records again (the daemon holds `state` as long as it runs).
+  state.mappings.length = 0;
   log[state.status === 'corrupt' ? 'warn' : 'info']({
     event: 'state',
     status: state.status,
@@ -54,6 +58,5 @@ export function restoreState(service: MappingService, epoch: Epoch, opened: { st
     stateDir,
   });
   service.attachStore(store);
-  const clockBehind = now.wall < state.lastWriteWall && state.mappings.some((m) => m.bootId !== now.bootId);
   return { snapshotFirst: !continues || clockBehind };
 }

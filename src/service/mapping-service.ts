@@ -27,7 +27,7 @@ import type { Clock } from '../state/clock.js';
 import type { Epoch } from '../state/epoch.js';
 import { MappingTable, internalEndpoint } from '../state/table.js';
 import type { DurableStore } from '../state/store.js';
-import { fromStored, putRecord, remainingMs, removalRecord, toStored, type StoredMapping } from '../state/records.js';
+import { fromStored, putRecord, remainingMs, removalRecord, type StoredMapping } from '../state/records.js';
 import { STATIC_LIFETIME, hasKey, keyOf, makeMapping, mappingKey, nonceHex, remaining, type Mapping, type RemoteFilter, type StaticOpening, type Via } from '../domain/mapping.js';
 import { refuse, type MapOutcome, type MapRequest, type PeerRequest, type Refused, type RemoveOutcome, type RemoveRequest } from '../domain/requests.js';
 import { CommitQueue } from './commit-queue.js';
@@ -335,8 +335,10 @@ export class MappingService {
    * Puts back mappings from the durable store with what they have left
    * (dropping what expired while the daemon was down). The firewall is
    * brought in line afterwards by reconciliation. Returns how many came back.
+   * `made` is told each mapping and the record it came from (the store keeps
+   * the mapping in the record's place: DurableStore.adopt).
    */
-  restore(stored: readonly StoredMapping[], lastWriteWall: number): { restored: number; expired: number } {
+  restore(stored: readonly StoredMapping[], lastWriteWall: number, made?: (key: string, from: StoredMapping, m: Mapping) => void): { restored: number; expired: number } {
     const now = { mono: this.clock.now(), wall: this.clock.wall(), bootId: this.clock.bootId() };
     let restored = 0;
     let expired = 0;
@@ -352,6 +354,7 @@ export class MappingService {
         const key = hasKey(m, s.key) ? s.key : keyOf(m);
         if (this.table.get(key)) continue;
         this.edit.enter(m, key, false);
+        made?.(key, s, m);
         restored++;
       }
     });
@@ -451,10 +454,8 @@ export class MappingService {
     const store = this.stores.store;
     if (!store) return;
     await this.commits.exclusive(() => {
-      const mono = this.clock.now();
-      const wall = this.clock.wall();
-      const live = this.clientMappings(mono).map((m) => toStored(m, wall, mono, this.clock.bootId()));
-      return store.compact(live, this.epoch.start(), wall);
+      const now = { mono: this.clock.now(), wall: this.clock.wall(), bootId: this.clock.bootId() };
+      return store.compactFrom(this.clientMappings(now.mono), this.epoch.start(), now);
     });
   }
 
@@ -521,8 +522,8 @@ export class MappingService {
   }
 
   /** What kernel entries and store records there must be: the clients' mappings alive at `now` (static forwards are rules of their own). */
-  private clientMappings(now: number): Mapping[] {
-    return [...this.table.values()].filter((m) => m.origin !== 'static' && m.expiresAt > now);
+  private clientMappings(now: number): [string, Mapping][] {
+    return [...this.table.entries()].filter(([, m]) => m.origin !== 'static' && m.expiresAt > now);
   }
 
   /** Drops mappings whose lifetime ended; the kernel expires their entries by itself. */

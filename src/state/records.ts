@@ -53,7 +53,8 @@ export interface EpochStart {
 }
 
 export type JournalRecord =
-  | { op: 'put'; at: number; m: StoredMapping }
+  /** `mapping`: the table's own (immutable) mapping the record was made from, which the store keeps once the record is written, instead of the stored form. */
+  | { op: 'put'; at: number; m: StoredMapping; mapping?: Mapping }
   | { op: 'del'; at: number; key: string }
   | { op: 'epoch'; at: number; epoch: EpochStart };
 
@@ -125,7 +126,7 @@ export function fromStored(s: StoredMapping, id: number, expiresAt: number): Map
 /** The record of a mapping granted, renewed or moved. */
 export function putRecord(m: Mapping, clock: Clock): JournalRecord {
   const wall = clock.wall();
-  return { op: 'put', at: wall, m: toStored(m, wall, clock.now(), clock.bootId()) };
+  return { op: 'put', at: wall, m: toStored(m, wall, clock.now(), clock.bootId()), mapping: m };
 }
 
 /** The record of a mapping that left the table (the on-disk op keeps its first name, 'del'). */
@@ -144,6 +145,26 @@ export function remainingMs(s: StoredMapping, now: { mono: number; wall: number;
   if (s.bootId === now.bootId) return s.expiresMono - now.mono;
   if (now.wall >= lastWriteWall) return s.expiresWall - now.wall;
   return Math.min(s.lifetime * 1000, s.expiresWall - lastWriteWall);
+}
+
+/**
+ * What the store keeps of each mapping its files hold: the table's own
+ * Mapping the record was made from (immutable: a renewal is a new one) or,
+ * for one read back at start and not adopted by a restore, its stored form.
+ * Not a second copy of every mapping beside the table's.
+ */
+export type Kept = StoredMapping | Mapping;
+
+export const isStored = (k: Kept): k is StoredMapping => 'bootId' in k;
+
+/** A kept mapping's time left on this boot: a Mapping's expiry is already on this boot's clock. */
+export function keptRemainingMs(k: Kept, now: { mono: number; wall: number; bootId: string }, lastWriteWall: number): number {
+  return isStored(k) ? remainingMs(k, now, lastWriteWall) : k.expiresAt - now.mono;
+}
+
+/** A kept mapping as a snapshot writes it: a Mapping on the clocks of `now`, as a put record made then would. */
+export function keptForm(k: Kept, now: { mono: number; wall: number; bootId: string }): StoredMapping {
+  return isStored(k) ? k : toStored(k, now.wall, now.mono, now.bootId);
 }
 
 /** The epoch start on this boot's monotonic clock, by the same rules. */

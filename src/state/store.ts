@@ -34,7 +34,8 @@ import { randomUUID } from 'node:crypto';
 import { basename, join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { lockStateDir, type StateLock } from './lock.js';
-import { remainingMs, type EpochStart, type JournalRecord, type StoredMapping } from './records.js';
+import { isStored, keptForm, keptRemainingMs, type EpochStart, type JournalRecord, type Kept, type StoredMapping } from './records.js';
+import type { Mapping } from '../domain/mapping.js';
 import { fromForm, recordForm } from './record-form.js';
 import { sharedStrings } from './shared-strings.js';
 import { NO_TELEMETRY, type Telemetry } from '../telemetry.js';
@@ -169,9 +170,10 @@ export class DurableStore {
   /**
    * What the files hold, record by record (the snapshot, then every journal
    * record that was written and synced): a background snapshot is taken from
-   * this, never from the table, whose changes may still be in flight.
+   * this, never from the table, whose changes may still be in flight. Each
+   * is the mapping its last record was made from (records.ts, Kept).
    */
-  private committed = new Map<string, StoredMapping>();
+  private committed = new Map<string, Kept>();
   private committedEpoch: EpochStart | undefined;
   /** Byte length of the valid records of each journal file, found by `read`. */
   private readonly validBytes = new Map<string, number>();
@@ -421,7 +423,7 @@ export class DurableStore {
 
   /** A record is on disk: the state a restart would load now includes it. */
   private commit(r: JournalRecord): void {
-    if (r.op === 'put') this.committed.set(r.m.key, r.m);
+    if (r.op === 'put') this.committed.set(r.m.key, r.mapping ?? r.m);
     else if (r.op === 'del') this.committed.delete(r.key);
     else this.committedEpoch = r.epoch;
   }
@@ -445,6 +447,24 @@ export class DurableStore {
     }, wallNow, false);
   }
 
+  /** `compact` of the table's mappings, by their keys: kept as they are, written on the clocks of `now`. */
+  async compactFrom(live: readonly (readonly [string, Mapping])[], epoch: EpochStart, now: StoreNow): Promise<void> {
+    await this.rewrite(() => {
+      this.committed.clear();
+      for (const [key, m] of live) this.committed.set(key, m);
+      this.committedEpoch = epoch;
+      return { live: live.map(([, m]) => m), epoch };
+    }, now.wall, false, now);
+  }
+
+  /**
+   * A restore made `m` from the record `from` read at open: the store keeps
+   * `m` in its place, unless a later record of the key came in meanwhile.
+   */
+  adopt(key: string, from: StoredMapping, m: Mapping): void {
+    if (this.committed.get(key) === from) this.committed.set(key, m);
+  }
+
   /**
    * The same while the daemon serves, of what the files hold (not of the
    * table: a change still in flight may yet fail), less what expired on this
@@ -456,10 +476,10 @@ export class DurableStore {
       // The rule a restart restores by (records.ts): records of an earlier
       // boot that ran out while the router was down go too, now that the
       // start no longer rewrites the snapshot when the state loaded.
-      const live = [...this.committed.values()].filter((m) => remainingMs(m, now, this.loadedWall) > 0);
+      const live = [...this.committed.values()].filter((m) => keptRemainingMs(m, now, this.loadedWall) > 0);
       return { live, epoch: this.committedEpoch };
     };
-    this.compaction = this.rewrite(take, now.wall, true).finally(() => (this.compaction = undefined));
+    this.compaction = this.rewrite(take, now.wall, true, now).finally(() => (this.compaction = undefined));
     return this.compaction;
   }
 
@@ -482,9 +502,16 @@ export class DurableStore {
    * it. If a step fails, appends stay in `journal.next` and the next
    * compaction starts at step 2. `gently`: small slices with a timer between
    * them, so requests (latency-bound) always get the event loop first.
+   * Mappings kept as the table's (Kept) are written on the clocks of `now`,
+   * one slice at a time: no second copy of them all at once.
    */
-  private async rewrite(take: () => { live: readonly StoredMapping[]; epoch: EpochStart | undefined }, wallNow: number, gently: boolean): Promise<void> {
-    let taken: { live: readonly StoredMapping[]; epoch: EpochStart | undefined } = { live: [], epoch: undefined };
+  private async rewrite(take: () => { live: readonly Kept[]; epoch: EpochStart | undefined }, wallNow: number, gently: boolean, now?: StoreNow): Promise<void> {
+    let taken: { live: readonly Kept[]; epoch: EpochStart | undefined } = { live: [], epoch: undefined };
+    const form = (k: Kept): StoredMapping => {
+      if (isStored(k)) return k;
+      if (!now) throw new Error('store: a mapping kept without the clocks to write it by');
+      return keptForm(k, now);
+    };
     await this.serial(async () => {
       await this.writePending();
       taken = take();
@@ -517,7 +544,7 @@ export class DurableStore {
       await write(encodeLine({ op: 'header', version: STORE_VERSION, at: wallNow, deviceUuid: this.deviceUuid, epoch } satisfies SnapshotLine));
       const slice = gently ? 256 : 8192;
       for (let i = 0; i < live.length; i += slice) {
-        await write(live.slice(i, i + slice).map((m) => encodeLine(recordForm({ op: 'put', at: wallNow, m }))).join(''));
+        await write(live.slice(i, i + slice).map((k) => encodeLine(recordForm({ op: 'put', at: wallNow, m: form(k) }))).join(''));
         if (gently) await new Promise<void>((r) => setTimeout(r, 2));
       }
       await write(encodeLine({ op: 'end', count: live.length } satisfies SnapshotLine));
