@@ -33,7 +33,7 @@ export interface Telemetry {
   removed(reason: RemovalReason, count: number): void;
   /** One batch went to the firewall (and, when committed, to the journal). */
   commit(result: CommitResult, seconds: number): void;
-  /** One journal sync (fdatasync) took this long. */
+  /** One synced journal write (O_DSYNC) took this long. */
   storeSync(seconds: number): void;
   /** The durable store wrote this many bytes (journal records, a compaction's snapshot, a disk probe). */
   storeWritten(bytes: number): void;

@@ -51,7 +51,7 @@ export class Prometheus implements Telemetry {
     this.commitDuration = new Histogram({ name: 'portcullis_nft_commit_duration_seconds', help: 'One batch: firewall transaction and journal sync', buckets: REQUEST_BUCKETS, registers });
     this.repairs = new Counter({ name: 'portcullis_firewall_repairs_total', help: 'Times reconciliation found the kernel damaged (a flush, fw4 reload) and repaired it', registers });
     this.epochResets = new Counter({ name: 'portcullis_epoch_resets_total', help: 'Times the epoch started again (a start without kept state, the external address changed, --flush-on-exit)', registers });
-    this.storeSyncs = new Histogram({ name: 'portcullis_store_sync_duration_seconds', help: 'One journal sync (fdatasync) of the state directory', buckets: REQUEST_BUCKETS, registers });
+    this.storeSyncs = new Histogram({ name: 'portcullis_store_sync_duration_seconds', help: 'One synced journal write (O_DSYNC) of the state directory', buckets: REQUEST_BUCKETS, registers });
     this.storeBytes = new Counter({ name: 'portcullis_store_written_bytes_total', help: 'Bytes the durable store wrote to the state directory: journal records, compaction snapshots, disk probes after a failed write', registers });
     new Gauge({ name: 'portcullis_build_info', help: 'The running version', labelNames: ['version', 'node'], registers }).set({ version, node: process.versions.node }, 1);
     collectDefaultMetrics({ register: this.registry });

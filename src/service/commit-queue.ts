@@ -1,6 +1,6 @@
 // Group commit (docs/ARCHITECTURE.md): changes that arrive while a batch is
 // in flight join the next batch, so the firewall sees one transaction per
-// batch, not one per request, and the durable store one fdatasync. A
+// batch, not one per request, and the durable store one synced write. A
 // submission learns whether its own changes took — and were recorded —
 // before its reply leaves, and a refusal by the kernel is told apart from a
 // record the disk could not take after the kernel did.
@@ -92,7 +92,7 @@ export class CommitQueue {
         const { ok, durable } = await this.exclusive(() => this.commitBatch(batch));
         // Only a batch with firewall changes is an nft commit (an epoch record alone is not).
         const report = batch.some((p) => p.changes.length > 0) ? (result: CommitResult) => this.telemetry.commit(result, (performance.now() - started) / 1000) : () => undefined;
-        // The next batch's firewall commit overlaps this batch's fdatasync;
+        // The next batch's firewall commit overlaps this batch's journal sync;
         // replies wait for both (the journal keeps batch order).
         durable.then(
           () => {

@@ -9,7 +9,7 @@
 // files: how records reach the disk and come back.
 //
 // Every line is `CRC32 JSON`. The journal is appended once per commit batch
-// and fdatasync'ed before any reply of that batch leaves; a renewal costs one
+// and synced (O_DSYNC) before any reply of that batch leaves; a renewal costs one
 // line, never a rewrite (routers write to flash). A write that fails (a full
 // disk) is cut back to the journal's last good length at once, its records
 // are dropped and its callers told, so the file never holds a fragment that
@@ -133,8 +133,12 @@ function syncDir(dir: string): void {
  * O_APPEND: where the next record lands then never depends on what a failed
  * write or a cut-back left behind. (With O_APPEND, the full-disk test once saw
  * a record land past a probe's cut-off page; the cause was not pinned down.)
+ * O_DSYNC: a write returns once its bytes are as durable as an fdatasync
+ * would make them, so a batch's record costs one trip to libuv's pool on the
+ * reply's path, not two (the write, then the fdatasync): p99 0.6–0.8 ms
+ * against 1.0–2.2 for 200-byte appends on this VM's disk, idle.
  */
-const JOURNAL_FLAGS = constants.O_WRONLY | constants.O_CREAT;
+const JOURNAL_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_DSYNC;
 
 async function writeAt(file: FileHandle, buf: Buffer, position: number): Promise<void> {
   for (let done = 0; done < buf.length; ) {
@@ -340,7 +344,7 @@ export class DurableStore {
   private flushing: Promise<void> = Promise.resolve();
 
   /**
-   * Writes and fdatasyncs what was appended. Flushes run one after another;
+   * Writes what was appended, synced (O_DSYNC). Flushes run one after another;
    * one that starts while another syncs takes everything appended meanwhile,
    * so batches arriving during a sync share the next one. Settles with the
    * write that carries the latest append: it rejects if that write failed,
@@ -366,8 +370,8 @@ export class DurableStore {
       const chunk = Buffer.from(batch.map((p) => p.line).join(''));
       this.dirty = true;
       const started = performance.now();
+      // Synced as it is written (O_DSYNC, JOURNAL_FLAGS).
       await writeAt(this.journal, chunk, this.journalBytes);
-      await this.journal.datasync();
       this.telemetry.storeSync((performance.now() - started) / 1000);
       this.dirty = false;
       this.journalBytes += chunk.length;
