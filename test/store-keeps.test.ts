@@ -16,6 +16,7 @@ import { restoreState } from '../src/daemon/state.js';
 import { collectStartGarbage } from '../src/daemon/start-garbage.js';
 import { NO_TELEMETRY } from '../src/telemetry.js';
 import { harness, type Harness } from './helpers/harness.js';
+import { storedMapping } from './helpers/stored.js';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'portcullis-keeps-'));
 const A = mustParseIp('192.168.77.10');
@@ -104,4 +105,22 @@ t.test('a record that came after the one read wins over a late adoption', async 
   const after = await readCopy(d);
   t.equal(after.find((m) => m.key === old.key)?.externalPort, 40999, 'the newer record stays');
   await store.close();
+});
+
+t.test('a record under a key of an older form is adopted under that key', async (t) => {
+  const d = dir();
+  const h = harness();
+  const { store } = await DurableStore.open(d, h.clock.wall());
+  const legacy = storedMapping(40000, { key: 'legacy|40000', expiresWall: h.clock.wall() + 3_600_000, expiresMono: h.clock.now() + 3_600_000, bootId: h.clock.bootId() });
+  await store.compact([legacy], h.epoch.start(), h.clock.wall());
+  await store.close();
+  const opened = await DurableStore.open(d, h.clock.wall());
+  t.equal(opened.state.mappings[0]?.key, 'legacy|40000', 'read back under its own key');
+  const record = new WeakRef(opened.state.mappings[0]!);
+  restoreState(h.service, h.epoch, opened, h.clock, d, NO_TELEMETRY, h.log);
+  t.equal(h.service.count(), 1);
+  await new Promise((r) => setImmediate(r));
+  t.ok(collectStartGarbage());
+  t.equal(record.deref(), undefined, 'the store keeps the restored mapping in its place');
+  await opened.store.close();
 });

@@ -335,8 +335,9 @@ export class MappingService {
    * Puts back mappings from the durable store with what they have left
    * (dropping what expired while the daemon was down). The firewall is
    * brought in line afterwards by reconciliation. Returns how many came back.
-   * `made` is told each mapping and the record it came from (the store keeps
-   * the mapping in the record's place: DurableStore.adopt).
+   * `made` is told each mapping with the record it came from and that
+   * record's key in the store (the store keeps the mapping in the record's
+   * place: DurableStore.adopt).
    */
   restore(stored: readonly StoredMapping[], lastWriteWall: number, made?: (key: string, from: StoredMapping, m: Mapping) => void): { restored: number; expired: number } {
     const now = { mono: this.clock.now(), wall: this.clock.wall(), bootId: this.clock.bootId() };
@@ -354,7 +355,7 @@ export class MappingService {
         const key = hasKey(m, s.key) ? s.key : keyOf(m);
         if (this.table.get(key)) continue;
         this.edit.enter(m, key, false);
-        made?.(key, s, m);
+        made?.(s.key, s, m);
         restored++;
       }
     });
