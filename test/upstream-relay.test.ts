@@ -96,6 +96,9 @@ t.test('a UPnP request waits for upstream less than a PCP or NAT-PMP one: its re
   const { h, up, req } = setup();
   for (const [via, port] of [['pcp', 40031], ['natpmp', 40032], ['upnp', 40033]] as const) await h.service.map(req({ via, internalPort: port }));
   t.same(up.asks.map((a) => a.patienceMs), [5000, 5000, 3500], 'the line\'s 5 s for PCP and NAT-PMP; 3.5 s for UPnP (miniupnpc waits 5 s)');
+  up.asks = [];
+  await h.service.map(req({ via: 'upnp', internalPort: 40031, nonce: undefined }));
+  t.same(up.asks.map((a) => a.patienceMs), [3500], 'the door asking now decides: a PCP mapping renewed over UPnP waits 3.5 s');
 });
 
 t.test('NAT-PMP and UPnP mappings get a nonce of the daemon\'s own, the same after a restart', async (t) => {

@@ -22,6 +22,9 @@ export type NonceHex = string;
 /** The nonce a request carried, as a mapping keeps it. */
 export const nonceHex = (nonce: Buffer): NonceHex => nonce.toString('hex');
 
+/** A mapping's nonce as the wire carries it. */
+export const nonceBytes = (nonce: NonceHex): Buffer => Buffer.from(nonce, 'hex');
+
 /** Inbound traffic a mapping admits: a remote prefix and port (0 = any port). */
 export interface RemoteFilter {
   readonly prefix: Prefix;

@@ -20,7 +20,7 @@ import type { IpAddress } from '../net/address.js';
 import type { Logger } from '../log.js';
 import type { Clock } from '../state/clock.js';
 import type { MappingTable } from '../state/table.js';
-import { keyOf, reachedAt, type Mapping, type NonceHex, type UpstreamPart } from '../domain/mapping.js';
+import { keyOf, nonceBytes, reachedAt, type Mapping, type NonceHex, type UpstreamPart, type Via } from '../domain/mapping.js';
 import { refuse, type FilterStep, type Granted, type MapOutcome, type Refusal } from '../domain/requests.js';
 import type { TableChanges } from './table-changes.js';
 
@@ -51,6 +51,8 @@ export interface UpstreamAsk {
 
 /** What a door's request tells the relay beyond the mapping it granted (a MAP's or a PEER's). */
 export interface UpstreamCause {
+  /** The door asking now (a mapping may be renewed through another door than made it): how long its client waits. */
+  via: Via;
   client: IpAddress;
   suggestedExternalPort: number;
   preferFailure?: boolean;
@@ -159,7 +161,7 @@ export class UpstreamRelay {
   async afterGrant(req: UpstreamCause, granted: Granted, before: Mapping | undefined): Promise<MapOutcome> {
     const m = granted.mapping;
     const client = this.line.clientAddress();
-    const patienceMs = m.origin === 'upnp' ? Math.min(this.line.patienceMs, SOAP_PATIENCE_MS) : this.line.patienceMs;
+    const patienceMs = req.via === 'upnp' ? Math.min(this.line.patienceMs, SOAP_PATIENCE_MS) : this.line.patienceMs;
     const answer: UpstreamAnswer = client
       ? await this.line.server.map({ ...this.ask(m, client, req, patienceMs, (before?.filters.length ?? 0) > 0), owner: req.client })
       : { ok: false, refusal: 'NETWORK_FAILURE', detail: 'the WAN has no IPv4 address to ask upstream from' };
@@ -340,7 +342,7 @@ export class UpstreamRelay {
       suggestedExternalPort: suggested,
       suggestedExternalAddress: u?.externalAddress,
       lifetime: m.origin === 'static' ? Math.min(m.lifetime, 86_400) : Math.max(1, Math.ceil((m.expiresAt - this.clock.now()) / 1000)),
-      nonce: Buffer.from(this.nonceOf(m), 'hex'),
+      nonce: nonceBytes(this.nonceOf(m)),
       preferFailure: req?.preferFailure === true,
       client,
       thirdParty: this.line.thirdParty ? m.internalAddress : undefined,

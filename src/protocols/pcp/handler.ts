@@ -3,7 +3,7 @@
 
 import { familyOf, normalizePrefix, toWire16, type IpAddress } from '../../net/address.js';
 import type { MappingService } from '../../service/mapping-service.js';
-import { reachedAt, type Mapping } from '../../domain/mapping.js';
+import { nonceBytes, reachedAt, type Mapping } from '../../domain/mapping.js';
 import type { FilterStep, MapOutcome, Refusal } from '../../domain/requests.js';
 import {
   LONG_ERROR_LIFETIME,
@@ -275,7 +275,7 @@ function encodePeerUpdate(m: Mapping, remote: { address: IpAddress; port: number
 
 function updateData(m: Mapping): MapData {
   const at = reachedAt(m);
-  return { nonce: m.nonce ? Buffer.from(m.nonce, 'hex') : Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: at.port, externalAddress: at.address };
+  return { nonce: m.nonce ? nonceBytes(m.nonce) : Buffer.alloc(12), protocol: m.protocol, internalPort: m.internalPort, externalPort: at.port, externalAddress: at.address };
 }
 
 function updateOptions(m: Mapping): PcpOption[] {
