@@ -7,6 +7,13 @@
 // after a restart). One full collection when the kernel is complete frees
 // it, and V8 returns the emptied pages to the system soon after.
 //
+// That collection also compacts. The start's garbage was promoted to the
+// old generation between the mappings that stay, so a collection that only
+// frees leaves most pages part-used, and V8 keeps them all: at 100 000
+// mappings 67 MiB live in a heap of 91–129 MiB, the RSS 150–192 MB from run
+// to run. Moving the survivors together gives back 77 MiB and an RSS of
+// 136–140 MB, for a pause of ~250 ms instead of ~65, once, after the start.
+//
 // Node offers no collection on demand without --expose-gc, and the daemon
 // must not depend on how it is launched: the flag is set for one new
 // context, whose `gc` is taken and the flag put back. Where that fails (a
@@ -35,12 +42,22 @@ function fullCollection(): (() => void) | undefined {
   }
 }
 
-/** One full collection (blocking: tens of milliseconds at 100 000 mappings); undefined where none can be asked for. */
+/** One full collection that moves every survivor together; later collections choose their pages as V8 would. */
+function compacting(gc: () => void): void {
+  try {
+    setFlagsFromString('--compact-on-every-full-gc');
+    gc();
+  } finally {
+    setFlagsFromString('--no-compact-on-every-full-gc');
+  }
+}
+
+/** One full, compacting collection (blocking: ~250 ms at 100 000 mappings); undefined where none can be asked for. */
 export function collectStartGarbage(): Collected | undefined {
   const gc = fullCollection();
   if (!gc) return undefined;
   const before = process.memoryUsage().heapUsed;
   const started = performance.now();
-  gc();
+  compacting(gc);
   return { ms: Math.round(performance.now() - started), heapUsedMiB: { before: mib(before), after: mib(process.memoryUsage().heapUsed) } };
 }
