@@ -39,7 +39,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
-import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, heapMiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices } from './lab.js';
+import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, heapMiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices, UPNP } from './lab.js';
 import type { LoadResult } from './load.js';
 import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
 import { measureRestart, SETTLE_MS, type Restart } from './restart.js';
@@ -52,7 +52,6 @@ import { benchFlood } from './flood-row.js';
  * its 128 slots per device), each a new UDP mapping for the asking address
  * itself; a row is 5 000 requests or 10 s, whichever ends first.
  */
-const UPNP = { action: 'AddPortMapping' as const, server: '192.168.77.1', clients: V4_CLIENTS, concurrency: 64, count: 5_000, durationMs: 10_000, timeoutMs: 30_000 };
 const UPNP_LOAD_NAME = `UPnP AddPortMapping (HTTP, ${UPNP.concurrency} in flight)`;
 /**
  * Mappings present for the second UPnP row, made over UPnP. miniupnpd's

@@ -51,6 +51,8 @@ export const dropTable = (name: string) => spawnSync('ip', ['netns', 'exec', `${
 
 export const V6_CLIENTS = Array.from({ length: 256 }, (_, i) => `2001:db8:77::1:${(i + 1).toString(16)}`);
 export const V4_CLIENTS = Array.from({ length: 200 }, (_, i) => `192.168.77.${i + 10}`);
+/** The UPnP rows' load (bench.ts, ceilings.ts): AddPortMapping, 64 in flight from the IPv4 clients, 5 000 requests or 10 s. */
+export const UPNP = { action: 'AddPortMapping' as const, server: '192.168.77.1', clients: V4_CLIENTS, concurrency: 64, count: 5_000, durationMs: 10_000, timeoutMs: 30_000 };
 /**
  * The LAN host's IPv4 client addresses are on this many devices — macvlan
  * interfaces over its eth0, each its own link-layer address (lanDevices) —
