@@ -237,8 +237,9 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       .run(() => stopping)
       .then(() => {
         if (stopping) return;
-        const collected = collectStartGarbage();
-        log.debug({ event: 'start-garbage', ...(collected ?? { detail: 'no full collection available' }) });
+        const garbage = collectStartGarbage((c) => log.debug({ event: 'start-compacted', ...c }));
+        log.debug({ event: 'start-garbage', ...(garbage?.collected ?? { detail: 'no full collection available' }) });
+        if (garbage) teardown.push(() => garbage.cancel());
         const intactCheck = keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
         if (intactCheck) teardown.push(intactCheck);
       })

@@ -14,6 +14,13 @@ import { fromStored } from '../src/state/records.js';
 import type { MapRequest } from '../src/domain/requests.js';
 import { restoreState } from '../src/daemon/state.js';
 import { collectStartGarbage } from '../src/daemon/start-garbage.js';
+
+/** The start's first, freeing collection (its compacting one dropped): true when one was made. */
+function fullCollection(): boolean {
+  const g = collectStartGarbage(() => undefined);
+  g?.cancel();
+  return g !== undefined;
+}
 import { NO_TELEMETRY } from '../src/telemetry.js';
 import { harness, type Harness } from './helpers/harness.js';
 import { storedMapping } from './helpers/stored.js';
@@ -79,7 +86,7 @@ t.test('after a restart the store keeps the restored mappings, not the records i
   t.equal(opened.state.mappings.length, 0, 'the list read is handed over');
   // A WeakRef holds its target to the end of the current job.
   await new Promise((r) => setImmediate(r));
-  t.ok(collectStartGarbage(), 'a full collection');
+  t.ok(fullCollection(), 'a full collection');
   t.equal(record.deref(), undefined, 'nothing holds the record read any longer: the store keeps the restored mapping instead');
 
   h.clock.advance(1_000);
@@ -120,7 +127,7 @@ t.test('a record under a key of an older form is adopted under that key', async 
   restoreState(h.service, h.epoch, opened, h.clock, d, NO_TELEMETRY, h.log);
   t.equal(h.service.count(), 1);
   await new Promise((r) => setImmediate(r));
-  t.ok(collectStartGarbage());
+  t.ok(fullCollection(), 'a full collection');
   t.equal(record.deref(), undefined, 'the store keeps the restored mapping in its place');
   await opened.store.close();
 });
