@@ -14,6 +14,9 @@ import { fromStored } from '../src/state/records.js';
 import type { MapRequest } from '../src/domain/requests.js';
 import { restoreState } from '../src/daemon/state.js';
 import { collectStartGarbage } from '../src/daemon/start-garbage.js';
+import { NO_TELEMETRY } from '../src/telemetry.js';
+import { harness, type Harness } from './helpers/harness.js';
+import { storedMapping } from './helpers/stored.js';
 
 /** The start's first, freeing collection (its compacting one dropped): true when one was made. */
 function fullCollection(): boolean {
@@ -21,9 +24,6 @@ function fullCollection(): boolean {
   g?.cancel();
   return g !== undefined;
 }
-import { NO_TELEMETRY } from '../src/telemetry.js';
-import { harness, type Harness } from './helpers/harness.js';
-import { storedMapping } from './helpers/stored.js';
 
 const dir = () => mkdtempSync(join(tmpdir(), 'portcullis-keeps-'));
 const A = mustParseIp('192.168.77.10');

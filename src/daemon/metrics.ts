@@ -114,7 +114,7 @@ export async function serveMetricsOf(m: Metrics, service: MappingService, log: L
   const prometheus = new Prometheus(packageVersion());
   m.telemetry.attach(prometheus);
   if (m.telemetry.lost) log.warn({ event: 'metrics-reports-lost', lost: m.telemetry.lost, detail: 'more reports came before the metrics registry than could be held' });
-  prometheus.countMappings(() => service.mappings());
+  prometheus.countMappings(() => service.live());
   let server: Server;
   try {
     server = await serveMetrics(prometheus, m.at, log);

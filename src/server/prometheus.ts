@@ -6,13 +6,32 @@
 
 import { createServer, type Server } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Mapping } from '../domain/mapping.js';
+import type { Mapping, Origin } from '../domain/mapping.js';
 import type { Logger } from '../log.js';
 import { protocolName } from '../net/ipproto.js';
 import { REMOVAL_REASONS, type CommitResult, type Door, type RemovalReason, type Telemetry } from '../telemetry.js';
 
 /** Latency buckets for a request (seconds): sub-millisecond decisions up to a slow commit. */
 const REQUEST_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5];
+
+const ORIGINS: readonly Origin[] = ['pcp', 'natpmp', 'upnp', 'static'];
+const ORIGIN_INDEX: ReadonlyMap<Origin, number> = new Map(ORIGINS.map((o, i) => [o, i]));
+
+/**
+ * Live mappings by origin, family and transport, as one number each
+ * (origin << 9 | IPv6 << 8 | IP protocol): a scrape at 100 000 mappings
+ * allocates nothing per mapping. Labelled one by one, prom-client built a
+ * labels object and its key string for each: 110 ms of the daemon's CPU and
+ * ~2.5 MB of garbage a scrape, blocking the doors meanwhile.
+ */
+export function countedByKind(mappings: Iterable<Mapping>): Map<number, number> {
+  const counts = new Map<number, number>();
+  for (const m of mappings) {
+    const k = ((ORIGIN_INDEX.get(m.origin) ?? 0) << 9) | (m.family === 6 ? 256 : 0) | (m.protocol & 255);
+    counts.set(k, (counts.get(k) ?? 0) + 1);
+  }
+  return counts;
+}
 
 export class Prometheus implements Telemetry {
   readonly registry = new Registry();
@@ -25,7 +44,7 @@ export class Prometheus implements Telemetry {
   private readonly epochResets: Counter;
   private readonly storeSyncs: Histogram;
   private readonly storeBytes: Counter;
-  private live: () => readonly Mapping[] = () => [];
+  private live: () => Iterable<Mapping> = () => [];
 
   constructor(version: string) {
     const registers = [this.registry];
@@ -39,8 +58,9 @@ export class Prometheus implements Telemetry {
       registers,
       collect() {
         this.reset();
-        for (const m of live()) {
-          this.inc({ protocol: m.origin, family: String(m.family), l4proto: protocolName(m.protocol), origin: m.origin === 'static' ? 'static' : 'client' });
+        for (const [k, n] of countedByKind(live())) {
+          const origin = ORIGINS[k >> 9] as Origin;
+          this.set({ protocol: origin, family: k & 256 ? '6' : '4', l4proto: protocolName(k & 255), origin: origin === 'static' ? 'static' : 'client' }, n);
         }
       },
     });
@@ -58,7 +78,7 @@ export class Prometheus implements Telemetry {
   }
 
   /** Where the mappings gauge counts from, at each scrape (the service's query face). */
-  countMappings(live: () => readonly Mapping[]): void {
+  countMappings(live: () => Iterable<Mapping>): void {
     this.live = live;
   }
 
