@@ -36,7 +36,7 @@ import { openState, restoreState } from './daemon/state.js';
 import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
 import { startUpstream } from './daemon/upstream.js';
-import { collectStartGarbage } from './daemon/start-garbage.js';
+import { IdleGarbage, collectGarbage } from './daemon/garbage.js';
 import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
 
@@ -237,9 +237,13 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       .run(() => stopping)
       .then(() => {
         if (stopping) return;
-        const garbage = collectStartGarbage((c) => log.debug({ event: 'start-compacted', ...c }));
+        const garbage = collectGarbage((c) => log.debug({ event: 'start-compacted', ...c }));
         log.debug({ event: 'start-garbage', ...(garbage?.collected ?? { detail: 'no full collection available' }) });
-        if (garbage) teardown.push(() => garbage.cancel());
+        if (garbage) {
+          teardown.push(() => garbage.cancel());
+          // From here on, after a burst: counted from the heap the start leaves.
+          teardown.push(new IdleGarbage(log).start());
+        }
         const intactCheck = keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
         if (intactCheck) teardown.push(intactCheck);
       })

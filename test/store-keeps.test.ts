@@ -13,14 +13,14 @@ import { DurableStore, type StoredMapping } from '../src/state/store.js';
 import { fromStored } from '../src/state/records.js';
 import type { MapRequest } from '../src/domain/requests.js';
 import { restoreState } from '../src/daemon/state.js';
-import { collectStartGarbage } from '../src/daemon/start-garbage.js';
+import { collectGarbage } from '../src/daemon/garbage.js';
 import { NO_TELEMETRY } from '../src/telemetry.js';
 import { harness, type Harness } from './helpers/harness.js';
 import { storedMapping } from './helpers/stored.js';
 
 /** The start's first, freeing collection (its compacting one dropped): true when one was made. */
 function fullCollection(): boolean {
-  const g = collectStartGarbage(() => undefined);
+  const g = collectGarbage(() => undefined);
   g?.cancel();
   return g !== undefined;
 }

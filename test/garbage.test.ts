@@ -5,7 +5,8 @@
 import t from 'tap';
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { collectStartGarbage, type Collected } from '../src/daemon/start-garbage.js';
+import { IdleGarbage, collectGarbage, type Collected } from '../src/daemon/garbage.js';
+import type { Logger } from '../src/log.js';
 
 /** MiB of the old generation V8 holds but nothing lives in. */
 function oldSpaceUnused(): number {
@@ -44,7 +45,7 @@ t.test('one full collection frees what the start left, without --expose-gc', asy
   let lines: string[] | undefined = Array.from({ length: 200_000 }, (_, i) => JSON.stringify(['put', i, [i, 'map', 6, `2001:db8::${i.toString(16)}`]]));
   t.equal(lines.length, 200_000);
   lines = undefined;
-  const garbage = collectStartGarbage(() => undefined);
+  const garbage = collectGarbage(() => undefined);
   t.ok(garbage, 'a collection was made');
   if (!garbage) return;
   garbage.cancel();
@@ -68,7 +69,7 @@ async function startCollections(afterMs: number): Promise<{ first: Collected; se
   let unusedAfterFirst = NaN;
   let first: Collected | undefined;
   const second = new Promise<{ c: Collected; unused: number }>((resolve) => {
-    const g = collectStartGarbage((c) => resolve({ c, unused: oldSpaceUnused() }), afterMs);
+    const g = collectGarbage((c) => resolve({ c, unused: oldSpaceUnused() }), afterMs);
     if (!g) throw new Error('no collection could be asked for');
     unusedAfterFirst = oldSpaceUnused();
     first = g.collected;
@@ -96,19 +97,89 @@ t.test('a later collection moves the survivors together, and only that one does'
 
 t.test('the compacting collection waits, and a stopping daemon can drop it', async (t) => {
   let compacted = 0;
-  const g = collectStartGarbage(() => compacted++, 100);
+  const g = collectGarbage(() => compacted++, 100);
   t.ok(g, 'a collection was made');
   await held(new Promise((r) => setTimeout(r, 20)));
   t.equal(compacted, 0, 'not made with the first');
   g?.cancel();
   await held(new Promise((r) => setTimeout(r, 200)));
   t.equal(compacted, 0, 'not made once dropped');
-  await held(new Promise<void>((r) => collectStartGarbage(() => r(), 10)));
+  await held(new Promise<void>((r) => collectGarbage(() => r(), 10)));
   t.pass('made after its wait when not dropped');
 });
 
 t.test('no gc is left exposed to the rest of the process', async (t) => {
-  await held(new Promise<void>((r) => collectStartGarbage(() => r(), 0)));
+  await held(new Promise<void>((r) => collectGarbage(() => r(), 0)));
   t.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined', 'the main context has no gc');
   t.equal(runInNewContext('typeof gc'), 'undefined', 'nor does a context made after it');
+});
+
+t.test('after a burst, the collections come once the heap stops growing', async (t) => {
+  const MiB = 1 << 20;
+  let used = 60 * MiB;
+  let now = 0;
+  const made: number[] = [];
+  const compactions: (() => void)[] = [];
+  let cancelled = 0;
+  const lines: Record<string, unknown>[] = [];
+  const log = { debug: (o: Record<string, unknown>) => lines.push(o) } as unknown as Logger;
+  const idle = new IdleGarbage(log, {
+    heapUsed: () => used,
+    now: () => now,
+    collect: (compacted) => {
+      made.push(used);
+      used = 62 * MiB; // what the collection left
+      compactions.push(() => compacted({ ms: 200, heapUsedMiB: { before: 62, after: 60 } }));
+      return { collected: { ms: 60, heapUsedMiB: { before: made.at(-1)! / MiB, after: 62 } }, cancel: () => cancelled++ };
+    },
+  });
+  const tick = (to: number, ms = 10_000) => {
+    used = to * MiB;
+    now += ms;
+    idle.check();
+  };
+  tick(75); // +15 MiB: not enough growth
+  tick(140); // +80 MiB, but it grew 65 MiB in this check: the burst goes on
+  t.equal(made.length, 0, 'nothing collected while the heap still grows fast');
+  tick(143); // +83 MiB in all, +3 MiB in this check: quiet
+  t.equal(made.length, 1, 'collected once it is quiet');
+  t.equal(lines.at(-1)?.event, 'idle-garbage');
+  t.equal(lines.at(-1)?.grownMiB, 83, 'the line says how much the heap had grown');
+  compactions.shift()?.();
+  t.equal(lines.at(-1)?.event, 'idle-compacted', 'the compacting one is told too');
+  tick(99); // +37 MiB from the 62 left, in this check: growing
+  tick(100); // +38 MiB, quiet now, but 20 s after the last
+  t.equal(made.length, 1, 'not again within a minute');
+  tick(101, 60_000);
+  t.equal(made.length, 2, 'again after a minute, the growth counted from what the last left');
+  // V8's own collection lowers the heap: growth counts from there.
+  tick(40, 70_000);
+  tick(70); // +30 MiB from V8's 40: under 32 MiB
+  tick(71);
+  t.equal(made.length, 2, 'growth counts from the lower heap V8 left');
+  tick(80);
+  t.equal(made.length, 2, 'still growing by more than 8 MiB a check');
+  tick(81);
+  t.equal(made.length, 3, '+41 MiB from 40 and quiet: collected');
+  const stop = idle.start(5);
+  stop();
+  t.equal(cancelled, 1, 'stopping drops the compacting collection still to come');
+});
+
+t.test('the real collections, asked for by the idle check', async (t) => {
+  plainGc();
+  const lines: Record<string, unknown>[] = [];
+  const log = { debug: (o: Record<string, unknown>) => lines.push(o) } as unknown as Logger;
+  const idle = new IdleGarbage(log);
+  // A burst: much made, then let go of, with no full collection since.
+  let burst: unknown[] | undefined = Array.from({ length: 1_000_000 }, (_, i) => ({ i, s: `b${i}` }));
+  t.equal(burst.length, 1_000_000);
+  burst = undefined;
+  idle.check();
+  t.notOk(lines.some((l) => l.event === 'idle-garbage'), 'not while the heap has just grown');
+  idle.check();
+  const line = lines.find((l) => l.event === 'idle-garbage') as { grownMiB: number; heapUsedMiB: { before: number; after: number } } | undefined;
+  t.ok(line, 'collected on the next, quiet look');
+  if (line) t.ok(line.heapUsedMiB.before - line.heapUsedMiB.after > 20, `and the heap gave back the burst's garbage (${line.heapUsedMiB.before} → ${line.heapUsedMiB.after} MiB, it had grown ${line.grownMiB})`);
+  idle.start(1_000)();
 });
