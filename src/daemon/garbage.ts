@@ -21,9 +21,9 @@
 // A burst leaves the same behind: 100 000 mappings made over PCP at full
 // speed left 150–157 MiB of heap used (67 live) and an RSS of 248–268 MiB
 // that stayed so while the daemon sat idle; the two collections took it to
-// 148–152 MiB. `IdleGarbage` watches the heap and makes them once it has grown by
-// half again (at least 32 MiB) since the last collection and has stopped
-// growing: at most once a minute, never in the middle of the burst.
+// 148–152 MiB. `IdleGarbage` watches the heap and makes them once it has
+// grown by half again (at least 32 MiB) since the last collection and has
+// stopped growing: at most once a minute, never in the middle of the burst.
 //
 // Node offers no collection on demand without --expose-gc, and the daemon
 // must not depend on how it is launched: the flag is set for one new
@@ -32,8 +32,8 @@
 // on as before.
 
 import { getHeapStatistics, setFlagsFromString } from 'node:v8';
-import type { Logger } from '../log.js';
 import { runInNewContext } from 'node:vm';
+import type { Logger } from '../log.js';
 
 export interface Collected {
   ms: number;
@@ -143,7 +143,6 @@ export class IdleGarbage {
     if (used - this.floor < Math.max(IDLE_GROWTH_BYTES, this.floor / 2)) return;
     if (since > IDLE_QUIET_BYTES || this.now() - this.lastCollection < IDLE_MIN_GAP_MS) return;
     this.lastCollection = this.now();
-    const mib = (n: number) => Math.round((n / 1_048_576) * 10) / 10;
     const grownMiB = mib(used - this.floor);
     this.pending = this.collect((c) => {
       this.floor = this.last = this.heapUsed();

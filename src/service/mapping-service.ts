@@ -114,12 +114,12 @@ export class MappingService {
     return this.upstream ? this.upstream.holderOf(protocol, externalPort) : this.table.mapOnExternalPort(protocol, externalPort);
   }
 
-  /** Every live mapping (static forwards included) that `match` accepts, in no set order. */
   /** Every live mapping, read in place: no list is built (a metrics scrape at 100 000). */
   live(): Iterable<Mapping> {
     return this.table.values();
   }
 
+  /** Every live mapping (static forwards included) that `match` accepts, in no set order. */
   mappings(match: (m: Mapping) => boolean = () => true): Mapping[] {
     const out: Mapping[] = [];
     for (const m of this.table.values()) if (match(m)) out.push(m);
