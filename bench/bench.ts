@@ -39,9 +39,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
-import { LAB, UPNP_LOAD, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, heapMiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanDevices, UPNP } from './lab.js';
+import { LAB, work, sh, inNs, dropTable, V6_CLIENTS, V4_CLIENTS, SEQ, SEQ_NAME, type PartialLoad, load, loadFrom, rssKiB, heapMiB, pidOf, cpuSeconds, metric, metricSum, metricsText, NFT_PATH, startPortcullis, stop, type Row, rows, fmt, record, nftPathOf, kernelMappings, storeWrittenBytes, snapshotFile, thousands, notes, lanClients, UPNP, upnpLoad } from './lab.js';
 import type { LoadResult } from './load.js';
-import { netCounter, type UpnpLoadResult, type UpnpLoadSpec } from './upnp-load.js';
+import { netCounter, type UpnpLoadResult } from './upnp-load.js';
 import { measureRestart, SETTLE_MS, type Restart } from './restart.js';
 import { benchFlood } from './flood-row.js';
 
@@ -59,10 +59,6 @@ const UPNP_LOAD_NAME = `UPnP AddPortMapping (HTTP, ${UPNP.concurrency} in flight
  * this lab), so the prefill stops after 150 s: 10 000 would take ~13 minutes.
  */
 const UPNP_FILL = { count: 10_000, durationMs: 150_000 };
-
-function upnpLoad(spec: Partial<UpnpLoadSpec> & Pick<UpnpLoadSpec, 'startPort'>): UpnpLoadResult {
-  return JSON.parse(inNs('lan', [process.execPath, UPNP_LOAD, JSON.stringify({ ...UPNP, ...spec })])) as UpnpLoadResult;
-}
 
 interface PcpResult {
   nftPath: string;
@@ -418,9 +414,7 @@ async function main(): Promise<void> {
   }
   sh(['bash', LAB, 'up']);
   try {
-    // Client addresses on the LAN host: IPv6 on its eth0, IPv4 on its devices.
-    inNs('lan', ['ip', '-batch', '-'], V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`).join('\n') + '\n');
-    lanDevices();
+    lanClients();
     const pcp = only.has('pcp') ? await benchPortcullis(quick) : undefined;
     if (only.has('flood')) await benchFlood();
     // From here on the WAN address is one miniupnpd accepts (and a UPnP

@@ -12,6 +12,7 @@
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { createServer } from 'node:net';
 import { openLibnftables, libraryRunner } from '../src/firewall/nft/libnftables.js';
+import { percentile } from './load.js';
 
 const LAN4 = '192.168.77.1';
 const LAN6 = '2001:db8:77::1';
@@ -124,7 +125,7 @@ async function nft(calls: number): Promise<void> {
       }
       const cpu = process.cpuUsage(cpu0);
       timed.sort((a, b) => a - b);
-      const pct = (p: number) => Math.round((timed[Math.floor((timed.length * p) / 100)] ?? NaN) * 100) / 100;
+      const pct = (p: number) => Math.round(percentile(timed, p) * 100) / 100;
       out[`elements${per}`] = { perSecond: Math.round(calls / ((performance.now() - t0) / 1000)), p50ms: pct(50), p99ms: pct(99), maxMs: Math.round((timed.at(-1) ?? NaN) * 100) / 100, cpuMsPerCall: Math.round(((cpu.user + cpu.system) / 1000 / (calls + 200)) * 1000) / 1000 };
     }
   } finally {

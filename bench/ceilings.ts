@@ -12,9 +12,8 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { LAB, P, ROOT, UPNP, UPNP_LOAD, V6_CLIENTS, cpuSeconds, env, fmt, inNs, lanDevices, load, pidOf, sh, stop } from './lab.js';
+import { LAB, P, ROOT, V6_CLIENTS, cpuSeconds, env, fmt, inNs, lanClients, load, pidOf, sh, stop, upnpLoad } from './lab.js';
 import type { LoadResult } from './load.js';
-import type { UpnpLoadResult } from './upnp-load.js';
 
 const SERVERS = join(ROOT, 'dist/bench/ceiling-servers.js');
 const ROUNDS = 3;
@@ -61,8 +60,7 @@ async function main(): Promise<void> {
   sh(['bash', LAB, 'up']);
   const out = ['| ceiling | per s | p50 ms | p99 ms | server CPU ms/request | generator CPU ms/request | answered |', '|---|---:|---:|---:|---:|---:|---:|'];
   try {
-    inNs('lan', ['ip', '-batch', '-'], V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`).join('\n') + '\n');
-    lanDevices();
+    lanClients();
     const s6 = '2001:db8:77::1';
 
     // PCP: the bench's "PCP MAP IPv6" row (10 000 MAPs, 256 clients × 8 in flight).
@@ -76,10 +74,9 @@ async function main(): Promise<void> {
 
     // UPnP: the bench's AddPortMapping row (64 in flight, one request per connection).
     const upnp = await startServer('upnp');
-    const upnpLoad = (startPort: number) => JSON.parse(inNs('lan', [process.execPath, UPNP_LOAD, JSON.stringify({ ...UPNP, startPort })])) as UpnpLoadResult;
     try {
-      upnpLoad(40_000);
-      for (let i = 0; i < ROUNDS; i++) out.push(line('UPnP AddPortMapping, a canned answer', measured(upnp, () => upnpLoad(10_000 + i * 5_000))));
+      upnpLoad({ startPort: 40_000 });
+      for (let i = 0; i < ROUNDS; i++) out.push(line('UPnP AddPortMapping, a canned answer', measured(upnp, () => upnpLoad({ startPort: 10_000 + i * 5_000 }))));
     } finally {
       await stop(upnp);
     }

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { LoadResult, LoadSpec } from './load.js';
+import type { UpnpLoadResult, UpnpLoadSpec } from './upnp-load.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const LAB = join(ROOT, 'scripts/lab.sh');
@@ -53,6 +54,11 @@ export const V6_CLIENTS = Array.from({ length: 256 }, (_, i) => `2001:db8:77::1:
 export const V4_CLIENTS = Array.from({ length: 200 }, (_, i) => `192.168.77.${i + 10}`);
 /** The UPnP rows' load (bench.ts, ceilings.ts): AddPortMapping, 64 in flight from the IPv4 clients, 5 000 requests or 10 s. */
 export const UPNP = { action: 'AddPortMapping' as const, server: '192.168.77.1', clients: V4_CLIENTS, concurrency: 64, count: 5_000, durationMs: 10_000, timeoutMs: 30_000 };
+
+/** One UPnP load from the LAN host: the UPnP rows' spec with `spec` over it. */
+export function upnpLoad(spec: Partial<UpnpLoadSpec> & Pick<UpnpLoadSpec, 'startPort'>): UpnpLoadResult {
+  return JSON.parse(inNs('lan', [process.execPath, UPNP_LOAD, JSON.stringify({ ...UPNP, ...spec })])) as UpnpLoadResult;
+}
 /**
  * The LAN host's IPv4 client addresses are on this many devices — macvlan
  * interfaces over its eth0, each its own link-layer address (lanDevices) —
@@ -304,6 +310,12 @@ export const notes: string[] = [];
  * address (arp_ignore 1), and the reverse-path filter is off in this
  * namespace (several interfaces share the subnet).
  */
+/** The client addresses on the LAN host: IPv6 on its eth0, IPv4 on its devices (lanDevices). */
+export function lanClients(): void {
+  inNs('lan', ['ip', '-batch', '-'], V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`).join('\n') + '\n');
+  lanDevices();
+}
+
 export function lanDevices(): void {
   inNs('lan', ['sysctl', '-qw', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
   const cmds: string[] = [];

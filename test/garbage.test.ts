@@ -3,9 +3,9 @@
 // later, and no `gc` left behind for anything else in the process to call.
 
 import t from 'tap';
-import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { IdleGarbage, collectGarbage, type Collected } from '../src/daemon/garbage.js';
+import { IdleGarbage, collectGarbage, fullCollection, type Collected } from '../src/daemon/garbage.js';
 import type { Logger } from '../src/log.js';
 
 /** MiB of the old generation V8 holds but nothing lives in. */
@@ -17,12 +17,9 @@ function oldSpaceUnused(): number {
 
 /** A plain full collection, for the test's own use. */
 function plainGc(): void {
-  setFlagsFromString('--expose-gc');
-  try {
-    (runInNewContext('gc') as () => void)();
-  } finally {
-    setFlagsFromString('--no-expose-gc');
-  }
+  const gc = fullCollection();
+  if (!gc) throw new Error('no full collection could be had');
+  gc();
 }
 
 /**

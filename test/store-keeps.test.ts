@@ -13,16 +13,16 @@ import { DurableStore, type StoredMapping } from '../src/state/store.js';
 import { fromStored } from '../src/state/records.js';
 import type { MapRequest } from '../src/domain/requests.js';
 import { restoreState } from '../src/daemon/state.js';
-import { collectGarbage } from '../src/daemon/garbage.js';
+import { fullCollection } from '../src/daemon/garbage.js';
 import { NO_TELEMETRY } from '../src/telemetry.js';
 import { harness, type Harness } from './helpers/harness.js';
 import { storedMapping } from './helpers/stored.js';
 
-/** The start's first, freeing collection (its compacting one dropped): true when one was made. */
-function fullCollection(): boolean {
-  const g = collectGarbage(() => undefined);
-  g?.cancel();
-  return g !== undefined;
+/** A full collection: true when one was made. */
+function collected(): boolean {
+  const gc = fullCollection();
+  gc?.();
+  return gc !== undefined;
 }
 
 const dir = () => mkdtempSync(join(tmpdir(), 'portcullis-keeps-'));
@@ -86,7 +86,7 @@ t.test('after a restart the store keeps the restored mappings, not the records i
   t.equal(opened.state.mappings.length, 0, 'the list read is handed over');
   // A WeakRef holds its target to the end of the current job.
   await new Promise((r) => setImmediate(r));
-  t.ok(fullCollection(), 'a full collection');
+  t.ok(collected(), 'a full collection');
   t.equal(record.deref(), undefined, 'nothing holds the record read any longer: the store keeps the restored mapping instead');
 
   h.clock.advance(1_000);
@@ -127,7 +127,7 @@ t.test('a record under a key of an older form is adopted under that key', async 
   restoreState(h.service, h.epoch, opened, h.clock, d, NO_TELEMETRY, h.log);
   t.equal(h.service.count(), 1);
   await new Promise((r) => setImmediate(r));
-  t.ok(fullCollection(), 'a full collection');
+  t.ok(collected(), 'a full collection');
   t.equal(record.deref(), undefined, 'the store keeps the restored mapping in its place');
   await opened.store.close();
 });

@@ -42,7 +42,8 @@ export interface Collected {
 
 const mib = (n: number) => Math.round((n / 1_048_576) * 10) / 10;
 
-function fullCollection(): (() => void) | undefined {
+/** A plain full collection to call (the compacting one and the tests use it too); undefined where none can be had. */
+export function fullCollection(): (() => void) | undefined {
   try {
     setFlagsFromString('--expose-gc');
     const gc: unknown = runInNewContext('gc');
@@ -74,11 +75,13 @@ export interface Garbage {
   cancel(): void;
 }
 
+const heapUsed = () => getHeapStatistics().used_heap_size;
+
 function timed(collect: () => void): Collected {
-  const before = process.memoryUsage().heapUsed;
+  const before = heapUsed();
   const started = performance.now();
   collect();
-  return { ms: Math.round(performance.now() - started), heapUsedMiB: { before: mib(before), after: mib(process.memoryUsage().heapUsed) } };
+  return { ms: Math.round(performance.now() - started), heapUsedMiB: { before: mib(before), after: mib(heapUsed()) } };
 }
 
 /**
@@ -127,7 +130,7 @@ export class IdleGarbage {
     private readonly log: Logger,
     deps: IdleGarbageDeps = {},
   ) {
-    this.heapUsed = deps.heapUsed ?? (() => getHeapStatistics().used_heap_size);
+    this.heapUsed = deps.heapUsed ?? heapUsed;
     this.collect = deps.collect ?? ((compacted) => collectGarbage(compacted));
     this.now = deps.now ?? (() => performance.now());
     this.floor = this.last = this.heapUsed();
