@@ -36,7 +36,8 @@ import { openState, restoreState } from './daemon/state.js';
 import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
 import { startUpstream } from './daemon/upstream.js';
-import { IdleGarbage, collectGarbage } from './daemon/garbage.js';
+import { COMPACT_AFTER_MS, IdleGarbage, collectGarbage } from './daemon/garbage.js';
+import { loadMallocTrim } from './firewall/malloc-trim.js';
 import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
 
@@ -235,14 +236,15 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
     let stopping = false;
     const reinstalled = reinstall
       .run(() => stopping)
-      .then(() => {
+      .then(async () => {
+        const trimC = await loadMallocTrim();
         if (stopping) return;
-        const garbage = collectGarbage((c) => log.debug({ event: 'start-compacted', ...c }));
+        const garbage = collectGarbage((c) => log.debug({ event: 'start-compacted', ...c }), COMPACT_AFTER_MS, trimC);
         log.debug({ event: 'start-garbage', ...(garbage?.collected ?? { detail: 'no full collection available' }) });
         if (garbage) {
           teardown.push(() => garbage.cancel());
           // From here on, after a burst: counted from the heap the start leaves.
-          teardown.push(new IdleGarbage(log).start());
+          teardown.push(new IdleGarbage(log, { trimC }).start());
         }
         const intactCheck = keepIntact(service, firewall, guard, cfg.reconcileSeconds, telemetry, log);
         if (intactCheck) teardown.push(intactCheck);

@@ -1,12 +1,14 @@
-// The start's garbage handed back (src/daemon/start-garbage.ts): a full
+// The start's garbage handed back (src/daemon/garbage.ts): a full
 // collection without --expose-gc on the command line, then a compacting one
-// later, and no `gc` left behind for anything else in the process to call.
+// later and the C heap's trim (src/firewall/malloc-trim.ts), and no `gc`
+// left behind for anything else in the process to call.
 
 import t from 'tap';
 import { getHeapSpaceStatistics } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { IdleGarbage, collectGarbage, fullCollection, type Collected } from '../src/daemon/garbage.js';
 import type { Logger } from '../src/log.js';
+import { loadMallocTrim } from '../src/firewall/malloc-trim.js';
 
 /** MiB of the old generation V8 holds but nothing lives in. */
 function oldSpaceUnused(): number {
@@ -105,6 +107,48 @@ t.test('the compacting collection waits, and a stopping daemon can drop it', asy
   t.pass('made after its wait when not dropped');
 });
 
+t.test("the C heap is trimmed after the compacting collection, not before, and not once dropped", async (t) => {
+  const order: string[] = [];
+  let trims = 0;
+  const trimC = () => {
+    trims++;
+    order.push('trim');
+  };
+  const g = collectGarbage((c) => order.push(`compacted ${c.trimmedMiB !== undefined}`), 50, trimC);
+  t.ok(g, 'a collection was made');
+  t.equal(trims, 0, 'the first collection does not trim');
+  await held(new Promise((r) => setTimeout(r, 150)));
+  t.same(order, ['trim', 'compacted true'], 'trimmed with the compaction, and the line says what it gave back');
+  const dropped = collectGarbage(() => order.push('late'), 50, trimC);
+  dropped?.cancel();
+  await held(new Promise((r) => setTimeout(r, 150)));
+  t.equal(trims, 1, 'a dropped compaction does not trim either');
+  const plain = await held(new Promise<Collected>((r) => collectGarbage(r, 10)));
+  t.equal(plain.trimmedMiB, undefined, 'without a trim, no trim is reported');
+});
+
+t.test("glibc's trim gives back the pages C code freed, which a collection alone does not", async (t) => {
+  const trimC = await loadMallocTrim();
+  if (!trimC) throw new Error('no malloc_trim: this test needs glibc and koffi, as the daemon on Debian has');
+  // Buffers of 64 KiB are malloc'd (under glibc's mmap threshold); every
+  // other one let go leaves holes of whole pages in the arena that free()
+  // alone cannot hand back (only the arena's top goes back by itself).
+  let dropped: Buffer[] | undefined = [];
+  const kept: Buffer[] = [];
+  for (let i = 0; i < 2_000; i++) (i % 2 ? kept : dropped).push(Buffer.allocUnsafeSlow(64 << 10).fill(i));
+  dropped = undefined;
+  plainGc();
+  plainGc();
+  await held(new Promise((r) => setTimeout(r, 50)));
+  const before = process.memoryUsage.rss();
+  const c = await held(new Promise<Collected>((r) => collectGarbage(r, 10, trimC)));
+  const gaveBack = (before - process.memoryUsage.rss()) / 1_048_576;
+  t.ok(gaveBack > 30, `the RSS fell by most of the 62.5 MiB let go (${gaveBack.toFixed(1)} MiB)`);
+  t.ok((c.trimmedMiB ?? 0) > 30, `and the line says so (${c.trimmedMiB} MiB)`);
+  t.equal(kept.length, 1_000, 'what is still held stays');
+  t.equal(kept[999]?.[0], 1_999 & 0xff, 'unchanged');
+});
+
 t.test('no gc is left exposed to the rest of the process', async (t) => {
   await held(new Promise<void>((r) => collectGarbage(() => r(), 0)));
   t.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined', 'the main context has no gc');
@@ -179,4 +223,20 @@ t.test('the real collections, asked for by the idle check', async (t) => {
   t.ok(line, 'collected on the next, quiet look');
   if (line) t.ok(line.heapUsedMiB.before - line.heapUsedMiB.after > 20, `and the heap gave back the burst's garbage (${line.heapUsedMiB.before} → ${line.heapUsedMiB.after} MiB, it had grown ${line.grownMiB})`);
   idle.start(1_000)();
+});
+
+t.test('the idle collections trim the C heap too', async (t) => {
+  let trims = 0;
+  let heap = 100 << 20;
+  const lines: Record<string, unknown>[] = [];
+  const log = { debug: (o: Record<string, unknown>) => lines.push(o) } as unknown as Logger;
+  const idle = new IdleGarbage(log, { heapUsed: () => heap, trimC: () => trims++ });
+  heap += 80 << 20;
+  idle.check();
+  idle.check();
+  t.equal(lines.at(-1)?.event, 'idle-garbage', 'collected once quiet');
+  t.equal(trims, 0, 'not trimmed with the first collection');
+  await held(new Promise<void>((r) => setTimeout(r, 1_200)));
+  t.equal(lines.at(-1)?.event, 'idle-compacted');
+  t.equal(trims, 1, 'trimmed with the compacting one');
 });

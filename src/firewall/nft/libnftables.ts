@@ -9,6 +9,7 @@
 // not thread-safe, so calls are serialized here, and each runs on koffi's
 // worker thread so the event loop keeps answering while the kernel commits.
 
+import { mallocTrimOf } from '../malloc-trim.js';
 import { parseListing, type NftCommand, type NftResult, type NftRunner } from './run.js';
 
 /** Output flags of `nft_ctx_output_set_flags` (libnftables.h): the CLI's -a, -j, -t. */
@@ -77,7 +78,7 @@ export async function openLibnftables(soname = 'libnftables.so.1'): Promise<NftC
   const ctx: unknown = ctxNew(0);
   if (!ctx) throw new Error('nft_ctx_new returned NULL');
   if (bufferOutput(ctx) !== 0 || bufferError(ctx) !== 0) throw new Error('nft_ctx_buffer_output/error failed');
-  const trim = mallocTrim(koffi);
+  const trim = mallocTrimOf(koffi);
   return {
     ...(trim ? { release: (done: () => void) => trim.async(0, () => done()) } : {}),
     run(text, flags, done) {
@@ -89,15 +90,6 @@ export async function openLibnftables(soname = 'libnftables.so.1'): Promise<NftC
       });
     },
   };
-}
-
-/** glibc's malloc_trim, or undefined (another C library, or none found). */
-function mallocTrim(koffi: typeof import('koffi').default): { async(pad: number, cb: (err: unknown) => void): void } | undefined {
-  try {
-    return koffi.load('libc.so.6').func('int malloc_trim(size_t pad)') as unknown as { async(pad: number, cb: (err: unknown) => void): void };
-  } catch {
-    return undefined;
-  }
 }
 
 /** A trim, waited for at most `ms` (it cannot wedge the calls behind it). */
