@@ -27,9 +27,10 @@
 //
 // The compacting collection is followed by a trim of the C heap (glibc's
 // malloc_trim, firewall/malloc-trim.ts): what libnftables and koffi freed
-// during the burst stays in glibc's arenas otherwise. After 100 000 PCP
-// mappings made at full speed it was 6.8 MiB of RSS, given back in 8 ms;
-// after a restart 1–2 MiB (the reinstall's large batches trim their own).
+// during a burst stays in glibc's arenas otherwise (libnftables trims only
+// after calls that moved much text, and a burst's commits are small). After
+// 100 000 PCP mappings made at full speed the RSS settled at 140–142 MiB
+// with it, 149–153 without; the trim takes a few ms.
 //
 // Node offers no collection on demand without --expose-gc, and the daemon
 // must not depend on how it is launched: the flag is set for one new
@@ -44,8 +45,11 @@ import type { Logger } from '../log.js';
 export interface Collected {
   ms: number;
   heapUsedMiB: { before: number; after: number };
-  /** The compacting collection's trim of the C heap: the RSS it gave back. */
-  trimmedMiB?: number;
+  /**
+   * The process' RSS just before and after the C heap's trim that follows
+   * the compacting collection (pages V8 hands back meanwhile count too).
+   */
+  trimRssMiB?: { before: number; after: number };
 }
 
 const mib = (n: number) => Math.round((n / 1_048_576) * 10) / 10;
@@ -99,8 +103,7 @@ function compactedAndTrimmed(gc: () => void, trimC: (() => void) | undefined): C
   const started = performance.now();
   const before = process.memoryUsage.rss();
   trimC();
-  const trimmedMiB = mib(Math.max(0, before - process.memoryUsage.rss()));
-  return { ...c, ms: c.ms + Math.round(performance.now() - started), trimmedMiB };
+  return { ...c, ms: c.ms + Math.round(performance.now() - started), trimRssMiB: { before: mib(before), after: mib(process.memoryUsage.rss()) } };
 }
 
 /**
