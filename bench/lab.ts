@@ -301,6 +301,11 @@ export const thousands = (n: number) => String(n).replace(/\B(?=(\d{3})+$)/g, ' 
 /** Lines printed under the table. */
 export const notes: string[] = [];
 
+/** The client addresses on the LAN host: IPv6 on its eth0, IPv4 on its devices (lanDevices). */
+export function lanClients(): void {
+  inNs('lan', ['ip', '-batch', '-'], V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`).join('\n') + '\n');
+  lanDevices();
+}
 
 /**
  * DEVICES macvlan interfaces over the LAN host's eth0 (bridge mode: each its
@@ -310,12 +315,6 @@ export const notes: string[] = [];
  * address (arp_ignore 1), and the reverse-path filter is off in this
  * namespace (several interfaces share the subnet).
  */
-/** The client addresses on the LAN host: IPv6 on its eth0, IPv4 on its devices (lanDevices). */
-export function lanClients(): void {
-  inNs('lan', ['ip', '-batch', '-'], V6_CLIENTS.map((a) => `addr add ${a}/64 dev eth0 nodad`).join('\n') + '\n');
-  lanDevices();
-}
-
 export function lanDevices(): void {
   inNs('lan', ['sysctl', '-qw', 'net.ipv4.conf.all.arp_ignore=1', 'net.ipv4.conf.all.rp_filter=0', 'net.ipv4.conf.default.rp_filter=0']);
   const cmds: string[] = [];

@@ -36,7 +36,7 @@ import { openState, restoreState } from './daemon/state.js';
 import { adminGuardedPorts, prepareAdmin, startAdmin } from './server/admin/start.js';
 import { Teardown } from './daemon/teardown.js';
 import { startUpstream } from './daemon/upstream.js';
-import { COMPACT_AFTER_MS, IdleGarbage, collectGarbage } from './daemon/garbage.js';
+import { IdleGarbage, collectGarbage } from './daemon/garbage.js';
 import { loadMallocTrim } from './firewall/malloc-trim.js';
 import { NO_TELEMETRY } from './telemetry.js';
 import { packageVersion } from './version.js';
@@ -239,7 +239,7 @@ export async function startDaemon(cfg: Config, log: Logger, deps: DaemonDeps = {
       .then(async () => {
         const trimC = await loadMallocTrim();
         if (stopping) return;
-        const garbage = collectGarbage((c) => log.debug({ event: 'start-compacted', ...c }), COMPACT_AFTER_MS, trimC);
+        const garbage = collectGarbage((c) => log.debug({ event: 'start-compacted', ...c }), { trimC });
         log.debug({ event: 'start-garbage', ...(garbage?.collected ?? { detail: 'no full collection available' }) });
         if (garbage) {
           teardown.push(() => garbage.cancel());

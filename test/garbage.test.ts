@@ -68,7 +68,7 @@ async function startCollections(afterMs: number): Promise<{ first: Collected; se
   let unusedAfterFirst = NaN;
   let first: Collected | undefined;
   const second = new Promise<{ c: Collected; unused: number }>((resolve) => {
-    const g = collectGarbage((c) => resolve({ c, unused: oldSpaceUnused() }), afterMs);
+    const g = collectGarbage((c) => resolve({ c, unused: oldSpaceUnused() }), { afterMs });
     if (!g) throw new Error('no collection could be asked for');
     unusedAfterFirst = oldSpaceUnused();
     first = g.collected;
@@ -96,14 +96,14 @@ t.test('a later collection moves the survivors together, and only that one does'
 
 t.test('the compacting collection waits, and a stopping daemon can drop it', async (t) => {
   let compacted = 0;
-  const g = collectGarbage(() => compacted++, 100);
+  const g = collectGarbage(() => compacted++, { afterMs: 100 });
   t.ok(g, 'a collection was made');
   await held(new Promise((r) => setTimeout(r, 20)));
   t.equal(compacted, 0, 'not made with the first');
   g?.cancel();
   await held(new Promise((r) => setTimeout(r, 200)));
   t.equal(compacted, 0, 'not made once dropped');
-  await held(new Promise<void>((r) => collectGarbage(() => r(), 10)));
+  await held(new Promise<void>((r) => collectGarbage(() => r(), { afterMs: 10 })));
   t.pass('made after its wait when not dropped');
 });
 
@@ -114,16 +114,16 @@ t.test('the C heap is trimmed after the compacting collection, not before, and n
     trims++;
     order.push('trim');
   };
-  const g = collectGarbage((c) => order.push(`compacted ${c.trimRssMiB !== undefined}`), 50, trimC);
+  const g = collectGarbage((c) => order.push(`compacted ${c.trimRssMiB !== undefined}`), { afterMs: 50, trimC });
   t.ok(g, 'a collection was made');
   t.equal(trims, 0, 'the first collection does not trim');
   await held(new Promise((r) => setTimeout(r, 150)));
   t.same(order, ['trim', 'compacted true'], 'trimmed with the compaction, and the line gives the RSS around it');
-  const dropped = collectGarbage(() => order.push('late'), 50, trimC);
+  const dropped = collectGarbage(() => order.push('late'), { afterMs: 50, trimC });
   dropped?.cancel();
   await held(new Promise((r) => setTimeout(r, 150)));
   t.equal(trims, 1, 'a dropped compaction does not trim either');
-  const plain = await held(new Promise<Collected>((r) => collectGarbage(r, 10)));
+  const plain = await held(new Promise<Collected>((r) => collectGarbage(r, { afterMs: 10 })));
   t.equal(plain.trimRssMiB, undefined, 'without a trim, no trim is reported');
 });
 
@@ -141,7 +141,7 @@ t.test("glibc's trim gives back the pages C code freed, which a collection alone
   plainGc();
   await held(new Promise((r) => setTimeout(r, 50)));
   const before = process.memoryUsage.rss();
-  const c = await held(new Promise<Collected>((r) => collectGarbage(r, 10, trimC)));
+  const c = await held(new Promise<Collected>((r) => collectGarbage(r, { afterMs: 10, trimC })));
   const gaveBack = (before - process.memoryUsage.rss()) / 1_048_576;
   t.ok(gaveBack > 30, `the RSS fell by most of the 62.5 MiB let go (${gaveBack.toFixed(1)} MiB)`);
   const r = c.trimRssMiB;
@@ -151,7 +151,7 @@ t.test("glibc's trim gives back the pages C code freed, which a collection alone
 });
 
 t.test('no gc is left exposed to the rest of the process', async (t) => {
-  await held(new Promise<void>((r) => collectGarbage(() => r(), 0)));
+  await held(new Promise<void>((r) => collectGarbage(() => r(), { afterMs: 0 })));
   t.equal(typeof (globalThis as { gc?: unknown }).gc, 'undefined', 'the main context has no gc');
   t.equal(runInNewContext('typeof gc'), 'undefined', 'nor does a context made after it');
 });

@@ -106,13 +106,20 @@ function compactedAndTrimmed(gc: () => void, trimC: (() => void) | undefined): C
   return { ...c, ms: c.ms + Math.round(performance.now() - started), trimRssMiB: { before: mib(before), after: mib(process.memoryUsage.rss()) } };
 }
 
+export interface CollectOptions {
+  /** Between the freeing collection and the compacting one (COMPACT_AFTER_MS). */
+  afterMs?: number;
+  /** The C heap's trim that follows the compacting collection (firewall/malloc-trim.ts), where there is one. */
+  trimC?: () => void;
+}
+
 /**
  * One full collection now (tens of milliseconds at 100 000 mappings) and a
  * compacting one `afterMs` later (~200–250 ms), followed by `trimC` (the C
  * heap's trim) and told to `compacted`; undefined where no collection can
  * be asked for.
  */
-export function collectGarbage(compacted: (c: Collected) => void, afterMs = COMPACT_AFTER_MS, trimC?: () => void): Garbage | undefined {
+export function collectGarbage(compacted: (c: Collected) => void, { afterMs = COMPACT_AFTER_MS, trimC }: CollectOptions = {}): Garbage | undefined {
   const gc = fullCollection();
   if (!gc) return undefined;
   const collected = timed(gc);
@@ -135,7 +142,7 @@ export interface IdleGarbageDeps {
   heapUsed?: () => number;
   /** Makes the collections; undefined where none can be asked for. */
   collect?: (compacted: (c: Collected) => void) => Garbage | undefined;
-  /** The C heap's trim that follows the compacting collection (firewall/malloc-trim.ts), where there is one. */
+  /** The C heap's trim for the default collections (CollectOptions.trimC). */
   trimC?: () => void;
   now?: () => number;
 }
@@ -156,7 +163,7 @@ export class IdleGarbage {
     deps: IdleGarbageDeps = {},
   ) {
     this.heapUsed = deps.heapUsed ?? heapUsed;
-    this.collect = deps.collect ?? ((compacted) => collectGarbage(compacted, COMPACT_AFTER_MS, deps.trimC));
+    this.collect = deps.collect ?? ((compacted) => collectGarbage(compacted, { trimC: deps.trimC }));
     this.now = deps.now ?? (() => performance.now());
     this.floor = this.last = this.heapUsed();
   }
